@@ -1,0 +1,94 @@
+// Elementwise CPU kernels over contiguous buffers (the op layer makes inputs contiguous or
+// passes broadcast strides). Forward and backward of each unary function sit side by side.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace kimi::cpu {
+
+enum class UnaryKind {
+  kNeg, kExp, kLog, kSqrt, kRsqrt, kSigmoid, kSilu, kSoftplus, kTanh, kRelu, kAbs,
+  kAddScalar, kMulScalar, kPowScalar
+};
+enum class BinaryKind { kAdd, kSub, kMul, kDiv, kMax };
+
+template <class T>
+inline T sigmoid_of(T x) {
+  return x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+}
+
+// y = f(x); p is the scalar of the *Scalar kinds.
+template <class T>
+inline T unary_value(UnaryKind k, T x, double p) {
+  switch (k) {
+    case UnaryKind::kNeg: return -x;
+    case UnaryKind::kExp: return std::exp(x);
+    case UnaryKind::kLog: return std::log(x);
+    case UnaryKind::kSqrt: return std::sqrt(x);
+    case UnaryKind::kRsqrt: return T(1) / std::sqrt(x);
+    case UnaryKind::kSigmoid: return sigmoid_of(x);
+    case UnaryKind::kSilu: return x * sigmoid_of(x);
+    // PyTorch's softplus: linear above the threshold 20 (beta 1).
+    case UnaryKind::kSoftplus: return x > T(20) ? x : std::log1p(std::exp(x));
+    case UnaryKind::kTanh: return std::tanh(x);
+    case UnaryKind::kRelu: return x > T(0) ? x : T(0);
+    case UnaryKind::kAbs: return std::abs(x);
+    case UnaryKind::kAddScalar: return x + T(p);
+    case UnaryKind::kMulScalar: return x * T(p);
+    case UnaryKind::kPowScalar: return std::pow(x, T(p));
+  }
+  return x;
+}
+
+// dy/dx given x and y = f(x).
+template <class T>
+inline T unary_derivative(UnaryKind k, T x, T y, double p) {
+  switch (k) {
+    case UnaryKind::kNeg: return T(-1);
+    case UnaryKind::kExp: return y;
+    case UnaryKind::kLog: return T(1) / x;
+    case UnaryKind::kSqrt: return T(0.5) / y;
+    case UnaryKind::kRsqrt: return T(-0.5) * y * y * y;
+    case UnaryKind::kSigmoid: return y * (T(1) - y);
+    case UnaryKind::kSilu: {
+      T s = sigmoid_of(x);
+      return s * (T(1) + x * (T(1) - s));
+    }
+    case UnaryKind::kSoftplus: return x > T(20) ? T(1) : sigmoid_of(x);
+    case UnaryKind::kTanh: return T(1) - y * y;
+    case UnaryKind::kRelu: return x > T(0) ? T(1) : T(0);
+    case UnaryKind::kAbs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryKind::kAddScalar: return T(1);
+    case UnaryKind::kMulScalar: return T(p);
+    case UnaryKind::kPowScalar: return T(p) * std::pow(x, T(p - 1));
+  }
+  return T(0);
+}
+
+template <class T>
+void unary_fwd(UnaryKind k, int64_t n, const T* x, T* y, double p) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = unary_value(k, x[i], p);
+}
+
+// dx = dy * f'(x)
+template <class T>
+void unary_bwd(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy, T* dx, double p) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(k, x[i], y[i], p);
+}
+
+template <class T>
+inline T binary_value(BinaryKind k, T a, T b) {
+  switch (k) {
+    case BinaryKind::kAdd: return a + b;
+    case BinaryKind::kSub: return a - b;
+    case BinaryKind::kMul: return a * b;
+    case BinaryKind::kDiv: return a / b;
+    case BinaryKind::kMax: return a >= b ? a : b;
+  }
+  return a;
+}
+
+}  // namespace kimi::cpu

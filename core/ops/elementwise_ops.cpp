@@ -1,0 +1,169 @@
+// Elementwise ops: broadcasting binary ops and unary functions, each with its backward.
+#include <algorithm>
+
+#include "core/kernels/cpu/elementwise.h"
+#include "core/kernels/cpu/strided.h"
+#include "core/ops.h"
+#include "core/ops/op_util.h"
+
+namespace kimi {
+
+using cpu::BinaryKind;
+using cpu::UnaryKind;
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    KIMI_CHECK(da == db || da == 1 || db == 1, "cannot broadcast shapes {} and {}", shape_str(a),
+               shape_str(b));
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+static Tensor binary_forward(BinaryKind kind, const Tensor& a, const Tensor& b, const char* name) {
+  check_same_device(a, b, name);
+  KIMI_CHECK(a.dtype() == b.dtype(), "{}: dtypes {} and {} differ", name, dtype_name(a.dtype()),
+             dtype_name(b.dtype()));
+  check_cpu(a, name);
+  Shape shape = broadcast_shapes(a.shape(), b.shape());
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  NoGradGuard no_grad;
+  Tensor ae = a.expand(shape), be = b.expand(shape);
+  dispatch_float(a.dtype(), name, [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    using T = scalar_t;
+    T* o = out.data<T>();
+    const T* pa = static_cast<const T*>(a.storage()->data) + a.offset();
+    const T* pb = static_cast<const T*>(b.storage()->data) + b.offset();
+    const int64_t n = out.numel();
+    if (ae.is_contiguous() && be.is_contiguous()) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+      for (int64_t i = 0; i < n; ++i) o[i] = cpu::binary_value(kind, pa[i], pb[i]);
+      return;
+    }
+    int64_t row = 0;
+    cpu::for_each_row<2>(shape, {&ae.strides(), &be.strides()}, [&](auto offs, int64_t m, auto in) {
+      T* orow = o + row;
+      for (int64_t j = 0; j < m; ++j)
+        orow[j] = cpu::binary_value(kind, pa[offs[0] + j * in[0]], pb[offs[1] + j * in[1]]);
+      row += m;
+    });
+  });
+  return out;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Shape sa = a.shape(), sb = b.shape();
+  return record("add", binary_forward(BinaryKind::kAdd, a, b, "add"), {a, b},
+                [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {sum_to_shape(g[0], sa), sum_to_shape(g[0], sb)};
+                });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Shape sa = a.shape(), sb = b.shape();
+  return record("sub", binary_forward(BinaryKind::kSub, a, b, "sub"), {a, b},
+                [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {sum_to_shape(g[0], sa), sum_to_shape(neg(g[0]), sb)};
+                });
+}
+
+// da = g * b, db = g * a
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return record("mul", binary_forward(BinaryKind::kMul, a, b, "mul"), {a, b},
+                [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  Tensor da = a.requires_grad() ? sum_to_shape(mul(g[0], b), a.shape()) : Tensor();
+                  Tensor db = b.requires_grad() ? sum_to_shape(mul(g[0], a), b.shape()) : Tensor();
+                  return {da, db};
+                });
+}
+
+// da = g / b, db = -g a / b^2
+Tensor div(const Tensor& a, const Tensor& b) {
+  return record("div", binary_forward(BinaryKind::kDiv, a, b, "div"), {a, b},
+                [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  Tensor da = a.requires_grad() ? sum_to_shape(div(g[0], b), a.shape()) : Tensor();
+                  Tensor db;
+                  if (b.requires_grad()) db = sum_to_shape(neg(div(mul(g[0], a), mul(b, b))), b.shape());
+                  return {da, db};
+                });
+}
+
+// The gradient goes to a where a >= b, else to b (one side only, as the forward picks one).
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return record("maximum", binary_forward(BinaryKind::kMax, a, b, "maximum"), {a, b},
+                [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  Shape shape = g[0].shape();
+                  Tensor take_a = binary_forward(BinaryKind::kMax, a, b, "maximum");
+                  // mask_a = (a >= b) computed as (max(a,b) == a)
+                  Tensor ae = a.expand(shape).contiguous();
+                  Tensor ma = Tensor::empty(shape, g[0].dtype());
+                  dispatch_float(g[0].dtype(), "maximum", [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+                    const scalar_t* m = take_a.data<scalar_t>();
+                    const scalar_t* x = ae.data<scalar_t>();
+                    scalar_t* o = ma.data<scalar_t>();
+                    for (int64_t i = 0; i < ma.numel(); ++i) o[i] = m[i] == x[i] ? 1 : 0;
+                  });
+                  Tensor ga = mul(g[0], ma);
+                  Tensor gb = sub(g[0], ga);
+                  return {sum_to_shape(ga, a.shape()), sum_to_shape(gb, b.shape())};
+                });
+}
+
+static Tensor unary_forward(UnaryKind kind, const Tensor& x, double p, const char* name) {
+  check_cpu(x, name);
+  Tensor xc;
+  {
+    NoGradGuard no_grad;
+    xc = x.contiguous();
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), name, [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    cpu::unary_fwd<scalar_t>(kind, x.numel(), xc.data<scalar_t>(), y.data<scalar_t>(), p);
+  });
+  return y;
+}
+
+// dx = dy * f'(x), one fused kernel.
+static Tensor unary_backward(UnaryKind kind, const Tensor& x, const Tensor& y, const Tensor& dy, double p,
+                             const char* name) {
+  Tensor xc = x.contiguous(), yc = y.contiguous(), gc = dy.contiguous();
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), name, [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    cpu::unary_bwd<scalar_t>(kind, x.numel(), xc.data<scalar_t>(), yc.data<scalar_t>(),
+                             gc.data<scalar_t>(), dx.data<scalar_t>(), p);
+  });
+  return dx;
+}
+
+static Tensor unary(UnaryKind kind, const Tensor& x, const char* name, double p = 0.0) {
+  Tensor y = unary_forward(kind, x, p, name);
+  Tensor y_saved = y;  // saved before record() gives the output its graph node
+  return record(name, y, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {unary_backward(kind, x.detach(), y_saved, g[0], p, name)};
+  });
+}
+
+Tensor neg(const Tensor& x) { return unary(UnaryKind::kNeg, x, "neg"); }
+Tensor exp(const Tensor& x) { return unary(UnaryKind::kExp, x, "exp"); }
+Tensor log(const Tensor& x) { return unary(UnaryKind::kLog, x, "log"); }
+Tensor sqrt(const Tensor& x) { return unary(UnaryKind::kSqrt, x, "sqrt"); }
+Tensor rsqrt(const Tensor& x) { return unary(UnaryKind::kRsqrt, x, "rsqrt"); }
+Tensor sigmoid(const Tensor& x) { return unary(UnaryKind::kSigmoid, x, "sigmoid"); }
+Tensor silu(const Tensor& x) { return unary(UnaryKind::kSilu, x, "silu"); }
+Tensor softplus(const Tensor& x) { return unary(UnaryKind::kSoftplus, x, "softplus"); }
+Tensor tanh(const Tensor& x) { return unary(UnaryKind::kTanh, x, "tanh"); }
+Tensor relu(const Tensor& x) { return unary(UnaryKind::kRelu, x, "relu"); }
+Tensor abs(const Tensor& x) { return unary(UnaryKind::kAbs, x, "abs"); }
+Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryKind::kAddScalar, x, "add_scalar", s); }
+Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryKind::kMulScalar, x, "mul_scalar", s); }
+Tensor pow_scalar(const Tensor& x, double p) { return unary(UnaryKind::kPowScalar, x, "pow_scalar", p); }
+
+}  // namespace kimi

@@ -1,0 +1,181 @@
+// Joins and selection: concat, stack, split (views), where and masked_fill, with backward.
+// Semantics follow torch.cat / torch.stack / torch.split / torch.where / Tensor.masked_fill:
+// where broadcasts cond, a and b together (cond of any dtype, nonzero = true); masked_fill
+// broadcasts the mask to x's shape. Gradients route to the chosen side, zero elsewhere.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/ops/op_util.h"
+
+namespace kimi {
+namespace {
+
+using Mask = std::shared_ptr<const std::vector<uint8_t>>;
+
+// Checks the pieces of a concat/stack agree with xs[0] except along `skip_dim` (-1: none).
+void check_joinable(const std::vector<Tensor>& xs, int64_t skip_dim, const char* name) {
+  KIMI_CHECK(!xs.empty(), "{}: no tensors", name);
+  for (size_t i = 1; i < xs.size(); ++i) {
+    KIMI_CHECK(xs[i].dtype() == xs[0].dtype() && xs[i].device() == xs[0].device(),
+               "{}: tensor {} is {}, tensor 0 is {}", name, i, xs[i].str(), xs[0].str());
+    bool ok = xs[i].dim() == xs[0].dim();
+    for (int64_t d = 0; ok && d < xs[0].dim(); ++d)
+      ok = d == skip_dim || xs[i].size(d) == xs[0].size(d);
+    KIMI_CHECK(ok, "{}: tensor {} has shape {}, tensor 0 has {}", name, i,
+               shape_str(xs[i].shape()), shape_str(xs[0].shape()));
+  }
+}
+
+// mask[i] = (cond broadcast to `shape`)[i] != 0, for cond of any dtype.
+Mask make_mask(const Tensor& cond, const Shape& shape) {
+  Tensor c = cond.detach().expand(shape).to(DType::kF64).contiguous();
+  const double* p = c.data<double>();
+  auto m = std::make_shared<std::vector<uint8_t>>(c.numel());
+  for (int64_t i = 0; i < c.numel(); ++i) (*m)[i] = p[i] != 0.0;
+  return m;
+}
+
+// out[i] = mask[i] ? a[i] : b[i] (a null: the scalar `fill`); all buffers contiguous, n long.
+template <class T>
+void select_kernel(int64_t n, const uint8_t* mask, const T* a, T fill, const T* b, T* out) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = mask[i] ? (a ? a[i] : fill) : b[i];
+}
+
+// g where mask == keep, 0 elsewhere; then summed back to `shape` (broadcast inputs).
+Tensor masked_grad(const Tensor& g, const Mask& mask, bool keep, const Shape& shape) {
+  Tensor gc = g.contiguous();
+  Tensor out = Tensor::empty(gc.shape(), gc.dtype());
+  dispatch_float(gc.dtype(), "where", [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    const scalar_t* gp = gc.data<scalar_t>();
+    scalar_t* o = out.data<scalar_t>();
+    for (int64_t i = 0; i < gc.numel(); ++i) o[i] = ((*mask)[i] != 0) == keep ? gp[i] : scalar_t(0);
+  });
+  return sum_to_shape(out, shape);
+}
+
+}  // namespace
+
+// out = [x0 | x1 | ...] along dim;  dx_i = the matching slice of dout
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
+  KIMI_CHECK(!xs.empty(), "concat: no tensors");
+  dim = wrap_dim(dim, xs[0].dim(), "concat");
+  check_joinable(xs, dim, "concat");
+  check_cpu(xs[0], "concat");
+  Shape shape = xs[0].shape();
+  std::vector<int64_t> starts;
+  shape[dim] = 0;
+  for (const Tensor& x : xs) {
+    starts.push_back(shape[dim]);
+    shape[dim] += x.size(dim);
+  }
+  Tensor out = Tensor::empty(shape, xs[0].dtype());
+  {
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < xs.size(); ++i) out.narrow(dim, starts[i], xs[i].size(dim)).copy_(xs[i]);
+  }
+  std::vector<int64_t> sizes;
+  for (const Tensor& x : xs) sizes.push_back(x.size(dim));
+  return record("concat", out, xs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    std::vector<Tensor> grads;
+    for (size_t i = 0; i < sizes.size(); ++i)
+      grads.push_back(g[0].narrow(dim, starts[i], sizes[i]).contiguous());
+    return grads;
+  });
+}
+
+// out.select(dim, i) = x_i;  dx_i = dout.select(dim, i)
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
+  KIMI_CHECK(!xs.empty(), "stack: no tensors");
+  dim = wrap_dim(dim, xs[0].dim() + 1, "stack");
+  check_joinable(xs, -1, "stack");
+  check_cpu(xs[0], "stack");
+  Shape shape = xs[0].shape();
+  shape.insert(shape.begin() + dim, static_cast<int64_t>(xs.size()));
+  Tensor out = Tensor::empty(shape, xs[0].dtype());
+  {
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < xs.size(); ++i) out.select(dim, static_cast<int64_t>(i)).copy_(xs[i]);
+  }
+  const size_t n = xs.size();
+  return record("stack", out, xs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    std::vector<Tensor> grads;
+    for (size_t i = 0; i < n; ++i) grads.push_back(g[0].select(dim, static_cast<int64_t>(i)).contiguous());
+    return grads;
+  });
+}
+
+// Pieces are views of x (no copy), one node for all of them;  dx = concat(dpieces) along dim
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  dim = wrap_dim(dim, x.dim(), "split");
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    KIMI_CHECK(s >= 0, "split: negative size {}", s);
+    total += s;
+  }
+  KIMI_CHECK(total == x.size(dim), "split: sizes sum to {}, dim {} of {} has {}", total, dim,
+             x.str(), x.size(dim));
+  std::vector<Tensor> pieces;
+  {
+    NoGradGuard no_grad;
+    int64_t start = 0;
+    for (int64_t s : sizes) {
+      pieces.push_back(x.detach().narrow(dim, start, s));
+      start += s;
+    }
+  }
+  return record_multi("split", pieces, {x}, [dim](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    std::vector<Tensor> parts(g.begin(), g.end());
+    return {concat(parts, dim)};
+  });
+}
+
+// out = cond ? a : b (all three broadcast);  da = g * cond, db = g * !cond (summed to shape)
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_cpu(a, "where");
+  check_same_device(a, b, "where");
+  check_same_device(a, cond, "where");
+  KIMI_CHECK(a.dtype() == b.dtype(), "where: a is {}, b is {}", dtype_name(a.dtype()),
+             dtype_name(b.dtype()));
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
+  Mask mask = make_mask(cond, shape);
+  Tensor ac = a.detach().expand(shape).contiguous(), bc = b.detach().expand(shape).contiguous();
+  Tensor out = Tensor::empty(shape, a.dtype());
+  dispatch_float(a.dtype(), "where", [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    select_kernel<scalar_t>(out.numel(), mask->data(), ac.data<scalar_t>(), scalar_t(0),
+                            bc.data<scalar_t>(), out.data<scalar_t>());
+  });
+  const Shape sa = a.shape(), sb = b.shape();
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return record("where", out, {a, b}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {need_a ? masked_grad(g[0], mask, true, sa) : Tensor(),
+            need_b ? masked_grad(g[0], mask, false, sb) : Tensor()};
+  });
+}
+
+// out = mask ? value : x (mask broadcast to x);  dx = g * !mask
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  check_cpu(x, "masked_fill");
+  check_same_device(x, mask, "masked_fill");
+  KIMI_CHECK(broadcast_shapes(mask.shape(), x.shape()) == x.shape(),
+             "masked_fill: mask {} does not broadcast to x {}", shape_str(mask.shape()),
+             shape_str(x.shape()));
+  Mask m = make_mask(mask, x.shape());
+  Tensor xc = x.detach().contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), "masked_fill", [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    select_kernel<scalar_t>(out.numel(), m->data(), nullptr, static_cast<scalar_t>(value),
+                            xc.data<scalar_t>(), out.data<scalar_t>());
+  });
+  const Shape sx = x.shape();
+  return record("masked_fill", out, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {masked_grad(g[0], m, false, sx)};
+  });
+}
+
+}  // namespace kimi

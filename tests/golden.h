@@ -1,0 +1,67 @@
+// Test helper: loads reference tensors from ../shared/golden (KIMI_GOLDEN_DIR, set by
+// tests/CMakeLists.txt) through kimi::io::SafetensorsFile, and measures relative error the way
+// flash-linear-attention's get_err_ratio does: ||x - ref|| / ||ref||.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/io/safetensors.h"
+
+namespace kimi::test {
+
+inline std::string golden_dir() { return KIMI_GOLDEN_DIR; }
+inline std::string golden_path(const std::string& file) { return golden_dir() + "/" + file; }
+
+// Skips the calling test (use as KIMI_SKIP_WITHOUT_GOLDEN(file)) when the file is absent.
+#define KIMI_SKIP_WITHOUT_GOLDEN(file)                                                  \
+  do {                                                                                  \
+    if (!std::filesystem::exists(::kimi::test::golden_path(file)))                      \
+      GTEST_SKIP() << "golden file " << ::kimi::test::golden_path(file)                 \
+                   << " not found (the shared/golden folder sits next to the repo root)"; \
+  } while (0)
+
+struct GoldenTensor {
+  std::vector<double> data;
+  std::vector<int64_t> shape;
+};
+
+// One open golden file; tensors converted to double on load.
+class GoldenFile {
+ public:
+  explicit GoldenFile(const std::string& file)
+      : f_(kimi::io::SafetensorsFile::open(golden_path(file))) {}
+  bool contains(const std::string& name) const { return f_.contains(name); }
+  GoldenTensor get(const std::string& name) const {
+    return GoldenTensor{f_.read_f64(name), f_.info(name).shape};
+  }
+  const kimi::io::SafetensorsFile& file() const { return f_; }
+
+ private:
+  kimi::io::SafetensorsFile f_;
+};
+
+inline GoldenTensor load(const std::string& file, const std::string& name) {
+  return GoldenFile(file).get(name);
+}
+
+// ||a - b|| / ||b||; NaN anywhere gives NaN (which fails every EXPECT_LT); sizes must agree.
+template <class A, class B>
+double rel_err(const A& a, const B& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = double(a[i]), y = double(b[i]);
+    num += (x - y) * (x - y);
+    den += y * y;
+  }
+  if (std::isnan(num)) return NAN;
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+}  // namespace kimi::test

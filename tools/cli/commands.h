@@ -1,0 +1,13 @@
+// The kimi-lab subcommands. Each lives in its own file and adds itself to the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace kimi::cli {
+
+// Each register_* adds one subcommand (with its --help text) whose callback does the work.
+// A callback reports user errors by throwing kimi::UserError; main prints it as one line.
+void register_version(CLI::App& app);
+void register_inspect(CLI::App& app);
+
+}  // namespace kimi::cli

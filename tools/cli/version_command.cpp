@@ -1,0 +1,20 @@
+// `kimi-lab version`: the version and what this binary was built with.
+#include <fmt/format.h>
+
+#include "tools/cli/commands.h"
+
+namespace kimi::cli {
+
+void register_version(CLI::App& app) {
+  auto* cmd = app.add_subcommand("version", "Print the version and the enabled backends");
+  cmd->callback([] {
+#ifdef KIMI_LAB_CUDA
+    const char* cuda = "on";
+#else
+    const char* cuda = "off";
+#endif
+    fmt::print("kimi-lab {} (cpu: Eigen; cuda: {})\n", KIMI_LAB_VERSION, cuda);
+  });
+}
+
+}  // namespace kimi::cli

@@ -1,0 +1,248 @@
+// Defaults that depend on other keys, value checks with the key named in every message, the
+// per-layer mixer list (DESIGN.md section 5: list or ratio, the global layer last in a group).
+#include <algorithm>
+#include <set>
+
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "trainer/config_fields.h"
+
+namespace kimi {
+namespace config_detail {
+namespace {
+
+template <class T>
+void require(bool ok, const char* key, const char* rule, const T& value) {
+  if (!ok) throw UserError(fmt::format("{} must be {} (got {})", key, rule, value));
+}
+
+void require_choice(const std::string& key, const std::string& value,
+                    const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return;
+  throw UserError(fmt::format("{}: expected one of {}; got '{}'", key, fmt::join(choices, ", "),
+                              value));
+}
+
+void validate_task(const TaskConfig& t) {
+  require_choice("task.name", t.name, {"palindrome", "mqar", "stack", "lm"});
+  require_choice("task.mqar.form", t.mqar.form, {"kimi", "zoology"});
+  require(t.vocab_size >= 0, "task.vocab_size", ">= 0", t.vocab_size);
+  require(t.mqar.num_kv_pairs >= 0, "task.mqar.num_kv_pairs", ">= 0", t.mqar.num_kv_pairs);
+  require(t.mqar.num_queries >= 0, "task.mqar.num_queries", ">= 0", t.mqar.num_queries);
+  require(t.mqar.power_a > 0, "task.mqar.power_a", "> 0", t.mqar.power_a);
+  require(t.palindrome.length >= 0, "task.palindrome.length", ">= 0", t.palindrome.length);
+  require(t.stack.num_stacks >= 1, "task.stack.num_stacks", ">= 1", t.stack.num_stacks);
+  require(t.stack.push_prob > 0 && t.stack.push_prob < 1, "task.stack.push_prob", "in (0, 1)",
+          t.stack.push_prob);
+  require(t.lm.eval_fraction > 0 && t.lm.eval_fraction < 1, "task.lm.eval_fraction",
+          "in (0, 1)", t.lm.eval_fraction);
+  if (t.mixed_lengths && t.train_seq_lens.empty()) {
+    throw UserError("task.train_seq_lens must list lengths when task.mixed_lengths is true");
+  }
+  for (int64_t len : t.train_seq_lens) require(len > 0, "task.train_seq_lens", "> 0", len);
+}
+
+void validate_model(const ModelConfig& m) {
+  require(m.d_model > 0, "model.d_model", "> 0", m.d_model);
+  require(m.n_layers > 0, "model.n_layers", "> 0", m.n_layers);
+  require(m.num_heads > 0, "model.num_heads", "> 0", m.num_heads);
+  require(m.head_dim > 0, "model.head_dim", "> 0", m.head_dim);
+  require(m.num_kv_heads > 0 && m.num_heads % m.num_kv_heads == 0, "model.num_kv_heads",
+          "a divisor of model.num_heads", m.num_kv_heads);
+  require(m.expand_v > 0, "model.expand_v", "> 0", m.expand_v);
+  require(m.conv_size >= 1, "model.conv_size", ">= 1", m.conv_size);
+  require_choice("model.output_gate", m.output_gate, {"sigmoid", "swish", "none"});
+  require(m.rope_theta > 0, "model.rope_theta", "> 0", m.rope_theta);
+  require(m.mlp_hidden >= 0, "model.mlp_hidden", ">= 0", m.mlp_hidden);
+  require(m.norm_eps > 0, "model.norm_eps", "> 0", m.norm_eps);
+  require(m.chunk_size > 0, "model.chunk_size", "> 0", m.chunk_size);
+  require(m.kv_lora_rank > 0, "model.kv_lora_rank", "> 0", m.kv_lora_rank);
+  require(m.q_lora_rank >= 0, "model.q_lora_rank", ">= 0", m.q_lora_rank);
+  require(m.qk_rope_dim >= 0, "model.qk_rope_dim", ">= 0", m.qk_rope_dim);
+  require(m.init_std > 0, "model.init_std", "> 0", m.init_std);
+  require(m.mamba2.d_state > 0, "model.mamba2.d_state", "> 0", m.mamba2.d_state);
+  require(m.mamba2.expand > 0, "model.mamba2.expand", "> 0", m.mamba2.expand);
+  layer_mixers(m);  // throws on bad names, lengths or ratios
+}
+
+void validate_train(const TrainConfig& t) {
+  require(t.steps > 0, "train.steps", "> 0", t.steps);
+  require(t.batch_size > 0, "train.batch_size", "> 0", t.batch_size);
+  require(t.seq_len > 0, "train.seq_len", "> 0", t.seq_len);
+  require(t.lr > 0, "train.lr", "> 0", t.lr);
+  require(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay);
+  require(t.beta1 >= 0 && t.beta1 < 1, "train.beta1", "in [0, 1)", t.beta1);
+  require(t.beta2 >= 0 && t.beta2 < 1, "train.beta2", "in [0, 1)", t.beta2);
+  require(t.eps > 0, "train.eps", "> 0", t.eps);
+  require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps);
+  require_choice("train.schedule", t.schedule, {"cosine", "linear", "constant"});
+  require(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]",
+          t.min_lr_ratio);
+  require(t.grad_clip >= 0, "train.grad_clip", ">= 0 (0 = off)", t.grad_clip);
+  require(t.seed >= 0, "train.seed", ">= 0", t.seed);
+  require(t.log_every > 0, "train.log_every", "> 0", t.log_every);
+  require(t.eval_every >= 0, "train.eval_every", ">= 0", t.eval_every);
+  require(t.checkpoint_every >= 0, "train.checkpoint_every", ">= 0", t.checkpoint_every);
+  require(t.target_accuracy >= 0 && t.target_accuracy <= 1, "train.target_accuracy",
+          "in [0, 1]", t.target_accuracy);
+  require_choice("train.device", t.device, {"cpu", "cuda", "auto"});
+  require_choice("train.precision", t.precision, {"fp32", "bf16"});
+  require(t.threads >= 0, "train.threads", ">= 0 (0 = all cores)", t.threads);
+}
+
+void validate_eval(const EvalConfig& e) {
+  for (int64_t len : e.seq_lens) require(len > 0, "eval.seq_lens", "> 0", len);
+  require(e.num_examples > 0, "eval.num_examples", "> 0", e.num_examples);
+  require(e.batch_size > 0, "eval.batch_size", "> 0", e.batch_size);
+  require(e.seed >= 0, "eval.seed", ">= 0", e.seed);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string last_part(const std::string& key) {
+  const size_t dot = key.rfind('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
+
+}  // namespace
+
+std::string closest_key(const std::string& unknown) {
+  std::set<std::string> candidates(known_config_keys().begin(), known_config_keys().end());
+  for (const auto& key : known_config_keys()) {
+    for (size_t dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1)) {
+      candidates.insert(key.substr(0, dot));
+    }
+  }
+  // A right name in the wrong section (`lr` for `train.lr`) scores as a near miss.
+  std::string best;
+  size_t best_score = std::string::npos;
+  for (const auto& key : candidates) {
+    size_t score = edit_distance(unknown, key);
+    if (last_part(unknown) == last_part(key)) score = std::min<size_t>(score, 1);
+    if (score < best_score) best_score = score, best = key;
+  }
+  return best_score <= std::max<size_t>(3, unknown.size() / 3) ? best : "";
+}
+
+void resolve_and_validate(RunConfig& c) {
+  validate_task(c.task);
+  if (c.task.vocab_size == 0) {
+    c.task.vocab_size = c.task.name == "mqar" ? 8192 : c.task.name == "lm" ? 256 : 128;
+  }
+  if (c.model.num_kv_heads == 0) c.model.num_kv_heads = c.model.num_heads;
+  validate_model(c.model);
+  validate_train(c.train);
+  if (c.eval.seq_lens.empty()) c.eval.seq_lens = {c.train.seq_len};
+  validate_eval(c.eval);
+  if (c.name.empty()) {
+    std::vector<std::string> kinds;  // distinct mixers in layer order: "mqar_kda-attention"
+    for (const auto& mixer : layer_mixers(c.model)) {
+      if (std::find(kinds.begin(), kinds.end(), mixer) == kinds.end()) kinds.push_back(mixer);
+    }
+    c.name = fmt::format("{}_{}", c.task.name, fmt::join(kinds, "-"));
+  }
+  if (c.out_dir.empty()) throw UserError("out_dir must not be empty");
+}
+
+}  // namespace config_detail
+
+const std::vector<std::string>& known_mixers() {
+  static const std::vector<std::string> names = {"kda",       "gdn", "deltanet", "mamba2",
+                                                 "attention", "mla"};
+  return names;
+}
+
+namespace {
+
+void check_mixer(const char* key, const std::string& name) {
+  const auto& names = known_mixers();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return;
+  throw UserError(fmt::format("{}: unknown mixer '{}'; expected one of {}", key, name,
+                              fmt::join(names, ", ")));
+}
+
+std::vector<std::string> split_trimmed(const std::string& text, char sep) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find(sep, start);
+    std::string part = text.substr(start, end == std::string::npos ? end : end - start);
+    part.erase(0, part.find_first_not_of(" \t"));
+    part.erase(part.find_last_not_of(" \t") + 1);
+    parts.push_back(part);
+    if (end == std::string::npos) return parts;
+    start = end + 1;
+  }
+}
+
+int64_t parse_count(const std::string& text, const std::string& spec) {
+  size_t used = 0;
+  int64_t value = -1;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+  }
+  if (used != text.size() || value < 0) {
+    throw UserError(fmt::format("model.hybrid: bad ratio count '{}' in '{}'", text, spec));
+  }
+  return value;
+}
+
+// "a:b=x:y": groups of x a-layers then y b-layers; a short last group ends with its b's, as
+// Kimi-Linear-48B's 27 layers end with MLA (0-based MLA layers 3, 7, ..., 23, 26).
+std::vector<std::string> hybrid_layers(const std::string& spec, int64_t n_layers) {
+  const auto sides = split_trimmed(spec, '=');
+  const auto names = split_trimmed(sides[0], ':');
+  const auto counts = sides.size() == 2 ? split_trimmed(sides[1], ':') : std::vector<std::string>{};
+  if (names.size() != 2 || counts.size() != 2) {
+    throw UserError(fmt::format("model.hybrid: expected 'a:b=x:y' (e.g. kda:attention=3:1); "
+                                "got '{}'", spec));
+  }
+  check_mixer("model.hybrid", names[0]);
+  check_mixer("model.hybrid", names[1]);
+  const int64_t x = parse_count(counts[0], spec), y = parse_count(counts[1], spec);
+  if (x + y == 0) throw UserError(fmt::format("model.hybrid: ratio 0:0 in '{}'", spec));
+  std::vector<std::string> layers;
+  for (int64_t i = 0; i < n_layers; ++i) {
+    const int64_t group_start = i - i % (x + y);
+    const int64_t group_len = std::min(x + y, n_layers - group_start);
+    const bool global = i - group_start >= group_len - std::min(y, group_len);
+    layers.push_back(global ? names[1] : names[0]);
+  }
+  return layers;
+}
+
+}  // namespace
+
+std::vector<std::string> layer_mixers(const ModelConfig& m) {
+  if (!m.hybrid.empty()) {
+    if (m.mixer.size() > 1) {
+      throw UserError("model.hybrid and a model.mixer list are both set; keep one of them");
+    }
+    return hybrid_layers(m.hybrid, m.n_layers);
+  }
+  if (m.mixer.empty()) throw UserError("model.mixer is empty; name a mixer, e.g. kda");
+  for (const auto& name : m.mixer) check_mixer("model.mixer", name);
+  if (m.mixer.size() == 1) return std::vector<std::string>(m.n_layers, m.mixer[0]);
+  if (static_cast<int64_t>(m.mixer.size()) != m.n_layers) {
+    throw UserError(fmt::format("model.mixer lists {} mixers but model.n_layers is {}",
+                                m.mixer.size(), m.n_layers));
+  }
+  return m.mixer;
+}
+
+}  // namespace kimi
