@@ -2,9 +2,9 @@
 // train/test leakage after the fact; here a training row that matches an eval row is redrawn).
 #pragma once
 
-#include "tasks/task.h"
-
 #include <unordered_set>
+
+#include "tasks/task.h"
 
 namespace kimi::tasks {
 

@@ -2,11 +2,11 @@
 // share. The token layout of each task is documented in its .cpp file.
 #pragma once
 
-#include "tasks/rng.h"
-#include "tasks/task.h"
-
 #include <memory>
 #include <vector>
+
+#include "tasks/rng.h"
+#include "tasks/task.h"
 
 namespace kimi::tasks {
 

@@ -36,8 +36,8 @@ class LmTask : public Task {
     if (train < seq_len + 1 || eval < seq_len + 1) {
       throw UserError(fmt::format(
           "task.lm.path: '{}' is too short for seq_len {}: its train part has {} bytes and its "
-          "eval part (task.lm.eval_fraction) {}; each needs seq_len + 1", path_, seq_len, train,
-          eval));
+          "eval part (task.lm.eval_fraction) {}; each needs seq_len + 1",
+          path_, seq_len, train, eval));
     }
   }
 
@@ -65,12 +65,12 @@ class LmTask : public Task {
 std::unique_ptr<Task> make_lm_task(const TaskConfig& config) {
   if (config.lm.path.empty()) throw UserError("task.lm.path is empty (required for task lm)");
   if (resolved_vocab_size(config) != 256) {
-    throw UserError(fmt::format("task.vocab_size must be 256 (bytes) for task lm; got {}",
-                                config.vocab_size));
+    throw UserError(
+        fmt::format("task.vocab_size must be 256 (bytes) for task lm; got {}", config.vocab_size));
   }
   if (!(config.lm.eval_fraction > 0.0 && config.lm.eval_fraction < 1.0)) {
-    throw UserError(fmt::format("task.lm.eval_fraction must be in (0, 1); got {}",
-                                config.lm.eval_fraction));
+    throw UserError(
+        fmt::format("task.lm.eval_fraction must be in (0, 1); got {}", config.lm.eval_fraction));
   }
   return std::make_unique<LmTask>(config.lm.path, read_text_file(config.lm.path),
                                   config.lm.eval_fraction);

@@ -73,11 +73,14 @@ class MqarTask : public Task {
     if (2 * k + 1 + q > seq_len) {
       throw UserError(fmt::format(
           "mqar: seq_len {} cannot hold {} pairs + <sep> + {} queries (task.mqar.num_kv_pairs, "
-          "task.mqar.num_queries)", seq_len, k, q));
+          "task.mqar.num_queries)",
+          seq_len, k, q));
     }
     if (k > num_keys() || k > vocab_ - 2 - num_keys()) {
-      throw UserError(fmt::format("mqar: task.vocab_size {} too small for {} distinct keys and "
-                                  "values", vocab_, k));
+      throw UserError(
+          fmt::format("mqar: task.vocab_size {} too small for {} distinct keys and "
+                      "values",
+                      vocab_, k));
     }
   }
 
@@ -85,12 +88,16 @@ class MqarTask : public Task {
   void check_zoology(int64_t seq_len) const {
     const int64_t k = num_kv_pairs(seq_len);
     if (seq_len % 2 != 0 || 4 * k > seq_len) {
-      throw UserError(fmt::format("mqar (zoology form): seq_len {} must be even and >= 4 * "
-                                  "task.mqar.num_kv_pairs ({})", seq_len, k));
+      throw UserError(
+          fmt::format("mqar (zoology form): seq_len {} must be even and >= 4 * "
+                      "task.mqar.num_kv_pairs ({})",
+                      seq_len, k));
     }
     if (vocab_ <= seq_len || k > vocab_ / 2 - 1) {
-      throw UserError(fmt::format("mqar (zoology form): task.vocab_size {} must exceed seq_len "
-                                  "{} and hold {} keys", vocab_, seq_len, k));
+      throw UserError(
+          fmt::format("mqar (zoology form): task.vocab_size {} must exceed seq_len "
+                      "{} and hold {} keys",
+                      vocab_, seq_len, k));
     }
   }
 
@@ -123,7 +130,8 @@ class MqarTask : public Task {
       inputs[2 * i + 1] = values[i];
     }
     // random_non_queries=True: every non-query slot after the pairs is uniform in [0, vocab).
-    for (int64_t t = context; t < seq_len; ++t) inputs[t] = static_cast<int32_t>(rng.uniform(0, vocab_));
+    for (int64_t t = context; t < seq_len; ++t)
+      inputs[t] = static_cast<int32_t>(rng.uniform(0, vocab_));
     for (int64_t i = 0; i < k; ++i) {
       const int64_t pos = context + 2 * gaps[i];
       inputs[pos] = keys[i];

@@ -19,13 +19,14 @@ class StackTask : public Task {
  public:
   StackTask(int64_t vocab, StackConfig config) : vocab_(vocab), config_(config) {
     if (config_.num_stacks < 1) {
-      throw UserError(fmt::format("task.stack.num_stacks must be >= 1; got {}",
-                                  config_.num_stacks));
+      throw UserError(
+          fmt::format("task.stack.num_stacks must be >= 1; got {}", config_.num_stacks));
     }
     if (first_elem() + 2 > vocab_) {
       throw UserError(fmt::format(
           "task.vocab_size {} too small for stack: needs 3 specials + task.stack.num_stacks ({}) "
-          "ids + at least 2 elements", vocab_, config_.num_stacks));
+          "ids + at least 2 elements",
+          vocab_, config_.num_stacks));
     }
   }
   std::string name() const override { return "stack"; }
@@ -80,8 +81,8 @@ class StackTask : public Task {
 
 std::unique_ptr<Task> make_stack_task(const TaskConfig& config) {
   if (!(config.stack.push_prob > 0.0 && config.stack.push_prob < 1.0)) {
-    throw UserError(fmt::format("task.stack.push_prob must be in (0, 1); got {}",
-                                config.stack.push_prob));
+    throw UserError(
+        fmt::format("task.stack.push_prob must be in (0, 1); got {}", config.stack.push_prob));
   }
   return std::make_unique<StackTask>(resolved_vocab_size(config), config.stack);
 }

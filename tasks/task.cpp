@@ -72,8 +72,8 @@ std::unique_ptr<Task> make_task(const TaskConfig& config) {
   if (config.name == "mqar") return make_mqar_task(config);
   if (config.name == "stack") return make_stack_task(config);
   if (config.name == "lm") return make_lm_task(config);
-  throw UserError(fmt::format(
-      "task.name: expected one of palindrome, mqar, stack, lm; got '{}'", config.name));
+  throw UserError(
+      fmt::format("task.name: expected one of palindrome, mqar, stack, lm; got '{}'", config.name));
 }
 
 void check_task_lengths(const RunConfig& config) {

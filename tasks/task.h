@@ -4,12 +4,12 @@
 // must predict after reading inputs[0..t] (DESIGN.md section 6).
 #pragma once
 
-#include "trainer/config.h"
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "trainer/config.h"
 
 namespace kimi::tasks {
 

@@ -1,12 +1,13 @@
 // Tests of the autograd engine (core/autograd.cpp): accumulation for shared inputs, diamond
 // graphs, no-grad mode, errors for a second backward and for a non-scalar root without a
 // gradient, explicit upstream gradients, release of saved tensors, broadcast reduction, views.
+#include "core/autograd.h"
+
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 
-#include "core/autograd.h"
 #include "core/ops.h"
 
 namespace {
@@ -141,7 +142,8 @@ TEST(Autograd, BroadcastGradientsReduceToInputShape) {
 
 TEST(Autograd, ViewsShareStorage) {
   Tensor x = Tensor::from_vector(std::vector<double>{0, 1, 2, 3, 4, 5}, {2, 3});
-  Tensor t = x.transpose(0, 1), n = x.narrow(1, 1, 2), r = x.reshape({3, 2}), e = x.expand({4, 2, 3});
+  Tensor t = x.transpose(0, 1), n = x.narrow(1, 1, 2), r = x.reshape({3, 2}),
+         e = x.expand({4, 2, 3});
   for (const Tensor& v : {t, n, r, e}) EXPECT_EQ(v.storage(), x.storage()) << v.str();
   EXPECT_FALSE(t.is_contiguous());
   x.data<double>()[1] = 42;

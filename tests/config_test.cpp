@@ -1,12 +1,13 @@
 // Tests of trainer/config: strict decoding (every error kind names its key or file), override
 // typing, the to_yaml round trip, dotted JSON, and per-layer mixer resolution.
+#include "trainer/config.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
-#include "trainer/config.h"
 
 namespace kimi {
 namespace {
@@ -28,9 +29,10 @@ class Config : public ::testing::Test {
     return "";
   }
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kimi_config_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        std::filesystem::temp_directory_path() /
+        ("kimi_config_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+         "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -62,7 +64,8 @@ train:
   seq_len: 128
 eval:
   seq_lens: [64, 128]
-)"), {});
+)"),
+                                  {});
   EXPECT_EQ(c.name, "demo");
   EXPECT_EQ(c.task.name, "palindrome");
   EXPECT_TRUE(c.task.palindrome.score_sep);
@@ -73,10 +76,10 @@ eval:
 }
 
 TEST_F(Config, OverridesAreTypedAsYaml) {
-  const RunConfig c = load_config(write("train: {lr: 0.01}\n"),
-                                  {"train.lr=3e-4", "model.mixer=[kda,kda,kda,attention]",
-                                   "model.n_layers=4", "eval.seq_lens=[256, 512]",
-                                   "model.short_conv=false", "task.lm.path=/tmp/[x].txt"});
+  const RunConfig c = load_config(
+      write("train: {lr: 0.01}\n"),
+      {"train.lr=3e-4", "model.mixer=[kda,kda,kda,attention]", "model.n_layers=4",
+       "eval.seq_lens=[256, 512]", "model.short_conv=false", "task.lm.path=/tmp/[x].txt"});
   EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
   EXPECT_EQ(c.model.mixer.size(), 4u);
   EXPECT_EQ(c.model.mixer[3], "attention");
@@ -178,6 +181,20 @@ TEST_F(Config, LayerMixersFromListsAndRatios) {
     EXPECT_HAS(std::string(e.what()), "model.mixer lists 3 mixers but model.n_layers is 2");
   }
   EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:attention=1:1'}\n"), "");
+}
+
+TEST_F(Config, ExperimentFilesLoad) {
+  const auto dir = std::filesystem::path(KIMI_SOURCE_DIR) / "experiments";
+  int loaded = 0;
+  for (const char* file : {"quickstart.yaml", "mqar.yaml", "palindrome.yaml", "stack.yaml"}) {
+    const auto path = dir / file;
+    if (!std::filesystem::exists(path)) continue;
+    EXPECT_NO_THROW(load_config(path.string(), {})) << path;
+    ++loaded;
+  }
+  if (loaded == 0) GTEST_SKIP() << "no experiment files in " << dir;
+  const RunConfig c = load_config((dir / "mqar.yaml").string(), {"model.mixer=gdn"});
+  EXPECT_EQ(c.name, "mqar_gdn");
 }
 
 }  // namespace

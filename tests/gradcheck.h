@@ -6,6 +6,7 @@
 // op must match the float64 forward. Cases register from any translation unit (see the macro).
 #pragma once
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,8 +15,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -27,11 +26,11 @@ namespace kimi::testing {
 using OpFn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
 
 struct GradcheckOptions {
-  double eps = 1e-6;       // finite-difference step (float64)
-  double tol = 1e-6;       // on each input's error ratio
-  double f32_tol = 1e-4;   // float32 forward against float64, same ratio
+  double eps = 1e-6;      // finite-difference step (float64)
+  double tol = 1e-6;      // on each input's error ratio
+  double f32_tol = 1e-4;  // float32 forward against float64, same ratio
   bool check_f32 = true;
-  uint64_t seed = 1234;    // inputs and upstream gradients
+  uint64_t seed = 1234;  // inputs and upstream gradients
 };
 
 struct GradcheckResult {
@@ -215,8 +214,8 @@ inline Tensor rand_int(std::mt19937_64& rng, const Shape& shape, int64_t lo, int
 // --- the case registry ----------------------------------------------------------------------
 
 struct GradCase {
-  std::string op;     // a name from kimi::kOpNames
-  std::string label;  // what this case covers (letters, digits, '_')
+  std::string op;             // a name from kimi::kOpNames
+  std::string label;          // what this case covers (letters, digits, '_')
   std::function<void()> run;  // gtest assertions inside
 };
 

@@ -1,5 +1,7 @@
 // Tests of trainer/metrics_writer, trainer/run_dir and core/io/atomic_file: fixed columns,
 // whole-file atomic rewrites, resume truncation, run directory contents, checkpoint discovery.
+#include "trainer/metrics_writer.h"
+
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
@@ -9,7 +11,6 @@
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
-#include "trainer/metrics_writer.h"
 #include "trainer/run_dir.h"
 
 namespace kimi {
@@ -64,8 +65,8 @@ TEST_F(MetricsWriter, ResumeDropsRowsPastTheCheckpoint) {
   for (int64_t step : {100, 200, 300}) {
     t.add_row({step, std::string("mqar"), int64_t{256}, int64_t{32}, int64_t{64}, 0.5, 0.9, 0.4});
   }
-  t.add_row({int64_t{300}, std::string("a,\"b\""), int64_t{1}, int64_t{0}, int64_t{1}, 0.0, 1.0,
-             1.0});
+  t.add_row(
+      {int64_t{300}, std::string("a,\"b\""), int64_t{1}, int64_t{0}, int64_t{1}, 0.0, 1.0, 1.0});
   t.flush();
   CsvTable resumed = CsvTable::resume(path("eval.csv"), eval_columns(), 200);
   ASSERT_EQ(resumed.rows().size(), 2u);
@@ -103,9 +104,9 @@ TEST_F(MetricsWriter, RunDirHoldsConfigAndOverrides) {
 TEST_F(MetricsWriter, FindsTheLatestCheckpoint) {
   EXPECT_FALSE(find_latest_checkpoint(path("none")).has_value());
   EXPECT_FALSE(find_latest_checkpoint(dir_.string()).has_value());
-  for (const char* name : {"ckpt_step500.safetensors", "ckpt_step1500.safetensors",
-                           "ckpt_step900.safetensors", "ckpt_step2000.safetensors.tmp",
-                           "ckpt_stepX.safetensors", "other.safetensors"}) {
+  for (const char* name :
+       {"ckpt_step500.safetensors", "ckpt_step1500.safetensors", "ckpt_step900.safetensors",
+        "ckpt_step2000.safetensors.tmp", "ckpt_stepX.safetensors", "other.safetensors"}) {
     std::ofstream(path(name)) << "x";
   }
   const auto latest = find_latest_checkpoint(dir_.string());

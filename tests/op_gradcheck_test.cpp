@@ -37,17 +37,23 @@ InputsFn noncontig(Shape s, double lo = -1, double hi = 1) {
 }
 
 KIMI_GRADCHECK_CASES(view_cases) {
-  add_gradcheck("reshape", "3x4x5_to_5x12", f1([](const Tensor& x) { return x.reshape({5, -1}); }),
+  add_gradcheck("reshape", "3x4x5_to_5x12", f1([](const Tensor& x) {
+                  return x.reshape({5, -1});
+                }),
                 shapes({{3, 4, 5}}));
   add_gradcheck("reshape", "noncontig_copy", f1([](const Tensor& x) { return x.reshape({20}); }),
                 noncontig({4, 5}));
-  add_gradcheck("permute", "2x3x4", f1([](const Tensor& x) { return x.permute({2, 0, 1}); }),
+  add_gradcheck("permute", "2x3x4", f1([](const Tensor& x) {
+                  return x.permute({2, 0, 1});
+                }),
                 shapes({{2, 3, 4}}));
   add_gradcheck("narrow", "dim1", f1([](const Tensor& x) { return x.narrow(1, 2, 3); }),
                 shapes({{5, 6}}));
   add_gradcheck("narrow", "neg_dim_noncontig",
                 f1([](const Tensor& x) { return x.narrow(-2, 1, 2); }), noncontig({4, 3}));
-  add_gradcheck("expand", "3x1_to_2x3x4", f1([](const Tensor& x) { return x.expand({2, 3, 4}); }),
+  add_gradcheck("expand", "3x1_to_2x3x4", f1([](const Tensor& x) {
+                  return x.expand({2, 3, 4});
+                }),
                 shapes({{3, 1}}));
   add_gradcheck("contiguous", "noncontig", f1([](const Tensor& x) { return x.contiguous(); }),
                 noncontig({3, 5}));
@@ -99,11 +105,11 @@ KIMI_GRADCHECK_CASES(unary_cases) {
     Tensor (*f)(const Tensor&);
     double lo, hi;
   };
-  const U us[] = {{"neg", kimi::neg, -1, 1},          {"exp", kimi::exp, -2, 2},
-                  {"log", kimi::log, 0.3, 3},         {"sqrt", kimi::sqrt, 0.3, 3},
-                  {"rsqrt", kimi::rsqrt, 0.3, 3},     {"sigmoid", kimi::sigmoid, -4, 4},
-                  {"silu", kimi::silu, -4, 4},        {"softplus", kimi::softplus, -5, 25},
-                  {"tanh", kimi::tanh, -2, 2},        {"relu", kimi::relu, -1, 1},
+  const U us[] = {{"neg", kimi::neg, -1, 1},      {"exp", kimi::exp, -2, 2},
+                  {"log", kimi::log, 0.3, 3},     {"sqrt", kimi::sqrt, 0.3, 3},
+                  {"rsqrt", kimi::rsqrt, 0.3, 3}, {"sigmoid", kimi::sigmoid, -4, 4},
+                  {"silu", kimi::silu, -4, 4},    {"softplus", kimi::softplus, -5, 25},
+                  {"tanh", kimi::tanh, -2, 2},    {"relu", kimi::relu, -1, 1},
                   {"abs", kimi::abs, -1, 1}};
   for (const U& u : us) {
     add_gradcheck(u.name, "3x5", f1(u.f), shapes({{3, 5}}, u.lo, u.hi));
@@ -113,21 +119,28 @@ KIMI_GRADCHECK_CASES(unary_cases) {
 
 KIMI_GRADCHECK_CASES(reduce_cases) {
   add_gradcheck("sum", "all", f1([](const Tensor& x) { return sum(x); }), shapes({{3, 4, 5}}));
-  add_gradcheck("sum", "dim1", f1([](const Tensor& x) { return sum(x, {1}); }), shapes({{3, 4, 5}}));
-  add_gradcheck("sum", "dims02_keepdim", f1([](const Tensor& x) { return sum(x, {0, 2}, true); }),
+  add_gradcheck("sum", "dim1", f1([](const Tensor& x) { return sum(x, {1}); }),
+                shapes({{3, 4, 5}}));
+  add_gradcheck("sum", "dims02_keepdim", f1([](const Tensor& x) {
+                  return sum(x, {0, 2}, true);
+                }),
                 shapes({{3, 4, 5}}));
   add_gradcheck("sum", "neg_dim_noncontig", f1([](const Tensor& x) { return sum(x, {-1}); }),
                 noncontig({4, 3}));
   add_gradcheck("mean", "all", f1([](const Tensor& x) { return mean(x); }), shapes({{3, 5}}));
-  add_gradcheck("mean", "dims01_keepdim", f1([](const Tensor& x) { return mean(x, {0, 1}, true); }),
+  add_gradcheck("mean", "dims01_keepdim", f1([](const Tensor& x) {
+                  return mean(x, {0, 1}, true);
+                }),
                 shapes({{2, 3, 5}}));
   add_gradcheck("mean", "neg_dim_noncontig", f1([](const Tensor& x) { return mean(x, {-2}); }),
                 noncontig({4, 3}));
   add_gradcheck("max", "dim1", f1([](const Tensor& x) { return max(x, 1); }), shapes({{3, 5, 2}}));
   add_gradcheck("max", "last_keepdim", f1([](const Tensor& x) { return max(x, -1, true); }),
                 shapes({{3, 5}}));
-  add_gradcheck("max", "noncontig", f1([](const Tensor& x) { return max(x, 0); }), noncontig({4, 3}));
-  add_gradcheck("cumsum", "dim0", f1([](const Tensor& x) { return cumsum(x, 0); }), shapes({{5, 3}}));
+  add_gradcheck("max", "noncontig", f1([](const Tensor& x) { return max(x, 0); }),
+                noncontig({4, 3}));
+  add_gradcheck("cumsum", "dim0", f1([](const Tensor& x) { return cumsum(x, 0); }),
+                shapes({{5, 3}}));
   add_gradcheck("cumsum", "last_noncontig", f1([](const Tensor& x) { return cumsum(x, -1); }),
                 noncontig({3, 4}));
 }
@@ -141,7 +154,8 @@ KIMI_GRADCHECK_CASES(product_cases) {
   });
   auto lin3 = [](const Ins& in) { return Outs{linear(in[0], in[1], in[2])}; };
   add_gradcheck("linear", "bias_3d", lin3, shapes({{2, 3, 4}, {5, 4}, {5}}));
-  add_gradcheck("linear", "no_bias", f2([](const Tensor& x, const Tensor& w) { return linear(x, w); }),
+  add_gradcheck("linear", "no_bias",
+                f2([](const Tensor& x, const Tensor& w) { return linear(x, w); }),
                 shapes({{3, 4}, {5, 4}}));
   add_gradcheck("linear", "noncontig_w", lin3, [](std::mt19937_64& rng) {
     return Ins{rand_t(rng, {3, 4}), rand_noncontig(rng, {5, 4}), rand_t(rng, {5})};
@@ -169,7 +183,8 @@ KIMI_GRADCHECK_CASES(softmax_cases) {
     return Ins{rand_t(rng, {5, 4}), Tensor::from_vector(std::vector<int64_t>{3, 0, 3, 2, 1}, {5})};
   });
   add_gradcheck("cross_entropy", "all_ignored_is_zero", ce(-100), [](std::mt19937_64& rng) {
-    return Ins{rand_t(rng, {3, 4}), Tensor::from_vector(std::vector<int64_t>{-100, -100, -100}, {3})};
+    return Ins{rand_t(rng, {3, 4}),
+               Tensor::from_vector(std::vector<int64_t>{-100, -100, -100}, {3})};
   });
 }
 
@@ -177,7 +192,8 @@ KIMI_GRADCHECK_CASES(norm_cases) {
   auto rms = [](const Ins& in) { return Outs{rms_norm(in[0], in[1], 1e-5)}; };
   add_gradcheck("rms_norm", "weight_3x8", rms, shapes({{3, 8}, {8}}));
   add_gradcheck("rms_norm", "no_weight_noncontig",
-                f1([](const Tensor& x) { return rms_norm(x, Tensor(), 1e-6); }), noncontig({2, 5, 3}));
+                f1([](const Tensor& x) { return rms_norm(x, Tensor(), 1e-6); }),
+                noncontig({2, 5, 3}));
   add_gradcheck("rms_norm", "weight_noncontig_x", rms, [](std::mt19937_64& rng) {
     return Ins{rand_noncontig(rng, {2, 4, 5}), rand_t(rng, {5}, 0.5, 1.5)};
   });
@@ -200,7 +216,8 @@ KIMI_GRADCHECK_CASES(sequence_cases) {
   });
   auto emb = [](const Ins& in) { return Outs{embedding(in[0], in[1])}; };
   add_gradcheck("embedding", "i64_repeats_2x3", emb, [](std::mt19937_64& rng) {
-    return Ins{rand_t(rng, {7, 4}), Tensor::from_vector(std::vector<int64_t>{1, 6, 1, 0, 1, 3}, {2, 3})};
+    return Ins{rand_t(rng, {7, 4}),
+               Tensor::from_vector(std::vector<int64_t>{1, 6, 1, 0, 1, 3}, {2, 3})};
   });
   add_gradcheck("embedding", "i32_noncontig_w", emb, [](std::mt19937_64& rng) {
     return Ins{rand_noncontig(rng, {5, 3}), rand_int(rng, {4}, 0, 4, DType::kI32)};
@@ -219,10 +236,18 @@ KIMI_GRADCHECK_CASES(join_cases) {
   add_gradcheck("stack", "dim_last_noncontig", stk(-1), [](std::mt19937_64& rng) {
     return Ins{rand_noncontig(rng, {2, 3}), rand_t(rng, {2, 3})};
   });
-  add_gradcheck("split", "three_pieces", [](const Ins& in) { return split(in[0], {2, 3, 1}, 1); },
-                shapes({{3, 6}}));
-  add_gradcheck("split", "one_piece_used", [](const Ins& in) { return Outs{split(in[0], {1, 2}, 0)[1]}; },
-                noncontig({3, 4}));
+  add_gradcheck(
+      "split", "three_pieces",
+      [](const Ins& in) {
+        return split(in[0], {2, 3, 1}, 1);
+      },
+      shapes({{3, 6}}));
+  add_gradcheck(
+      "split", "one_piece_used",
+      [](const Ins& in) {
+        return Outs{split(in[0], {1, 2}, 0)[1]};
+      },
+      noncontig({3, 4}));
   auto wh = [](const Ins& in) { return Outs{where(in[0], in[1], in[2])}; };
   add_gradcheck("where", "i32_cond_bcast", wh, [](std::mt19937_64& rng) {
     return Ins{rand_int(rng, {3, 1}, 0, 1, DType::kI32), rand_t(rng, {3, 4}), rand_t(rng, {4})};
@@ -238,6 +263,73 @@ KIMI_GRADCHECK_CASES(join_cases) {
   add_gradcheck("masked_fill", "noncontig_x", mf, [](std::mt19937_64& rng) {
     return Ins{rand_noncontig(rng, {4, 3}), rand_int(rng, {4, 3}, 0, 1)};
   });
+}
+
+// --- semantics that finite differences cannot see -----------------------------------------
+
+// The harness itself must catch a wrong backward (here dy/dx = x for y = x^2).
+TEST(OpGradHarness, CatchesAWrongBackward) {
+  OpFn bad = [](const Ins& in) {
+    Tensor x = in[0], y;
+    {
+      NoGradGuard no_grad;
+      y = mul(x, x);
+    }
+    return Outs{record("bad_square", y, {x},
+                       [x](const Outs& g) -> Outs { return {mul(g[0], x.detach())}; })};
+  };
+  std::mt19937_64 rng(3);
+  GradcheckResult r = gradcheck(bad, {rand_t(rng, {3, 4})});
+  EXPECT_FALSE(r.ok) << r.report;
+  EXPECT_GT(r.input_err[0], 0.1);
+}
+
+// PyTorch: nn.Conv1d(1, 1, 3, groups=1, padding=2, bias=False)(x)[..., :T] with weight
+// [w0, w1, w2] gives y[t] = w0 x[t-2] + w1 x[t-1] + w2 x[t].
+TEST(OpGradSemantics, CausalConvMatchesTorchConv1dConvention) {
+  Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3}, {1, 3, 1});
+  Tensor w = Tensor::from_vector(std::vector<double>{10, 100, 1000}, {1, 3});
+  EXPECT_EQ(causal_conv1d(x, w).to_vector<double>(), (std::vector<double>{1000, 2100, 3210}));
+}
+
+// Decoding: conv(second half, prefix = last W-1 inputs of the first half) = second half of
+// conv(whole sequence).
+TEST(OpGradSemantics, CausalConvPrefixContinuesTheSequence) {
+  std::mt19937_64 rng(5);
+  Tensor x = rand_t(rng, {2, 7, 3}, -1, 1, false), w = rand_t(rng, {3, 4}, -1, 1, false);
+  Tensor b = rand_t(rng, {3}, -1, 1, false);
+  std::vector<double> full =
+      causal_conv1d(x, w, b).narrow(1, 4, 3).contiguous().to_vector<double>();
+  std::vector<double> tail =
+      causal_conv1d(x.narrow(1, 4, 3), w, b, x.narrow(1, 1, 3)).to_vector<double>();
+  ASSERT_EQ(full.size(), tail.size());
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(full[i], tail[i], 1e-12);
+}
+
+TEST(OpGradSemantics, ErrorsNameTheBadValue) {
+  Tensor w = Tensor::zeros({5, 2}, DType::kF64);
+  try {
+    embedding(w, Tensor::from_vector(std::vector<int32_t>{0, 7}, {2}));
+    ADD_FAILURE() << "no error for id 7 of 5";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("id 7"), std::string::npos) << e.what();
+  }
+  try {
+    cross_entropy(Tensor::zeros({2, 3}, DType::kF64),
+                  Tensor::from_vector(std::vector<int64_t>{1, 3}, {2}));
+    ADD_FAILURE() << "no error for target 3 of 3 classes";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target 3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OpGradSemantics, CrossEntropyMatchesLogSoftmax) {
+  std::mt19937_64 rng(9);
+  Tensor x = rand_t(rng, {4, 5}, -3, 3, false);
+  Tensor t = Tensor::from_vector(std::vector<int64_t>{2, -100, 0, 4}, {4});
+  std::vector<double> ls = log_softmax(x).to_vector<double>();
+  const double want = -(ls[0 * 5 + 2] + ls[2 * 5 + 0] + ls[3 * 5 + 4]) / 3;
+  EXPECT_NEAR(cross_entropy(x, t).item(), want, 1e-12);
 }
 
 // --- the tests ----------------------------------------------------------------------------------

@@ -83,11 +83,13 @@ TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
   TempDir tmp;
   const std::vector<float> f32 = {1.5f, -2.25f, 3.0f, 0.0f, -0.0f, 1e-30f};
   const std::vector<double> f64 = {1.0 / 3.0, -1e300};
-  const std::vector<uint16_t> bf16 = {float_to_bf16(1.0f), float_to_bf16(-3.5f), float_to_bf16(0.15625f)};
+  const std::vector<uint16_t> bf16 = {float_to_bf16(1.0f), float_to_bf16(-3.5f),
+                                      float_to_bf16(0.15625f)};
   const std::vector<uint16_t> f16 = {float_to_f16(0.5f), float_to_f16(-65504.0f)};
   const std::vector<int32_t> i32 = {7, -8, 2147483647};
   const std::vector<int64_t> i64 = {int64_t{1} << 40, -1};
-  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"config", "{\"a\": [1, 2]}\n"}, {"empty", ""}};
+  const std::map<std::string, std::string> meta = {
+      {"format", "pt"}, {"config", "{\"a\": [1, 2]}\n"}, {"empty", ""}};
   const std::string path = tmp.file("all.safetensors");
   write_safetensors(path,
                     {{"x.f16", DType::kF16, {2}, f16.data()},
@@ -135,6 +137,9 @@ TEST(Safetensors, MoveKeepsTensorsValid) {
   SafetensorsFile c = SafetensorsFile::open(tmp.file("m.safetensors"));
   c = std::move(b);
   EXPECT_EQ(c.read_f32("v"), v);
+  // metadata() of a temporary is a copy, so this reference does not dangle.
+  const auto& meta = SafetensorsFile::open(tmp.file("m.safetensors")).metadata();
+  EXPECT_TRUE(meta.empty());
 }
 
 TEST(Safetensors, AtomicWriteReplacesWholeAndLeavesNoTempFile) {
@@ -157,13 +162,18 @@ TEST(Safetensors, WriteErrorsNameTheFile) {
   TempDir tmp;
   const float x = 1;
   const std::string missing_dir = tmp.file("no/such/dir/out.safetensors");
-  std::string msg = user_error([&] { write_safetensors(missing_dir, {{"x", DType::kF32, {1}, &x}}); });
+  std::string msg = user_error([&] {
+    write_safetensors(missing_dir, {{"x", DType::kF32, {1}, &x}});
+  });
   EXPECT_NE(msg.find(missing_dir), std::string::npos) << msg;
   msg = user_error([&] {
-    write_safetensors(tmp.file("d.safetensors"), {{"x", DType::kF32, {1}, &x}, {"x", DType::kF32, {1}, &x}});
+    write_safetensors(tmp.file("d.safetensors"),
+                      {{"x", DType::kF32, {1}, &x}, {"x", DType::kF32, {1}, &x}});
   });
   EXPECT_NE(msg.find("duplicate tensor name 'x'"), std::string::npos) << msg;
-  msg = user_error([&] { write_safetensors(tmp.file("n.safetensors"), {{"x", DType::kF32, {-1}, &x}}); });
+  msg = user_error([&] {
+    write_safetensors(tmp.file("n.safetensors"), {{"x", DType::kF32, {-1}, &x}});
+  });
   EXPECT_NE(msg.find("negative dimension"), std::string::npos) << msg;
   EXPECT_EQ(tmp.list(), std::vector<std::string>{});
 }
@@ -199,8 +209,16 @@ TEST(Safetensors, MissingFileIsAUserError) {
   EXPECT_EQ(user_error([&] { SafetensorsFile::open(path); }),
             path + ": cannot open file: No such file or directory");
   const std::string dir = tmp.file("");
-  EXPECT_NE(user_error([&] { SafetensorsFile::open(dir); }).find("not a regular file"), std::string::npos);
+  EXPECT_NE(user_error([&] { SafetensorsFile::open(dir); }).find("not a regular file"),
+            std::string::npos);
 }
+
+}  // namespace
+namespace testing {
+// gtest prints the case by its label (the default would dump the struct's bytes).
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.label; }
+}  // namespace testing
+namespace {
 
 class SafetensorsBadFile : public ::testing::TestWithParam<BadCase> {};
 
@@ -211,7 +229,8 @@ TEST_P(SafetensorsBadFile, RejectsWithOneClearLine) {
   write_bytes(path, c.bytes);
   const std::string msg = user_error([&] { SafetensorsFile::open(path); });
   EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
-  EXPECT_NE(msg.find(c.expect), std::string::npos) << "message: " << msg << "\nexpected: " << c.expect;
+  EXPECT_NE(msg.find(c.expect), std::string::npos)
+      << "message: " << msg << "\nexpected: " << c.expect;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
 }
 
@@ -221,9 +240,9 @@ INSTANTIATE_TEST_SUITE_P(Hardening, SafetensorsBadFile, ::testing::ValuesIn(bad_
 TEST(Safetensors, Bf16Conversion) {
   EXPECT_EQ(float_to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(float_to_bf16(-2.0f), 0xc000);
-  EXPECT_EQ(float_to_bf16(1.0f + 1.0f / 256), 0x3f80);      // tie -> even
-  EXPECT_EQ(float_to_bf16(1.0f + 3.0f / 256), 0x3f82);      // tie -> even (up)
-  EXPECT_EQ(float_to_bf16(1.0f + 1.5f / 256), 0x3f81);      // nearest
+  EXPECT_EQ(float_to_bf16(1.0f + 1.0f / 256), 0x3f80);  // tie -> even
+  EXPECT_EQ(float_to_bf16(1.0f + 3.0f / 256), 0x3f82);  // tie -> even (up)
+  EXPECT_EQ(float_to_bf16(1.0f + 1.5f / 256), 0x3f81);  // nearest
   EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
   EXPECT_EQ(bf16_to_float(float_to_bf16(INFINITY)), INFINITY);
   for (uint32_t h = 0; h < 0x10000; ++h) {  // every bf16 survives float and back

@@ -73,7 +73,7 @@ TEST(Tasks, MqarKimiLabelIsTheValuePairedWithTheQueryKey) {
     for (int64_t i = 0; i < K; ++i) {
       EXPECT_TRUE(kv.emplace(x[2 * i], x[2 * i + 1]).second) << "keys are distinct";
       EXPECT_GE(x[2 * i], 2);
-      EXPECT_LT(x[2 * i], 33);   // keys: lower half of [2, 64)
+      EXPECT_LT(x[2 * i], 33);      // keys: lower half of [2, 64)
       EXPECT_GE(x[2 * i + 1], 33);  // values: upper half
     }
     EXPECT_EQ(x[2 * K], 1);
@@ -127,12 +127,14 @@ std::map<std::string, std::vector<int32_t>> read_int32_tensors(const std::string
   in.read(header.data(), static_cast<std::streamsize>(header_len));
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::map<std::string, std::vector<int32_t>> out;
-  for (const auto& [name, info] : nlohmann::json::parse(header).items()) {
-    if (name == "__metadata__") continue;
-    const size_t begin = info["data_offsets"][0], end = info["data_offsets"][1];
+  const auto json = nlohmann::json::parse(header);
+  for (auto it = json.begin(); it != json.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const size_t begin = it.value().at("data_offsets").at(0).get<size_t>();
+    const size_t end = it.value().at("data_offsets").at(1).get<size_t>();
     std::vector<int32_t> values((end - begin) / 4);
     std::memcpy(values.data(), data.data() + begin, end - begin);
-    out[name] = std::move(values);
+    out[it.key()] = std::move(values);
   }
   return out;
 }
@@ -177,14 +179,15 @@ TEST(Tasks, ZoologyFormMatchesZoologyTestSetStatistics) {
   const std::string path = std::string(KIMI_GOLDEN_DIR) + "/zoology_mqar.safetensors";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
   const auto golden = read_int32_tensors(path);
-  for (auto [T, K] : std::vector<std::pair<int64_t, int64_t>>{{64, 4}, {128, 8}, {256, 16},
-                                                               {512, 64}}) {
+  for (auto [T, K] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 4}, {128, 8}, {256, 16}, {512, 64}}) {
     const std::string slice = "T" + std::to_string(T) + "_kv" + std::to_string(K);
     TaskConfig c = task_config("mqar");
     c.mqar.form = "zoology";
     c.mqar.num_kv_pairs = K;
     const Batch b = make_task(c)->sample(500, T, 0);
-    const GapStats ref = gap_stats(golden.at(slice + ".inputs"), golden.at(slice + ".labels"), T, K);
+    const GapStats ref =
+        gap_stats(golden.at(slice + ".inputs"), golden.at(slice + ".labels"), T, K);
     const GapStats ours = gap_stats(b.inputs, b.labels, T, K);
     EXPECT_EQ(ours.min_labels, K) << slice;
     EXPECT_EQ(ours.max_labels, K) << slice;
@@ -238,7 +241,8 @@ TEST(Tasks, SameSeedSameBatchOtherSeedsDiffer) {
   configs[3].mqar.form = "zoology";
   for (const auto& c : configs) {
     const auto task = make_task(c);
-    const Batch a = task->sample(4, 64, 42), b = task->sample(4, 64, 42), d = task->sample(4, 64, 43);
+    const Batch a = task->sample(4, 64, 42), b = task->sample(4, 64, 42),
+                d = task->sample(4, 64, 43);
     EXPECT_EQ(a.inputs, b.inputs) << task->name();
     EXPECT_EQ(a.labels, b.labels) << task->name();
     EXPECT_NE(a.inputs, d.inputs) << task->name();
@@ -335,7 +339,7 @@ TEST(Tasks, TooShortLengthsNameTheKey) {
 
 TEST(Tasks, AccuracyCountsTokensAndExactMatch) {
   Batch b = empty_batch(3, 4);
-  b.labels = {5, -100, 6, -100,  /**/ 7, 8, -100, -100,  /**/ -100, -100, -100, -100};
+  b.labels = {5, -100, 6, -100, /**/ 7, 8, -100, -100, /**/ -100, -100, -100, -100};
   const std::vector<int32_t> pred = {5, 0, 6, 0, /**/ 7, 9, 0, 0, /**/ 1, 1, 1, 1};
   Accuracy acc;
   accumulate_accuracy(b, pred.data(), &acc);

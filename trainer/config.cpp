@@ -61,7 +61,8 @@ void flatten(const YAML::Node& map, const std::string& prefix, const std::string
   for (const auto& item : map) {
     const std::string where = fmt::format(" ({}:{})", file, item.first.Mark().line + 1);
     if (!item.first.IsScalar()) throw UserError(fmt::format("non-scalar config key{}", where));
-    const std::string key = prefix.empty() ? item.first.Scalar() : prefix + "." + item.first.Scalar();
+    const std::string key =
+        prefix.empty() ? item.first.Scalar() : prefix + "." + item.first.Scalar();
     if (flat.count(key)) throw UserError(fmt::format("duplicate config key '{}'{}", key, where));
     if (is_leaf(key)) {
       put(flat, key, item.second, where);
@@ -117,7 +118,8 @@ void apply_override(const std::string& text, FlatConfig& flat) {
   }
   const std::string key = text.substr(0, eq), value = text.substr(eq + 1);
   if (known_sections().count(key)) {
-    throw UserError(fmt::format("override '{}': '{}' is a section; set one of its keys", text, key));
+    throw UserError(
+        fmt::format("override '{}': '{}' is a section; set one of its keys", text, key));
   }
   if (!is_leaf(key)) unknown_key(key, where);
   put(flat, key, parse_value(value), where);
@@ -176,7 +178,8 @@ struct Decoder {
       return;
     }
     if (!e->node.IsSequence()) {
-      throw UserError(fmt::format("{}: expected {}, got {}{}", key, what, shown(e->node), e->where));
+      throw UserError(
+          fmt::format("{}: expected {}, got {}{}", key, what, shown(e->node), e->where));
     }
     for (const auto& item : e->node) out.push_back(scalar_as<T>(item, key, *e, what));
   }

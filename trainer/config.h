@@ -4,9 +4,8 @@
 // Nothing outside trainer/config*.cpp touches YAML::Node.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -42,8 +41,8 @@ struct TaskConfig {
   PalindromeConfig palindrome;
   StackConfig stack;
   LmConfig lm;
-  bool mixed_lengths = false;            // train on a length drawn from train_seq_lens per step
-  std::vector<int64_t> train_seq_lens;   // used when mixed_lengths is true
+  bool mixed_lengths = false;           // train on a length drawn from train_seq_lens per step
+  std::vector<int64_t> train_seq_lens;  // used when mixed_lengths is true
 };
 
 struct Mamba2Config {
@@ -55,7 +54,7 @@ struct ModelConfig {
   int64_t d_model = 256;
   int64_t n_layers = 2;
   std::vector<std::string> mixer = {"kda"};  // one name for all layers, or one per layer
-  std::string hybrid;                        // "kda:attention=3:1"; empty = off
+  std::string hybrid;  // "kda:attention=3:1"; empty = off; when set it decides the layers
   int64_t num_heads = 2;
   int64_t head_dim = 128;
   int64_t num_kv_heads = 0;  // 0 = num_heads (resolved at load)
@@ -65,8 +64,8 @@ struct ModelConfig {
   std::string output_gate = "sigmoid";  // sigmoid | swish | none
   bool rope = false;                    // Kimi Linear's global layers use NoPE
   double rope_theta = 10000.0;
-  bool mlp = false;         // zoology's MQAR models have no MLP
-  int64_t mlp_hidden = 0;   // 0 = auto (the model's SwiGLU rule)
+  bool mlp = false;        // zoology's MQAR models have no MLP
+  int64_t mlp_hidden = 0;  // 0 = auto (the model's SwiGLU rule)
   bool tie_embeddings = false;
   double norm_eps = 1e-5;
   int64_t chunk_size = 64;
@@ -92,12 +91,12 @@ struct TrainConfig {
   double grad_clip = 1.0;           // 0 = off
   int64_t seed = 0;
   int64_t log_every = 10;
-  int64_t eval_every = 200;       // 0 = only at the end
+  int64_t eval_every = 200;        // 0 = only at the end
   int64_t checkpoint_every = 500;  // 0 = only at the end
-  double target_accuracy = 0.0;   // 0 = off; stop early once every eval slice reaches it
-  std::string device = "auto";    // cpu | cuda | auto
+  double target_accuracy = 0.0;    // 0 = off; stop early once every eval slice reaches it
+  std::string device = "auto";     // cpu | cuda | auto
   std::string precision = "fp32";  // fp32 | bf16
-  int64_t threads = 0;            // 0 = all cores
+  int64_t threads = 0;             // 0 = all cores
 };
 
 struct EvalConfig {
@@ -108,7 +107,7 @@ struct EvalConfig {
 };
 
 struct RunConfig {
-  std::string name;             // run name; empty = "<task>_<mixers>" (resolved at load)
+  std::string name;              // run name; empty = "<task>_<mixers>" (resolved at load)
   std::string out_dir = "runs";  // the run directory is out_dir/name
   TaskConfig task;
   ModelConfig model;

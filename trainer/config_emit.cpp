@@ -47,8 +47,14 @@ class YamlWriter {
       out_ << YAML::Key << open_.back() << YAML::Value << YAML::BeginMap;
     }
   }
-  // Shortest text that reads back to the same double (fmt's "{}").
-  void emit(double v) { out_ << fmt::format("{}", v); }
+  // Shortest text that reads back to the same double (fmt's "{}"), with a ".0" before a bare
+  // exponent: YAML 1.1 readers such as PyYAML take "1e-08" for a string, "1.0e-08" for a float.
+  void emit(double v) {
+    std::string text = fmt::format("{}", v);
+    const size_t e = text.find('e');
+    if (e != std::string::npos && text.find('.') == std::string::npos) text.insert(e, ".0");
+    out_ << text;
+  }
   void emit(int64_t v) { out_ << v; }
   void emit(bool v) { out_ << v; }
   void emit(const std::string& v) { out_ << v; }

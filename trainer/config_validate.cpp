@@ -1,9 +1,9 @@
 // Defaults that depend on other keys, value checks with the key named in every message, the
 // per-layer mixer list (DESIGN.md section 5: list or ratio, the global layer last in a group).
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "trainer/config_fields.h"
@@ -20,8 +20,8 @@ void require(bool ok, const char* key, const char* rule, const T& value) {
 void require_choice(const std::string& key, const std::string& value,
                     const std::vector<std::string>& choices) {
   if (std::find(choices.begin(), choices.end(), value) != choices.end()) return;
-  throw UserError(fmt::format("{}: expected one of {}; got '{}'", key, fmt::join(choices, ", "),
-                              value));
+  throw UserError(
+      fmt::format("{}: expected one of {}; got '{}'", key, fmt::join(choices, ", "), value));
 }
 
 void validate_task(const TaskConfig& t) {
@@ -35,8 +35,8 @@ void validate_task(const TaskConfig& t) {
   require(t.stack.num_stacks >= 1, "task.stack.num_stacks", ">= 1", t.stack.num_stacks);
   require(t.stack.push_prob > 0 && t.stack.push_prob < 1, "task.stack.push_prob", "in (0, 1)",
           t.stack.push_prob);
-  require(t.lm.eval_fraction > 0 && t.lm.eval_fraction < 1, "task.lm.eval_fraction",
-          "in (0, 1)", t.lm.eval_fraction);
+  require(t.lm.eval_fraction > 0 && t.lm.eval_fraction < 1, "task.lm.eval_fraction", "in (0, 1)",
+          t.lm.eval_fraction);
   if (t.mixed_lengths && t.train_seq_lens.empty()) {
     throw UserError("task.train_seq_lens must list lengths when task.mixed_lengths is true");
   }
@@ -84,8 +84,8 @@ void validate_train(const TrainConfig& t) {
   require(t.log_every > 0, "train.log_every", "> 0", t.log_every);
   require(t.eval_every >= 0, "train.eval_every", ">= 0", t.eval_every);
   require(t.checkpoint_every >= 0, "train.checkpoint_every", ">= 0", t.checkpoint_every);
-  require(t.target_accuracy >= 0 && t.target_accuracy <= 1, "train.target_accuracy",
-          "in [0, 1]", t.target_accuracy);
+  require(t.target_accuracy >= 0 && t.target_accuracy <= 1, "train.target_accuracy", "in [0, 1]",
+          t.target_accuracy);
   require_choice("train.device", t.device, {"cpu", "cuda", "auto"});
   require_choice("train.precision", t.precision, {"fp32", "bf16"});
   require(t.threads >= 0, "train.threads", ">= 0 (0 = all cores)", t.threads);
@@ -161,8 +161,8 @@ void resolve_and_validate(RunConfig& c) {
 }  // namespace config_detail
 
 const std::vector<std::string>& known_mixers() {
-  static const std::vector<std::string> names = {"kda",       "gdn", "deltanet", "mamba2",
-                                                 "attention", "mla"};
+  static const std::vector<std::string> names = {"kda",    "gdn",       "deltanet",
+                                                 "mamba2", "attention", "mla"};
   return names;
 }
 
@@ -171,8 +171,8 @@ namespace {
 void check_mixer(const char* key, const std::string& name) {
   const auto& names = known_mixers();
   if (std::find(names.begin(), names.end(), name) != names.end()) return;
-  throw UserError(fmt::format("{}: unknown mixer '{}'; expected one of {}", key, name,
-                              fmt::join(names, ", ")));
+  throw UserError(
+      fmt::format("{}: unknown mixer '{}'; expected one of {}", key, name, fmt::join(names, ", ")));
 }
 
 std::vector<std::string> split_trimmed(const std::string& text, char sep) {
@@ -209,8 +209,10 @@ std::vector<std::string> hybrid_layers(const std::string& spec, int64_t n_layers
   const auto names = split_trimmed(sides[0], ':');
   const auto counts = sides.size() == 2 ? split_trimmed(sides[1], ':') : std::vector<std::string>{};
   if (names.size() != 2 || counts.size() != 2) {
-    throw UserError(fmt::format("model.hybrid: expected 'a:b=x:y' (e.g. kda:attention=3:1); "
-                                "got '{}'", spec));
+    throw UserError(
+        fmt::format("model.hybrid: expected 'a:b=x:y' (e.g. kda:attention=3:1); "
+                    "got '{}'",
+                    spec));
   }
   check_mixer("model.hybrid", names[0]);
   check_mixer("model.hybrid", names[1]);

@@ -62,8 +62,7 @@ const std::vector<std::string>& metrics_columns() {
 
 const std::vector<std::string>& eval_columns() {
   static const std::vector<std::string> columns = {
-      "step", "task", "seq_len", "num_kv_pairs", "num_examples", "loss", "accuracy",
-      "exact_match"};
+      "step", "task", "seq_len", "num_kv_pairs", "num_examples", "loss", "accuracy", "exact_match"};
   return columns;
 }
 
@@ -100,8 +99,8 @@ CsvTable CsvTable::resume(std::string path, std::vector<std::string> columns,
 }
 
 void CsvTable::add_row(const std::vector<CsvValue>& values) {
-  KIMI_CHECK(values.size() == columns_.size(), "{}: {} values for {} columns", path_,
-             values.size(), columns_.size());
+  KIMI_CHECK(values.size() == columns_.size(), "{}: {} values for {} columns", path_, values.size(),
+             columns_.size());
   std::vector<std::string> cells;
   cells.reserve(values.size());
   for (const auto& v : values) cells.push_back(format_cell(v));

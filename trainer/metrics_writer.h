@@ -3,9 +3,8 @@
 // run drops the rows logged after its checkpoint. Columns of metrics.csv and eval.csv below.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <variant>
 #include <vector>

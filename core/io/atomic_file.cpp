@@ -42,8 +42,8 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
   const std::filesystem::path target(path);
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   // Unique per process and call, so two writers of one path never share a temp file.
-  const std::string tmp = fmt::format("{}/.{}.tmp.{}.{}", dir, target.filename().string(),
-                                      ::getpid(), counter++);
+  const std::string tmp =
+      fmt::format("{}/.{}.tmp.{}.{}", dir, target.filename().string(), ::getpid(), counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("write", path, errno);
   try {

@@ -1,7 +1,8 @@
 // Out-of-line definitions of kimi::f16_to_float / float_to_f16 (declared in core/dtype.h);
 // the bit manipulation lives in core/io/half.h.
-#include "core/dtype.h"
 #include "core/io/half.h"
+
+#include "core/dtype.h"
 
 namespace kimi {
 

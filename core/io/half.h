@@ -40,15 +40,15 @@ inline uint16_t float_to_half_bits(float f) {
   const uint32_t abs = x & 0x7fffffffu;
   if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((abs >> 13) & 0x3ffu));
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
-  if (abs >= 0x38800000u) {  // normal half (>= 2^-14)
+  if (abs >= 0x38800000u) {                                              // normal half (>= 2^-14)
     uint32_t r = abs + 0xfffu + ((abs >> 13) & 1u);  // round to nearest even at bit 13
     return static_cast<uint16_t>(sign | ((r - 0x38000000u) >> 13));
   }
   if (abs < 0x33000000u) return sign;  // below half of the smallest subnormal (2^-25): zero
   // Subnormal half: shift the 24-bit significand right, rounding to nearest even.
-  const uint32_t e = abs >> 23;            // 102..112
+  const uint32_t e = abs >> 23;  // 102..112
   const uint32_t m = (abs & 0x7fffffu) | 0x800000u;
-  const uint32_t shift = 126u - e;         // 14..24
+  const uint32_t shift = 126u - e;  // 14..24
   const uint32_t half_ulp = 1u << (shift - 1);
   uint32_t q = m >> shift;
   const uint32_t rem = m & ((1u << shift) - 1u);

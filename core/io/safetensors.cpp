@@ -47,7 +47,9 @@ std::string printable(std::string_view s, size_t max_len = 120, bool ascii_only 
 std::string type_of(const json& j) { return j.type_name(); }
 
 std::string format_shape(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
+  std::string out = "[";  // (not fmt::join: GCC 12 warns falsely inside fmt 9's int parsing)
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
 }
 
 // Every tensor entry, before the cross-entry checks.
@@ -59,20 +61,28 @@ struct Entry {
 };
 
 std::vector<int64_t> parse_shape(const std::string& where, const json& j, uint64_t* count) {
-  if (!j.is_array()) throw std::invalid_argument(where + "'shape' is not an array (got " + type_of(j) + ")");
-  if (j.size() > kMaxRank) throw std::invalid_argument(fmt::format("{}rank {} is absurd (limit {})", where, j.size(), kMaxRank));
+  if (!j.is_array())
+    throw std::invalid_argument(where + "'shape' is not an array (got " + type_of(j) + ")");
+  if (j.size() > kMaxRank)
+    throw std::invalid_argument(
+        fmt::format("{}rank {} is absurd (limit {})", where, j.size(), kMaxRank));
   std::vector<int64_t> shape;
   uint64_t n = 1;  // product of the non-zero dims, checked for overflow even when a dim is 0
   bool zero = false;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& d = j[i];
     if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)
-      throw std::invalid_argument(fmt::format("{}dimension {} is negative ({})", where, i, d.get<int64_t>()));
+      throw std::invalid_argument(
+          fmt::format("{}dimension {} is negative ({})", where, i, d.get<int64_t>()));
     if (!d.is_number_unsigned())
-      throw std::invalid_argument(fmt::format("{}dimension {} is not a non-negative integer (got {} {})", where, i, type_of(d), printable(d.dump(), 40)));
+      throw std::invalid_argument(
+          fmt::format("{}dimension {} is not a non-negative integer (got {} {})", where, i,
+                      type_of(d), printable(d.dump(), 40)));
     const uint64_t v = d.get<uint64_t>();
-    if (v > static_cast<uint64_t>(INT64_MAX) || (v != 0 && __builtin_mul_overflow(n, v, &n)) || n > static_cast<uint64_t>(INT64_MAX))
-      throw std::invalid_argument(fmt::format("{}shape {} overflows the element count", where, printable(j.dump(), 80)));
+    if (v > static_cast<uint64_t>(INT64_MAX) || (v != 0 && __builtin_mul_overflow(n, v, &n)) ||
+        n > static_cast<uint64_t>(INT64_MAX))
+      throw std::invalid_argument(
+          fmt::format("{}shape {} overflows the element count", where, printable(j.dump(), 80)));
     zero |= v == 0;
     shape.push_back(static_cast<int64_t>(v));
   }
@@ -82,37 +92,51 @@ std::vector<int64_t> parse_shape(const std::string& where, const json& j, uint64
 
 Entry parse_entry(const std::string& name, const json& j) {
   const std::string where = fmt::format("tensor '{}': ", printable(name));
-  if (!j.is_object()) throw std::invalid_argument(where + "entry is not a JSON object (got " + type_of(j) + ")");
+  if (!j.is_object())
+    throw std::invalid_argument(where + "entry is not a JSON object (got " + type_of(j) + ")");
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!j.contains(key)) throw std::invalid_argument(where + "missing '" + key + "'");
   const json& jd = j["dtype"];
-  if (!jd.is_string()) throw std::invalid_argument(where + "'dtype' is not a string (got " + type_of(jd) + ")");
+  if (!jd.is_string())
+    throw std::invalid_argument(where + "'dtype' is not a string (got " + type_of(jd) + ")");
   Entry e{name, DType::kF32, {}, 0, 0};
   const std::string& dname = jd.get_ref<const std::string&>();
   if (!dtype_from_name(dname, &e.dtype))
-    throw std::invalid_argument(where + "unsupported dtype '" + printable(dname, 20) + "' (supported: F32, F64, BF16, F16, I32, I64)");
+    throw std::invalid_argument(where + "unsupported dtype '" + printable(dname, 20) +
+                                "' (supported: F32, F64, BF16, F16, I32, I64)");
   uint64_t count = 0;
   e.shape = parse_shape(where, j["shape"], &count);
   const json& jo = j["data_offsets"];
-  if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
-    throw std::invalid_argument(where + "'data_offsets' is not an array of two non-negative integers (got " + printable(jo.dump(), 60) + ")");
+  if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() ||
+      !jo[1].is_number_unsigned())
+    throw std::invalid_argument(
+        where + "'data_offsets' is not an array of two non-negative integers (got " +
+        printable(jo.dump(), 60) + ")");
   e.begin = jo[0].get<uint64_t>();
   e.end = jo[1].get<uint64_t>();
-  if (e.begin > e.end) throw std::invalid_argument(fmt::format("{}data_offsets begin {} > end {}", where, e.begin, e.end));
+  if (e.begin > e.end)
+    throw std::invalid_argument(
+        fmt::format("{}data_offsets begin {} > end {}", where, e.begin, e.end));
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(count, dtype_size(e.dtype), &nbytes))
-    throw std::invalid_argument(fmt::format("{}shape {} x {} overflows the byte count", where, format_shape(e.shape), dtype_name(e.dtype)));
+    throw std::invalid_argument(fmt::format("{}shape {} x {} overflows the byte count", where,
+                                            format_shape(e.shape), dtype_name(e.dtype)));
   if (nbytes != e.end - e.begin)
-    throw std::invalid_argument(fmt::format("{}shape {} x {} ({} bytes each) does not match data_offsets [{}, {}) ({} bytes)",
-                                            where, format_shape(e.shape), dtype_name(e.dtype), dtype_size(e.dtype), e.begin, e.end, e.end - e.begin));
+    throw std::invalid_argument(fmt::format(
+        "{}shape {} x {} ({} bytes each) does not match data_offsets [{}, {}) ({} bytes)", where,
+        format_shape(e.shape), dtype_name(e.dtype), dtype_size(e.dtype), e.begin, e.end,
+        e.end - e.begin));
   return e;
 }
 
 std::map<std::string, std::string> parse_metadata(const json& j) {
-  if (!j.is_object()) throw std::invalid_argument("'__metadata__' is not a JSON object (got " + type_of(j) + ")");
+  if (!j.is_object())
+    throw std::invalid_argument("'__metadata__' is not a JSON object (got " + type_of(j) + ")");
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : j.items()) {
-    if (!v.is_string()) throw std::invalid_argument("metadata value '" + printable(k) + "' is not a string (got " + type_of(v) + ")");
+    if (!v.is_string())
+      throw std::invalid_argument("metadata value '" + printable(k) + "' is not a string (got " +
+                                  type_of(v) + ")");
     out[k] = v.get<std::string>();
   }
   return out;
@@ -122,7 +146,9 @@ std::map<std::string, std::string> parse_metadata(const json& j) {
 void check_ranges(std::vector<Entry>& entries, uint64_t data_size) {
   for (const Entry& e : entries)
     if (e.end > data_size)
-      throw std::invalid_argument(fmt::format("tensor '{}': data_offsets end {} is beyond the data area ({} bytes)", printable(e.name), e.end, data_size));
+      throw std::invalid_argument(
+          fmt::format("tensor '{}': data_offsets end {} is beyond the data area ({} bytes)",
+                      printable(e.name), e.end, data_size));
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
@@ -130,7 +156,9 @@ void check_ranges(std::vector<Entry>& entries, uint64_t data_size) {
   for (const Entry& e : entries) {
     if (e.begin == e.end) continue;
     if (prev && e.begin < prev->end)
-      throw std::invalid_argument(fmt::format("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", printable(prev->name), prev->begin, prev->end, printable(e.name), e.begin, e.end));
+      throw std::invalid_argument(fmt::format("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap",
+                                              printable(prev->name), prev->begin, prev->end,
+                                              printable(e.name), e.begin, e.end));
     if (!prev || e.end > prev->end) prev = &e;
   }
 }
@@ -153,16 +181,25 @@ std::vector<Dst> convert(const TensorInfo& t) {
   const size_t n = t.nbytes / dtype_size(t.dtype);
   std::vector<Dst> out(n);
   switch (t.dtype) {
-    case DType::kF32: convert_n<float>(t.data, n, out.data()); break;
-    case DType::kF64: convert_n<double>(t.data, n, out.data()); break;
-    case DType::kI32: convert_n<int32_t>(t.data, n, out.data()); break;
-    case DType::kI64: convert_n<int64_t>(t.data, n, out.data()); break;
+    case DType::kF32:
+      convert_n<float>(t.data, n, out.data());
+      break;
+    case DType::kF64:
+      convert_n<double>(t.data, n, out.data());
+      break;
+    case DType::kI32:
+      convert_n<int32_t>(t.data, n, out.data());
+      break;
+    case DType::kI64:
+      convert_n<int64_t>(t.data, n, out.data());
+      break;
     case DType::kBF16:
     case DType::kF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, t.data + 2 * i, 2);
-        out[i] = static_cast<Dst>(t.dtype == DType::kBF16 ? bf16_to_float(h) : half_bits_to_float(h));
+        out[i] =
+            static_cast<Dst>(t.dtype == DType::kBF16 ? bf16_to_float(h) : half_bits_to_float(h));
       }
       break;
   }
@@ -214,15 +251,19 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   void* m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_errno = errno;
   ::close(fd);
-  if (m == MAP_FAILED) fail(path, fmt::format("cannot memory-map file: {}", std::strerror(map_errno)));
+  if (m == MAP_FAILED)
+    fail(path, fmt::format("cannot memory-map file: {}", std::strerror(map_errno)));
   f.map_ = m;
   f.map_size_ = size;
   const auto* base = static_cast<const std::byte*>(m);
-  if (size < 8) fail(path, fmt::format("file is {} bytes, too short for the 8-byte header size", size));
+  if (size < 8)
+    fail(path, fmt::format("file is {} bytes, too short for the 8-byte header size", size));
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint64_t>(base[i]);
-  if (n > kMaxHeaderBytes) fail(path, fmt::format("header size {} is absurd (limit {} bytes)", n, kMaxHeaderBytes));
-  if (n > size - 8) fail(path, fmt::format("header size {} goes beyond the end of the file ({} bytes)", n, size));
+  if (n > kMaxHeaderBytes)
+    fail(path, fmt::format("header size {} is absurd (limit {} bytes)", n, kMaxHeaderBytes));
+  if (n > size - 8)
+    fail(path, fmt::format("header size {} goes beyond the end of the file ({} bytes)", n, size));
   const auto* hdr = reinterpret_cast<const char*>(base + 8);
   json header;
   try {
@@ -238,8 +279,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   std::vector<Entry> entries;
   try {
     for (const auto& [name, value] : header.items()) {
-      if (name == "__metadata__") f.metadata_ = parse_metadata(value);
-      else entries.push_back(parse_entry(name, value));
+      if (name == "__metadata__")
+        f.metadata_ = parse_metadata(value);
+      else
+        entries.push_back(parse_entry(name, value));
     }
     check_ranges(entries, data_size);
   } catch (const std::invalid_argument& e) {
@@ -247,7 +290,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   }
   for (Entry& e : entries) {
     f.order_.push_back(e.name);
-    TensorInfo info{e.name, e.dtype, std::move(e.shape), data + e.begin, static_cast<size_t>(e.end - e.begin)};
+    TensorInfo info{e.name, e.dtype, std::move(e.shape), data + e.begin,
+                    static_cast<size_t>(e.end - e.begin)};
     f.tensors_.emplace(e.name, std::move(info));
   }
   return f;
@@ -259,13 +303,18 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   return it->second;
 }
 
-std::vector<double> SafetensorsFile::read_f64(const std::string& name) const { return convert<double>(info(name)); }
-std::vector<float> SafetensorsFile::read_f32(const std::string& name) const { return convert<float>(info(name)); }
+std::vector<double> SafetensorsFile::read_f64(const std::string& name) const {
+  return convert<double>(info(name));
+}
+std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
+  return convert<float>(info(name));
+}
 
 std::vector<int64_t> SafetensorsFile::read_i64(const std::string& name) const {
   const TensorInfo& t = info(name);
   if (t.dtype != DType::kI32 && t.dtype != DType::kI64)
-    fail(path_, fmt::format("tensor '{}' is {}, not an integer dtype (I32, I64)", name, dtype_name(t.dtype)));
+    fail(path_, fmt::format("tensor '{}' is {}, not an integer dtype (I32, I64)", name,
+                            dtype_name(t.dtype)));
   return convert<int64_t>(t);
 }
 
@@ -287,7 +336,7 @@ bool write_all(int fd, const void* p, size_t n) {
 }
 
 struct Layout {
-  std::string header;                     // JSON padded with spaces to a multiple of 8
+  std::string header;                             // JSON padded with spaces to a multiple of 8
   std::vector<std::pair<size_t, size_t>> pieces;  // (tensor index, nbytes) in data order
 };
 
@@ -305,15 +354,22 @@ Layout plan_layout(const std::string& path, const std::vector<TensorToWrite>& te
   uint64_t offset = 0;
   for (size_t i : idx) {
     const TensorToWrite& t = tensors[i];
-    if (t.name.empty() || t.name == "__metadata__") fail(path, fmt::format("invalid tensor name '{}'", t.name));
+    if (t.name.empty() || t.name == "__metadata__")
+      fail(path, fmt::format("invalid tensor name '{}'", t.name));
     if (h.contains(t.name)) fail(path, fmt::format("duplicate tensor name '{}'", t.name));
     uint64_t n = dtype_size(t.dtype);
     for (int64_t d : t.shape) {
-      if (d < 0) fail(path, fmt::format("tensor '{}': negative dimension in shape {}", t.name, format_shape(t.shape)));
-      if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) fail(path, fmt::format("tensor '{}': shape {} is too large", t.name, format_shape(t.shape)));
+      if (d < 0)
+        fail(path, fmt::format("tensor '{}': negative dimension in shape {}", t.name,
+                               format_shape(t.shape)));
+      if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n))
+        fail(path,
+             fmt::format("tensor '{}': shape {} is too large", t.name, format_shape(t.shape)));
     }
     if (n > 0 && t.data == nullptr) fail(path, fmt::format("tensor '{}': data is null", t.name));
-    h[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    h[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                 {"shape", t.shape},
+                 {"data_offsets", {offset, offset + n}}};
     out.pieces.emplace_back(i, static_cast<size_t>(n));
     offset += n;
   }
@@ -332,11 +388,14 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
                        const std::map<std::string, std::string>& metadata) {
   const Layout layout = plan_layout(path, tensors, metadata);
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   std::string tmp = (dir == "/" ? "" : dir) + "/." + base + ".tmp.XXXXXX";
   const int fd = mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) fail(path, fmt::format("cannot create a temporary file in '{}': {}", dir, std::strerror(errno)));
+  if (fd < 0)
+    fail(path,
+         fmt::format("cannot create a temporary file in '{}': {}", dir, std::strerror(errno)));
   auto abort_write = [&](const char* what) {
     const int err = errno;
     ::close(fd);
@@ -344,8 +403,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     fail(path, fmt::format("{}: {}", what, std::strerror(err)));
   };
   unsigned char size_le[8];
-  for (int i = 0; i < 8; ++i) size_le[i] = static_cast<unsigned char>(uint64_t{layout.header.size()} >> (8 * i));
-  if (!write_all(fd, size_le, 8) || !write_all(fd, layout.header.data(), layout.header.size())) abort_write("cannot write");
+  for (int i = 0; i < 8; ++i)
+    size_le[i] = static_cast<unsigned char>(uint64_t{layout.header.size()} >> (8 * i));
+  if (!write_all(fd, size_le, 8) || !write_all(fd, layout.header.data(), layout.header.size()))
+    abort_write("cannot write");
   for (const auto& [i, n] : layout.pieces)
     if (!write_all(fd, tensors[i].data, n)) abort_write("cannot write");
   if (::fchmod(fd, 0644) != 0) abort_write("cannot set permissions");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -37,8 +38,10 @@ class SafetensorsFile {
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
   ~SafetensorsFile();
 
-  // The "__metadata__" object (empty if absent).
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // The "__metadata__" object (empty if absent). On a temporary (`open(p).metadata()`) it
+  // returns a copy, so `const auto& m = SafetensorsFile::open(p).metadata();` cannot dangle.
+  const std::map<std::string, std::string>& metadata() const& { return metadata_; }
+  std::map<std::string, std::string> metadata() && { return std::move(metadata_); }
   // Tensor names in file order: by data offset, ties (empty tensors) broken by name.
   std::vector<std::string> names() const { return order_; }
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
@@ -49,7 +52,8 @@ class SafetensorsFile {
   std::vector<double> read_f64(const std::string& name) const;
   std::vector<float> read_f32(const std::string& name) const;
   std::vector<int64_t> read_i64(const std::string& name) const;
-  const std::string& path() const { return path_; }
+  const std::string& path() const& { return path_; }
+  std::string path() && { return std::move(path_); }
 
  private:
   SafetensorsFile() = default;

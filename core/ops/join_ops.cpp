@@ -23,8 +23,8 @@ void check_joinable(const std::vector<Tensor>& xs, int64_t skip_dim, const char*
     bool ok = xs[i].dim() == xs[0].dim();
     for (int64_t d = 0; ok && d < xs[0].dim(); ++d)
       ok = d == skip_dim || xs[i].size(d) == xs[0].size(d);
-    KIMI_CHECK(ok, "{}: tensor {} has shape {}, tensor 0 has {}", name, i,
-               shape_str(xs[i].shape()), shape_str(xs[0].shape()));
+    KIMI_CHECK(ok, "{}: tensor {} has shape {}, tensor 0 has {}", name, i, shape_str(xs[i].shape()),
+               shape_str(xs[0].shape()));
   }
 }
 
@@ -103,7 +103,8 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   const size_t n = xs.size();
   return record("stack", out, xs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     std::vector<Tensor> grads;
-    for (size_t i = 0; i < n; ++i) grads.push_back(g[0].select(dim, static_cast<int64_t>(i)).contiguous());
+    for (size_t i = 0; i < n; ++i)
+      grads.push_back(g[0].select(dim, static_cast<int64_t>(i)).contiguous());
     return grads;
   });
 }
@@ -127,10 +128,11 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
       start += s;
     }
   }
-  return record_multi("split", pieces, {x}, [dim](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    std::vector<Tensor> parts(g.begin(), g.end());
-    return {concat(parts, dim)};
-  });
+  return record_multi("split", pieces, {x},
+                      [dim](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                        std::vector<Tensor> parts(g.begin(), g.end());
+                        return {concat(parts, dim)};
+                      });
 }
 
 // out = cond ? a : b (all three broadcast);  da = g * cond, db = g * !cond (summed to shape)

@@ -31,8 +31,8 @@ void conv_pad(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* x, const T* 
 
 // y[b,t,d] = bias[d] + sum_{j<W} w[d,j] * xpad[b, t+j, d]
 template <class T>
-void conv_fwd(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* xpad, const T* w,
-              const T* bias, T* y) {
+void conv_fwd(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* xpad, const T* w, const T* bias,
+              T* y) {
   const int64_t L = Tn + W - 1;
 #pragma omp parallel for if (B * Tn * D * W > 65536) schedule(static)
   for (int64_t bt = 0; bt < B * Tn; ++bt) {
@@ -68,8 +68,8 @@ void conv_bwd_input(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, co
 // dw[d,j] = sum_{b,t} dy[b,t,d] * xpad[b,t+j,d];  dbias[d] = sum_{b,t} dy[b,t,d]
 // Parallel over blocks of channels, so no two tasks write the same output.
 template <class T>
-void conv_bwd_weight(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, const T* xpad,
-                     T* dw, T* dbias) {
+void conv_bwd_weight(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, const T* xpad, T* dw,
+                     T* dbias) {
   const int64_t L = Tn + W - 1, blocks = (D + kColBlock - 1) / kColBlock;
 #pragma omp parallel for if (B * Tn * D * W > 65536) schedule(static)
   for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -97,8 +97,8 @@ void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& bias, const
   const int64_t B = x.size(0), D = x.size(2);
   KIMI_CHECK(w.dim() == 2 && w.size(0) == D && w.size(1) >= 1,
              "causal_conv1d: weight must be [D={}, W>=1], got {}", D, w.str());
-  KIMI_CHECK(w.dtype() == x.dtype(), "causal_conv1d: weight {} for input {}",
-             dtype_name(w.dtype()), dtype_name(x.dtype()));
+  KIMI_CHECK(w.dtype() == x.dtype(), "causal_conv1d: weight {} for input {}", dtype_name(w.dtype()),
+             dtype_name(x.dtype()));
   check_same_device(x, w, "causal_conv1d");
   if (bias.defined())
     KIMI_CHECK(bias.dim() == 1 && bias.size(0) == D && bias.dtype() == x.dtype(),
@@ -106,8 +106,8 @@ void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& bias, const
                bias.str());
   if (prefix.defined())
     KIMI_CHECK(prefix.shape() == Shape({B, w.size(1) - 1, D}) && prefix.dtype() == x.dtype(),
-               "causal_conv1d: prefix must be [B={}, W-1={}, D={}] {}, got {}", B,
-               w.size(1) - 1, D, dtype_name(x.dtype()), prefix.str());
+               "causal_conv1d: prefix must be [B={}, W-1={}, D={}] {}, got {}", B, w.size(1) - 1, D,
+               dtype_name(x.dtype()), prefix.str());
 }
 
 }  // namespace
@@ -134,23 +134,24 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, const
   std::vector<Tensor> inputs = {x, w};
   if (has_bias) inputs.push_back(bias);
   if (has_prefix) inputs.push_back(prefix);
-  return record("causal_conv1d", y, inputs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    Tensor gc = g[0].contiguous();
-    Tensor dxpad = Tensor::empty(xpad.shape(), xpad.dtype());
-    Tensor dw = Tensor::empty({D, W}, xpad.dtype());
-    Tensor db = has_bias ? Tensor::empty({D}, xpad.dtype()) : Tensor();
-    dispatch_float(xpad.dtype(), "causal_conv1d", [&](auto tag_) {
-      using scalar_t = KIMI_SCALAR_T(tag_);
-      conv_bwd_input<scalar_t>(B, Tn, D, W, gc.data<scalar_t>(), wc.data<scalar_t>(),
-                               dxpad.data<scalar_t>());
-      conv_bwd_weight<scalar_t>(B, Tn, D, W, gc.data<scalar_t>(), xpad.data<scalar_t>(),
-                                dw.data<scalar_t>(), has_bias ? db.data<scalar_t>() : nullptr);
-    });
-    std::vector<Tensor> grads = {dxpad.narrow(1, W - 1, Tn).contiguous(), dw};
-    if (has_bias) grads.push_back(db);
-    if (has_prefix) grads.push_back(dxpad.narrow(1, 0, W - 1).contiguous());
-    return grads;
-  });
+  return record(
+      "causal_conv1d", y, inputs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+        Tensor gc = g[0].contiguous();
+        Tensor dxpad = Tensor::empty(xpad.shape(), xpad.dtype());
+        Tensor dw = Tensor::empty({D, W}, xpad.dtype());
+        Tensor db = has_bias ? Tensor::empty({D}, xpad.dtype()) : Tensor();
+        dispatch_float(xpad.dtype(), "causal_conv1d", [&](auto tag_) {
+          using scalar_t = KIMI_SCALAR_T(tag_);
+          conv_bwd_input<scalar_t>(B, Tn, D, W, gc.data<scalar_t>(), wc.data<scalar_t>(),
+                                   dxpad.data<scalar_t>());
+          conv_bwd_weight<scalar_t>(B, Tn, D, W, gc.data<scalar_t>(), xpad.data<scalar_t>(),
+                                    dw.data<scalar_t>(), has_bias ? db.data<scalar_t>() : nullptr);
+        });
+        std::vector<Tensor> grads = {dxpad.narrow(1, W - 1, Tn).contiguous(), dw};
+        if (has_bias) grads.push_back(db);
+        if (has_prefix) grads.push_back(dxpad.narrow(1, 0, W - 1).contiguous());
+        return grads;
+      });
 }
 
 // out[..., :] = weight[ids[...], :];  dweight[v, :] = sum_{i: ids[i] = v} dout[i, :]
@@ -173,7 +174,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
     const scalar_t* wp = wc.data<scalar_t>();
     scalar_t* yp = y.data<scalar_t>();
 #pragma omp parallel for if (n * D > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) std::copy(wp + (*idx)[i] * D, wp + ((*idx)[i] + 1) * D, yp + i * D);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy(wp + (*idx)[i] * D, wp + ((*idx)[i] + 1) * D, yp + i * D);
   });
   const DType dt = weight.dtype();
   return record("embedding", y, {weight}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {

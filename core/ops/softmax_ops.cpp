@@ -22,7 +22,7 @@ double row_logsumexp(const T* x, int64_t n) {
   for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
   if (std::isinf(m) && m < 0) return m;  // all -inf: the row is empty of mass
   double s = 0;
-  for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(x[j] - m));
+  for (int64_t j = 0; j < n; ++j) s += std::exp(x[j] - m);  // exp in T, sum in double
   return static_cast<double>(m) + std::log(s);
 }
 
@@ -35,8 +35,8 @@ void softmax_fwd(int64_t rows, int64_t n, const T* x, T* y, bool log) {
     T* yr = y + r * n;
     const double lse = row_logsumexp(xr, n);
     for (int64_t j = 0; j < n; ++j) {
-      const double z = static_cast<double>(xr[j]) - lse;
-      yr[j] = static_cast<T>(log ? z : std::exp(z));
+      const T z = static_cast<T>(static_cast<double>(xr[j]) - lse);
+      yr[j] = log ? z : std::exp(z);
     }
   }
 }
@@ -53,8 +53,8 @@ void softmax_bwd(int64_t rows, int64_t n, const T* y, const T* dy, T* dx, bool l
     double s = 0;
     for (int64_t j = 0; j < n; ++j) s += log ? gr[j] : gr[j] * yr[j];
     for (int64_t j = 0; j < n; ++j)
-      dr[j] = log ? static_cast<T>(gr[j] - std::exp(static_cast<double>(yr[j])) * s)
-                  : static_cast<T>(yr[j] * (gr[j] - s));
+      dr[j] =
+          log ? static_cast<T>(gr[j] - std::exp(yr[j]) * s) : static_cast<T>(yr[j] * (gr[j] - s));
   }
 }
 
@@ -115,8 +115,8 @@ void cross_entropy_bwd(int64_t rows, int64_t c, const T* x, const int64_t* t, in
     }
     const T* xr = x + r * c;
     for (int64_t j = 0; j < c; ++j)
-      dr[j] = static_cast<T>(scale * (std::exp(static_cast<double>(xr[j]) - lse[r]) -
-                                      (j == t[r] ? 1.0 : 0.0)));
+      dr[j] = static_cast<T>(scale *
+                             (std::exp(static_cast<T>(xr[j] - lse[r])) - (j == t[r] ? 1.0 : 0.0)));
   }
 }
 
@@ -150,18 +150,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   });
   const double inv = count ? 1.0 / static_cast<double>(count) : 0.0;
   Tensor loss = Tensor::scalar(total * inv, logits.dtype());
-  return record("cross_entropy", loss, {logits},
-                [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                  Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
-                  const double scale = g[0].item() * inv;
-                  dispatch_float(xc.dtype(), "cross_entropy", [&](auto tag_) {
-                    using scalar_t = KIMI_SCALAR_T(tag_);
-                    cross_entropy_bwd<scalar_t>(rows, c, xc.data<scalar_t>(), t->data(),
-                                                ignore_index, lse->data(), scale,
-                                                dx.data<scalar_t>());
-                  });
-                  return {dx};
-                });
+  return record(
+      "cross_entropy", loss, {logits}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+        Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
+        const double scale = g[0].item() * inv;
+        dispatch_float(xc.dtype(), "cross_entropy", [&](auto tag_) {
+          using scalar_t = KIMI_SCALAR_T(tag_);
+          cross_entropy_bwd<scalar_t>(rows, c, xc.data<scalar_t>(), t->data(), ignore_index,
+                                      lse->data(), scale, dx.data<scalar_t>());
+        });
+        return {dx};
+      });
 }
 
 }  // namespace kimi

@@ -39,11 +39,15 @@ bool open_and_read_all(const std::string& path, const std::string& bytes) {
       const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
       EXPECT_EQ(t.nbytes, end - begin) << name;
       EXPECT_LE(8 + n + end, bytes.size()) << name;
-      if (t.nbytes) EXPECT_EQ(std::memcmp(t.data, bytes.data() + 8 + n + begin, t.nbytes), 0) << name;
+      if (t.nbytes) {
+        EXPECT_EQ(std::memcmp(t.data, bytes.data() + 8 + n + begin, t.nbytes), 0) << name;
+      }
       const size_t count = f.read_f64(name).size();
       EXPECT_EQ(f.read_f32(name).size(), count);
       EXPECT_EQ(count * dtype_size(t.dtype), t.nbytes);
-      if (t.dtype == DType::kI32 || t.dtype == DType::kI64) EXPECT_EQ(f.read_i64(name).size(), count);
+      if (t.dtype == DType::kI32 || t.dtype == DType::kI64) {
+        EXPECT_EQ(f.read_i64(name).size(), count);
+      }
     }
     return true;
   } catch (const kimi::UserError& e) {
@@ -84,9 +88,12 @@ std::string writer_seed(const fs::path& dir) {
   const std::vector<uint16_t> h = {0x3c00, 0xc000};
   const std::string path = (dir / "seed.safetensors").string();
   write_safetensors(path,
-                    {{"a.f64", DType::kF64, {3}, d.data()}, {"b.i32", DType::kI32, {2, 2}, i.data()},
-                     {"c.f16", DType::kF16, {2}, h.data()}, {"d.bf16", DType::kBF16, {1, 2}, h.data()},
-                     {"e.empty", DType::kF32, {0, 5}, nullptr}, {"f.i64", DType::kI64, {1}, d.data()}},
+                    {{"a.f64", DType::kF64, {3}, d.data()},
+                     {"b.i32", DType::kI32, {2, 2}, i.data()},
+                     {"c.f16", DType::kF16, {2}, h.data()},
+                     {"d.bf16", DType::kBF16, {1, 2}, h.data()},
+                     {"e.empty", DType::kF32, {0, 5}, nullptr},
+                     {"f.i64", DType::kI64, {1}, d.data()}},
                     {{"format", "pt"}, {"about", "fuzz seed"}});
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -96,22 +103,37 @@ std::string writer_seed(const fs::path& dir) {
 // truncations, header-size rewrites.
 std::string mutate(std::string s, std::mt19937_64& rng) {
   auto pick = [&](size_t n) { return n ? static_cast<size_t>(rng() % n) : 0; };
-  const size_t header_end = std::min(s.size(), size_t{8} + static_cast<uint8_t>(s[0]) + 256 * static_cast<uint8_t>(s[1]));
+  const size_t header_end =
+      std::min(s.size(), size_t{8} + static_cast<uint8_t>(s[0]) + 256 * static_cast<uint8_t>(s[1]));
   const int rounds = 1 + static_cast<int>(rng() % 3);
   for (int r = 0; r < rounds && !s.empty(); ++r) {
     switch (rng() % 6) {
-      case 0: s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8)); break;
-      case 1: s[pick(std::min(s.size(), header_end))] = "0123456789-[]{},\":. e"[rng() % 21]; break;
+      case 0:
+        s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8));
+        break;
+      case 1:
+        s[pick(std::min(s.size(), header_end))] = "0123456789-[]{},\":. e"[rng() % 21];
+        break;
       case 2: {  // change a digit in the header: keeps the JSON valid, breaks the semantics
         for (int tries = 0; tries < 50; ++tries) {
           const size_t p = 8 + pick(header_end > 8 ? header_end - 8 : 1);
-          if (p < s.size() && s[p] >= '0' && s[p] <= '9') { s[p] = static_cast<char>('0' + rng() % 10); break; }
+          if (p < s.size() && s[p] >= '0' && s[p] <= '9') {
+            s[p] = static_cast<char>('0' + rng() % 10);
+            break;
+          }
         }
         break;
       }
-      case 3: s.resize(pick(s.size() + 1)); break;
-      case 4: s.insert(s.begin() + static_cast<std::ptrdiff_t>(pick(s.size() + 1)), static_cast<char>(rng())); break;
-      case 5: s[pick(8)] = static_cast<char>(rng()); break;
+      case 3:
+        s.resize(pick(s.size() + 1));
+        break;
+      case 4:
+        s.insert(s.begin() + static_cast<std::ptrdiff_t>(pick(s.size() + 1)),
+                 static_cast<char>(rng()));
+        break;
+      case 5:
+        s[pick(8)] = static_cast<char>(rng());
+        break;
     }
   }
   return s;
@@ -141,7 +163,8 @@ TEST(SafetensorsAsan, SeededMutationFuzz) {
   // Both outcomes must occur, or the fuzz is not exercising anything.
   EXPECT_GT(ok, kIterations / 50);
   EXPECT_GT(rejected, kIterations / 4);
-  std::printf("[fuzz] %d mutated files: %d opened and read, %d rejected cleanly\n", kIterations, ok, rejected);
+  std::printf("[fuzz] %d mutated files: %d opened and read, %d rejected cleanly\n", kIterations, ok,
+              rejected);
 }
 
 }  // namespace

@@ -9,5 +9,10 @@ namespace kimi::cli {
 // A callback reports user errors by throwing kimi::UserError; main prints it as one line.
 void register_version(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_run(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_plot(CLI::App& app);
+void register_verify(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace kimi::cli

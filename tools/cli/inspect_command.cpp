@@ -31,13 +31,25 @@ std::string shorten(const std::string& v, const InspectOptions& o) {
   return out;
 }
 
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
 std::vector<std::string> stats_of(const io::SafetensorsFile& f, const io::TensorInfo& t) {
   if (!is_floating(t.dtype) || t.nbytes == 0) return {"-", "-", "-", "-"};
   const std::vector<double> v = f.read_f64(t.name);
   double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sq = 0;
   size_t nan = 0;
   for (double x : v) {
-    if (std::isnan(x)) { ++nan; continue; }
+    if (std::isnan(x)) {
+      ++nan;
+      continue;
+    }
     lo = std::min(lo, x);
     hi = std::max(hi, x);
     sum += x;
@@ -64,8 +76,7 @@ void run_inspect(const InspectOptions& o) {
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& n : names) {
     const io::TensorInfo& t = f.info(n);
-    std::vector<std::string> row = {n, std::string(dtype_name(t.dtype)),
-                                    fmt::format("[{}]", fmt::join(t.shape, ", ")),
+    std::vector<std::string> row = {n, std::string(dtype_name(t.dtype)), shape_str(t.shape),
                                     std::to_string(t.nbytes)};
     if (o.stats) {
       auto s = stats_of(f, t);
@@ -80,7 +91,8 @@ void run_inspect(const InspectOptions& o) {
     std::string line = " ";
     for (size_t i = 0; i < r.size(); ++i) {
       const bool right = i >= 3;  // numbers right-aligned
-      line += " " + (right ? fmt::format("{:>{}}", r[i], w[i]) : fmt::format("{:<{}}", r[i], w[i]));
+      line += ' ';
+      line += right ? fmt::format("{:>{}}", r[i], w[i]) : fmt::format("{:<{}}", r[i], w[i]);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     fmt::print("{}\n", line);
@@ -91,8 +103,8 @@ void run_inspect(const InspectOptions& o) {
 
 void register_inspect(CLI::App& app) {
   auto opts = std::make_shared<InspectOptions>();
-  auto* cmd = app.add_subcommand(
-      "inspect", "Print a safetensors file's metadata and a table of its tensors");
+  auto* cmd = app.add_subcommand("inspect",
+                                 "Print a safetensors file's metadata and a table of its tensors");
   cmd->add_option("file", opts->path, "The .safetensors file to read")->required();
   cmd->add_flag("--full", opts->full, "Print metadata values whole (default: first 200 chars)");
   cmd->add_flag("--stats", opts->stats,

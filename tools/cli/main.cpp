@@ -19,10 +19,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
   kimi::cli::register_version(app);
+  kimi::cli::register_run(app);
+  kimi::cli::register_eval(app);
+  kimi::cli::register_plot(app);
+  kimi::cli::register_verify(app);
+  kimi::cli::register_bench(app);
   kimi::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Error& e) {
     return app.exit(e);
   } catch (const kimi::UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

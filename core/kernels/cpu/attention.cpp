@@ -33,6 +33,11 @@ void check_dims(const AttentionDims& d) {
   KIMI_CHECK(d.Tk >= d.Tq, "attention: causal needs Tk >= Tq, got Tk={} Tq={}", d.Tk, d.Tq);
 }
 
+// Threads only pay off above ~0.1 ms of work (see delta_rule_internal.h).
+bool worth_threads(const AttentionDims& d, int64_t heads) {
+  return heads > 1 && heads * d.Tq * d.Tk * (d.D + d.Dv) >= (int64_t{1} << 20);
+}
+
 template <class T>
 ConstRowsMap<T> rows(const T* base, int64_t n, int64_t D, int64_t stride) {
   return ConstRowsMap<T>(base, n, D, Eigen::OuterStride<>(stride));
@@ -129,7 +134,7 @@ void causal_attention_fwd(const AttentionDims& d, const T* q, const T* k, const 
                           T* lse) {
   check_dims(d);
   const int64_t n = d.B * d.Hq;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(d, n))
   for (int64_t bh = 0; bh < n; ++bh) fwd_head(d, bh / d.Hq, bh % d.Hq, q, k, v, o, lse);
 }
 
@@ -139,7 +144,7 @@ void causal_attention_bwd(const AttentionDims& d, const T* q, const T* k, const 
                           const T* lse, const T* do_, T* dq, T* dk, T* dv) {
   check_dims(d);
   const int64_t n = d.B * d.Hkv, group = d.Hq / d.Hkv;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(d, n))
   for (int64_t bh = 0; bh < n; ++bh) {
     const int64_t b = bh / d.Hkv, hk = bh % d.Hkv;
     RowMat<T> dK = RowMat<T>::Zero(d.Tk, d.D), dV = RowMat<T>::Zero(d.Tk, d.Dv);

@@ -13,7 +13,7 @@ namespace kimi::cpu {
 namespace detail {
 
 template <class T>
-void PairDecay<T>::build(const RowMat<T>& G, bool per_channel) {
+void PairDecay<T>::build(const RowMat<T>& g, const RowMat<T>& G, bool per_channel) {
   L_ = G.rows();
   K_ = G.cols();
   per_channel_ = per_channel;
@@ -23,18 +23,24 @@ void PairDecay<T>::build(const RowMat<T>& G, bool per_channel) {
       for (int64_t j = 0; j <= i; ++j) gamma_(i, j) = std::exp(G(i, 0) - G(j, 0));
     return;
   }
+  const RowMat<T> step = g.array().exp().matrix();
   const int64_t nb = (L_ + kBlock - 1) / kBlock;
   a_.resize(nb);
   b_.resize(nb);
   diag_.resize(nb);
   for (int64_t I = 0; I < nb; ++I) {
     const int64_t r = I * kBlock, n = std::min(kBlock, L_ - r);
-    a_[I] = (G.middleRows(r, n).rowwise() - G.row(r)).array().exp().matrix();
-    b_[I] = ((-G.topRows(r)).rowwise() + G.row(r)).array().exp().matrix();
-    diag_[I] = RowMat<T>::Zero(n * n, K_);
-    for (int64_t ii = 0; ii < n; ++ii)
-      for (int64_t jj = 0; jj <= ii; ++jj)
-        diag_[I].row(ii * n + jj) = (G.row(r + ii) - G.row(r + jj)).array().exp().matrix();
+    RowMat<T>& D = diag_[I];
+    D.setZero(n * n, K_);
+    for (int64_t ii = 0; ii < n; ++ii) {
+      D.row(ii * n + ii).setOnes();
+      for (int64_t jj = 0; jj < ii; ++jj)
+        D.row(ii * n + jj) = D.row((ii - 1) * n + jj).cwiseProduct(step.row(r + ii));
+    }
+    a_[I].resize(n, K_);
+    for (int64_t ii = 0; ii < n; ++ii) a_[I].row(ii) = D.row(ii * n);  // exp(G_i - G_r)
+    b_[I] = (-G.topRows(r)).rowwise() + G.row(r);
+    b_[I] = b_[I].array().exp();  // apart from the broadcast, so that exp vectorises
   }
 }
 
@@ -92,55 +98,70 @@ RowMat<T> PairDecay<T>::col_apply(const RowMat<T>& X, const RowMat<T>& P) const 
   return Z;
 }
 
-// G_i = sum_{j<=i} g_j inside the chunk, one column per key channel (scalar gates broadcast).
+// The chunk's per-token log decays g (L x K; scalar gates broadcast, zero without a gate) and
+// G_i = sum_{j<=i} g_j inside the chunk.
 template <class T>
-RowMat<T> chunk_log_decay(const HeadIndex& ix, int64_t t0, int64_t L, const T* g) {
+void chunk_log_decay(const HeadIndex& ix, int64_t t0, int64_t L, const T* g_in, RowMat<T>& g,
+                     RowMat<T>& G) {
   const RecurrenceDims& d = ix.d;
-  RowMat<T> G = RowMat<T>::Zero(L, d.K);
-  if (d.gate == GateKind::kNone) return G;
-  for (int64_t i = 0; i < L; ++i) {
-    const T* gi = g + ix.gate(t0 + i);
-    for (int64_t c = 0; c < d.K; ++c) {
-      const T gic = d.gate == GateKind::kPerChannel ? gi[c] : gi[0];
-      G(i, c) = (i > 0 ? G(i - 1, c) : T(0)) + gic;
-    }
-  }
-  return G;
+  g.setZero(L, d.K);
+  if (d.gate == GateKind::kPerChannel) g = rows(g_in + ix.gate(t0), L, d.K, d.H * d.K);
+  if (d.gate == GateKind::kScalar)
+    for (int64_t i = 0; i < L; ++i) g.row(i).setConstant(g_in[ix.gate(t0 + i)]);
+  G = g;
+  for (int64_t i = 1; i < L; ++i) G.row(i) += G.row(i - 1);
 }
 
 template <class T>
 void ChunkFwd<T>::load(const HeadIndex& ix, int64_t t0, int64_t len, bool is_delta, const T* q,
-                       const T* k, const T* v, const T* g, const T* beta_in) {
+                       const T* k, const T* v, const T* g_in, const T* beta_in) {
   const RecurrenceDims& d = ix.d;
   L = len;
   delta = is_delta;
   Q = rows(q + ix.qk(t0), L, d.K, d.H * d.K);
   K = rows(k + ix.qk(t0), L, d.K, d.H * d.K);
   V = rows(v + ix.vo(t0), L, d.V, d.H * d.V);
-  G = chunk_log_decay(ix, t0, L, g);
+  chunk_log_decay(ix, t0, L, g_in, g, G);
   eG = G.array().exp().matrix();
-  Gq = (T(d.scale) * eG).cwiseProduct(Q);
+  GqW.resize(delta ? 2 * L : L, d.K);
+  GqW.topRows(L) = (T(d.scale) * eG).cwiseProduct(Q);
   Gk = eG.cwiseProduct(K);
   // exp(G_last - G): a difference, never exp(G_last) * exp(-G).
-  Kd = ((-G).rowwise() + G.row(L - 1)).array().exp().matrix().cwiseProduct(K);
-  pd.build(G, d.gate == GateKind::kPerChannel);
+  Kd = (-G).rowwise() + G.row(L - 1);
+  Kd = Kd.array().exp() * K.array();
+  pd.build(g, G, d.gate == GateKind::kPerChannel);
   Aqk = T(d.scale) * pd.gram(Q, K, true);
   if (!delta) return;
   beta = Eigen::Map<const ColVec<T>, 0, Eigen::InnerStride<>>(beta_in + ix.tok(t0), L,
                                                                Eigen::InnerStride<>(d.H));
   Akk = pd.gram(K, K, false);
   A = beta.asDiagonal() * Akk;
-  // (I + A) X = Diag(beta) R by forward substitution: UnitLower reads only A's strict lower
-  // triangle and takes the diagonal as 1.
-  const auto M = A.template triangularView<Eigen::UnitLower>();
-  W = M.solve(beta.asDiagonal() * Gk);
-  U = M.solve(beta.asDiagonal() * V);
+  // (I + A) [W U] = Diag(beta) [Gk V] by forward substitution: UnitLower reads only A's strict
+  // lower triangle and takes the diagonal as 1.
+  RowMat<T> R(L, d.K + d.V);
+  R << beta.asDiagonal() * Gk, beta.asDiagonal() * V;
+  A.template triangularView<Eigen::UnitLower>().solveInPlace(R);
+  GqW.bottomRows(L) = R.leftCols(d.K);
+  U = R.rightCols(d.V);
 }
 
 template <class T>
 void ChunkFwd<T>::solve(const RowMat<T>& S) {
-  if (delta) Vp = U - W * S;
+  if (delta) Vp = U - W() * S;
   else Vp = V;
+}
+
+template <class T>
+void ChunkFwd<T>::output(const RowMat<T>& S, RowsMap<T> O) {
+  if (delta) {
+    const RowMat<T> P = GqW * S;  // [Gq S; W S]
+    Vp = U - P.bottomRows(L);
+    O = P.topRows(L);
+  } else {
+    Vp = V;
+    O.noalias() = GqW * S;
+  }
+  O.noalias() += Aqk.template triangularView<Eigen::Lower>() * Vp;
 }
 
 template <class T>
@@ -171,10 +192,7 @@ void chunk_fwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, con
   for (int64_t t0 = 0; t0 < d.T; t0 += d.chunk) {
     const int64_t L = std::min(d.chunk, d.T - t0);
     cf.load(ix, t0, L, delta, q, k, v, g, beta);
-    cf.solve(S);
-    auto O = detail::rows(o + ix.vo(t0), L, d.V, d.H * d.V);
-    O.noalias() = cf.Gq * S;
-    O.noalias() += cf.Aqk * cf.Vp;
+    cf.output(S, detail::rows(o + ix.vo(t0), L, d.V, d.H * d.V));
     cf.advance(S);
   }
   if (ht) detail::rows(ht + ix.state(), d.K, d.V, d.V) = S;
@@ -185,7 +203,7 @@ void chunk_fwd(const RecurrenceDims& d, bool delta, const T* q, const T* k, cons
                const T* g, const T* beta, const T* h0, T* o, T* ht) {
   detail::check_dims(d, g);
   const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
   for (int64_t bh = 0; bh < n; ++bh)
     chunk_fwd_head(HeadIndex{d, bh / d.H, bh % d.H}, delta, q, k, v, g, beta, h0, o, ht);
 }

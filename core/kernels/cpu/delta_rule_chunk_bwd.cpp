@@ -40,7 +40,7 @@ void ut_solve_bwd(const ChunkFwd<T>& cf, const RowMat<T>& dW, const RowMat<T>& d
   const auto Mt = cf.A.template triangularView<Eigen::UnitLower>().transpose();
   const RowMat<T> dRW = Mt.solve(dW);
   const RowMat<T> dRU = Mt.solve(dU);
-  RowMat<T> dA = -(dRW * cf.W.transpose() + dRU * cf.U.transpose());
+  RowMat<T> dA = -(dRW * cf.W().transpose() + dRU * cf.U.transpose());
   dA = dA.template triangularView<Eigen::StrictlyLower>();
   gr.dbeta = dRW.cwiseProduct(cf.Gk).rowwise().sum() + dRU.cwiseProduct(cf.V).rowwise().sum() +
              dA.cwiseProduct(cf.Akk).rowwise().sum();
@@ -66,30 +66,35 @@ template <class T>
 RowMat<T> chunk_bwd(const ChunkFwd<T>& cf, const RowMat<T>& S, const RowMat<T>& dO,
                     const RowMat<T>& dSout, T scale, ChunkGrad<T>& gr) {
   const int64_t L = cf.L;
-  const RowMat<T> dVp = cf.Aqk.transpose() * dO + cf.Kd * dSout;
+  const RowMat<T> dVp = cf.Aqk.transpose().template triangularView<Eigen::Upper>() * dO +
+                        cf.Kd * dSout;
   const RowMat<T> dAqk = (dO * cf.Vp.transpose()).template triangularView<Eigen::Lower>();
-  const RowMat<T> dGq = dO * S.transpose();
+  // [Gq; W] S is one product in the forward, so its gradients are one product each way:
+  // d[Gq; W] = [dO; -dV'] S^T, dS_in = [Gq; W]^T [dO; -dV'] + Diag(eL) dS_out.
+  RowMat<T> dP(cf.GqW.rows(), dO.cols());
+  dP.topRows(L) = dO;
+  if (cf.delta) dP.bottomRows(L) = -dVp;
+  const RowMat<T> dGqW = dP * S.transpose();
   const RowMat<T> dKd = cf.Vp * dSout.transpose();
   const auto eL = cf.eG.row(L - 1);
-  RowMat<T> dSin = cf.Gq.transpose() * dO + eL.transpose().asDiagonal() * dSout;
+  RowMat<T> dSin = cf.GqW.transpose() * dP;
+  dSin += eL.transpose().asDiagonal() * dSout;
 
   // Aqk = scale gram(Q, K): dQ_i = scale sum_j dAqk_ij Gamma_ij k_j (and dK alike);
   // d/dG_i picks q_i o dQ_i, d/dG_j picks -k_j o dK_j.
   gr.dQ = scale * cf.pd.row_apply(dAqk, cf.K);
   gr.dK = scale * cf.pd.col_apply(dAqk, cf.Q);
   gr.dG = cf.Q.cwiseProduct(gr.dQ) - cf.K.cwiseProduct(gr.dK);
-  if (cf.delta) {
-    dSin.noalias() -= cf.W.transpose() * dVp;
-    ut_solve_bwd(cf, RowMat<T>(-dVp * S.transpose()), dVp, gr);
-  } else {
-    gr.dV = dVp;
-  }
+  if (cf.delta) ut_solve_bwd(cf, RowMat<T>(dGqW.bottomRows(L)), dVp, gr);
+  else gr.dV = dVp;
   // Gq = scale exp(G) o Q
+  const auto dGq = dGqW.topRows(L);
   gr.dQ += scale * cf.eG.cwiseProduct(dGq);
-  gr.dG += dGq.cwiseProduct(cf.Gq);
+  gr.dG += dGq.cwiseProduct(cf.Gq());
   // Kd = exp(G_last - G) o K; S_out's Diag(exp(G_last)) S
   const RowMat<T> dKdKd = dKd.cwiseProduct(cf.Kd);
-  gr.dK += ((-cf.G).rowwise() + cf.G.row(L - 1)).array().exp().matrix().cwiseProduct(dKd);
+  RowMat<T> decay_to_end = (-cf.G).rowwise() + cf.G.row(L - 1);
+  gr.dK += decay_to_end.array().exp().matrix().cwiseProduct(dKd);
   gr.dG -= dKdKd;
   gr.dG.row(L - 1) += dKdKd.colwise().sum() +
                       dSout.cwiseProduct(S).rowwise().sum().transpose().cwiseProduct(eL);
@@ -158,7 +163,7 @@ void chunk_bwd_all(const RecurrenceDims& d, bool delta, const T* q, const T* k, 
                    const Grads<T>& out, T* dh0) {
   detail::check_dims(d, g);
   const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
   for (int64_t bh = 0; bh < n; ++bh)
     chunk_bwd_head(HeadIndex{d, bh / d.H, bh % d.H}, delta, q, k, v, g, beta, h0, do_, dht, out,
                    dh0);

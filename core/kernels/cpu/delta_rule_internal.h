@@ -43,6 +43,12 @@ inline void check_dims(const RecurrenceDims& d, const void* g) {
              "recurrence: g must be given exactly when the gate kind is not kNone");
 }
 
+// Threads only pay off above ~0.1 ms of work (~1M multiply-adds): waking an OpenMP team costs tens of microseconds,
+// far more on a loaded machine, and tiny calls (decode steps, gradient checks) are common.
+inline bool worth_threads(const RecurrenceDims& d) {
+  return d.B * d.H > 1 && d.B * d.H * d.T * d.K * d.V >= (int64_t{1} << 20);
+}
+
 template <class T>
 ConstRowsMap<T> rows(const T* base, int64_t L, int64_t D, int64_t stride) {
   return ConstRowsMap<T>(base, L, D, Eigen::OuterStride<>(stride));
@@ -56,14 +62,17 @@ RowsMap<T> rows(T* base, int64_t L, int64_t D, int64_t stride) {
 // forming exp(G) and exp(-G) separately. Per-channel gates: the chunk is cut into blocks of
 // kBlock rows; for a row i in block I (first row r) and a column j < r,
 // Gamma_ij = exp(G_i - G_r) * exp(G_r - G_j), two factors <= 1 when g <= 0, so off-diagonal
-// blocks become small GEMMs; inside a diagonal block the differences are exponentiated
-// directly. Scalar gates (and no gate): Gamma is an L x L matrix.
+// blocks become small GEMMs. Inside a diagonal block Gamma_ij = prod_{j<t<=i} exp(g_t), the
+// recurrence's own per-step decays (at most kBlock factors <= 1: no overflow, and no
+// cancellation in G_i - G_j when |G| is large). Scalar gates (and no gate): Gamma is an L x L
+// matrix of exponentiated differences.
 template <class T>
 class PairDecay {
  public:
   static constexpr int64_t kBlock = 16;
-  // G: L x K cumulative log decays of the chunk (columns all equal when !per_channel).
-  void build(const RowMat<T>& G, bool per_channel);
+  // g: L x K per-token log decays, G: their cumulative sums inside the chunk (columns all
+  // equal when !per_channel).
+  void build(const RowMat<T>& g, const RowMat<T>& G, bool per_channel);
   // X_ij = sum_d P1_i[d] P2_j[d] Gamma_ij[d] for j < i (j <= i if inclusive), 0 elsewhere.
   RowMat<T> gram(const RowMat<T>& P1, const RowMat<T>& P2, bool inclusive) const;
   // Y_i = sum_{j<=i} X_ij Gamma_ij o P_j   (X lower triangular; the adjoint of gram in P2).
@@ -88,18 +97,25 @@ struct ChunkFwd {
   bool delta = true;
   RowMat<T> Q, K, V;  // the chunk's rows (L x K, L x K, L x V)
   ColVec<T> beta;     // L (delta only)
-  RowMat<T> G, eG;    // cumulative log decay inside the chunk and exp(G) (L x K, broadcast)
-  RowMat<T> Gq, Gk, Kd;  // scale*exp(G) o Q, exp(G) o K, exp(G_last - G) o K
+  RowMat<T> g, G, eG;  // log decays, their cumulative sum inside the chunk, exp(G) (L x K)
+  RowMat<T> Gk, Kd;   // exp(G) o K, exp(G_last - G) o K
+  // [Gq; W] stacked (2L x K; only Gq without the delta rule), Gq = scale exp(G) o Q and
+  // W = T Gk with T = (I+A)^{-1} Diag(beta): both multiply the incoming state, so one GEMM.
+  RowMat<T> GqW;
   PairDecay<T> pd;
   RowMat<T> Akk;      // k_i.k_j Gamma_ij, strictly lower
   RowMat<T> A;        // Diag(beta) Akk: I + A is the unit lower matrix of the UT transform
   RowMat<T> Aqk;      // scale q_i.k_j Gamma_ij, lower incl. diagonal
-  RowMat<T> W, U, Vp;  // W = T Gk, U = T V with T = (I+A)^{-1} Diag(beta); V' = U - W S
+  RowMat<T> U, Vp;    // U = T V; V' = U - W S (V' = V without the delta rule)
 
+  auto Gq() const { return GqW.topRows(L); }
+  auto W() const { return GqW.bottomRows(L); }
   void load(const HeadIndex& ix, int64_t t0, int64_t len, bool is_delta, const T* q, const T* k,
-            const T* v, const T* g, const T* beta_in);
+            const T* v, const T* g_in, const T* beta_in);
   // V' for the incoming state S (K x V).
   void solve(const RowMat<T>& S);
+  // V' and the chunk's output O = Gq S + tril(Aqk) V' (L x V, row stride of o).
+  void output(const RowMat<T>& S, RowsMap<T> O);
   // S <- Diag(exp(G_last)) S + Kd^T V'.
   void advance(RowMat<T>& S) const;
 };

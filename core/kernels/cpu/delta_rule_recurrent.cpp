@@ -192,7 +192,7 @@ void bwd_head(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in,
 template <class T, class F>
 void for_each_head(const RecurrenceDims& d, F&& f) {
   const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
   for (int64_t bh = 0; bh < n; ++bh) f(HeadIndex{d, bh / d.H, bh % d.H});
 }
 

@@ -19,7 +19,7 @@ void rope_apply(T* x, int64_t B, int64_t T_, int64_t H, int64_t D, int64_t pos0,
   std::vector<double> inv_freq(half);
   for (int64_t i = 0; i < half; ++i) inv_freq[i] = std::pow(theta, -2.0 * double(i) / double(D));
   const double sign = inverse ? -1.0 : 1.0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * T_ * H * D >= (int64_t{1} << 16))
   for (int64_t t = 0; t < T_; ++t) {
     // Angles in double whatever T is: positions reach 1e6 and float angles would lose digits.
     std::vector<T> c(half), s(half);

@@ -1,0 +1,182 @@
+// Token-mixer ops: shape checks at the boundary, raw kernels inside, one tape node each.
+#include "core/mixer_ops.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/kernels/cpu/attention.h"
+#include "core/kernels/cpu/rope.h"
+
+namespace kimi {
+
+RecurrenceForm recurrence_form_from_name(const std::string& name) {
+  if (name == "chunk") return RecurrenceForm::kChunk;
+  if (name == "recurrent") return RecurrenceForm::kRecurrent;
+  throw UserError(fmt::format("unknown recurrence form '{}' (chunk, recurrent)", name));
+}
+
+namespace {
+
+// Checked shapes of one recurrence call, and contiguous detached inputs.
+struct RecurrenceCall {
+  cpu::RecurrenceDims dims{};
+  Tensor q, k, v, g, beta, h0;
+};
+
+RecurrenceCall prepare(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                       const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt) {
+  KIMI_CHECK(q.dim() == 4 && k.shape() == q.shape() && v.dim() == 4, "{}: q {} k {} v {} (want [B,T,H,K], [B,T,H,V])",
+             op, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
+  KIMI_CHECK(v.size(0) == B && v.size(1) == T && v.size(2) == H, "{}: v {} does not match q {}", op,
+             shape_str(v.shape()), shape_str(q.shape()));
+  if (opt.gate == GateKind::kPerChannel)
+    KIMI_CHECK(g.defined() && g.shape() == q.shape(), "{}: per-channel g must be [B,T,H,K]={}", op, shape_str(q.shape()));
+  if (opt.gate == GateKind::kScalar)
+    KIMI_CHECK(g.defined() && g.shape() == Shape({B, T, H}), "{}: scalar g must be [B,T,H]", op);
+  if (beta.defined()) KIMI_CHECK(beta.shape() == Shape({B, T, H}), "{}: beta must be [B,T,H]", op);
+  if (h0.defined()) KIMI_CHECK(h0.shape() == Shape({B, H, K, V}), "{}: h0 must be [B,H,K,V]", op);
+  KIMI_CHECK(opt.chunk > 0, "{}: chunk size {}", op, opt.chunk);
+  check_cpu(q, op);
+  RecurrenceCall c;
+  const double scale = opt.scale < 0 ? 1.0 / std::sqrt(static_cast<double>(K)) : opt.scale;
+  c.dims = {B, T, H, K, V, opt.gate, scale, opt.chunk};
+  auto prep = [&](const Tensor& t) {
+    if (!t.defined()) return Tensor();
+    KIMI_CHECK(t.dtype() == q.dtype(), "{}: mixed dtypes {} and {}", op, dtype_name(t.dtype()), dtype_name(q.dtype()));
+    return t.detach().contiguous();
+  };
+  c.q = prep(q), c.k = prep(k), c.v = prep(v), c.beta = prep(beta), c.h0 = prep(h0);
+  if (opt.gate != GateKind::kNone) c.g = prep(g);
+  return c;
+}
+
+template <class T>
+const T* ptr(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+template <class T>
+T* mptr(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+Tensor empty_like_or_none(const Tensor& t) {
+  return t.defined() ? Tensor::empty(t.shape(), t.dtype()) : Tensor();
+}
+
+}  // namespace
+
+RecurrenceResult delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                            const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt) {
+  KIMI_CHECK(beta.defined(), "delta_rule: beta is required");
+  RecurrenceCall c = prepare("delta_rule", q, k, v, g, beta, h0, opt);
+  const auto& d = c.dims;
+  Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
+  Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());
+  const bool chunk = opt.form == RecurrenceForm::kChunk;
+  dispatch_float(q.dtype(), "delta_rule", [&](auto tag_) {
+    using T = KIMI_SCALAR_T(tag_);
+    auto fwd = chunk ? cpu::delta_rule_chunk_fwd<T> : cpu::delta_rule_recurrent_fwd<T>;
+    fwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), c.beta.data<T>(), ptr<T>(c.h0),
+        o.data<T>(), ht.data<T>());
+  });
+  std::vector<Tensor> inputs = {q, k, v, g, beta, h0};
+  // Gradients of all six inputs from (do, dht), recomputing states from the saved inputs.
+  auto outs = record_multi("delta_rule", {o, ht}, inputs, [c, chunk](const std::vector<Tensor>& go) {
+    const auto& d = c.dims;
+    Tensor gdo = go[0].contiguous(), gdht = go[1].contiguous();
+    Tensor dq = empty_like_or_none(c.q), dk = empty_like_or_none(c.k), dv = empty_like_or_none(c.v);
+    Tensor dg = empty_like_or_none(c.g), dbeta = empty_like_or_none(c.beta), dh0 = empty_like_or_none(c.h0);
+    dispatch_float(c.q.dtype(), "delta_rule", [&](auto tag_) {
+      using T = KIMI_SCALAR_T(tag_);
+      auto bwd = chunk ? cpu::delta_rule_chunk_bwd<T> : cpu::delta_rule_recurrent_bwd<T>;
+      bwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), c.beta.data<T>(), ptr<T>(c.h0),
+          gdo.data<T>(), gdht.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), mptr<T>(dg),
+          dbeta.data<T>(), mptr<T>(dh0));
+    });
+    return std::vector<Tensor>{dq, dk, dv, dg, dbeta, dh0};
+  });
+  return {outs[0], outs[1]};
+}
+
+RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                                   const Tensor& h0, const RecurrenceOptions& opt) {
+  RecurrenceCall c = prepare("linear_recurrence", q, k, v, g, Tensor(), h0, opt);
+  const auto& d = c.dims;
+  Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
+  Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());
+  const bool chunk = opt.form == RecurrenceForm::kChunk;
+  dispatch_float(q.dtype(), "linear_recurrence", [&](auto tag_) {
+    using T = KIMI_SCALAR_T(tag_);
+    auto fwd = chunk ? cpu::linear_recurrence_chunk_fwd<T> : cpu::linear_recurrence_recurrent_fwd<T>;
+    fwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), ptr<T>(c.h0), o.data<T>(), ht.data<T>());
+  });
+  auto outs = record_multi("linear_recurrence", {o, ht}, {q, k, v, g, h0}, [c, chunk](const std::vector<Tensor>& go) {
+    const auto& d = c.dims;
+    Tensor gdo = go[0].contiguous(), gdht = go[1].contiguous();
+    Tensor dq = empty_like_or_none(c.q), dk = empty_like_or_none(c.k), dv = empty_like_or_none(c.v);
+    Tensor dg = empty_like_or_none(c.g), dh0 = empty_like_or_none(c.h0);
+    dispatch_float(c.q.dtype(), "linear_recurrence", [&](auto tag_) {
+      using T = KIMI_SCALAR_T(tag_);
+      auto bwd = chunk ? cpu::linear_recurrence_chunk_bwd<T> : cpu::linear_recurrence_recurrent_bwd<T>;
+      bwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), ptr<T>(c.h0), gdo.data<T>(),
+          gdht.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), mptr<T>(dg), mptr<T>(dh0));
+    });
+    return std::vector<Tensor>{dq, dk, dv, dg, dh0};
+  });
+  return {outs[0], outs[1]};
+}
+
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  KIMI_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "causal_attention: q {} k {} v {}",
+             shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  const int64_t B = q.size(0), Tq = q.size(1), Hq = q.size(2), D = q.size(3);
+  const int64_t Tk = k.size(1), Hkv = k.size(2), Dv = v.size(3);
+  KIMI_CHECK(k.size(0) == B && v.size(0) == B && v.size(1) == Tk && v.size(2) == Hkv && k.size(3) == D,
+             "causal_attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  KIMI_CHECK(Hkv > 0 && Hq % Hkv == 0, "causal_attention: {} query heads over {} kv heads", Hq, Hkv);
+  KIMI_CHECK(Tq <= Tk, "causal_attention: {} queries for {} keys", Tq, Tk);
+  check_cpu(q, "causal_attention");
+  cpu::AttentionDims d{B, Tq, Tk, Hq, Hkv, D, Dv, scale < 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : scale};
+  Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
+  Tensor o = Tensor::empty({B, Tq, Hq, Dv}, q.dtype());
+  Tensor lse = Tensor::empty({B, Hq, Tq}, q.dtype());
+  dispatch_float(q.dtype(), "causal_attention", [&](auto tag_) {
+    using T = KIMI_SCALAR_T(tag_);
+    cpu::causal_attention_fwd<T>(d, qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(), lse.data<T>());
+  });
+  Tensor o_saved = o;
+  return record("causal_attention", o, {q, k, v}, [=](const std::vector<Tensor>& go) -> std::vector<Tensor> {
+    Tensor gdo = go[0].contiguous();
+    Tensor dq = Tensor::empty(qc.shape(), qc.dtype()), dk = Tensor::empty(kc.shape(), kc.dtype()),
+           dv = Tensor::empty(vc.shape(), vc.dtype());
+    dispatch_float(qc.dtype(), "causal_attention", [&](auto tag_) {
+      using T = KIMI_SCALAR_T(tag_);
+      cpu::causal_attention_bwd<T>(d, qc.data<T>(), kc.data<T>(), vc.data<T>(), o_saved.data<T>(), lse.data<T>(),
+                                   gdo.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
+    });
+    return {dq, dk, dv};
+  });
+}
+
+// The rotation is orthogonal, so the backward applies its transpose (the inverse rotation).
+Tensor rope(const Tensor& x, int64_t pos0, double theta) {
+  KIMI_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x {} (want [B,T,H,D], D even)", shape_str(x.shape()));
+  check_cpu(x, "rope");
+  Tensor y = x.detach().clone();
+  const Shape s = x.shape();
+  dispatch_float(x.dtype(), "rope", [&](auto tag_) {
+    using T = KIMI_SCALAR_T(tag_);
+    cpu::rope_apply<T>(y.data<T>(), s[0], s[1], s[2], s[3], pos0, theta, false);
+  });
+  return record("rope", y, {x}, [=](const std::vector<Tensor>& go) -> std::vector<Tensor> {
+    Tensor dx = go[0].clone();
+    dispatch_float(dx.dtype(), "rope", [&](auto tag_) {
+      using T = KIMI_SCALAR_T(tag_);
+      cpu::rope_apply<T>(dx.data<T>(), s[0], s[1], s[2], s[3], pos0, theta, true);
+    });
+    return {dx};
+  });
+}
+
+}  // namespace kimi

@@ -1,0 +1,113 @@
+// `kimi-lab bench`: forward and forward+backward throughput of every mixer op (recurrent and
+// chunked forms) at a few (T, H, D). Medians of repeated runs after a warm-up.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/mixer_ops.h"
+#include "core/nn/module.h"
+#include "core/ops.h"
+#include "tools/cli/commands.h"
+
+namespace kimi::cli {
+
+namespace {
+
+struct BenchShape {
+  int64_t B, T, H, D;
+};
+
+struct MixerInputs {
+  Tensor q, k, v, g, beta;
+};
+
+MixerInputs make_inputs(const std::string& mixer, const BenchShape& s, Rng& rng) {
+  MixerInputs in;
+  in.q = nn::randn({s.B, s.T, s.H, s.D}, rng);
+  in.k = l2_norm(nn::randn({s.B, s.T, s.H, s.D}, rng));
+  in.v = nn::randn({s.B, s.T, s.H, s.D}, rng);
+  if (mixer == "kda") in.g = mul_scalar(sigmoid(nn::randn({s.B, s.T, s.H, s.D}, rng)), -0.1);
+  if (mixer == "gdn" || mixer == "mamba2") in.g = mul_scalar(sigmoid(nn::randn({s.B, s.T, s.H}, rng)), -0.1);
+  in.beta = sigmoid(nn::randn({s.B, s.T, s.H}, rng));
+  return in;
+}
+
+Tensor run_mixer(const std::string& mixer, const std::string& form, const MixerInputs& in) {
+  if (mixer == "attention") return causal_attention(in.q, in.k, in.v);
+  RecurrenceOptions opt;
+  opt.form = recurrence_form_from_name(form);
+  if (mixer == "mamba2") {
+    opt.gate = GateKind::kScalar;
+    opt.scale = 1.0;
+    return linear_recurrence(in.q, in.k, in.v, in.g, Tensor(), opt).o;
+  }
+  opt.gate = mixer == "kda" ? GateKind::kPerChannel : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
+  return delta_rule(in.q, in.k, in.v, in.g, in.beta, Tensor(), opt).o;
+}
+
+template <class F>
+double median_seconds(int reps, F&& f) {
+  f();  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench",
+                                 "Throughput of each mixer op (forward, forward+backward; recurrent and chunk\n"
+                                 "forms) in tokens/s, median of --reps runs after a warm-up.");
+  struct Args {
+    std::string device = "cpu";
+    std::vector<std::string> mixers = {"kda", "gdn", "deltanet", "mamba2", "attention"};
+    std::vector<int64_t> seq_lens = {256, 1024};
+    int64_t batch = 1, heads = 2, head_dim = 128;
+    int reps = 3;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--device", a->device, "cpu (cuda once the CUDA backend is built)")->capture_default_str();
+  cmd->add_option("--mixers", a->mixers, "which mixers")->delimiter(',')->capture_default_str();
+  cmd->add_option("--seq-lens", a->seq_lens, "sequence lengths T")->delimiter(',')->capture_default_str();
+  cmd->add_option("--batch", a->batch, "batch size B")->capture_default_str();
+  cmd->add_option("--heads", a->heads, "heads H")->capture_default_str();
+  cmd->add_option("--head-dim", a->head_dim, "head dim D (= K = V)")->capture_default_str();
+  cmd->add_option("--reps", a->reps, "timed repetitions")->capture_default_str();
+  cmd->callback([a] {
+    if (a->device != "cpu") throw UserError(fmt::format("bench --device {}: only cpu is available in this build", a->device));
+    fmt::print("device cpu, float32, B={} H={} D={}; tokens/s (median of {})\n", a->batch, a->heads, a->head_dim, a->reps);
+    fmt::print("{:<10} {:<10} {:>6} {:>14} {:>14}\n", "mixer", "form", "T", "fwd tok/s", "fwd+bwd tok/s");
+    Rng rng(0);
+    for (int64_t T : a->seq_lens) {
+      BenchShape s{a->batch, T, a->heads, a->head_dim};
+      for (const std::string& m : a->mixers) {
+        MixerInputs in = make_inputs(m, s, rng);
+        std::vector<std::string> forms = m == "attention" ? std::vector<std::string>{"tiled"}
+                                                          : std::vector<std::string>{"recurrent", "chunk"};
+        for (const std::string& form : forms) {
+          double fwd = median_seconds(a->reps, [&] {
+            NoGradGuard ng;
+            run_mixer(m, form, in);
+          });
+          double both = median_seconds(a->reps, [&] {
+            std::vector<Tensor> leaves = {in.q.detach(), in.k.detach(), in.v.detach()};
+            for (auto& t : leaves) t.set_requires_grad(true);
+            MixerInputs li = in;
+            li.q = leaves[0], li.k = leaves[1], li.v = leaves[2];
+            sum(run_mixer(m, form, li)).backward();
+          });
+          const double tokens = static_cast<double>(s.B * s.T);
+          fmt::print("{:<10} {:<10} {:>6} {:>14.0f} {:>14.0f}\n", m, form, T, tokens / fwd, tokens / both);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace kimi::cli

@@ -1,0 +1,36 @@
+// `kimi-lab verify FILE`: compare every recognised op / layer in a reference file with
+// kimi-lab's recurrent and chunked forms; a table of relative errors; non-zero exit on failure.
+#include "models/golden_verify.h"
+#include "tools/cli/commands.h"
+
+namespace kimi::cli {
+
+void register_verify(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "verify",
+      "Check the mixers against a reference safetensors file (prefixes kda., gdn., deltanet.,\n"
+      "simple_gla., attention., kda_layer., gdn_layer., mamba2_layer.; any shapes). Prints\n"
+      "tensor, relative error ||x-ref||/||ref||, tolerance, pass/fail; exits 1 if any fails.");
+  auto file = std::make_shared<std::string>();
+  auto dtype = std::make_shared<std::string>("f32");
+  auto device = std::make_shared<std::string>("cpu");
+  cmd->add_option("file", *file, "a safetensors file in the ../shared/golden layout")->required();
+  cmd->add_option("--dtype", *dtype, "compute in f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--device", *device, "cpu (cuda once the CUDA backend is built)")->capture_default_str();
+  cmd->callback([file, dtype, device] {
+    if (*device != "cpu") throw UserError(fmt::format("verify --device {}: only cpu is available in this build", *device));
+    models::VerifyReport rep = models::verify_golden_file(*file, *dtype == "f64" ? DType::kF64 : DType::kF32);
+    fmt::print("{:<14} {:<10} {:<28} {:>11} {:>9}  {}\n", "prefix", "form", "tensor", "rel_err", "tol", "result");
+    int failed = 0;
+    for (const auto& r : rep.rows) {
+      fmt::print("{:<14} {:<10} {:<28} {:>11.3e} {:>9.0e}  {}\n", r.prefix, r.form, r.tensor, r.rel_err, r.tol,
+                 r.pass ? "pass" : "FAIL");
+      failed += r.pass ? 0 : 1;
+    }
+    for (const auto& s : rep.skipped) fmt::print("(prefix '{}' not recognised; skipped)\n", s);
+    fmt::print("{} passed, {} failed\n", rep.rows.size() - failed, failed);
+    if (failed || rep.rows.empty()) throw CLI::RuntimeError(1);
+  });
+}
+
+}  // namespace kimi::cli

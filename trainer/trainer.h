@@ -1,0 +1,36 @@
+// The training loop behind `kimi-lab run`: AdamW + warmup/cosine, grad clipping, periodic
+// evaluation over every eval slice, atomic CSVs and checkpoints, resume, early stop, and a
+// clear stop on a non-finite loss that keeps the last good checkpoint.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "trainer/config.h"
+#include "trainer/evaluate.h"
+
+namespace kimi {
+
+struct RunRequest {
+  std::string config_path;             // the YAML file ("" when resuming)
+  std::vector<std::string> overrides;  // key=value
+  std::string out_dir;                 // "" = out_dir/name from the config
+  std::string resume_dir;              // continue the run in this directory
+  std::string device;                  // "" = train.device
+  bool progress = true;                // a progress bar when stderr is a terminal
+};
+
+struct RunResult {
+  std::string run_dir;
+  int64_t steps_done = 0;
+  double final_loss = 0;
+  bool stopped_early = false;
+  std::vector<SliceResult> last_eval;
+};
+
+RunResult run_training(const RunRequest& request);
+
+// cpu | cuda | auto -> the device to use (UserError if cuda is asked for but not built/present).
+Device resolve_device(const std::string& name);
+
+}  // namespace kimi
