@@ -96,8 +96,8 @@ void check_fd(Attn<double> a, double tol) {
     return s;
   };
   const double eps = 1e-6;
-  for (auto [x, g, name] : {std::tuple{&a.q, &a.dq, "dq"}, {&a.k, &a.dk, "dk"},
-                            {&a.v, &a.dv, "dv"}}) {
+  for (auto [x, g, name] :
+       {std::tuple{&a.q, &a.dq, "dq"}, {&a.k, &a.dk, "dk"}, {&a.v, &a.dv, "dv"}}) {
     std::vector<double> fd(x->size());
     for (size_t i = 0; i < fd.size(); ++i) {
       const double x0 = (*x)[i];
@@ -146,8 +146,9 @@ TEST(AttentionKernelGolden, MatchesReference) {
 
 // Several query and key tiles (64 each), GQA and Tq < Tk (a prefix already in the cache).
 TEST(AttentionKernel, MatchesNaiveAcrossTiles) {
-  for (auto d : {AttentionDims{2, 70, 150, 4, 2, 8, 6, 0.3}, AttentionDims{1, 1, 130, 2, 1, 4, 4, 1.0},
-                 AttentionDims{1, 129, 129, 3, 3, 5, 7, 0.5}}) {
+  for (auto d :
+       {AttentionDims{2, 70, 150, 4, 2, 8, 6, 0.3}, AttentionDims{1, 1, 130, 2, 1, 4, 4, 1.0},
+        AttentionDims{1, 129, 129, 3, 3, 5, 7, 0.5}}) {
     Attn<double> a = random_attn(d, 11);
     a.forward();
     std::vector<double> o, lse;

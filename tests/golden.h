@@ -19,10 +19,10 @@ inline std::string golden_dir() { return KIMI_GOLDEN_DIR; }
 inline std::string golden_path(const std::string& file) { return golden_dir() + "/" + file; }
 
 // Skips the calling test (use as KIMI_SKIP_WITHOUT_GOLDEN(file)) when the file is absent.
-#define KIMI_SKIP_WITHOUT_GOLDEN(file)                                                  \
-  do {                                                                                  \
-    if (!std::filesystem::exists(::kimi::test::golden_path(file)))                      \
-      GTEST_SKIP() << "golden file " << ::kimi::test::golden_path(file)                 \
+#define KIMI_SKIP_WITHOUT_GOLDEN(file)                                                    \
+  do {                                                                                    \
+    if (!std::filesystem::exists(::kimi::test::golden_path(file)))                        \
+      GTEST_SKIP() << "golden file " << ::kimi::test::golden_path(file)                   \
                    << " not found (the shared/golden folder sits next to the repo root)"; \
   } while (0)
 

@@ -27,7 +27,8 @@ int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optim
   } catch (const UserError& e) {
     throw UserError(fmt::format("{}: {}", path, e.what()));
   }
-  const auto& meta = io::SafetensorsFile::open(path).metadata();
+  const io::SafetensorsFile file = io::SafetensorsFile::open(path);
+  const auto& meta = file.metadata();
   auto it = meta.find("step");
   if (it == meta.end()) throw UserError(fmt::format("{}: not a kimi-lab checkpoint (no step in metadata)", path));
   return std::stoll(it->second);

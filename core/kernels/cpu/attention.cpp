@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/kernels/cpu/parallel.h"
 
 namespace kimi::cpu {
 namespace {
@@ -27,15 +28,15 @@ constexpr int64_t kTileK = 64;
 
 void check_dims(const AttentionDims& d) {
   KIMI_CHECK(d.B >= 0 && d.Tq >= 0 && d.Hq > 0 && d.Hkv > 0 && d.D > 0 && d.Dv > 0,
-             "attention: bad dims B={} Tq={} Hq={} Hkv={} D={} Dv={}", d.B, d.Tq, d.Hq, d.Hkv,
-             d.D, d.Dv);
+             "attention: bad dims B={} Tq={} Hq={} Hkv={} D={} Dv={}", d.B, d.Tq, d.Hq, d.Hkv, d.D,
+             d.Dv);
   KIMI_CHECK(d.Hq % d.Hkv == 0, "attention: Hq={} is not a multiple of Hkv={}", d.Hq, d.Hkv);
   KIMI_CHECK(d.Tk >= d.Tq, "attention: causal needs Tk >= Tq, got Tk={} Tq={}", d.Tk, d.Tq);
 }
 
-// Threads only pay off above ~0.1 ms of work (see delta_rule_internal.h).
-bool worth_threads(const AttentionDims& d, int64_t heads) {
-  return heads > 1 && heads * d.Tq * d.Tk * (d.D + d.Dv) >= (int64_t{1} << 20);
+// Threads only pay off above ~1M multiply-adds of work (parallel.h).
+bool worth_threads(const AttentionDims& d) {
+  return d.B * d.Hq * d.Tq * d.Tk * (d.D + d.Dv) >= (int64_t{1} << 21);
 }
 
 template <class T>
@@ -133,9 +134,8 @@ template <class T>
 void causal_attention_fwd(const AttentionDims& d, const T* q, const T* k, const T* v, T* o,
                           T* lse) {
   check_dims(d);
-  const int64_t n = d.B * d.Hq;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(d, n))
-  for (int64_t bh = 0; bh < n; ++bh) fwd_head(d, bh / d.Hq, bh % d.Hq, q, k, v, o, lse);
+  for_each_item(d.B * d.Hq, worth_threads(d),
+                [&](int64_t bh) { fwd_head(d, bh / d.Hq, bh % d.Hq, q, k, v, o, lse); });
 }
 
 // Parallel over (batch, kv head): the query heads of one group add into the same dK, dV.
@@ -143,16 +143,15 @@ template <class T>
 void causal_attention_bwd(const AttentionDims& d, const T* q, const T* k, const T* v, const T* o,
                           const T* lse, const T* do_, T* dq, T* dk, T* dv) {
   check_dims(d);
-  const int64_t n = d.B * d.Hkv, group = d.Hq / d.Hkv;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(d, n))
-  for (int64_t bh = 0; bh < n; ++bh) {
+  const int64_t group = d.Hq / d.Hkv;
+  for_each_item(d.B * d.Hkv, worth_threads(d), [&](int64_t bh) {
     const int64_t b = bh / d.Hkv, hk = bh % d.Hkv;
     RowMat<T> dK = RowMat<T>::Zero(d.Tk, d.D), dV = RowMat<T>::Zero(d.Tk, d.Dv);
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
       bwd_head(d, b, h, q, k, v, o, lse, do_, dq, dK, dV);
     rows(dk + (b * d.Tk * d.Hkv + hk) * d.D, d.Tk, d.D, d.Hkv * d.D) = dK;
     rows(dv + (b * d.Tk * d.Hkv + hk) * d.Dv, d.Tk, d.Dv, d.Hkv * d.Dv) = dV;
-  }
+  });
 }
 
 template void causal_attention_fwd<float>(const AttentionDims&, const float*, const float*,

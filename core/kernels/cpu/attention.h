@@ -18,8 +18,7 @@ struct AttentionDims {
 // j <= that (so Tk >= Tq). q [B,Tq,Hq,D], k [B,Tk,Hkv,D], v [B,Tk,Hkv,Dv] -> o [B,Tq,Hq,Dv],
 // lse [B,Hq,Tq] (log-sum-exp of the scaled scores, saved for the backward).
 template <class T>
-void causal_attention_fwd(const AttentionDims& d, const T* q, const T* k, const T* v, T* o,
-                          T* lse);
+void causal_attention_fwd(const AttentionDims& d, const T* q, const T* k, const T* v, T* o, T* lse);
 
 // dq, dk, dv overwritten. Uses o and lse from the forward.
 template <class T>

@@ -133,7 +133,7 @@ void ChunkFwd<T>::load(const HeadIndex& ix, int64_t t0, int64_t len, bool is_del
   Aqk = T(d.scale) * pd.gram(Q, K, true);
   if (!delta) return;
   beta = Eigen::Map<const ColVec<T>, 0, Eigen::InnerStride<>>(beta_in + ix.tok(t0), L,
-                                                               Eigen::InnerStride<>(d.H));
+                                                              Eigen::InnerStride<>(d.H));
   Akk = pd.gram(K, K, false);
   A = beta.asDiagonal() * Akk;
   // (I + A) [W U] = Diag(beta) [Gk V] by forward substitution: UnitLower reads only A's strict
@@ -147,8 +147,10 @@ void ChunkFwd<T>::load(const HeadIndex& ix, int64_t t0, int64_t len, bool is_del
 
 template <class T>
 void ChunkFwd<T>::solve(const RowMat<T>& S) {
-  if (delta) Vp = U - W() * S;
-  else Vp = V;
+  if (delta)
+    Vp = U - W() * S;
+  else
+    Vp = V;
 }
 
 template <class T>
@@ -183,8 +185,8 @@ using detail::HeadIndex;
 using detail::RowMat;
 
 template <class T>
-void chunk_fwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, const T* v,
-                    const T* g, const T* beta, const T* h0, T* o, T* ht) {
+void chunk_fwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, const T* v, const T* g,
+                    const T* beta, const T* h0, T* o, T* ht) {
   const RecurrenceDims& d = ix.d;
   RowMat<T> S = RowMat<T>::Zero(d.K, d.V);
   if (h0) S = detail::rows(h0 + ix.state(), d.K, d.V, d.V);
@@ -199,13 +201,11 @@ void chunk_fwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, con
 }
 
 template <class T>
-void chunk_fwd(const RecurrenceDims& d, bool delta, const T* q, const T* k, const T* v,
-               const T* g, const T* beta, const T* h0, T* o, T* ht) {
+void chunk_fwd(const RecurrenceDims& d, bool delta, const T* q, const T* k, const T* v, const T* g,
+               const T* beta, const T* h0, T* o, T* ht) {
   detail::check_dims(d, g);
-  const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
-  for (int64_t bh = 0; bh < n; ++bh)
-    chunk_fwd_head(HeadIndex{d, bh / d.H, bh % d.H}, delta, q, k, v, g, beta, h0, o, ht);
+  detail::for_each_head(
+      d, [&](const HeadIndex& ix) { chunk_fwd_head(ix, delta, q, k, v, g, beta, h0, o, ht); });
 }
 
 }  // namespace
@@ -222,10 +222,10 @@ void linear_recurrence_chunk_fwd(const RecurrenceDims& d, const T* q, const T* k
   chunk_fwd<T>(d, false, q, k, v, g, nullptr, h0, o, ht);
 }
 
-#define KIMI_INSTANTIATE(T)                                                                    \
-  template void delta_rule_chunk_fwd<T>(const RecurrenceDims&, const T*, const T*, const T*,   \
-                                        const T*, const T*, const T*, T*, T*);                 \
-  template void linear_recurrence_chunk_fwd<T>(const RecurrenceDims&, const T*, const T*,      \
+#define KIMI_INSTANTIATE(T)                                                                  \
+  template void delta_rule_chunk_fwd<T>(const RecurrenceDims&, const T*, const T*, const T*, \
+                                        const T*, const T*, const T*, T*, T*);               \
+  template void linear_recurrence_chunk_fwd<T>(const RecurrenceDims&, const T*, const T*,    \
                                                const T*, const T*, const T*, T*, T*);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(double)

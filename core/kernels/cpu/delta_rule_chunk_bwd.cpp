@@ -66,8 +66,8 @@ template <class T>
 RowMat<T> chunk_bwd(const ChunkFwd<T>& cf, const RowMat<T>& S, const RowMat<T>& dO,
                     const RowMat<T>& dSout, T scale, ChunkGrad<T>& gr) {
   const int64_t L = cf.L;
-  const RowMat<T> dVp = cf.Aqk.transpose().template triangularView<Eigen::Upper>() * dO +
-                        cf.Kd * dSout;
+  const RowMat<T> dVp =
+      cf.Aqk.transpose().template triangularView<Eigen::Upper>() * dO + cf.Kd * dSout;
   const RowMat<T> dAqk = (dO * cf.Vp.transpose()).template triangularView<Eigen::Lower>();
   // [Gq; W] S is one product in the forward, so its gradients are one product each way:
   // d[Gq; W] = [dO; -dV'] S^T, dS_in = [Gq; W]^T [dO; -dV'] + Diag(eL) dS_out.
@@ -85,8 +85,10 @@ RowMat<T> chunk_bwd(const ChunkFwd<T>& cf, const RowMat<T>& S, const RowMat<T>& 
   gr.dQ = scale * cf.pd.row_apply(dAqk, cf.K);
   gr.dK = scale * cf.pd.col_apply(dAqk, cf.Q);
   gr.dG = cf.Q.cwiseProduct(gr.dQ) - cf.K.cwiseProduct(gr.dK);
-  if (cf.delta) ut_solve_bwd(cf, RowMat<T>(dGqW.bottomRows(L)), dVp, gr);
-  else gr.dV = dVp;
+  if (cf.delta)
+    ut_solve_bwd(cf, RowMat<T>(dGqW.bottomRows(L)), dVp, gr);
+  else
+    gr.dV = dVp;
   // Gq = scale exp(G) o Q
   const auto dGq = dGqW.topRows(L);
   gr.dQ += scale * cf.eG.cwiseProduct(dGq);
@@ -96,8 +98,8 @@ RowMat<T> chunk_bwd(const ChunkFwd<T>& cf, const RowMat<T>& S, const RowMat<T>& 
   RowMat<T> decay_to_end = (-cf.G).rowwise() + cf.G.row(L - 1);
   gr.dK += decay_to_end.array().exp().matrix().cwiseProduct(dKd);
   gr.dG -= dKdKd;
-  gr.dG.row(L - 1) += dKdKd.colwise().sum() +
-                      dSout.cwiseProduct(S).rowwise().sum().transpose().cwiseProduct(eL);
+  gr.dG.row(L - 1) +=
+      dKdKd.colwise().sum() + dSout.cwiseProduct(S).rowwise().sum().transpose().cwiseProduct(eL);
   return dSin;
 }
 
@@ -109,8 +111,10 @@ void write_gate_grad(const HeadIndex& ix, int64_t t0, const RowMat<T>& dG, T* dg
   for (int64_t i = dG.rows() - 1; i >= 0; --i) {
     acc += dG.row(i);
     T* out = dg + ix.gate(t0 + i);
-    if (d.gate == GateKind::kPerChannel) std::copy(acc.data(), acc.data() + d.K, out);
-    else out[0] = acc.sum();
+    if (d.gate == GateKind::kPerChannel)
+      std::copy(acc.data(), acc.data() + d.K, out);
+    else
+      out[0] = acc.sum();
   }
 }
 
@@ -128,9 +132,9 @@ void write_chunk(const HeadIndex& ix, int64_t t0, const ChunkGrad<T>& gr, bool d
 }
 
 template <class T>
-void chunk_bwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, const T* v,
-                    const T* g, const T* beta, const T* h0, const T* do_, const T* dht,
-                    const Grads<T>& out, T* dh0) {
+void chunk_bwd_head(const HeadIndex& ix, bool delta, const T* q, const T* k, const T* v, const T* g,
+                    const T* beta, const T* h0, const T* do_, const T* dht, const Grads<T>& out,
+                    T* dh0) {
   const RecurrenceDims& d = ix.d;
   const int64_t C = d.chunk, nc = (d.T + C - 1) / C;
   std::vector<RowMat<T>> states(nc);
@@ -162,11 +166,9 @@ void chunk_bwd_all(const RecurrenceDims& d, bool delta, const T* q, const T* k, 
                    const T* g, const T* beta, const T* h0, const T* do_, const T* dht,
                    const Grads<T>& out, T* dh0) {
   detail::check_dims(d, g);
-  const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
-  for (int64_t bh = 0; bh < n; ++bh)
-    chunk_bwd_head(HeadIndex{d, bh / d.H, bh % d.H}, delta, q, k, v, g, beta, h0, do_, dht, out,
-                   dh0);
+  detail::for_each_head(d, [&](const HeadIndex& ix) {
+    chunk_bwd_head(ix, delta, q, k, v, g, beta, h0, do_, dht, out, dh0);
+  });
 }
 
 }  // namespace
@@ -182,17 +184,17 @@ template <class T>
 void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const T* q, const T* k, const T* v,
                                  const T* g, const T* h0, const T* do_, const T* dht, T* dq, T* dk,
                                  T* dv, T* dg, T* dh0) {
-  chunk_bwd_all<T>(d, false, q, k, v, g, nullptr, h0, do_, dht,
-                   Grads<T>{dq, dk, dv, dg, nullptr}, dh0);
+  chunk_bwd_all<T>(d, false, q, k, v, g, nullptr, h0, do_, dht, Grads<T>{dq, dk, dv, dg, nullptr},
+                   dh0);
 }
 
-#define KIMI_INSTANTIATE(T)                                                                    \
-  template void delta_rule_chunk_bwd<T>(const RecurrenceDims&, const T*, const T*, const T*,   \
-                                        const T*, const T*, const T*, const T*, const T*, T*,  \
-                                        T*, T*, T*, T*, T*);                                   \
-  template void linear_recurrence_chunk_bwd<T>(const RecurrenceDims&, const T*, const T*,      \
-                                               const T*, const T*, const T*, const T*,         \
-                                               const T*, T*, T*, T*, T*, T*);
+#define KIMI_INSTANTIATE(T)                                                                       \
+  template void delta_rule_chunk_bwd<T>(const RecurrenceDims&, const T*, const T*, const T*,      \
+                                        const T*, const T*, const T*, const T*, const T*, T*, T*, \
+                                        T*, T*, T*, T*);                                          \
+  template void linear_recurrence_chunk_bwd<T>(const RecurrenceDims&, const T*, const T*,         \
+                                               const T*, const T*, const T*, const T*, const T*,  \
+                                               T*, T*, T*, T*, T*);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(double)
 #undef KIMI_INSTANTIATE

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/kernels/cpu/delta_rule.h"
+#include "core/kernels/cpu/parallel.h"
 
 namespace kimi::cpu::detail {
 
@@ -43,10 +44,12 @@ inline void check_dims(const RecurrenceDims& d, const void* g) {
              "recurrence: g must be given exactly when the gate kind is not kNone");
 }
 
-// Threads only pay off above ~0.1 ms of work (~1M multiply-adds): waking an OpenMP team costs tens of microseconds,
-// far more on a loaded machine, and tiny calls (decode steps, gradient checks) are common.
-inline bool worth_threads(const RecurrenceDims& d) {
-  return d.B * d.H > 1 && d.B * d.H * d.T * d.K * d.V >= (int64_t{1} << 20);
+// Runs f(HeadIndex) for every (batch, head), threaded over B*H when the call has at least ~1M
+// multiply-adds of work (parallel.h says why small calls stay serial).
+template <class F>
+void for_each_head(const RecurrenceDims& d, F&& f) {
+  const bool threads = d.B * d.H * d.T * d.K * d.V >= (int64_t{1} << 20);
+  for_each_item(d.B * d.H, threads, [&](int64_t bh) { f(HeadIndex{d, bh / d.H, bh % d.H}); });
 }
 
 template <class T>
@@ -83,10 +86,10 @@ class PairDecay {
  private:
   bool per_channel_ = false;
   int64_t L_ = 0, K_ = 0;
-  RowMat<T> gamma_;               // scalar gates: L x L, lower triangle incl. diagonal
-  std::vector<RowMat<T>> a_;      // block I: exp(G_i - G_r), rows of block I
-  std::vector<RowMat<T>> b_;      // block I: exp(G_r - G_j), j < r
-  std::vector<RowMat<T>> diag_;   // block I: row ii*n+jj = exp(G_i - G_j), jj <= ii < n
+  RowMat<T> gamma_;              // scalar gates: L x L, lower triangle incl. diagonal
+  std::vector<RowMat<T>> a_;     // block I: exp(G_i - G_r), rows of block I
+  std::vector<RowMat<T>> b_;     // block I: exp(G_r - G_j), j < r
+  std::vector<RowMat<T>> diag_;  // block I: row ii*n+jj = exp(G_i - G_j), jj <= ii < n
 };
 
 // One chunk of one head, recomputed from the inputs (DESIGN.md 3, steps 1-4). `delta` false
@@ -95,18 +98,18 @@ template <class T>
 struct ChunkFwd {
   int64_t L = 0;
   bool delta = true;
-  RowMat<T> Q, K, V;  // the chunk's rows (L x K, L x K, L x V)
-  ColVec<T> beta;     // L (delta only)
+  RowMat<T> Q, K, V;   // the chunk's rows (L x K, L x K, L x V)
+  ColVec<T> beta;      // L (delta only)
   RowMat<T> g, G, eG;  // log decays, their cumulative sum inside the chunk, exp(G) (L x K)
-  RowMat<T> Gk, Kd;   // exp(G) o K, exp(G_last - G) o K
+  RowMat<T> Gk, Kd;    // exp(G) o K, exp(G_last - G) o K
   // [Gq; W] stacked (2L x K; only Gq without the delta rule), Gq = scale exp(G) o Q and
   // W = T Gk with T = (I+A)^{-1} Diag(beta): both multiply the incoming state, so one GEMM.
   RowMat<T> GqW;
   PairDecay<T> pd;
-  RowMat<T> Akk;      // k_i.k_j Gamma_ij, strictly lower
-  RowMat<T> A;        // Diag(beta) Akk: I + A is the unit lower matrix of the UT transform
-  RowMat<T> Aqk;      // scale q_i.k_j Gamma_ij, lower incl. diagonal
-  RowMat<T> U, Vp;    // U = T V; V' = U - W S (V' = V without the delta rule)
+  RowMat<T> Akk;    // k_i.k_j Gamma_ij, strictly lower
+  RowMat<T> A;      // Diag(beta) Akk: I + A is the unit lower matrix of the UT transform
+  RowMat<T> Aqk;    // scale q_i.k_j Gamma_ij, lower incl. diagonal
+  RowMat<T> U, Vp;  // U = T V; V' = U - W S (V' = V without the delta rule)
 
   auto Gq() const { return GqW.topRows(L); }
   auto W() const { return GqW.bottomRows(L); }

@@ -59,8 +59,8 @@ void decay_and_update_vector(const RecurrenceDims& d, const HeadIndex& ix, const
 
 // One whole step: S <- S' + k_t u^T.
 template <class T>
-void step(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in, int64_t t, T* S,
-          T* kS, T* u) {
+void step(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in, int64_t t, T* S, T* kS,
+          T* u) {
   decay_and_update_vector(d, ix, in, t, S, kS, u);
   const T* kt = in.k + ix.qk(t);
   for (int64_t i = 0; i < d.K; ++i) {
@@ -100,8 +100,8 @@ struct Grads {
 //   linear: dv = du; dS' = dS.   dg = rowsum(dS' o S'); dS_{t-1} = D_t dS'.
 template <class T>
 void step_bwd(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in, int64_t t,
-              const T* Sp, const T* St, const T* do_, const Grads<T>& gr, T* dS, T* Sd, T* kS,
-              T* u, T* du) {
+              const T* Sp, const T* St, const T* do_, const Grads<T>& gr, T* dS, T* Sd, T* kS, T* u,
+              T* du) {
   const int64_t K = d.K, V = d.V;
   const T scale = T(d.scale);
   const T *qt = in.q + ix.qk(t), *kt = in.k + ix.qk(t), *dot = do_ + ix.vo(t);
@@ -152,7 +152,10 @@ void step_bwd(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in,
     for (int64_t i = 0; i < K; ++i) {
       T acc = 0;
       for (int64_t j = 0; j < V; ++j) acc += dS[i * V + j] * Sd[i * V + j];
-      if (d.gate == GateKind::kPerChannel) dgt[i] = acc; else dgt[0] += acc;
+      if (d.gate == GateKind::kPerChannel)
+        dgt[i] = acc;
+      else
+        dgt[0] += acc;
     }
     decay_state(d, in.g + ix.gate(t), dS);
   }
@@ -189,13 +192,6 @@ void bwd_head(const RecurrenceDims& d, const HeadIndex& ix, const Inputs<T>& in,
   if (dh0) std::copy(dS.begin(), dS.end(), dh0 + ix.state());
 }
 
-template <class T, class F>
-void for_each_head(const RecurrenceDims& d, F&& f) {
-  const int64_t n = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1) if (detail::worth_threads(d))
-  for (int64_t bh = 0; bh < n; ++bh) f(HeadIndex{d, bh / d.H, bh % d.H});
-}
-
 }  // namespace
 
 template <class T>
@@ -203,7 +199,7 @@ void delta_rule_recurrent_fwd(const RecurrenceDims& d, const T* q, const T* k, c
                               const T* g, const T* beta, const T* h0, T* o, T* ht) {
   detail::check_dims(d, g);
   const Inputs<T> in{q, k, v, g, beta, h0};
-  for_each_head<T>(d, [&](const HeadIndex& ix) { fwd_head(d, ix, in, o, ht); });
+  detail::for_each_head(d, [&](const HeadIndex& ix) { fwd_head(d, ix, in, o, ht); });
 }
 
 template <class T>
@@ -213,7 +209,7 @@ void delta_rule_recurrent_bwd(const RecurrenceDims& d, const T* q, const T* k, c
   detail::check_dims(d, g);
   const Inputs<T> in{q, k, v, g, beta, h0};
   const Grads<T> gr{dq, dk, dv, dg, dbeta};
-  for_each_head<T>(d, [&](const HeadIndex& ix) { bwd_head(d, ix, in, do_, dht, gr, dh0); });
+  detail::for_each_head(d, [&](const HeadIndex& ix) { bwd_head(d, ix, in, do_, dht, gr, dh0); });
 }
 
 template <class T>
@@ -221,7 +217,7 @@ void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const T* q, const 
                                      const T* g, const T* h0, T* o, T* ht) {
   detail::check_dims(d, g);
   const Inputs<T> in{q, k, v, g, nullptr, h0};
-  for_each_head<T>(d, [&](const HeadIndex& ix) { fwd_head(d, ix, in, o, ht); });
+  detail::for_each_head(d, [&](const HeadIndex& ix) { fwd_head(d, ix, in, o, ht); });
 }
 
 template <class T>
@@ -231,19 +227,19 @@ void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const T* q, const 
   detail::check_dims(d, g);
   const Inputs<T> in{q, k, v, g, nullptr, h0};
   const Grads<T> gr{dq, dk, dv, dg, nullptr};
-  for_each_head<T>(d, [&](const HeadIndex& ix) { bwd_head(d, ix, in, do_, dht, gr, dh0); });
+  detail::for_each_head(d, [&](const HeadIndex& ix) { bwd_head(d, ix, in, do_, dht, gr, dh0); });
 }
 
-#define KIMI_INSTANTIATE(T)                                                                     \
-  template void delta_rule_recurrent_fwd<T>(const RecurrenceDims&, const T*, const T*, const T*, \
-                                            const T*, const T*, const T*, T*, T*);              \
-  template void delta_rule_recurrent_bwd<T>(const RecurrenceDims&, const T*, const T*, const T*, \
-                                            const T*, const T*, const T*, const T*, const T*,   \
-                                            T*, T*, T*, T*, T*, T*);                            \
-  template void linear_recurrence_recurrent_fwd<T>(const RecurrenceDims&, const T*, const T*,   \
-                                                   const T*, const T*, const T*, T*, T*);       \
-  template void linear_recurrence_recurrent_bwd<T>(const RecurrenceDims&, const T*, const T*,   \
-                                                   const T*, const T*, const T*, const T*,      \
+#define KIMI_INSTANTIATE(T)                                                                       \
+  template void delta_rule_recurrent_fwd<T>(const RecurrenceDims&, const T*, const T*, const T*,  \
+                                            const T*, const T*, const T*, T*, T*);                \
+  template void delta_rule_recurrent_bwd<T>(const RecurrenceDims&, const T*, const T*, const T*,  \
+                                            const T*, const T*, const T*, const T*, const T*, T*, \
+                                            T*, T*, T*, T*, T*);                                  \
+  template void linear_recurrence_recurrent_fwd<T>(const RecurrenceDims&, const T*, const T*,     \
+                                                   const T*, const T*, const T*, T*, T*);         \
+  template void linear_recurrence_recurrent_bwd<T>(const RecurrenceDims&, const T*, const T*,     \
+                                                   const T*, const T*, const T*, const T*,        \
                                                    const T*, T*, T*, T*, T*, T*);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(double)
