@@ -191,12 +191,18 @@ RunResult run_training(const RunRequest& req) {
                                 loss_value, lr, grad_norm, tok_s);
     }
     bool stop = false;
+    const bool pause = req.stop_at > 0 && step >= req.stop_at;
     if ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps) stop = run_eval(step);
-    if ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps || stop) checkpoint(step);
+    if ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps || stop || pause)
+      checkpoint(step);
     bar.update(step, fmt::format("loss {:.4f} acc {} {:.0f} tok/s", loss_value,
                                  last_acc < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc), tok_s));
     if (stop) {
       result.stopped_early = true;
+      break;
+    }
+    if (pause) {
+      spdlog::info("stopping at step {} as asked; continue with --resume {}", step, s.dir);
       break;
     }
   }

@@ -18,6 +18,7 @@ struct RunRequest {
   std::string resume_dir;              // continue the run in this directory
   std::string device;                  // "" = train.device
   bool progress = true;                // a progress bar when stderr is a terminal
+  int64_t stop_at = 0;                 // > 0: checkpoint and stop at this step (resume later)
 };
 
 struct RunResult {

@@ -26,6 +26,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--resume", req->resume_dir,
                   "continue the run in this directory from its latest checkpoint (same numbers as an\n"
                   "uninterrupted run)");
+  cmd->add_option("--stop-at", req->stop_at,
+                  "checkpoint and stop at this step (continue later with --resume), e.g. to split a\n"
+                  "long run across sessions");
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
   cmd->callback([req, args, no_plot, no_progress] {

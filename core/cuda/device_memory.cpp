@@ -1,0 +1,116 @@
+// The device-memory hooks of core/device_memory.h for the CUDA backend: allocation through the
+// caching allocator (allocator.h), copies and fills through copy.h. Host <-> device copies make
+// the host side contiguous (and of the destination's type) first, on the CPU; device-side
+// strided or converting copies run the strided kernel. A .cpp, not a .cu: Tensor's headers use
+// fmt, which nvcc 13 cannot compile. Built only with -DKIMI_LAB_CUDA=ON.
+#ifdef KIMI_LAB_CUDA
+#include "core/device_memory.h"
+
+#include "core/cuda/allocator.h"
+#include "core/cuda/copy.h"
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace kimi {
+namespace {
+
+static_assert(static_cast<int>(cuda::ElemType::kF32) == static_cast<int>(DType::kF32) &&
+              static_cast<int>(cuda::ElemType::kF64) == static_cast<int>(DType::kF64) &&
+              static_cast<int>(cuda::ElemType::kBF16) == static_cast<int>(DType::kBF16) &&
+              static_cast<int>(cuda::ElemType::kF16) == static_cast<int>(DType::kF16) &&
+              static_cast<int>(cuda::ElemType::kI32) == static_cast<int>(DType::kI32) &&
+              static_cast<int>(cuda::ElemType::kI64) == static_cast<int>(DType::kI64),
+              "cuda::ElemType must mirror kimi::DType");
+
+cuda::StridedView view_of(const Tensor& t) {
+  KIMI_CHECK(t.dim() <= cuda::kMaxDims, "CUDA copy: rank {} > {}", t.dim(), cuda::kMaxDims);
+  cuda::StridedView v;
+  v.data = t.raw_data();
+  v.type = static_cast<cuda::ElemType>(t.dtype());
+  v.ndim = static_cast<int>(t.dim());
+  for (int d = 0; d < v.ndim; ++d) {
+    v.shape[d] = t.shape()[d];
+    v.strides[d] = t.strides()[d];
+  }
+  return v;
+}
+
+// A contiguous view of `t`'s shape over `data` with element type `type`.
+cuda::StridedView contiguous_view(const Tensor& t, void* data, DType type) {
+  cuda::StridedView v = view_of(t);
+  v.data = data;
+  v.type = static_cast<cuda::ElemType>(type);
+  int64_t acc = 1;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    v.strides[d] = acc;
+    acc *= v.shape[d];
+  }
+  return v;
+}
+
+void host_to_device(const Tensor& dst, const Tensor& src) {
+  const size_t nbytes = dst.numel() * dtype_size(dst.dtype());
+  Tensor host = src;
+  if (!src.is_contiguous() || src.dtype() != dst.dtype()) {
+    host = Tensor::empty(dst.shape(), dst.dtype());
+    host.copy_(src);  // CPU: strided gather + type conversion
+  }
+  if (dst.is_contiguous()) {
+    cuda::copy_to_device(dst.raw_data(), host.raw_data(), nbytes);
+    return;
+  }
+  cuda::Buffer staging(nbytes);
+  cuda::copy_to_device(staging.get(), host.raw_data(), nbytes);
+  cuda::copy_strided(view_of(dst), contiguous_view(dst, staging.get(), dst.dtype()));
+}
+
+void device_to_host(const Tensor& dst, const Tensor& src) {
+  const size_t nbytes = src.numel() * dtype_size(src.dtype());
+  cuda::Buffer staging;
+  const void* from = src.raw_data();
+  if (!src.is_contiguous()) {
+    staging = cuda::Buffer(nbytes);
+    cuda::copy_strided(contiguous_view(src, staging.get(), src.dtype()), view_of(src));
+    from = staging.get();
+  }
+  if (dst.is_contiguous() && dst.dtype() == src.dtype()) {
+    cuda::copy_to_host(dst.raw_data(), from, nbytes);
+    return;
+  }
+  Tensor host = Tensor::empty(src.shape(), src.dtype());
+  cuda::copy_to_host(host.raw_data(), from, nbytes);
+  dst.copy_(host);  // CPU: scatter + type conversion
+}
+
+}  // namespace
+
+bool cuda_available() { return cuda::device_present(); }
+
+void* device_alloc(size_t nbytes) {
+  KIMI_CHECK(cuda::device_present(), "a CUDA tensor was asked for but no CUDA device is present");
+  return cuda::alloc(nbytes);
+}
+
+void device_free(void* ptr, size_t nbytes) { cuda::free(ptr, nbytes); }
+
+void device_copy(const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  const bool dst_dev = dst.device() == Device::kCUDA, src_dev = src.device() == Device::kCUDA;
+  if (dst_dev && src_dev) {
+    cuda::copy_strided(view_of(dst), view_of(src));
+  } else if (dst_dev) {
+    host_to_device(dst, src);
+  } else if (src_dev) {
+    device_to_host(dst, src);
+  } else {
+    dst.copy_(src);
+  }
+}
+
+void device_fill(const Tensor& dst, double value) {
+  KIMI_CHECK(dst.device() == Device::kCUDA, "device_fill on a {} tensor", device_name(dst.device()));
+  cuda::fill_strided(view_of(dst), value);
+}
+
+}  // namespace kimi
+#endif  // KIMI_LAB_CUDA
