@@ -1,0 +1,68 @@
+// CUDA kernels of the gated delta rule (DeltaNet, GDN, KDA: GateKind kNone / kScalar /
+// kPerChannel) and of the gated linear recurrence, with raw pointers and a stream, in the
+// layout of the CPU kernels (core/kernels/cpu/delta_rule.h): activations [B,T,H,*] row-major,
+// states [B,H,K,V]. Math: DESIGN.md sections 2, 3 (chunkwise WY/UT form) and 3b (backward).
+// Ti (float or __nv_bfloat16) is the type of q, k, v, g, beta, o and of their gradients;
+// states (h0, ht, dht, dh0) are always fp32, and every kernel accumulates in fp32.
+// Limits: K <= 128 (the recurrent kernels keep a state column of K values in registers; the
+// chunk kernels tile K in shared memory); V any size for the recurrent form, V <= 128 for the
+// chunk form. Plain C++ callers may include this header (no device code in it).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "core/kernels/cpu/delta_rule.h"
+
+namespace kimi::cuda {
+
+using cpu::GateKind;
+using cpu::RecurrenceDims;
+
+// --- recurrent (token by token) form: the GPU oracle, decoding, and short sequences --------
+// One thread per state column (the delta rule acts on each column of S independently), the K
+// values of the column in registers. h0 nullptr = zero state; ht nullptr = not wanted.
+template <class Ti>
+void delta_rule_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                              const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
+                              cudaStream_t stream);
+
+// Backward (DESIGN.md 3b). Reruns the forward to keep the states at chunk boundaries
+// (every d.chunk steps), then walks the chunks backwards, recomputing the states inside each
+// into a workspace; dS lives in shared memory. dht nullptr = zero; dh0 nullptr = not wanted;
+// dg ignored (may be nullptr) when the gate is kNone. Workspaces come from the caching allocator.
+template <class Ti>
+void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                              const Ti* g, const Ti* beta, const float* h0, const Ti* do_,
+                              const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta,
+                              float* dh0, cudaStream_t stream);
+
+// One decoding step (d.T == 1) that updates `state` [B,H,K,V] in place: read once, written once.
+template <class Ti>
+void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                            const Ti* g, const Ti* beta, float* state, Ti* o, cudaStream_t stream);
+
+// Gated linear recurrence (Mamba2 SSD core / simple_gla / GLA): S = Diag(exp(g)) S + k v^T.
+template <class Ti>
+void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
+                                     const Ti* v, const Ti* g, const float* h0, Ti* o, float* ht,
+                                     cudaStream_t stream);
+template <class Ti>
+void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
+                                     const Ti* v, const Ti* g, const float* h0, const Ti* do_,
+                                     const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
+                                     cudaStream_t stream);
+
+// --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says --------------
+// Two kernels: (1) per (chunk, head), in parallel: cumulative gates, A_kk and A_qk (pairwise
+// decays as exponent differences only), T = (I + A)^-1 Diag(beta) by blocked forward
+// substitution, W = T (exp(G) k), U = T v; (2) per (head, V tile), sequential over chunks:
+// V' = U - W S, O = (scale q exp(G)) S + tril(A_qk) V', S <- exp(G_C) S + (exp(G_C - G) k)^T V'.
+// The products run on the tensor cores in TF32 (fp32 accumulate): expect relative errors
+// near 1e-3 against fp32 references.
+template <class Ti>
+void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                          const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
+                          cudaStream_t stream);
+
+}  // namespace kimi::cuda
