@@ -13,7 +13,8 @@ MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind) {
   o.expand_v = cfg.expand_v;
   o.short_conv = cfg.short_conv;
   o.conv_size = cfg.conv_size;
-  o.output_gate = cfg.output_gate;
+  // "auto" keeps each layer's FLA default: sigmoid for KDA (the paper), swish for GDN.
+  o.output_gate = cfg.output_gate != "auto" ? cfg.output_gate : (kind == "gdn" ? "swish" : "sigmoid");
   o.rope = cfg.rope;
   o.rope_theta = cfg.rope_theta;
   o.chunk_size = cfg.chunk_size;

@@ -61,7 +61,7 @@ struct ModelConfig {
   double expand_v = 1.0;
   bool short_conv = true;
   int64_t conv_size = 4;
-  std::string output_gate = "sigmoid";  // sigmoid | swish | none
+  std::string output_gate = "auto";  // auto (FLA: KDA sigmoid, GDN swish) | sigmoid | swish | none
   bool rope = false;                    // Kimi Linear's global layers use NoPE
   double rope_theta = 10000.0;
   bool mlp = false;        // zoology's MQAR models have no MLP

@@ -52,7 +52,7 @@ void validate_model(const ModelConfig& m) {
           "a divisor of model.num_heads", m.num_kv_heads);
   require(m.expand_v > 0, "model.expand_v", "> 0", m.expand_v);
   require(m.conv_size >= 1, "model.conv_size", ">= 1", m.conv_size);
-  require_choice("model.output_gate", m.output_gate, {"sigmoid", "swish", "none"});
+  require_choice("model.output_gate", m.output_gate, {"auto", "sigmoid", "swish", "none"});
   require(m.rope_theta > 0, "model.rope_theta", "> 0", m.rope_theta);
   require(m.mlp_hidden >= 0, "model.mlp_hidden", ">= 0", m.mlp_hidden);
   require(m.norm_eps > 0, "model.norm_eps", "> 0", m.norm_eps);

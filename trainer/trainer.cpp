@@ -108,6 +108,13 @@ Session open_session(const RunRequest& req) {
 
 bool is_finite(double x) { return std::isfinite(x); }
 
+// train.seq_len, or with task.mixed_lengths one of task.train_seq_lens chosen by the step's seed.
+int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
+  const auto& lens = cfg.task.train_seq_lens;
+  if (!cfg.task.mixed_lengths || lens.empty()) return cfg.train.seq_len;
+  return lens[splitmix64(step_seed ^ 0x5eed1e9u) % lens.size()];
+}
+
 }  // namespace
 
 RunResult run_training(const RunRequest& req) {
@@ -155,9 +162,8 @@ RunResult run_training(const RunRequest& req) {
   int64_t step = s.start_step;
   while (step < t.steps) {
     const auto t0 = std::chrono::steady_clock::now();
-    tasks::Batch batch = tasks::sample_filtered(*s.task, t.batch_size, t.seq_len,
-                                                mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(step)),
-                                                s.filter);
+    const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(step));
+    tasks::Batch batch = tasks::sample_filtered(*s.task, t.batch_size, step_seq_len(s.cfg, step_seed), step_seed, s.filter);
     Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len}).to(s.device);
     Tensor labels = Tensor::from_vector(batch.labels, {batch.batch, batch.seq_len}).to(s.device);
     Tensor loss = models::lm_loss(s.model->forward(ids), labels);

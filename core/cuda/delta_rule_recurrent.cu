@@ -20,26 +20,36 @@ using detail::Params;
 using detail::st;
 using detail::warp_sum;
 
-constexpr int kCols = 64;   // state columns (threads) per block
-constexpr int kSteps = 8;   // tokens staged at a time
+constexpr int kThreads = 64;  // threads per forward block
+constexpr int kSteps = 8;     // tokens staged at a time
 
-template <int KMAX, class Ti>
-__global__ void __launch_bounds__(kCols) recurrent_fwd_kernel(Params<Ti> p) {
+// SPLIT consecutive lanes share one column: lane r of the group holds rows i = ii*SPLIT + r
+// (KMAX/SPLIT registers), and the column's dot products are summed with SPLIT-1 shuffles.
+template <int KMAX, int SPLIT, class Ti>
+__global__ void __launch_bounds__(kThreads) recurrent_fwd_kernel(Params<Ti> p) {
+  constexpr int kCols = kThreads / SPLIT, KPT = KMAX / SPLIT;
   __shared__ float sq[kSteps][KMAX], sk[kSteps][KMAX], sa[kSteps][KMAX], sb[kSteps];
-  __shared__ float sv[kSteps][kCols];  // each thread's own column of v
+  __shared__ float sv[kSteps][kCols];
   const int bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
-  const int j = blockIdx.x * kCols + threadIdx.x;
+  const int col = threadIdx.x / SPLIT, r = threadIdx.x % SPLIT;
+  const int j = blockIdx.x * kCols + col;
   const bool active = j < p.V;
   const int64_t state0 = int64_t(bh) * p.K * p.V;
-  float s[KMAX];
+  auto row = [&](int ii) { return ii * SPLIT + r; };
+  auto group_sum = [](float x) {
 #pragma unroll
-  for (int i = 0; i < KMAX; ++i)
-    s[i] = (active && i < p.K && p.h0) ? p.h0[state0 + int64_t(i) * p.V + j] : 0.f;
+    for (int o = 1; o < SPLIT; o <<= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+  };
+  float s[KPT];
+#pragma unroll
+  for (int ii = 0; ii < KPT; ++ii)
+    s[ii] = (active && row(ii) < p.K && p.h0) ? p.h0[state0 + int64_t(row(ii)) * p.V + j] : 0.f;
 
   for (int t0 = 0; t0 < p.T; t0 += kSteps) {
     const int nt = min(kSteps, p.T - t0);
     __syncthreads();  // the previous tokens' staging is no longer read
-    for (int idx = threadIdx.x; idx < kSteps * KMAX; idx += kCols) {
+    for (int idx = threadIdx.x; idx < kSteps * KMAX; idx += kThreads) {
       const int tt = idx / KMAX, i = idx % KMAX;
       const bool ok = tt < nt && i < p.K;
       const int64_t off = p.qk(b, t0 + tt, h) + i;
@@ -49,9 +59,10 @@ __global__ void __launch_bounds__(kCols) recurrent_fwd_kernel(Params<Ti> p) {
     }
     if (threadIdx.x < kSteps)
       sb[threadIdx.x] = (p.beta && threadIdx.x < nt) ? ld(p.beta + p.tok(b, t0 + threadIdx.x, h)) : 0.f;
-#pragma unroll
-    for (int tt = 0; tt < kSteps; ++tt)
-      sv[tt][threadIdx.x] = (active && tt < nt) ? ld(p.v + p.vo(b, t0 + tt, h) + j) : 0.f;
+    for (int idx = threadIdx.x; idx < kSteps * kCols; idx += kThreads) {
+      const int tt = idx / kCols, c = idx % kCols, jj = blockIdx.x * kCols + c;
+      sv[tt][c] = (jj < p.V && tt < nt) ? ld(p.v + p.vo(b, t0 + tt, h) + jj) : 0.f;
+    }
     __syncthreads();
 #pragma unroll 1
     for (int tt = 0; tt < nt; ++tt) {
@@ -59,48 +70,63 @@ __global__ void __launch_bounds__(kCols) recurrent_fwd_kernel(Params<Ti> p) {
       if (p.ckpt && t % p.every == 0 && active) {
         float* c = p.ckpt + (int64_t(bh) * p.n_ckpt + t / p.every) * p.K * p.V + j;
 #pragma unroll
-        for (int i = 0; i < KMAX; ++i)
-          if (i < p.K) c[int64_t(i) * p.V] = s[i];
+        for (int ii = 0; ii < KPT; ++ii)
+          if (row(ii) < p.K) c[int64_t(row(ii)) * p.V] = s[ii];
       }
       float u;
       if (p.beta) {
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int i = 0; i < KMAX; ++i) {
-          s[i] *= sa[tt][i];
-          acc[i & 3] += s[i] * sk[tt][i];
+        for (int ii = 0; ii < KPT; ++ii) {
+          s[ii] *= sa[tt][row(ii)];
+          acc[ii & 3] += s[ii] * sk[tt][row(ii)];
         }
-        u = sb[tt] * (sv[tt][threadIdx.x] - ((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        const float kS = group_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        u = sb[tt] * (sv[tt][col] - kS);
       } else {
 #pragma unroll
-        for (int i = 0; i < KMAX; ++i) s[i] *= sa[tt][i];
-        u = sv[tt][threadIdx.x];
+        for (int ii = 0; ii < KPT; ++ii) s[ii] *= sa[tt][row(ii)];
+        u = sv[tt][col];
       }
       float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int i = 0; i < KMAX; ++i) {
-        s[i] += sk[tt][i] * u;
-        acc[i & 3] += s[i] * sq[tt][i];
+      for (int ii = 0; ii < KPT; ++ii) {
+        s[ii] += sk[tt][row(ii)] * u;
+        acc[ii & 3] += s[ii] * sq[tt][row(ii)];
       }
-      if (p.o && active) st(p.o + p.vo(b, t, h) + j, p.scale * ((acc[0] + acc[1]) + (acc[2] + acc[3])));
+      const float out = group_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+      if (p.o && active && r == 0) st(p.o + p.vo(b, t, h) + j, p.scale * out);
     }
   }
   if (p.ht && active) {
 #pragma unroll
-    for (int i = 0; i < KMAX; ++i)
-      if (i < p.K) p.ht[state0 + int64_t(i) * p.V + j] = s[i];
+    for (int ii = 0; ii < KPT; ++ii)
+      if (row(ii) < p.K) p.ht[state0 + int64_t(row(ii)) * p.V + j] = s[ii];
   }
+}
+
+template <int KMAX, int SPLIT, class Ti>
+void launch_fwd_as(const Params<Ti>& p, cudaStream_t stream) {
+  constexpr int kCols = kThreads / SPLIT;
+  const dim3 grid(unsigned(detail::ceil_div(p.V, kCols)), unsigned(p.B * p.H));
+  recurrent_fwd_kernel<KMAX, SPLIT, Ti><<<grid, kThreads, 0, stream>>>(p);
+  KIMI_CUDA_CHECK_LAUNCH();
 }
 
 template <class Ti>
 void launch_fwd(const Params<Ti>& p, cudaStream_t stream) {
-  if (p.B == 0 || p.H == 0) return;
+  if (p.B == 0 || p.H == 0 || p.T == 0) {
+    if (p.ht && p.ht != p.h0 && p.B * p.H > 0) {  // no steps: ht = h0
+      const size_t n = size_t(p.B) * p.H * p.K * p.V * sizeof(float);
+      if (p.h0) KIMI_CUDA_CHECK(cudaMemcpyAsync(p.ht, p.h0, n, cudaMemcpyDeviceToDevice, stream));
+      else KIMI_CUDA_CHECK(cudaMemsetAsync(p.ht, 0, n, stream));
+    }
+    return;
+  }
   KIMI_CUDA_REQUIRE(p.K >= 1 && p.K <= 128, "recurrent delta rule: needs 1 <= K <= 128");
-  const dim3 grid(unsigned(detail::ceil_div(p.V, kCols)), unsigned(p.B * p.H));
-  if (p.K <= 32) recurrent_fwd_kernel<32, Ti><<<grid, kCols, 0, stream>>>(p);
-  else if (p.K <= 64) recurrent_fwd_kernel<64, Ti><<<grid, kCols, 0, stream>>>(p);
-  else recurrent_fwd_kernel<128, Ti><<<grid, kCols, 0, stream>>>(p);
-  KIMI_CUDA_CHECK_LAUNCH();
+  if (p.K <= 32) launch_fwd_as<32, 1>(p, stream);
+  else if (p.K <= 64) launch_fwd_as<64, 2>(p, stream);
+  else launch_fwd_as<128, 4>(p, stream);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "kimi-lab: train and evaluate Kimi Linear token mixers (KDA, GDN, DeltaNet, Mamba2,\n"
-      "attention, MLA) on synthetic tasks, verify them against reference tensors, and\n"
-      "run the full-size hybrid for inference.",
+      "attention, MLA) on synthetic tasks and byte-level LM, verify them against reference\n"
+      "tensors, and benchmark them. `kimi-lab SUBCOMMAND --help` explains each flag.",
       "kimi-lab"};
   app.require_subcommand(1);
   std::string log_level = "info";
