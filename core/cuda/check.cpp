@@ -16,10 +16,5 @@ void fail_cuda(const char* file, int line, const char* expr, cudaError_t err) {
                                       cudaGetErrorString(err), expr));
 }
 
-void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st) {
-  throw_error(file, line, fmt::format("cuBLAS error {} ({}): {}", cublasGetStatusName(st),
-                                      cublasGetStatusString(st), expr));
-}
-
 }  // namespace kimi::cuda
 #endif  // KIMI_LAB_CUDA

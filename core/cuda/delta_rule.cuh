@@ -59,10 +59,14 @@ void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const
 // substitution, W = T (exp(G) k), U = T v; (2) per (head, V tile), sequential over chunks:
 // V' = U - W S, O = (scale q exp(G)) S + tril(A_qk) V', S <- exp(G_C) S + (exp(G_C - G) k)^T V'.
 // The products run on the tensor cores in TF32 (fp32 accumulate): expect relative errors
-// near 1e-3 against fp32 references.
+// near 1e-3 against fp32 references. `events` (benchmarks): recorded before the first kernel,
+// between the two and after the second.
+struct ChunkFwdEvents {
+  cudaEvent_t start, mid, end;
+};
 template <class Ti>
 void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                           const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
-                          cudaStream_t stream);
+                          cudaStream_t stream, const ChunkFwdEvents* events = nullptr);
 
 }  // namespace kimi::cuda

@@ -271,7 +271,7 @@ size_t intra_smem(const ChunkDims& cd) {
 
 // ---------------------------------------------------------------------------------------------
 // state kernel, BV columns of V per block. Shared memory (floats): sS (KP x ldb), sW, sQ, sK,
-// sG (kC x ldk each; sG later holds O), sU (kC x ldb; becomes V'), sA (kC x kLdA), sEg (KP).
+// sG (kC x ldk each; sG later holds O, kC x ldb), sU (kC x ldb; becomes V'), sA (kC x kLdA), sEg (KP).
 template <int BV, class Ti>
 __global__ void __launch_bounds__(kThreads) chunk_state_kernel(Params<Ti> p, ChunkDims cd,
                                                                const Ti* W, const Ti* U,
@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(Params<Ti> p, Chu
   float* sQ = sW + kC * ldk;
   float* sK = sQ + kC * ldk;
   float* sG = sK + kC * ldk;
-  float* sU = sG + kC * ldk;
+  float* sU = sG + kC * max(ldk, ldb);  // sG also holds O (kC x ldb) later
   float* sA = sU + kC * ldb;
   float* sEg = sA + kC * kLdA;
   float* sO = sG;
@@ -344,12 +344,12 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(Params<Ti> p, Chu
       wmma::fill_fragment(acc, 0.f);
       mma_16x16<false, false>(acc, sQ + I * kBS * ldk, ldk, sS + N * kBS, ldb, KP);
       mma_16x16<false, false>(acc, sA + I * kBS * kLdA, kLdA, sU + N * kBS, ldb, (I + 1) * kBS);
-      wmma::store_matrix_sync(sO + I * kBS * ldk + N * kBS, acc, ldk, wmma::mem_row_major);
+      wmma::store_matrix_sync(sO + I * kBS * ldb + N * kBS, acc, ldb, wmma::mem_row_major);
     }
     __syncthreads();
     for (int e = threadIdx.x; e < L * vcols; e += blockDim.x) {
       const int i = e / vcols, j = e % vcols;
-      st(p.o + p.vo(b, t0 + i, h) + v0 + j, sO[i * ldk + j]);
+      st(p.o + p.vo(b, t0 + i, h) + v0 + j, sO[i * ldb + j]);
     }
     for (int e = threadIdx.x; e < KP * BV; e += blockDim.x) sS[(e / BV) * ldb + e % BV] *= sEg[e / BV];
     __syncthreads();
@@ -374,7 +374,8 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(Params<Ti> p, Chu
 template <int BV>
 size_t state_smem(const ChunkDims& cd) {
   constexpr int ldb = BV + 4;
-  return (cd.KP * ldb + 4 * kC * cd.ldk + kC * ldb + kC * kLdA + cd.KP) * sizeof(float);
+  return (cd.KP * ldb + 3 * kC * cd.ldk + kC * std::max(cd.ldk, ldb) + kC * ldb + kC * kLdA +
+          cd.KP) * sizeof(float);
 }
 
 int max_smem_optin() {
@@ -408,7 +409,7 @@ void launch_state(const Params<Ti>& p, const ChunkDims& cd, const Ti* W, const T
 template <class Ti>
 void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                           const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, const ChunkFwdEvents* events) {
   KIMI_CUDA_REQUIRE(d.B >= 0 && d.T >= 0 && d.H >= 0 && d.K > 0 && d.V > 0, "chunk delta rule: bad dims");
   KIMI_CUDA_REQUIRE((d.gate == GateKind::kNone) == (g == nullptr),
                     "delta rule: g must be given exactly when the gate kind is not kNone");
@@ -432,23 +433,26 @@ void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   KIMI_CUDA_REQUIRE(smem <= size_t(max_smem_optin()), "chunk delta rule: shared memory");
   KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_kernel<Ti>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->start, stream));
   chunk_intra_kernel<Ti><<<dim3(unsigned(cd.NC), unsigned(BH)), kThreads, smem, stream>>>(
       p, cd, W.as<Ti>(), U.as<Ti>(), A.as<float>());
   KIMI_CUDA_CHECK_LAUNCH();
+  if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->mid, stream));
   // Fewer than ~2 blocks per multiprocessor with 64-wide V tiles: use 32-wide tiles.
   if (BH * detail::ceil_div(d.V, 64) >= 2 * sm_count())
     launch_state<64>(p, cd, W.as<Ti>(), U.as<Ti>(), A.as<float>(), stream);
   else
     launch_state<32>(p, cd, W.as<Ti>(), U.as<Ti>(), A.as<float>(), stream);
+  if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->end, stream));
 }
 
 template void delta_rule_chunk_fwd<float>(const RecurrenceDims&, const float*, const float*,
                                           const float*, const float*, const float*, const float*,
-                                          float*, float*, cudaStream_t);
+                                          float*, float*, cudaStream_t, const ChunkFwdEvents*);
 template void delta_rule_chunk_fwd<__nv_bfloat16>(const RecurrenceDims&, const __nv_bfloat16*,
                                                   const __nv_bfloat16*, const __nv_bfloat16*,
                                                   const __nv_bfloat16*, const __nv_bfloat16*,
                                                   const float*, __nv_bfloat16*, float*,
-                                                  cudaStream_t);
+                                                  cudaStream_t, const ChunkFwdEvents*);
 
 }  // namespace kimi::cuda

@@ -79,7 +79,8 @@ void device_to_host(const Tensor& dst, const Tensor& src) {
   }
   Tensor host = Tensor::empty(src.shape(), src.dtype());
   cuda::copy_to_host(host.raw_data(), from, nbytes);
-  dst.copy_(host);  // CPU: scatter + type conversion
+  Tensor out = dst;  // a handle: copy_ writes dst's storage
+  out.copy_(host);    // CPU: scatter + type conversion
 }
 
 }  // namespace
@@ -103,7 +104,8 @@ void device_copy(const Tensor& dst, const Tensor& src) {
   } else if (src_dev) {
     device_to_host(dst, src);
   } else {
-    dst.copy_(src);
+    Tensor out = dst;
+    out.copy_(src);
   }
 }
 

@@ -1,0 +1,188 @@
+// CUDA benchmark (kimi_cuda_bench): the chunkwise KDA forward at bf16, H=16, K=V=128,
+// B*T = 65,536 tokens, T = 2048 / 8192 / 32768, and the KDA decode step (H=32, K=V=128, fp32
+// state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
+// lent H100 (shared/golden/README.md). Timing: CUDA events around each call after warm-up, the
+// median of the repeats. Also measures the device-to-device copy ceiling first.
+// Usage: kimi_cuda_bench [--reps N]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/cuda/delta_rule.cuh"
+#include "tests/cuda/cuda_common.h"
+
+namespace {
+
+using namespace kimi::cuda_test;
+namespace kc = kimi::cuda;
+
+struct Events {
+  cudaEvent_t a, b, c;
+  Events() {
+    KIMI_CUDA_CHECK(cudaEventCreate(&a));
+    KIMI_CUDA_CHECK(cudaEventCreate(&b));
+    KIMI_CUDA_CHECK(cudaEventCreate(&c));
+  }
+  ~Events() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaEventDestroy(c);
+  }
+  float ms(cudaEvent_t x, cudaEvent_t y) const {
+    float m = 0;
+    KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, x, y));
+    return m;
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Times f() `reps` times after `warm` calls; returns the median in ms.
+template <class F>
+double time_ms(int warm, int reps, F&& f) {
+  Events ev;
+  for (int i = 0; i < warm; ++i) f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    KIMI_CUDA_CHECK(cudaEventRecord(ev.a, kc::stream()));
+    f();
+    KIMI_CUDA_CHECK(cudaEventRecord(ev.b, kc::stream()));
+    KIMI_CUDA_CHECK(cudaEventSynchronize(ev.b));
+    t.push_back(ev.ms(ev.a, ev.b));
+  }
+  return median(t);
+}
+
+// Fast host random numbers (xorshift64*), uniform in [-1, 1).
+struct Rng {
+  uint64_t s;
+  double next() {
+    s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+    return double((s * 0x2545F4914F6CDD1DULL) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+  }
+};
+
+std::vector<double> uniform(size_t n, uint64_t seed, double lo, double hi) {
+  Rng r{seed * 0x9E3779B97F4A7C15ULL + 1};
+  std::vector<double> x(n);
+  for (auto& e : x) e = lo + (hi - lo) * 0.5 * (r.next() + 1.0);
+  return x;
+}
+
+void bench_copy() {
+  const size_t n = size_t(1) << 30;  // 1 GiB each way
+  kc::Buffer a(n), b(n);
+  KIMI_CUDA_CHECK(cudaMemsetAsync(a.get(), 1, n, kc::stream()));
+  const double ms = time_ms(2, 10, [&] {
+    KIMI_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice, kc::stream()));
+  });
+  std::printf("device-to-device copy 1 GiB: %.3f ms = %.2f TB/s (read + write)\n", ms,
+              2.0 * n / (ms * 1e-3) / 1e12);
+}
+
+void bench_chunk(int reps) {
+  using T = __nv_bfloat16;
+  const int64_t H = 16, K = 128, V = 128, NT = 65536;
+  std::printf("\nKDA chunk forward, bf16 in, fp32 state, H=%ld K=V=%ld, B*T=%ld tokens\n",
+              long(H), long(K), long(NT));
+  std::printf("(flash-linear-attention chunk_kda on the lent H100: fwd 4.1-4.9 ms, 13-16 M tok/s)\n");
+  // The same buffers serve every T (B*T fixed). k is L2-normalised per (token, head).
+  std::vector<double> k = uniform(NT * H * K, 2, -1, 1);
+  for (int64_t r = 0; r < NT * H; ++r) {
+    double s = 0;
+    for (int64_t i = 0; i < K; ++i) s += k[r * K + i] * k[r * K + i];
+    for (int64_t i = 0; i < K; ++i) k[r * K + i] /= std::sqrt(s);
+  }
+  Dev<T> dq(uniform(NT * H * K, 1, -1, 1)), dk(k), dv(uniform(NT * H * V, 3, -1, 1));
+  Dev<T> dg(uniform(NT * H * K, 4, -0.2, -0.001)), dbeta(uniform(NT * H, 5, 0.05, 0.95));
+  Dev<T> o(NT * H * V);
+  std::printf("%8s %6s %10s %10s %10s %12s\n", "T", "B", "total ms", "intra ms", "state ms",
+              "M tokens/s");
+  for (int64_t seq : {2048, 8192, 32768}) {
+    const int64_t B = NT / seq;
+    RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+    Dev<float> h0(B * H * K * V), ht(B * H * K * V);
+    KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
+    Events ev;
+    const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
+    auto run = [&](const kc::ChunkFwdEvents* e) {
+      kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
+                                  h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
+    };
+    for (int i = 0; i < 2; ++i) run(nullptr);
+    std::vector<double> tot, intra, state;
+    for (int i = 0; i < reps; ++i) {
+      run(&ce);
+      KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
+      tot.push_back(ev.ms(ev.a, ev.c));
+      intra.push_back(ev.ms(ev.a, ev.b));
+      state.push_back(ev.ms(ev.b, ev.c));
+    }
+    const double ms = median(tot);
+    std::printf("%8ld %6ld %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B), ms, median(intra),
+                median(state), NT / (ms * 1e-3) / 1e6);
+  }
+  // The recurrent kernel (the GPU oracle) at T=2048, for scale.
+  {
+    RecurrenceDims d{NT / 2048, 2048, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+    const double ms = time_ms(1, 3, [&] {
+      kc::delta_rule_recurrent_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
+                                      nullptr, o.ptr(), nullptr, kc::stream());
+    });
+    std::printf("recurrent (token by token) forward, T=2048: %.3f ms (%.2f M tokens/s)\n", ms,
+                NT / (ms * 1e-3) / 1e6);
+  }
+}
+
+void bench_decode(int reps) {
+  using T = __nv_bfloat16;
+  const int64_t H = 32, K = 128, V = 128;
+  std::printf("\nKDA decode step, bf16 q/k/v/g/beta, fp32 state [B,32,128,128] updated in place\n");
+  std::printf("(flash-linear-attention fused_recurrent_kda: B=1 106 us, B=64 110 us, B=256 378 us)\n");
+  std::printf("%6s %10s %14s %10s\n", "B", "us", "state MB r+w", "TB/s");
+  for (int64_t B : {1, 64, 256}) {
+    RecurrenceDims d{B, 1, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+    Dev<T> q(uniform(B * H * K, 11, -1, 1)), k(uniform(B * H * K, 12, -0.1, 0.1));
+    Dev<T> v(uniform(B * H * V, 13, -1, 1)), g(uniform(B * H * K, 14, -0.2, -0.001));
+    Dev<T> beta(uniform(B * H, 15, 0.05, 0.95)), o(B * H * V);
+    Dev<float> state(uniform(B * H * K * V, 16, -1, 1));
+    const double ms = time_ms(5, reps * 5, [&] {
+      kc::delta_rule_decode_step<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(),
+                                    state.ptr(), o.ptr(), kc::stream());
+    });
+    const double bytes = 2.0 * B * H * K * V * 4;
+    std::printf("%6ld %10.2f %14.1f %10.2f\n", long(B), ms * 1e3, bytes / 1e6,
+                bytes / (ms * 1e-3) / 1e12);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 10;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+  if (!kc::device_present()) {
+    std::printf("SKIP: no CUDA device present\n");
+    return 0;
+  }
+  try {
+    cudaDeviceProp prop{};
+    KIMI_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount,
+                prop.l2CacheSize / 1e6);
+    bench_copy();
+    bench_decode(reps);
+    bench_chunk(reps);
+  } catch (const std::exception& e) {
+    std::printf("FAIL: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

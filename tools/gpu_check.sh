@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the CUDA parity tests and benchmark here (no GPU needed: sm_90a machine code, static
+# libstdc++/libgcc/libgomp/cudart), copies them, the golden tensors they read and a run script
+# into .gpu/ (git-ignored), and prints the `run` call that executes them on the lent GPU.
+#   bash tools/gpu_check.sh            # build + stage
+# On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
+# CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
+# (--quick cases); kimi_cuda_bench. Logs land in $OUT (tests.log, sanitize.log, bench.log).
+# Stages can be picked: bash .gpu/run.sh tests bench   (default: tests sanitize bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${BUILD_DIR:-build-cuda}"
+jobs="${JOBS:-2}"
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=OFF -DKIMI_LAB_NATIVE=OFF \
+  "-DKIMI_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_90,code=compute_90" \
+  >/dev/null
+cmake --build "$dir" -j "$jobs" --target kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test
+mkdir -p .gpu/bin .gpu/golden .gpu/lib
+cp "$dir/tests/cuda/kimi_cuda_tests" "$dir/tests/cuda/kimi_cuda_bench" \
+  "$dir/tests/cuda/kimi_cuda_tensor_test" .gpu/bin/
+# Shared libraries the GPU image may lack (kimi_core's fmt / spdlog / yaml-cpp / gomp).
+for b in .gpu/bin/*; do
+  ldd "$b" | awk '/=> \// {print $3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so' |
+    while read -r lib; do cp -L "$lib" .gpu/lib/; done
+done
+golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
+if [ -f "$golden/linear_ops_small.safetensors" ]; then
+  cp "$golden/linear_ops_small.safetensors" .gpu/golden/
+else
+  echo "warning: $golden/linear_ops_small.safetensors not found; the golden checks will skip" >&2
+fi
+cat > .gpu/run.sh <<'RUN'
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root (see tools/gpu_check.sh).
+set -uo pipefail
+out="${OUT:-/tmp/out}"; mkdir -p "$out"
+stages="${*:-tests sanitize bench}"
+rc=0
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee "$out/gpu.txt"
+for s in $stages; do
+  case "$s" in
+    tests)
+      .gpu/bin/kimi_cuda_tests .gpu/golden 2>&1 | tee "$out/tests.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" .gpu/bin/kimi_cuda_tensor_test 2>&1 |
+        tee "$out/tensor.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        echo "== compute-sanitizer --tool $tool (quick cases)"
+        compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick .gpu/golden \
+          >"$out/sanitize_$tool.log" 2>&1
+        r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
+      done ;;
+    bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
+  esac
+done
+echo "gpu run exit $rc"
+exit $rc
+RUN
+chmod +x .gpu/run.sh
+du -sh .gpu
+echo
+echo "Stage ready. On the lent GPU (device tool), call:"
+echo "  run(command=\"bash .gpu/run.sh\", carry=[\".gpu\"], timeout_s=600)"
+echo "or pick stages: bash .gpu/run.sh tests bench"
