@@ -106,8 +106,6 @@ Session open_session(const RunRequest& req) {
   return s;
 }
 
-bool is_finite(double x) { return std::isfinite(x); }
-
 // train.seq_len, or with task.mixed_lengths one of task.train_seq_lens chosen by the step's seed.
 int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
   const auto& lens = cfg.task.train_seq_lens;
@@ -115,122 +113,164 @@ int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
   return lens[splitmix64(step_seed ^ 0x5eed1e9u) % lens.size()];
 }
 
+// One training run over an open session: steps, logging, evals, checkpoints, summary.
+class TrainLoop {
+ public:
+  TrainLoop(Session& s, const RunRequest& req)
+      : s_(s),
+        req_(req),
+        t_(s.cfg.train),
+        metrics_(CsvTable::resume((fs::path(s.dir) / "metrics.csv").string(), metrics_columns(), s.start_step)),
+        evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(), s.start_step)),
+        schedule_(optim::schedule_from_name(t_.schedule)),
+        bar_on_(req.progress && ProgressBar::stderr_is_tty()),
+        bar_(t_.steps, s.start_step, bar_on_),
+        t_start_(std::chrono::steady_clock::now()) {
+    result_.run_dir = s.dir;
+  }
+
+  RunResult run() {
+    int64_t step = s_.start_step;
+    while (step < t_.steps) {
+      const StepStats st = train_step(step);
+      ++step;
+      log_step(step, st);
+      const bool pause = req_.stop_at > 0 && step >= req_.stop_at;
+      bool stop = false;
+      if ((t_.eval_every > 0 && step % t_.eval_every == 0) || step == t_.steps) stop = evaluate(step);
+      if ((t_.checkpoint_every > 0 && step % t_.checkpoint_every == 0) || step == t_.steps || stop || pause)
+        checkpoint(step);
+      bar_.update(step, fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
+                                    last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_), st.tok_s));
+      result_.stopped_early = stop;
+      if (stop) break;
+      if (pause) {
+        spdlog::info("stopping at step {} as asked; continue with --resume {}", step, s_.dir);
+        break;
+      }
+    }
+    bar_.finish();
+    result_.steps_done = step;
+    write_summary();
+    return result_;
+  }
+
+ private:
+  struct StepStats {
+    double loss = 0, lr = 0, grad_norm = 0, secs = 0, tok_s = 0;
+  };
+
+  // Step `step` (0-based) trains on the batch drawn with seed mix(train.seed, step).
+  StepStats train_step(int64_t step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step));
+    tasks::Batch batch =
+        tasks::sample_filtered(*s_.task, t_.batch_size, step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
+    Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len}).to(s_.device);
+    Tensor labels = Tensor::from_vector(batch.labels, {batch.batch, batch.seq_len}).to(s_.device);
+    Tensor loss = models::lm_loss(s_.model->forward(ids), labels);
+    StepStats st;
+    st.loss = loss.item();
+    if (!std::isfinite(st.loss)) fail(fmt::format("non-finite loss ({}) at step {}", st.loss, step + 1));
+    s_.opt->zero_grad();
+    loss.backward();
+    st.grad_norm = optim::clip_grad_norm(s_.model->parameters(), t_.grad_clip);
+    if (!std::isfinite(st.grad_norm)) fail(fmt::format("non-finite gradient norm at step {}", step + 1));
+    st.lr = optim::lr_at(step, t_.steps, t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
+    s_.opt->step(st.lr);
+    st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
+    result_.final_loss = st.loss;
+    return st;
+  }
+
+  // Keeps what was written, names the checkpoint to go back to, and stops the run.
+  [[noreturn]] void fail(const std::string& what) {
+    metrics_.flush();
+    bar_.finish();
+    throw UserError(fmt::format("{}; stopped. The last good checkpoint is {}", what,
+                                s_.last_checkpoint.empty() ? "none" : s_.last_checkpoint));
+  }
+
+  void log_step(int64_t step, const StepStats& st) {
+    if (step % t_.log_every != 0 && step != t_.steps) return;
+    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds()});
+    metrics_.flush();
+    if (!bar_on_)
+      spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps, st.loss, st.lr,
+                   st.grad_norm, st.tok_s);
+  }
+
+  // Evaluates every slice; true when all reach train.target_accuracy (early stop).
+  bool evaluate(int64_t step) {
+    result_.last_eval.clear();
+    bool all_reached = t_.target_accuracy > 0;
+    for (const auto& set : s_.eval_sets) {
+      SliceResult r = evaluate_slice(*s_.model, set, s_.cfg.eval.batch_size, s_.device);
+      evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy, r.exact_match});
+      if (!bar_on_)
+        spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task, r.seq_len,
+                     r.loss, r.accuracy, r.exact_match);
+      all_reached = all_reached && r.accuracy >= t_.target_accuracy;
+      result_.last_eval.push_back(r);
+    }
+    evals_.flush();
+    last_acc_ = result_.last_eval.empty() ? -1 : result_.last_eval.back().accuracy;
+    return all_reached;
+  }
+
+  void checkpoint(int64_t step) {
+    std::string path = checkpoint_path(s_.dir, step);
+    save_checkpoint(path, *s_.model, *s_.opt, step);
+    // Older checkpoints go once the new one is safely renamed into place.
+    if (!s_.last_checkpoint.empty() && s_.last_checkpoint != path) fs::remove(s_.last_checkpoint);
+    s_.last_checkpoint = path;
+  }
+
+  void write_summary() const {
+    nlohmann::json slices = nlohmann::json::array();
+    for (const auto& r : result_.last_eval)
+      slices.push_back({{"task", r.task}, {"seq_len", r.seq_len}, {"num_kv_pairs", r.num_kv_pairs},
+                        {"loss", r.loss}, {"accuracy", r.accuracy}, {"exact_match", r.exact_match}});
+    nlohmann::json summary = {{"run_dir", s_.dir},
+                              {"steps_done", result_.steps_done},
+                              {"final_loss", result_.final_loss},
+                              {"stopped_early", result_.stopped_early},
+                              {"parameters", s_.model->num_parameters()},
+                              {"layers", s_.model->layer_kinds()},
+                              {"device", std::string(device_name(s_.device))},
+                              {"wall_s", wall_seconds()},
+                              {"config", flatten_dotted(to_json(s_.cfg))},
+                              {"eval", slices}};
+    write_json_atomic((fs::path(s_.dir) / "summary.json").string(), summary);
+  }
+
+  double wall_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
+  }
+
+  Session& s_;
+  const RunRequest& req_;
+  const TrainConfig& t_;
+  CsvTable metrics_, evals_;
+  optim::Schedule schedule_;
+  bool bar_on_;
+  ProgressBar bar_;
+  std::chrono::steady_clock::time_point t_start_;
+  RunResult result_;
+  double last_acc_ = -1;
+};
+
 }  // namespace
 
 RunResult run_training(const RunRequest& req) {
   Session s = open_session(req);
   setup_logging(s.dir);
-  const TrainConfig& t = s.cfg.train;
   spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}", s.dir,
                s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","), s.model->num_parameters(),
                s.task->name(), s.task->vocab_size(), device_name(s.device));
   if (s.start_step > 0) spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
-  CsvTable metrics = CsvTable::resume((fs::path(s.dir) / "metrics.csv").string(), metrics_columns(), s.start_step);
-  CsvTable evals = CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(), s.start_step);
-  const optim::Schedule schedule = optim::schedule_from_name(t.schedule);
-  const bool bar_on = req.progress && ProgressBar::stderr_is_tty();
-  ProgressBar bar(t.steps, s.start_step, bar_on);
-  RunResult result;
-  result.run_dir = s.dir;
-  const auto t_start = std::chrono::steady_clock::now();
-  double last_loss = 0, last_acc = -1;
-
-  auto run_eval = [&](int64_t step) {
-    result.last_eval.clear();
-    bool all_reached = t.target_accuracy > 0;
-    for (const auto& set : s.eval_sets) {
-      SliceResult r = evaluate_slice(*s.model, set, s.cfg.eval.batch_size, s.device);
-      evals.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy, r.exact_match});
-      if (!bar_on)
-        spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task, r.seq_len,
-                     r.loss, r.accuracy, r.exact_match);
-      all_reached = all_reached && r.accuracy >= t.target_accuracy;
-      result.last_eval.push_back(r);
-    }
-    evals.flush();
-    last_acc = result.last_eval.empty() ? -1 : result.last_eval.back().accuracy;
-    return all_reached;
-  };
-  auto checkpoint = [&](int64_t step) {
-    std::string path = checkpoint_path(s.dir, step);
-    save_checkpoint(path, *s.model, *s.opt, step);
-    // Older checkpoints go once the new one is safely renamed into place.
-    if (!s.last_checkpoint.empty() && s.last_checkpoint != path) fs::remove(s.last_checkpoint);
-    s.last_checkpoint = path;
-  };
-
-  int64_t step = s.start_step;
-  while (step < t.steps) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(step));
-    tasks::Batch batch = tasks::sample_filtered(*s.task, t.batch_size, step_seq_len(s.cfg, step_seed), step_seed, s.filter);
-    Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len}).to(s.device);
-    Tensor labels = Tensor::from_vector(batch.labels, {batch.batch, batch.seq_len}).to(s.device);
-    Tensor loss = models::lm_loss(s.model->forward(ids), labels);
-    const double loss_value = loss.item();
-    if (!is_finite(loss_value)) {
-      metrics.flush();
-      bar.finish();
-      throw UserError(fmt::format("non-finite loss ({}) at step {}; stopped. The last good checkpoint is {}",
-                                  loss_value, step + 1, s.last_checkpoint.empty() ? "none" : s.last_checkpoint));
-    }
-    s.opt->zero_grad();
-    loss.backward();
-    const double grad_norm = optim::clip_grad_norm(s.model->parameters(), t.grad_clip);
-    if (!is_finite(grad_norm)) {
-      metrics.flush();
-      bar.finish();
-      throw UserError(fmt::format("non-finite gradient norm at step {}; stopped. The last good checkpoint is {}",
-                                  step + 1, s.last_checkpoint.empty() ? "none" : s.last_checkpoint));
-    }
-    const double lr = optim::lr_at(step, t.steps, t.warmup_steps, t.lr, t.min_lr_ratio, schedule);
-    s.opt->step(lr);
-    ++step;
-    last_loss = loss_value;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(secs, 1e-9);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-    if (step % t.log_every == 0 || step == t.steps) {
-      metrics.add_row({step, loss_value, lr, grad_norm, tok_s, secs * 1e3, wall});
-      metrics.flush();
-      if (!bar_on) spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t.steps,
-                                loss_value, lr, grad_norm, tok_s);
-    }
-    bool stop = false;
-    const bool pause = req.stop_at > 0 && step >= req.stop_at;
-    if ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps) stop = run_eval(step);
-    if ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps || stop || pause)
-      checkpoint(step);
-    bar.update(step, fmt::format("loss {:.4f} acc {} {:.0f} tok/s", loss_value,
-                                 last_acc < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc), tok_s));
-    if (stop) {
-      result.stopped_early = true;
-      break;
-    }
-    if (pause) {
-      spdlog::info("stopping at step {} as asked; continue with --resume {}", step, s.dir);
-      break;
-    }
-  }
-  bar.finish();
-  result.steps_done = step;
-  result.final_loss = last_loss;
-  nlohmann::json summary = {{"run_dir", s.dir},
-                            {"steps_done", step},
-                            {"final_loss", last_loss},
-                            {"stopped_early", result.stopped_early},
-                            {"parameters", s.model->num_parameters()},
-                            {"layers", s.model->layer_kinds()},
-                            {"device", std::string(device_name(s.device))},
-                            {"wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()},
-                            {"config", flatten_dotted(to_json(s.cfg))}};
-  nlohmann::json slices = nlohmann::json::array();
-  for (const auto& r : result.last_eval)
-    slices.push_back({{"task", r.task}, {"seq_len", r.seq_len}, {"num_kv_pairs", r.num_kv_pairs},
-                      {"loss", r.loss}, {"accuracy", r.accuracy}, {"exact_match", r.exact_match}});
-  summary["eval"] = slices;
-  write_json_atomic((fs::path(s.dir) / "summary.json").string(), summary);
-  return result;
+  return TrainLoop(s, req).run();
 }
 
 }  // namespace kimi
