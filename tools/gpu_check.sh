@@ -5,8 +5,9 @@
 #   bash tools/gpu_check.sh            # build + stage
 # On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
-# (--quick cases); kimi_cuda_bench. Logs land in $OUT (tests.log, sanitize.log, bench.log).
-# Stages can be picked: bash .gpu/run.sh tests bench   (default: tests sanitize bench)
+# (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels. Logs
+# land in $OUT. Stages can be picked: bash .gpu/run.sh tests bench profile
+# (default: tests sanitize bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${BUILD_DIR:-build-cuda}"
@@ -21,7 +22,8 @@ cp "$dir/tests/cuda/kimi_cuda_tests" "$dir/tests/cuda/kimi_cuda_bench" \
   "$dir/tests/cuda/kimi_cuda_tensor_test" .gpu/bin/
 # Shared libraries the GPU image may lack (kimi_core's fmt / spdlog / yaml-cpp / gomp).
 for b in .gpu/bin/*; do
-  ldd "$b" | awk '/=> \// {print $3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so' |
+  { ldd "$b" | awk '/=> \// {print $3}' |
+      grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s)\.so' || true; } |
     while read -r lib; do cp -L "$lib" .gpu/lib/; done
 done
 golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
@@ -42,16 +44,26 @@ for s in $stages; do
   case "$s" in
     tests)
       .gpu/bin/kimi_cuda_tests .gpu/golden 2>&1 | tee "$out/tests.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      echo "== the same, chunk kernels with 256-thread intra blocks"
+      KIMI_CUDA_CHUNK_THREADS=256 .gpu/bin/kimi_cuda_tests .gpu/golden >"$out/tests_256.log" 2>&1
+      r=$?; grep -E "FAIL|checks" "$out/tests_256.log"; rc=$((rc | r))
       LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" .gpu/bin/kimi_cuda_tensor_test 2>&1 |
         tee "$out/tensor.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     sanitize)
       for tool in memcheck racecheck; do
         echo "== compute-sanitizer --tool $tool (quick cases)"
-        compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick .gpu/golden \
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick .gpu/golden \
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
+    profile)  # the two chunk-forward kernels of one call at T=8192, under Nsight Compute
+      timeout 240 ncu --kernel-name regex:chunk_ --launch-skip 4 --launch-count 2 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section SchedulerStats --section MemoryWorkloadAnalysis \
+        .gpu/bin/kimi_cuda_bench --profile >"$out/profile.txt" 2>&1
+      r=$?; grep -E "chunk_|Duration|Throughput|Warp Cycles Per Issued|Issued Warp|Eligible|Achieved Occupancy|Registers|Shared Memory Config|Stall|No Eligible" "$out/profile.txt" | head -60
+      echo "ncu exit $r" ;;
   esac
 done
 echo "gpu run exit $rc"

@@ -12,8 +12,9 @@ void fail(const char* file, int line, const char* expr, const char* detail) {
 }
 
 void fail_cuda(const char* file, int line, const char* expr, cudaError_t err) {
-  throw_error(file, line, fmt::format("CUDA error {} ({}): {}", cudaGetErrorName(err),
-                                      cudaGetErrorString(err), expr));
+  throw_error(
+      file, line,
+      fmt::format("CUDA error {} ({}): {}", cudaGetErrorName(err), cudaGetErrorString(err), expr));
 }
 
 }  // namespace kimi::cuda

@@ -15,23 +15,23 @@ namespace kimi::cuda {
 
 }  // namespace kimi::cuda
 
-#define KIMI_CUDA_CHECK(expr)                                                        \
-  do {                                                                               \
-    const cudaError_t kimi_err_ = (expr);                                            \
+#define KIMI_CUDA_CHECK(expr)                                                                    \
+  do {                                                                                           \
+    const cudaError_t kimi_err_ = (expr);                                                        \
     if (kimi_err_ != cudaSuccess) ::kimi::cuda::fail_cuda(__FILE__, __LINE__, #expr, kimi_err_); \
   } while (0)
 
-#define KIMI_CUBLAS_CHECK(expr)                                                          \
-  do {                                                                                   \
-    const cublasStatus_t kimi_st_ = (expr);                                              \
-    if (kimi_st_ != CUBLAS_STATUS_SUCCESS)                                               \
-      ::kimi::cuda::fail_cublas(__FILE__, __LINE__, #expr, kimi_st_);                    \
+#define KIMI_CUBLAS_CHECK(expr)                                       \
+  do {                                                                \
+    const cublasStatus_t kimi_st_ = (expr);                           \
+    if (kimi_st_ != CUBLAS_STATUS_SUCCESS)                            \
+      ::kimi::cuda::fail_cublas(__FILE__, __LINE__, #expr, kimi_st_); \
   } while (0)
 
 #define KIMI_CUDA_CHECK_LAUNCH() KIMI_CUDA_CHECK(cudaGetLastError())
 
 // A precondition at a CUDA entry point (the .cu files cannot use KIMI_CHECK: see above).
-#define KIMI_CUDA_REQUIRE(cond, detail)                                          \
-  do {                                                                           \
-    if (!(cond)) ::kimi::cuda::fail(__FILE__, __LINE__, #cond, (detail));        \
+#define KIMI_CUDA_REQUIRE(cond, detail)                                   \
+  do {                                                                    \
+    if (!(cond)) ::kimi::cuda::fail(__FILE__, __LINE__, #cond, (detail)); \
   } while (0)

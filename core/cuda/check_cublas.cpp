@@ -2,14 +2,14 @@
 // cuBLAS, such as the CUDA kernel tests, need not link it). Built only with -DKIMI_LAB_CUDA=ON.
 #ifdef KIMI_LAB_CUDA
 #include "core/cuda/check.h"
-
 #include "core/error.h"
 
 namespace kimi::cuda {
 
 void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st) {
-  throw_error(file, line, fmt::format("cuBLAS error {} ({}): {}", cublasGetStatusName(st),
-                                      cublasGetStatusString(st), expr));
+  throw_error(file, line,
+              fmt::format("cuBLAS error {} ({}): {}", cublasGetStatusName(st),
+                          cublasGetStatusString(st), expr));
 }
 
 }  // namespace kimi::cuda

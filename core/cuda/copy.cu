@@ -13,12 +13,18 @@ namespace kimi::cuda {
 
 size_t elem_size(ElemType t) {
   switch (t) {
-    case ElemType::kF32: return 4;
-    case ElemType::kF64: return 8;
-    case ElemType::kBF16: return 2;
-    case ElemType::kF16: return 2;
-    case ElemType::kI32: return 4;
-    case ElemType::kI64: return 8;
+    case ElemType::kF32:
+      return 4;
+    case ElemType::kF64:
+      return 8;
+    case ElemType::kBF16:
+      return 2;
+    case ElemType::kF16:
+      return 2;
+    case ElemType::kI32:
+      return 4;
+    case ElemType::kI64:
+      return 8;
   }
   return 0;
 }
@@ -48,23 +54,32 @@ struct Layout {  // shape shared by both sides; strides of each
 
 template <class T>
 __device__ __forceinline__ double to_f64(T x) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return static_cast<double>(__bfloat162float(x));
-  else if constexpr (std::is_same_v<T, __half>) return static_cast<double>(__half2float(x));
-  else return static_cast<double>(x);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return static_cast<double>(__bfloat162float(x));
+  else if constexpr (std::is_same_v<T, __half>)
+    return static_cast<double>(__half2float(x));
+  else
+    return static_cast<double>(x);
 }
 
 template <class T>
 __device__ __forceinline__ T from_f64(double x) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __double2bfloat16(x);
-  else if constexpr (std::is_same_v<T, __half>) return __double2half(x);
-  else return static_cast<T>(x);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __double2bfloat16(x);
+  else if constexpr (std::is_same_v<T, __half>)
+    return __double2half(x);
+  else
+    return static_cast<T>(x);
 }
 
 template <class D, class S>
 __device__ __forceinline__ D convert(S x) {
-  if constexpr (std::is_same_v<D, S>) return x;
-  else if constexpr (std::is_integral_v<D> && std::is_integral_v<S>) return static_cast<D>(x);
-  else return from_f64<D>(to_f64(x));
+  if constexpr (std::is_same_v<D, S>)
+    return x;
+  else if constexpr (std::is_integral_v<D> && std::is_integral_v<S>)
+    return static_cast<D>(x);
+  else
+    return from_f64<D>(to_f64(x));
 }
 
 template <class D, class S>
@@ -105,12 +120,24 @@ unsigned grid_for(int64_t n) {
 template <class F>
 void dispatch(ElemType t, F&& f) {
   switch (t) {
-    case ElemType::kF32: f(float{}); break;
-    case ElemType::kF64: f(double{}); break;
-    case ElemType::kBF16: f(__nv_bfloat16{}); break;
-    case ElemType::kF16: f(__half{}); break;
-    case ElemType::kI32: f(int32_t{}); break;
-    case ElemType::kI64: f(int64_t{}); break;
+    case ElemType::kF32:
+      f(float{});
+      break;
+    case ElemType::kF64:
+      f(double{});
+      break;
+    case ElemType::kBF16:
+      f(__nv_bfloat16{});
+      break;
+    case ElemType::kF16:
+      f(__half{});
+      break;
+    case ElemType::kI32:
+      f(int32_t{});
+      break;
+    case ElemType::kI64:
+      f(int64_t{});
+      break;
   }
 }
 
@@ -138,8 +165,8 @@ void copy_strided(const StridedView& dst, const StridedView& src) {
     using D = decltype(dtag);
     dispatch(src.type, [&](auto stag) {
       using S = decltype(stag);
-      copy_kernel<D, S><<<grid_for(n), 256, 0, stream()>>>(
-          static_cast<D*>(dst.data), static_cast<const S*>(src.data), L, n);
+      copy_kernel<D, S><<<grid_for(n), 256, 0, stream()>>>(static_cast<D*>(dst.data),
+                                                           static_cast<const S*>(src.data), L, n);
     });
   });
   KIMI_CUDA_CHECK_LAUNCH();

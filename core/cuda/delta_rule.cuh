@@ -44,13 +44,13 @@ void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, c
 
 // Gated linear recurrence (Mamba2 SSD core / simple_gla / GLA): S = Diag(exp(g)) S + k v^T.
 template <class Ti>
-void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
-                                     const Ti* v, const Ti* g, const float* h0, Ti* o, float* ht,
+void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                     const Ti* g, const float* h0, Ti* o, float* ht,
                                      cudaStream_t stream);
 template <class Ti>
-void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
-                                     const Ti* v, const Ti* g, const float* h0, const Ti* do_,
-                                     const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
+void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                     const Ti* g, const float* h0, const Ti* do_, const float* dht,
+                                     Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
                                      cudaStream_t stream);
 
 // --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says --------------

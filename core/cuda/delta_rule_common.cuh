@@ -13,13 +13,17 @@ namespace kimi::cuda::detail {
 
 template <class T>
 __device__ __forceinline__ float ld(const T* p) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(*p);
-  else return static_cast<float>(*p);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __bfloat162float(*p);
+  else
+    return static_cast<float>(*p);
 }
 template <class T>
 __device__ __forceinline__ void st(T* p, float x) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) *p = __float2bfloat16(x);
-  else *p = x;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    *p = __float2bfloat16(x);
+  else
+    *p = x;
 }
 
 __device__ __forceinline__ float warp_sum(float x) {

@@ -58,7 +58,8 @@ __global__ void __launch_bounds__(kThreads) recurrent_fwd_kernel(Params<Ti> p) {
       sa[tt][i] = ok ? p.decay(b, t0 + tt, h, i) : 1.f;
     }
     if (threadIdx.x < kSteps)
-      sb[threadIdx.x] = (p.beta && threadIdx.x < nt) ? ld(p.beta + p.tok(b, t0 + threadIdx.x, h)) : 0.f;
+      sb[threadIdx.x] =
+          (p.beta && threadIdx.x < nt) ? ld(p.beta + p.tok(b, t0 + threadIdx.x, h)) : 0.f;
     for (int idx = threadIdx.x; idx < kSteps * kCols; idx += kThreads) {
       const int tt = idx / kCols, c = idx % kCols, jj = blockIdx.x * kCols + c;
       sv[tt][c] = (jj < p.V && tt < nt) ? ld(p.v + p.vo(b, t0 + tt, h) + jj) : 0.f;
@@ -118,15 +119,102 @@ void launch_fwd(const Params<Ti>& p, cudaStream_t stream) {
   if (p.B == 0 || p.H == 0 || p.T == 0) {
     if (p.ht && p.ht != p.h0 && p.B * p.H > 0) {  // no steps: ht = h0
       const size_t n = size_t(p.B) * p.H * p.K * p.V * sizeof(float);
-      if (p.h0) KIMI_CUDA_CHECK(cudaMemcpyAsync(p.ht, p.h0, n, cudaMemcpyDeviceToDevice, stream));
-      else KIMI_CUDA_CHECK(cudaMemsetAsync(p.ht, 0, n, stream));
+      if (p.h0)
+        KIMI_CUDA_CHECK(cudaMemcpyAsync(p.ht, p.h0, n, cudaMemcpyDeviceToDevice, stream));
+      else
+        KIMI_CUDA_CHECK(cudaMemsetAsync(p.ht, 0, n, stream));
     }
     return;
   }
   KIMI_CUDA_REQUIRE(p.K >= 1 && p.K <= 128, "recurrent delta rule: needs 1 <= K <= 128");
-  if (p.K <= 32) launch_fwd_as<32, 1>(p, stream);
-  else if (p.K <= 64) launch_fwd_as<64, 2>(p, stream);
-  else launch_fwd_as<128, 4>(p, stream);
+  if (p.K <= 32)
+    launch_fwd_as<32, 1>(p, stream);
+  else if (p.K <= 64)
+    launch_fwd_as<64, 2>(p, stream);
+  else
+    launch_fwd_as<128, 4>(p, stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode step for K = 128 (T = 1): memory-bound, so the state moves as 16-byte vectors. A block
+// of 128 threads covers 64 columns of one (batch, head): lane = 4 * r + c4 within a warp, so
+// the 4 column groups (of 4 columns) of a warp are 64 contiguous bytes of one row, and each
+// group's 8 row lanes r hold rows i = 8 ii + r (16 float4 registers); the column dot products
+// are summed over the row lanes with shuffles (xor 4, 8, 16).
+constexpr int kDecThreads = 128, kDecCols = 64, kDecK = 128;
+
+__device__ __forceinline__ float4 fma4(float a, float4 x, float4 y) {
+  return make_float4(fmaf(a, x.x, y.x), fmaf(a, x.y, y.y), fmaf(a, x.z, y.z), fmaf(a, x.w, y.w));
+}
+__device__ __forceinline__ float4 sum_rows(float4 x) {
+#pragma unroll
+  for (int o = 4; o < 32; o <<= 1) {
+    x.x += __shfl_xor_sync(0xffffffffu, x.x, o);
+    x.y += __shfl_xor_sync(0xffffffffu, x.y, o);
+    x.z += __shfl_xor_sync(0xffffffffu, x.z, o);
+    x.w += __shfl_xor_sync(0xffffffffu, x.w, o);
+  }
+  return x;
+}
+
+template <class Ti>
+__global__ void __launch_bounds__(kDecThreads) decode_k128_kernel(Params<Ti> p) {
+  constexpr int kR = 8, kRows = kDecK / kR;
+  __shared__ float sq[kDecK], sk[kDecK], sa[kDecK];
+  const int bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = lane >> 2, j0 = blockIdx.x * kDecCols + (warp * 4 + (lane & 3)) * 4;
+  const bool active = j0 < p.V;
+  const int64_t state0 = int64_t(bh) * kDecK * p.V;
+  float4 s[kRows];
+#pragma unroll
+  for (int ii = 0; ii < kRows; ++ii)
+    s[ii] = active
+                ? *reinterpret_cast<const float4*>(p.h0 + state0 + int64_t(ii * kR + r) * p.V + j0)
+                : make_float4(0.f, 0.f, 0.f, 0.f);
+  const int t = threadIdx.x;  // kDecThreads == kDecK
+  sq[t] = ld(p.q + p.qk(b, 0, h) + t);
+  sk[t] = ld(p.k + p.qk(b, 0, h) + t);
+  sa[t] = p.decay(b, 0, h, t);
+  const float beta = ld(p.beta + p.tok(b, 0, h));
+  float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (active) {
+    const Ti* vp = p.v + p.vo(b, 0, h) + j0;
+    v = make_float4(ld(vp), ld(vp + 1), ld(vp + 2), ld(vp + 3));
+  }
+  __syncthreads();
+  float4 kS = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int ii = 0; ii < kRows; ++ii) {
+    const int i = ii * kR + r;
+    const float a = sa[i];
+    s[ii] = make_float4(a * s[ii].x, a * s[ii].y, a * s[ii].z, a * s[ii].w);
+    kS = fma4(sk[i], s[ii], kS);
+  }
+  kS = sum_rows(kS);
+  const float4 u = make_float4(beta * (v.x - kS.x), beta * (v.y - kS.y), beta * (v.z - kS.z),
+                               beta * (v.w - kS.w));
+  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int ii = 0; ii < kRows; ++ii) {
+    const int i = ii * kR + r;
+    const float ki = sk[i];
+    s[ii] = make_float4(fmaf(ki, u.x, s[ii].x), fmaf(ki, u.y, s[ii].y), fmaf(ki, u.z, s[ii].z),
+                        fmaf(ki, u.w, s[ii].w));
+    o = fma4(sq[i], s[ii], o);
+  }
+  o = sum_rows(o);
+  if (!active) return;
+  if (r == 0) {
+    Ti* op = p.o + p.vo(b, 0, h) + j0;
+    st(op, p.scale * o.x);
+    st(op + 1, p.scale * o.y);
+    st(op + 2, p.scale * o.z);
+    st(op + 3, p.scale * o.w);
+  }
+#pragma unroll
+  for (int ii = 0; ii < kRows; ++ii)
+    *reinterpret_cast<float4*>(p.ht + state0 + int64_t(ii * kR + r) * p.V + j0) = s[ii];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,9 +271,16 @@ __global__ void __launch_bounds__(kBwdThreads) recurrent_bwd_kernel(Params<Ti> p
   float* dS = smem;
   StepVectors sv;
   float* base = smem + KV;
-  sv.q = base; sv.k = base + K; sv.a = base + 2 * K; sv.dk = base + 3 * K;
-  sv.v = base + 4 * K; sv.dout = sv.v + V; sv.kS = sv.dout + V; sv.u = sv.kS + V;
-  sv.du = sv.u + V; sv.red = sv.du + V;
+  sv.q = base;
+  sv.k = base + K;
+  sv.a = base + 2 * K;
+  sv.dk = base + 3 * K;
+  sv.v = base + 4 * K;
+  sv.dout = sv.v + V;
+  sv.kS = sv.dout + V;
+  sv.u = sv.kS + V;
+  sv.du = sv.u + V;
+  sv.red = sv.du + V;
   float* s_beta = sv.red + kWarps;
   const bool delta = p.beta != nullptr;
   float* scratch = a.scratch + int64_t(bh) * p.every * KV;
@@ -301,30 +396,42 @@ __global__ void __launch_bounds__(kBwdThreads) recurrent_bwd_kernel(Params<Ti> p
 }
 
 template <class Ti>
-Params<Ti> make_params(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
-                       const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht) {
-  KIMI_CUDA_REQUIRE(d.B >= 0 && d.T >= 0 && d.H >= 0 && d.K > 0 && d.V > 0,
-                    "delta rule: bad dims");
+Params<Ti> make_params(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v, const Ti* g,
+                       const Ti* beta, const float* h0, Ti* o, float* ht) {
+  KIMI_CUDA_REQUIRE(d.B >= 0 && d.T >= 0 && d.H >= 0 && d.K > 0 && d.V > 0, "delta rule: bad dims");
   KIMI_CUDA_REQUIRE((d.gate == GateKind::kNone) == (g == nullptr),
                     "delta rule: g must be given exactly when the gate kind is not kNone");
   Params<Ti> p{};
-  p.B = int(d.B); p.T = int(d.T); p.H = int(d.H); p.K = int(d.K); p.V = int(d.V);
+  p.B = int(d.B);
+  p.T = int(d.T);
+  p.H = int(d.H);
+  p.K = int(d.K);
+  p.V = int(d.V);
   p.gate = d.gate;
   p.scale = float(d.scale);
-  p.q = q; p.k = k; p.v = v; p.g = g; p.beta = beta; p.h0 = h0; p.o = o; p.ht = ht;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.g = g;
+  p.beta = beta;
+  p.h0 = h0;
+  p.o = o;
+  p.ht = ht;
   p.every = 1;
   return p;
 }
 
 template <class Ti>
-void run_bwd(Params<Ti> p, int64_t chunk, const Ti* do_, const float* dht, Ti* dq, Ti* dk,
-             Ti* dv, Ti* dg, Ti* dbeta, float* dh0, cudaStream_t stream) {
+void run_bwd(Params<Ti> p, int64_t chunk, const Ti* do_, const float* dht, Ti* dq, Ti* dk, Ti* dv,
+             Ti* dg, Ti* dbeta, float* dh0, cudaStream_t stream) {
   if (p.B == 0 || p.H == 0) return;
   if (p.T == 0) {  // no steps: dh0 = dht
     if (dh0) {
       const size_t n = size_t(p.B) * p.H * p.K * p.V * sizeof(float);
-      if (dht) KIMI_CUDA_CHECK(cudaMemcpyAsync(dh0, dht, n, cudaMemcpyDeviceToDevice, stream));
-      else KIMI_CUDA_CHECK(cudaMemsetAsync(dh0, 0, n, stream));
+      if (dht)
+        KIMI_CUDA_CHECK(cudaMemcpyAsync(dh0, dht, n, cudaMemcpyDeviceToDevice, stream));
+      else
+        KIMI_CUDA_CHECK(cudaMemsetAsync(dh0, 0, n, stream));
     }
     return;
   }
@@ -343,7 +450,8 @@ void run_bwd(Params<Ti> p, int64_t chunk, const Ti* do_, const float* dht, Ti* d
   int dev = 0, max_smem = 0;
   KIMI_CUDA_CHECK(cudaGetDevice(&dev));
   KIMI_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  KIMI_CUDA_REQUIRE(smem <= size_t(max_smem), "recurrent delta rule backward: K*V too large for shared memory");
+  KIMI_CUDA_REQUIRE(smem <= size_t(max_smem),
+                    "recurrent delta rule backward: K*V too large for shared memory");
   KIMI_CUDA_CHECK(cudaFuncSetAttribute(recurrent_bwd_kernel<Ti>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   BwdArgs<Ti> a{do_, dht, dq, dk, dv, dg, dbeta, dh0, scratch.as<float>()};
@@ -367,8 +475,8 @@ void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
                               const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta,
                               float* dh0, cudaStream_t stream) {
   KIMI_CUDA_REQUIRE(beta != nullptr, "delta rule: beta is required");
-  run_bwd(make_params<Ti>(d, q, k, v, g, beta, h0, nullptr, nullptr), d.chunk, do_, dht, dq, dk,
-          dv, dg, dbeta, dh0, stream);
+  run_bwd(make_params<Ti>(d, q, k, v, g, beta, h0, nullptr, nullptr), d.chunk, do_, dht, dq, dk, dv,
+          dg, dbeta, dh0, stream);
 }
 
 template <class Ti>
@@ -376,44 +484,48 @@ void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, c
                             const Ti* g, const Ti* beta, float* state, Ti* o, cudaStream_t stream) {
   KIMI_CUDA_REQUIRE(d.T == 1, "delta rule decode step: T must be 1");
   KIMI_CUDA_REQUIRE(beta != nullptr, "delta rule: beta is required");
-  // Each thread reads its state column before it writes it back: in place is safe.
-  launch_fwd(make_params(d, q, k, v, g, beta, state, o, state), stream);
+  // Each thread reads its state columns before it writes them back: in place is safe.
+  const Params<Ti> p = make_params(d, q, k, v, g, beta, state, o, state);
+  if (p.K == kDecK && p.V % 4 == 0 && p.B * p.H > 0) {
+    const dim3 grid(unsigned(detail::ceil_div(p.V, kDecCols)), unsigned(p.B * p.H));
+    decode_k128_kernel<Ti><<<grid, kDecThreads, 0, stream>>>(p);
+    KIMI_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  launch_fwd(p, stream);
 }
 
 template <class Ti>
-void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
-                                     const Ti* v, const Ti* g, const float* h0, Ti* o, float* ht,
+void linear_recurrence_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                     const Ti* g, const float* h0, Ti* o, float* ht,
                                      cudaStream_t stream) {
   launch_fwd(make_params<Ti>(d, q, k, v, g, nullptr, h0, o, ht), stream);
 }
 
 template <class Ti>
-void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
-                                     const Ti* v, const Ti* g, const float* h0, const Ti* do_,
-                                     const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
+void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                     const Ti* g, const float* h0, const Ti* do_, const float* dht,
+                                     Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
                                      cudaStream_t stream) {
   run_bwd<Ti>(make_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr), d.chunk, do_, dht, dq,
-          dk, dv, dg, nullptr, dh0, stream);
+              dk, dv, dg, nullptr, dh0, stream);
 }
 
-#define KIMI_INSTANTIATE(Ti)                                                                    \
-  template void delta_rule_recurrent_fwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*,       \
-                                             const Ti*, const Ti*, const Ti*, const float*, Ti*, \
-                                             float*, cudaStream_t);                             \
-  template void delta_rule_recurrent_bwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*,       \
-                                             const Ti*, const Ti*, const Ti*, const float*,     \
-                                             const Ti*, const float*, Ti*, Ti*, Ti*, Ti*, Ti*,  \
-                                             float*, cudaStream_t);                             \
-  template void delta_rule_decode_step<Ti>(const RecurrenceDims&, const Ti*, const Ti*,         \
-                                           const Ti*, const Ti*, const Ti*, float*, Ti*,        \
-                                           cudaStream_t);                                       \
-  template void linear_recurrence_recurrent_fwd<Ti>(const RecurrenceDims&, const Ti*,           \
-                                                    const Ti*, const Ti*, const Ti*,            \
-                                                    const float*, Ti*, float*, cudaStream_t);   \
-  template void linear_recurrence_recurrent_bwd<Ti>(const RecurrenceDims&, const Ti*,           \
-                                                    const Ti*, const Ti*, const Ti*,            \
-                                                    const float*, const Ti*, const float*, Ti*, \
-                                                    Ti*, Ti*, Ti*, float*, cudaStream_t);
+#define KIMI_INSTANTIATE(Ti)                                                                       \
+  template void delta_rule_recurrent_fwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*,          \
+                                             const Ti*, const Ti*, const Ti*, const float*, Ti*,   \
+                                             float*, cudaStream_t);                                \
+  template void delta_rule_recurrent_bwd<Ti>(                                                      \
+      const RecurrenceDims&, const Ti*, const Ti*, const Ti*, const Ti*, const Ti*, const float*,  \
+      const Ti*, const float*, Ti*, Ti*, Ti*, Ti*, Ti*, float*, cudaStream_t);                     \
+  template void delta_rule_decode_step<Ti>(const RecurrenceDims&, const Ti*, const Ti*, const Ti*, \
+                                           const Ti*, const Ti*, float*, Ti*, cudaStream_t);       \
+  template void linear_recurrence_recurrent_fwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*,   \
+                                                    const Ti*, const Ti*, const float*, Ti*,       \
+                                                    float*, cudaStream_t);                         \
+  template void linear_recurrence_recurrent_bwd<Ti>(                                               \
+      const RecurrenceDims&, const Ti*, const Ti*, const Ti*, const Ti*, const float*, const Ti*,  \
+      const float*, Ti*, Ti*, Ti*, Ti*, float*, cudaStream_t);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(__nv_bfloat16)
 #undef KIMI_INSTANTIATE

@@ -15,11 +15,11 @@ namespace kimi {
 namespace {
 
 static_assert(static_cast<int>(cuda::ElemType::kF32) == static_cast<int>(DType::kF32) &&
-              static_cast<int>(cuda::ElemType::kF64) == static_cast<int>(DType::kF64) &&
-              static_cast<int>(cuda::ElemType::kBF16) == static_cast<int>(DType::kBF16) &&
-              static_cast<int>(cuda::ElemType::kF16) == static_cast<int>(DType::kF16) &&
-              static_cast<int>(cuda::ElemType::kI32) == static_cast<int>(DType::kI32) &&
-              static_cast<int>(cuda::ElemType::kI64) == static_cast<int>(DType::kI64),
+                  static_cast<int>(cuda::ElemType::kF64) == static_cast<int>(DType::kF64) &&
+                  static_cast<int>(cuda::ElemType::kBF16) == static_cast<int>(DType::kBF16) &&
+                  static_cast<int>(cuda::ElemType::kF16) == static_cast<int>(DType::kF16) &&
+                  static_cast<int>(cuda::ElemType::kI32) == static_cast<int>(DType::kI32) &&
+                  static_cast<int>(cuda::ElemType::kI64) == static_cast<int>(DType::kI64),
               "cuda::ElemType must mirror kimi::DType");
 
 cuda::StridedView view_of(const Tensor& t) {
@@ -80,7 +80,7 @@ void device_to_host(const Tensor& dst, const Tensor& src) {
   Tensor host = Tensor::empty(src.shape(), src.dtype());
   cuda::copy_to_host(host.raw_data(), from, nbytes);
   Tensor out = dst;  // a handle: copy_ writes dst's storage
-  out.copy_(host);    // CPU: scatter + type conversion
+  out.copy_(host);   // CPU: scatter + type conversion
 }
 
 }  // namespace
@@ -110,7 +110,8 @@ void device_copy(const Tensor& dst, const Tensor& src) {
 }
 
 void device_fill(const Tensor& dst, double value) {
-  KIMI_CHECK(dst.device() == Device::kCUDA, "device_fill on a {} tensor", device_name(dst.device()));
+  KIMI_CHECK(dst.device() == Device::kCUDA, "device_fill on a {} tensor",
+             device_name(dst.device()));
   cuda::fill_strided(view_of(dst), value);
 }
 

@@ -3,7 +3,8 @@
 // state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
 // lent H100 (shared/golden/README.md). Timing: CUDA events around each call after warm-up, the
 // median of the repeats. Also measures the device-to-device copy ceiling first.
-// Usage: kimi_cuda_bench [--reps N]
+// Usage: kimi_cuda_bench [--reps N] [--profile]   (--profile: only the chunk forward at
+// T = 8192, three calls, for ncu)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -63,7 +64,9 @@ double time_ms(int warm, int reps, F&& f) {
 struct Rng {
   uint64_t s;
   double next() {
-    s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
     return double((s * 0x2545F4914F6CDD1DULL) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
   }
 };
@@ -86,12 +89,13 @@ void bench_copy() {
               2.0 * n / (ms * 1e-3) / 1e12);
 }
 
-void bench_chunk(int reps) {
+void bench_chunk(int reps, bool profile) {
   using T = __nv_bfloat16;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
-  std::printf("\nKDA chunk forward, bf16 in, fp32 state, H=%ld K=V=%ld, B*T=%ld tokens\n",
-              long(H), long(K), long(NT));
-  std::printf("(flash-linear-attention chunk_kda on the lent H100: fwd 4.1-4.9 ms, 13-16 M tok/s)\n");
+  std::printf("\nKDA chunk forward, bf16 in, fp32 state, H=%ld K=V=%ld, B*T=%ld tokens\n", long(H),
+              long(K), long(NT));
+  std::printf(
+      "(flash-linear-attention chunk_kda on the lent H100: fwd 4.1-4.9 ms, 13-16 M tok/s)\n");
   // The same buffers serve every T (B*T fixed). k is L2-normalised per (token, head).
   std::vector<double> k = uniform(NT * H * K, 2, -1, 1);
   for (int64_t r = 0; r < NT * H; ++r) {
@@ -102,35 +106,47 @@ void bench_chunk(int reps) {
   Dev<T> dq(uniform(NT * H * K, 1, -1, 1)), dk(k), dv(uniform(NT * H * V, 3, -1, 1));
   Dev<T> dg(uniform(NT * H * K, 4, -0.2, -0.001)), dbeta(uniform(NT * H, 5, 0.05, 0.95));
   Dev<T> o(NT * H * V);
-  std::printf("%8s %6s %10s %10s %10s %12s\n", "T", "B", "total ms", "intra ms", "state ms",
-              "M tokens/s");
-  for (int64_t seq : {2048, 8192, 32768}) {
-    const int64_t B = NT / seq;
-    RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
-    Dev<float> h0(B * H * K * V), ht(B * H * K * V);
-    KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
-    Events ev;
-    const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
-    auto run = [&](const kc::ChunkFwdEvents* e) {
-      kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
-                                  h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
-    };
-    for (int i = 0; i < 2; ++i) run(nullptr);
-    std::vector<double> tot, intra, state;
-    for (int i = 0; i < reps; ++i) {
-      run(&ce);
-      KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
-      tot.push_back(ev.ms(ev.a, ev.c));
-      intra.push_back(ev.ms(ev.a, ev.b));
-      state.push_back(ev.ms(ev.b, ev.c));
+  std::printf("%8s %6s %6s %10s %10s %10s %12s\n", "T", "B", "intra", "total ms", "intra ms",
+              "state ms", "M tokens/s");
+  for (const char* threads : {"512", "256"}) {
+    if (profile && std::strcmp(threads, "512") != 0) continue;
+    setenv("KIMI_CUDA_CHUNK_THREADS", threads, 1);  // intra-kernel block size (delta_rule_chunk.cu)
+    for (int64_t seq : {2048, 8192, 32768}) {
+      if (profile && seq != 8192) continue;
+      const int64_t B = NT / seq;
+      RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+      Dev<float> h0(B * H * K * V), ht(B * H * K * V);
+      KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
+      Events ev;
+      const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
+      auto run = [&](const kc::ChunkFwdEvents* e) {
+        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
+                                    h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
+      };
+      for (int i = 0; i < 2; ++i) run(nullptr);
+      if (profile) {
+        run(nullptr);
+        KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
+        return;
+      }
+      std::vector<double> tot, intra, state;
+      for (int i = 0; i < reps; ++i) {
+        run(&ce);
+        KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
+        tot.push_back(ev.ms(ev.a, ev.c));
+        intra.push_back(ev.ms(ev.a, ev.b));
+        state.push_back(ev.ms(ev.b, ev.c));
+      }
+      const double ms = median(tot);
+      std::printf("%8ld %6ld %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B), threads, ms,
+                  median(intra), median(state), NT / (ms * 1e-3) / 1e6);
     }
-    const double ms = median(tot);
-    std::printf("%8ld %6ld %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B), ms, median(intra),
-                median(state), NT / (ms * 1e-3) / 1e6);
   }
+  unsetenv("KIMI_CUDA_CHUNK_THREADS");
   // The recurrent kernel (the GPU oracle) at T=2048, for scale.
   {
-    RecurrenceDims d{NT / 2048, 2048, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+    RecurrenceDims d{NT / 2048, 2048, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)),
+                     64};
     const double ms = time_ms(1, 3, [&] {
       kc::delta_rule_recurrent_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
                                       nullptr, o.ptr(), nullptr, kc::stream());
@@ -144,7 +160,8 @@ void bench_decode(int reps) {
   using T = __nv_bfloat16;
   const int64_t H = 32, K = 128, V = 128;
   std::printf("\nKDA decode step, bf16 q/k/v/g/beta, fp32 state [B,32,128,128] updated in place\n");
-  std::printf("(flash-linear-attention fused_recurrent_kda: B=1 106 us, B=64 110 us, B=256 378 us)\n");
+  std::printf(
+      "(flash-linear-attention fused_recurrent_kda: B=1 106 us, B=64 110 us, B=256 378 us)\n");
   std::printf("%6s %10s %14s %10s\n", "B", "us", "state MB r+w", "TB/s");
   for (int64_t B : {1, 64, 256}) {
     RecurrenceDims d{B, 1, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
@@ -153,8 +170,8 @@ void bench_decode(int reps) {
     Dev<T> beta(uniform(B * H, 15, 0.05, 0.95)), o(B * H * V);
     Dev<float> state(uniform(B * H * K * V, 16, -1, 1));
     const double ms = time_ms(5, reps * 5, [&] {
-      kc::delta_rule_decode_step<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(),
-                                    state.ptr(), o.ptr(), kc::stream());
+      kc::delta_rule_decode_step<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), state.ptr(),
+                                    o.ptr(), kc::stream());
     });
     const double bytes = 2.0 * B * H * K * V * 4;
     std::printf("%6ld %10.2f %14.1f %10.2f\n", long(B), ms * 1e3, bytes / 1e6,
@@ -166,8 +183,11 @@ void bench_decode(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 10;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+  bool profile = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--profile") == 0) profile = true;
+  }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
     return 0;
@@ -177,9 +197,13 @@ int main(int argc, char** argv) {
     KIMI_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount,
                 prop.l2CacheSize / 1e6);
+    if (profile) {
+      bench_chunk(1, true);
+      return 0;
+    }
     bench_copy();
     bench_decode(reps);
-    bench_chunk(reps);
+    bench_chunk(reps, false);
   } catch (const std::exception& e) {
     std::printf("FAIL: %s\n", e.what());
     return 1;

@@ -68,7 +68,8 @@ class Dev {
   size_t size() const { return n_; }
 
   static T from_double(double x) {
-    if constexpr (std::is_same_v<T, float>) return static_cast<float>(x);
+    if constexpr (std::is_same_v<T, float>)
+      return static_cast<float>(x);
     else {
       __nv_bfloat16_raw raw;
       raw.x = float_to_bf16(static_cast<float>(x));
@@ -76,7 +77,8 @@ class Dev {
     }
   }
   static double to_double(T x) {
-    if constexpr (std::is_same_v<T, float>) return x;
+    if constexpr (std::is_same_v<T, float>)
+      return x;
     else {
       const __nv_bfloat16_raw raw(x);
       return bf16_to_float(raw.x);

@@ -60,8 +60,8 @@ Result cpu_reference(const Problem& p, bool backward) {
   r.o.assign(BTH * d.V, 0);
   r.ht.assign(S, 0);
   if (p.delta)
-    delta_rule_recurrent_fwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g),
-                                     p.beta.data(), ptr(p.h0), r.o.data(), r.ht.data());
+    delta_rule_recurrent_fwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g), p.beta.data(),
+                                     ptr(p.h0), r.o.data(), r.ht.data());
   else
     linear_recurrence_recurrent_fwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g),
                                             ptr(p.h0), r.o.data(), r.ht.data());
@@ -73,16 +73,14 @@ Result cpu_reference(const Problem& p, bool backward) {
   r.dbeta.assign(p.beta.size(), 0);
   r.dh0.assign(S, 0);
   if (p.delta)
-    delta_rule_recurrent_bwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g),
-                                     p.beta.data(), ptr(p.h0), p.do_.data(), ptr(p.dht),
-                                     r.dq.data(), r.dk.data(), r.dv.data(),
-                                     r.dg.empty() ? nullptr : r.dg.data(), r.dbeta.data(),
-                                     r.dh0.data());
+    delta_rule_recurrent_bwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g), p.beta.data(),
+                                     ptr(p.h0), p.do_.data(), ptr(p.dht), r.dq.data(), r.dk.data(),
+                                     r.dv.data(), r.dg.empty() ? nullptr : r.dg.data(),
+                                     r.dbeta.data(), r.dh0.data());
   else
-    linear_recurrence_recurrent_bwd<double>(d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g),
-                                            ptr(p.h0), p.do_.data(), ptr(p.dht), r.dq.data(),
-                                            r.dk.data(), r.dv.data(),
-                                            r.dg.empty() ? nullptr : r.dg.data(), r.dh0.data());
+    linear_recurrence_recurrent_bwd<double>(
+        d, p.q.data(), p.k.data(), p.v.data(), ptr(p.g), ptr(p.h0), p.do_.data(), ptr(p.dht),
+        r.dq.data(), r.dk.data(), r.dv.data(), r.dg.empty() ? nullptr : r.dg.data(), r.dh0.data());
   return r;
 }
 
@@ -105,8 +103,8 @@ Result cuda_run(const Problem& p, Form form, bool backward) {
     kc::delta_rule_recurrent_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), h0.ptr(),
                                     o.ptr(), ht.ptr(), st);
   else
-    kc::linear_recurrence_recurrent_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), h0.ptr(),
-                                           o.ptr(), ht.ptr(), st);
+    kc::linear_recurrence_recurrent_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), h0.ptr(), o.ptr(),
+                                           ht.ptr(), st);
   Result r;
   r.o = o.download();
   r.ht = ht.download();
@@ -172,8 +170,8 @@ void random_cases(Report& rep, bool quick) {
       if (delta) {
         const Problem pb = as_type<__nv_bfloat16>(p);
         const Result ref = cpu_reference(pb, true);
-        compare(rep, tag + "recurrent bf16",
-                cuda_run<__nv_bfloat16>(pb, Form::kRecurrent, true), ref, kTolBf16, kTolBf16);
+        compare(rep, tag + "recurrent bf16", cuda_run<__nv_bfloat16>(pb, Form::kRecurrent, true),
+                ref, kTolBf16, kTolBf16);
         compare(rep, tag + "chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref,
                 kTolBf16, kTolBf16);
       }
@@ -189,12 +187,15 @@ void random_cases(Report& rep, bool quick) {
     const Result ref = cpu_reference(pf, true);
     compare(rep, "kda K128 V128 recurrent f32", cuda_run<float>(pf, Form::kRecurrent, true), ref,
             kTolOut, kTolGrad);
-    compare(rep, "kda K128 V128 chunk f32", cuda_run<float>(pf, Form::kChunk, false), ref,
-            kTolTf32, kTolTf32);
+    compare(rep, "kda K128 V128 chunk f32", cuda_run<float>(pf, Form::kChunk, false), ref, kTolTf32,
+            kTolTf32);
+    const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 7));
+    compare(rep, "kda K128 V128 chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, false),
+            cpu_reference(pb, false), kTolBf16, kTolBf16);
     const Problem ps = as_type<float>(random_problem(d, true, 8, 10.0));
     const Result refs = cpu_reference(ps, false);
-    compare(rep, "kda K128 strong decay chunk f32", cuda_run<float>(ps, Form::kChunk, false),
-            refs, kTolTf32, kTolTf32);
+    compare(rep, "kda K128 strong decay chunk f32", cuda_run<float>(ps, Form::kChunk, false), refs,
+            kTolTf32, kTolTf32);
     compare(rep, "kda K128 strong decay recurrent f32",
             cuda_run<float>(ps, Form::kRecurrent, false), refs, kTolOut, kTolOut);
   }
@@ -204,12 +205,25 @@ void random_cases(Report& rep, bool quick) {
     const Problem pf = as_type<float>(random_problem(d, true, 9));
     compare(rep, "kda B4 H40 (64-wide tiles) chunk f32", cuda_run<float>(pf, Form::kChunk, false),
             cpu_reference(pf, false), kTolTf32, kTolTf32);
+    const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 9));
+    compare(rep, "kda B4 H40 (64-wide tiles) chunk bf16",
+            cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), cpu_reference(pb, false), kTolBf16,
+            kTolBf16);
   }
 }
 
-// Decoding: T single steps with the state updated in place equal one recurrent forward.
-void decode_case(Report& rep) {
-  RecurrenceDims d{3, 6, 4, 128, 128, GateKind::kPerChannel, 1.0 / std::sqrt(128.0), 64};
+// Decoding: T single steps with the state updated in place equal one recurrent forward
+// (K = 128: the vectorised decode kernel, V = 96 leaves part of a block idle; K = 48: the
+// recurrent kernel with T = 1).
+void decode_case(Report& rep, const RecurrenceDims& d, const std::string& name);
+void decode_cases(Report& rep) {
+  decode_case(rep, {3, 6, 4, 128, 128, GateKind::kPerChannel, 1.0 / std::sqrt(128.0), 64}, "kda");
+  decode_case(rep, {2, 5, 3, 128, 96, GateKind::kScalar, 1.0 / std::sqrt(128.0), 64}, "gdn V96");
+  decode_case(rep, {2, 5, 3, 48, 40, GateKind::kPerChannel, 1.0 / std::sqrt(48.0), 64},
+              "kda K48 V40");
+}
+
+void decode_case(Report& rep, const RecurrenceDims& d, const std::string& name) {
   const Problem p = as_type<float>(random_problem(d, true, 11));
   const Result ref = cpu_reference(p, false);
   RecurrenceDims d1 = d;
@@ -224,7 +238,8 @@ void decode_case(Report& rep) {
           s.push_back(x[(b * d.T + t) * d.H * per_tok + i]);
       return s;
     };
-    Dev<float> q(slice(p.q, d.K)), k(slice(p.k, d.K)), v(slice(p.v, d.V)), g(slice(p.g, d.K)),
+    const int64_t gw = d.gate == GateKind::kPerChannel ? d.K : 1;
+    Dev<float> q(slice(p.q, d.K)), k(slice(p.k, d.K)), v(slice(p.v, d.V)), g(slice(p.g, gw)),
         beta(slice(p.beta, 1)), ot(d.B * d.H * d.V);
     kc::delta_rule_decode_step<float>(d1, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(),
                                       state.ptr(), ot.ptr(), kc::stream());
@@ -233,8 +248,9 @@ void decode_case(Report& rep) {
       for (int64_t i = 0; i < d.H * d.V; ++i)
         o[(b * d.T + t) * d.H * d.V + i] = oh[b * d.H * d.V + i];
   }
-  rep.check("kda decode 6 steps in place f32", "o", rel_err(o, ref.o), kTolOut);
-  rep.check("kda decode 6 steps in place f32", "ht", rel_err(state.download(), ref.ht), kTolOut);
+  const std::string tag = name + " decode in place f32";
+  rep.check(tag, "o", rel_err(o, ref.o), kTolOut);
+  rep.check(tag, "ht", rel_err(state.download(), ref.ht), kTolOut);
 }
 
 // The golden tensors of flash-linear-attention (B=2 T=100 H=2 K=32 V=48).
@@ -245,29 +261,48 @@ void golden_cases(Report& rep, const std::string& dir) {
     return;
   }
   auto f = kimi::io::SafetensorsFile::open(path);
-  struct G { const char* prefix; GateKind gate; };
+  struct G {
+    const char* prefix;
+    GateKind gate;
+  };
   for (G c : {G{"kda.", GateKind::kPerChannel}, G{"gdn.", GateKind::kScalar},
               G{"deltanet.", GateKind::kNone}}) {
     const std::string pre = c.prefix;
     auto get = [&](const char* name) { return f.read_f64(pre + name); };
     const auto shape = f.info(pre + "q").shape;
     const auto vshape = f.info(pre + "v").shape;
-    RecurrenceDims d{shape[0], shape[1], shape[2], shape[3], vshape[3], c.gate,
-                     1.0 / std::sqrt(double(shape[3])), 64};
+    RecurrenceDims d{shape[0],
+                     shape[1],
+                     shape[2],
+                     shape[3],
+                     vshape[3],
+                     c.gate,
+                     1.0 / std::sqrt(double(shape[3])),
+                     64};
     Problem p;
     p.d = d;
-    p.q = get("q"); p.k = get("k"); p.v = get("v"); p.beta = get("beta");
+    p.q = get("q");
+    p.k = get("k");
+    p.v = get("v");
+    p.beta = get("beta");
     if (c.gate != GateKind::kNone) p.g = get("g");
-    p.h0 = get("h0"); p.do_ = get("do"); p.dht = get("dht");
+    p.h0 = get("h0");
+    p.do_ = get("do");
+    p.dht = get("dht");
     Result ref;
-    ref.o = get("o"); ref.ht = get("ht"); ref.dq = get("dq"); ref.dk = get("dk");
-    ref.dv = get("dv"); ref.dbeta = get("dbeta"); ref.dh0 = get("dh0");
+    ref.o = get("o");
+    ref.ht = get("ht");
+    ref.dq = get("dq");
+    ref.dk = get("dk");
+    ref.dv = get("dv");
+    ref.dbeta = get("dbeta");
+    ref.dh0 = get("dh0");
     if (c.gate != GateKind::kNone) ref.dg = get("dg");
     const std::string tag = "golden " + pre.substr(0, pre.size() - 1) + " ";
     compare(rep, tag + "recurrent f32", cuda_run<float>(p, Form::kRecurrent, true), ref, kTolOut,
             kTolGrad);
-    compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(p, Form::kChunk, false), ref,
-            kTolTf32, kTolTf32);
+    compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(p, Form::kChunk, false), ref, kTolTf32,
+            kTolTf32);
   }
 }
 
@@ -278,9 +313,11 @@ void memory_cases(Report& rep) {
     kc::Buffer a(1000 + i % 7), b(1 << 20);
   }
   const auto after = kc::allocator_stats();
-  rep.check_true("allocator: 2000 allocs, <= 3 cudaMalloc", after.cuda_mallocs - before.cuda_mallocs <= 3);
-  rep.check_true("allocator: size classes", kc::size_class(1) == 512 && kc::size_class(513) == 640 &&
-                                                kc::size_class(1024) == 1024 && kc::size_class(1025) == 1280);
+  rep.check_true("allocator: 2000 allocs, <= 3 cudaMalloc",
+                 after.cuda_mallocs - before.cuda_mallocs <= 3);
+  rep.check_true("allocator: size classes",
+                 kc::size_class(1) == 512 && kc::size_class(513) == 640 &&
+                     kc::size_class(1024) == 1024 && kc::size_class(1025) == 1280);
   // [3,5,7] f32, viewed as its [7,5,3] transpose, copied to contiguous bf16 then back to f32.
   const int A = 3, B = 5, C = 7;
   std::vector<double> h(A * B * C);
@@ -288,15 +325,25 @@ void memory_cases(Report& rep) {
   Dev<float> src(h), back(h.size());
   Dev<__nv_bfloat16> mid(h.size());
   kc::StridedView vs;
-  vs.data = src.ptr(); vs.type = kc::ElemType::kF32; vs.ndim = 3;
-  vs.shape[0] = C; vs.shape[1] = B; vs.shape[2] = A;
-  vs.strides[0] = 1; vs.strides[1] = C; vs.strides[2] = B * C;
+  vs.data = src.ptr();
+  vs.type = kc::ElemType::kF32;
+  vs.ndim = 3;
+  vs.shape[0] = C;
+  vs.shape[1] = B;
+  vs.shape[2] = A;
+  vs.strides[0] = 1;
+  vs.strides[1] = C;
+  vs.strides[2] = B * C;
   kc::StridedView vm = vs;
-  vm.data = mid.ptr(); vm.type = kc::ElemType::kBF16;
-  vm.strides[0] = B * A; vm.strides[1] = A; vm.strides[2] = 1;
+  vm.data = mid.ptr();
+  vm.type = kc::ElemType::kBF16;
+  vm.strides[0] = B * A;
+  vm.strides[1] = A;
+  vm.strides[2] = 1;
   kc::copy_strided(vm, vs);
   kc::StridedView vb = vm;
-  vb.data = back.ptr(); vb.type = kc::ElemType::kF32;
+  vb.data = back.ptr();
+  vb.type = kc::ElemType::kF32;
   kc::copy_strided(vb, vm);
   std::vector<double> want(h.size());
   for (int c = 0; c < C; ++c)
@@ -319,10 +366,13 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--quick") quick = true;
-    else golden = argv[i];
+    if (std::string(argv[i]) == "--quick")
+      quick = true;
+    else
+      golden = argv[i];
   }
-  if (golden.empty()) golden = std::filesystem::exists(".gpu/golden") ? ".gpu/golden" : KIMI_GOLDEN_DIR;
+  if (golden.empty())
+    golden = std::filesystem::exists(".gpu/golden") ? ".gpu/golden" : KIMI_GOLDEN_DIR;
   cudaDeviceProp prop{};
   KIMI_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
@@ -332,7 +382,7 @@ int main(int argc, char** argv) {
       {"memory", [&] { memory_cases(rep); }},
       {"golden", [&] { golden_cases(rep, golden); }},
       {"random", [&] { random_cases(rep, quick); }},
-      {"decode", [&] { decode_case(rep); }},
+      {"decode", [&] { decode_cases(rep); }},
   };
   for (const auto& [name, fn] : groups) {
     try {

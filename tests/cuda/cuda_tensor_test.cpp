@@ -46,7 +46,8 @@ void run() {
   // Non-contiguous device views: narrow + transpose on the device, downloaded.
   const Tensor xd = x.to(Device::kCUDA);
   const Tensor vd = xd.narrow(1, 1, 4).transpose(0, 2);
-  check("device narrow+transpose -> cpu", vd.to(Device::kCPU), x.narrow(1, 1, 4).transpose(0, 2).contiguous());
+  check("device narrow+transpose -> cpu", vd.to(Device::kCPU),
+        x.narrow(1, 1, 4).transpose(0, 2).contiguous());
   // Device -> device strided copy into a strided destination.
   Tensor dst = Tensor::zeros({5, 6, 4}, DType::kF32, Device::kCUDA);
   Tensor dv = dst.narrow(1, 2, 3);
