@@ -160,7 +160,8 @@ def run_label(run, runs):
     same = [r for r in runs if r["label"] == run["label"]]
     if len(same) == 1:
         return run["label"]
-    lr = f", lr {run['lr']}" if run["lr"] is not None else ""
+    has_lr = run["lr"] is not None and "lr=" not in run["name"]
+    lr = f", lr {run['lr']}" if has_lr else ""
     return f"{run['label']} ({run['name']}{lr})"
 
 

@@ -10,9 +10,11 @@ namespace kimi::cli {
 void register_version(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
+void register_sweep(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_verify(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_generate(CLI::App& app);  // generate + model-info (Kimi-Linear hybrid)
 
 }  // namespace kimi::cli

@@ -20,11 +20,13 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
   kimi::cli::register_version(app);
   kimi::cli::register_run(app);
+  kimi::cli::register_sweep(app);
   kimi::cli::register_eval(app);
   kimi::cli::register_plot(app);
   kimi::cli::register_verify(app);
   kimi::cli::register_bench(app);
   kimi::cli::register_inspect(app);
+  kimi::cli::register_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Error& e) {

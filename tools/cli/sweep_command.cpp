@@ -1,0 +1,122 @@
+// `kimi-lab sweep SWEEP.yaml`: a grid of runs (trainer/sweep.h), resumable, with summary.csv
+// (one row per run, dotted config columns) and the accuracy plots over all points.
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/plotting.h"
+#include "trainer/sweep.h"
+
+namespace kimi::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+void print_plan(const SweepReport& rep, const std::vector<int>& only) {
+  const auto& s = rep.spec;
+  fmt::print("sweep {}: {} points, base {}, directory {}\n", s.name, rep.points.size(),
+             s.base.empty() ? "(defaults)" : s.base, s.dir());
+  if (!s.overrides.empty()) fmt::print("every run: {}\n", fmt::join(s.overrides, " "));
+  if (!rep.spec_change.empty())
+    fmt::print(
+        "the sweep changed since {} was started ({}); a real run needs a new name or --force\n",
+        s.dir(), rep.spec_change);
+  size_t width = 4;
+  for (const auto& p : rep.points) width = std::max(width, p.name.size());
+  for (size_t i = 0; i < rep.points.size(); ++i) {
+    const auto& p = rep.points[i];
+    const bool chosen = only.empty() || std::find(only.begin(), only.end(), p.index) != only.end();
+    std::string values;
+    for (const auto& [key, value] : p.values) values += " " + key + "=" + value;
+    fmt::print("  {}{:>3}  {:<{}}  {:<13}{}\n", chosen ? ' ' : '-', p.index, p.name, width,
+               state_name(rep.states[i]), values);
+  }
+}
+
+// The summary rows as a short table: run, status, steps, last and best accuracy per length.
+void print_summary(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "summary.jsonl");
+  fmt::print("\n{:<28} {:<13} {:>6} {:>9}  accuracy (last / best)\n", "run", "status", "steps",
+             "loss");
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::ordered_json::parse(line);
+    std::string accs;
+    for (const auto& [key, value] : row.items())
+      if (key.rfind("acc@T", 0) == 0 && !value.is_null()) {
+        const auto best = row.value("best_" + key, nlohmann::ordered_json());
+        accs += fmt::format("  T={} {:.3f} / {:.3f}", key.substr(5), value.get<double>(),
+                            best.is_number() ? best.get<double>() : 0.0);
+      }
+    const auto num = [&](const char* k) {
+      return row.contains(k) && row[k].is_number() ? fmt::format("{:.4g}", row[k].get<double>())
+                                                   : "-";
+    };
+    fmt::print("{:<28} {:<13} {:>6} {:>9}{}\n", row.value("run", ""), row.value("status", ""),
+               num("steps_done"), num("final_loss"), accs);
+  }
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "sweep",
+      "Train a grid of runs from a sweep file (base config, overrides, grid of key -> values; see\n"
+      "experiments/sweep_quick.yaml). Every point is validated before any run starts. Running it\n"
+      "again skips finished points and resumes interrupted ones. Writes <out_dir>/<name>/:\n"
+      "one run directory per point, summary.csv, summary.jsonl, sweep.json, sweep.log, plots_*.\n"
+      "Example: kimi-lab sweep experiments/sweep_quick.yaml --dry-run");
+  auto file = std::make_shared<std::string>();
+  auto opt = std::make_shared<SweepOptions>();
+  auto no_plot = std::make_shared<bool>(false);
+  auto no_progress = std::make_shared<bool>(false);
+  cmd->add_option("sweep_file", *file, "the sweep YAML")->required();
+  cmd->add_flag("--dry-run", opt->dry_run,
+                "list the points, their overrides and state; train nothing");
+  cmd->add_option("--only", opt->only,
+                  "train only these point indices (0-based, as --dry-run lists them), e.g. 0,2")
+      ->delimiter(',');
+  cmd->add_option("--device", opt->device,
+                  "cpu | cuda | auto (default: each config's train.device)");
+  cmd->add_flag(
+      "--force", opt->force,
+      "accept a changed sweep file for an existing sweep directory: points whose config is\n"
+      "unchanged are kept, the others are retrained from scratch");
+  cmd->add_option(
+      "--stop-at", opt->stop_at,
+      "checkpoint and stop every point at this step; running the sweep again resumes them");
+  cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
+  cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
+  cmd->callback([file, opt, no_plot, no_progress] {
+    opt->progress = !*no_progress;
+    SweepReport rep = run_sweep(*file, *opt);
+    if (opt->dry_run) {
+      print_plan(rep, opt->only);
+      return;
+    }
+    const std::string dir = rep.spec.dir();
+    print_summary(dir);
+    fmt::print(
+        "\nsweep directory: {0}  ({1:.0f} s)\n  summary: {0}/summary.csv  {0}/summary.jsonl\n", dir,
+        rep.wall_s);
+    if (!*no_plot && !rep.finished_dirs.empty()) {
+      const std::string prefix = dir + "/plots";
+      if (draw_plots(prefix, rep.finished_dirs)) fmt::print("  plots: {}_*.png / .svg\n", prefix);
+    }
+    if (!rep.failures.empty()) {
+      size_t attempted = 0;
+      for (auto a : rep.actions)
+        attempted +=
+            a == PointAction::kTrained || a == PointAction::kResumed || a == PointAction::kFailed;
+      for (const auto& f : rep.failures) spdlog::warn("failed: {}", f);
+      if (rep.failures.size() == attempted)
+        throw UserError(
+            fmt::format("every point trained this time failed; the first: {}", rep.failures[0]));
+    }
+  });
+}
+
+}  // namespace kimi::cli

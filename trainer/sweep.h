@@ -1,0 +1,118 @@
+// Sweeps behind `kimi-lab sweep SWEEP.yaml`: a base config, overrides for every run, and a grid
+// (cartesian product, in file order) of key -> values, one run directory per point. The grid is
+// validated whole before any run starts; a re-run skips finished points and resumes interrupted
+// ones; summary.csv holds one row per run with dotted config columns (zoology, W&B habit;
+// STYLE.md item 13). The paper's sweeps: DESIGN.md sections 6-7.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/config.h"
+
+namespace kimi {
+
+// The sweep file, decoded strictly (sweep_spec.cpp):
+//   base: experiments/quickstart.yaml   # relative to the sweep file; absent = built-in defaults
+//   name: sweep_quick                   # absent = the sweep file's stem
+//   out_dir: runs                       # the sweep directory is out_dir/name
+//   overrides: [train.steps=300]        # applied to every run
+//   grid: {model.mixer: [kda, gdn], train.lr: [1.0e-3, 3.0e-3]}
+struct SweepAxis {
+  std::string key;                  // dotted config key
+  std::vector<std::string> values;  // each as override text: `0.003`, `[kda, attention]`
+  std::vector<std::string> labels;  // each as it appears in run names: `0.003`, `kda+attention`
+};
+
+struct SweepSpec {
+  std::string file;  // the sweep file as given
+  std::string base;  // the base config's path (resolved against the sweep file), "" = defaults
+  std::string name;
+  std::string out_dir = "runs";
+  std::vector<std::string> overrides;
+  std::vector<SweepAxis> grid;
+
+  std::string dir() const;  // out_dir/name
+};
+
+// Reads and checks the sweep file (unknown keys, empty axes, duplicate keys, name/out_dir in the
+// grid). Does not look at the config keys themselves: validate_points does, with load_config.
+SweepSpec load_sweep_spec(const std::string& path);
+
+struct SweepPoint {
+  int index = 0;
+  std::string name;                                         // `mixer=gdn,lr=0.003`
+  std::vector<std::pair<std::string, std::string>> values;  // grid key -> override text
+  std::vector<std::string> overrides;  // sweep overrides, the point's key=value, name=, out_dir=
+  std::string dir;                     // <sweep dir>/<name>
+  RunConfig config;                    // filled by validate_points
+};
+
+// The cartesian product of the grid, the last key varying fastest (a grid with no keys is one
+// point named `run`). Names are `<short key>=<label>` joined by ',', filesystem-safe; the short
+// key is the last dotted part, or the whole key when two grid keys share it. UserError when two
+// points get the same name.
+std::vector<SweepPoint> expand_grid(const SweepSpec& spec);
+
+// load_config(base, overrides) for every point, filling point.config. The first bad point throws
+// UserError naming the point and the key ("sweep point 2 (mixer=foo,lr=0.001): model.mixer: ...").
+void validate_points(const SweepSpec& spec, std::vector<SweepPoint>& points);
+
+// The resolved spec stored as <sweep dir>/sweep.json: grid, overrides and every point's config.
+nlohmann::json spec_json(const SweepSpec& spec, const std::vector<SweepPoint>& points);
+
+// "" when `stored` (a sweep.json) describes the same runs as `current`, else the first difference
+// in words ("grid train.lr: [0.001, 0.003] -> [0.001]"). Config keys present in only one of them
+// (a key added to kimi-lab since) do not count.
+std::string spec_difference(const nlohmann::json& stored, const nlohmann::json& current);
+
+// Where a point stands on disk.
+enum class PointState {
+  kPending,       // no run directory (or no config.yaml in it)
+  kInterrupted,   // a run directory, not finished: resumed from its latest checkpoint
+  kDone,          // summary.json with steps_done == train.steps
+  kStoppedEarly,  // summary.json with stopped_early (train.target_accuracy reached)
+  kFailed,        // failed.txt (written when its training threw: a non-finite loss, ...)
+};
+PointState point_state(const SweepPoint& point);
+const char* state_name(PointState state);  // pending, interrupted, done, stopped_early, failed
+
+struct SweepOptions {
+  std::string device;     // "" = each config's train.device
+  std::vector<int> only;  // point indices to train this time (empty = all)
+  bool dry_run = false;   // fill the report (points, states); write and train nothing
+  bool force = false;     // accept a changed sweep file: keep unchanged points, retrain the rest
+  bool progress = true;   // a progress bar per run on a terminal
+  int64_t stop_at = 0;    // > 0: checkpoint and stop every point at this step (resume later)
+};
+
+enum class PointAction { kSkipped, kTrained, kResumed, kFailed, kNotSelected };
+
+struct SweepReport {
+  SweepSpec spec;
+  std::vector<SweepPoint> points;
+  std::vector<PointState> states;          // one per point, as found before training
+  std::vector<PointAction> actions;        // one per point, what this call did
+  std::string spec_change;                 // spec_difference against the stored sweep.json
+  std::vector<std::string> finished_dirs;  // run dirs in summary.csv (done, stopped, failed)
+  std::vector<std::string> failures;       // "name: message" for points that failed this time
+  double wall_s = 0;
+};
+
+// Validates, checks the sweep directory against the stored spec, trains the selected points in
+// order (skipping finished ones, resuming interrupted ones), and rewrites summary.csv and
+// summary.jsonl after each point. With dry_run it stops after filling points, states and
+// spec_change. A point whose training throws is marked failed (failed.txt) and the sweep goes
+// on; delete its directory to train it again. Plots are left to the caller
+// (tools/cli/sweep_command.cpp).
+SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& options);
+
+// Rewrites <sweep dir>/summary.csv and summary.jsonl from the run directories of `points`
+// (finished and failed ones; others are left out). Returns the directories of the rows.
+std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
+                                             const std::vector<SweepPoint>& points);
+
+}  // namespace kimi
