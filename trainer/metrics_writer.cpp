@@ -48,7 +48,10 @@ std::vector<std::string> parse_line(const std::string& line) {
 }
 
 void append_line(std::string& out, const std::vector<std::string>& cells) {
-  for (size_t i = 0; i < cells.size(); ++i) out += (i ? "," : "") + quoted(cells[i]);
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (i) out += ',';
+    out += quoted(cells[i]);
+  }
   out += '\n';
 }
 
