@@ -29,14 +29,15 @@ namespace kimi {
 namespace fs = std::filesystem;
 
 Device resolve_device(const std::string& name) {
-  if (name == "cpu") return Device::kCPU;
-  if (name == "auto") return cuda_available() ? Device::kCUDA : Device::kCPU;
-  if (name == "cuda") {
-    if (!cuda_available())
-      throw UserError("train.device=cuda, but no CUDA device is available (or kimi-lab was built without "
-                      "-DKIMI_LAB_CUDA=ON); use --device cpu");
-    return Device::kCUDA;
-  }
+  // The CUDA backend has its kernels and device tensors but no op dispatch yet, so training and
+  // evaluation run on the CPU until it does ("auto" picks the CPU).
+  if (name == "cpu" || name == "auto") return Device::kCPU;
+  if (name == "cuda")
+    throw UserError(cuda_available()
+                        ? "device cuda: training and evaluation do not run on the CUDA backend yet (its "
+                          "kernels are in core/cuda, the op dispatch is not); use --device cpu"
+                        : "device cuda: no CUDA device is available (or kimi-lab was built without "
+                          "-DKIMI_LAB_CUDA=ON); use --device cpu");
   throw UserError(fmt::format("train.device: unknown device '{}' (cpu, cuda, auto)", name));
 }
 
@@ -84,6 +85,7 @@ Session open_session(const RunRequest& req) {
     s.dir = req.resume_dir;
   } else {
     s.cfg = load_config(req.config_path, overrides);
+    resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
     s.dir = create_run_dir(s.cfg, overrides, req.out_dir);
   }
   s.device = resolve_device(req.device.empty() ? s.cfg.train.device : req.device);

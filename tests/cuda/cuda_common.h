@@ -18,6 +18,7 @@
 #include "core/cuda/copy.h"
 #include "core/dtype.h"
 #include "core/kernels/cpu/delta_rule.h"
+#include "tests/recurrence_problem.h"
 
 namespace kimi::cuda_test {
 
@@ -90,48 +91,10 @@ class Dev {
   size_t n_ = 0;
 };
 
-// Inputs of one call; empty vectors stand for nullptr (no gate, zero h0 / dht, no beta).
-struct Problem {
-  RecurrenceDims d;
-  bool delta = true;  // false: the gated linear recurrence
-  std::vector<double> q, k, v, g, beta, h0, do_, dht;
-};
-
-inline Problem random_problem(const RecurrenceDims& d, bool delta, uint64_t seed,
-                              double max_decay = 1.0) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> n01;
-  std::uniform_real_distribution<double> u01(0.0, 1.0);
-  auto normal = [&](int64_t n, double s) {
-    std::vector<double> x(n);
-    for (auto& e : x) e = s * n01(rng);
-    return x;
-  };
-  const int64_t BTH = d.B * d.T * d.H;
-  Problem p;
-  p.d = d;
-  p.delta = delta;
-  p.q = normal(BTH * d.K, 1.0);
-  p.k = normal(BTH * d.K, 1.0);
-  for (int64_t r = 0; r < BTH; ++r) {
-    double s = 0;
-    for (int64_t i = 0; i < d.K; ++i) s += p.k[r * d.K + i] * p.k[r * d.K + i];
-    for (int64_t i = 0; i < d.K; ++i) p.k[r * d.K + i] /= std::sqrt(s);
-  }
-  p.v = normal(BTH * d.V, 1.0);
-  if (d.gate != GateKind::kNone) {
-    p.g.resize(d.gate == GateKind::kPerChannel ? BTH * d.K : BTH);
-    for (auto& e : p.g) e = -max_decay * u01(rng);
-  }
-  if (delta) {
-    p.beta.resize(BTH);
-    for (auto& e : p.beta) e = 0.05 + 0.9 * u01(rng);
-  }
-  p.h0 = normal(d.B * d.H * d.K * d.V, 0.5);
-  p.do_ = normal(BTH * d.V, 1.0);
-  p.dht = normal(d.B * d.H * d.K * d.V, 1.0);
-  return p;
-}
+// Inputs of one call and random problems: tests/recurrence_problem.h (the same draws as the
+// CPU kernel tests).
+using Problem = test::RecurrenceProblem<double>;
+using test::random_problem;
 
 // The problem as the kernels see it in type T: every input rounded to fp32, and the Ti inputs
 // further to bf16 for bf16 (states h0 and dht stay fp32).
