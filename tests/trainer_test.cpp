@@ -152,6 +152,18 @@ TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   }
 }
 
+TEST(Trainer, ANewRunNeverWritesOverAnEarlierOne) {
+  std::string root = fresh_dir("numbered");
+  std::vector<std::string> o = tiny_overrides("kda");
+  o.insert(o.end(), {"out_dir=" + root, "name=same", "train.steps=2"});
+  RunRequest req;
+  req.overrides = o;
+  req.progress = false;
+  EXPECT_EQ(run_training(req).run_dir, root + "/same");
+  EXPECT_EQ(run_training(req).run_dir, root + "/same-2");
+  EXPECT_TRUE(fs::exists(checkpoint_path(root + "/same", 2)));
+}
+
 TEST(Trainer, ResumeOfANonRunDirectoryIsAClearError) {
   std::string dir = fresh_dir("not_a_run");
   fs::create_directories(dir);

@@ -75,6 +75,24 @@ struct Session {
   std::string last_checkpoint;
 };
 
+bool holds_run(const fs::path& dir) {
+  return fs::exists(dir / "metrics.csv") || find_latest_checkpoint(dir.string()).has_value();
+}
+
+// out_dir/name, or out_dir/name-2, -3, ... when an earlier run is there: a new run never writes
+// over an old one unless --out names the directory.
+std::string fresh_run_dir(const RunConfig& cfg) {
+  const fs::path base = fs::path(cfg.out_dir) / cfg.name;
+  if (!holds_run(base)) return base.string();
+  for (int k = 2;; ++k) {
+    fs::path candidate = base.string() + "-" + std::to_string(k);
+    if (!holds_run(candidate)) {
+      spdlog::info("{} holds an earlier run; this one goes to {}", base.string(), candidate.string());
+      return candidate.string();
+    }
+  }
+}
+
 Session open_session(const RunRequest& req) {
   Session s;
   std::vector<std::string> overrides = req.overrides;
@@ -86,7 +104,7 @@ Session open_session(const RunRequest& req) {
   } else {
     s.cfg = load_config(req.config_path, overrides);
     resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
-    s.dir = create_run_dir(s.cfg, overrides, req.out_dir);
+    s.dir = create_run_dir(s.cfg, overrides, req.out_dir.empty() ? fresh_run_dir(s.cfg) : req.out_dir);
   }
   s.device = resolve_device(req.device.empty() ? s.cfg.train.device : req.device);
   set_threads(s.cfg.train.threads);

@@ -1,5 +1,5 @@
-// Device helpers shared by the delta-rule kernels (not a public API): element loads and stores
-// in fp32 whatever the storage type, warp sums, and the kernel parameter block.
+// Helpers shared by the delta-rule kernels (not a public API): element loads and stores in fp32
+// whatever the storage type, warp sums, the kernel parameter block, and host-side device queries.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +7,7 @@
 
 #include <type_traits>
 
+#include "core/cuda/check.h"
 #include "core/cuda/delta_rule.cuh"
 
 namespace kimi::cuda::detail {
@@ -64,5 +65,43 @@ struct Params {
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The parameter block of a call: the dimensions of d and the given pointers (no checks; the
+// recurrent form's checkpoint fields are left zero).
+template <class Ti>
+Params<Ti> make_params(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v, const Ti* g,
+                       const Ti* beta, const float* h0, Ti* o, float* ht) {
+  Params<Ti> p{};
+  p.B = int(d.B);
+  p.T = int(d.T);
+  p.H = int(d.H);
+  p.K = int(d.K);
+  p.V = int(d.V);
+  p.gate = d.gate;
+  p.scale = float(d.scale);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.g = g;
+  p.beta = beta;
+  p.h0 = h0;
+  p.o = o;
+  p.ht = ht;
+  return p;
+}
+
+// Attributes of the current device.
+inline int max_smem_optin() {
+  int dev = 0, v = 0;
+  KIMI_CUDA_CHECK(cudaGetDevice(&dev));
+  KIMI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return v;
+}
+inline int sm_count() {
+  int dev = 0, v = 0;
+  KIMI_CUDA_CHECK(cudaGetDevice(&dev));
+  KIMI_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+  return v;
+}
 
 }  // namespace kimi::cuda::detail
