@@ -1,7 +1,9 @@
 // `kimi-lab eval RUN_DIR --data FILE.safetensors`: score a trained model on token sets made
 // elsewhere (`<slice>.inputs` / `<slice>.labels`, int32 [N, T], -100 = not scored), such as
 // zoology's own MQAR test sets.
+#include <algorithm>
 #include <filesystem>
+#include <tuple>
 #include <set>
 
 #include "core/io/safetensors.h"
@@ -50,6 +52,9 @@ static std::vector<tasks::EvalSet> read_slices(const std::string& path, int64_t 
     sets.push_back(std::move(set));
   }
   if (sets.empty()) throw UserError(fmt::format("{}: no '<slice>.inputs' tensors", path));
+  std::sort(sets.begin(), sets.end(), [](const tasks::EvalSet& a, const tasks::EvalSet& b) {
+    return std::tie(a.seq_len, a.task) < std::tie(b.seq_len, b.task);
+  });
   return sets;
 }
 
