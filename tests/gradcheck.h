@@ -213,10 +213,17 @@ inline Tensor rand_int(std::mt19937_64& rng, const Shape& shape, int64_t lo, int
 
 // --- the case registry ----------------------------------------------------------------------
 
+using InputsFn = std::function<std::vector<Tensor>(std::mt19937_64&)>;
+
 struct GradCase {
   std::string op;             // a name from kimi::kOpNames
   std::string label;          // what this case covers (letters, digits, '_')
   std::function<void()> run;  // gtest assertions inside
+  // Set by add_gradcheck (empty for hand-written cases): other backends replay the same op on
+  // the same inputs and compare with the CPU (tests/cuda/op_parity_test.cpp).
+  OpFn fn;
+  InputsFn make;
+  GradcheckOptions opt;
 };
 
 inline std::vector<GradCase>& grad_cases() {
@@ -229,7 +236,6 @@ inline void add_case(std::string op, std::string label, std::function<void()> ru
 }
 
 // The usual case: fresh inputs from `make` (seeded), then gradcheck with `opt`.
-using InputsFn = std::function<std::vector<Tensor>(std::mt19937_64&)>;
 inline void add_gradcheck(std::string op, std::string label, OpFn fn, InputsFn make,
                           GradcheckOptions opt = {}) {
   add_case(std::move(op), std::move(label), [fn, make, opt] {
@@ -237,6 +243,9 @@ inline void add_gradcheck(std::string op, std::string label, OpFn fn, InputsFn m
     GradcheckResult r = gradcheck(fn, make(rng), opt);
     EXPECT_TRUE(r.ok) << r.report;
   });
+  grad_cases().back().fn = fn;
+  grad_cases().back().make = make;
+  grad_cases().back().opt = opt;
 }
 
 struct GradCaseRegistrar {
