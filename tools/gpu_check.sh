@@ -11,28 +11,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${BUILD_DIR:-build-cuda}"
+stage="${STAGE:-.gpu}"  # another folder (e.g. .gpu-mine) keeps concurrent stagings apart
 jobs="${JOBS:-2}"
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=OFF -DKIMI_LAB_NATIVE=OFF \
   "-DKIMI_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_90,code=compute_90" \
   >/dev/null
 cmake --build "$dir" -j "$jobs" --target kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test
-mkdir -p .gpu/bin .gpu/golden .gpu/lib
+mkdir -p "$stage"/bin "$stage"/golden "$stage"/lib
 cp "$dir/tests/cuda/kimi_cuda_tests" "$dir/tests/cuda/kimi_cuda_bench" \
-  "$dir/tests/cuda/kimi_cuda_tensor_test" .gpu/bin/
+  "$dir/tests/cuda/kimi_cuda_tensor_test" "$stage"/bin/
 # Shared libraries the GPU image may lack (kimi_core's fmt / spdlog / yaml-cpp / gomp).
-for b in .gpu/bin/*; do
+for b in "$stage"/bin/*; do
   { ldd "$b" | awk '/=> \// {print $3}' |
       grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s)\.so' || true; } |
-    while read -r lib; do cp -L "$lib" .gpu/lib/; done
+    while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
 golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
 if [ -f "$golden/linear_ops_small.safetensors" ]; then
-  cp "$golden/linear_ops_small.safetensors" .gpu/golden/
+  cp "$golden"/*.safetensors "$stage"/golden/
 else
   echo "warning: $golden/linear_ops_small.safetensors not found; the golden checks will skip" >&2
 fi
-cat > .gpu/run.sh <<'RUN'
+cat > "$stage"/run.sh <<'RUN'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root (see tools/gpu_check.sh).
 set -uo pipefail
@@ -69,8 +70,9 @@ done
 echo "gpu run exit $rc"
 exit $rc
 RUN
-chmod +x .gpu/run.sh
-du -sh .gpu
+sed -i "s#\.gpu/#$stage/#g" "$stage"/run.sh
+chmod +x "$stage"/run.sh
+du -sh "$stage"
 echo
 echo "Stage ready. On the lent GPU (device tool), call:"
 echo "  run(command=\"bash .gpu/run.sh\", carry=[\".gpu\"], timeout_s=600)"
