@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 
 namespace kimi {
 
@@ -15,5 +16,10 @@ void device_free(void* ptr, size_t nbytes);
 void device_copy(const Tensor& dst, const Tensor& src);
 void device_fill(const Tensor& dst, double value);
 bool cuda_available();
+// Waits until the device has finished all queued work (a no-op without CUDA).
+void device_synchronize();
+// Milliseconds of device time that the work `f` queues, between two CUDA events on the stream
+// (the benchmark timer; waits for the work to finish).
+double device_time_ms(const std::function<void()>& f);
 
 }  // namespace kimi

@@ -14,6 +14,8 @@ void device_free(void*, size_t) {}
 void device_copy(const Tensor&, const Tensor&) { KIMI_FAIL("{}", kNoCuda); }
 void device_fill(const Tensor&, double) { KIMI_FAIL("{}", kNoCuda); }
 bool cuda_available() { return false; }
+void device_synchronize() {}
+double device_time_ms(const std::function<void()>&) { KIMI_FAIL("{}", kNoCuda); }
 
 }  // namespace kimi
 #endif

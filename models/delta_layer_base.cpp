@@ -36,7 +36,7 @@ void DeltaLayerBase::register_convs(Rng& rng) {
 std::unique_ptr<MixerState> DeltaLayerBase::new_state(int64_t batch) const {
   auto s = std::make_unique<RecurrentState>();
   s->batch = batch;
-  s->h = Tensor::zeros({batch, H_, K_, V_}, opt_.dtype);
+  s->h = Tensor::zeros({batch, H_, K_, V_}, opt_.dtype, q_proj->weight.device());
   if (q_conv1d)
     s->conv_tails = {q_conv1d->new_tail(batch), k_conv1d->new_tail(batch),
                      v_conv1d->new_tail(batch)};

@@ -38,6 +38,10 @@ Tensor leaf(const Tensor& t, DType dt) {
   return c;
 }
 
+Device x_device(const TensorMap& m, const std::string& file, const std::string& prefix) {
+  return need(m, file, prefix, "x").device();
+}
+
 void add_row(VerifyReport* rep, const std::string& prefix, const std::string& form, const std::string& name,
              const Tensor& got, const Tensor& ref, double tol) {
   double e = got.defined() ? rel_err(got, ref) : INFINITY;
@@ -117,6 +121,7 @@ void verify_layer(const TensorMap& m, const std::string& file, const std::string
     Rng rng(0);
     std::unique_ptr<Mixer> layer = make_mixer(o, rng);
     layer->load_state_dict(params, /*strict=*/true);
+    layer->to(x_device(m, file, prefix));
     Tensor x = leaf(need(m, file, prefix, "x"), dt);
     Tensor y = layer->forward(x);
     sum(y * need(m, file, prefix, "dy").to(dt)).backward();
@@ -139,7 +144,7 @@ bool VerifyReport::all_pass() const {
 
 double rel_err(const Tensor& x, const Tensor& ref) {
   KIMI_CHECK(x.numel() == ref.numel(), "rel_err: {} vs {}", shape_str(x.shape()), shape_str(ref.shape()));
-  std::vector<double> a = x.to_vector<double>(), b = ref.to_vector<double>();
+  std::vector<double> a = x.to(Device::kCPU).to_vector<double>(), b = ref.to(Device::kCPU).to_vector<double>();
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     num += (a[i] - b[i]) * (a[i] - b[i]);
@@ -149,13 +154,15 @@ double rel_err(const Tensor& x, const Tensor& ref) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-VerifyReport verify_golden_file(const std::string& path, DType dt) {
+VerifyReport verify_golden_file(const std::string& path, DType dt, Device device) {
+  KIMI_CHECK(device == Device::kCPU || dt == DType::kF32, "verify: the CUDA backend computes in f32, not {}",
+             dtype_name(dt));
   io::SafetensorsFile file = io::SafetensorsFile::open(path);
   std::map<std::string, TensorMap> groups;
   for (auto& [name, t] : io::load_tensors(path)) {
     auto dot = name.find('.');
     if (dot == std::string::npos) continue;
-    groups[name.substr(0, dot)][name.substr(dot + 1)] = t;
+    groups[name.substr(0, dot)][name.substr(dot + 1)] = t.to(device);
   }
   static const std::set<std::string> kOps = {"kda", "gdn", "deltanet", "simple_gla"};
   static const std::set<std::string> kLayers = {"kda_layer", "gdn_layer", "mamba2_layer"};

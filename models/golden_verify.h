@@ -25,8 +25,10 @@ struct VerifyReport {
   bool all_pass() const;
 };
 
-// compute: F32 (the tolerances of golden/README.md) or F64.
-VerifyReport verify_golden_file(const std::string& path, DType compute = DType::kF32);
+// compute: F32 (the tolerances of golden/README.md) or F64 (CPU only). device: where the ops
+// run (inputs are moved there; CUDA at fp32 compute precision).
+VerifyReport verify_golden_file(const std::string& path, DType compute = DType::kF32,
+                                Device device = Device::kCPU);
 
 double rel_err(const Tensor& x, const Tensor& ref);  // ||x - ref|| / ||ref||; NaN never passes
 

@@ -35,7 +35,7 @@ Mamba2Layer::Mamba2Layer(const MixerOptions& opt, Rng& rng) : opt_(opt) {
 std::unique_ptr<MixerState> Mamba2Layer::new_state(int64_t batch) const {
   auto s = std::make_unique<RecurrentState>();
   s->batch = batch;
-  s->h = Tensor::zeros({batch, H_, N_, P_}, opt_.dtype);
+  s->h = Tensor::zeros({batch, H_, N_, P_}, opt_.dtype, D.device());
   s->conv_tails = {conv1d->new_tail(batch)};
   return s;
 }

@@ -16,7 +16,7 @@ ShortConv::ShortConv(int64_t dim_, int64_t width_, bool has_bias, bool silu_, Rn
 }
 
 Tensor ShortConv::new_tail(int64_t batch) const {
-  return Tensor::zeros({batch, width - 1, dim}, weight.dtype());
+  return Tensor::zeros({batch, width - 1, dim}, weight.dtype(), weight.device());
 }
 
 Tensor ShortConv::forward(const Tensor& x, Tensor* tail) const {

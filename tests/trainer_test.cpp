@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/device_memory.h"
 #include "core/io/tensor_io.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"
@@ -177,3 +178,17 @@ TEST(Trainer, ResumeOfANonRunDirectoryIsAClearError) {
 
 }  // namespace
 }  // namespace kimi
+
+// Without a GPU (or without -DKIMI_LAB_CUDA=ON): cuda is one clear line, auto falls back.
+TEST(Trainer, DeviceCudaWithoutAGpuIsAClearError) {
+  if (kimi::cuda_available()) GTEST_SKIP() << "a GPU is present";
+  EXPECT_EQ(kimi::resolve_device("auto"), kimi::Device::kCPU);
+  EXPECT_EQ(kimi::resolve_device("cpu"), kimi::Device::kCPU);
+  try {
+    kimi::resolve_device("cuda");
+    FAIL() << "cuda accepted without a GPU";
+  } catch (const kimi::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(kimi::resolve_device("tpu"), kimi::UserError);
+}

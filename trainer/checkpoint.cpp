@@ -9,8 +9,9 @@ namespace kimi {
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& opt,
                      int64_t step) {
   std::map<std::string, Tensor> all;
-  for (auto& [name, p] : model.named_parameters()) all["model." + name] = p;
-  for (auto& [name, t] : opt.state_dict()) all[name] = t;
+  // Saved from host copies, whatever device the run is on.
+  for (auto& [name, p] : model.named_parameters()) all["model." + name] = p.detach().to(Device::kCPU);
+  for (auto& [name, t] : opt.state_dict()) all[name] = t.detach().to(Device::kCPU);
   io::save_tensors(path, all, {{"step", std::to_string(step)}, {"format", "kimi-lab checkpoint v1"}});
 }
 

@@ -87,7 +87,7 @@ void validate_train(const TrainConfig& t) {
   require(t.target_accuracy >= 0 && t.target_accuracy <= 1, "train.target_accuracy", "in [0, 1]",
           t.target_accuracy);
   require_choice("train.device", t.device, {"cpu", "cuda", "auto"});
-  require_choice("train.precision", t.precision, {"fp32", "bf16"});
+  require_choice("train.precision", t.precision, {"fp32", "tf32", "bf16"});
   require(t.threads >= 0, "train.threads", ">= 0 (0 = all cores)", t.threads);
 }
 

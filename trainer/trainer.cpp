@@ -17,6 +17,7 @@
 #endif
 
 #include "core/device_memory.h"
+#include "core/precision.h"
 #include "core/optim/optimizer.h"
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"
@@ -29,15 +30,14 @@ namespace kimi {
 namespace fs = std::filesystem;
 
 Device resolve_device(const std::string& name) {
-  // The CUDA backend has its kernels and device tensors but no op dispatch yet, so training and
-  // evaluation run on the CPU until it does ("auto" picks the CPU).
-  if (name == "cpu" || name == "auto") return Device::kCPU;
-  if (name == "cuda")
-    throw UserError(cuda_available()
-                        ? "device cuda: training and evaluation do not run on the CUDA backend yet (its "
-                          "kernels are in core/cuda, the op dispatch is not); use --device cpu"
-                        : "device cuda: no CUDA device is available (or kimi-lab was built without "
-                          "-DKIMI_LAB_CUDA=ON); use --device cpu");
+  if (name == "cpu") return Device::kCPU;
+  if (name == "auto") return cuda_available() ? Device::kCUDA : Device::kCPU;
+  if (name == "cuda") {
+    if (!cuda_available())
+      throw UserError("device cuda: no CUDA device is available (or kimi-lab was built without "
+                      "-DKIMI_LAB_CUDA=ON); use --device cpu");
+    return Device::kCUDA;
+  }
   throw UserError(fmt::format("train.device: unknown device '{}' (cpu, cuda, auto)", name));
 }
 
@@ -113,6 +113,10 @@ Session open_session(const RunRequest& req) {
   s.filter.add(s.eval_sets);
   s.model = std::make_unique<models::LanguageModel>(s.cfg.model, s.task->vocab_size(),
                                                     static_cast<uint64_t>(s.cfg.train.seed));
+  // Initialised on the CPU (the same weights on either device), then moved; the optimizer's
+  // moments are made where the parameters are.
+  s.model->to(s.device);
+  set_compute_precision(compute_precision_from_name(s.cfg.train.precision));
   const auto& t = s.cfg.train;
   s.opt = std::make_unique<optim::AdamW>(s.model->named_parameters(),
                                          optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
@@ -286,9 +290,10 @@ class TrainLoop {
 RunResult run_training(const RunRequest& req) {
   Session s = open_session(req);
   setup_logging(s.dir);
-  spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}", s.dir,
+  spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}{}", s.dir,
                s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","), s.model->num_parameters(),
-               s.task->name(), s.task->vocab_size(), device_name(s.device));
+               s.task->name(), s.task->vocab_size(), device_name(s.device),
+               s.device == Device::kCUDA ? fmt::format(" ({} products)", s.cfg.train.precision) : "");
   if (s.start_step > 0) spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
   return TrainLoop(s, req).run();
 }

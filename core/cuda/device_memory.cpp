@@ -7,6 +7,7 @@
 #include "core/device_memory.h"
 
 #include "core/cuda/allocator.h"
+#include "core/cuda/check.h"
 #include "core/cuda/copy.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -86,6 +87,25 @@ void device_to_host(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 bool cuda_available() { return cuda::device_present(); }
+
+void device_synchronize() {
+  if (cuda::device_present()) KIMI_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+}
+
+double device_time_ms(const std::function<void()>& f) {
+  cudaEvent_t start, stop;
+  KIMI_CUDA_CHECK(cudaEventCreate(&start));
+  KIMI_CUDA_CHECK(cudaEventCreate(&stop));
+  KIMI_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
+  f();
+  KIMI_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
+  KIMI_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  KIMI_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  KIMI_CUDA_CHECK(cudaEventDestroy(start));
+  KIMI_CUDA_CHECK(cudaEventDestroy(stop));
+  return ms;
+}
 
 void* device_alloc(size_t nbytes) {
   KIMI_CHECK(cuda::device_present(), "a CUDA tensor was asked for but no CUDA device is present");

@@ -53,6 +53,18 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
       if (!used.count(name)) throw UserError(fmt::format("unexpected parameter '{}' in the state", name));
 }
 
+void Module::to(Device device) {
+  for (auto& [n, p] : named_parameters()) {
+    if (p.device() == device) continue;
+    Tensor moved = p.detach().contiguous().to(device);
+    TensorImpl& impl = *p.impl();
+    impl.storage = moved.storage();
+    impl.offset = moved.offset();
+    impl.strides = moved.strides();
+    impl.grad.reset();
+  }
+}
+
 void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) t.zero_grad();
 }

@@ -29,6 +29,9 @@ class Module {
   // no unknown names given; errors name the key and the shapes.
   void load_state_dict(const std::map<std::string, Tensor>& state, bool strict = true);
   void zero_grad();
+  // Moves every parameter to `device` in place: each parameter keeps its identity (layers hold
+  // the same tensors), only its storage moves. Gradients are dropped.
+  void to(Device device);
 
  protected:
   Tensor register_parameter(const std::string& name, Tensor t);

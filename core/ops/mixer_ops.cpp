@@ -5,6 +5,9 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/recurrence_cuda.h"
+#endif
 
 namespace kimi {
 
@@ -36,7 +39,11 @@ RecurrenceCall prepare(const char* op, const Tensor& q, const Tensor& k, const T
   if (beta.defined()) KIMI_CHECK(beta.shape() == Shape({B, T, H}), "{}: beta must be [B,T,H]", op);
   if (h0.defined()) KIMI_CHECK(h0.shape() == Shape({B, H, K, V}), "{}: h0 must be [B,H,K,V]", op);
   KIMI_CHECK(opt.chunk > 0, "{}: chunk size {}", op, opt.chunk);
+  for (const Tensor* t : {&k, &v, &g, &beta, &h0})
+    if (t->defined()) check_same_device(q, *t, op);
+#ifndef KIMI_LAB_CUDA
   check_cpu(q, op);
+#endif
   RecurrenceCall c;
   const double scale = opt.scale < 0 ? 1.0 / std::sqrt(static_cast<double>(K)) : opt.scale;
   c.dims = {B, T, H, K, V, opt.gate, scale, opt.chunk};
@@ -63,12 +70,32 @@ Tensor empty_like_or_none(const Tensor& t) {
   return t.defined() ? Tensor::empty(t.shape(), t.dtype()) : Tensor();
 }
 
+#ifdef KIMI_LAB_CUDA
+// One tape node over the CUDA kernels (core/ops/cuda/recurrence_cuda.h); `inputs` as the op
+// received them, in the order of its gradients.
+RecurrenceResult cuda_recurrence(const RecurrenceCall& c, bool delta, const RecurrenceOptions& opt,
+                                 const std::vector<Tensor>& inputs) {
+  CudaRecurrenceInputs in{c.dims, delta, opt.form == RecurrenceForm::kChunk, c.q, c.k, c.v, c.g, c.beta, c.h0};
+  std::vector<Tensor> fwd = cuda_recurrence_fwd(in);
+  const char* name = delta ? "delta_rule" : "linear_recurrence";
+  auto outs = record_multi(name, {fwd[0], fwd[1]}, inputs, [in, delta](const std::vector<Tensor>& go) {
+    std::vector<Tensor> dx = cuda_recurrence_bwd(in, go[0], go[1]);
+    if (!delta) dx.erase(dx.begin() + 4);  // no beta
+    return dx;
+  });
+  return {outs[0], outs[1]};
+}
+#endif
+
 }  // namespace
 
 RecurrenceResult delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                             const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt) {
   KIMI_CHECK(beta.defined(), "delta_rule: beta is required");
   RecurrenceCall c = prepare("delta_rule", q, k, v, g, beta, h0, opt);
+#ifdef KIMI_LAB_CUDA
+  if (q.device() == Device::kCUDA) return cuda_recurrence(c, true, opt, {q, k, v, g, beta, h0});
+#endif
   const auto& d = c.dims;
   Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
   Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());
@@ -101,6 +128,9 @@ RecurrenceResult delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, c
 RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                                    const Tensor& h0, const RecurrenceOptions& opt) {
   RecurrenceCall c = prepare("linear_recurrence", q, k, v, g, Tensor(), h0, opt);
+#ifdef KIMI_LAB_CUDA
+  if (q.device() == Device::kCUDA) return cuda_recurrence(c, false, opt, {q, k, v, g, h0});
+#endif
   const auto& d = c.dims;
   Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
   Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());

@@ -7,6 +7,8 @@
 #include "core/mixer_ops.h"
 #include "core/nn/module.h"
 #include "core/ops.h"
+#include "core/device_memory.h"
+#include "tools/cli/bench_cuda.h"
 #include "tools/cli/commands.h"
 
 namespace kimi::cli {
@@ -63,24 +65,45 @@ double median_seconds(int reps, F&& f) {
 void register_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench",
                                  "Throughput of each mixer op (forward, forward+backward; recurrent and chunk\n"
-                                 "forms) in tokens/s, median of --reps runs after a warm-up.");
+                                 "forms) in tokens/s, median of --reps runs after a warm-up. With --device cuda:\n"
+                                 "bf16 at the reference shapes (H=16, D=128, B*T=65,536, T=2048,8192,32768),\n"
+                                 "CUDA-event timings, TFLOP/s and GB/s against the measured ceilings, the ratio\n"
+                                 "to flash-linear-attention / PyTorch SDPA, and KDA decode steps at B=1,64,256.");
   struct Args {
     std::string device = "cpu";
     std::vector<std::string> mixers = {"kda", "gdn", "deltanet", "mamba2", "attention"};
     std::vector<int64_t> seq_lens = {256, 1024};
     int64_t batch = 1, heads = 2, head_dim = 128;
     int reps = 3;
+    int64_t tokens = 65536;
+    bool no_decode = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--device", a->device, "cpu (cuda once the CUDA backend is built)")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--mixers", a->mixers, "which mixers")->delimiter(',')->capture_default_str();
   cmd->add_option("--seq-lens", a->seq_lens, "sequence lengths T")->delimiter(',')->capture_default_str();
   cmd->add_option("--batch", a->batch, "batch size B")->capture_default_str();
   cmd->add_option("--heads", a->heads, "heads H")->capture_default_str();
   cmd->add_option("--head-dim", a->head_dim, "head dim D (= K = V)")->capture_default_str();
   cmd->add_option("--reps", a->reps, "timed repetitions")->capture_default_str();
-  cmd->callback([a] {
-    if (a->device != "cpu") throw UserError(fmt::format("bench --device {}: only cpu is available in this build", a->device));
+  cmd->add_option("--tokens", a->tokens, "cuda: tokens per call, B = tokens / T")->capture_default_str();
+  cmd->add_flag("--no-decode", a->no_decode, "cuda: skip the decode-step table");
+  cmd->callback([a, cmd] {
+    if (a->device == "cuda") {
+      if (!cuda_available())
+        throw UserError("bench --device cuda: no CUDA device is available (or kimi-lab was built without "
+                        "-DKIMI_LAB_CUDA=ON)");
+      CudaBenchArgs c;  // the reference shapes unless the flags say otherwise
+      if (cmd->get_option("--mixers")->count()) c.mixers = a->mixers;
+      if (cmd->get_option("--seq-lens")->count()) c.seq_lens = a->seq_lens;
+      if (cmd->get_option("--heads")->count()) c.heads = a->heads;
+      if (cmd->get_option("--head-dim")->count()) c.head_dim = a->head_dim;
+      if (cmd->get_option("--reps")->count()) c.reps = a->reps;
+      c.tokens = a->tokens;
+      c.decode = !a->no_decode;
+      run_cuda_bench(c);
+      return;
+    }
     fmt::print("device cpu, float32, B={} H={} D={}; tokens/s (median of {})\n", a->batch, a->heads, a->head_dim, a->reps);
     fmt::print("{:<10} {:<10} {:>6} {:>14} {:>14}\n", "mixer", "form", "T", "fwd tok/s", "fwd+bwd tok/s");
     Rng rng(0);

@@ -1,6 +1,8 @@
 // `kimi-lab verify FILE`: compare every recognised op / layer in a reference file with
 // kimi-lab's recurrent and chunked forms; a table of relative errors; non-zero exit on failure.
+#include "core/precision.h"
 #include "models/golden_verify.h"
+#include "trainer/trainer.h"
 #include "tools/cli/commands.h"
 
 namespace kimi::cli {
@@ -16,10 +18,15 @@ void register_verify(CLI::App& app) {
   auto device = std::make_shared<std::string>("cpu");
   cmd->add_option("file", *file, "a safetensors file in the ../shared/golden layout")->required();
   cmd->add_option("--dtype", *dtype, "compute in f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
-  cmd->add_option("--device", *device, "cpu (cuda once the CUDA backend is built)")->capture_default_str();
+  cmd->add_option("--device", *device, "cpu or cuda (f32 only; products in full fp32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([file, dtype, device] {
-    if (*device != "cpu") throw UserError(fmt::format("verify --device {}: only cpu is available in this build", *device));
-    models::VerifyReport rep = models::verify_golden_file(*file, *dtype == "f64" ? DType::kF64 : DType::kF32);
+    const Device dev = resolve_device(*device);
+    if (dev == Device::kCUDA && *dtype != "f32")
+      throw UserError(fmt::format("verify --device cuda --dtype {}: the CUDA backend computes in f32", *dtype));
+    ComputePrecisionGuard fp32(ComputePrecision::kFP32);
+    models::VerifyReport rep = models::verify_golden_file(*file, *dtype == "f64" ? DType::kF64 : DType::kF32, dev);
     fmt::print("{:<14} {:<10} {:<28} {:>11} {:>9}  {}\n", "prefix", "form", "tensor", "rel_err", "tol", "result");
     int failed = 0;
     for (const auto& r : rep.rows) {

@@ -1,0 +1,182 @@
+// `kimi-lab bench --device cuda`: each mixer op on the GPU at the reference shapes of
+// ../shared/golden/README.md (bf16 inputs, fp32 states, H=16, D=128, B*T = 65,536), forward and
+// forward+backward, timed with CUDA events (median after a warm-up), against the measured
+// ceilings and the flash-linear-attention / PyTorch SDPA figures; then one decode step of a KDA
+// op and of a whole KDA layer of Kimi-Linear-48B's shape at B = 1, 64, 256.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "core/device_memory.h"
+#include "core/mixer_ops.h"
+#include "core/nn/module.h"
+#include "core/ops.h"
+#include "core/precision.h"
+#include "models/mixer.h"
+#include "tools/cli/bench_cuda.h"
+
+namespace kimi::cli {
+
+namespace {
+
+// Lent H100, measured (golden/README.md): bf16 dense products and device-to-device copy.
+constexpr double kBf16TflopCeiling = 717.0;
+constexpr double kCopyTBsCeiling = 3.0;
+
+struct Reference {
+  const char* who;
+  double fwd_ms = 0, both_ms = 0;  // 0 = no figure
+};
+
+// golden/README.md, 65,536 tokens; FLA's figures are ranges over T (midpoints here).
+Reference reference_for(const std::string& mixer, int64_t T) {
+  if (mixer == "kda") return {"FLA chunk_kda", 4.5, 23.0};
+  if (mixer == "gdn") return {"FLA chunk_gated_delta_rule", 2.15, 0};
+  if (mixer == "deltanet") return {"FLA chunk_delta_rule", 2.5, 8.05};
+  if (mixer == "mamba2") return {"FLA chunk_simple_gla", 1.03, 0};
+  static const std::map<int64_t, std::pair<double, double>> sdpa = {
+      {2048, {0.99, 5.1}}, {8192, {3.9, 15.5}}, {32768, {14.8, 54.0}}};
+  auto it = sdpa.find(T);
+  if (it == sdpa.end()) return {"PyTorch SDPA", 0, 0};
+  return {"PyTorch SDPA", it->second.first, it->second.second};
+}
+
+// Model FLOPs of the forward per call (backward counted as 2x, attention's as 2.5x).
+double forward_flops(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D) {
+  const double th = static_cast<double>(B) * T * H, C = 64, K = D, V = D;
+  if (mixer == "attention") return 2.0 * B * H * static_cast<double>(T) * T * D;  // causal: half of 4 T^2 D
+  if (mixer == "mamba2") return th * 6 * K * V;                                   // recurrent form
+  return th * 2 * (3 * C * K + 2 * C * V + 3 * K * V);  // A_kk, A_qk, W | U, O intra | V', O inter, S
+}
+
+// Bytes the forward must move at least: bf16 q, k, v, gate, beta in and o out.
+double forward_bytes(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D) {
+  const double th = static_cast<double>(B) * T * H;
+  double per = 4.0 * D;  // q, k, v, o
+  if (mixer == "kda") per += D + 1;
+  if (mixer == "gdn") per += 2;
+  if (mixer == "deltanet") per += 1;
+  if (mixer == "mamba2") per += 1;
+  return th * per * 2;
+}
+
+Tensor bf16_cuda(const Tensor& cpu_f32) { return cpu_f32.to(DType::kBF16).to(Device::kCUDA); }
+
+struct Inputs {
+  Tensor q, k, v, g, beta;
+};
+
+Inputs make_inputs(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D, Rng& rng) {
+  Inputs in;
+  in.q = bf16_cuda(nn::randn({B, T, H, D}, rng));
+  in.k = bf16_cuda(l2_norm(nn::randn({B, T, H, D}, rng)));
+  in.v = bf16_cuda(nn::randn({B, T, H, D}, rng));
+  if (mixer == "kda") in.g = bf16_cuda(mul_scalar(sigmoid(nn::randn({B, T, H, D}, rng)), -0.1));
+  if (mixer == "gdn" || mixer == "mamba2") in.g = bf16_cuda(mul_scalar(sigmoid(nn::randn({B, T, H}, rng)), -0.1));
+  if (mixer != "mamba2" && mixer != "attention") in.beta = bf16_cuda(sigmoid(nn::randn({B, T, H}, rng)));
+  return in;
+}
+
+Tensor run(const std::string& mixer, const Inputs& in) {
+  if (mixer == "attention") return causal_attention(in.q, in.k, in.v);
+  RecurrenceOptions opt;
+  if (mixer == "mamba2") {
+    opt.gate = GateKind::kScalar;
+    opt.scale = 1.0;
+    return linear_recurrence(in.q, in.k, in.v, in.g, Tensor(), opt).o;
+  }
+  opt.gate = mixer == "kda" ? GateKind::kPerChannel : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
+  return delta_rule(in.q, in.k, in.v, in.g, in.beta, Tensor(), opt).o;
+}
+
+template <class F>
+double median_ms(int reps, F&& f) {
+  f();  // warm-up (and the caching allocator's first cudaMallocs)
+  device_synchronize();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) t.push_back(device_time_ms(f));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+std::string ratio_str(double ref_ms, double ms) { return ref_ms > 0 ? fmt::format("{:.2f}x", ref_ms / ms) : "-"; }
+
+void mixer_table(const CudaBenchArgs& a) {
+  fmt::print("mixer ops, bf16 inputs, fp32 states, H={} D={}, B*T={}; CUDA events, median of {}\n", a.heads,
+             a.head_dim, a.tokens, a.reps);
+  fmt::print("speed ratio = reference time / ours (above 1: faster than the reference)\n");
+  fmt::print("{:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8}  {}\n", "mixer", "T", "fwd ms", "Mtok/s",
+             "TFLOP/s", "GB/s", "fwd+bwd ms", "Mtok/s", "TFLOP/s", "vs reference (fwd, fwd+bwd)");
+  Rng rng(0);
+  for (int64_t T : a.seq_lens) {
+    const int64_t B = std::max<int64_t>(1, a.tokens / T), H = a.heads, D = a.head_dim;
+    for (const std::string& m : a.mixers) {
+      Inputs in = make_inputs(m, B, T, H, D, rng);
+      const double fwd = median_ms(a.reps, [&] {
+        NoGradGuard ng;
+        run(m, in);
+      });
+      Tensor up = bf16_cuda(nn::randn({B, T, H, D}, rng));
+      const double both = median_ms(a.reps, [&] {
+        Inputs li = in;
+        for (Tensor* t : {&li.q, &li.k, &li.v}) *t = t->detach().set_requires_grad(true);
+        run(m, li).backward(up);
+      });
+      const double tok = static_cast<double>(B * T), f = forward_flops(m, B, T, H, D);
+      const Reference ref = reference_for(m, T);
+      fmt::print("{:<10} {:>6} {:>9.3f} {:>8.2f} {:>8.1f} {:>7.0f} {:>10.3f} {:>8.2f} {:>8.1f}  {} {} / {}\n", m, T,
+                 fwd, tok / fwd / 1e3, f / fwd / 1e9, forward_bytes(m, B, T, H, D) / fwd / 1e6, both,
+                 tok / both / 1e3, (m == "attention" ? 3.5 : 3.0) * f / both / 1e9, ref.who,
+                 ratio_str(ref.fwd_ms, fwd), ratio_str(ref.both_ms, both));
+    }
+  }
+  fmt::print("ceilings: {:.0f} TFLOP/s bf16 dense, {:.1f} TB/s copy (GB/s = minimum bf16 traffic / time)\n",
+             kBf16TflopCeiling, kCopyTBsCeiling);
+}
+
+// One decode step: the delta-rule op alone (T = 1 from a state) and a whole KDA layer
+// (projections, short convs, gates, norm) of Kimi-Linear-48B's shape: d_model 2304, 32 x 128.
+void decode_table(const CudaBenchArgs& a) {
+  const int64_t H = 32, D = 128, d_model = 2304;
+  fmt::print("\nKDA decode step, H={} D={} fp32 state, bf16 q/k/v/g/beta; median of {}\n", H, D, a.reps);
+  fmt::print("{:>5} {:>12} {:>10} {:>14} {:>20}\n", "B", "op us", "state TB/s", "KDA layer us", "FLA fused_recurrent");
+  const std::map<int64_t, double> fla = {{1, 106}, {64, 110}, {256, 378}};
+  Rng rng(1);
+  models::MixerOptions o;
+  o.kind = "kda";
+  o.d_model = d_model;
+  o.num_heads = H;
+  o.head_dim = D;
+  std::unique_ptr<models::Mixer> layer = models::make_mixer(o, rng);
+  layer->to(Device::kCUDA);
+  for (int64_t B : {1, 64, 256}) {
+    Inputs in = make_inputs("kda", B, 1, H, D, rng);
+    Tensor h = Tensor::zeros({B, H, D, D}, DType::kF32, Device::kCUDA);
+    RecurrenceOptions opt;
+    opt.gate = GateKind::kPerChannel;
+    opt.form = RecurrenceForm::kRecurrent;
+    const double op_ms = median_ms(a.reps, [&] {
+      NoGradGuard ng;
+      delta_rule(in.q, in.k, in.v, in.g, in.beta, h, opt);
+    });
+    auto state = layer->new_state(B);
+    Tensor x = nn::randn({B, 1, d_model}, rng).to(Device::kCUDA);
+    const double layer_ms = median_ms(a.reps, [&] {
+      NoGradGuard ng;
+      layer->forward(x, state.get());
+    });
+    const double state_bytes = 2.0 * B * H * D * D * 4;
+    fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f} {:>17.0f} us\n", B, op_ms * 1e3, state_bytes / op_ms / 1e9,
+               layer_ms * 1e3, fla.at(B));
+  }
+}
+
+}  // namespace
+
+void run_cuda_bench(const CudaBenchArgs& a) {
+  ComputePrecisionGuard bf16(ComputePrecision::kBF16);
+  mixer_table(a);
+  if (a.decode) decode_table(a);
+}
+
+}  // namespace kimi::cli
