@@ -5,6 +5,9 @@
 #include "core/kernels/cpu/strided.h"
 #include "core/ops.h"
 #include "core/ops/op_util.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/elementwise_cuda.h"
+#endif
 
 namespace kimi {
 
@@ -28,8 +31,11 @@ static Tensor binary_forward(BinaryKind kind, const Tensor& a, const Tensor& b, 
   check_same_device(a, b, name);
   KIMI_CHECK(a.dtype() == b.dtype(), "{}: dtypes {} and {} differ", name, dtype_name(a.dtype()),
              dtype_name(b.dtype()));
-  check_cpu(a, name);
   Shape shape = broadcast_shapes(a.shape(), b.shape());
+#ifdef KIMI_LAB_CUDA
+  if (a.device() == Device::kCUDA) return cuda_binary(kind, a, b, shape);
+#endif
+  check_cpu(a, name);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   NoGradGuard no_grad;
   Tensor ae = a.expand(shape), be = b.expand(shape);
@@ -93,22 +99,29 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 });
 }
 
+// (a >= b) ? 1 : 0 broadcast to `shape`, computed as max(a, b) == a on the CPU.
+static Tensor max_mask(const Tensor& a, const Tensor& b, const Shape& shape) {
+#ifdef KIMI_LAB_CUDA
+  if (a.device() == Device::kCUDA) return cuda_ge_mask(a, b, shape);
+#endif
+  Tensor take_a = binary_forward(BinaryKind::kMax, a, b, "maximum");
+  Tensor ae = a.expand(shape).contiguous();
+  Tensor ma = Tensor::empty(shape, a.dtype());
+  dispatch_float(a.dtype(), "maximum", [&](auto tag_) {
+    using scalar_t = KIMI_SCALAR_T(tag_);
+    const scalar_t* m = take_a.data<scalar_t>();
+    const scalar_t* x = ae.data<scalar_t>();
+    scalar_t* o = ma.data<scalar_t>();
+    for (int64_t i = 0; i < ma.numel(); ++i) o[i] = m[i] == x[i] ? 1 : 0;
+  });
+  return ma;
+}
+
 // The gradient goes to a where a >= b, else to b (one side only, as the forward picks one).
 Tensor maximum(const Tensor& a, const Tensor& b) {
   return record("maximum", binary_forward(BinaryKind::kMax, a, b, "maximum"), {a, b},
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                  Shape shape = g[0].shape();
-                  Tensor take_a = binary_forward(BinaryKind::kMax, a, b, "maximum");
-                  // mask_a = (a >= b) computed as (max(a,b) == a)
-                  Tensor ae = a.expand(shape).contiguous();
-                  Tensor ma = Tensor::empty(shape, g[0].dtype());
-                  dispatch_float(g[0].dtype(), "maximum", [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-                    const scalar_t* m = take_a.data<scalar_t>();
-                    const scalar_t* x = ae.data<scalar_t>();
-                    scalar_t* o = ma.data<scalar_t>();
-                    for (int64_t i = 0; i < ma.numel(); ++i) o[i] = m[i] == x[i] ? 1 : 0;
-                  });
+                  Tensor ma = max_mask(a, b, g[0].shape());
                   Tensor ga = mul(g[0], ma);
                   Tensor gb = sub(g[0], ga);
                   return {sum_to_shape(ga, a.shape()), sum_to_shape(gb, b.shape())};
@@ -116,6 +129,9 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 }
 
 static Tensor unary_forward(UnaryKind kind, const Tensor& x, double p, const char* name) {
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_unary(kind, x, p);
+#endif
   check_cpu(x, name);
   Tensor xc;
   {
@@ -133,6 +149,9 @@ static Tensor unary_forward(UnaryKind kind, const Tensor& x, double p, const cha
 // dx = dy * f'(x), one fused kernel.
 static Tensor unary_backward(UnaryKind kind, const Tensor& x, const Tensor& y, const Tensor& dy, double p,
                              const char* name) {
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_unary_backward(kind, x, y, dy, p);
+#endif
   Tensor xc = x.contiguous(), yc = y.contiguous(), gc = dy.contiguous();
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), name, [&](auto tag_) {

@@ -8,6 +8,9 @@
 
 #include "core/ops.h"
 #include "core/ops/op_util.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/join_cuda.h"
+#endif
 
 namespace kimi {
 namespace {
@@ -26,6 +29,14 @@ void check_joinable(const std::vector<Tensor>& xs, int64_t skip_dim, const char*
     KIMI_CHECK(ok, "{}: tensor {} has shape {}, tensor 0 has {}", name, i, shape_str(xs[i].shape()),
                shape_str(xs[0].shape()));
   }
+}
+
+// concat and stack are strided copies: any device with copies (CUDA when built) will do.
+void check_copy_device(const Tensor& x, const char* name) {
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return;
+#endif
+  check_cpu(x, name);
 }
 
 // mask[i] = (cond broadcast to `shape`)[i] != 0, for cond of any dtype.
@@ -64,7 +75,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   KIMI_CHECK(!xs.empty(), "concat: no tensors");
   dim = wrap_dim(dim, xs[0].dim(), "concat");
   check_joinable(xs, dim, "concat");
-  check_cpu(xs[0], "concat");
+  check_copy_device(xs[0], "concat");
   Shape shape = xs[0].shape();
   std::vector<int64_t> starts;
   shape[dim] = 0;
@@ -72,7 +83,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     starts.push_back(shape[dim]);
     shape[dim] += x.size(dim);
   }
-  Tensor out = Tensor::empty(shape, xs[0].dtype());
+  Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
   {
     NoGradGuard no_grad;
     for (size_t i = 0; i < xs.size(); ++i) out.narrow(dim, starts[i], xs[i].size(dim)).copy_(xs[i]);
@@ -92,10 +103,10 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   KIMI_CHECK(!xs.empty(), "stack: no tensors");
   dim = wrap_dim(dim, xs[0].dim() + 1, "stack");
   check_joinable(xs, -1, "stack");
-  check_cpu(xs[0], "stack");
+  check_copy_device(xs[0], "stack");
   Shape shape = xs[0].shape();
   shape.insert(shape.begin() + dim, static_cast<int64_t>(xs.size()));
-  Tensor out = Tensor::empty(shape, xs[0].dtype());
+  Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
   {
     NoGradGuard no_grad;
     for (size_t i = 0; i < xs.size(); ++i) out.select(dim, static_cast<int64_t>(i)).copy_(xs[i]);
@@ -137,12 +148,25 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 // out = cond ? a : b (all three broadcast);  da = g * cond, db = g * !cond (summed to shape)
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_cpu(a, "where");
   check_same_device(a, b, "where");
   check_same_device(a, cond, "where");
   KIMI_CHECK(a.dtype() == b.dtype(), "where: a is {}, b is {}", dtype_name(a.dtype()),
              dtype_name(b.dtype()));
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
+#ifdef KIMI_LAB_CUDA
+  if (a.device() == Device::kCUDA) {  // the mask stays cond itself, read through broadcasting
+    const Tensor c = cond.detach();
+    const Shape sa = a.shape(), sb = b.shape();
+    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+    Tensor out = cuda_select(c, a, b, 0.0, shape, a.dtype());
+    return record("where", out, {a, b}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      const DType t = g[0].dtype();
+      return {need_a ? sum_to_shape(cuda_select(c, g[0], Tensor(), 0.0, shape, t), sa) : Tensor(),
+              need_b ? sum_to_shape(cuda_select(c, Tensor(), g[0], 0.0, shape, t), sb) : Tensor()};
+    });
+  }
+#endif
+  check_cpu(a, "where");
   Mask mask = make_mask(cond, shape);
   Tensor ac = a.detach().expand(shape).contiguous(), bc = b.detach().expand(shape).contiguous();
   Tensor out = Tensor::empty(shape, a.dtype());
@@ -161,11 +185,21 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 // out = mask ? value : x (mask broadcast to x);  dx = g * !mask
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  check_cpu(x, "masked_fill");
   check_same_device(x, mask, "masked_fill");
   KIMI_CHECK(broadcast_shapes(mask.shape(), x.shape()) == x.shape(),
              "masked_fill: mask {} does not broadcast to x {}", shape_str(mask.shape()),
              shape_str(x.shape()));
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) {
+    const Tensor c = mask.detach();
+    const Shape sx = x.shape();
+    Tensor out = cuda_select(c, Tensor(), x, value, sx, x.dtype());
+    return record("masked_fill", out, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      return {cuda_select(c, Tensor(), g[0], 0.0, sx, g[0].dtype())};
+    });
+  }
+#endif
+  check_cpu(x, "masked_fill");
   Mask m = make_mask(mask, x.shape());
   Tensor xc = x.detach().contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype());

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "core/ops.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/norm_cuda.h"
+#endif
 
 namespace kimi {
 namespace {
@@ -67,7 +70,6 @@ void norm_bwd_w(int64_t rows, int64_t n, const T* x, const double* rstd, const T
 
 // Shared by rms_norm (div = n) and l2_norm (div = 1, no weight).
 Tensor norm_impl(const Tensor& x, const Tensor& weight, double eps, bool mean, const char* name) {
-  check_cpu(x, name);
   KIMI_CHECK(x.dim() >= 1, "{}: needs at least 1 dim, got {}", name, x.str());
   const int64_t n = x.size(-1), rows = n ? x.numel() / n : 0;
   const double div = mean ? static_cast<double>(std::max<int64_t>(n, 1)) : 1.0;
@@ -80,6 +82,23 @@ Tensor norm_impl(const Tensor& x, const Tensor& weight, double eps, bool mean, c
     check_same_device(x, weight, name);
     wc = weight.detach().contiguous();
   }
+  std::vector<Tensor> inputs = {x};
+  if (weight.defined()) inputs.push_back(weight);
+  const bool need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad();
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) {
+    CudaNorm f = cuda_norm(xc, wc, div, eps);
+    Tensor rstd = f.rstd;
+    return record(name, f.y, inputs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      Tensor dx, dw;
+      cuda_norm_backward(xc, wc, rstd, g[0], div, need_x, need_w, &dx, &dw);
+      std::vector<Tensor> grads = {dx};
+      if (wc.defined()) grads.push_back(dw);
+      return grads;
+    });
+  }
+#endif
+  check_cpu(x, name);
   auto rstd = std::make_shared<std::vector<double>>(rows);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), name, [&](auto tag_) {
@@ -88,9 +107,6 @@ Tensor norm_impl(const Tensor& x, const Tensor& weight, double eps, bool mean, c
     norm_fwd<scalar_t>(rows, n, div, eps, xc.data<scalar_t>(), wp, y.data<scalar_t>(),
                        rstd->data());
   });
-  std::vector<Tensor> inputs = {x};
-  if (weight.defined()) inputs.push_back(weight);
-  const bool need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad();
   return record(name, y, inputs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     Tensor gc = g[0].contiguous(), dx, dw;
     dispatch_float(xc.dtype(), name, [&](auto tag_) {

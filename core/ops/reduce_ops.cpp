@@ -4,6 +4,9 @@
 
 #include "core/ops.h"
 #include "core/ops/op_util.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/reduce_cuda.h"
+#endif
 
 namespace kimi {
 
@@ -27,9 +30,9 @@ static Shape kept_shape(const Shape& s, const std::vector<int64_t>& dims) {
   return k;
 }
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
+// Sums over `dims` (normalised, sorted) on the CPU, shaped kshape.
+static Tensor sum_cpu(const Tensor& x, const std::vector<int64_t>& dims, const Shape& kshape) {
   check_cpu(x, "sum");
-  std::vector<int64_t> dims = reduce_dims(x, dims_in);
   // Move the reduced dims last, then each output element sums one contiguous row.
   std::vector<int64_t> perm;
   for (int64_t d = 0; d < x.dim(); ++d)
@@ -39,7 +42,6 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
     perm.push_back(d);
     m *= x.size(d);
   }
-  Shape kshape = kept_shape(x.shape(), dims);
   Tensor out = Tensor::empty(kshape, x.dtype(), x.device());
   {
     NoGradGuard no_grad;
@@ -57,6 +59,17 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
       }
     });
   }
+  return out;
+}
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
+  std::vector<int64_t> dims = reduce_dims(x, dims_in);
+  Shape kshape = kept_shape(x.shape(), dims);
+  Tensor out;
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) out = cuda_sum(x, dims, kshape);
+#endif
+  if (!out.defined()) out = sum_cpu(x, dims, kshape);
   Shape final_shape;
   for (int64_t d = 0; d < x.dim(); ++d)
     if (keepdim || !std::binary_search(dims.begin(), dims.end(), d)) final_shape.push_back(kshape[d]);
@@ -75,9 +88,20 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 
 // Gradient to the first index holding the max.
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
-  check_cpu(x, "max");
   dim = wrap_dim(dim, x.dim(), "max");
   KIMI_CHECK(x.size(dim) > 0, "max over an empty dim");
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) {
+    CudaMax m = cuda_max(x, dim);
+    Shape in = x.shape();
+    Tensor index = m.index;
+    Tensor result = record("max", m.values, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      return {cuda_max_backward(g[0], index, in, dim)};
+    });
+    return keepdim ? result : result.squeeze(dim);
+  }
+#endif
+  check_cpu(x, "max");
   AxisSplit a = split_at(x.shape(), dim);
   Tensor xc = x.detach().contiguous();
   Shape kshape = x.shape();
@@ -116,6 +140,10 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
 
 // Inclusive prefix sum along dim; reverse=true sums from the end (the backward of cumsum).
 static Tensor cumsum_raw(const Tensor& x, int64_t dim, bool reverse) {
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_cumsum(x, dim, reverse);
+#endif
+  check_cpu(x, "cumsum");
   AxisSplit a = split_at(x.shape(), dim);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -138,7 +166,6 @@ static Tensor cumsum_raw(const Tensor& x, int64_t dim, bool reverse) {
 
 // dx = reverse cumsum of dy
 Tensor cumsum(const Tensor& x, int64_t dim) {
-  check_cpu(x, "cumsum");
   dim = wrap_dim(dim, x.dim(), "cumsum");
   Tensor out;
   {
@@ -151,6 +178,9 @@ Tensor cumsum(const Tensor& x, int64_t dim) {
 }
 
 Tensor argmax_lastdim(const Tensor& x) {
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_argmax_lastdim(x);
+#endif
   check_cpu(x, "argmax");
   Tensor xc = x.detach().contiguous();
   const int64_t n = x.size(-1), rows = x.numel() / std::max<int64_t>(n, 1);

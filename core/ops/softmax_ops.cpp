@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "core/ops.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/softmax_cuda.h"
+#endif
 
 namespace kimi {
 namespace {
@@ -59,8 +62,17 @@ void softmax_bwd(int64_t rows, int64_t n, const T* y, const T* dy, T* dx, bool l
 }
 
 Tensor softmax_impl(const Tensor& x, bool log, const char* name) {
-  check_cpu(x, name);
   KIMI_CHECK(x.dim() >= 1, "{}: needs at least 1 dim, got {}", name, x.str());
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) {
+    Tensor y = cuda_softmax(x, log);
+    Tensor y_saved = y;
+    return record(name, y, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      return {cuda_softmax_backward(y_saved, g[0], log)};
+    });
+  }
+#endif
+  check_cpu(x, name);
   const int64_t n = x.size(-1), rows = n ? x.numel() / n : 0;
   Tensor xc = x.detach().contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype());
@@ -127,11 +139,24 @@ Tensor log_softmax(const Tensor& x) { return softmax_impl(x, /*log=*/true, "log_
 
 // loss = (1/count) sum_{r counted} (logsumexp(x_r) - x_r[t_r]);  dx = g (softmax - onehot)/count
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  check_cpu(logits, "cross_entropy");
   KIMI_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, C], got {}", logits.str());
   const int64_t rows = logits.size(0), c = logits.size(1);
   KIMI_CHECK(targets.dim() == 1 && targets.size(0) == rows,
              "cross_entropy: targets {} for logits {}", targets.str(), logits.str());
+#ifdef KIMI_LAB_CUDA
+  // On the GPU the count and the range check stay on the device (an out-of-range target gives
+  // a NaN loss instead of an error): no host sync per step.
+  if (logits.device() == Device::kCUDA) {
+    auto ce = std::make_shared<CudaCrossEntropy>(cuda_cross_entropy(logits, targets, ignore_index));
+    Tensor loss = ce->loss;
+    ce->loss = Tensor();  // the closure keeps only what the backward reads
+    return record("cross_entropy", loss, {logits},
+                  [ce](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                    return {cuda_cross_entropy_backward(*ce, g[0])};
+                  });
+  }
+#endif
+  check_cpu(logits, "cross_entropy");
   auto t = std::make_shared<std::vector<int64_t>>(targets_as_i64(targets));
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {

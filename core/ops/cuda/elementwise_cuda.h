@@ -1,0 +1,26 @@
+// Tensor glue of the CUDA elementwise kernels (core/cuda/elementwise.h), called by
+// core/ops/elementwise_ops.cpp and join_ops.cpp for CUDA tensors. Defined only with
+// -DKIMI_LAB_CUDA=ON. Float tensors may be F32, F64 or BF16 (bf16 computes in fp32).
+#pragma once
+
+#include "core/cuda/copy.h"
+#include "core/kernels/cpu/elementwise.h"
+#include "core/tensor.h"
+
+namespace kimi {
+
+// The raw view of a tensor (checks rank <= cuda::kMaxDims).
+cuda::StridedView cuda_view(const Tensor& t);
+// Fails unless t is F32, F64 or BF16 (the float types the CUDA op kernels take).
+void check_cuda_float(const Tensor& t, const char* op);
+
+// a op b broadcast to `shape` (a, b on CUDA, same dtype).
+Tensor cuda_binary(cpu::BinaryKind kind, const Tensor& a, const Tensor& b, const Shape& shape);
+// (a >= b) ? 1 : 0 broadcast to `shape`, in a's dtype: the gradient routing of maximum.
+Tensor cuda_ge_mask(const Tensor& a, const Tensor& b, const Shape& shape);
+Tensor cuda_unary(cpu::UnaryKind kind, const Tensor& x, double p);
+// dx = dy * f'(x), y = f(x).
+Tensor cuda_unary_backward(cpu::UnaryKind kind, const Tensor& x, const Tensor& y, const Tensor& dy,
+                           double p);
+
+}  // namespace kimi

@@ -1,0 +1,63 @@
+// Tensor glue of the CUDA softmax-family kernels: inputs made contiguous [rows, n].
+#ifdef KIMI_LAB_CUDA
+#include "core/ops/cuda/softmax_cuda.h"
+
+#include "core/cuda/softmax.h"
+#include "core/ops/cuda/elementwise_cuda.h"
+
+namespace kimi {
+
+static cuda::ElemType elem(const Tensor& t) { return static_cast<cuda::ElemType>(t.dtype()); }
+
+Tensor cuda_softmax(const Tensor& x, bool log) {
+  check_cuda_float(x, log ? "log_softmax" : "softmax");
+  const int64_t n = x.size(-1), rows = n ? x.numel() / n : 0;
+  Tensor xc = x.detach().contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::kCUDA);
+  cuda::softmax_forward(elem(x), rows, n, xc.raw_data(), y.raw_data(), log);
+  return y;
+}
+
+Tensor cuda_softmax_backward(const Tensor& y, const Tensor& dy, bool log) {
+  const int64_t n = y.size(-1), rows = n ? y.numel() / n : 0;
+  Tensor yc = y.detach().contiguous(), gc = dy.detach().to(y.dtype()).contiguous();
+  Tensor dx = Tensor::empty(y.shape(), y.dtype(), Device::kCUDA);
+  cuda::softmax_backward(elem(y), rows, n, yc.raw_data(), gc.raw_data(), dx.raw_data(), log);
+  return dx;
+}
+
+CudaCrossEntropy cuda_cross_entropy(const Tensor& logits, const Tensor& targets,
+                                    int64_t ignore_index) {
+  check_cuda_float(logits, "cross_entropy");
+  check_same_device(logits, targets, "cross_entropy");
+  KIMI_CHECK(targets.dtype() == DType::kI32 || targets.dtype() == DType::kI64,
+             "cross_entropy: targets must be I32 or I64, got {}", dtype_name(targets.dtype()));
+  const int64_t rows = logits.size(0), c = logits.size(1);
+  const DType acc = logits.dtype() == DType::kF64 ? DType::kF64 : DType::kF32;
+  CudaCrossEntropy ce;
+  ce.logits = logits.detach().contiguous();
+  ce.targets = targets.detach().contiguous();
+  ce.lse = Tensor::empty({rows}, acc, Device::kCUDA);
+  ce.inv_count = Tensor::empty({}, acc, Device::kCUDA);
+  ce.loss = Tensor::empty({}, logits.dtype(), Device::kCUDA);
+  ce.ignore_index = ignore_index;
+  cuda::cross_entropy_forward(elem(logits), rows, c, ce.logits.raw_data(), elem(ce.targets),
+                              ce.targets.raw_data(), ignore_index, ce.lse.raw_data(),
+                              ce.loss.raw_data(), ce.inv_count.raw_data());
+  return ce;
+}
+
+Tensor cuda_cross_entropy_backward(const CudaCrossEntropy& ce, const Tensor& g) {
+  const Tensor& x = ce.logits;
+  Tensor gs = g.detach().to(x.dtype()).contiguous();
+  KIMI_CHECK(gs.numel() == 1 && gs.device() == Device::kCUDA,
+             "cross_entropy backward: gradient {} is not a CUDA scalar", gs.str());
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), Device::kCUDA);
+  cuda::cross_entropy_backward(elem(x), x.size(0), x.size(1), x.raw_data(), elem(ce.targets),
+                               ce.targets.raw_data(), ce.ignore_index, ce.lse.raw_data(),
+                               ce.inv_count.raw_data(), gs.raw_data(), dx.raw_data());
+  return dx;
+}
+
+}  // namespace kimi
+#endif  // KIMI_LAB_CUDA
