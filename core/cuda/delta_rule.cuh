@@ -69,4 +69,23 @@ void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
                           const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
                           cudaStream_t stream, const ChunkFwdEvents* events = nullptr);
 
+// Backward of the chunkwise form (same arguments as delta_rule_recurrent_bwd: dht nullptr =
+// zero, dh0 nullptr = not wanted, dg unused (may be nullptr) for kNone). Recomputes the
+// forward's per-chunk matrices and the chunk-boundary states, walks the chunks backwards once
+// for the state gradients (per head and V tile), then computes every input gradient per chunk
+// in parallel (the WY/UT backward and the backward of the decayed Gram matrices; stages in
+// delta_rule_chunk_bwd.cuh). TF32 products: relative errors near 1e-3 against fp32
+// references (measured <= 6.3e-4; bf16 <= 3.8e-3). Workspaces (caching allocator): per
+// token-head 3 K + 3 V values of Ti and 3 D + 192 fp32 (D = 64 or 128, the padded head size),
+// per chunk-head two K x V states of Ti: ~5 GB at bf16, H=16, K=V=128, 65,536 tokens.
+// `events` (benchmarks): e[0] before the first kernel, e[1..6] after the six stages.
+struct ChunkBwdEvents {
+  cudaEvent_t e[7];
+};
+template <class Ti>
+void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                          const Ti* g, const Ti* beta, const float* h0, const Ti* do_,
+                          const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta, float* dh0,
+                          cudaStream_t stream, const ChunkBwdEvents* events = nullptr);
+
 }  // namespace kimi::cuda

@@ -1,4 +1,5 @@
-// CUDA benchmark (kimi_cuda_bench): the chunkwise KDA forward at bf16, H=16, K=V=128,
+// CUDA benchmark (kimi_cuda_bench): the chunkwise KDA forward (and forward + backward, with the
+// backward's stages) at bf16, H=16, K=V=128,
 // B*T = 65,536 tokens, T = 2048 / 8192 / 32768, and the KDA decode step (H=32, K=V=128, fp32
 // state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
 // lent H100 (shared/golden/README.md). Timing: CUDA events around each call after warm-up, the
@@ -143,6 +144,57 @@ void bench_chunk(int reps, bool profile) {
     }
   }
   unsetenv("KIMI_CUDA_CHUNK_THREADS");
+  // Forward + backward (training: no h0, no final state, no dh0), the backward's stages timed
+  // by events: F1 intra, F2 states h, B1 dh walk, B2 dGq/dW/dKd, B3 UT bwd, B4 Gram bwd.
+  {
+    std::printf(
+        "\nKDA chunk forward + backward, bf16, same shape (FLA chunk_kda fwd+bwd: 22-24 ms, "
+        "2.7-2.9 M tok/s; target <= 44 ms)\n");
+    Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
+    Dev<T> gg(NT * H * K), gb(NT * H);
+    std::printf("%8s %6s %9s %9s %9s %9s %8s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "fwd ms",
+                "bwd ms", "total ms", "M tok/s", "FLA/ours", "F1", "F2 h", "B1 dh", "B2", "B3 ut",
+                "B4");
+    std::vector<cudaEvent_t> evs(8);
+    for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
+    kc::ChunkBwdEvents be{};
+    for (int i = 0; i < 7; ++i) be.e[i] = evs[i + 1];
+    for (int64_t seq : {2048, 8192, 32768}) {
+      const int64_t B = NT / seq;
+      RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+      auto step = [&](const kc::ChunkBwdEvents* e) {
+        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(), nullptr,
+                                    o.ptr(), nullptr, kc::stream());
+        kc::delta_rule_chunk_bwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(), nullptr,
+                                    dout.ptr(), nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(),
+                                    gb.ptr(), nullptr, kc::stream(), e);
+      };
+      for (int i = 0; i < 2; ++i) step(nullptr);
+      std::vector<double> tot, fwd, bwd, st[6];
+      for (int i = 0; i < reps; ++i) {
+        KIMI_CUDA_CHECK(cudaEventRecord(evs[0], kc::stream()));
+        step(&be);
+        KIMI_CUDA_CHECK(cudaEventSynchronize(evs[7]));
+        float m = 0;
+        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[7]));
+        tot.push_back(m);
+        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[1]));
+        fwd.push_back(m);
+        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[1], evs[7]));
+        bwd.push_back(m);
+        for (int k2 = 0; k2 < 6; ++k2) {
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2 + 1], evs[k2 + 2]));
+          st[k2].push_back(m);
+        }
+      }
+      const double ms = median(tot);
+      std::printf("%8ld %6ld %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
+                  long(seq), long(B), median(fwd), median(bwd), ms, NT / (ms * 1e-3) / 1e6,
+                  23.0 / ms, median(st[0]), median(st[1]), median(st[2]), median(st[3]),
+                  median(st[4]), median(st[5]));
+    }
+    for (auto& e : evs) cudaEventDestroy(e);
+  }
   // The recurrent kernel (the GPU oracle) at T=2048, for scale.
   {
     RecurrenceDims d{NT / 2048, 2048, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)),

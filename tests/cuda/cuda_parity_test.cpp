@@ -1,8 +1,9 @@
 // CUDA parity tests (kimi_cuda_tests): every CUDA kernel of core/cuda against the CPU kernels
 // (core/kernels/cpu, run in float64) on random inputs of odd sizes (T not a multiple of the
 // chunk, K != V), and against the golden tensors of flash-linear-attention
-// (linear_ops_small.safetensors). Every output, final state and gradient is compared by
-// relative error per tensor; outputs are poisoned with NaN before each run. Tolerances: fp32
+// (linear_ops_small.safetensors), forward and backward of the recurrent and chunk forms. Every
+// output, final state and gradient is compared by relative error per tensor; outputs are
+// poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
 // Usage: kimi_cuda_tests [--quick] [GOLDEN_DIR]   (default: .gpu/golden, then ../shared/golden)
 // --quick leaves out the large cases (for runs under compute-sanitizer).
@@ -87,8 +88,10 @@ Result cpu_reference(const Problem& p, bool backward) {
 enum class Form { kRecurrent, kChunk };
 
 // The CUDA kernels on the same problem (inputs in T; states fp32).
+// Form::kChunk with `backward`: the chunk forward, then the chunk backward (dh0 nullptr
+// unless want_dh0).
 template <class T>
-Result cuda_run(const Problem& p, Form form, bool backward) {
+Result cuda_run(const Problem& p, Form form, bool backward, bool want_dh0 = true) {
   const RecurrenceDims& d = p.d;
   const int64_t BTH = d.B * d.T * d.H, S = d.B * d.H * d.K * d.V;
   Dev<T> q(p.q), k(p.k), v(p.v), o(BTH * d.V);
@@ -112,8 +115,12 @@ Result cuda_run(const Problem& p, Form form, bool backward) {
   Dev<T> do_(p.do_), dq(BTH * d.K), dk(BTH * d.K), dv(BTH * d.V);
   Dev<T> dg = p.g.empty() ? Dev<T>() : Dev<T>(p.g.size());
   Dev<T> dbeta = p.beta.empty() ? Dev<T>() : Dev<T>(p.beta.size());
-  Dev<float> dht(p.dht), dh0(S);
-  if (p.delta)
+  Dev<float> dht(p.dht), dh0(want_dh0 ? S : 0);
+  if (form == Form::kChunk)
+    kc::delta_rule_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), h0.ptr(),
+                                do_.ptr(), dht.ptr(), dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(),
+                                dbeta.ptr(), dh0.ptr(), st);
+  else if (p.delta)
     kc::delta_rule_recurrent_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), h0.ptr(),
                                     do_.ptr(), dht.ptr(), dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(),
                                     dbeta.ptr(), dh0.ptr(), st);
@@ -126,7 +133,7 @@ Result cuda_run(const Problem& p, Form form, bool backward) {
   r.dv = dv.download();
   if (dg.size()) r.dg = dg.download();
   if (dbeta.size()) r.dbeta = dbeta.download();
-  r.dh0 = dh0.download();
+  if (want_dh0) r.dh0 = dh0.download();
   return r;
 }
 
@@ -140,7 +147,7 @@ void compare(Report& rep, const std::string& what, const Result& got, const Resu
   rep.check(what, "dv", rel_err(got.dv, ref.dv), tol_grad);
   if (!ref.dg.empty()) rep.check(what, "dg", rel_err(got.dg, ref.dg), tol_grad);
   if (!ref.dbeta.empty()) rep.check(what, "dbeta", rel_err(got.dbeta, ref.dbeta), tol_grad);
-  rep.check(what, "dh0", rel_err(got.dh0, ref.dh0), tol_grad);
+  if (!got.dh0.empty()) rep.check(what, "dh0", rel_err(got.dh0, ref.dh0), tol_grad);
 }
 
 std::string dims_str(const RecurrenceDims& d) {
@@ -148,6 +155,43 @@ std::string dims_str(const RecurrenceDims& d) {
   std::snprintf(buf, sizeof buf, "B%ld T%ld H%ld K%ld V%ld", long(d.B), long(d.T), long(d.H),
                 long(d.K), long(d.V));
   return buf;
+}
+
+// The chunk backward on shapes the cases above leave out: padded head size 128 with K != V
+// (both ways, V not a multiple of 16), one short chunk, T a multiple of the chunk, no h0 / dht
+// (zero), dh0 not wanted; fp32 (TF32 products) and bf16, every gate kind.
+void chunk_bwd_cases(Report& rep) {
+  struct Case {
+    int64_t B, T, H, K, V;
+    GateKind gate;
+    bool states, want_dh0;
+  };
+  const Case cases[] = {
+      {1, 77, 2, 128, 72, GateKind::kPerChannel, true, true},
+      {2, 128, 2, 96, 128, GateKind::kScalar, true, false},
+      {2, 37, 3, 64, 24, GateKind::kNone, false, true},
+      {1, 192, 2, 100, 36, GateKind::kPerChannel, false, false},
+      {2, 70, 2, 32, 128, GateKind::kScalar, false, true},
+  };
+  uint64_t seed = 300;
+  for (const Case& c : cases) {
+    RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
+    Problem p = random_problem(d, true, ++seed);
+    if (!c.states) {
+      p.h0.clear();
+      p.dht.clear();
+    }
+    char tag[128];
+    std::snprintf(tag, sizeof tag, "chunk bwd %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
+                  c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
+    const Problem pf = as_type<float>(p);
+    compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true, c.want_dh0),
+            cpu_reference(pf, true), kTolTf32, kTolTf32);
+    const Problem pb = as_type<__nv_bfloat16>(p);
+    compare(rep, std::string(tag) + " bf16",
+            cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0), cpu_reference(pb, true),
+            kTolBf16, kTolBf16);
+  }
 }
 
 // Random problems of odd sizes: every gate kind, delta rule and linear recurrence.
@@ -164,7 +208,7 @@ void random_cases(Report& rep, bool quick) {
         compare(rep, tag + "recurrent f32", cuda_run<float>(pf, Form::kRecurrent, true), ref,
                 kTolOut, kTolGrad);
         if (delta)
-          compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(pf, Form::kChunk, false), ref,
+          compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(pf, Form::kChunk, true), ref,
                   kTolTf32, kTolTf32);
       }
       if (delta) {
@@ -172,7 +216,7 @@ void random_cases(Report& rep, bool quick) {
         const Result ref = cpu_reference(pb, true);
         compare(rep, tag + "recurrent bf16", cuda_run<__nv_bfloat16>(pb, Form::kRecurrent, true),
                 ref, kTolBf16, kTolBf16);
-        compare(rep, tag + "chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref,
+        compare(rep, tag + "chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), ref,
                 kTolBf16, kTolBf16);
       }
     }
@@ -187,14 +231,14 @@ void random_cases(Report& rep, bool quick) {
     const Result ref = cpu_reference(pf, true);
     compare(rep, "kda K128 V128 recurrent f32", cuda_run<float>(pf, Form::kRecurrent, true), ref,
             kTolOut, kTolGrad);
-    compare(rep, "kda K128 V128 chunk f32", cuda_run<float>(pf, Form::kChunk, false), ref, kTolTf32,
+    compare(rep, "kda K128 V128 chunk f32", cuda_run<float>(pf, Form::kChunk, true), ref, kTolTf32,
             kTolTf32);
     const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 7));
-    compare(rep, "kda K128 V128 chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, false),
-            cpu_reference(pb, false), kTolBf16, kTolBf16);
+    compare(rep, "kda K128 V128 chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true),
+            cpu_reference(pb, true), kTolBf16, kTolBf16);
     const Problem ps = as_type<float>(random_problem(d, true, 8, 10.0));
-    const Result refs = cpu_reference(ps, false);
-    compare(rep, "kda K128 strong decay chunk f32", cuda_run<float>(ps, Form::kChunk, false), refs,
+    const Result refs = cpu_reference(ps, true);
+    compare(rep, "kda K128 strong decay chunk f32", cuda_run<float>(ps, Form::kChunk, true), refs,
             kTolTf32, kTolTf32);
     compare(rep, "kda K128 strong decay recurrent f32",
             cuda_run<float>(ps, Form::kRecurrent, false), refs, kTolOut, kTolOut);
@@ -203,13 +247,14 @@ void random_cases(Report& rep, bool quick) {
   {
     RecurrenceDims d{4, 100, 40, 128, 128, GateKind::kPerChannel, 1.0 / std::sqrt(128.0), 64};
     const Problem pf = as_type<float>(random_problem(d, true, 9));
-    compare(rep, "kda B4 H40 (64-wide tiles) chunk f32", cuda_run<float>(pf, Form::kChunk, false),
-            cpu_reference(pf, false), kTolTf32, kTolTf32);
+    compare(rep, "kda B4 H40 (64-wide tiles) chunk f32", cuda_run<float>(pf, Form::kChunk, true),
+            cpu_reference(pf, true), kTolTf32, kTolTf32);
     const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 9));
     compare(rep, "kda B4 H40 (64-wide tiles) chunk bf16",
-            cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), cpu_reference(pb, false), kTolBf16,
+            cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), cpu_reference(pb, true), kTolBf16,
             kTolBf16);
   }
+  chunk_bwd_cases(rep);
 }
 
 // Decoding: T single steps with the state updated in place equal one recurrent forward
@@ -301,7 +346,7 @@ void golden_cases(Report& rep, const std::string& dir) {
     const std::string tag = "golden " + pre.substr(0, pre.size() - 1) + " ";
     compare(rep, tag + "recurrent f32", cuda_run<float>(p, Form::kRecurrent, true), ref, kTolOut,
             kTolGrad);
-    compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(p, Form::kChunk, false), ref, kTolTf32,
+    compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(p, Form::kChunk, true), ref, kTolTf32,
             kTolTf32);
   }
 }

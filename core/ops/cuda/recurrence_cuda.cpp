@@ -71,13 +71,13 @@ void run_bwd(const CudaRecurrenceInputs& in, bool chunk, const std::vector<Tenso
   cudaStream_t s = cuda::stream();
   // x = {q, k, v, g, beta, h0}; dx the same order.
   if (in.delta) {
-    auto bwd = cuda::delta_rule_recurrent_bwd<Ti>;
-#ifdef KIMI_CUDA_HAS_CHUNK_BWD
-    if (chunk) bwd = cuda::delta_rule_chunk_bwd<Ti>;
-#else
-    (void)chunk;
-#endif
-    bwd(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]), cptr<Ti>(x[4]), fptr(x[5]),
+    if (chunk)
+      cuda::delta_rule_chunk_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]),
+                                     cptr<Ti>(x[4]), fptr(x[5]), cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]),
+                                     mptr<Ti>(dx[1]), mptr<Ti>(dx[2]), mptr<Ti>(dx[3]), mptr<Ti>(dx[4]),
+                                     fmptr(dx[5]), s);
+    else
+      cuda::delta_rule_recurrent_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]), cptr<Ti>(x[4]), fptr(x[5]),
         cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]), mptr<Ti>(dx[3]),
         mptr<Ti>(dx[4]), fmptr(dx[5]), s);
   } else {
