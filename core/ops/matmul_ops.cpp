@@ -1,6 +1,7 @@
 // Matrix products: matmul (batched) and linear (PyTorch layout, w [out, in]).
 #include "core/kernels/cpu/gemm.h"
 #include "core/ops.h"
+#include "core/ops/cuda/matmul_cuda.h"
 
 namespace kimi {
 
@@ -21,7 +22,6 @@ static void batched_gemm(DType dt, bool ta, bool tb, int64_t batch, int64_t M, i
 
 // dA = dC B^T, dB = A^T dC (summed over the batch when B is a shared 2-d matrix)
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_cpu(a, "matmul");
   check_same_device(a, b, "matmul");
   KIMI_CHECK(a.dtype() == b.dtype(), "matmul: dtypes {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype()));
   KIMI_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: {} @ {}", shape_str(a.shape()), shape_str(b.shape()));
@@ -33,6 +33,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     KIMI_CHECK(Shape(a.shape().begin(), a.shape().end() - 2) == Shape(b.shape().begin(), b.shape().end() - 2),
                "matmul: batch dims differ, {} @ {}", shape_str(a.shape()), shape_str(b.shape()));
   }
+#ifdef KIMI_LAB_CUDA
+  if (a.device() == Device::kCUDA) return cuda_matmul(a, b);
+#endif
+  check_cpu(a, "matmul");
   Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(N);
@@ -64,11 +68,14 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // y = x W^T + b;  dx = dy W, dW = dy^T x, db = sum_rows dy
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  check_cpu(x, "linear");
   KIMI_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input {} with weight {}",
              shape_str(x.shape()), shape_str(w.shape()));
   KIMI_CHECK(x.dtype() == w.dtype(), "linear: input {} with weight {}", dtype_name(x.dtype()),
              dtype_name(w.dtype()));
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_linear(x, w, bias);
+#endif
+  check_cpu(x, "linear");
   const int64_t in = w.size(1), out_f = w.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
   Shape out_shape = x.shape();

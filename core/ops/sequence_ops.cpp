@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "core/ops/cuda/sequence_cuda.h"
 
 namespace kimi {
 namespace {
@@ -92,7 +93,6 @@ void conv_bwd_weight(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, c
 }
 
 void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& prefix) {
-  check_cpu(x, "causal_conv1d");
   KIMI_CHECK(x.dim() == 3, "causal_conv1d: x must be [B, T, D], got {}", x.str());
   const int64_t B = x.size(0), D = x.size(2);
   KIMI_CHECK(w.dim() == 2 && w.size(0) == D && w.size(1) >= 1,
@@ -117,6 +117,10 @@ void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& bias, const
 // dw[d,j] = sum_{b,t} dy[b,t,d] xpad[b,t+j,d];  dbias = sum_{b,t} dy
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& prefix) {
   check_conv_args(x, w, bias, prefix);
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_causal_conv1d(x, w, bias, prefix);
+#endif
+  check_cpu(x, "causal_conv1d");
   const int64_t B = x.size(0), Tn = x.size(1), D = x.size(2), W = w.size(1);
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous(), bc, pc;
   if (bias.defined()) bc = bias.detach().contiguous();
@@ -156,10 +160,13 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, const
 
 // out[..., :] = weight[ids[...], :];  dweight[v, :] = sum_{i: ids[i] = v} dout[i, :]
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
-  check_cpu(weight, "embedding");
   KIMI_CHECK(weight.dim() == 2, "embedding: weight must be [V, D], got {}", weight.str());
   KIMI_CHECK(ids.dtype() == DType::kI32 || ids.dtype() == DType::kI64,
              "embedding: ids must be I32 or I64, got {}", dtype_name(ids.dtype()));
+#ifdef KIMI_LAB_CUDA
+  if (weight.device() == Device::kCUDA) return cuda_embedding(weight, ids);
+#endif
+  check_cpu(weight, "embedding");
   const int64_t V = weight.size(0), D = weight.size(1), n = ids.numel();
   auto idx = std::make_shared<std::vector<int64_t>>(ids.to_vector<int64_t>());
   for (int64_t i = 0; i < n; ++i)

@@ -1,9 +1,14 @@
-// AdamW, SGD, schedules and clipping. Updates run in place on the parameters' storage.
+// AdamW, SGD, schedules and clipping. Updates run in place on the parameters' storage: on the
+// CPU here, on the GPU through the fused kernels of core/cuda/optim.h when a parameter lives
+// there (F32 parameters; state follows its parameter's device, see state_on).
 #include "core/optim/optimizer.h"
 
 #include <cmath>
 
 #include "core/ops.h"
+#ifdef KIMI_LAB_CUDA
+#include "core/cuda/optim.h"
+#endif
 
 namespace kimi::optim {
 
@@ -17,6 +22,27 @@ bool default_decay_filter(const std::string& name, const Tensor& p) {
 void Optimizer::zero_grad() {
   for (auto& [n, p] : params_) p.zero_grad();
 }
+
+// A parameter may move after the optimizer was built (nn::Module::to keeps its identity), so
+// its state moves with it at the next step.
+static void state_on(Tensor& state, const Tensor& p) {
+  if (state.device() != p.device()) state = state.to(p.device());
+}
+
+#ifdef KIMI_LAB_CUDA
+// The gradient of p as the GPU kernels read it: contiguous, on p's device, in p's dtype.
+static Tensor grad_for(const Tensor& p, const Tensor& g) {
+  Tensor r = g.detach();
+  if (r.device() != p.device()) r = r.to(p.device());
+  if (r.dtype() != p.dtype()) r = r.to(p.dtype());
+  return r.contiguous();
+}
+
+static void check_cuda_param(const Tensor& p, const std::string& name, const char* opt) {
+  KIMI_CHECK(p.dtype() == DType::kF32 && p.is_contiguous(),
+             "{}: CUDA parameter '{}' must be contiguous F32, got {}", opt, name, p.str());
+}
+#endif
 
 AdamW::AdamW(nn::NamedTensors params, AdamWOptions opt, DecayFilter decay)
     : Optimizer(std::move(params)), opt_(opt) {
@@ -51,6 +77,24 @@ void AdamW::step(double lr) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     KIMI_CHECK(p.is_contiguous(), "AdamW: parameter '{}' is not contiguous", params_[i].first);
+    state_on(m_[i], p);
+    state_on(v_[i], p);
+#ifdef KIMI_LAB_CUDA
+    if (p.device() == Device::kCUDA) {
+      check_cuda_param(p, params_[i].first, "AdamW");
+      const Tensor gd = grad_for(p, g);
+      const cuda::AdamWStep s{static_cast<float>(lr),
+                              static_cast<float>(opt_.beta1),
+                              static_cast<float>(opt_.beta2),
+                              static_cast<float>(opt_.eps),
+                              static_cast<float>(decay_[i] ? opt_.weight_decay : 0.0),
+                              static_cast<float>(bc1),
+                              static_cast<float>(bc2)};
+      cuda::adamw_step(p.numel(), p.data<float>(), gd.data<float>(), m_[i].data<float>(),
+                       v_[i].data<float>(), s);
+      continue;
+    }
+#endif
     Tensor gc = g.contiguous();
     dispatch_float(p.dtype(), "AdamW", [&](auto tag_) {
       using scalar_t = KIMI_SCALAR_T(tag_);
@@ -101,6 +145,17 @@ void SGD::step(double lr) {
     Tensor& p = params_[i].second;
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    state_on(buf_[i], p);
+#ifdef KIMI_LAB_CUDA
+    if (p.device() == Device::kCUDA) {
+      check_cuda_param(p, params_[i].first, "SGD");
+      const Tensor gd = grad_for(p, g);
+      cuda::sgd_step(p.numel(), p.data<float>(), gd.data<float>(), buf_[i].data<float>(),
+                     static_cast<float>(lr), static_cast<float>(momentum_),
+                     static_cast<float>(weight_decay_));
+      continue;
+    }
+#endif
     Tensor gc = g.contiguous();
     dispatch_float(p.dtype(), "SGD", [&](auto tag_) {
       using scalar_t = KIMI_SCALAR_T(tag_);
@@ -144,19 +199,54 @@ double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double mi
   return peak * (min_ratio + (1 - min_ratio) * frac);
 }
 
+// CPU gradients are summed on the host; CUDA ones by per-tensor kernels into one device scalar,
+// read back once. Clipping writes new gradient tensors rather than scaling in place: a gradient
+// may be shared between parameters (autograd can hand the same tensor to several leaves).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   double total = 0;
+#ifdef KIMI_LAB_CUDA
+  std::vector<Tensor> keep;  // contiguous copies alive until the sum is read
+  std::vector<cuda::ElemType> types;
+  std::vector<int64_t> sizes;
+  std::vector<const void*> data;
+#endif
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
+#ifdef KIMI_LAB_CUDA
+    if (g.device() == Device::kCUDA) {
+      Tensor gc = g.detach().contiguous();
+      keep.push_back(gc);
+      types.push_back(static_cast<cuda::ElemType>(gc.dtype()));
+      sizes.push_back(gc.numel());
+      data.push_back(gc.raw_data());
+      continue;
+    }
+#endif
     for (double x : g.to_vector<double>()) total += x * x;
   }
+#ifdef KIMI_LAB_CUDA
+  if (!keep.empty())
+    total += cuda::sum_of_squares(static_cast<int>(keep.size()), types.data(), sizes.data(),
+                                  data.data());
+#endif
   const double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (const Tensor& p : params) {
       Tensor g = p.grad();
-      if (g.defined()) const_cast<Tensor&>(p).set_grad(mul_scalar(g, scale));
+      if (!g.defined()) continue;
+#ifdef KIMI_LAB_CUDA
+      if (g.device() == Device::kCUDA) {
+        Tensor gc = g.detach().contiguous();
+        Tensor out = Tensor::empty(gc.shape(), gc.dtype(), Device::kCUDA);
+        cuda::scale(static_cast<cuda::ElemType>(gc.dtype()), gc.numel(), gc.raw_data(), scale,
+                    out.raw_data());
+        const_cast<Tensor&>(p).set_grad(out);
+        continue;
+      }
+#endif
+      const_cast<Tensor&>(p).set_grad(mul_scalar(g, scale));
     }
   }
   return norm;

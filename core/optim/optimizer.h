@@ -1,6 +1,9 @@
 // Optimizers (AdamW with decoupled weight decay and bias correction; SGD with momentum),
 // learning-rate schedules and global gradient-norm clipping. State is fp32 (or the
-// parameter's dtype) and saved under "optim.<kind>.<param name>" in checkpoints.
+// parameter's dtype) and saved under "optim.<kind>.<param name>" in checkpoints. It lives on
+// its parameter's device (following the parameter at the next step if that moved), so
+// state_dict() may hand out CUDA tensors: copy them to the CPU to save; load_state_dict takes
+// tensors on any device. Parameters on CUDA must be contiguous F32 (fused kernels).
 #pragma once
 
 #include <functional>

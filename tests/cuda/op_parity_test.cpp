@@ -81,9 +81,7 @@ Run forward_backward(const OpFn& fn, const std::vector<Tensor>& inputs, uint64_t
 
 class OpParity : public ::testing::TestWithParam<size_t> {};
 
-TEST_P(OpParity, MatchesCpu) {
-  const GradCase& c = grad_cases().at(GetParam());
-  if (!c.fn) GTEST_SKIP() << "hand-written case (no replayable inputs)";
+void check_case(const GradCase& c, double out_tol, double grad_tol) {
   std::mt19937_64 rng(c.opt.seed);
   std::vector<Tensor> cpu_in = c.make(rng);
   std::vector<Tensor> gpu_in;
@@ -95,15 +93,36 @@ TEST_P(OpParity, MatchesCpu) {
     ASSERT_EQ(got.outs[k].device(), Device::kCUDA) << "output " << k << " left the GPU";
     ASSERT_EQ(got.outs[k].shape(), ref.outs[k].shape()) << "output " << k;
     const double e = rel_max(host(got.outs[k]), host(ref.outs[k]));
-    EXPECT_LE(e, std::max(1e-4, c.opt.f32_tol)) << "output " << k;
+    EXPECT_LE(e, std::max(out_tol, c.opt.f32_tol)) << "output " << k;
   }
   for (size_t i = 0; i < ref.grads.size(); ++i) {
     if (!ref.grads[i].defined()) continue;
     ASSERT_TRUE(got.grads[i].defined()) << "no GPU gradient for input " << i;
     EXPECT_EQ(got.grads[i].device(), Device::kCUDA) << "input " << i;
     const double e = rel_max(host(got.grads[i]), host(ref.grads[i]));
-    EXPECT_LE(e, 1e-3) << "gradient of input " << i;
+    EXPECT_LE(e, grad_tol) << "gradient of input " << i;
   }
+}
+
+TEST_P(OpParity, MatchesCpu) {
+  const GradCase& c = grad_cases().at(GetParam());
+  if (!c.fn) GTEST_SKIP() << "hand-written case (no replayable inputs)";
+  check_case(c, 1e-4, 1e-3);
+}
+
+// Tensor-core precisions: the delta rule's chunk form runs the chunk kernels (fp32 runs the
+// recurrent ones), attention and the GEMMs their TF32 / bf16 paths.
+TEST_P(OpParity, MatchesCpuAtTf32AndBf16) {
+  const GradCase& c = grad_cases().at(GetParam());
+  if (!c.fn) GTEST_SKIP() << "hand-written case (no replayable inputs)";
+  if (c.op != "delta_rule" && c.op != "causal_attention" && c.op != "matmul" && c.op != "linear")
+    GTEST_SKIP() << "no tensor-core path";
+  {
+    ComputePrecisionGuard tf32(ComputePrecision::kTF32);
+    check_case(c, 5e-3, 1e-2);
+  }
+  ComputePrecisionGuard bf16(ComputePrecision::kBF16);
+  check_case(c, 3e-2, 6e-2);
 }
 
 std::string case_name(size_t i) {

@@ -14,7 +14,18 @@ struct Plan {
   bool chunk;
 };
 
+Plan plan_kernel(const CudaRecurrenceInputs& in);
+
 Plan plan_for(const CudaRecurrenceInputs& in) {
+  KIMI_CHECK(in.dims.K <= 128, "{}: key head dim {} on CUDA (the kernels hold a state column of K <= 128 values)",
+             in.delta ? "delta_rule" : "linear_recurrence", in.dims.K);
+  Plan p = plan_kernel(in);
+  // The chunk kernels tile V <= 128 in shared memory; wider values (GDN's expand_v = 2) recur.
+  p.chunk = p.chunk && in.dims.V <= 128;
+  return p;
+}
+
+Plan plan_kernel(const CudaRecurrenceInputs& in) {
   KIMI_CHECK(in.q.dtype() == DType::kF32 || in.q.dtype() == DType::kBF16,
              "{}: CUDA tensors must be F32 or BF16, got {}", in.delta ? "delta_rule" : "linear_recurrence",
              dtype_name(in.q.dtype()));
