@@ -5,8 +5,9 @@
 #   bash tools/gpu_check.sh            # build + stage
 # On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
-# (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels. Logs
-# land in $OUT. Stages can be picked: bash .gpu/run.sh tests bench profile
+# (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
+# attention: kimi_cuda_attention_test (parity, sanitizers, --bench). Logs land in $OUT.
+# Stages can be picked: bash .gpu/run.sh tests bench profile attention
 # (default: tests sanitize bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,14 +18,18 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=OFF -DKIMI_LAB_NATIVE=OFF \
   "-DKIMI_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_90,code=compute_90" \
   >/dev/null
-cmake --build "$dir" -j "$jobs" --target kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test
+# TARGETS picks a subset (e.g. TARGETS=kimi_cuda_attention_test); each built one is staged.
+targets="${TARGETS:-kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test kimi_cuda_attention_test kimi_cuda_op_parity kimi-lab}"
+cmake --build "$dir" -j "$jobs" --target $targets
+rm -rf "$stage"/bin "$stage"/lib  # only what this build made travels
 mkdir -p "$stage"/bin "$stage"/golden "$stage"/lib
-cp "$dir/tests/cuda/kimi_cuda_tests" "$dir/tests/cuda/kimi_cuda_bench" \
-  "$dir/tests/cuda/kimi_cuda_tensor_test" "$stage"/bin/
-# Shared libraries the GPU image may lack (kimi_core's fmt / spdlog / yaml-cpp / gomp).
+for t in $targets; do
+  if [ -f "$dir/tests/cuda/$t" ]; then cp "$dir/tests/cuda/$t" "$stage"/bin/; else cp "$dir/$t" "$stage"/bin/; fi
+done
+# Shared libraries the GPU image may lack (kimi_core's fmt / spdlog / yaml-cpp / gomp; cuBLAS is there).
 for b in "$stage"/bin/*; do
   { ldd "$b" | awk '/=> \// {print $3}' |
-      grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s)\.so' || true; } |
+      grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart)\.so' || true; } |
     while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
 golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
@@ -58,6 +63,33 @@ for s in $stages; do
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
+    ops)  # every op on the GPU against the CPU (the gradient-check cases replayed)
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
+      rc=$((rc | ${PIPESTATUS[0]})) ;;
+    verify)  # the golden files through the ops on the GPU
+      for f in linear_ops_small layers_small; do
+        LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi-lab verify .gpu/golden/$f.safetensors --device cuda \
+          >"$out/verify_$f.log" 2>&1
+        r=$?; grep -E "FAIL|passed" "$out/verify_$f.log"; rc=$((rc | r))
+      done ;;
+    clibench)  # kimi-lab bench --device cuda: the reference shapes, every mixer, decode steps
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-300}" .gpu/bin/kimi-lab bench --device cuda ${BENCH_ARGS:-} 2>&1 | tee "$out/clibench.log"
+      rc=$((rc | ${PIPESTATUS[0]})) ;;
+    train)  # a training run on the GPU: TRAIN_CONFIG (default the paper-size MQAR model at T=1024),
+            # TRAIN_ARGS overrides, TRAIN_NAME names the run directory under $OUT
+      cfg="${TRAIN_CONFIG:-experiments/mqar.yaml}"; name="${TRAIN_NAME:-run_$(basename "$cfg" .yaml)}"
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${TRAIN_TIMEOUT:-240}" .gpu/bin/kimi-lab run "$cfg" \
+        --device cuda --no-progress --no-plot --out "$out/$name" ${TRAIN_ARGS:-train.steps=300 train.eval_every=100} \
+        >"$out/$name.log" 2>&1
+      r=$?; grep -E "step [0-9]+/|eval step" "$out/$name.log" | tail -n 8; echo "train $name exit $r"; rc=$((rc | r)) ;;
+    attention)  # causal attention: parity, memcheck + racecheck on the quick cases, benchmark
+      .gpu/bin/kimi_cuda_attention_test .gpu/golden 2>&1 | tee "$out/attention.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      for tool in memcheck racecheck; do
+        timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_attention_test --quick \
+          .gpu/golden >"$out/attention_$tool.log" 2>&1
+        r=$?; tail -n 3 "$out/attention_$tool.log"; echo "attention $tool exit $r"; rc=$((rc | r))
+      done
+      .gpu/bin/kimi_cuda_attention_test --bench 2>&1 | tee "$out/attention_bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     profile)  # the two chunk-forward kernels of one call at T=8192, under Nsight Compute
       timeout 240 ncu --kernel-name regex:chunk_ --launch-skip 4 --launch-count 2 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \

@@ -28,7 +28,8 @@ SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& s
     int64_t n_labels = std::count_if(part.labels.begin(), part.labels.end(), [](int32_t l) { return l >= 0; });
     loss_sum += models::lm_loss(logits, labels).item() * static_cast<double>(n_labels);
     counted += n_labels;
-    std::vector<int32_t> pred = argmax_lastdim(logits.to(Device::kCPU)).to_vector<int32_t>();
+    // The argmax runs where the logits are: only B x T int32 predictions cross to the host.
+    std::vector<int32_t> pred = argmax_lastdim(logits).to(Device::kCPU).to_vector<int32_t>();
     tasks::accumulate_accuracy(part, pred.data(), &acc);
   }
   SliceResult r;

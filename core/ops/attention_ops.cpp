@@ -6,6 +6,8 @@
 #include "core/kernels/cpu/attention.h"
 #include "core/kernels/cpu/rope.h"
 #include "core/mixer_ops.h"
+#include "core/ops/cuda/attention_cuda.h"
+#include "core/ops/cuda/rope_cuda.h"
 
 namespace kimi {
 
@@ -18,8 +20,18 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
              "causal_attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
   KIMI_CHECK(Hkv > 0 && Hq % Hkv == 0, "causal_attention: {} query heads over {} kv heads", Hq, Hkv);
   KIMI_CHECK(Tq <= Tk, "causal_attention: {} queries for {} keys", Tq, Tk);
-  check_cpu(q, "causal_attention");
   cpu::AttentionDims d{B, Tq, Tk, Hq, Hkv, D, Dv, scale < 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : scale};
+#ifdef KIMI_LAB_CUDA
+  if (q.device() == Device::kCUDA) {
+    // The backward keeps the forward's operand precision (and its fp32 lse).
+    const ComputePrecision prec = compute_precision();
+    const CudaAttention fwd = cuda_attention_fwd(d, q, k, v, prec);
+    return record("causal_attention", fwd.o, {q, k, v}, [=](const std::vector<Tensor>& go) -> std::vector<Tensor> {
+      return cuda_attention_bwd(d, fwd, go[0], prec);
+    });
+  }
+#endif
+  check_cpu(q, "causal_attention");
   Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
   Tensor o = Tensor::empty({B, Tq, Hq, Dv}, q.dtype());
   Tensor lse = Tensor::empty({B, Hq, Tq}, q.dtype());
@@ -44,6 +56,9 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
 // The rotation is orthogonal, so the backward applies its transpose (the inverse rotation).
 Tensor rope(const Tensor& x, int64_t pos0, double theta) {
   KIMI_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x {} (want [B,T,H,D], D even)", shape_str(x.shape()));
+#ifdef KIMI_LAB_CUDA
+  if (x.device() == Device::kCUDA) return cuda_rope(x, pos0, theta);
+#endif
   check_cpu(x, "rope");
   Tensor y = x.detach().clone();
   const Shape s = x.shape();

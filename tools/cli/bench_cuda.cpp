@@ -4,6 +4,7 @@
 // ceilings and the flash-linear-attention / PyTorch SDPA figures; then one decode step of a KDA
 // op and of a whole KDA layer of Kimi-Linear-48B's shape at B = 1, 64, 256.
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <map>
 
@@ -62,18 +63,47 @@ double forward_bytes(const std::string& mixer, int64_t B, int64_t T, int64_t H, 
 
 Tensor bf16_cuda(const Tensor& cpu_f32) { return cpu_f32.to(DType::kBF16).to(Device::kCUDA); }
 
+// A bf16 CUDA tensor of `shape` whose values repeat a random block of at most 4M elements made
+// by `make` on the CPU (timings do not depend on the values; drawing 134M normals on the host
+// for every tensor would take longer than the benchmark).
+template <class F>
+Tensor tiled_bf16(const Shape& shape, int64_t row, F&& make) {
+  const int64_t n = shape_numel(shape), block = std::min<int64_t>(n, int64_t{1} << 22);
+  KIMI_CHECK(n % block == 0 && block % row == 0, "bench: {} elements do not tile by {}", n, block);
+  Tensor b = bf16_cuda(make(Shape{block / row, row}));
+  return b.reshape({1, block}).expand({n / block, block}).contiguous().reshape(shape);
+}
+
 struct Inputs {
   Tensor q, k, v, g, beta;
 };
 
-Inputs make_inputs(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D, Rng& rng) {
-  Inputs in;
-  in.q = bf16_cuda(nn::randn({B, T, H, D}, rng));
-  in.k = bf16_cuda(l2_norm(nn::randn({B, T, H, D}, rng)));
-  in.v = bf16_cuda(nn::randn({B, T, H, D}, rng));
-  if (mixer == "kda") in.g = bf16_cuda(mul_scalar(sigmoid(nn::randn({B, T, H, D}, rng)), -0.1));
-  if (mixer == "gdn" || mixer == "mamba2") in.g = bf16_cuda(mul_scalar(sigmoid(nn::randn({B, T, H}, rng)), -0.1));
-  if (mixer != "mamba2" && mixer != "attention") in.beta = bf16_cuda(sigmoid(nn::randn({B, T, H}, rng)));
+// Every mixer's inputs at one shape, drawn once and shared (each mixer picks its own).
+struct InputPool {
+  Tensor q, k, v, g_channel, g_scalar, beta, up;
+};
+
+InputPool make_pool(int64_t B, int64_t T, int64_t H, int64_t D, Rng& rng) {
+  auto normal = [&](const Shape& s) { return nn::randn(s, rng); };
+  auto unit = [&](const Shape& s) { return l2_norm(nn::randn(s, rng)); };
+  auto decay = [&](const Shape& s) { return mul_scalar(sigmoid(nn::randn(s, rng)), -0.1); };
+  auto gate = [&](const Shape& s) { return sigmoid(nn::randn(s, rng)); };
+  InputPool p;
+  p.q = tiled_bf16({B, T, H, D}, D, normal);
+  p.k = tiled_bf16({B, T, H, D}, D, unit);
+  p.v = tiled_bf16({B, T, H, D}, D, normal);
+  p.up = tiled_bf16({B, T, H, D}, D, normal);
+  p.g_channel = tiled_bf16({B, T, H, D}, D, decay);
+  p.g_scalar = tiled_bf16({B, T, H}, H, decay);
+  p.beta = tiled_bf16({B, T, H}, H, gate);
+  return p;
+}
+
+Inputs pick(const std::string& mixer, const InputPool& p) {
+  Inputs in{p.q, p.k, p.v, Tensor(), Tensor()};
+  if (mixer == "kda") in.g = p.g_channel;
+  if (mixer == "gdn" || mixer == "mamba2") in.g = p.g_scalar;
+  if (mixer != "mamba2" && mixer != "attention") in.beta = p.beta;
   return in;
 }
 
@@ -110,17 +140,17 @@ void mixer_table(const CudaBenchArgs& a) {
   Rng rng(0);
   for (int64_t T : a.seq_lens) {
     const int64_t B = std::max<int64_t>(1, a.tokens / T), H = a.heads, D = a.head_dim;
+    const InputPool pool = make_pool(B, T, H, D, rng);
     for (const std::string& m : a.mixers) {
-      Inputs in = make_inputs(m, B, T, H, D, rng);
+      const Inputs in = pick(m, pool);
       const double fwd = median_ms(a.reps, [&] {
         NoGradGuard ng;
         run(m, in);
       });
-      Tensor up = bf16_cuda(nn::randn({B, T, H, D}, rng));
       const double both = median_ms(a.reps, [&] {
         Inputs li = in;
         for (Tensor* t : {&li.q, &li.k, &li.v}) *t = t->detach().set_requires_grad(true);
-        run(m, li).backward(up);
+        run(m, li).backward(pool.up);
       });
       const double tok = static_cast<double>(B * T), f = forward_flops(m, B, T, H, D);
       const Reference ref = reference_for(m, T);
@@ -128,6 +158,7 @@ void mixer_table(const CudaBenchArgs& a) {
                  fwd, tok / fwd / 1e3, f / fwd / 1e9, forward_bytes(m, B, T, H, D) / fwd / 1e6, both,
                  tok / both / 1e3, (m == "attention" ? 3.5 : 3.0) * f / both / 1e9, ref.who,
                  ratio_str(ref.fwd_ms, fwd), ratio_str(ref.both_ms, both));
+      std::fflush(stdout);  // rows appear as they are measured, also through a pipe
     }
   }
   fmt::print("ceilings: {:.0f} TFLOP/s bf16 dense, {:.1f} TB/s copy (GB/s = minimum bf16 traffic / time)\n",
@@ -150,7 +181,7 @@ void decode_table(const CudaBenchArgs& a) {
   std::unique_ptr<models::Mixer> layer = models::make_mixer(o, rng);
   layer->to(Device::kCUDA);
   for (int64_t B : {1, 64, 256}) {
-    Inputs in = make_inputs("kda", B, 1, H, D, rng);
+    const Inputs in = pick("kda", make_pool(B, 1, H, D, rng));
     Tensor h = Tensor::zeros({B, H, D, D}, DType::kF32, Device::kCUDA);
     RecurrenceOptions opt;
     opt.gate = GateKind::kPerChannel;
@@ -168,6 +199,7 @@ void decode_table(const CudaBenchArgs& a) {
     const double state_bytes = 2.0 * B * H * D * D * 4;
     fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f} {:>17.0f} us\n", B, op_ms * 1e3, state_bytes / op_ms / 1e9,
                layer_ms * 1e3, fla.at(B));
+    std::fflush(stdout);
   }
 }
 
