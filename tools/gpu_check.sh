@@ -75,6 +75,13 @@ for s in $stages; do
     clibench)  # kimi-lab bench --device cuda: the reference shapes, every mixer, decode steps
       LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-300}" .gpu/bin/kimi-lab bench --device cuda ${BENCH_ARGS:-} 2>&1 | tee "$out/clibench.log"
       rc=$((rc | ${PIPESTATUS[0]})) ;;
+    sweep)  # a sweep on the GPU (SWEEP, default the 4-mixer MQAR comparison); results come back as a
+            # tarball without checkpoints (plot them here: kimi-lab sweep FILE again replots, or plot)
+      sw="${SWEEP:-experiments/sweep_mqar_gpu.yaml}"
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${SWEEP_TIMEOUT:-400}" .gpu/bin/kimi-lab sweep "$sw" --device cuda \
+        --no-progress --no-plot >"$out/sweep.log" 2>&1
+      r=$?; grep -E "finished|summary|error" "$out/sweep.log" | tail -n 12; echo "sweep exit $r"; rc=$((rc | r))
+      tar czf "$out/sweep_runs.tgz" --exclude='*.safetensors' runs ;;
     train)  # a training run on the GPU: TRAIN_CONFIG (default the paper-size MQAR model at T=1024),
             # TRAIN_ARGS overrides, TRAIN_NAME names the run directory under $OUT
       cfg="${TRAIN_CONFIG:-experiments/mqar.yaml}"; name="${TRAIN_NAME:-run_$(basename "$cfg" .yaml)}"

@@ -52,7 +52,10 @@ RecurrenceCall prepare(const char* op, const Tensor& q, const Tensor& k, const T
     KIMI_CHECK(t.dtype() == q.dtype(), "{}: mixed dtypes {} and {}", op, dtype_name(t.dtype()), dtype_name(q.dtype()));
     return t.detach().contiguous();
   };
-  c.q = prep(q), c.k = prep(k), c.v = prep(v), c.beta = prep(beta), c.h0 = prep(h0);
+  c.q = prep(q), c.k = prep(k), c.v = prep(v), c.beta = prep(beta);
+  // On the GPU states are F32 whatever the activations' dtype (bf16 inputs, fp32 state).
+  const bool f32_state = q.device() == Device::kCUDA && h0.defined() && h0.dtype() == DType::kF32;
+  c.h0 = f32_state ? h0.detach().contiguous() : prep(h0);
   if (opt.gate != GateKind::kNone) c.g = prep(g);
   return c;
 }
