@@ -41,6 +41,12 @@ void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
 template <class Ti>
 void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                             const Ti* g, const Ti* beta, float* state, Ti* o, cudaStream_t stream);
+// The same step from h_in into h_out (may be the same array): what the delta_rule op runs for
+// T = 1 from a given state, so a decode step through the op moves the state once each way.
+template <class Ti>
+void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                            const Ti* g, const Ti* beta, const float* h_in, float* h_out, Ti* o,
+                            cudaStream_t stream);
 
 // Gated linear recurrence (Mamba2 SSD core / simple_gla / GLA): S = Diag(exp(g)) S + k v^T.
 template <class Ti>
@@ -52,6 +58,22 @@ void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const
                                      const Ti* g, const float* h0, const Ti* do_, const float* dht,
                                      Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
                                      cudaStream_t stream);
+
+// Chunkwise form of the gated linear recurrence (chunks of 64 tokens; K, V <= 128; stages in
+// core/cuda/linear_recurrence_chunk.cuh): the delta rule's chunk algorithm without the WY/UT
+// part. TF32 products with fp32 accumulation (expect ~1e-3 relative errors against fp32
+// references). Same arguments as the recurrent form: h0 / dht nullptr = zero, ht / dh0 nullptr
+// = not wanted, dg unused (may be nullptr) for kNone. Workspaces (caching allocator): per
+// chunk-head one K x V state of Ti (two for the backward) and 64 x 64 + K fp32, per token-head
+// 2 K values of Ti.
+template <class Ti>
+void linear_recurrence_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                 const Ti* g, const float* h0, Ti* o, float* ht,
+                                 cudaStream_t stream);
+template <class Ti>
+void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                                 const Ti* g, const float* h0, const Ti* do_, const float* dht,
+                                 Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0, cudaStream_t stream);
 
 // --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says --------------
 // Two kernels: (1) per (chunk, head), in parallel: cumulative gates, A_kk and A_qk (pairwise

@@ -98,10 +98,17 @@ __global__ void __launch_bounds__(kDecThreads) decode_k128_kernel(Params<Ti> p) 
 template <class Ti>
 void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                             const Ti* g, const Ti* beta, float* state, Ti* o, cudaStream_t stream) {
+  delta_rule_decode_step(d, q, k, v, g, beta, state, state, o, stream);
+}
+
+template <class Ti>
+void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                            const Ti* g, const Ti* beta, const float* h_in, float* h_out, Ti* o,
+                            cudaStream_t stream) {
   KIMI_CUDA_REQUIRE(d.T == 1, "delta rule decode step: T must be 1");
   KIMI_CUDA_REQUIRE(beta != nullptr, "delta rule: beta is required");
   // Each thread reads its state columns before it writes them back: in place is safe.
-  const Params<Ti> p = detail::recurrent_params(d, q, k, v, g, beta, state, o, state);
+  const Params<Ti> p = detail::recurrent_params(d, q, k, v, g, beta, h_in, o, h_out);
   if (p.K == kDecK && p.V % 4 == 0 && p.B * p.H > 0) {
     const dim3 grid(unsigned(detail::ceil_div(p.V, kDecCols)), unsigned(p.B * p.H));
     decode_k128_kernel<Ti><<<grid, kDecThreads, 0, stream>>>(p);
@@ -111,6 +118,13 @@ void delta_rule_decode_step(const RecurrenceDims& d, const Ti* q, const Ti* k, c
   detail::launch_recurrent_fwd(p, stream);
 }
 
+template void delta_rule_decode_step<float>(const RecurrenceDims&, const float*, const float*,
+                                            const float*, const float*, const float*, const float*,
+                                            float*, float*, cudaStream_t);
+template void delta_rule_decode_step<__nv_bfloat16>(const RecurrenceDims&, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    const float*, float*, __nv_bfloat16*, cudaStream_t);
 template void delta_rule_decode_step<float>(const RecurrenceDims&, const float*, const float*,
                                             const float*, const float*, const float*, float*,
                                             float*, cudaStream_t);

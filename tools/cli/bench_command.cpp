@@ -76,7 +76,7 @@ void register_bench(CLI::App& app) {
     int64_t batch = 1, heads = 2, head_dim = 128;
     int reps = 3;
     int64_t tokens = 65536;
-    bool no_decode = false;
+    bool no_decode = false, decode_only = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--device", a->device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
@@ -88,6 +88,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--reps", a->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--tokens", a->tokens, "cuda: tokens per call, B = tokens / T")->capture_default_str();
   cmd->add_flag("--no-decode", a->no_decode, "cuda: skip the decode-step table");
+  cmd->add_flag("--decode-only", a->decode_only, "cuda: only the decode-step table");
   cmd->callback([a, cmd] {
     if (a->device == "cuda") {
       if (!cuda_available())
@@ -101,6 +102,7 @@ void register_bench(CLI::App& app) {
       if (cmd->get_option("--reps")->count()) c.reps = a->reps;
       c.tokens = a->tokens;
       c.decode = !a->no_decode;
+      if (a->decode_only) c.mixers.clear();
       run_cuda_bench(c);
       return;
     }

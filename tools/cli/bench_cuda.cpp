@@ -207,7 +207,7 @@ void decode_table(const CudaBenchArgs& a) {
 
 void run_cuda_bench(const CudaBenchArgs& a) {
   ComputePrecisionGuard bf16(ComputePrecision::kBF16);
-  mixer_table(a);
+  if (!a.mixers.empty()) mixer_table(a);
   if (a.decode) decode_table(a);
 }
 
