@@ -2,6 +2,10 @@
 // KimiSparseMoeBlock.moe_infer; DeepSeek-V3 noaux_tc routing as in vLLM's grouped_topk).
 #include "models/moe.h"
 
+#ifdef KIMI_LAB_CUDA
+#include "core/cuda/sequence.h"
+#endif
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -32,8 +36,13 @@ void mask_groups(std::vector<double>& choice, int64_t groups, int64_t topk_group
               -std::numeric_limits<double>::infinity());
 }
 
+Tensor ids_tensor(const std::vector<int64_t>& idx, Device device) {
+  return Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}).to(device);
+}
+
 // x [N, d] contiguous: rows idx -> [n, d].
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& idx) {
+  if (x.device() != Device::kCPU) return embedding(x, ids_tensor(idx, x.device()));
   const int64_t d = x.size(1);
   Tensor out = Tensor::empty({static_cast<int64_t>(idx.size()), d}, x.dtype());
   const size_t row = static_cast<size_t>(d) * dtype_size(x.dtype());
@@ -47,6 +56,19 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& idx) {
 void scatter_add_rows(Tensor& out, const std::vector<int64_t>& idx, const std::vector<double>& w,
                       const Tensor& y) {
   const int64_t d = out.size(1);
+#ifdef KIMI_LAB_CUDA
+  if (out.device() == Device::kCUDA) {
+    // The embedding backward's row scatter (atomics into an F32 buffer) with w folded into y.
+    KIMI_CHECK(out.dtype() == DType::kF32 && out.is_contiguous(), "moe on CUDA: F32 activations, got {}",
+               out.str());
+    const int64_t n = static_cast<int64_t>(idx.size());
+    Tensor wy = mul(y, Tensor::from_vector(w, {n, 1}).to(DType::kF32).to(Device::kCUDA)).contiguous();
+    Tensor ids = ids_tensor(idx, Device::kCUDA);
+    cuda::embedding_bwd(cuda::ElemType::kF32, cuda::ElemType::kI64, n, out.size(0), d, ids.raw_data(),
+                        wy.raw_data(), out.raw_data());
+    return;
+  }
+#endif
   dispatch_float(out.dtype(), "moe scatter_add", [&](auto tag) {
     using scalar_t = KIMI_SCALAR_T(tag);
     scalar_t* o = out.data<scalar_t>();

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -15,7 +16,12 @@
 
 namespace kimi::test {
 
-inline std::string golden_dir() { return KIMI_GOLDEN_DIR; }
+// The environment's KIMI_GOLDEN_DIR first: test binaries carried to another machine find the
+// files where they were copied.
+inline std::string golden_dir() {
+  const char* env = std::getenv("KIMI_GOLDEN_DIR");
+  return env && *env ? env : KIMI_GOLDEN_DIR;
+}
 inline std::string golden_path(const std::string& file) { return golden_dir() + "/" + file; }
 
 // Skips the calling test (use as KIMI_SKIP_WITHOUT_GOLDEN(file)) when the file is absent.

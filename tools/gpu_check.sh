@@ -35,6 +35,7 @@ done
 golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
 if [ -f "$golden/linear_ops_small.safetensors" ]; then
   cp "$golden"/*.safetensors "$stage"/golden/
+  [ -d "$golden/kimi_tiny" ] && cp -r "$golden/kimi_tiny" "$stage"/golden/
 else
   echo "warning: $golden/linear_ops_small.safetensors not found; the golden checks will skip" >&2
 fi
@@ -63,8 +64,8 @@ for s in $stages; do
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
-    ops)  # every op on the GPU against the CPU (the gradient-check cases replayed)
-      LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
+    ops)  # every op, layer and a whole model on the GPU against the CPU; kimi_tiny's logits
+      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     verify)  # the golden files through the ops on the GPU
       for f in linear_ops_small layers_small; do

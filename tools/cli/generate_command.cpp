@@ -11,10 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "core/device_memory.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "models/kimi_linear.h"
 #include "tools/cli/commands.h"
+#include "trainer/trainer.h"
 
 namespace kimi::cli {
 namespace {
@@ -37,6 +39,7 @@ struct GenerateArgs {
   double temperature = 1.0;
   uint64_t seed = 0;
   std::string dtype = "f32";
+  std::string device = "cpu";
 };
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
@@ -72,7 +75,11 @@ void run_generate(const GenerateArgs& a) {
   if (a.prompt.empty()) throw UserError("--prompt-ids: give at least one token id");
   if (a.temperature <= 0) throw UserError("--temperature must be positive");
   const auto t_load = std::chrono::steady_clock::now();
+  const Device dev = resolve_device(a.device);
   auto model = open_model(a);
+  KIMI_CHECK(dev == Device::kCPU || model->parameters().front().dtype() == DType::kF32,
+             "generate --device cuda: the CUDA backend computes in f32 (use --dtype f32)");
+  model->to(dev);
   const int64_t vocab = model->config().vocab_size;
   for (int64_t id : a.prompt)
     if (id < 0 || id >= vocab)
@@ -83,7 +90,8 @@ void run_generate(const GenerateArgs& a) {
   models::KimiLinearState state = model->new_state(1);
   const int64_t T = static_cast<int64_t>(a.prompt.size());
   auto t0 = std::chrono::steady_clock::now();
-  Tensor logits = model->forward(Tensor::from_vector(a.prompt, {1, T}), &state);
+  Tensor logits = model->forward(Tensor::from_vector(a.prompt, {1, T}).to(dev), &state);
+  device_synchronize();  // the GPU's work is queued: time it to the end
   const double prefill_ms = ms_since(t0);
   std::vector<int64_t> out;
   std::vector<double> step_ms;
@@ -92,7 +100,8 @@ void run_generate(const GenerateArgs& a) {
     out.push_back(next);
     if (i + 1 == a.max_new) break;
     t0 = std::chrono::steady_clock::now();
-    logits = model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}), &state);
+    logits = model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}).to(dev), &state);
+    device_synchronize();
     step_ms.push_back(ms_since(t0));
     next = next_token(logits.select(1, 0).select(0, 0), a, rng);
   }
@@ -199,7 +208,8 @@ void register_generate(CLI::App& app) {
   gen->add_flag("--random", a->random, "random weights from config.json alone (no checkpoint)");
   gen->add_option("--seed", a->seed, "seed of the random weights and of sampling")
       ->capture_default_str();
-  gen->add_option("--dtype", a->dtype, "f32 or f64")->capture_default_str();
+  gen->add_option("--dtype", a->dtype, "f32 or f64 (cuda: f32)")->capture_default_str();
+  gen->add_option("--device", a->device, "cpu | cuda | auto")->capture_default_str();
   gen->callback([a] { run_generate(*a); });
 
   auto* info =
