@@ -4,8 +4,9 @@
 // state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
 // lent H100 (shared/golden/README.md). Timing: CUDA events around each call after warm-up, the
 // median of the repeats. Also measures the device-to-device copy ceiling first.
-// Usage: kimi_cuda_bench [--reps N] [--profile]   (--profile: only the chunk forward at
-// T = 8192, three calls, for ncu)
+// Also the chunkwise gated linear recurrence (bench_linear, first).
+// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear]   (--profile: only the chunk forward
+// at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -208,6 +209,46 @@ void bench_chunk(int reps, bool profile) {
   }
 }
 
+// The chunkwise gated linear recurrence (Mamba2 SSD core / simple_gla): scalar gate (and one
+// per-channel row), bf16, same shape as the KDA rows; forward (no h0, final state kept) and
+// forward + backward (training: no h0, no final state, no dh0). Medians of CUDA-event times.
+void bench_linear(int reps) {
+  using T = __nv_bfloat16;
+  const int64_t H = 16, K = 128, V = 128, NT = 65536;
+  std::printf("\nlinear recurrence chunk (simple_gla), bf16 in, fp32 state, H=%ld K=V=%ld, "
+              "B*T=%ld tokens\n(flash-linear-attention chunk_simple_gla fwd: 1.0-1.07 ms; "
+              "recurrent kernels: fwd 10-48 ms, fwd+bwd 269-1700 ms)\n",
+              long(H), long(K), long(NT));
+  Dev<T> q(uniform(NT * H * K, 21, -1, 1)), k(uniform(NT * H * K, 22, -0.2, 0.2));
+  Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
+  Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
+  Dev<T> o(NT * H * V), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V), gg(NT * H * K);
+  std::printf("%8s %6s %8s %9s %9s %10s %9s\n", "T", "B", "gate", "fwd ms", "FLA/ours",
+              "fwd+bwd ms", "M tok/s");
+  for (int64_t seq : {2048, 8192, 32768, -8192}) {
+    const bool channel = seq < 0;
+    if (channel) seq = -seq;
+    const int64_t B = NT / seq;
+    const RecurrenceDims d{B, seq, H, K, V, channel ? GateKind::kPerChannel : GateKind::kScalar,
+                           1.0 / std::sqrt(double(K)), 64};
+    const T* g = channel ? gc.ptr() : gs.ptr();
+    Dev<float> ht(B * H * K * V);
+    const double fwd = time_ms(2, reps, [&] {
+      kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
+                                         ht.ptr(), kc::stream());
+    });
+    const double tot = time_ms(2, reps, [&] {
+      kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
+                                         nullptr, kc::stream());
+      kc::linear_recurrence_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, dout.ptr(),
+                                         nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
+                                         kc::stream());
+    });
+    std::printf("%8ld %6ld %8s %9.3f %9.2f %10.3f %9.2f\n", long(seq), long(B),
+                channel ? "channel" : "scalar", fwd, 1.035 / fwd, tot, NT / (tot * 1e-3) / 1e6);
+  }
+}
+
 void bench_decode(int reps) {
   using T = __nv_bfloat16;
   const int64_t H = 32, K = 128, V = 128;
@@ -235,10 +276,11 @@ void bench_decode(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 10;
-  bool profile = false;
+  bool profile = false, linear_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--profile") == 0) profile = true;
+    if (std::strcmp(argv[i], "--linear") == 0) linear_only = true;
   }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
@@ -253,6 +295,8 @@ int main(int argc, char** argv) {
       bench_chunk(1, true);
       return 0;
     }
+    bench_linear(reps);
+    if (linear_only) return 0;
     bench_copy();
     bench_decode(reps);
     bench_chunk(reps, false);

@@ -99,7 +99,10 @@ Result cuda_run(const Problem& p, Form form, bool backward, bool want_dh0 = true
   Dev<T> beta = p.beta.empty() ? Dev<T>() : Dev<T>(p.beta);
   Dev<float> h0(p.h0), ht(S);
   const cudaStream_t st = kc::stream();
-  if (form == Form::kChunk)
+  if (form == Form::kChunk && !p.delta)
+    kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), h0.ptr(), o.ptr(),
+                                       ht.ptr(), st);
+  else if (form == Form::kChunk)
     kc::delta_rule_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), h0.ptr(),
                                 o.ptr(), ht.ptr(), st);
   else if (p.delta)
@@ -116,7 +119,11 @@ Result cuda_run(const Problem& p, Form form, bool backward, bool want_dh0 = true
   Dev<T> dg = p.g.empty() ? Dev<T>() : Dev<T>(p.g.size());
   Dev<T> dbeta = p.beta.empty() ? Dev<T>() : Dev<T>(p.beta.size());
   Dev<float> dht(p.dht), dh0(want_dh0 ? S : 0);
-  if (form == Form::kChunk)
+  if (form == Form::kChunk && !p.delta)
+    kc::linear_recurrence_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), h0.ptr(), do_.ptr(),
+                                       dht.ptr(), dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(),
+                                       dh0.ptr(), st);
+  else if (form == Form::kChunk)
     kc::delta_rule_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g.ptr(), beta.ptr(), h0.ptr(),
                                 do_.ptr(), dht.ptr(), dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(),
                                 dbeta.ptr(), dh0.ptr(), st);
@@ -174,15 +181,17 @@ void chunk_bwd_cases(Report& rep) {
       {2, 70, 2, 32, 128, GateKind::kScalar, false, true},
   };
   uint64_t seed = 300;
+  for (bool delta : {true, false})
   for (const Case& c : cases) {
     RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
-    Problem p = random_problem(d, true, ++seed);
+    Problem p = random_problem(d, delta, ++seed);
     if (!c.states) {
       p.h0.clear();
       p.dht.clear();
     }
     char tag[128];
-    std::snprintf(tag, sizeof tag, "chunk bwd %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
+    std::snprintf(tag, sizeof tag, "%schunk bwd %s %s%s%s", delta ? "" : "linear ",
+                  gate_name(c.gate), dims_str(d).c_str(),
                   c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
     const Problem pf = as_type<float>(p);
     compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true, c.want_dh0),
@@ -191,6 +200,35 @@ void chunk_bwd_cases(Report& rep) {
     compare(rep, std::string(tag) + " bf16",
             cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0), cpu_reference(pb, true),
             kTolBf16, kTolBf16);
+  }
+}
+
+// The chunkwise linear recurrence on shapes the loop below leaves out: the scan kernel's 64-
+// and 32-wide V tiles (many heads), strong per-channel decays, Mamba2-like scale 1.
+void linear_chunk_cases(Report& rep) {
+  struct Case {
+    int64_t B, T, H, K, V;
+    GateKind gate;
+    double decay, scale;
+  };
+  const Case cases[] = {{4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0},
+                        {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0},
+                        {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0},
+                        {2, 129, 3, 64, 64, GateKind::kScalar, 1.0, 1.0}};
+  uint64_t seed = 500;
+  for (const Case& c : cases) {
+    RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate,
+                     c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.K)), 64};
+    const Problem p = random_problem(d, false, ++seed, c.decay);
+    char tag[128];
+    std::snprintf(tag, sizeof tag, "linear chunk %s %s%s", gate_name(c.gate),
+                  dims_str(d).c_str(), c.decay > 1 ? " strong" : "");
+    const Problem pf = as_type<float>(p);
+    compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true),
+            cpu_reference(pf, true), kTolTf32, kTolTf32);
+    const Problem pb = as_type<__nv_bfloat16>(p);
+    compare(rep, std::string(tag) + " bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true),
+            cpu_reference(pb, true), kTolBf16, kTolBf16);
   }
 }
 
@@ -207,15 +245,15 @@ void random_cases(Report& rep, bool quick) {
         const Result ref = cpu_reference(pf, true);
         compare(rep, tag + "recurrent f32", cuda_run<float>(pf, Form::kRecurrent, true), ref,
                 kTolOut, kTolGrad);
-        if (delta)
-          compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(pf, Form::kChunk, true), ref,
-                  kTolTf32, kTolTf32);
+        compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(pf, Form::kChunk, true), ref,
+                kTolTf32, kTolTf32);
       }
-      if (delta) {
+      {
         const Problem pb = as_type<__nv_bfloat16>(p);
         const Result ref = cpu_reference(pb, true);
-        compare(rep, tag + "recurrent bf16", cuda_run<__nv_bfloat16>(pb, Form::kRecurrent, true),
-                ref, kTolBf16, kTolBf16);
+        if (delta)
+          compare(rep, tag + "recurrent bf16",
+                  cuda_run<__nv_bfloat16>(pb, Form::kRecurrent, true), ref, kTolBf16, kTolBf16);
         compare(rep, tag + "chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), ref,
                 kTolBf16, kTolBf16);
       }
@@ -254,6 +292,7 @@ void random_cases(Report& rep, bool quick) {
             cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), cpu_reference(pb, true), kTolBf16,
             kTolBf16);
   }
+  linear_chunk_cases(rep);
   chunk_bwd_cases(rep);
 }
 
@@ -311,7 +350,8 @@ void golden_cases(Report& rep, const std::string& dir) {
     GateKind gate;
   };
   for (G c : {G{"kda.", GateKind::kPerChannel}, G{"gdn.", GateKind::kScalar},
-              G{"deltanet.", GateKind::kNone}}) {
+              G{"deltanet.", GateKind::kNone}, G{"simple_gla.", GateKind::kScalar}}) {
+    const bool delta = std::string(c.prefix) != "simple_gla.";
     const std::string pre = c.prefix;
     auto get = [&](const char* name) { return f.read_f64(pre + name); };
     const auto shape = f.info(pre + "q").shape;
@@ -326,10 +366,11 @@ void golden_cases(Report& rep, const std::string& dir) {
                      64};
     Problem p;
     p.d = d;
+    p.delta = delta;
     p.q = get("q");
     p.k = get("k");
     p.v = get("v");
-    p.beta = get("beta");
+    if (delta) p.beta = get("beta");
     if (c.gate != GateKind::kNone) p.g = get("g");
     p.h0 = get("h0");
     p.do_ = get("do");
@@ -340,7 +381,7 @@ void golden_cases(Report& rep, const std::string& dir) {
     ref.dq = get("dq");
     ref.dk = get("dk");
     ref.dv = get("dv");
-    ref.dbeta = get("dbeta");
+    if (delta) ref.dbeta = get("dbeta");
     ref.dh0 = get("dh0");
     if (c.gate != GateKind::kNone) ref.dg = get("dg");
     const std::string tag = "golden " + pre.substr(0, pre.size() - 1) + " ";
@@ -348,6 +389,11 @@ void golden_cases(Report& rep, const std::string& dir) {
             kTolGrad);
     compare(rep, tag + "chunk f32 (tf32)", cuda_run<float>(p, Form::kChunk, true), ref, kTolTf32,
             kTolTf32);
+    if (!delta) {  // bf16: against the oracle on the bf16-rounded golden inputs
+      const Problem pb = as_type<__nv_bfloat16>(p);
+      compare(rep, tag + "chunk bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true),
+              cpu_reference(pb, true), kTolBf16, kTolBf16);
+    }
   }
 }
 

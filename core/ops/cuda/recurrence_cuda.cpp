@@ -20,7 +20,8 @@ Plan plan_for(const CudaRecurrenceInputs& in) {
   KIMI_CHECK(in.dims.K <= 128, "{}: key head dim {} on CUDA (the kernels hold a state column of K <= 128 values)",
              in.delta ? "delta_rule" : "linear_recurrence", in.dims.K);
   Plan p = plan_kernel(in);
-  // The chunk kernels tile V <= 128 in shared memory; wider values (GDN's expand_v = 2) recur.
+  // The chunk kernels (delta rule and linear recurrence) tile V <= 128 in shared memory; wider
+  // values (GDN's expand_v = 2) recur.
   p.chunk = p.chunk && in.dims.V <= 128;
   return p;
 }
@@ -29,11 +30,11 @@ Plan plan_kernel(const CudaRecurrenceInputs& in) {
   KIMI_CHECK(in.q.dtype() == DType::kF32 || in.q.dtype() == DType::kBF16,
              "{}: CUDA tensors must be F32 or BF16, got {}", in.delta ? "delta_rule" : "linear_recurrence",
              dtype_name(in.q.dtype()));
-  if (in.q.dtype() == DType::kBF16) return {DType::kBF16, in.chunk && in.delta};
+  if (in.q.dtype() == DType::kBF16) return {DType::kBF16, in.chunk};
   switch (compute_precision()) {
     case ComputePrecision::kFP32: return {DType::kF32, false};
-    case ComputePrecision::kTF32: return {DType::kF32, in.chunk && in.delta};
-    case ComputePrecision::kBF16: return {DType::kBF16, in.chunk && in.delta};
+    case ComputePrecision::kTF32: return {DType::kF32, in.chunk};
+    case ComputePrecision::kBF16: return {DType::kBF16, in.chunk};
   }
   return {DType::kF32, false};
 }
@@ -64,12 +65,18 @@ void run_fwd(const CudaRecurrenceInputs& in, bool chunk, const Tensor& q, const 
              const Tensor& ht) {
   const auto& d = in.dims;
   cudaStream_t s = cuda::stream();
-  if (in.delta && chunk)
+  if (in.delta && d.T == 1 && h0.defined())  // decoding: the state read once and written once
+    cuda::delta_rule_decode_step<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g), cptr<Ti>(beta),
+                                     fptr(h0), fmptr(ht), mptr<Ti>(o), s);
+  else if (in.delta && chunk)
     cuda::delta_rule_chunk_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g), cptr<Ti>(beta),
                                    fptr(h0), mptr<Ti>(o), fmptr(ht), s);
   else if (in.delta)
     cuda::delta_rule_recurrent_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
                                        cptr<Ti>(beta), fptr(h0), mptr<Ti>(o), fmptr(ht), s);
+  else if (chunk)
+    cuda::linear_recurrence_chunk_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
+                                          fptr(h0), mptr<Ti>(o), fmptr(ht), s);
   else
     cuda::linear_recurrence_recurrent_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
                                               fptr(h0), mptr<Ti>(o), fmptr(ht), s);
@@ -91,6 +98,11 @@ void run_bwd(const CudaRecurrenceInputs& in, bool chunk, const std::vector<Tenso
       cuda::delta_rule_recurrent_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]), cptr<Ti>(x[4]), fptr(x[5]),
         cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]), mptr<Ti>(dx[3]),
         mptr<Ti>(dx[4]), fmptr(dx[5]), s);
+  } else if (chunk) {
+    cuda::linear_recurrence_chunk_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]),
+                                          cptr<Ti>(x[3]), fptr(x[5]), cptr<Ti>(d_o), fptr(dht),
+                                          mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]),
+                                          mptr<Ti>(dx[3]), fmptr(dx[5]), s);
   } else {
     cuda::linear_recurrence_recurrent_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]),
                                               cptr<Ti>(x[3]), fptr(x[5]), cptr<Ti>(d_o), fptr(dht),

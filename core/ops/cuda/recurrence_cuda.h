@@ -6,8 +6,8 @@
 //   tf32 / bf16 the chunk kernels for form chunk (operands TF32 / rounded to bf16), the
 //               recurrent ones for form recurrent.
 // BF16 tensors run the bf16 kernels. States (h0, ht, their gradients) are F32 on the GPU.
-// The gated linear recurrence (Mamba2) has recurrent CUDA kernels only, and so does V > 128.
-// K <= 128 on CUDA.
+// This holds for the delta rule and the gated linear recurrence (Mamba2) alike; V > 128 always
+// runs the recurrent kernels. K <= 128 on CUDA.
 #pragma once
 
 #include <vector>
