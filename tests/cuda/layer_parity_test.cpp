@@ -48,7 +48,7 @@ std::vector<std::pair<std::string, MixerOptions>> layer_cases() {
     o.d_model = 48, o.num_heads = 2, o.head_dim = 16, o.expand_v = 1.5, o.chunk_size = 16;
     o.init_std = 0.1;
     if (kind == "gdn") o.output_gate = "swish";
-    if (kind == "mamba2") o.expand = 1, o.d_state = 8, o.n_groups = 2;
+    if (kind == "mamba2") o.expand = 2, o.d_state = 8, o.n_groups = 2;  // 6 heads over 2 groups
     if (kind == "attention") o.num_kv_heads = 1, o.rope = true;
     if (kind == "mla") o.kv_lora_rank = 12, o.q_lora_rank = 10, o.qk_rope_dim = 4, o.v_head_dim = 6;
     out.emplace_back(kind, o);

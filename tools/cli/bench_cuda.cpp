@@ -46,7 +46,7 @@ Reference reference_for(const std::string& mixer, int64_t T) {
 double forward_flops(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D) {
   const double th = static_cast<double>(B) * T * H, C = 64, K = D, V = D;
   if (mixer == "attention") return 2.0 * B * H * static_cast<double>(T) * T * D;  // causal: half of 4 T^2 D
-  if (mixer == "mamba2") return th * 6 * K * V;                                   // recurrent form
+  if (mixer == "mamba2") return th * 2 * (C * K + C * V + 2 * K * V);  // A_qk | O intra | O inter, S
   return th * 2 * (3 * C * K + 2 * C * V + 3 * K * V);  // A_kk, A_qk, W | U, O intra | V', O inter, S
 }
 
