@@ -11,6 +11,9 @@
 namespace kimi {
 
 // --- binary, with NumPy broadcasting ---------------------------------------------------
+// Float operands of different dtypes meet in the wider one, as in PyTorch (F32 with BF16 gives
+// F32, BF16 with F16 gives F32); each input's gradient comes back in its own dtype.
+DType promote_float(DType a, DType b);  // throws unless both are float dtypes
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -80,7 +83,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
-// cond: any dtype, nonzero = true; broadcasts.
+// cond: any dtype, nonzero = true; broadcasts. a and b promote as the binary ops do.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 

@@ -2,12 +2,21 @@
 
 #include <atomic>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace kimi {
 namespace {
 std::atomic<ComputePrecision> g_precision{ComputePrecision::kFP32};
+std::atomic<DType> g_activation{DType::kF32};
 }  // namespace
+
+DType activation_dtype() { return g_activation.load(std::memory_order_relaxed); }
+void set_activation_dtype(DType t) {
+  KIMI_CHECK(t == DType::kF32 || t == DType::kBF16, "activation dtype {} (want F32 or BF16)",
+             dtype_name(t));
+  g_activation.store(t, std::memory_order_relaxed);
+}
 
 ComputePrecision compute_precision() { return g_precision.load(std::memory_order_relaxed); }
 void set_compute_precision(ComputePrecision p) { g_precision.store(p, std::memory_order_relaxed); }

@@ -10,6 +10,7 @@
 #include "core/cuda/check.h"
 #include "core/cuda/copy.h"
 #include "core/error.h"
+#include "core/ops/cuda/cuda_tensor.h"
 #include "core/tensor.h"
 
 namespace kimi {
@@ -23,22 +24,9 @@ static_assert(static_cast<int>(cuda::ElemType::kF32) == static_cast<int>(DType::
                   static_cast<int>(cuda::ElemType::kI64) == static_cast<int>(DType::kI64),
               "cuda::ElemType must mirror kimi::DType");
 
-cuda::StridedView view_of(const Tensor& t) {
-  KIMI_CHECK(t.dim() <= cuda::kMaxDims, "CUDA copy: rank {} > {}", t.dim(), cuda::kMaxDims);
-  cuda::StridedView v;
-  v.data = t.raw_data();
-  v.type = static_cast<cuda::ElemType>(t.dtype());
-  v.ndim = static_cast<int>(t.dim());
-  for (int d = 0; d < v.ndim; ++d) {
-    v.shape[d] = t.shape()[d];
-    v.strides[d] = t.strides()[d];
-  }
-  return v;
-}
-
 // A contiguous view of `t`'s shape over `data` with element type `type`.
 cuda::StridedView contiguous_view(const Tensor& t, void* data, DType type) {
-  cuda::StridedView v = view_of(t);
+  cuda::StridedView v = cuda_view(t);
   v.data = data;
   v.type = static_cast<cuda::ElemType>(type);
   int64_t acc = 1;
@@ -62,7 +50,7 @@ void host_to_device(const Tensor& dst, const Tensor& src) {
   }
   cuda::Buffer staging(nbytes);
   cuda::copy_to_device(staging.get(), host.raw_data(), nbytes);
-  cuda::copy_strided(view_of(dst), contiguous_view(dst, staging.get(), dst.dtype()));
+  cuda::copy_strided(cuda_view(dst), contiguous_view(dst, staging.get(), dst.dtype()));
 }
 
 void device_to_host(const Tensor& dst, const Tensor& src) {
@@ -71,7 +59,7 @@ void device_to_host(const Tensor& dst, const Tensor& src) {
   const void* from = src.raw_data();
   if (!src.is_contiguous()) {
     staging = cuda::Buffer(nbytes);
-    cuda::copy_strided(contiguous_view(src, staging.get(), src.dtype()), view_of(src));
+    cuda::copy_strided(contiguous_view(src, staging.get(), src.dtype()), cuda_view(src));
     from = staging.get();
   }
   if (dst.is_contiguous() && dst.dtype() == src.dtype()) {
@@ -118,7 +106,7 @@ void device_copy(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   const bool dst_dev = dst.device() == Device::kCUDA, src_dev = src.device() == Device::kCUDA;
   if (dst_dev && src_dev) {
-    cuda::copy_strided(view_of(dst), view_of(src));
+    cuda::copy_strided(cuda_view(dst), cuda_view(src));
   } else if (dst_dev) {
     host_to_device(dst, src);
   } else if (src_dev) {
@@ -132,7 +120,7 @@ void device_copy(const Tensor& dst, const Tensor& src) {
 void device_fill(const Tensor& dst, double value) {
   KIMI_CHECK(dst.device() == Device::kCUDA, "device_fill on a {} tensor",
              device_name(dst.device()));
-  cuda::fill_strided(view_of(dst), value);
+  cuda::fill_strided(cuda_view(dst), value);
 }
 
 }  // namespace kimi

@@ -8,38 +8,13 @@
 
 #include "core/cuda/allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/elem_access.cuh"
 #include "core/cuda/optim.h"
 
 namespace kimi::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n, int64_t cap = int64_t{1} << 20) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, cap));
-}
-
-#define KIMI_GRID_STRIDE(i, n)                                                  \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
-       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-__device__ __forceinline__ acc_t<T> ld(const T* p) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    return __bfloat162float(*p);
-  else
-    return *p;
-}
-template <class T, class A>
-__device__ __forceinline__ void st(T* p, A v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    *p = __float2bfloat16(static_cast<float>(v));
-  else
-    *p = static_cast<T>(v);
-}
+using namespace elem;
 
 __global__ void adamw_kernel(int64_t n, float* p, const float* g, float* m, float* v,
                              AdamWStep s) {

@@ -8,34 +8,13 @@
 
 #include "core/cuda/allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/elem_access.cuh"
 #include "core/cuda/rope.h"
 
 namespace kimi::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-__device__ __forceinline__ acc_t<T> ld(const T* p) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    return __bfloat162float(*p);
-  else
-    return *p;
-}
-template <class T, class A>
-__device__ __forceinline__ void st(T* p, A v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    *p = __float2bfloat16(static_cast<float>(v));
-  else
-    *p = static_cast<T>(v);
-}
-
-unsigned grid_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t{1} << 20));
-}
+using namespace elem;
 
 // cs[t * half + i] = cos(a), sn[...] = sign * sin(a), a = (pos0 + t) * theta^(-2i/D).
 template <class A>

@@ -10,41 +10,15 @@
 
 #include "core/cuda/allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/elem_access.cuh"
 #include "core/cuda/sequence.h"
 
 namespace kimi::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+using namespace elem;
 constexpr int kColTile = 32, kRowLanes = 8;  // reduction blocks: (kColTile, kRowLanes)
 constexpr int64_t kMinRowsPerSlab = 256, kMaxSlabs = 1024;
-
-// Accumulator type: fp32 for F32 and BF16, fp64 for F64.
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-__device__ __forceinline__ acc_t<T> ld(const T* p) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    return __bfloat162float(*p);
-  else
-    return *p;
-}
-template <class T, class A>
-__device__ __forceinline__ void st(T* p, A v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    *p = __float2bfloat16(static_cast<float>(v));
-  else
-    *p = static_cast<T>(v);
-}
-
-unsigned grid_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t{1} << 20));
-}
-
-#define KIMI_GRID_STRIDE(i, n)                                                  \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
-       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 // Calls f(T{}) for the float element types.
 template <class F>

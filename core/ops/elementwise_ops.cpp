@@ -27,6 +27,22 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
+DType promote_float(DType a, DType b) {
+  KIMI_CHECK(is_floating(a) && is_floating(b), "no float promotion between {} and {}",
+             dtype_name(a), dtype_name(b));
+  if (a == b) return a;
+  if (a == DType::kF64 || b == DType::kF64) return DType::kF64;
+  return DType::kF32;  // F32 with a 16-bit type, or BF16 with F16
+}
+
+// Mixed float dtypes: both operands through the differentiable to(), whose backward hands each
+// input its gradient in its own dtype. The kernels then see one dtype, as before.
+template <class Op>
+static Tensor promoted(Op op, const Tensor& a, const Tensor& b) {
+  const DType t = promote_float(a.dtype(), b.dtype());
+  return op(a.to(t), b.to(t));
+}
+
 static Tensor binary_forward(BinaryKind kind, const Tensor& a, const Tensor& b, const char* name) {
   check_same_device(a, b, name);
   KIMI_CHECK(a.dtype() == b.dtype(), "{}: dtypes {} and {} differ", name, dtype_name(a.dtype()),
@@ -63,6 +79,7 @@ static Tensor binary_forward(BinaryKind kind, const Tensor& a, const Tensor& b, 
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return promoted(add, a, b);
   Shape sa = a.shape(), sb = b.shape();
   return record("add", binary_forward(BinaryKind::kAdd, a, b, "add"), {a, b},
                 [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -71,6 +88,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return promoted(sub, a, b);
   Shape sa = a.shape(), sb = b.shape();
   return record("sub", binary_forward(BinaryKind::kSub, a, b, "sub"), {a, b},
                 [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -80,6 +98,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 // da = g * b, db = g * a
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return promoted(mul, a, b);
   return record("mul", binary_forward(BinaryKind::kMul, a, b, "mul"), {a, b},
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                   Tensor da = a.requires_grad() ? sum_to_shape(mul(g[0], b), a.shape()) : Tensor();
@@ -90,6 +109,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 // da = g / b, db = -g a / b^2
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return promoted(div, a, b);
   return record("div", binary_forward(BinaryKind::kDiv, a, b, "div"), {a, b},
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                   Tensor da = a.requires_grad() ? sum_to_shape(div(g[0], b), a.shape()) : Tensor();
@@ -119,6 +139,7 @@ static Tensor max_mask(const Tensor& a, const Tensor& b, const Shape& shape) {
 
 // The gradient goes to a where a >= b, else to b (one side only, as the forward picks one).
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return promoted(maximum, a, b);
   return record("maximum", binary_forward(BinaryKind::kMax, a, b, "maximum"), {a, b},
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                   Tensor ma = max_mask(a, b, g[0].shape());

@@ -148,6 +148,10 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 // out = cond ? a : b (all three broadcast);  da = g * cond, db = g * !cond (summed to shape)
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) {
+    const DType t = promote_float(a.dtype(), b.dtype());
+    return where(cond, a.to(t), b.to(t));
+  }
   check_same_device(a, b, "where");
   check_same_device(a, cond, "where");
   KIMI_CHECK(a.dtype() == b.dtype(), "where: a is {}, b is {}", dtype_name(a.dtype()),

@@ -16,26 +16,6 @@ static_assert(static_cast<int>(cuda::UnaryOp::kPowScalar) ==
 static_assert(static_cast<int>(cuda::BinaryOp::kMax) == static_cast<int>(cpu::BinaryKind::kMax) &&
               static_cast<int>(cuda::BinaryOp::kAdd) == static_cast<int>(cpu::BinaryKind::kAdd));
 
-cuda::StridedView cuda_view(const Tensor& t) {
-  KIMI_CHECK(t.dim() <= cuda::kMaxDims, "CUDA op: rank {} > {} ({})", t.dim(), cuda::kMaxDims,
-             t.str());
-  cuda::StridedView v;
-  v.data = t.raw_data();
-  v.type = static_cast<cuda::ElemType>(t.dtype());
-  v.ndim = static_cast<int>(t.dim());
-  for (int d = 0; d < v.ndim; ++d) {
-    v.shape[d] = t.shape()[d];
-    v.strides[d] = t.strides()[d];
-  }
-  return v;
-}
-
-void check_cuda_float(const Tensor& t, const char* op) {
-  const DType d = t.dtype();
-  KIMI_CHECK(d == DType::kF32 || d == DType::kF64 || d == DType::kBF16,
-             "{}: unsupported dtype {} on CUDA (want F32, F64 or BF16)", op, dtype_name(d));
-}
-
 static Tensor binary_to(cuda::BinaryOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
   check_cuda_float(a, "binary op");
   Tensor out = Tensor::empty(shape, a.dtype(), Device::kCUDA);

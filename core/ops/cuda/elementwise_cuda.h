@@ -3,16 +3,10 @@
 // -DKIMI_LAB_CUDA=ON. Float tensors may be F32, F64 or BF16 (bf16 computes in fp32).
 #pragma once
 
-#include "core/cuda/copy.h"
 #include "core/kernels/cpu/elementwise.h"
-#include "core/tensor.h"
+#include "core/ops/cuda/cuda_tensor.h"
 
 namespace kimi {
-
-// The raw view of a tensor (checks rank <= cuda::kMaxDims).
-cuda::StridedView cuda_view(const Tensor& t);
-// Fails unless t is F32, F64 or BF16 (the float types the CUDA op kernels take).
-void check_cuda_float(const Tensor& t, const char* op);
 
 // a op b broadcast to `shape` (a, b on CUDA, same dtype).
 Tensor cuda_binary(cpu::BinaryKind kind, const Tensor& a, const Tensor& b, const Shape& shape);

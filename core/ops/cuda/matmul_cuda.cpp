@@ -9,17 +9,11 @@
 #include "core/autograd.h"
 #include "core/cuda/gemm.h"
 #include "core/cuda/sequence.h"
+#include "core/ops/cuda/cuda_tensor.h"
 #include "core/precision.h"
 
 namespace kimi {
 namespace {
-
-cuda::ElemType elem(DType t) { return static_cast<cuda::ElemType>(t); }
-
-void check_float(DType t, const char* op) {
-  KIMI_CHECK(t == DType::kF32 || t == DType::kBF16 || t == DType::kF64,
-             "{}: CUDA tensors must be F32, BF16 or F64, got {}", op, dtype_name(t));
-}
 
 cuda::GemmMath gemm_math() {
   switch (compute_precision()) {
@@ -99,7 +93,7 @@ void gemm_into(const Tensor& C, cuda::GemmMath math, int64_t batch, int64_t M, i
     M *= batch;
     batch = 1;
   }
-  cuda::gemm(elem(C.dtype()), math, batch, M, N, K, 1.0, A, B, beta, C.raw_data(), N, stride_c);
+  cuda::gemm(elem_type(C.dtype()), math, batch, M, N, K, 1.0, A, B, beta, C.raw_data(), N, stride_c);
 }
 
 // The upstream gradient, detached, on the GPU, in dtype dt.
@@ -114,7 +108,7 @@ Tensor grad_as(const Tensor& g, DType dt) {
 // C = A B;  dA = dC B^T;  dB = A^T dC (summed over the batch when B is a shared 2-d matrix)
 Tensor cuda_matmul(const Tensor& a, const Tensor& b) {
   const DType dt = a.dtype();
-  check_float(dt, "matmul");
+  check_cuda_float(dt, "matmul");
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   const bool shared_b = b.dim() == 2;
   int64_t batch = 1;
@@ -151,7 +145,7 @@ Tensor cuda_matmul(const Tensor& a, const Tensor& b) {
 // y = x W^T + b;  dx = dy W, dW = dy^T x, db = column sums of dy
 Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   const DType dt = x.dtype();
-  check_float(dt, "linear");
+  check_cuda_float(dt, "linear");
   KIMI_CHECK(w.device() == Device::kCUDA && (!bias.defined() || bias.device() == Device::kCUDA),
              "linear: a CUDA input with weight {} and bias {}", w.str(),
              bias.defined() ? bias.str() : "none");
@@ -171,7 +165,7 @@ Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
                bias.str(), out_f, dtype_name(dt));
     // y starts as the bias rows and the GEMM adds into it (beta = 1): one rounding in bf16.
     Tensor bc = bias.detach().contiguous();
-    cuda::broadcast_rows(elem(dt), rows, out_f, bc.raw_data(), y.raw_data());
+    cuda::broadcast_rows(elem_type(dt), rows, out_f, bc.raw_data(), y.raw_data());
     beta = 1;
   }
   gemm_into(y, math, 1, rows, out_f, in, X.op, transposed(Wt.op), beta);
@@ -194,7 +188,7 @@ Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
       if (bias.requires_grad()) {
         const Tensor gc = G.keep.contiguous();
         db = Tensor::empty(bias.shape(), dt, Device::kCUDA);
-        cuda::column_sum(elem(dt), rows, out_f, gc.raw_data(), db.raw_data());
+        cuda::column_sum(elem_type(dt), rows, out_f, gc.raw_data(), db.raw_data());
       }
       grads.push_back(db);
     }

@@ -5,16 +5,10 @@
 
 #include "core/autograd.h"
 #include "core/cuda/sequence.h"
+#include "core/ops/cuda/cuda_tensor.h"
 
 namespace kimi {
 namespace {
-
-cuda::ElemType elem(DType t) { return static_cast<cuda::ElemType>(t); }
-
-void check_float(DType t, const char* op) {
-  KIMI_CHECK(t == DType::kF32 || t == DType::kBF16 || t == DType::kF64,
-             "{}: CUDA tensors must be F32, BF16 or F64, got {}", op, dtype_name(t));
-}
 
 void check_on_cuda(const Tensor& t, const char* op) {
   if (t.defined())
@@ -41,14 +35,14 @@ Tensor grad_as(const Tensor& g, DType dt) {
 Tensor cuda_causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias,
                           const Tensor& prefix) {
   const DType dt = x.dtype();
-  check_float(dt, "causal_conv1d");
+  check_cuda_float(dt, "causal_conv1d");
   check_on_cuda(bias, "causal_conv1d");
   check_on_cuda(prefix, "causal_conv1d");
   const int64_t B = x.size(0), Tn = x.size(1), D = x.size(2), W = w.size(1);
   const Tensor xc = detached_contiguous(x), wc = detached_contiguous(w),
                bc = detached_contiguous(bias), pc = detached_contiguous(prefix);
   Tensor y = Tensor::empty({B, Tn, D}, dt, Device::kCUDA);
-  cuda::causal_conv1d_fwd(elem(dt), B, Tn, D, W, xc.raw_data(), wc.raw_data(), ptr(bc), ptr(pc),
+  cuda::causal_conv1d_fwd(elem_type(dt), B, Tn, D, W, xc.raw_data(), wc.raw_data(), ptr(bc), ptr(pc),
                           y.raw_data());
   const bool has_bias = bias.defined(), has_prefix = prefix.defined();
   std::vector<Tensor> inputs = {x, w};
@@ -61,7 +55,7 @@ Tensor cuda_causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias,
         Tensor dw = Tensor::empty({D, W}, dt, Device::kCUDA);
         Tensor db = has_bias ? Tensor::empty({D}, dt, Device::kCUDA) : Tensor();
         Tensor dp = has_prefix ? Tensor::empty({B, W - 1, D}, dt, Device::kCUDA) : Tensor();
-        cuda::causal_conv1d_bwd(elem(dt), B, Tn, D, W, gc.raw_data(), xc.raw_data(),
+        cuda::causal_conv1d_bwd(elem_type(dt), B, Tn, D, W, gc.raw_data(), xc.raw_data(),
                                 wc.raw_data(), ptr(pc), dx.raw_data(), dw.raw_data(), mptr(db),
                                 mptr(dp));
         std::vector<Tensor> grads = {dx, dw};
@@ -75,7 +69,7 @@ Tensor cuda_causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias,
 // with atomics into an fp32 (fp64 for F64) buffer, then converted to the weight's dtype.
 Tensor cuda_embedding(const Tensor& weight, const Tensor& ids) {
   const DType dt = weight.dtype();
-  check_float(dt, "embedding");
+  check_cuda_float(dt, "embedding");
   const int64_t V = weight.size(0), D = weight.size(1), n = ids.numel();
   Tensor idc;
   if (ids.device() == Device::kCPU) {  // checked on the host for free, then uploaded
@@ -87,7 +81,7 @@ Tensor cuda_embedding(const Tensor& weight, const Tensor& ids) {
   } else {
     // One small read back per call: an out-of-range id must throw, not read stray memory.
     idc = ids.contiguous();
-    const int64_t bad = cuda::embedding_first_bad_id(elem(idc.dtype()), n, V, idc.raw_data());
+    const int64_t bad = cuda::embedding_first_bad_id(elem_type(idc.dtype()), n, V, idc.raw_data());
     if (bad >= 0) {
       const auto id = static_cast<int64_t>(idc.reshape({n}).narrow(0, bad, 1).item());
       KIMI_FAIL("embedding: id {} at position {} out of range [0, {})", id, bad, V);
@@ -97,13 +91,13 @@ Tensor cuda_embedding(const Tensor& weight, const Tensor& ids) {
   Shape out_shape = ids.shape();
   out_shape.push_back(D);
   Tensor y = Tensor::empty(out_shape, dt, Device::kCUDA);
-  cuda::embedding_fwd(elem(dt), elem(idc.dtype()), n, V, D, idc.raw_data(), wc.raw_data(),
+  cuda::embedding_fwd(elem_type(dt), elem_type(idc.dtype()), n, V, D, idc.raw_data(), wc.raw_data(),
                       y.raw_data());
   return record("embedding", y, {weight}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     const Tensor gc = grad_as(g[0], dt);
     const DType acc_dt = dt == DType::kF64 ? DType::kF64 : DType::kF32;
     Tensor acc = Tensor::zeros({V, D}, acc_dt, Device::kCUDA);
-    cuda::embedding_bwd(elem(dt), elem(idc.dtype()), n, V, D, idc.raw_data(), gc.raw_data(),
+    cuda::embedding_bwd(elem_type(dt), elem_type(idc.dtype()), n, V, D, idc.raw_data(), gc.raw_data(),
                         acc.raw_data());
     return {acc.dtype() == dt ? acc : acc.to(dt)};
   });
