@@ -71,6 +71,13 @@ static void accumulate(Tensor& slot, const Tensor& g) {
   slot = slot.defined() ? add(slot, g) : g;
 }
 
+// A tensor's gradient in the tensor's own float dtype (autocast: a BF16 activation reached by
+// an F32 gradient, or the reverse), so slots and leaves never mix dtypes.
+static Tensor in_dtype_of(const Tensor& g, const Tensor& t) {
+  if (g.dtype() == t.dtype() || !is_floating(g.dtype()) || !is_floating(t.dtype())) return g;
+  return g.to(t.dtype());
+}
+
 // Depth-first post-order over the nodes reachable from the roots. Holds each node alive:
 // releasing a parent drops the last reference to its children.
 static std::vector<std::shared_ptr<Node>> topo_order(const std::vector<Tensor>& roots) {
@@ -110,9 +117,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     KIMI_CHECK(r.requires_grad(), "backward from a tensor that does not require grad");
     KIMI_CHECK(grads[i].shape() == r.shape(), "backward: gradient shape {} for a tensor of shape {}",
                shape_str(grads[i].shape()), shape_str(r.shape()));
+    const Tensor gr = in_dtype_of(grads[i], r);
     if (!r.grad_fn()) {  // a leaf root
       Tensor g = r.grad();
-      accumulate(g, grads[i]);
+      accumulate(g, gr);
       const_cast<Tensor&>(r).set_grad(g);
       continue;
     }
@@ -122,7 +130,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                r.grad_fn()->name());
     auto& slots = pending[r.grad_fn().get()];
     slots.resize(r.grad_fn()->num_outputs());
-    accumulate(slots[r.output_nr()], grads[i]);
+    accumulate(slots[r.output_nr()], gr);
   }
   std::vector<std::shared_ptr<Node>> order = topo_order(roots);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
@@ -142,6 +150,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       if (!in.defined() || !gin[i].defined() || !in.requires_grad()) continue;
       KIMI_CHECK(gin[i].shape() == in.shape(), "op '{}' gave input {} a gradient of shape {}, want {}",
                  node->name(), i, shape_str(gin[i].shape()), shape_str(in.shape()));
+      gin[i] = in_dtype_of(gin[i], in);
       if (in.grad_fn()) {
         auto& slots = pending[in.grad_fn().get()];
         slots.resize(in.grad_fn()->num_outputs());

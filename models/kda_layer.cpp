@@ -23,7 +23,8 @@ KdaLayer::KdaLayer(const MixerOptions& opt, Rng& rng)
 Tensor KdaLayer::forward(const Tensor& x, MixerState* state_in) {
   RecurrentState* state = state_in ? as_recurrent_state(state_in, x.size(0), "kda") : nullptr;
   Qkv qkv = project_qkv(x, state);
-  // g = -exp(A_log)[h] * softplus(f + dt_bias), per key channel, in log space (<= 0).
+  // g = -exp(A_log)[h] * softplus(f + dt_bias), per key channel, in log space (<= 0). Under
+  // autocast the F32 dt_bias promotes f: the log-decays stay fp32 up to the kernel.
   Tensor f = split_heads(softplus(f_proj->forward(x) + dt_bias), H_);
   Tensor g = f * neg(exp(A_log)).reshape({H_, 1});
   Tensor beta = sigmoid(b_proj->forward(x));

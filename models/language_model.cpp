@@ -70,7 +70,9 @@ Tensor LanguageModel::forward(const Tensor& ids, ModelState* state) {
   Tensor h = embeddings_->forward(ids);
   for (size_t i = 0; i < layers_.size(); ++i) h = layers_[i]->forward(h, state ? state->layers[i].get() : nullptr);
   h = norm_->forward(h);
-  return lm_head_ ? lm_head_->forward(h) : linear(h, embeddings_->weight);
+  if (lm_head_) return lm_head_->forward(h);
+  h = nn::autocast(h);
+  return linear(h, nn::cast_like(embeddings_->weight, h));
 }
 
 ModelState LanguageModel::new_state(int64_t batch) const {
@@ -79,9 +81,11 @@ ModelState LanguageModel::new_state(int64_t batch) const {
   return s;
 }
 
+// BF16 logits (autocast) give an F32 loss: the cross-entropy kernels compute in fp32.
 Tensor lm_loss(const Tensor& logits, const Tensor& labels) {
   const int64_t V = logits.size(-1);
-  return cross_entropy(logits.reshape({-1, V}), labels.reshape({-1}));
+  Tensor loss = cross_entropy(logits.reshape({-1, V}), labels.reshape({-1}));
+  return loss.dtype() == DType::kBF16 ? loss.to(DType::kF32) : loss;
 }
 
 }  // namespace kimi::models

@@ -63,11 +63,11 @@ Tensor Mamba2Layer::forward(const Tensor& x, MixerState* state_in) {
       linear_recurrence(heads_from_groups(xbc_parts[2]), heads_from_groups(xbc_parts[1]),
                         xs * dt.unsqueeze(-1), g, state ? state->h : Tensor(), ro);
   if (state) state->h = r.ht.detach();
-  Tensor y = merge_heads(r.o + xs * D.reshape({H_, 1})) * silu(zxd[0]);
+  Tensor y = merge_heads(r.o + xs * nn::cast_like(D, xs).reshape({H_, 1})) * silu(zxd[0]);
   // The gated norm normalises each group of d_inner / G channels (mamba_ssm's group_size).
   y = rms_norm(y.reshape({B, T, G_, d_inner_ / G_}), Tensor(), opt_.norm_eps)
           .reshape({B, T, d_inner_});
-  return out_proj->forward(y * norm->weight);
+  return out_proj->forward(y * nn::cast_like(norm->weight, y));
 }
 
 }  // namespace kimi::models

@@ -26,7 +26,7 @@ void check_output_gate(const std::string& act, const char* layer) {
 
 Tensor gated_rms_norm(const Tensor& o, const Tensor& weight, double eps, const Tensor& z,
                       const std::string& act) {
-  Tensor y = rms_norm(o, weight, eps);
+  Tensor y = rms_norm(o, nn::cast_like(weight, o), eps);
   if (act == "none" || !z.defined()) return y;
   return y * (act == "sigmoid" ? sigmoid(z) : silu(z));
 }

@@ -67,7 +67,7 @@ Tensor MlaLayer::attend_expanded(const Tensor& q, const Tensor& latent,
 // out_h = W_v,h (sum_j p_j c_j): one shared key [c, k_pe] and value c for all heads.
 Tensor MlaLayer::attend_absorbed(const Tensor& q, const Tensor& latent,
                                  const Tensor& k_shared) const {
-  Tensor w = kv_b_proj->weight.reshape({H_, nope_ + vd_, rank_});
+  Tensor w = nn::cast_like(kv_b_proj->weight, latent).reshape({H_, nope_ + vd_, rank_});
   std::vector<Tensor> wkv = split(w, {nope_, vd_}, 1);  // [H,nope,rank], [H,vd,rank]
   Tensor q_nope = rope_ > 0 ? q.narrow(3, 0, nope_) : q;
   Tensor qa = per_head_matmul(q_nope, wkv[0]);  // [B,T,H,rank]

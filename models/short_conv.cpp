@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/nn/layers.h"
+
 namespace kimi::models {
 
 ShortConv::ShortConv(int64_t dim_, int64_t width_, bool has_bias, bool silu_, Rng& rng, DType dtype)
@@ -21,12 +23,13 @@ Tensor ShortConv::new_tail(int64_t batch) const {
 
 Tensor ShortConv::forward(const Tensor& x, Tensor* tail) const {
   const bool keep = tail && width > 1;
-  Tensor prefix = keep ? *tail : Tensor();
+  Tensor prefix = keep ? nn::cast_like(*tail, x) : Tensor();
   if (keep)
     KIMI_CHECK(prefix.defined() && prefix.shape() == Shape({x.size(0), width - 1, dim}),
                "ShortConv: tail {} for input {}", prefix.defined() ? prefix.str() : "undefined",
                x.str());
-  Tensor y = causal_conv1d(x, weight.reshape({dim, width}), bias, prefix);
+  Tensor y = causal_conv1d(x, nn::cast_like(weight, x).reshape({dim, width}), nn::cast_like(bias, x),
+                           prefix);
   if (keep) {
     NoGradGuard no_grad;
     Tensor all = concat({prefix, x.detach()}, 1);

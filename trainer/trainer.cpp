@@ -117,6 +117,10 @@ Session open_session(const RunRequest& req) {
   // moments are made where the parameters are.
   s.model->to(s.device);
   set_compute_precision(compute_precision_from_name(s.cfg.train.precision));
+  // bf16 on the GPU also means BF16 activations (autocast); parameters, gradients, AdamW
+  // moments and recurrent states stay F32.
+  const bool autocast = s.device == Device::kCUDA && compute_precision() == ComputePrecision::kBF16;
+  set_activation_dtype(autocast ? DType::kBF16 : DType::kF32);
   const auto& t = s.cfg.train;
   s.opt = std::make_unique<optim::AdamW>(s.model->named_parameters(),
                                          optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
@@ -293,7 +297,9 @@ RunResult run_training(const RunRequest& req) {
   spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}{}", s.dir,
                s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","), s.model->num_parameters(),
                s.task->name(), s.task->vocab_size(), device_name(s.device),
-               s.device == Device::kCUDA ? fmt::format(" ({} products)", s.cfg.train.precision) : "");
+               s.device == Device::kCUDA ? fmt::format(" ({} products{})", s.cfg.train.precision,
+                                                         activation_dtype() == DType::kBF16 ? ", bf16 activations" : "")
+                                          : "");
   if (s.start_step > 0) spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
   return TrainLoop(s, req).run();
 }

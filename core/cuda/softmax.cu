@@ -126,7 +126,7 @@ __global__ void ce_fwd_kernel(int64_t rows, int64_t c, const T* __restrict__ x,
 // One block: loss = sum(row_loss) / count (fp64, fixed order), inv_count = 1 / count or 0.
 template <class T, class Ix>
 __global__ void ce_total_kernel(int64_t rows, const Ix* __restrict__ targets, int64_t ignore,
-                                const acc_t<T>* __restrict__ row_loss, T* __restrict__ loss,
+                                const acc_t<T>* __restrict__ row_loss, acc_t<T>* __restrict__ loss,
                                 acc_t<T>* __restrict__ inv_count) {
   __shared__ double s_sum[32];
   __shared__ long long s_cnt[32];
@@ -148,7 +148,7 @@ __global__ void ce_total_kernel(int64_t rows, const Ix* __restrict__ targets, in
     cnt = 0;
     for (unsigned w = 0; w < blockDim.x / 32; ++w) sum += s_sum[w], cnt += s_cnt[w];
     const double inv = cnt ? 1.0 / static_cast<double>(cnt) : 0.0;
-    *loss = from_acc<T>(static_cast<acc_t<T>>(sum * inv));
+    *loss = static_cast<acc_t<T>>(sum * inv);
     *inv_count = static_cast<acc_t<T>>(inv);
   }
 }
@@ -158,10 +158,10 @@ template <class T, class Ix>
 __global__ void ce_bwd_kernel(int64_t rows, int64_t c, const T* __restrict__ x,
                               const Ix* __restrict__ targets, int64_t ignore,
                               const acc_t<T>* __restrict__ lse,
-                              const acc_t<T>* __restrict__ inv_count, const T* __restrict__ g,
+                              const acc_t<T>* __restrict__ inv_count, const acc_t<T>* __restrict__ g,
                               T* __restrict__ dx) {
   using A = acc_t<T>;
-  const A scale = to_acc<A>(*g) * *inv_count;
+  const A scale = *g * *inv_count;
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const int64_t t = static_cast<int64_t>(targets[r]);
     const A l = lse[r];
@@ -227,7 +227,7 @@ void cross_entropy_forward(ElemType t, int64_t rows, int64_t c, const void* x,
         KIMI_CUDA_CHECK_LAUNCH();
       }
       ce_total_kernel<T, Ix><<<1, 1024, 0, stream()>>>(rows, tp, ignore, row_loss.as<A>(),
-                                                       static_cast<T*>(loss),
+                                                       static_cast<A*>(loss),
                                                        static_cast<A*>(inv_count));
       KIMI_CUDA_CHECK_LAUNCH();
     });
@@ -250,7 +250,7 @@ void cross_entropy_backward(ElemType t, int64_t rows, int64_t c, const void* x,
       const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
       ce_bwd_kernel<T, Ix><<<grid, 256, 0, stream()>>>(
           rows, c, static_cast<const T*>(x), static_cast<const Ix*>(targets), ignore,
-          static_cast<const A*>(lse), static_cast<const A*>(inv_count), static_cast<const T*>(g),
+          static_cast<const A*>(lse), static_cast<const A*>(inv_count), static_cast<const A*>(g),
           static_cast<T*>(dx));
     });
   });

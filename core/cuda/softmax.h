@@ -18,14 +18,14 @@ void softmax_backward(ElemType t, int64_t rows, int64_t n, const void* y, const 
 
 // Cross-entropy of logits x [rows, c] against targets [rows] (I32 or I64), averaged over the
 // rows whose target != ignore. Writes lse[rows] (acc type; the backward's input), loss (one
-// element of type t: the mean, 0 when no row counts) and inv_count (one acc element: 1 / count,
+// element of the acc type, F32 for BF16 logits: the mean, 0 when no row counts) and inv_count (one acc element: 1 / count,
 // or 0). A target outside [0, c) that is not `ignore` makes the loss NaN (no host sync to
 // raise an error).
 void cross_entropy_forward(ElemType t, int64_t rows, int64_t c, const void* x,
                            ElemType target_type, const void* targets, int64_t ignore, void* lse,
                            void* loss, void* inv_count);
 // dx[r, j] = g * inv_count * (exp(x[r, j] - lse[r]) - [j == t_r]), 0 on ignored rows; g is one
-// element of type t on the device.
+// element of the acc type on the device (as the loss).
 void cross_entropy_backward(ElemType t, int64_t rows, int64_t c, const void* x,
                             ElemType target_type, const void* targets, int64_t ignore,
                             const void* lse, const void* inv_count, const void* g, void* dx);

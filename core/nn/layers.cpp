@@ -1,7 +1,25 @@
 // Basic layers.
 #include "core/nn/layers.h"
 
+#include "core/precision.h"
+
 namespace kimi::nn {
+
+Tensor autocast(const Tensor& x) {
+  const DType t = activation_dtype();
+  if (t == DType::kF32 || x.dtype() != DType::kF32 || x.device() != Device::kCUDA) return x;
+  return x.to(t);
+}
+
+Tensor cast_like(const Tensor& param, const Tensor& x) {
+  if (!param.defined() || param.dtype() == x.dtype()) return param;
+  return param.to(x.dtype());
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  const Tensor xa = autocast(x);
+  return linear(xa, cast_like(weight, xa), cast_like(bias, xa));
+}
 
 Linear::Linear(int64_t in, int64_t out, bool has_bias, Rng& rng, const InitOptions& init) {
   weight = register_parameter("weight", randn({out, in}, rng, init.std, init.dtype));

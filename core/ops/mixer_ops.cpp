@@ -47,9 +47,13 @@ RecurrenceCall prepare(const char* op, const Tensor& q, const Tensor& k, const T
   RecurrenceCall c;
   const double scale = opt.scale < 0 ? 1.0 / std::sqrt(static_cast<double>(K)) : opt.scale;
   c.dims = {B, T, H, K, V, opt.gate, scale, opt.chunk};
+  // The CUDA glue converts each input to the kernels' dtype itself (autocast: BF16 q, k, v with
+  // F32 gates); the CPU kernels take one dtype.
+  const bool mixed_ok = q.device() == Device::kCUDA;
   auto prep = [&](const Tensor& t) {
     if (!t.defined()) return Tensor();
-    KIMI_CHECK(t.dtype() == q.dtype(), "{}: mixed dtypes {} and {}", op, dtype_name(t.dtype()), dtype_name(q.dtype()));
+    KIMI_CHECK(t.dtype() == q.dtype() || (mixed_ok && is_floating(t.dtype())),
+               "{}: mixed dtypes {} and {}", op, dtype_name(t.dtype()), dtype_name(q.dtype()));
     return t.detach().contiguous();
   };
   c.q = prep(q), c.k = prep(k), c.v = prep(v), c.beta = prep(beta);

@@ -3,7 +3,8 @@
 // input and upstream gradient; forward output, input gradient and every parameter gradient
 // must agree, and so must prefill + token-by-token decoding with the state on the GPU. F32 on
 // both sides at fp32 compute (max|gpu - cpu| / max|cpu| <= 1e-4 forward, 1e-3 gradients), then
-// the training setting (bf16 products) against the same CPU f32 numbers with wider bounds.
+// the training setting (bf16 products) against the same CPU f32 numbers with wider bounds, and
+// again with autocast (BF16 activations, F32 parameters whose gradients must arrive in F32).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -17,22 +18,13 @@
 #include "core/optim/optimizer.h"
 #include "models/kimi_linear.h"
 #include "models/mixer.h"
+#include "tests/cuda/parity_util.h"
 #include "tests/golden.h"
 
 namespace kimi::models {
 namespace {
 
-double rel_max(const Tensor& got, const Tensor& ref) {
-  std::vector<double> a = got.to(Device::kCPU).to_vector<double>(), b = ref.to(Device::kCPU).to_vector<double>();
-  if (a.size() != b.size()) return INFINITY;
-  double diff = 0, scale = 1e-6;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(b[i]));
-  }
-  return diff / scale;
-}
+using testing::rel_max;
 
 Tensor randn(const Shape& s, uint64_t seed, double std = 1.0) {
   Rng rng(seed);
@@ -85,6 +77,7 @@ void expect_close(const Pass& gpu, const Pass& cpu, const std::vector<std::strin
     if (!cpu.grads[i].defined()) continue;
     ASSERT_TRUE(gpu.grads[i].defined()) << names[i] << ": no GPU gradient";
     EXPECT_EQ(gpu.grads[i].device(), Device::kCUDA) << names[i];
+    EXPECT_EQ(gpu.grads[i].dtype(), DType::kF32) << names[i];
     EXPECT_LE(rel_max(gpu.grads[i], cpu.grads[i]), grad_tol) << "grad." << names[i];
   }
 }
@@ -110,6 +103,14 @@ TEST_P(LayerParity, ForwardBackwardAndDecodeMatchTheCpu) {
   {
     ComputePrecisionGuard bf16(ComputePrecision::kBF16);
     expect_close(run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA)), ref, names, 5e-2, 1e-1);
+  }
+  {
+    ComputePrecisionGuard bf16(ComputePrecision::kBF16);
+    ActivationDTypeGuard autocast(DType::kBF16);
+    const Pass p = run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA));
+    EXPECT_EQ(p.y.dtype(), DType::kBF16) << "autocast output";
+    EXPECT_EQ(p.dx.dtype(), DType::kF32) << "the F32 input's gradient";
+    expect_close(p, ref, names, 5e-2, 1e-1);
   }
   // Prefill 30 tokens, then 7 single-token steps, all on the GPU, against the CPU's whole pass.
   ComputePrecisionGuard fp32(ComputePrecision::kFP32);
@@ -151,6 +152,38 @@ TEST(ModelParity, LossGradientsAndAnAdamWStepMatchTheCpu) {
   oc.step(1e-2);
   og.step(1e-2);
   for (size_t i = 0; i < pc.size(); ++i) EXPECT_LE(rel_max(pg[i].second, pc[i].second), 1e-4) << pc[i].first;
+}
+
+// The same model with autocast (BF16 activations, bf16 products) against the CPU in f32: an F32
+// loss, and F32 gradients on the GPU for the F32 parameters, within bf16-level bounds.
+TEST(ModelParity, AutocastLossAndGradientsMatchTheCpu) {
+  ModelConfig cfg;
+  cfg.d_model = 32, cfg.n_layers = 3, cfg.num_heads = 2, cfg.head_dim = 16, cfg.mlp = true;
+  cfg.mixer = {"kda", "mla", "attention"};
+  LanguageModel cpu(cfg, 50, 3), gpu(cfg, 50, 3);
+  gpu.to(Device::kCUDA);
+  std::vector<int32_t> ids(2 * 21), labels(2 * 21);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
+  Tensor ids_t = Tensor::from_vector(ids, {2, 21}), labels_t = Tensor::from_vector(labels, {2, 21});
+  Tensor lc = lm_loss(cpu.forward(ids_t), labels_t);
+  lc.backward();
+  ComputePrecisionGuard bf16(ComputePrecision::kBF16);
+  ActivationDTypeGuard autocast(DType::kBF16);
+  Tensor logits = gpu.forward(ids_t.to(Device::kCUDA));
+  EXPECT_EQ(logits.dtype(), DType::kBF16);
+  Tensor lg = lm_loss(logits, labels_t.to(Device::kCUDA));
+  EXPECT_EQ(lg.dtype(), DType::kF32);
+  lg.backward();
+  EXPECT_LE(rel_max(lg, lc), 5e-2);
+  auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  for (size_t i = 0; i < pc.size(); ++i) {
+    const Tensor g = pg[i].second.grad();
+    ASSERT_TRUE(g.defined()) << pc[i].first;
+    EXPECT_EQ(g.dtype(), DType::kF32) << pc[i].first;
+    EXPECT_EQ(g.device(), Device::kCUDA) << pc[i].first;
+    EXPECT_LE(rel_max(g, pc[i].second.grad()), 1e-1) << pc[i].first;
+  }
 }
 
 // The Kimi-Linear hybrid (KDA + MLA + MoE) on the GPU against the reference logits of

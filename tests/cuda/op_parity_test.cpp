@@ -14,6 +14,7 @@
 #include "core/device_memory.h"
 #include "core/ops/op_list.h"
 #include "core/precision.h"
+#include "tests/cuda/parity_util.h"
 #include "tests/gradcheck.h"
 
 namespace {
@@ -39,20 +40,6 @@ Tensor to_gpu_like(const Tensor& t) {
   Tensor out(impl);
   if (t.requires_grad()) out.set_requires_grad(true);
   return out;
-}
-
-std::vector<double> host(const Tensor& t) { return t.to(Device::kCPU).to_vector<double>(); }
-
-// max|a - b| / max(max|b|, 1e-6)
-double rel_max(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double diff = 0, scale = 1e-6;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(b[i]));
-  }
-  return diff / scale;
 }
 
 struct Run {
@@ -92,14 +79,14 @@ void check_case(const GradCase& c, double out_tol, double grad_tol) {
   for (size_t k = 0; k < ref.outs.size(); ++k) {
     ASSERT_EQ(got.outs[k].device(), Device::kCUDA) << "output " << k << " left the GPU";
     ASSERT_EQ(got.outs[k].shape(), ref.outs[k].shape()) << "output " << k;
-    const double e = rel_max(host(got.outs[k]), host(ref.outs[k]));
+    const double e = rel_max(got.outs[k], ref.outs[k]);
     EXPECT_LE(e, std::max(out_tol, c.opt.f32_tol)) << "output " << k;
   }
   for (size_t i = 0; i < ref.grads.size(); ++i) {
     if (!ref.grads[i].defined()) continue;
     ASSERT_TRUE(got.grads[i].defined()) << "no GPU gradient for input " << i;
     EXPECT_EQ(got.grads[i].device(), Device::kCUDA) << "input " << i;
-    const double e = rel_max(host(got.grads[i]), host(ref.grads[i]));
+    const double e = rel_max(got.grads[i], ref.grads[i]);
     EXPECT_LE(e, grad_tol) << "gradient of input " << i;
   }
 }

@@ -39,7 +39,7 @@ CudaCrossEntropy cuda_cross_entropy(const Tensor& logits, const Tensor& targets,
   ce.targets = targets.detach().contiguous();
   ce.lse = Tensor::empty({rows}, acc, Device::kCUDA);
   ce.inv_count = Tensor::empty({}, acc, Device::kCUDA);
-  ce.loss = Tensor::empty({}, logits.dtype(), Device::kCUDA);
+  ce.loss = Tensor::empty({}, acc, Device::kCUDA);  // F32 from BF16 logits (autocast)
   ce.ignore_index = ignore_index;
   cuda::cross_entropy_forward(elem(logits), rows, c, ce.logits.raw_data(), elem(ce.targets),
                               ce.targets.raw_data(), ignore_index, ce.lse.raw_data(),
@@ -49,7 +49,7 @@ CudaCrossEntropy cuda_cross_entropy(const Tensor& logits, const Tensor& targets,
 
 Tensor cuda_cross_entropy_backward(const CudaCrossEntropy& ce, const Tensor& g) {
   const Tensor& x = ce.logits;
-  Tensor gs = g.detach().to(x.dtype()).contiguous();
+  Tensor gs = g.detach().to(x.dtype() == DType::kF64 ? DType::kF64 : DType::kF32).contiguous();
   KIMI_CHECK(gs.numel() == 1 && gs.device() == Device::kCUDA,
              "cross_entropy backward: gradient {} is not a CUDA scalar", gs.str());
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), Device::kCUDA);
