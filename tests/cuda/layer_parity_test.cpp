@@ -13,10 +13,10 @@
 #include "core/autograd.h"
 #include "core/nn/module.h"
 #include "core/ops.h"
-#include "core/precision.h"
-#include "models/language_model.h"
 #include "core/optim/optimizer.h"
+#include "core/precision.h"
 #include "models/kimi_linear.h"
+#include "models/language_model.h"
 #include "models/mixer.h"
 #include "tests/cuda/parity_util.h"
 #include "tests/golden.h"
@@ -69,8 +69,8 @@ Pass run_layer(Mixer& layer, const Tensor& x_in, const Tensor& up) {
   return p;
 }
 
-void expect_close(const Pass& gpu, const Pass& cpu, const std::vector<std::string>& names, double out_tol,
-                  double grad_tol) {
+void expect_close(const Pass& gpu, const Pass& cpu, const std::vector<std::string>& names,
+                  double out_tol, double grad_tol) {
   EXPECT_LE(rel_max(gpu.y, cpu.y), out_tol) << "y";
   EXPECT_LE(rel_max(gpu.dx, cpu.dx), grad_tol) << "dx";
   for (size_t i = 0; i < cpu.grads.size(); ++i) {
@@ -98,11 +98,13 @@ TEST_P(LayerParity, ForwardBackwardAndDecodeMatchTheCpu) {
   const Pass ref = run_layer(*cpu, x, up);
   {
     ComputePrecisionGuard fp32(ComputePrecision::kFP32);
-    expect_close(run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA)), ref, names, 1e-4, 1e-3);
+    expect_close(run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA)), ref, names, 1e-4,
+                 1e-3);
   }
   {
     ComputePrecisionGuard bf16(ComputePrecision::kBF16);
-    expect_close(run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA)), ref, names, 5e-2, 1e-1);
+    expect_close(run_layer(*gpu, x.to(Device::kCUDA), up.to(Device::kCUDA)), ref, names, 5e-2,
+                 1e-1);
   }
   {
     ComputePrecisionGuard bf16(ComputePrecision::kBF16);
@@ -123,7 +125,9 @@ TEST_P(LayerParity, ForwardBackwardAndDecodeMatchTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, LayerParity, ::testing::Range<size_t>(0, layer_cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) { return layer_cases().at(info.param).first; });
+                         [](const ::testing::TestParamInfo<size_t>& info) {
+                           return layer_cases().at(info.param).first;
+                         });
 
 // A whole model (embedding, a KDA + MLA + attention hybrid with MLPs, norm, head, loss) and one
 // AdamW step: the loss, every gradient and the updated weights agree.
@@ -134,7 +138,8 @@ TEST(ModelParity, LossGradientsAndAnAdamWStepMatchTheCpu) {
   LanguageModel cpu(cfg, 50, 3), gpu(cfg, 50, 3);
   gpu.to(Device::kCUDA);
   std::vector<int32_t> ids(2 * 21), labels(2 * 21);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
   Tensor ids_t = Tensor::from_vector(ids, {2, 21}), labels_t = Tensor::from_vector(labels, {2, 21});
   ComputePrecisionGuard fp32(ComputePrecision::kFP32);
   Tensor lc = lm_loss(cpu.forward(ids_t), labels_t);
@@ -144,14 +149,16 @@ TEST(ModelParity, LossGradientsAndAnAdamWStepMatchTheCpu) {
   EXPECT_LE(rel_max(lg, lc), 1e-5);
   auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
   ASSERT_EQ(pc.size(), pg.size());
-  for (size_t i = 0; i < pc.size(); ++i) EXPECT_LE(rel_max(pg[i].second.grad(), pc[i].second.grad()), 1e-3) << pc[i].first;
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_LE(rel_max(pg[i].second.grad(), pc[i].second.grad()), 1e-3) << pc[i].first;
   // eps = 1 keeps the step a smooth function of the gradient: with the usual 1e-8 a gradient
   // near zero whose sign differs between the devices would move a weight by +-lr on one only.
   const optim::AdamWOptions ao{0.9, 0.95, 1.0, 0.1};
   optim::AdamW oc(pc, ao), og(pg, ao);
   oc.step(1e-2);
   og.step(1e-2);
-  for (size_t i = 0; i < pc.size(); ++i) EXPECT_LE(rel_max(pg[i].second, pc[i].second), 1e-4) << pc[i].first;
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_LE(rel_max(pg[i].second, pc[i].second), 1e-4) << pc[i].first;
 }
 
 // The same model with autocast (BF16 activations, bf16 products) against the CPU in f32: an F32
@@ -163,7 +170,8 @@ TEST(ModelParity, AutocastLossAndGradientsMatchTheCpu) {
   LanguageModel cpu(cfg, 50, 3), gpu(cfg, 50, 3);
   gpu.to(Device::kCUDA);
   std::vector<int32_t> ids(2 * 21), labels(2 * 21);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
   Tensor ids_t = Tensor::from_vector(ids, {2, 21}), labels_t = Tensor::from_vector(labels, {2, 21});
   Tensor lc = lm_loss(cpu.forward(ids_t), labels_t);
   lc.backward();
@@ -191,7 +199,8 @@ TEST(ModelParity, AutocastLossAndGradientsMatchTheCpu) {
 TEST(KimiTinyParity, LogitsOnTheGpuMatchTheReference) {
   KIMI_SKIP_WITHOUT_GOLDEN("kimi_tiny/model.safetensors");
   test::GoldenFile f("kimi_tiny/reference.safetensors");
-  Tensor ids = Tensor::from_vector(f.file().read_i64("input_ids"), f.file().info("input_ids").shape);
+  Tensor ids =
+      Tensor::from_vector(f.file().read_i64("input_ids"), f.file().info("input_ids").shape);
   const test::GoldenTensor ref = f.get("logits");
   auto model = KimiLinearModel::from_pretrained(test::golden_path("kimi_tiny"), DType::kF32);
   model->to(Device::kCUDA);
@@ -201,10 +210,12 @@ TEST(KimiTinyParity, LogitsOnTheGpuMatchTheReference) {
   ASSERT_EQ(whole.device(), Device::kCUDA);
   EXPECT_LT(test::rel_err(whole.to_vector<double>(), ref.data), 1e-5) << "whole sequence";
   KimiLinearState state = model->new_state(ids.size(0));
-  std::vector<Tensor> pieces = {model->forward(ids.narrow(1, 0, 50).contiguous().to(Device::kCUDA), &state)};
+  std::vector<Tensor> pieces = {
+      model->forward(ids.narrow(1, 0, 50).contiguous().to(Device::kCUDA), &state)};
   for (int64_t t = 50; t < ids.size(1); ++t)
     pieces.push_back(model->forward(ids.narrow(1, t, 1).contiguous().to(Device::kCUDA), &state));
-  EXPECT_LT(test::rel_err(concat(pieces, 1).to_vector<double>(), ref.data), 1e-5) << "prefill + decode";
+  EXPECT_LT(test::rel_err(concat(pieces, 1).to_vector<double>(), ref.data), 1e-5)
+      << "prefill + decode";
 }
 
 }  // namespace

@@ -62,7 +62,8 @@ Run forward_backward(const OpFn& fn, const std::vector<Tensor>& inputs, uint64_t
     ups.push_back(Tensor::from_vector(up, o.shape()).to(o.dtype()).to(o.device()));
   }
   if (!roots.empty()) run_backward(roots, ups);
-  for (const Tensor& t : inputs) r.grads.push_back(t.defined() && t.requires_grad() ? t.grad() : Tensor());
+  for (const Tensor& t : inputs)
+    r.grads.push_back(t.defined() && t.requires_grad() ? t.grad() : Tensor());
   return r;
 }
 
@@ -118,7 +119,9 @@ std::string case_name(size_t i) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, OpParity, ::testing::Range<size_t>(0, grad_cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) { return case_name(info.param); });
+                         [](const ::testing::TestParamInfo<size_t>& info) {
+                           return case_name(info.param);
+                         });
 
 // Every op in the list has at least one replayable case, so none escapes the GPU check.
 TEST(OpParityCoverage, EveryListedOpIsReplayed) {

@@ -22,7 +22,8 @@ inline double rel_max(const std::vector<double>& got, const std::vector<double>&
 }
 
 inline double rel_max(const Tensor& got, const Tensor& ref) {
-  return rel_max(got.to(Device::kCPU).to_vector<double>(), ref.to(Device::kCPU).to_vector<double>());
+  return rel_max(got.to(Device::kCPU).to_vector<double>(),
+                 ref.to(Device::kCPU).to_vector<double>());
 }
 
 }  // namespace kimi::testing

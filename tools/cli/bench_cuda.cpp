@@ -3,9 +3,11 @@
 // forward+backward, timed with CUDA events (median after a warm-up), against the measured
 // ceilings and the flash-linear-attention / PyTorch SDPA figures; then one decode step of a KDA
 // op and of a whole KDA layer of Kimi-Linear-48B's shape at B = 1, 64, 256.
+#include "tools/cli/bench_cuda.h"
+
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "core/device_memory.h"
@@ -14,7 +16,6 @@
 #include "core/ops.h"
 #include "core/precision.h"
 #include "models/mixer.h"
-#include "tools/cli/bench_cuda.h"
 
 namespace kimi::cli {
 
@@ -45,9 +46,12 @@ Reference reference_for(const std::string& mixer, int64_t T) {
 // Model FLOPs of the forward per call (backward counted as 2x, attention's as 2.5x).
 double forward_flops(const std::string& mixer, int64_t B, int64_t T, int64_t H, int64_t D) {
   const double th = static_cast<double>(B) * T * H, C = 64, K = D, V = D;
-  if (mixer == "attention") return 2.0 * B * H * static_cast<double>(T) * T * D;  // causal: half of 4 T^2 D
-  if (mixer == "mamba2") return th * 2 * (C * K + C * V + 2 * K * V);  // A_qk | O intra | O inter, S
-  return th * 2 * (3 * C * K + 2 * C * V + 3 * K * V);  // A_kk, A_qk, W | U, O intra | V', O inter, S
+  if (mixer == "attention")
+    return 2.0 * B * H * static_cast<double>(T) * T * D;  // causal: half of 4 T^2 D
+  if (mixer == "mamba2")
+    return th * 2 * (C * K + C * V + 2 * K * V);  // A_qk | O intra | O inter, S
+  return th * 2 *
+         (3 * C * K + 2 * C * V + 3 * K * V);  // A_kk, A_qk, W | U, O intra | V', O inter, S
 }
 
 // Bytes the forward must move at least: bf16 q, k, v, gate, beta in and o out.
@@ -115,7 +119,8 @@ Tensor run(const std::string& mixer, const Inputs& in) {
     opt.scale = 1.0;
     return linear_recurrence(in.q, in.k, in.v, in.g, Tensor(), opt).o;
   }
-  opt.gate = mixer == "kda" ? GateKind::kPerChannel : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
+  opt.gate = mixer == "kda" ? GateKind::kPerChannel
+                            : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
   return delta_rule(in.q, in.k, in.v, in.g, in.beta, Tensor(), opt).o;
 }
 
@@ -129,14 +134,17 @@ double median_ms(int reps, F&& f) {
   return t[t.size() / 2];
 }
 
-std::string ratio_str(double ref_ms, double ms) { return ref_ms > 0 ? fmt::format("{:.2f}x", ref_ms / ms) : "-"; }
+std::string ratio_str(double ref_ms, double ms) {
+  return ref_ms > 0 ? fmt::format("{:.2f}x", ref_ms / ms) : "-";
+}
 
 void mixer_table(const CudaBenchArgs& a) {
-  fmt::print("mixer ops, bf16 inputs, fp32 states, H={} D={}, B*T={}; CUDA events, median of {}\n", a.heads,
-             a.head_dim, a.tokens, a.reps);
+  fmt::print("mixer ops, bf16 inputs, fp32 states, H={} D={}, B*T={}; CUDA events, median of {}\n",
+             a.heads, a.head_dim, a.tokens, a.reps);
   fmt::print("speed ratio = reference time / ours (above 1: faster than the reference)\n");
-  fmt::print("{:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8}  {}\n", "mixer", "T", "fwd ms", "Mtok/s",
-             "TFLOP/s", "GB/s", "fwd+bwd ms", "Mtok/s", "TFLOP/s", "vs reference (fwd, fwd+bwd)");
+  fmt::print("{:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8}  {}\n", "mixer", "T",
+             "fwd ms", "Mtok/s", "TFLOP/s", "GB/s", "fwd+bwd ms", "Mtok/s", "TFLOP/s",
+             "vs reference (fwd, fwd+bwd)");
   Rng rng(0);
   for (int64_t T : a.seq_lens) {
     const int64_t B = std::max<int64_t>(1, a.tokens / T), H = a.heads, D = a.head_dim;
@@ -154,23 +162,29 @@ void mixer_table(const CudaBenchArgs& a) {
       });
       const double tok = static_cast<double>(B * T), f = forward_flops(m, B, T, H, D);
       const Reference ref = reference_for(m, T);
-      fmt::print("{:<10} {:>6} {:>9.3f} {:>8.2f} {:>8.1f} {:>7.0f} {:>10.3f} {:>8.2f} {:>8.1f}  {} {} / {}\n", m, T,
-                 fwd, tok / fwd / 1e3, f / fwd / 1e9, forward_bytes(m, B, T, H, D) / fwd / 1e6, both,
-                 tok / both / 1e3, (m == "attention" ? 3.5 : 3.0) * f / both / 1e9, ref.who,
-                 ratio_str(ref.fwd_ms, fwd), ratio_str(ref.both_ms, both));
+      fmt::print(
+          "{:<10} {:>6} {:>9.3f} {:>8.2f} {:>8.1f} {:>7.0f} {:>10.3f} {:>8.2f} {:>8.1f}  {} {} / "
+          "{}\n",
+          m, T, fwd, tok / fwd / 1e3, f / fwd / 1e9, forward_bytes(m, B, T, H, D) / fwd / 1e6, both,
+          tok / both / 1e3, (m == "attention" ? 3.5 : 3.0) * f / both / 1e9, ref.who,
+          ratio_str(ref.fwd_ms, fwd), ratio_str(ref.both_ms, both));
       std::fflush(stdout);  // rows appear as they are measured, also through a pipe
     }
   }
-  fmt::print("ceilings: {:.0f} TFLOP/s bf16 dense, {:.1f} TB/s copy (GB/s = minimum bf16 traffic / time)\n",
-             kBf16TflopCeiling, kCopyTBsCeiling);
+  fmt::print(
+      "ceilings: {:.0f} TFLOP/s bf16 dense, {:.1f} TB/s copy (GB/s = minimum bf16 traffic / "
+      "time)\n",
+      kBf16TflopCeiling, kCopyTBsCeiling);
 }
 
 // One decode step: the delta-rule op alone (T = 1 from a state) and a whole KDA layer
 // (projections, short convs, gates, norm) of Kimi-Linear-48B's shape: d_model 2304, 32 x 128.
 void decode_table(const CudaBenchArgs& a) {
   const int64_t H = 32, D = 128, d_model = 2304;
-  fmt::print("\nKDA decode step, H={} D={} fp32 state, bf16 q/k/v/g/beta; median of {}\n", H, D, a.reps);
-  fmt::print("{:>5} {:>12} {:>10} {:>14} {:>20}\n", "B", "op us", "state TB/s", "KDA layer us", "FLA fused_recurrent");
+  fmt::print("\nKDA decode step, H={} D={} fp32 state, bf16 q/k/v/g/beta; median of {}\n", H, D,
+             a.reps);
+  fmt::print("{:>5} {:>12} {:>10} {:>14} {:>20}\n", "B", "op us", "state TB/s", "KDA layer us",
+             "FLA fused_recurrent");
   const std::map<int64_t, double> fla = {{1, 106}, {64, 110}, {256, 378}};
   Rng rng(1);
   models::MixerOptions o;
@@ -197,8 +211,8 @@ void decode_table(const CudaBenchArgs& a) {
       layer->forward(x, state.get());
     });
     const double state_bytes = 2.0 * B * H * D * D * 4;
-    fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f} {:>17.0f} us\n", B, op_ms * 1e3, state_bytes / op_ms / 1e9,
-               layer_ms * 1e3, fla.at(B));
+    fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f} {:>17.0f} us\n", B, op_ms * 1e3,
+               state_bytes / op_ms / 1e9, layer_ms * 1e3, fla.at(B));
     std::fflush(stdout);
   }
 }

@@ -4,7 +4,8 @@
 namespace kimi {
 
 cuda::StridedView cuda_view(const Tensor& t) {
-  KIMI_CHECK(t.dim() <= cuda::kMaxDims, "CUDA: rank {} > {} ({})", t.dim(), cuda::kMaxDims, t.str());
+  KIMI_CHECK(t.dim() <= cuda::kMaxDims, "CUDA: rank {} > {} ({})", t.dim(), cuda::kMaxDims,
+             t.str());
   cuda::StridedView v;
   v.data = t.raw_data();
   v.type = elem_type(t.dtype());

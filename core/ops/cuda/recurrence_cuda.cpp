@@ -17,7 +17,8 @@ struct Plan {
 Plan plan_kernel(const CudaRecurrenceInputs& in);
 
 Plan plan_for(const CudaRecurrenceInputs& in) {
-  KIMI_CHECK(in.dims.K <= 128, "{}: key head dim {} on CUDA (the kernels hold a state column of K <= 128 values)",
+  KIMI_CHECK(in.dims.K <= 128,
+             "{}: key head dim {} on CUDA (the kernels hold a state column of K <= 128 values)",
              in.delta ? "delta_rule" : "linear_recurrence", in.dims.K);
   Plan p = plan_kernel(in);
   // The chunk kernels (delta rule and linear recurrence) tile V <= 128 in shared memory; wider
@@ -28,13 +29,16 @@ Plan plan_for(const CudaRecurrenceInputs& in) {
 
 Plan plan_kernel(const CudaRecurrenceInputs& in) {
   KIMI_CHECK(in.q.dtype() == DType::kF32 || in.q.dtype() == DType::kBF16,
-             "{}: CUDA tensors must be F32 or BF16, got {}", in.delta ? "delta_rule" : "linear_recurrence",
-             dtype_name(in.q.dtype()));
+             "{}: CUDA tensors must be F32 or BF16, got {}",
+             in.delta ? "delta_rule" : "linear_recurrence", dtype_name(in.q.dtype()));
   if (in.q.dtype() == DType::kBF16) return {DType::kBF16, in.chunk};
   switch (compute_precision()) {
-    case ComputePrecision::kFP32: return {DType::kF32, false};
-    case ComputePrecision::kTF32: return {DType::kF32, in.chunk};
-    case ComputePrecision::kBF16: return {DType::kBF16, in.chunk};
+    case ComputePrecision::kFP32:
+      return {DType::kF32, false};
+    case ComputePrecision::kTF32:
+      return {DType::kF32, in.chunk};
+    case ComputePrecision::kBF16:
+      return {DType::kBF16, in.chunk};
   }
   return {DType::kF32, false};
 }
@@ -61,16 +65,16 @@ Tensor empty_like_as(const Tensor& t, DType dt) {
 
 template <class Ti>
 void run_fwd(const CudaRecurrenceInputs& in, bool chunk, const Tensor& q, const Tensor& k,
-             const Tensor& v, const Tensor& g, const Tensor& beta, const Tensor& h0, const Tensor& o,
-             const Tensor& ht) {
+             const Tensor& v, const Tensor& g, const Tensor& beta, const Tensor& h0,
+             const Tensor& o, const Tensor& ht) {
   const auto& d = in.dims;
   cudaStream_t s = cuda::stream();
   if (in.delta && d.T == 1 && h0.defined())  // decoding: the state read once and written once
-    cuda::delta_rule_decode_step<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g), cptr<Ti>(beta),
-                                     fptr(h0), fmptr(ht), mptr<Ti>(o), s);
+    cuda::delta_rule_decode_step<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
+                                     cptr<Ti>(beta), fptr(h0), fmptr(ht), mptr<Ti>(o), s);
   else if (in.delta && chunk)
-    cuda::delta_rule_chunk_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g), cptr<Ti>(beta),
-                                   fptr(h0), mptr<Ti>(o), fmptr(ht), s);
+    cuda::delta_rule_chunk_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
+                                   cptr<Ti>(beta), fptr(h0), mptr<Ti>(o), fmptr(ht), s);
   else if (in.delta)
     cuda::delta_rule_recurrent_fwd<Ti>(d, cptr<Ti>(q), cptr<Ti>(k), cptr<Ti>(v), cptr<Ti>(g),
                                        cptr<Ti>(beta), fptr(h0), mptr<Ti>(o), fmptr(ht), s);
@@ -90,14 +94,15 @@ void run_bwd(const CudaRecurrenceInputs& in, bool chunk, const std::vector<Tenso
   // x = {q, k, v, g, beta, h0}; dx the same order.
   if (in.delta) {
     if (chunk)
-      cuda::delta_rule_chunk_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]),
-                                     cptr<Ti>(x[4]), fptr(x[5]), cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]),
-                                     mptr<Ti>(dx[1]), mptr<Ti>(dx[2]), mptr<Ti>(dx[3]), mptr<Ti>(dx[4]),
-                                     fmptr(dx[5]), s);
+      cuda::delta_rule_chunk_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]),
+                                     cptr<Ti>(x[3]), cptr<Ti>(x[4]), fptr(x[5]), cptr<Ti>(d_o),
+                                     fptr(dht), mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]),
+                                     mptr<Ti>(dx[3]), mptr<Ti>(dx[4]), fmptr(dx[5]), s);
     else
-      cuda::delta_rule_recurrent_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]), cptr<Ti>(x[4]), fptr(x[5]),
-        cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]), mptr<Ti>(dx[3]),
-        mptr<Ti>(dx[4]), fmptr(dx[5]), s);
+      cuda::delta_rule_recurrent_bwd<Ti>(
+          d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]), cptr<Ti>(x[3]), cptr<Ti>(x[4]),
+          fptr(x[5]), cptr<Ti>(d_o), fptr(dht), mptr<Ti>(dx[0]), mptr<Ti>(dx[1]), mptr<Ti>(dx[2]),
+          mptr<Ti>(dx[3]), mptr<Ti>(dx[4]), fmptr(dx[5]), s);
   } else if (chunk) {
     cuda::linear_recurrence_chunk_bwd<Ti>(d, cptr<Ti>(x[0]), cptr<Ti>(x[1]), cptr<Ti>(x[2]),
                                           cptr<Ti>(x[3]), fptr(x[5]), cptr<Ti>(d_o), fptr(dht),
@@ -130,7 +135,7 @@ std::vector<Tensor> cuda_recurrence_fwd(const CudaRecurrenceInputs& in) {
 std::vector<Tensor> cuda_recurrence_bwd(const CudaRecurrenceInputs& in, const Tensor& d_o,
                                         const Tensor& dht) {
   const Plan p = plan_for(in);
-  std::vector<Tensor> x = {as(in.q, p.compute), as(in.k, p.compute), as(in.v, p.compute),
+  std::vector<Tensor> x = {as(in.q, p.compute), as(in.k, p.compute),    as(in.v, p.compute),
                            as(in.g, p.compute), as(in.beta, p.compute), as(in.h0, DType::kF32)};
   std::vector<Tensor> dx;
   for (int i = 0; i < 5; ++i) dx.push_back(empty_like_as(x[i], p.compute));
