@@ -8,6 +8,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/delta_rule_chunk.cuh"
+#include "core/cuda/delta_rule_chunk_intra_scalar.cuh"
 
 namespace kimi::cuda::detail::chunk {
 namespace {
@@ -280,11 +281,16 @@ size_t intra_smem(const ChunkDims& cd) {
          sizeof(float);
 }
 
+// The kernel for the call's gate: scalar and no gate take the specialised kernel
+// (delta_rule_chunk_intra_scalar.cuh), per-channel gates the general one above.
 template <class Ti, bool kPre, int kD, int kNT>
 void launch_intra_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
                      cudaStream_t stream) {
-  const size_t smem = intra_smem(cd);
-  auto* kernel = chunk_intra_kernel<Ti, kPre, kD, kNT>;
+  const bool pc = p.gate == GateKind::kPerChannel;
+  const size_t smem = pc ? intra_smem(cd) : intra_scalar_smem(cd);
+  auto* kernel = pc                             ? chunk_intra_kernel<Ti, kPre, kD, kNT>
+                 : p.gate == GateKind::kScalar ? chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, true>
+                                               : chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, false>;
   KIMI_CUDA_REQUIRE(smem <= size_t(max_smem_optin()), "chunk delta rule: shared memory");
   KIMI_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));

@@ -108,21 +108,28 @@ void bench_chunk(int reps, bool profile) {
   Dev<T> dq(uniform(NT * H * K, 1, -1, 1)), dk(k), dv(uniform(NT * H * V, 3, -1, 1));
   Dev<T> dg(uniform(NT * H * K, 4, -0.2, -0.001)), dbeta(uniform(NT * H, 5, 0.05, 0.95));
   Dev<T> o(NT * H * V);
-  std::printf("%8s %6s %6s %10s %10s %10s %12s\n", "T", "B", "intra", "total ms", "intra ms",
-              "state ms", "M tokens/s");
+  // GDN's scalar gate (one log decay per token and head); DeltaNet has none.
+  Dev<T> dgs(uniform(NT * H, 7, -0.2, -0.001));
+  const GateKind gates[3] = {GateKind::kPerChannel, GateKind::kScalar, GateKind::kNone};
+  const char* gate_names[3] = {"kda", "gdn", "delta"};
+  auto gate_ptr = [&](int gi) -> const T* { return gi == 0 ? dg.ptr() : gi == 1 ? dgs.ptr() : nullptr; };
+  std::printf("%8s %6s %6s %6s %10s %10s %10s %12s\n", "T", "B", "gate", "intra", "total ms",
+              "intra ms", "state ms", "M tokens/s");
   for (const char* threads : {"512", "256"}) {
     if (profile && std::strcmp(threads, "512") != 0) continue;
     setenv("KIMI_CUDA_CHUNK_THREADS", threads, 1);  // intra-kernel block size (delta_rule_chunk.cu)
+    for (int gi = 0; gi < 3; ++gi)
     for (int64_t seq : {2048, 8192, 32768}) {
       if (profile && seq != 8192) continue;
+      if (gi > 0 && std::strcmp(threads, "512") != 0) continue;  // 256 threads: KDA only
       const int64_t B = NT / seq;
-      RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+      RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
       Dev<float> h0(B * H * K * V), ht(B * H * K * V);
       KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
       Events ev;
       const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
       auto run = [&](const kc::ChunkFwdEvents* e) {
-        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(),
+        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
                                     h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
       };
       for (int i = 0; i < 2; ++i) run(nullptr);
@@ -140,8 +147,9 @@ void bench_chunk(int reps, bool profile) {
         state.push_back(ev.ms(ev.b, ev.c));
       }
       const double ms = median(tot);
-      std::printf("%8ld %6ld %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B), threads, ms,
-                  median(intra), median(state), NT / (ms * 1e-3) / 1e6);
+      std::printf("%8ld %6ld %6s %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B),
+                  gate_names[gi], threads, ms, median(intra), median(state),
+                  NT / (ms * 1e-3) / 1e6);
     }
   }
   unsetenv("KIMI_CUDA_CHUNK_THREADS");
@@ -153,22 +161,24 @@ void bench_chunk(int reps, bool profile) {
         "2.7-2.9 M tok/s; target <= 44 ms)\n");
     Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
     Dev<T> gg(NT * H * K), gb(NT * H);
-    std::printf("%8s %6s %9s %9s %9s %9s %8s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "fwd ms",
+    std::printf("%8s %6s %6s %9s %9s %9s %9s %8s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate",
+                "fwd ms",
                 "bwd ms", "total ms", "M tok/s", "FLA/ours", "F1", "F2 h", "B1 dh", "B2", "B3 ut",
                 "B4");
     std::vector<cudaEvent_t> evs(8);
     for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
     kc::ChunkBwdEvents be{};
     for (int i = 0; i < 7; ++i) be.e[i] = evs[i + 1];
+    for (int gi = 0; gi < 3; ++gi)
     for (int64_t seq : {2048, 8192, 32768}) {
       const int64_t B = NT / seq;
-      RecurrenceDims d{B, seq, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};
+      RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
       auto step = [&](const kc::ChunkBwdEvents* e) {
-        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(), nullptr,
-                                    o.ptr(), nullptr, kc::stream());
-        kc::delta_rule_chunk_bwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), dg.ptr(), dbeta.ptr(), nullptr,
-                                    dout.ptr(), nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(),
-                                    gb.ptr(), nullptr, kc::stream(), e);
+        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
+                                    nullptr, o.ptr(), nullptr, kc::stream());
+        kc::delta_rule_chunk_bwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
+                                    nullptr, dout.ptr(), nullptr, gq.ptr(), gk.ptr(), gv.ptr(),
+                                    gg.ptr(), gb.ptr(), nullptr, kc::stream(), e);
       };
       for (int i = 0; i < 2; ++i) step(nullptr);
       std::vector<double> tot, fwd, bwd, st[6];
@@ -189,8 +199,9 @@ void bench_chunk(int reps, bool profile) {
         }
       }
       const double ms = median(tot);
-      std::printf("%8ld %6ld %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
-                  long(seq), long(B), median(fwd), median(bwd), ms, NT / (ms * 1e-3) / 1e6,
+      std::printf(
+          "%8ld %6ld %6s %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
+                  long(seq), long(B), gate_names[gi], median(fwd), median(bwd), ms, NT / (ms * 1e-3) / 1e6,
                   23.0 / ms, median(st[0]), median(st[1]), median(st[2]), median(st[3]),
                   median(st[4]), median(st[5]));
     }
