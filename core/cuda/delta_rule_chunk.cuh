@@ -64,6 +64,29 @@ inline ChunkDims chunk_dims(int K, int V, int T) {
   return ChunkDims{std::max(K, V) <= 64 ? 64 : 128, (T + kC - 1) / kC};
 }
 
+// Running sums of the log decays down the rows of sG (kC rows, KP columns, row stride lds):
+// G = cumsum(g) inside the chunk. One thread per column; the column is read in batches of 16
+// before the dependent adds. Syncs before and after (used by the forward and the backward).
+template <int KP>
+__device__ __forceinline__ void cumsum_rows(float* sG, int lds) {
+  __syncthreads();
+  for (int c = threadIdx.x; c < KP; c += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll
+    for (int i0 = 0; i0 < kC; i0 += 16) {
+      float x[16];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) x[u] = sG[(i0 + u) * lds + c];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) {
+        acc += x[u];
+        sG[(i0 + u) * lds + c] = acc;
+      }
+    }
+  }
+  __syncthreads();
+}
+
 // What the intra kernel hands the state kernel, per chunk: W = T (exp(G) o k), U = T v and
 // Gq = scale q o exp(G), Kd = k o exp(G_last - G) ([B,T,H,K] / [B,T,H,V], type Ti); A_qk
 // (fp32, [B*H][NC][kC][kC], lower triangle incl. diagonal) and exp(G_last) (fp32, [B*H][NC][K]).

@@ -83,22 +83,7 @@ __device__ void load_gates(float* sG, int lds, const Params<Ti>& p, int b, int h
       sG[i * lds + c] = (p.g && i < L && col0 + c < p.K) ? ld(p.g + p.tok(b, t0 + i, h)) : 0.f;
     }
   }
-  __syncthreads();
-  for (int c = threadIdx.x; c < KP; c += blockDim.x) {
-    float acc = 0.f;
-#pragma unroll
-    for (int i0 = 0; i0 < kC; i0 += 16) {
-      float x[16];
-#pragma unroll
-      for (int u = 0; u < 16; ++u) x[u] = sG[(i0 + u) * lds + c];
-#pragma unroll
-      for (int u = 0; u < 16; ++u) {
-        acc += x[u];
-        sG[(i0 + u) * lds + c] = acc;
-      }
-    }
-  }
-  __syncthreads();
+  cumsum_rows<KP>(sG, lds);
 }
 
 // Launchers (delta_rule_chunk_bwd_wy.cu: B2, B3; delta_rule_chunk_bwd_gram.cu: B4).

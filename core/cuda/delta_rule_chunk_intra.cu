@@ -13,29 +13,6 @@
 namespace kimi::cuda::detail::chunk {
 namespace {
 
-// Running sums of the log decays down the rows of sG (kC x KP): G = cumsum(g) inside the chunk.
-// One thread per column; the column is read in batches of 16 before the dependent adds.
-template <int KP>
-__device__ void cumsum_rows(float* sG) {
-  constexpr int ldk = KP + 4;
-  __syncthreads();
-  for (int c = threadIdx.x; c < KP; c += blockDim.x) {
-    float acc = 0.f;
-#pragma unroll
-    for (int i0 = 0; i0 < kC; i0 += 16) {
-      float x[16];
-#pragma unroll
-      for (int u = 0; u < 16; ++u) x[u] = sG[(i0 + u) * ldk + c];
-#pragma unroll
-      for (int u = 0; u < 16; ++u) {
-        acc += x[u];
-        sG[(i0 + u) * ldk + c] = acc;
-      }
-    }
-  }
-  __syncthreads();
-}
-
 // Scalar gates (and none): one log decay per token, broadcast over the K columns of sG.
 // `g_row` holds thread i's token value (i < kC), loaded by the caller.
 template <int KP>
@@ -127,7 +104,7 @@ __global__ void __launch_bounds__(kNT, 1)
     if (threadIdx.x < kC) sBeta[threadIdx.x] = beta_r;
     if (!per_channel) broadcast_scalar_gates<KP>(sG, p.K, g_r);
     if (kPre && next < n_items) issue_qkg(item_of(next));
-    cumsum_rows<KP>(sG);  // syncs before and after
+    cumsum_rows<KP>(sG, KP + 4);  // syncs before and after
     // For the state kernel: Gq = scale q o exp(G), Kd = k o exp(G_last - G), exp(G_last) (rows
     // past L carry g = 0, so G_last = G[kC-1]).
     {
