@@ -87,6 +87,49 @@ __device__ __forceinline__ void cumsum_rows(float* sG, int lds) {
   __syncthreads();
 }
 
+// T = (I + A)^-1 of a strictly lower triangular C x C matrix A (stride kLdA), by blocks of
+// 16 (the forward kernels and the backward's WY/UT stage). First the diagonal blocks by forward
+// substitution, by warps 0-3 (lane = column; other threads do nothing, so a caller may give them
+// other work); then, after the caller's sync, the blocks below the diagonal in row-block order,
+// T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, with sP (C x C, stride kLdA) as scratch. The caller
+// zeroes the blocks of sT above the diagonal if it reads them.
+__device__ __forceinline__ void unit_lower_inverse_diagonal(const float* sA, float* sT, int warp,
+                                                            int lane) {
+  if (warp >= 4 || lane >= kBS) return;
+  const int r = warp * kBS;
+  float x[kBS];
+#pragma unroll
+  for (int i = 0; i < kBS; ++i) {
+    float acc = (i == lane) ? 1.f : 0.f;
+#pragma unroll
+    for (int j = 0; j < i; ++j) acc -= sA[(r + i) * kLdA + r + j] * x[j];
+    x[i] = acc;
+    sT[(r + i) * kLdA + r + lane] = acc;
+  }
+}
+
+// Syncs before each row block and returns unsynced.
+__device__ __forceinline__ void unit_lower_inverse_below(const float* sA, float* sT, float* sP) {
+  for (int I = 1; I < 4; ++I) {
+    const int r = I * kBS;
+    __syncthreads();
+    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
+      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
+      float acc = 0.f;
+      for (int m = J * kBS; m < r; ++m) acc += sA[(r + i) * kLdA + m] * sT[m * kLdA + J * kBS + jc];
+      sP[(J * kBS + i) * kLdA + jc] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
+      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
+      float acc = 0.f;
+      for (int m = 0; m <= i; ++m)
+        acc -= sT[(r + i) * kLdA + r + m] * sP[(J * kBS + m) * kLdA + jc];
+      sT[(r + i) * kLdA + J * kBS + jc] = acc;
+    }
+  }
+}
+
 // What the intra kernel hands the state kernel, per chunk: W = T (exp(G) o k), U = T v and
 // Gq = scale q o exp(G), Kd = k o exp(G_last - G) ([B,T,H,K] / [B,T,H,V], type Ti); A_qk
 // (fp32, [B*H][NC][kC][kC], lower triangle incl. diagonal) and exp(G_last) (fp32, [B*H][NC][K]).

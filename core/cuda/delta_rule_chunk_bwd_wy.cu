@@ -225,36 +225,8 @@ __global__ void __launch_bounds__(kNT, 1)
   __syncthreads();
   // --- T = (I + A)^-1 (unit lower): diagonal blocks by forward substitution (lane = column),
   // then T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, row blocks in order (scratch sP in sX2).
-  if (warp < 4 && lane < kBS) {
-    const int r = warp * kBS;
-    float x[kBS];
-#pragma unroll
-    for (int i = 0; i < kBS; ++i) {
-      float acc = (i == lane) ? 1.f : 0.f;
-#pragma unroll
-      for (int j = 0; j < i; ++j) acc -= sA[(r + i) * kLdA + r + j] * x[j];
-      x[i] = acc;
-      sT[(r + i) * kLdA + r + lane] = acc;
-    }
-  }
-  float* sP = sX2;
-  for (int I = 1; I < 4; ++I) {
-    const int r = I * kBS;
-    __syncthreads();
-    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-      float acc = 0.f;
-      for (int m = J * kBS; m < r; ++m) acc += sA[(r + i) * kLdA + m] * sT[m * kLdA + J * kBS + jc];
-      sP[(J * kBS + i) * kLdA + jc] = acc;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-      float acc = 0.f;
-      for (int m = 0; m <= i; ++m) acc -= sT[(r + i) * kLdA + r + m] * sP[(J * kBS + m) * kLdA + jc];
-      sT[(r + i) * kLdA + J * kBS + jc] = acc;
-    }
-  }
+  unit_lower_inverse_diagonal(sA, sT, warp, lane);
+  unit_lower_inverse_below(sA, sT, sX2);
   __syncthreads();
   // --- UT backward, value side: dR_U = T^T dV' (sX2); dv; dbeta += rowsum(dR_U o v);
   // dA = -dR_U U^T.

@@ -181,39 +181,8 @@ __global__ void __launch_bounds__(kNT, 1)
     float* sT = sQ;
     for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) sT[(e / kC) * kLdA + e % kC] = 0.f;
     __syncthreads();
-    if (warp < 4 && lane < kBS) {  // diagonal blocks: forward substitution, lane = column
-      const int r = warp * kBS;
-      float x[kBS];
-#pragma unroll
-      for (int i = 0; i < kBS; ++i) {
-        float acc = (i == lane) ? 1.f : 0.f;
-#pragma unroll
-        for (int j = 0; j < i; ++j) acc -= sAkk[(r + i) * kLdA + r + j] * x[j];
-        x[i] = acc;
-        sT[(r + i) * kLdA + r + lane] = acc;
-      }
-    }
-    // Off-diagonal: T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, row blocks in order.
-    float* sP = sAqk;  // scratch (A_qk already stored)
-    for (int I = 1; I < 4; ++I) {
-      const int r = I * kBS;
-      __syncthreads();
-      for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-        const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-        float acc = 0.f;
-        for (int m = J * kBS; m < r; ++m)
-          acc += sAkk[(r + i) * kLdA + m] * sT[m * kLdA + J * kBS + jc];
-        sP[(J * kBS + i) * kLdA + jc] = acc;
-      }
-      __syncthreads();
-      for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-        const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-        float acc = 0.f;
-        for (int m = 0; m <= i; ++m)
-          acc -= sT[(r + i) * kLdA + r + m] * sP[(J * kBS + m) * kLdA + jc];
-        sT[(r + i) * kLdA + J * kBS + jc] = acc;
-      }
-    }
+    unit_lower_inverse_diagonal(sAkk, sT, warp, lane);
+    unit_lower_inverse_below(sAkk, sT, sAqk);  // scratch: A_qk is already stored
     // Right-hand sides: Rk = beta exp(G) o k (in sK), Rv = beta v (sV over sX).
     float* sV = sX;
     for (int e = threadIdx.x; e < kC * KP; e += blockDim.x) {

@@ -157,45 +157,15 @@ __global__ void __launch_bounds__(kNT, 1)
     // Tinv = (I + A)^-1 into sQ as in the per-channel kernel; only blocks on or below the
     // diagonal are written, and only those are read below.
     float* sT = sQ;
-    if (warp < 4 && lane < kBS) {  // diagonal blocks: forward substitution, lane = column
-      const int r = warp * kBS;
-      float xs[kBS];
-#pragma unroll
-      for (int i = 0; i < kBS; ++i) {
-        float acc = (i == lane) ? 1.f : 0.f;
-#pragma unroll
-        for (int j = 0; j < i; ++j) acc -= sAkk[(r + i) * kLdA + r + j] * xs[j];
-        xs[i] = acc;
-        sT[(r + i) * kLdA + r + lane] = acc;
-      }
-    } else if (warp >= 4) {  // meanwhile: Rk = beta exp(G) o k (in sK), Rv = beta v (in sV)
+    unit_lower_inverse_diagonal(sAkk, sT, warp, lane);
+    if (warp >= 4) {  // meanwhile: Rk = beta exp(G) o k (in sK), Rv = beta v (in sV)
       for (int e = threadIdx.x - 4 * 32; e < kC * KP; e += blockDim.x - 4 * 32) {
         const int i = e / KP, d = e % KP;
         sK[i * ldk + d] *= sBeta[i] * sEq[i];
         sV[i * ldv + d] *= sBeta[i];
       }
     }
-    // Off-diagonal: T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, row blocks in order.
-    float* sP = sAqk;  // scratch (A_qk already stored)
-    for (int I = 1; I < 4; ++I) {
-      const int r = I * kBS;
-      __syncthreads();
-      for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-        const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-        float acc = 0.f;
-        for (int m = J * kBS; m < r; ++m)
-          acc += sAkk[(r + i) * kLdA + m] * sT[m * kLdA + J * kBS + jc];
-        sP[(J * kBS + i) * kLdA + jc] = acc;
-      }
-      __syncthreads();
-      for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
-        const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
-        float acc = 0.f;
-        for (int m = 0; m <= i; ++m)
-          acc -= sT[(r + i) * kLdA + r + m] * sP[(J * kBS + m) * kLdA + jc];
-        sT[(r + i) * kLdA + J * kBS + jc] = acc;
-      }
-    }
+    unit_lower_inverse_below(sAkk, sT, sAqk);  // scratch: A_qk is already stored
     __syncthreads();
     // W = Tinv Rk into sW, U = Tinv Rv over sAkk.. (A_kk and the scratch are done).
     float* sU = sAkk;
