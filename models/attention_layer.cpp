@@ -1,4 +1,4 @@
-// Softmax attention layer forward (DESIGN.md section 2; core/mixer_ops.h causal_attention, rope).
+// Softmax attention layer forward (DESIGN.md section 2; core/ops/mixer_ops.h causal_attention, rope).
 #include "models/attention_layer.h"
 
 namespace kimi::models {

@@ -8,8 +8,8 @@
 
 #include "core/io/safetensors.h"
 #include "core/io/tensor_io.h"
-#include "core/mixer_ops.h"
-#include "core/ops.h"
+#include "core/ops/mixer_ops.h"
+#include "core/ops/ops.h"
 #include "models/mixer.h"
 
 namespace kimi::models {

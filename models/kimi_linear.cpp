@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #include "core/io/tensor_io.h"
 #include "models/mixer_common.h"
 #include "models/mla_layer.h"

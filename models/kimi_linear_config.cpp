@@ -10,7 +10,7 @@
 #include <optional>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 
 namespace kimi::models {
 namespace {

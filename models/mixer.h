@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "core/mixer_ops.h"
+#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
-#include "core/rng.h"
+#include "core/tensor/rng.h"
 
 namespace kimi::models {
 

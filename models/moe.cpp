@@ -3,7 +3,7 @@
 #include "models/moe.h"
 
 #ifdef KIMI_LAB_CUDA
-#include "core/cuda/sequence.h"
+#include "core/cuda/sequence/sequence.h"
 #endif
 
 #include <algorithm>
@@ -11,7 +11,7 @@
 #include <limits>
 #include <numeric>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 
 namespace kimi::models {
 namespace {

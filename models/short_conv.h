@@ -5,7 +5,7 @@
 #pragma once
 
 #include "core/nn/module.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 
 namespace kimi::models {
 

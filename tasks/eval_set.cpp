@@ -1,7 +1,7 @@
 // Eval sets and the train/eval filter (tasks/eval_set.h).
 #include "tasks/eval_set.h"
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/rng.h"
 
 namespace kimi::tasks {

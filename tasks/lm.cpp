@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/generators.h"
 
 namespace kimi::tasks {

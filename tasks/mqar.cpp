@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/generators.h"
 
 namespace kimi::tasks {

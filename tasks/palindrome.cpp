@@ -3,7 +3,7 @@
 // each reversed token predicts the next one; <sep> is scored only with palindrome.score_sep.
 #include <algorithm>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/generators.h"
 
 namespace kimi::tasks {

@@ -1,8 +1,8 @@
-// The task generators draw from kimi::Rng (core/rng.h: xoshiro256** seeded by splitmix64,
+// The task generators draw from kimi::Rng (core/tensor/rng.h: xoshiro256** seeded by splitmix64,
 // portable draws), the same generator that initialises parameters.
 #pragma once
 
-#include "core/rng.h"
+#include "core/tensor/rng.h"
 
 namespace kimi::tasks {
 

@@ -4,7 +4,7 @@
 // Tokens: 0 = pad (tail), 1 = push, 2 = pop, ids [3, 3 + S), elements [3 + S, vocab).
 #include <algorithm>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/generators.h"
 
 namespace kimi::tasks {

@@ -2,7 +2,7 @@
 // palindrome.cpp, mqar.cpp, stack.cpp and lm.cpp.
 #include "tasks/task.h"
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/generators.h"
 #include "tasks/rng.h"
 

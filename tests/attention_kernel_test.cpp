@@ -1,4 +1,4 @@
-// Tests of the causal GQA attention and RoPE CPU kernels (core/kernels/cpu/attention.h,
+// Tests of the causal GQA attention and RoPE CPU kernels (core/cpu/attention.h,
 // rope.h): golden tensors (shared/golden/linear_ops_small.safetensors, prefix attention.),
 // a naive row-by-row softmax reference across several tiles, and float64 finite differences.
 #include <gtest/gtest.h>
@@ -9,8 +9,8 @@
 #include <random>
 #include <vector>
 
-#include "core/kernels/cpu/attention.h"
-#include "core/kernels/cpu/rope.h"
+#include "core/cpu/attention.h"
+#include "core/cpu/rope.h"
 #include "tests/golden.h"
 
 namespace {

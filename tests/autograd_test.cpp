@@ -1,14 +1,14 @@
-// Tests of the autograd engine (core/autograd.cpp): accumulation for shared inputs, diamond
+// Tests of the autograd engine (core/autograd/autograd.cpp): accumulation for shared inputs, diamond
 // graphs, no-grad mode, errors for a second backward and for a non-scalar root without a
 // gradient, explicit upstream gradients, release of saved tensors, broadcast reduction, views.
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 
 namespace {
 

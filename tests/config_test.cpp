@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 
 namespace kimi {
 namespace {

@@ -1,4 +1,4 @@
-// Tests of the delta-rule / linear-recurrence CPU kernels (core/kernels/cpu/delta_rule.h):
+// Tests of the delta-rule / linear-recurrence CPU kernels (core/cpu/delta_rule.h):
 // golden tensors from flash-linear-attention (shared/golden/linear_ops_small.safetensors),
 // chunkwise against recurrent on odd sizes (FLA's get_err_ratio style), and central finite
 // differences in float64 for every input.
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/kernels/cpu/delta_rule.h"
+#include "core/cpu/delta_rule.h"
 #include "tests/golden.h"
 #include "tests/recurrence_problem.h"
 

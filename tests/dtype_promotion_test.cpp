@@ -1,4 +1,4 @@
-// Float type promotion of the binary ops and where (core/ops.h promote_float), and the autocast
+// Float type promotion of the binary ops and where (core/ops/ops.h promote_float), and the autocast
 // helpers (core/nn/layers.h) on the CPU: BF16 CPU tensors are storage only, but mixed operands
 // promote to F32 before any kernel, so the rules are testable without a GPU.
 #include <gtest/gtest.h>
@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "core/nn/layers.h"
-#include "core/ops.h"
-#include "core/precision.h"
+#include "core/ops/ops.h"
+#include "core/backend/precision.h"
 
 namespace {
 

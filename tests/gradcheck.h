@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/tensor.h"
+#include "core/autograd/autograd.h"
+#include "core/ops/ops.h"
+#include "core/tensor/tensor.h"
 
 namespace kimi::testing {
 

@@ -10,9 +10,9 @@
 #include <fstream>
 #include <map>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #include "core/io/tensor_io.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "tests/golden.h"
 
 namespace kimi::models {

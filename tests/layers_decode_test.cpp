@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #include "core/nn/module.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "models/mixer.h"
 #include "tests/golden.h"
 

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
 #include "trainer/run_dir.h"
 

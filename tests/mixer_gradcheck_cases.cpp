@@ -2,7 +2,7 @@
 // rope), registered into the registry of tests/op_gradcheck_test.cpp: float64 central
 // differences for every input (q, k, v, g, beta, h0) of both forms, on tiny odd shapes
 // (T not a multiple of the chunk, K != V).
-#include "core/mixer_ops.h"
+#include "core/ops/mixer_ops.h"
 #include "tests/gradcheck.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// The finite-difference cases of the ops in core/ops/op_list.h (small odd shapes, broadcasting,
+// The finite-difference cases of the ops in core/backend/op_list.h (small odd shapes, broadcasting,
 // non-contiguous inputs, axis variants). tests/op_gradcheck_test.cpp runs them on the CPU;
 // tests/cuda/op_parity_test.cpp runs the same inputs on the GPU against the CPU. The mixer ops'
 // cases live in tests/mixer_gradcheck_cases.cpp.
@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "core/ops/op_list.h"
+#include "core/backend/op_list.h"
 #include "tests/gradcheck.h"
 
 namespace {

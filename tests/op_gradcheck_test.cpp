@@ -1,4 +1,4 @@
-// Finite-difference gradient checks for every op in core/ops/op_list.h: the OpList test that
+// Finite-difference gradient checks for every op in core/backend/op_list.h: the OpList test that
 // fails for an op without a case, one parameterised test per registered case (the cases live
 // in tests/op_gradcheck_cases.cpp and tests/mixer_gradcheck_cases.cpp), and semantics that
 // finite differences cannot see.
@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "core/ops/op_list.h"
+#include "core/backend/op_list.h"
 #include "tests/gradcheck.h"
 
 namespace {
@@ -94,7 +94,7 @@ TEST(OpList, EveryOpHasAGradientCheck) {
   std::string missing;
   for (const char* op : kOpNames)
     if (!have.count(op)) missing += std::string(missing.empty() ? "" : ", ") + op;
-  EXPECT_TRUE(missing.empty()) << "ops in core/ops/op_list.h without a gradient-check case: "
+  EXPECT_TRUE(missing.empty()) << "ops in core/backend/op_list.h without a gradient-check case: "
                                << missing;
 }
 

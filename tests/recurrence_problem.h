@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "core/kernels/cpu/delta_rule.h"
+#include "core/cpu/delta_rule.h"
 
 namespace kimi::test {
 

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/dtype.h"
-#include "core/error.h"
+#include "core/tensor/dtype.h"
+#include "core/tensor/error.h"
 #include "tests/sanitize/safetensors_cases.h"
 
 namespace kimi::io {

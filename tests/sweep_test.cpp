@@ -12,7 +12,7 @@
 #include <functional>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 
 namespace kimi {
 namespace {

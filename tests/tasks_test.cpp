@@ -9,7 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/eval_set.h"
 #include "tasks/metrics.h"
 #include "tasks/task.h"

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/device_memory.h"
+#include "core/tensor/device_memory.h"
 #include "core/io/tensor_io.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"

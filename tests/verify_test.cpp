@@ -6,9 +6,9 @@
 #include <filesystem>
 
 #include "core/io/tensor_io.h"
-#include "core/mixer_ops.h"
+#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "models/golden_verify.h"
 #include "models/mixer.h"
 

@@ -10,7 +10,7 @@
 #include <map>
 #include <set>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tasks/task.h"
 #include "trainer/config_fields.h"
 

@@ -95,7 +95,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;  // 0 = only at the end
   double target_accuracy = 0.0;    // 0 = off; stop early once every eval slice reaches it
   std::string device = "auto";     // cpu | cuda | auto (cuda when a GPU is present)
-  std::string precision = "bf16";  // fp32 | tf32 | bf16: GPU products (core/precision.h); the CPU ignores it
+  std::string precision = "bf16";  // fp32 | tf32 | bf16: GPU products (core/backend/precision.h); the CPU ignores it
   int64_t threads = 0;             // 0 = all cores
 };
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <set>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "trainer/config_fields.h"
 
 namespace kimi {

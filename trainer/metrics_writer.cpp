@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
 
 namespace kimi {

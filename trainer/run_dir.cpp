@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
 
 namespace kimi {

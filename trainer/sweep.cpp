@@ -12,7 +12,7 @@
 #include <fstream>
 #include <set>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/trainer.h"

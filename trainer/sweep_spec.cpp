@@ -9,7 +9,7 @@
 #include <map>
 #include <set>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "trainer/sweep.h"
 
 namespace kimi {

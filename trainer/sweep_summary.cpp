@@ -10,7 +10,7 @@
 #include <optional>
 #include <set>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/sweep.h"

@@ -16,8 +16,8 @@
 #include <omp.h>
 #endif
 
-#include "core/device_memory.h"
-#include "core/precision.h"
+#include "core/tensor/device_memory.h"
+#include "core/backend/precision.h"
 #include "core/optim/optimizer.h"
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"

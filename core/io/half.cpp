@@ -1,8 +1,8 @@
-// Out-of-line definitions of kimi::f16_to_float / float_to_f16 (declared in core/dtype.h);
+// Out-of-line definitions of kimi::f16_to_float / float_to_f16 (declared in core/tensor/dtype.h);
 // the bit manipulation lives in core/io/half.h.
 #include "core/io/half.h"
 
-#include "core/dtype.h"
+#include "core/tensor/dtype.h"
 
 namespace kimi {
 

@@ -1,7 +1,7 @@
 // IEEE 754 binary16 (float16) <-> float32, header-only so that the safetensors reader (which is
 // also built alone under ASan) can convert F16 without linking kimi_core. Round to nearest even;
 // subnormals, infinities and NaN (kept quiet) handled. kimi::f16_to_float / float_to_f16
-// (declared in core/dtype.h) forward here from core/io/half.cpp.
+// (declared in core/tensor/dtype.h) forward here from core/io/half.cpp.
 #pragma once
 
 #include <cstdint>

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <utility>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/half.h"
 
 namespace kimi::io {

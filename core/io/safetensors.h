@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/tensor/dtype.h"
 
 namespace kimi::io {
 

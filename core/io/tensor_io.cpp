@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #include "core/io/safetensors.h"
 
 namespace kimi::io {

@@ -4,7 +4,7 @@
 #include <map>
 #include <string>
 
-#include "core/tensor.h"
+#include "core/tensor/tensor.h"
 
 namespace kimi::io {
 

@@ -1,7 +1,7 @@
 // Basic layers.
 #include "core/nn/layers.h"
 
-#include "core/precision.h"
+#include "core/backend/precision.h"
 
 namespace kimi::nn {
 

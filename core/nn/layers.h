@@ -2,11 +2,11 @@
 #pragma once
 
 #include "core/nn/module.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 
 namespace kimi::nn {
 
-// Autocast (core/precision.h). An activation entering the BF16 region: x itself unless autocast
+// Autocast (core/backend/precision.h). An activation entering the BF16 region: x itself unless autocast
 // is on and x is an F32 CUDA tensor.
 Tensor autocast(const Tensor& x);
 // A parameter in the dtype of the activation it meets, through the differentiable to(): the F32

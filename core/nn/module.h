@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "core/tensor/rng.h"
+#include "core/tensor/tensor.h"
 
 namespace kimi::nn {
 

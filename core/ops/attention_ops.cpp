@@ -2,12 +2,12 @@
 // kernels inside, one tape node each.
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/kernels/cpu/attention.h"
-#include "core/kernels/cpu/rope.h"
-#include "core/mixer_ops.h"
-#include "core/ops/cuda/attention_cuda.h"
-#include "core/ops/cuda/rope_cuda.h"
+#include "core/autograd/autograd.h"
+#include "core/cpu/attention.h"
+#include "core/cpu/rope.h"
+#include "core/ops/mixer_ops.h"
+#include "core/cuda/attention/attention_cuda.h"
+#include "core/cuda/sequence/rope_cuda.h"
 
 namespace kimi {
 

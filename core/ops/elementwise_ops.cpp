@@ -1,12 +1,12 @@
 // Elementwise ops: broadcasting binary ops and unary functions, each with its backward.
 #include <algorithm>
 
-#include "core/kernels/cpu/elementwise.h"
-#include "core/kernels/cpu/strided.h"
-#include "core/ops.h"
+#include "core/cpu/elementwise.h"
+#include "core/cpu/strided.h"
+#include "core/ops/ops.h"
 #include "core/ops/op_util.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/ops/cuda/elementwise_cuda.h"
+#include "core/cuda/elementwise/elementwise_cuda.h"
 #endif
 
 namespace kimi {

@@ -6,10 +6,10 @@
 #include <memory>
 #include <vector>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "core/ops/op_util.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/ops/cuda/join_cuda.h"
+#include "core/cuda/elementwise/join_cuda.h"
 #endif
 
 namespace kimi {

@@ -1,7 +1,7 @@
 // Matrix products: matmul (batched) and linear (PyTorch layout, w [out, in]).
-#include "core/kernels/cpu/gemm.h"
-#include "core/ops.h"
-#include "core/ops/cuda/matmul_cuda.h"
+#include "core/cpu/gemm.h"
+#include "core/ops/ops.h"
+#include "core/cuda/gemm/matmul_cuda.h"
 
 namespace kimi {
 

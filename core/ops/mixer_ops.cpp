@@ -1,12 +1,12 @@
 // The linear-recurrence ops (delta rule, gated linear recurrence): shape checks at the boundary,
 // raw kernels inside, one tape node each. Attention and RoPE: attention_ops.cpp.
-#include "core/mixer_ops.h"
+#include "core/ops/mixer_ops.h"
 
 #include <cmath>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/ops/cuda/recurrence_cuda.h"
+#include "core/cuda/delta_rule/recurrence_cuda.h"
 #endif
 
 namespace kimi {
@@ -78,7 +78,7 @@ Tensor empty_like_or_none(const Tensor& t) {
 }
 
 #ifdef KIMI_LAB_CUDA
-// One tape node over the CUDA kernels (core/ops/cuda/recurrence_cuda.h); `inputs` as the op
+// One tape node over the CUDA kernels (core/cuda/delta_rule/recurrence_cuda.h); `inputs` as the op
 // received them, in the order of its gradients.
 RecurrenceResult cuda_recurrence(const RecurrenceCall& c, bool delta, const RecurrenceOptions& opt,
                                  const std::vector<Tensor>& inputs) {

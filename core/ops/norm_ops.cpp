@@ -6,9 +6,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/ops/cuda/norm_cuda.h"
+#include "core/cuda/norm/norm_cuda.h"
 #endif
 
 namespace kimi {

@@ -1,7 +1,7 @@
 // Small helpers shared by the op implementations.
 #pragma once
 
-#include "core/tensor.h"
+#include "core/tensor/tensor.h"
 
 namespace kimi {
 

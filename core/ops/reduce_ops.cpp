@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <numeric>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "core/ops/op_util.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/ops/cuda/reduce_cuda.h"
+#include "core/cuda/reduce/reduce_cuda.h"
 #endif
 
 namespace kimi {

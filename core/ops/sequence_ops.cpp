@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
-#include "core/ops.h"
-#include "core/ops/cuda/sequence_cuda.h"
+#include "core/ops/ops.h"
+#include "core/cuda/sequence/sequence_cuda.h"
 
 namespace kimi {
 namespace {

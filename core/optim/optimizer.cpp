@@ -1,13 +1,13 @@
 // AdamW, SGD, schedules and clipping. Updates run in place on the parameters' storage: on the
-// CPU here, on the GPU through the fused kernels of core/cuda/optim.h when a parameter lives
+// CPU here, on the GPU through the fused kernels of core/cuda/optim/optim.h when a parameter lives
 // there (F32 parameters; state follows its parameter's device, see state_on).
 #include "core/optim/optimizer.h"
 
 #include <cmath>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #ifdef KIMI_LAB_CUDA
-#include "core/cuda/optim.h"
+#include "core/cuda/optim/optim.h"
 #endif
 
 namespace kimi::optim {

@@ -1,4 +1,4 @@
-// CUDA causal attention (core/cuda/attention.h) against the CPU kernels run in float64, on
+// CUDA causal attention (core/cuda/attention/attention.h) against the CPU kernels run in float64, on
 // random odd shapes (Tq != Tk, T not a multiple of the tiles, GQA, D != Dv, D=192/Dv=128,
 // D=256, D not a multiple of 8, decoding Tq=1..16 with key splits), in every precision path,
 // and against the golden attention tensors (linear_ops_small.safetensors). Relative error
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/attention.h"
+#include "core/cuda/attention/attention.h"
 #include "core/io/safetensors.h"
 #include "tests/cuda/cuda_common.h"
 

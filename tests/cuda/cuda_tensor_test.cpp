@@ -1,5 +1,5 @@
 // CUDA Tensor-hook tests (kimi_cuda_tensor_test): the device-memory hooks of
-// core/device_memory.h as kimi_core's Tensor uses them (core/cuda/device_memory.cpp) -
+// core/tensor/device_memory.h as kimi_core's Tensor uses them (core/cuda/runtime/device_memory.cpp) -
 // host <-> device copies of strided views with type conversion, device-side strided and
 // converting copies, fills, clone - checked against the same operations on the CPU, element for
 // element. Links kimi_core; exit 0 with a SKIP line when no GPU is present.
@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/allocator.h"
-#include "core/device_memory.h"
-#include "core/tensor.h"
+#include "core/cuda/runtime/allocator.h"
+#include "core/tensor/device_memory.h"
+#include "core/tensor/tensor.h"
 
 namespace {
 

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
+#include "core/autograd/autograd.h"
 #include "core/nn/module.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "core/optim/optimizer.h"
-#include "core/precision.h"
+#include "core/backend/precision.h"
 #include "models/kimi_linear.h"
 #include "models/language_model.h"
 #include "models/mixer.h"

@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <random>
 
-#include "core/autograd.h"
-#include "core/device_memory.h"
-#include "core/ops/op_list.h"
-#include "core/precision.h"
+#include "core/autograd/autograd.h"
+#include "core/tensor/device_memory.h"
+#include "core/backend/op_list.h"
+#include "core/backend/precision.h"
 #include "tests/cuda/parity_util.h"
 #include "tests/gradcheck.h"
 

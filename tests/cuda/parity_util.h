@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/tensor.h"
+#include "core/tensor/tensor.h"
 
 namespace kimi::testing {
 

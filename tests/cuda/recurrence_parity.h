@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/delta_rule.cuh"
+#include "core/cuda/delta_rule/delta_rule.cuh"
 #include "tests/cuda/cuda_common.h"
 
 namespace kimi::cuda_test {

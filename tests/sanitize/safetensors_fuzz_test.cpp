@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/safetensors.h"
 #include "tests/sanitize/safetensors_cases.h"
 

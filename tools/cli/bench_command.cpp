@@ -4,10 +4,10 @@
 #include <chrono>
 #include <cmath>
 
-#include "core/mixer_ops.h"
+#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
-#include "core/ops.h"
-#include "core/device_memory.h"
+#include "core/ops/ops.h"
+#include "core/tensor/device_memory.h"
 #include "tools/cli/bench_cuda.h"
 #include "tools/cli/commands.h"
 

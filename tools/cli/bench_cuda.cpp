@@ -10,11 +10,11 @@
 #include <cstdio>
 #include <map>
 
-#include "core/device_memory.h"
-#include "core/mixer_ops.h"
+#include "core/tensor/device_memory.h"
+#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
-#include "core/ops.h"
-#include "core/precision.h"
+#include "core/ops/ops.h"
+#include "core/backend/precision.h"
 #include "models/mixer.h"
 
 namespace kimi::cli {

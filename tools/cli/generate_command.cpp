@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "core/device_memory.h"
-#include "core/error.h"
-#include "core/ops.h"
+#include "core/tensor/device_memory.h"
+#include "core/tensor/error.h"
+#include "core/ops/ops.h"
 #include "models/kimi_linear.h"
 #include "tools/cli/commands.h"
 #include "trainer/trainer.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "core/io/safetensors.h"
 #include "tools/cli/commands.h"
 

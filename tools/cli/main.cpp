@@ -4,7 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tools/cli/commands.h"
 
 int main(int argc, char** argv) {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/plotting.h"
 

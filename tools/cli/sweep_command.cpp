@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/error.h"
+#include "core/tensor/error.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/plotting.h"
 #include "trainer/sweep.h"

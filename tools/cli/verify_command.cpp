@@ -1,6 +1,6 @@
 // `kimi-lab verify FILE`: compare every recognised op / layer in a reference file with
 // kimi-lab's recurrent and chunked forms; a table of relative errors; non-zero exit on failure.
-#include "core/precision.h"
+#include "core/backend/precision.h"
 #include "models/golden_verify.h"
 #include "trainer/trainer.h"
 #include "tools/cli/commands.h"

@@ -1,0 +1,153 @@
+// Shared by the two chunkwise delta-rule kernels (not a public API): the chunk constants, the
+// WMMA (TF32) tile product, the padded head size, the buffers the intra kernel hands the state
+// kernel, and the intra kernel's launcher (delta_rule_chunk_intra.cu). DESIGN.md section 3;
+// the algorithm is described at the top of delta_rule_chunk.cu.
+#pragma once
+
+#include <mma.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "core/cuda/delta_rule/chunk_loads.cuh"
+#include "core/cuda/delta_rule/delta_rule_common.cuh"
+
+namespace kimi::cuda::detail::chunk {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kC = 64;   // chunk length
+constexpr int kBS = 16;  // sub-block (WMMA tile) size
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kLdA = kC + 4;  // row stride of the C x C matrices
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+template <class F>
+__device__ __forceinline__ void to_tf32(F& f) {
+#pragma unroll
+  for (int e = 0; e < f.num_elements; ++e) f.x[e] = wmma::__float_to_tf32(f.x[e]);
+}
+
+// acc += A (16 x 8n, row-major at a, stride lda) * B (8n x 16), B row-major at b (stride ldb)
+// or, with BT, B^T stored row-major (16 x 8n) at b.
+template <bool kATrans, bool kBTrans>
+__device__ __forceinline__ void mma_16x16(FragC& acc, const float* a, int lda, const float* b,
+                                          int ldb, int kdim) {
+  using FA = std::conditional_t<kATrans, FragAT, FragA>;
+  using FB = std::conditional_t<kBTrans, FragBT, FragB>;
+#pragma unroll 4
+  for (int kk = 0; kk < kdim; kk += 8) {
+    FA fa;
+    FB fb;
+    wmma::load_matrix_sync(fa, kATrans ? a + kk * lda : a + kk, lda);
+    wmma::load_matrix_sync(fb, kBTrans ? b + kk : b + kk * ldb, ldb);
+    to_tf32(fa);
+    to_tf32(fb);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+}
+
+// The kernels are compiled for a padded head size kD (64 or 128) that K and V both fit in:
+// shared tiles are kD wide (zeros past K or V), and all index arithmetic is by constants.
+struct ChunkDims {
+  int D;   // 64 or 128
+  int NC;  // chunks per sequence
+};
+
+inline ChunkDims chunk_dims(int K, int V, int T) {
+  return ChunkDims{std::max(K, V) <= 64 ? 64 : 128, (T + kC - 1) / kC};
+}
+
+// Running sums of the log decays down the rows of sG (kC rows, KP columns, row stride lds):
+// G = cumsum(g) inside the chunk. One thread per column; the column is read in batches of 16
+// before the dependent adds. Syncs before and after (used by the forward and the backward).
+template <int KP>
+__device__ __forceinline__ void cumsum_rows(float* sG, int lds) {
+  __syncthreads();
+  for (int c = threadIdx.x; c < KP; c += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll
+    for (int i0 = 0; i0 < kC; i0 += 16) {
+      float x[16];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) x[u] = sG[(i0 + u) * lds + c];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) {
+        acc += x[u];
+        sG[(i0 + u) * lds + c] = acc;
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// T = (I + A)^-1 of a strictly lower triangular C x C matrix A (stride kLdA), by blocks of
+// 16 (the forward kernels and the backward's WY/UT stage). First the diagonal blocks by forward
+// substitution, by warps 0-3 (lane = column; other threads do nothing, so a caller may give them
+// other work); then, after the caller's sync, the blocks below the diagonal in row-block order,
+// T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, with sP (C x C, stride kLdA) as scratch. The caller
+// zeroes the blocks of sT above the diagonal if it reads them.
+__device__ __forceinline__ void unit_lower_inverse_diagonal(const float* sA, float* sT, int warp,
+                                                            int lane) {
+  if (warp >= 4 || lane >= kBS) return;
+  const int r = warp * kBS;
+  float x[kBS];
+#pragma unroll
+  for (int i = 0; i < kBS; ++i) {
+    float acc = (i == lane) ? 1.f : 0.f;
+#pragma unroll
+    for (int j = 0; j < i; ++j) acc -= sA[(r + i) * kLdA + r + j] * x[j];
+    x[i] = acc;
+    sT[(r + i) * kLdA + r + lane] = acc;
+  }
+}
+
+// Syncs before each row block and returns unsynced.
+__device__ __forceinline__ void unit_lower_inverse_below(const float* sA, float* sT, float* sP) {
+  for (int I = 1; I < 4; ++I) {
+    const int r = I * kBS;
+    __syncthreads();
+    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
+      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
+      float acc = 0.f;
+      for (int m = J * kBS; m < r; ++m) acc += sA[(r + i) * kLdA + m] * sT[m * kLdA + J * kBS + jc];
+      sP[(J * kBS + i) * kLdA + jc] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < I * kBS * kBS; e += blockDim.x) {
+      const int J = e / (kBS * kBS), i = (e / kBS) % kBS, jc = e % kBS;
+      float acc = 0.f;
+      for (int m = 0; m <= i; ++m)
+        acc -= sT[(r + i) * kLdA + r + m] * sP[(J * kBS + m) * kLdA + jc];
+      sT[(r + i) * kLdA + J * kBS + jc] = acc;
+    }
+  }
+}
+
+// What the intra kernel hands the state kernel, per chunk: W = T (exp(G) o k), U = T v and
+// Gq = scale q o exp(G), Kd = k o exp(G_last - G) ([B,T,H,K] / [B,T,H,V], type Ti); A_qk
+// (fp32, [B*H][NC][kC][kC], lower triangle incl. diagonal) and exp(G_last) (fp32, [B*H][NC][K]).
+template <class Ti>
+struct ChunkBuffers {
+  Ti *W, *U, *Gq, *Kd;
+  float *Aqk, *EgL;
+};
+
+// Register prefetch: bf16 rows that are whole 16-byte vectors (K, V multiples of 8).
+template <class Ti>
+bool use_prefetch(const Params<Ti>& p) {
+  return sizeof(Ti) == 2 && vec_ok<Ti>(p.K, 0) && vec_ok<Ti>(p.V, 0);
+}
+
+// Launches the intra kernel (delta_rule_chunk_intra.cu; float and __nv_bfloat16).
+template <class Ti>
+void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
+                  cudaStream_t stream);
+
+}  // namespace kimi::cuda::detail::chunk

@@ -1,0 +1,334 @@
+// Chunkwise delta rule backward on the GPU, the per-chunk kernels B2 (products with the chunk
+// states) and B3 (the WY/UT backward); stages and notation in delta_rule_chunk_bwd.cuh, math
+// as in core/cpu/delta_rule_chunk_bwd.cpp.
+#include <algorithm>
+
+#include "core/cuda/runtime/check.h"
+#include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
+
+namespace kimi::cuda::detail::chunk_bwd {
+namespace {
+
+// B2, one block per (chunk, batch*head), V streamed in tiles of BV: with h = h_c, dh = dh_c,
+//   dGq = dO h^T, dW = -dV' h^T, dKd = V' dh^T (kC x kD), dA_qk = dO V'^T (lower 16 x 16
+//   tiles), deL = rowsum(dh o h).
+// Each warp keeps its output tiles in WMMA accumulators across the V tiles and stores them
+// straight to the fp32 workspaces. With kPre (bf16 rows of whole vectors) the five tiles of a V
+// tile are all in flight before the first is stored. Shared (floats): sH, sdH (kD x ldb), sdO,
+// sVp, sdV (kC x ldb).
+template <class Ti, int kD, int BV, bool kPre>
+__global__ void __launch_bounds__(kNT, 1) dhv_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
+  extern __shared__ __align__(128) float smem[];
+  constexpr int ldb = BV + 4, nt = kD / kBS;
+  constexpr int kTiles = 12 * nt + 10, kSlots = (kTiles + kNW - 1) / kNW;
+  float* sH = smem;
+  float* sdH = sH + kD * ldb;
+  float* sdO = sdH + kD * ldb;
+  float* sVp = sdO + kC * ldb;
+  float* sdV = sVp + kC * ldb;
+  const int c = blockIdx.x, bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
+  const int warp = threadIdx.x / 32;
+  const int t0 = c * kC, L = min(kC, p.T - t0);
+  const int64_t item = int64_t(bh) * cd.NC + c, rs_v = int64_t(p.H) * p.V;
+  const int64_t hoff = item * p.K * p.V;
+  // tile t: 0 <= t < 12 nt: output `which` (dGq, dW, dKd), row block I, column block N;
+  // else the lower tile (I, J) of dA_qk.
+  auto decode = [&](int t, int& which, int& I, int& N) {
+    if (t < 12 * nt) {
+      which = t / (4 * nt);
+      I = (t % (4 * nt)) / nt;
+      N = t % nt;
+    } else {
+      const int u = t - 12 * nt;
+      which = 3;
+      I = u < 1 ? 0 : u < 3 ? 1 : u < 6 ? 2 : 3;
+      N = u - I * (I + 1) / 2;
+    }
+  };
+  FragC acc[kSlots];
+#pragma unroll
+  for (int s = 0; s < kSlots; ++s) wmma::fill_fragment(acc[s], 0.f);
+  float el = 0.f;
+  for (int v0 = 0; v0 < p.V; v0 += BV) {
+    __syncthreads();
+    const RowsSpec hs{hoff, p.V, p.K, p.V, v0}, vs{p.vo(b, t0, h), rs_v, L, p.V, v0};
+    if constexpr (kPre) {
+      constexpr int kHS = (kD * BV / kVecWidth<Ti> + kNT - 1) / kNT;
+      constexpr int kVS = (kC * BV / kVecWidth<Ti> + kNT - 1) / kNT;
+      RowsPrefetch<Ti, kD, BV, kHS> ph, pdh;
+      RowsPrefetch<Ti, kC, BV, kVS> pdo, pvp, pdv;
+      ph.issue(bw.h, hs);
+      pdh.issue(bw.dh, hs);
+      pdo.issue(bw.do_, vs);
+      pvp.issue(bw.Vp, vs);
+      pdv.issue(bw.dVp, vs);
+      ph.commit(sH, ldb, hs);
+      pdh.commit(sdH, ldb, hs);
+      pdo.commit(sdO, ldb, vs);
+      pvp.commit(sVp, ldb, vs);
+      pdv.commit(sdV, ldb, vs);
+    } else {
+      load_rows<Ti, kD, BV>(sH, ldb, bw.h, hs);
+      load_rows<Ti, kD, BV>(sdH, ldb, bw.dh, hs);
+      load_rows<Ti, kC, BV>(sdO, ldb, bw.do_, vs);
+      load_rows<Ti, kC, BV>(sVp, ldb, bw.Vp, vs);
+      load_rows<Ti, kC, BV>(sdV, ldb, bw.dVp, vs);
+    }
+    __syncthreads();
+    if (threadIdx.x < kD) {
+      const float* a = sH + threadIdx.x * ldb;
+      const float* d = sdH + threadIdx.x * ldb;
+#pragma unroll 8
+      for (int j = 0; j < BV; ++j) el += a[j] * d[j];
+    }
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s) {
+      const int t = warp + s * kNW;
+      if (t < kTiles) {
+        int which, I, N;
+        decode(t, which, I, N);
+        const float* a = (which == 0 || which == 3 ? sdO : which == 1 ? sdV : sVp) + I * kBS * ldb;
+        const float* bt = (which == 2 ? sdH : which == 3 ? sVp : sH) + N * kBS * ldb;
+        mma_16x16<false, true>(acc[s], a, ldb, bt, ldb, BV);
+      }
+    }
+  }
+#pragma unroll
+  for (int s = 0; s < kSlots; ++s) {
+    const int t = warp + s * kNW;
+    if (t < kTiles) {
+      int which, I, N;
+      decode(t, which, I, N);
+      if (which == 3) {
+        wmma::store_matrix_sync(bw.dAqk + (item * kC + I * kBS) * kC + N * kBS, acc[s], kC,
+                                wmma::mem_row_major);
+      } else {
+        if (which == 1) {
+#pragma unroll
+          for (int e = 0; e < acc[s].num_elements; ++e) acc[s].x[e] = -acc[s].x[e];
+        }
+        float* ws = which == 0 ? bw.ws0 : which == 1 ? bw.ws1 : bw.ws2;
+        wmma::store_matrix_sync(ws + (item * kC + I * kBS) * kD + N * kBS, acc[s], kD,
+                                wmma::mem_row_major);
+      }
+    }
+  }
+  if (threadIdx.x < kD) bw.deL[item * kD + threadIdx.x] = el;
+}
+
+// Warp-per-row pass over the kC rows: acc[i] += sum_{d < n} f(i, d).
+template <class F>
+__device__ __forceinline__ void row_sums_add(float* acc, int n, F&& f) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int i = warp; i < kC; i += kNW) {
+    float s = 0.f;
+    for (int d = lane; d < n; d += 32) s += f(i, d);
+    s = warp_sum(s);
+    if (lane == 0) acc[i] += s;
+  }
+}
+
+// B3, one block per (chunk, batch*head): A_kk (pairwise decays as in the forward's intra
+// kernel), T = (I + Diag(beta) A_kk)^-1, then the UT backward
+//   dR_U = T^T dV', dv = beta o dR_U, dA = -(dR_U U^T + dR_W W^T), dR_W = T^T dW,
+//   dbeta = rowsum(dR_U o v + dR_W o Gk + dA o A_kk), dA_kk = beta o strict_lower(dA),
+//   dGk = beta o dR_W (into ws1, over dW).
+// With kPre (bf16 rows of whole vectors) dV', v, U and W are loaded into registers at the
+// start, while A_kk and T are computed. Shared (floats): sK, sG, sX1, sX2 (kC x ldk), sAkk,
+// sA (later dA), sT (kC x kLdA), beta, dbeta.
+template <class Ti, int kD, bool kPre>
+__global__ void __launch_bounds__(kNT, 1)
+    ut_bwd_kernel(Params<Ti> p, ChunkDims cd, ChunkBuffers<Ti> fw, BwdBuffers<Ti> bw) {
+  extern __shared__ __align__(128) float smem[];
+  constexpr int ldk = kD + 4;
+  float* sK = smem;
+  float* sG = sK + kC * ldk;
+  float* sX1 = sG + kC * ldk;
+  float* sX2 = sX1 + kC * ldk;
+  float* sAkk = sX2 + kC * ldk;
+  float* sA = sAkk + kC * kLdA;
+  float* sT = sA + kC * kLdA;
+  float* sBeta = sT + kC * kLdA;
+  float* sDb = sBeta + kC;
+  const int c = blockIdx.x, bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int t0 = c * kC, L = min(kC, p.T - t0);
+  const int64_t item = int64_t(bh) * cd.NC + c;
+  const int64_t rs_k = int64_t(p.H) * p.K, rs_v = int64_t(p.H) * p.V;
+  const RowsSpec kspec{p.qk(b, t0, h), rs_k, L, p.K, 0}, vspec{p.vo(b, t0, h), rs_v, L, p.V, 0};
+  const RowsSpec wspec{item * kC * kD, kD, kC, kD, 0};  // a per-chunk fp32 workspace tile
+  constexpr int kSl = kPre ? (kC * kD / kVecWidth<Ti> + kNT - 1) / kNT : 1;
+  RowsPrefetch<Ti, kC, kD, kSl> pdv, pv, pu, pw;
+  if constexpr (kPre) {
+    pdv.issue(bw.dVp, vspec);
+    pv.issue(p.v, vspec);
+    pu.issue(fw.U, vspec);
+    pw.issue(fw.W, kspec);
+  }
+  // load(): a tile of the UT backward, from the prefetch registers or from global memory.
+  auto load = [&](RowsPrefetch<Ti, kC, kD, kSl>& pf, const Ti* src, const RowsSpec& spec) {
+    if constexpr (kPre)
+      pf.commit(sX1, ldk, spec);
+    else
+      load_rows<Ti, kC, kD>(sX1, ldk, src, spec);
+  };
+  load_rows<Ti, kC, kD>(sK, ldk, p.k, kspec);
+  if (threadIdx.x < kC) {
+    sBeta[threadIdx.x] = threadIdx.x < L ? ld(p.beta + p.tok(b, t0 + threadIdx.x, h)) : 0.f;
+    sDb[threadIdx.x] = 0.f;
+  }
+  load_gates<Ti, kD>(sG, ldk, p, b, h, t0, L, 0);  // syncs
+  // --- A_kk: diagonal 16 x 16 blocks elementwise (j < i), off-diagonal blocks on the tensor
+  // cores with exp(G_i - G_j) = exp(G_i - G_r) exp(G_r - G_j) (r: the row block's first row).
+  for (int w = threadIdx.x; w < 4 * kBS * kBS; w += blockDim.x) {
+    const int I = w / (kBS * kBS), i = I * kBS + (w / kBS) % kBS, j = I * kBS + w % kBS;
+    float akk = 0.f;
+    if (j < i) {
+      const float4 *Gi = reinterpret_cast<const float4*>(sG + i * ldk),
+                   *Gj = reinterpret_cast<const float4*>(sG + j * ldk),
+                   *ki = reinterpret_cast<const float4*>(sK + i * ldk),
+                   *kj = reinterpret_cast<const float4*>(sK + j * ldk);
+      for (int d = 0; d < kD / 4; ++d) {
+        const float4 gi = Gi[d], gj = Gj[d], a = ki[d], kk = kj[d];
+        akk += a.x * kk.x * __expf(gi.x - gj.x) + a.y * kk.y * __expf(gi.y - gj.y) +
+               a.z * kk.z * __expf(gi.z - gj.z) + a.w * kk.w * __expf(gi.w - gj.w);
+      }
+    }
+    sAkk[i * kLdA + j] = akk;
+  }
+  for (int I = 1; I < 4; ++I) {
+    const int r = I * kBS;
+    __syncthreads();  // sX1 free again
+    for (int e = threadIdx.x; e < (kBS + r) * kD; e += blockDim.x) {
+      const int row = e / kD, d = e % kD;
+      const int i = row < kBS ? r + row : row - kBS;
+      const float x = row < kBS ? __expf(sG[i * ldk + d] - sG[r * ldk + d])
+                                : __expf(sG[r * ldk + d] - sG[i * ldk + d]);
+      sX1[row * ldk + d] = sK[i * ldk + d] * x;
+    }
+    __syncthreads();
+    if (warp < I) {
+      FragC acc;
+      wmma::fill_fragment(acc, 0.f);
+      mma_16x16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk, kD);
+      wmma::store_matrix_sync(sAkk + r * kLdA + warp * kBS, acc, kLdA, wmma::mem_row_major);
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) {
+    const int i = e / kC, j = e % kC;
+    const float a = j < i ? sAkk[i * kLdA + j] : 0.f;
+    sAkk[i * kLdA + j] = a;
+    sA[i * kLdA + j] = sBeta[i] * a;
+    sT[i * kLdA + j] = 0.f;
+  }
+  __syncthreads();
+  // --- T = (I + A)^-1 (unit lower): diagonal blocks by forward substitution (lane = column),
+  // then T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, row blocks in order (scratch sP in sX2).
+  unit_lower_inverse_diagonal(sA, sT, warp, lane);
+  unit_lower_inverse_below(sA, sT, sX2);
+  __syncthreads();
+  // --- UT backward, value side: dR_U = T^T dV' (sX2); dv; dbeta += rowsum(dR_U o v);
+  // dA = -dR_U U^T.
+  load(pdv, bw.dVp, vspec);
+  __syncthreads();
+  block_gemm<true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  __syncthreads();
+  load(pv, p.v, vspec);
+  __syncthreads();
+  store_rows_fn(bw.dv, p.vo(b, t0, h), rs_v, 0, L, p.V,
+                [&](int i, int d) { return sBeta[i] * sX2[i * ldk + d]; });
+  row_sums_add(sDb, kD, [&](int i, int d) { return sX2[i * ldk + d] * sX1[i * ldk + d]; });
+  __syncthreads();
+  load(pu, fw.U, vspec);
+  __syncthreads();
+  block_gemm<false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, false);
+  __syncthreads();
+  // --- key side: dR_W = T^T dW (sX2); dA -= dR_W W^T; dbeta += rowsum(dR_W o Gk).
+  load_rows<float, kC, kD>(sX1, ldk, bw.ws1, wspec);
+  __syncthreads();
+  block_gemm<true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  __syncthreads();
+  load(pw, fw.W, kspec);
+  __syncthreads();
+  block_gemm<false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, true);
+  row_sums_add(sDb, kD, [&](int i, int d) {
+    return sX2[i * ldk + d] * sK[i * ldk + d] * __expf(sG[i * ldk + d]);
+  });
+  __syncthreads();
+  // --- dA masked: dbeta += rowsum(dA o A_kk); dA_kk = beta o dA.
+  for (int i = warp; i < kC; i += kNW) {
+    float s = 0.f;
+    for (int j = lane; j < kC; j += 32) {
+      const float da = j < i ? sA[i * kLdA + j] : 0.f;
+      s += da * sAkk[i * kLdA + j];
+      bw.dAkk[(item * kC + i) * kC + j] = sBeta[i] * da;
+    }
+    s = warp_sum(s);
+    if (lane == 0) sDb[i] += s;
+  }
+  __syncthreads();
+  if (threadIdx.x < L) st(bw.dbeta + p.tok(b, t0 + threadIdx.x, h), sDb[threadIdx.x]);
+  store_rows_fn(bw.ws1, item * kC * kD, kD, 0, kC, kD,
+                [&](int i, int d) { return sBeta[i] * sX2[i * ldk + d]; });
+}
+
+template <class Ti, int kD, bool kPre>
+void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
+                   cudaStream_t stream) {
+  constexpr int BV = 64;
+  const size_t smem = size_t(2 * kD + 3 * kC) * (BV + 4) * sizeof(float);
+  set_smem(dhv_kernel<Ti, kD, BV, kPre>, smem);
+  const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
+  dhv_kernel<Ti, kD, BV, kPre><<<grid, kNT, smem, stream>>>(p, cd, bw);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+template <class Ti, int kD, bool kPre>
+void launch_ut_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
+                  const BwdBuffers<Ti>& bw, cudaStream_t stream) {
+  const size_t smem = size_t(4 * kC * (kD + 4) + 3 * kC * kLdA + 2 * kC) * sizeof(float);
+  set_smem(ut_bwd_kernel<Ti, kD, kPre>, smem);
+  const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
+  ut_bwd_kernel<Ti, kD, kPre><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+template <class Ti>
+void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
+                cudaStream_t stream) {
+  if constexpr (sizeof(Ti) == 2) {
+    if (use_prefetch(p)) {
+      if (cd.D == 64) return launch_dhv_as<Ti, 64, true>(p, cd, bw, stream);
+      return launch_dhv_as<Ti, 128, true>(p, cd, bw, stream);
+    }
+  }
+  if (cd.D == 64) return launch_dhv_as<Ti, 64, false>(p, cd, bw, stream);
+  launch_dhv_as<Ti, 128, false>(p, cd, bw, stream);
+}
+
+template <class Ti>
+void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
+                   const BwdBuffers<Ti>& bw, cudaStream_t stream) {
+  if constexpr (sizeof(Ti) == 2) {
+    if (use_prefetch(p)) {
+      if (cd.D == 64) return launch_ut_as<Ti, 64, true>(p, cd, fw, bw, stream);
+      return launch_ut_as<Ti, 128, true>(p, cd, fw, bw, stream);
+    }
+  }
+  if (cd.D == 64) return launch_ut_as<Ti, 64, false>(p, cd, fw, bw, stream);
+  launch_ut_as<Ti, 128, false>(p, cd, fw, bw, stream);
+}
+
+#define KIMI_INSTANTIATE(Ti)                                                                   \
+  template void launch_dhv<Ti>(const Params<Ti>&, const ChunkDims&, const BwdBuffers<Ti>&,     \
+                               cudaStream_t);                                                  \
+  template void launch_ut_bwd<Ti>(const Params<Ti>&, const ChunkDims&, const ChunkBuffers<Ti>&, \
+                                  const BwdBuffers<Ti>&, cudaStream_t);
+KIMI_INSTANTIATE(float)
+KIMI_INSTANTIATE(__nv_bfloat16)
+#undef KIMI_INSTANTIATE
+
+}  // namespace kimi::cuda::detail::chunk_bwd

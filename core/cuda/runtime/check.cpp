@@ -1,0 +1,21 @@
+// Error reporting for core/cuda/runtime/check.h, compiled by the host compiler (fmt works here).
+// Built only with -DKIMI_LAB_CUDA=ON (the guard keeps a CPU-only build's translation unit empty).
+#ifdef KIMI_LAB_CUDA
+#include "core/cuda/runtime/check.h"
+
+#include "core/tensor/error.h"
+
+namespace kimi::cuda {
+
+void fail(const char* file, int line, const char* expr, const char* detail) {
+  throw_error(file, line, fmt::format("CUDA backend: {} failed: {}", expr, detail));
+}
+
+void fail_cuda(const char* file, int line, const char* expr, cudaError_t err) {
+  throw_error(
+      file, line,
+      fmt::format("CUDA error {} ({}): {}", cudaGetErrorName(err), cudaGetErrorString(err), expr));
+}
+
+}  // namespace kimi::cuda
+#endif  // KIMI_LAB_CUDA

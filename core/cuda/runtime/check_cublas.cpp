@@ -1,0 +1,16 @@
+// The cuBLAS half of core/cuda/runtime/check.h (apart from check.cpp so that binaries which use no
+// cuBLAS, such as the CUDA kernel tests, need not link it). Built only with -DKIMI_LAB_CUDA=ON.
+#ifdef KIMI_LAB_CUDA
+#include "core/cuda/runtime/check.h"
+#include "core/tensor/error.h"
+
+namespace kimi::cuda {
+
+void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st) {
+  throw_error(file, line,
+              fmt::format("cuBLAS error {} ({}): {}", cublasGetStatusName(st),
+                          cublasGetStatusString(st), expr));
+}
+
+}  // namespace kimi::cuda
+#endif  // KIMI_LAB_CUDA
