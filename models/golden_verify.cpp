@@ -11,6 +11,7 @@
 #include "core/ops/mixer_ops.h"
 #include "core/ops/ops.h"
 #include "models/mixer.h"
+#include "models/model_config.h"
 
 namespace kimi::models {
 
@@ -86,24 +87,22 @@ void verify_attention(const TensorMap& m, const std::string& file, DType dt, Ver
   add_row(rep, "attention", "tiled", "dv", v.grad(), need(m, file, "attention", "dv"), kGradTol);
 }
 
-// The layer's options from the JSON config FLA's layer was built with.
+// The layer's options from the JSON config FLA's layer was built with, through the model
+// config (mixer_options; output_gate "auto" gives GDN's swish and KDA's sigmoid, as in FLA).
 MixerOptions layer_options(const std::string& kind, const std::string& meta_json, DType dt) {
   nlohmann::json j = nlohmann::json::parse(meta_json);
   const nlohmann::json& c = j.at("config");
-  MixerOptions o;
-  o.kind = kind;
+  ModelConfig m;
+  m.d_model = c.at("hidden_size").get<int64_t>();
+  m.num_heads = c.value("num_heads", m.num_heads);
+  m.head_dim = c.value("head_dim", m.head_dim);
+  if (kind == "gdn") m.expand_v = c.value("expand_v", 2.0);
+  m.mamba2.d_state = c.value("state_size", m.mamba2.d_state);
+  m.mamba2.expand = c.value("expand", m.mamba2.expand);
+  m.chunk_size = c.value("chunk_size", m.chunk_size);
+  MixerOptions o = mixer_options(m, kind);
+  o.n_groups = c.value("n_groups", o.n_groups);  // Mamba2's groups are not a model.* key
   o.dtype = dt;
-  o.d_model = c.at("hidden_size").get<int64_t>();
-  o.num_heads = c.value("num_heads", o.num_heads);
-  o.head_dim = c.value("head_dim", o.head_dim);
-  if (kind == "gdn") {
-    o.expand_v = c.value("expand_v", 2.0);
-    o.output_gate = "swish";
-  }
-  o.d_state = c.value("state_size", o.d_state);
-  o.expand = c.value("expand", o.expand);
-  o.n_groups = c.value("n_groups", o.n_groups);
-  o.chunk_size = c.value("chunk_size", o.chunk_size);
   return o;
 }
 

@@ -16,35 +16,30 @@
 
 namespace kimi::models {
 
-MixerOptions kimi_kda_options(const KimiLinearConfig& c, DType dtype) {
+MixerOptions mixer_options(const KimiLinearConfig& c, int64_t layer, DType dtype) {
   MixerOptions o;
-  o.kind = "kda";
   o.d_model = c.hidden_size;
-  o.num_heads = c.kda_num_heads;
-  o.head_dim = c.kda_head_dim;
-  o.expand_v = 1.0;
-  o.short_conv = true;
-  o.conv_size = c.short_conv_kernel_size;
-  o.output_gate = "sigmoid";    // HF: FusedRMSNormGated(activation="sigmoid")
-  o.norm_eps = c.rms_norm_eps;  // o_norm uses rms_norm_eps
+  o.norm_eps = c.rms_norm_eps;  // KDA's o_norm and MLA's o-side norms use rms_norm_eps
   o.dtype = dtype;
-  return o;
-}
-
-MixerOptions kimi_mla_options(const KimiLinearConfig& c, DType dtype) {
-  MixerOptions o;
-  o.kind = "mla";
-  o.d_model = c.hidden_size;
-  o.num_heads = c.num_attention_heads;
-  o.head_dim = c.qk_nope_head_dim;
-  o.qk_nope_dim = c.qk_nope_head_dim;
-  o.qk_rope_dim = c.qk_rope_head_dim;  // NoPE: the slice enters the scores unrotated
-  o.v_head_dim = c.v_head_dim;
-  o.kv_lora_rank = c.kv_lora_rank;
-  o.q_lora_rank = c.q_lora_rank;
-  o.mla_norm_eps = c.mla_norm_eps;  // kv_a_layernorm: 1e-6
-  o.norm_eps = c.rms_norm_eps;
-  o.dtype = dtype;
+  if (c.is_mla(layer)) {
+    o.kind = "mla";
+    o.num_heads = c.num_attention_heads;
+    o.head_dim = c.qk_nope_head_dim;
+    o.qk_nope_dim = c.qk_nope_head_dim;
+    o.qk_rope_dim = c.qk_rope_head_dim;  // NoPE: the slice enters the scores unrotated
+    o.v_head_dim = c.v_head_dim;
+    o.kv_lora_rank = c.kv_lora_rank;
+    o.q_lora_rank = c.q_lora_rank;
+    o.mla_norm_eps = c.mla_norm_eps;  // kv_a_layernorm: 1e-6
+  } else {
+    o.kind = "kda";
+    o.num_heads = c.kda_num_heads;
+    o.head_dim = c.kda_head_dim;
+    o.expand_v = 1.0;
+    o.short_conv = true;
+    o.conv_size = c.short_conv_kernel_size;
+    o.output_gate = "sigmoid";  // HF: FusedRMSNormGated(activation="sigmoid")
+  }
   return o;
 }
 
@@ -52,8 +47,8 @@ KimiDecoderLayer::KimiDecoderLayer(const KimiLinearConfig& c, int64_t layer, DTy
     : is_mla(c.is_mla(layer)) {
   const int64_t d = c.hidden_size;
   const nn::InitOptions init{0.02, dtype};
-  MixerOptions mo = is_mla ? kimi_mla_options(c, dtype) : kimi_kda_options(c, dtype);
-  self_attn = register_module("self_attn", std::shared_ptr<Mixer>(make_mixer(mo, rng)));
+  self_attn = register_module(
+      "self_attn", std::shared_ptr<Mixer>(make_mixer(mixer_options(c, layer, dtype), rng)));
   if (c.is_moe(layer)) {
     MoeOptions m;
     m.d_model = d, m.num_experts = c.num_experts, m.top_k = c.num_experts_per_token;

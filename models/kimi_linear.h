@@ -16,9 +16,10 @@
 
 namespace kimi::models {
 
-// The mixer options of the KDA and MLA layers of a config.
-MixerOptions kimi_kda_options(const KimiLinearConfig& c, DType dtype);
-MixerOptions kimi_mla_options(const KimiLinearConfig& c, DType dtype);
+// The one conversion from a Kimi-Linear config to the options of its layer `layer` (0-based):
+// KDA, or MLA (NoPE) where c.is_mla(layer). The synthetic-task models use the ModelConfig
+// overload (models/model_config.h).
+MixerOptions mixer_options(const KimiLinearConfig& c, int64_t layer, DType dtype);
 
 class KimiDecoderLayer : public nn::Module {
  public:

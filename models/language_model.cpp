@@ -3,31 +3,6 @@
 
 namespace kimi::models {
 
-MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind) {
-  MixerOptions o;
-  o.kind = kind;
-  o.d_model = cfg.d_model;
-  o.num_heads = cfg.num_heads;
-  o.head_dim = cfg.head_dim;
-  o.num_kv_heads = cfg.num_kv_heads;
-  o.expand_v = cfg.expand_v;
-  o.short_conv = cfg.short_conv;
-  o.conv_size = cfg.conv_size;
-  // "auto" keeps each layer's FLA default: sigmoid for KDA (the paper), swish for GDN.
-  o.output_gate = cfg.output_gate != "auto" ? cfg.output_gate : (kind == "gdn" ? "swish" : "sigmoid");
-  o.rope = cfg.rope;
-  o.rope_theta = cfg.rope_theta;
-  o.chunk_size = cfg.chunk_size;
-  o.kv_lora_rank = cfg.kv_lora_rank;
-  o.q_lora_rank = cfg.q_lora_rank;
-  o.qk_rope_dim = cfg.qk_rope_dim;
-  o.d_state = cfg.mamba2.d_state;
-  o.expand = cfg.mamba2.expand;
-  o.norm_eps = cfg.norm_eps;
-  o.init_std = cfg.init_std;
-  return o;
-}
-
 // SwiGLU hidden size: 8/3 d rounded up to a multiple of 32 (Llama's rule) unless given.
 static int64_t mlp_hidden(const ModelConfig& cfg) {
   if (cfg.mlp_hidden > 0) return cfg.mlp_hidden;

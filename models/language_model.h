@@ -9,12 +9,9 @@
 
 #include "core/nn/layers.h"
 #include "models/mixer.h"
-#include "trainer/config.h"
+#include "models/model_config.h"
 
 namespace kimi::models {
-
-// The options of layer `kind` from the model config (the keys under model.*).
-MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind);
 
 class Block : public nn::Module {
  public:

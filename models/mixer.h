@@ -4,9 +4,11 @@
 //
 // Adding a mixer: write models/<name>_layer.{h,cpp} with a class deriving from Mixer (constructor
 // `(const MixerOptions&, Rng&)`), then add one line `{"<name>", make<YourLayer>}` to the table in
-// models/mixer_registry.cpp. The table is explicit on purpose: kimi_core is a static library, and
-// a self-registering static object in a layer file that nothing references would be dropped by
-// the linker. Code outside the library (experiments, tests) may also call register_mixer().
+// models/mixer_registry.cpp; config validation (layer_mixers) asks the registry, so the name is
+// then a valid model.mixer / model.hybrid value. The table is explicit on purpose: kimi_models
+// is a static library, and a self-registering static object in a layer file that nothing
+// references would be dropped by the linker. Code outside the library (experiments, tests) may
+// also call register_mixer().
 #pragma once
 
 #include <functional>
@@ -14,13 +16,15 @@
 #include <string>
 #include <vector>
 
-#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
+#include "core/ops/mixer_ops.h"
 #include "core/tensor/rng.h"
 
 namespace kimi::models {
 
-struct MixerOptions {  // every field but dtype is a config key (model.*) set by the model builder
+// Built by mixer_options: from the model config (models/model_config.h; most fields are keys
+// under model.*) or from a Kimi-Linear config (models/kimi_linear.h).
+struct MixerOptions {
   std::string kind = "kda";  // kda | gdn | deltanet | mamba2 | attention | mla
   int64_t d_model = 256, num_heads = 2, head_dim = 128, num_kv_heads = 0 /*0 = num_heads*/;
   double expand_v = 1.0;  // value dim per head = expand_v * head_dim (kda, gdn, deltanet)
@@ -29,7 +33,7 @@ struct MixerOptions {  // every field but dtype is a config key (model.*) set by
   // Output gate of kda and gdn: o = RMSNorm(o) * act(z). "none" = plain RMSNorm, no g_proj.
   // FLA's defaults: KDA sigmoid, GDN swish. DeltaNet always follows FLA's default (no gate).
   std::string output_gate = "sigmoid";  // sigmoid | swish | none
-  bool rope = false;                    // attention only (MLA is NoPE in Kimi Linear)
+  bool rope = false;                    // attention only (MLA is NoPE here: mla refuses rope)
   double rope_theta = 10000;
   int64_t chunk_size = 64;
   RecurrenceForm form = RecurrenceForm::kChunk;

@@ -20,6 +20,10 @@ MlaLayer::MlaLayer(const MixerOptions& opt, Rng& rng)
         fmt::format("mla: bad sizes (heads {}, qk_nope {}, qk_rope {}, v_head {}, "
                     "kv_lora_rank {}, q_lora_rank {})",
                     H_, nope_, rope_, vd_, rank_, opt.q_lora_rank));
+  if (opt.rope)  // refused rather than ignored (config validation names model.rope first)
+    throw UserError(
+        "mla: rope=true is not supported (MLA uses NoPE here; its decoupled RoPE slice is not "
+        "implemented)");
   scale_ = 1.0 / std::sqrt(static_cast<double>(nope_ + rope_));
   const nn::InitOptions init = init_options(opt);
   const int64_t d = opt.d_model, qk = nope_ + rope_;

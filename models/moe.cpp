@@ -2,16 +2,13 @@
 // KimiSparseMoeBlock.moe_infer; DeepSeek-V3 noaux_tc routing as in vLLM's grouped_topk).
 #include "models/moe.h"
 
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/sequence/sequence.h"
-#endif
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
 #include "core/autograd/autograd.h"
+#include "core/backend/sequence_kernels.h"
 
 namespace kimi::models {
 namespace {
@@ -56,19 +53,16 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& idx) {
 void scatter_add_rows(Tensor& out, const std::vector<int64_t>& idx, const std::vector<double>& w,
                       const Tensor& y) {
   const int64_t d = out.size(1);
-#ifdef KIMI_LAB_CUDA
-  if (out.device() == Device::kCUDA) {
-    // The embedding backward's row scatter (atomics into an F32 buffer) with w folded into y.
-    KIMI_CHECK(out.dtype() == DType::kF32 && out.is_contiguous(), "moe on CUDA: F32 activations, got {}",
-               out.str());
+  if (out.device() != Device::kCPU) {
+    // The embedding backward's row scatter with w folded into y; on the CPU below, w stays in
+    // double (kimi_tiny's logits are checked to 1e-6).
     const int64_t n = static_cast<int64_t>(idx.size());
-    Tensor wy = mul(y, Tensor::from_vector(w, {n, 1}).to(DType::kF32).to(Device::kCUDA)).contiguous();
-    Tensor ids = ids_tensor(idx, Device::kCUDA);
-    cuda::embedding_bwd(cuda::ElemType::kF32, cuda::ElemType::kI64, n, out.size(0), d, ids.raw_data(),
-                        wy.raw_data(), out.raw_data());
+    Tensor wy = mul(y, Tensor::from_vector(w, {n, 1}).to(y.dtype()).to(y.device()));
+    Tensor rows = kernels<SequenceKernels>(out, "moe scatter_add")
+                      .embedding_backward(ids_tensor(idx, out.device()), wy.contiguous(), out.size(0));
+    out = add(out, rows.to(out.dtype()));
     return;
   }
-#endif
   dispatch_float(out.dtype(), "moe scatter_add", [&](auto tag) {
     using scalar_t = KIMI_SCALAR_T(tag);
     scalar_t* o = out.data<scalar_t>();

@@ -76,13 +76,14 @@ std::unique_ptr<Task> make_task(const TaskConfig& config) {
       fmt::format("task.name: expected one of palindrome, mqar, stack, lm; got '{}'", config.name));
 }
 
-void check_task_lengths(const RunConfig& config) {
-  const auto task = make_task(config.task);
-  task->check_seq_len(config.train.seq_len);
-  if (config.task.mixed_lengths) {
-    for (int64_t len : config.task.train_seq_lens) task->check_seq_len(len);
+void check_task_lengths(const TaskConfig& config, int64_t train_seq_len,
+                        const std::vector<int64_t>& eval_seq_lens) {
+  const auto task = make_task(config);
+  task->check_seq_len(train_seq_len);
+  if (config.mixed_lengths) {
+    for (int64_t len : config.train_seq_lens) task->check_seq_len(len);
   }
-  for (int64_t len : config.eval.seq_lens) task->check_seq_len(len);
+  for (int64_t len : eval_seq_lens) task->check_seq_len(len);
 }
 
 }  // namespace kimi::tasks

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/config.h"
+#include "tasks/task_config.h"
 
 namespace kimi::tasks {
 
@@ -49,9 +49,10 @@ uint64_t row_seed(uint64_t seed, int64_t row, int64_t attempt);
 // Builds the task named by config.name. The lm task reads its file here (UserError if absent).
 std::unique_ptr<Task> make_task(const TaskConfig& config);
 
-// Every length the run will use (train, mixed train lengths, eval) fits the task; called by
-// load_config so a bad length fails before training starts.
-void check_task_lengths(const RunConfig& config);
+// Every length the run will use (train.seq_len, the mixed train lengths of config, the eval
+// lengths) fits the task; called by load_config so a bad length fails before training starts.
+void check_task_lengths(const TaskConfig& config, int64_t train_seq_len,
+                        const std::vector<int64_t>& eval_seq_lens);
 
 // Shared by the generators: a zero-filled batch with all labels ignored.
 Batch empty_batch(int64_t batch, int64_t seq_len);

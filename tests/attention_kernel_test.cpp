@@ -15,7 +15,7 @@
 
 namespace {
 
-using kimi::cpu::AttentionDims;
+using kimi::AttentionDims;
 using kimi::test::rel_err;
 
 template <class T>

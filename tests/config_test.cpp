@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/tensor/error.h"
+#include "models/mixer.h"
 
 namespace kimi {
 namespace {
@@ -181,6 +182,25 @@ TEST_F(Config, LayerMixersFromListsAndRatios) {
     EXPECT_HAS(std::string(e.what()), "model.mixer lists 3 mixers but model.n_layers is 2");
   }
   EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:attention=1:1'}\n"), "");
+}
+
+TEST_F(Config, RopeWithMlaIsRefused) {
+  EXPECT_FALSE(load_config("", {}).model.rope);  // NoPE by default, as Kimi Linear's MLA
+  const std::string refusal = "model.rope: MLA uses NoPE here";
+  EXPECT_HAS(error_of("model: {mixer: mla, rope: true}\n"), refusal);
+  EXPECT_HAS(error_of("model: {n_layers: 2, mixer: [attention, mla]}\n", {"model.rope=true"}),
+             refusal);
+  EXPECT_HAS(error_of("model: {n_layers: 4, hybrid: 'attention:mla=3:1', rope: true}\n"), refusal);
+  // Only an MLA layer with rope refuses: attention takes RoPE, and MLA runs NoPE.
+  EXPECT_EQ(error_of("model: {mixer: attention, rope: true}\n"), "");
+  EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:attention=3:1', rope: true}\n"), "");
+  EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'attention:mla=3:1'}\n"), "");
+  // A layer built around the config refuses it too.
+  ModelConfig m;
+  m.rope = true;
+  Rng rng(0);
+  EXPECT_THROW(models::make_mixer(models::mixer_options(m, "mla"), rng), UserError);
+  EXPECT_NO_THROW(models::make_mixer(models::mixer_options(m, "attention"), rng));
 }
 
 TEST_F(Config, ExperimentFilesLoad) {

@@ -17,8 +17,8 @@
 
 namespace {
 
-using kimi::cpu::GateKind;
-using kimi::cpu::RecurrenceDims;
+using kimi::GateKind;
+using kimi::RecurrenceDims;
 using kimi::test::rel_err;
 
 enum class Form { kRecurrent, kChunk };

@@ -15,7 +15,7 @@ namespace kimi::test {
 
 template <class T>
 struct RecurrenceProblem {
-  cpu::RecurrenceDims d;
+  RecurrenceDims d;
   bool delta = true;  // false: the gated linear recurrence (no beta)
   std::vector<T> q, k, v, g, beta, h0, do_, dht;
 
@@ -26,7 +26,7 @@ struct RecurrenceProblem {
   }
 };
 
-inline RecurrenceProblem<double> random_problem(const cpu::RecurrenceDims& d, bool delta,
+inline RecurrenceProblem<double> random_problem(const RecurrenceDims& d, bool delta,
                                                 uint64_t seed, double max_decay = 1.0) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> n01;
@@ -48,8 +48,8 @@ inline RecurrenceProblem<double> random_problem(const cpu::RecurrenceDims& d, bo
     for (int64_t i = 0; i < d.K; ++i) p.k[r * d.K + i] /= std::sqrt(s);
   }
   p.v = normal(BTH * d.V, 1.0);
-  if (d.gate != cpu::GateKind::kNone) {
-    p.g.resize(d.gate == cpu::GateKind::kPerChannel ? BTH * d.K : BTH);
+  if (d.gate != GateKind::kNone) {
+    p.g.resize(d.gate == GateKind::kPerChannel ? BTH * d.K : BTH);
     for (auto& e : p.g) e = -max_decay * u01(rng);
   }
   if (delta) {

@@ -13,6 +13,7 @@
 #include "tasks/eval_set.h"
 #include "tasks/metrics.h"
 #include "tasks/task.h"
+#include "trainer/config.h"
 
 namespace kimi::tasks {
 namespace {

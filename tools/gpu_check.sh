@@ -32,12 +32,13 @@ for b in "$stage"/bin/*; do
       grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart)\.so' || true; } |
     while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
-golden="${KIMI_GOLDEN_SRC:-../shared/golden}"
+golden="${KIMI_GOLDEN_SRC:-tests/golden}"  # the reference tensors ship with the repo
 if [ -f "$golden/linear_ops_small.safetensors" ]; then
   cp "$golden"/*.safetensors "$stage"/golden/
   [ -d "$golden/kimi_tiny" ] && cp -r "$golden/kimi_tiny" "$stage"/golden/
 else
-  echo "warning: $golden/linear_ops_small.safetensors not found; the golden checks will skip" >&2
+  echo "error: $golden/linear_ops_small.safetensors not found (tests/golden ships with the repo)" >&2
+  exit 1
 fi
 cat > "$stage"/run.sh <<'RUN'
 #!/usr/bin/env bash

@@ -203,7 +203,7 @@ RunConfig load_config(const std::string& yaml_path, const std::vector<std::strin
   RunConfig config;
   visit_fields(config, Decoder{flat});
   config_detail::resolve_and_validate(config);
-  tasks::check_task_lengths(config);
+  tasks::check_task_lengths(config.task, config.train.seq_len, config.eval.seq_lens);
   return config;
 }
 

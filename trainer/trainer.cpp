@@ -33,9 +33,11 @@ Device resolve_device(const std::string& name) {
   if (name == "cpu") return Device::kCPU;
   if (name == "auto") return cuda_available() ? Device::kCUDA : Device::kCPU;
   if (name == "cuda") {
+    if (!cuda_built())
+      throw UserError("device cuda: no CUDA device is available (this kimi-lab was built without "
+                      "its CUDA backend; README, 'The GPU'); use --device cpu");
     if (!cuda_available())
-      throw UserError("device cuda: no CUDA device is available (or kimi-lab was built without "
-                      "-DKIMI_LAB_CUDA=ON); use --device cpu");
+      throw UserError("device cuda: no CUDA device is available; use --device cpu");
     return Device::kCUDA;
   }
   throw UserError(fmt::format("train.device: unknown device '{}' (cpu, cuda, auto)", name));

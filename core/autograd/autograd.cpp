@@ -176,4 +176,13 @@ Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
   return s.reshape(shape);
 }
 
+void Tensor::backward(const Tensor& grad) const {
+  Tensor g = grad;
+  if (!g.defined()) {
+    KIMI_CHECK(numel() == 1, "backward() without a gradient needs a scalar, got {}", str());
+    g = Tensor::ones(shape(), dtype(), device());
+  }
+  run_backward({*this}, {g});
+}
+
 }  // namespace kimi

@@ -6,13 +6,9 @@
 
 #include <cstdint>
 
-namespace kimi::cpu {
+#include "core/kernels/attention.h"  // kimi::AttentionDims
 
-// Hq % Hkv == 0 (GQA: q head h uses kv head h / (Hq/Hkv)).
-struct AttentionDims {
-  int64_t B, Tq, Tk, Hq, Hkv, D, Dv;
-  double scale;
-};
+namespace kimi::cpu {
 
 // Causal: query i (0-based among Tq) sits at absolute position i + (Tk - Tq) and attends keys
 // j <= that (so Tk >= Tq). q [B,Tq,Hq,D], k [B,Tk,Hkv,D], v [B,Tk,Hkv,Dv] -> o [B,Tq,Hq,Dv],

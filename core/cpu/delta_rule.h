@@ -6,16 +6,9 @@
 
 #include <cstdint>
 
+#include "core/kernels/recurrence.h"  // kimi::GateKind, kimi::RecurrenceDims
+
 namespace kimi::cpu {
-
-enum class GateKind { kNone, kScalar, kPerChannel };  // DeltaNet, GDN, KDA
-
-struct RecurrenceDims {
-  int64_t B, T, H, K, V;
-  GateKind gate;
-  double scale;        // applied to q (1/sqrt(K) for the delta rule; scale 1 for Mamba2)
-  int64_t chunk = 64;  // chunk size for the chunkwise form; the last chunk may be shorter
-};
 
 // Delta rule (DESIGN.md 2-3). q,k: [B,T,H,K]; v: [B,T,H,V]; g: log decay, [B,T,H,K] for
 // kPerChannel, [B,T,H] for kScalar, nullptr for kNone; beta: [B,T,H]; h0: [B,H,K,V] or nullptr

@@ -1,17 +1,15 @@
-// Elementwise CPU kernels over contiguous buffers (the op layer makes inputs contiguous or
-// passes broadcast strides). Forward and backward of each unary function sit side by side.
+// Elementwise CPU scalar functions and loops over contiguous buffers (core/cpu/elementwise.cpp
+// makes inputs contiguous or walks broadcast strides). Forward and backward of each unary
+// function sit side by side.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-namespace kimi::cpu {
+#include "core/kernels/elementwise.h"
 
-enum class UnaryKind {
-  kNeg, kExp, kLog, kSqrt, kRsqrt, kSigmoid, kSilu, kSoftplus, kTanh, kRelu, kAbs,
-  kAddScalar, kMulScalar, kPowScalar
-};
-enum class BinaryKind { kAdd, kSub, kMul, kDiv, kMax };
+// The kinds (kimi::UnaryKind, kimi::BinaryKind) are shared with the CUDA kernels.
+namespace kimi::cpu {
 
 template <class T>
 inline T sigmoid_of(T x) {

@@ -9,6 +9,14 @@ namespace kimi {
 void register_cuda_runtime();  // core/cuda/runtime/device_memory.cpp
 // Each family's CUDA table, defined in its folder.
 void register_cuda_softmax_kernels();
+void register_cuda_elementwise_kernels();
+void register_cuda_reduce_kernels();
+void register_cuda_norm_kernels();
+void register_cuda_product_kernels();
+void register_cuda_sequence_kernels();
+void register_cuda_optim_kernels();
+void register_cuda_recurrence_kernels();
+void register_cuda_attention_kernels();
 
 namespace {
 
@@ -16,6 +24,14 @@ const bool registered = [] {
   register_cuda_runtime();
   register_backend({Device::kCUDA, "cuda", cuda_supports});
   register_cuda_softmax_kernels();
+  register_cuda_elementwise_kernels();
+  register_cuda_reduce_kernels();
+  register_cuda_norm_kernels();
+  register_cuda_product_kernels();
+  register_cuda_sequence_kernels();
+  register_cuda_optim_kernels();
+  register_cuda_recurrence_kernels();
+  register_cuda_attention_kernels();
   return true;
 }();
 

@@ -1,18 +1,11 @@
 // Elementwise ops: broadcasting binary ops and unary functions, each with its backward.
 #include <algorithm>
 
-#include "core/cpu/elementwise.h"
-#include "core/cpu/strided.h"
-#include "core/ops/ops.h"
+#include "core/backend/elementwise_kernels.h"
 #include "core/ops/op_util.h"
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/elementwise/elementwise_cuda.h"
-#endif
+#include "core/ops/ops.h"
 
 namespace kimi {
-
-using cpu::BinaryKind;
-using cpu::UnaryKind;
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   const size_t n = std::max(a.size(), b.size());
@@ -43,39 +36,13 @@ static Tensor promoted(Op op, const Tensor& a, const Tensor& b) {
   return op(a.to(t), b.to(t));
 }
 
+// Checks shared by the binary ops, then the kernel of the operands' device.
 static Tensor binary_forward(BinaryKind kind, const Tensor& a, const Tensor& b, const char* name) {
   check_same_device(a, b, name);
   KIMI_CHECK(a.dtype() == b.dtype(), "{}: dtypes {} and {} differ", name, dtype_name(a.dtype()),
              dtype_name(b.dtype()));
   Shape shape = broadcast_shapes(a.shape(), b.shape());
-#ifdef KIMI_LAB_CUDA
-  if (a.device() == Device::kCUDA) return cuda_binary(kind, a, b, shape);
-#endif
-  check_cpu(a, name);
-  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  NoGradGuard no_grad;
-  Tensor ae = a.expand(shape), be = b.expand(shape);
-  dispatch_float(a.dtype(), name, [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    using T = scalar_t;
-    T* o = out.data<T>();
-    const T* pa = static_cast<const T*>(a.storage()->data) + a.offset();
-    const T* pb = static_cast<const T*>(b.storage()->data) + b.offset();
-    const int64_t n = out.numel();
-    if (ae.is_contiguous() && be.is_contiguous()) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-      for (int64_t i = 0; i < n; ++i) o[i] = cpu::binary_value(kind, pa[i], pb[i]);
-      return;
-    }
-    int64_t row = 0;
-    cpu::for_each_row<2>(shape, {&ae.strides(), &be.strides()}, [&](auto offs, int64_t m, auto in) {
-      T* orow = o + row;
-      for (int64_t j = 0; j < m; ++j)
-        orow[j] = cpu::binary_value(kind, pa[offs[0] + j * in[0]], pb[offs[1] + j * in[1]]);
-      row += m;
-    });
-  });
-  return out;
+  return kernels<ElementwiseKernels>(a, name).binary(kind, a, b, shape, name);
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -114,27 +81,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                   Tensor da = a.requires_grad() ? sum_to_shape(div(g[0], b), a.shape()) : Tensor();
                   Tensor db;
-                  if (b.requires_grad()) db = sum_to_shape(neg(div(mul(g[0], a), mul(b, b))), b.shape());
+                  if (b.requires_grad())
+                    db = sum_to_shape(neg(div(mul(g[0], a), mul(b, b))), b.shape());
                   return {da, db};
                 });
-}
-
-// (a >= b) ? 1 : 0 broadcast to `shape`, computed as max(a, b) == a on the CPU.
-static Tensor max_mask(const Tensor& a, const Tensor& b, const Shape& shape) {
-#ifdef KIMI_LAB_CUDA
-  if (a.device() == Device::kCUDA) return cuda_ge_mask(a, b, shape);
-#endif
-  Tensor take_a = binary_forward(BinaryKind::kMax, a, b, "maximum");
-  Tensor ae = a.expand(shape).contiguous();
-  Tensor ma = Tensor::empty(shape, a.dtype());
-  dispatch_float(a.dtype(), "maximum", [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    const scalar_t* m = take_a.data<scalar_t>();
-    const scalar_t* x = ae.data<scalar_t>();
-    scalar_t* o = ma.data<scalar_t>();
-    for (int64_t i = 0; i < ma.numel(); ++i) o[i] = m[i] == x[i] ? 1 : 0;
-  });
-  return ma;
 }
 
 // The gradient goes to a where a >= b, else to b (one side only, as the forward picks one).
@@ -142,53 +92,24 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype()) return promoted(maximum, a, b);
   return record("maximum", binary_forward(BinaryKind::kMax, a, b, "maximum"), {a, b},
                 [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                  Tensor ma = max_mask(a, b, g[0].shape());
+                  const auto& k = kernels<ElementwiseKernels>(a, "maximum");
+                  Tensor ma = k.ge_mask(a, b, g[0].shape());
                   Tensor ga = mul(g[0], ma);
                   Tensor gb = sub(g[0], ga);
                   return {sum_to_shape(ga, a.shape()), sum_to_shape(gb, b.shape())};
                 });
 }
 
-static Tensor unary_forward(UnaryKind kind, const Tensor& x, double p, const char* name) {
-#ifdef KIMI_LAB_CUDA
-  if (x.device() == Device::kCUDA) return cuda_unary(kind, x, p);
-#endif
-  check_cpu(x, name);
-  Tensor xc;
-  {
-    NoGradGuard no_grad;
-    xc = x.contiguous();
-  }
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), name, [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    cpu::unary_fwd<scalar_t>(kind, x.numel(), xc.data<scalar_t>(), y.data<scalar_t>(), p);
-  });
-  return y;
-}
-
-// dx = dy * f'(x), one fused kernel.
-static Tensor unary_backward(UnaryKind kind, const Tensor& x, const Tensor& y, const Tensor& dy, double p,
-                             const char* name) {
-#ifdef KIMI_LAB_CUDA
-  if (x.device() == Device::kCUDA) return cuda_unary_backward(kind, x, y, dy, p);
-#endif
-  Tensor xc = x.contiguous(), yc = y.contiguous(), gc = dy.contiguous();
-  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), name, [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    cpu::unary_bwd<scalar_t>(kind, x.numel(), xc.data<scalar_t>(), yc.data<scalar_t>(),
-                             gc.data<scalar_t>(), dx.data<scalar_t>(), p);
-  });
-  return dx;
-}
-
+// dx = dy * f'(x), one fused kernel from x and the saved output y.
 static Tensor unary(UnaryKind kind, const Tensor& x, const char* name, double p = 0.0) {
-  Tensor y = unary_forward(kind, x, p, name);
+  const auto& k = kernels<ElementwiseKernels>(x, name);
+  Tensor y = k.unary(kind, x, p, name);
   Tensor y_saved = y;  // saved before record() gives the output its graph node
-  return record(name, y, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {unary_backward(kind, x.detach(), y_saved, g[0], p, name)};
-  });
+  return record(
+      name, y, {x},
+      [&k, kind, x, y_saved, p, name](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+        return {k.unary_backward(kind, x.detach(), y_saved, g[0], p, name)};
+      });
 }
 
 Tensor neg(const Tensor& x) { return unary(UnaryKind::kNeg, x, "neg"); }
@@ -202,8 +123,14 @@ Tensor softplus(const Tensor& x) { return unary(UnaryKind::kSoftplus, x, "softpl
 Tensor tanh(const Tensor& x) { return unary(UnaryKind::kTanh, x, "tanh"); }
 Tensor relu(const Tensor& x) { return unary(UnaryKind::kRelu, x, "relu"); }
 Tensor abs(const Tensor& x) { return unary(UnaryKind::kAbs, x, "abs"); }
-Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryKind::kAddScalar, x, "add_scalar", s); }
-Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryKind::kMulScalar, x, "mul_scalar", s); }
-Tensor pow_scalar(const Tensor& x, double p) { return unary(UnaryKind::kPowScalar, x, "pow_scalar", p); }
+Tensor add_scalar(const Tensor& x, double s) {
+  return unary(UnaryKind::kAddScalar, x, "add_scalar", s);
+}
+Tensor mul_scalar(const Tensor& x, double s) {
+  return unary(UnaryKind::kMulScalar, x, "mul_scalar", s);
+}
+Tensor pow_scalar(const Tensor& x, double p) {
+  return unary(UnaryKind::kPowScalar, x, "pow_scalar", p);
+}
 
 }  // namespace kimi

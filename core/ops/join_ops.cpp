@@ -3,19 +3,14 @@
 // where broadcasts cond, a and b together (cond of any dtype, nonzero = true); masked_fill
 // broadcasts the mask to x's shape. Gradients route to the chosen side, zero elsewhere.
 #include <cstdint>
-#include <memory>
 #include <vector>
 
-#include "core/ops/ops.h"
+#include "core/backend/elementwise_kernels.h"
 #include "core/ops/op_util.h"
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/elementwise/join_cuda.h"
-#endif
+#include "core/ops/ops.h"
 
 namespace kimi {
 namespace {
-
-using Mask = std::shared_ptr<const std::vector<uint8_t>>;
 
 // Checks the pieces of a concat/stack agree with xs[0] except along `skip_dim` (-1: none).
 void check_joinable(const std::vector<Tensor>& xs, int64_t skip_dim, const char* name) {
@@ -31,51 +26,16 @@ void check_joinable(const std::vector<Tensor>& xs, int64_t skip_dim, const char*
   }
 }
 
-// concat and stack are strided copies: any device with copies (CUDA when built) will do.
-void check_copy_device(const Tensor& x, const char* name) {
-#ifdef KIMI_LAB_CUDA
-  if (x.device() == Device::kCUDA) return;
-#endif
-  check_cpu(x, name);
-}
-
-// mask[i] = (cond broadcast to `shape`)[i] != 0, for cond of any dtype.
-Mask make_mask(const Tensor& cond, const Shape& shape) {
-  Tensor c = cond.detach().expand(shape).to(DType::kF64).contiguous();
-  const double* p = c.data<double>();
-  auto m = std::make_shared<std::vector<uint8_t>>(c.numel());
-  for (int64_t i = 0; i < c.numel(); ++i) (*m)[i] = p[i] != 0.0;
-  return m;
-}
-
-// out[i] = mask[i] ? a[i] : b[i] (a null: the scalar `fill`); all buffers contiguous, n long.
-template <class T>
-void select_kernel(int64_t n, const uint8_t* mask, const T* a, T fill, const T* b, T* out) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = mask[i] ? (a ? a[i] : fill) : b[i];
-}
-
-// g where mask == keep, 0 elsewhere; then summed back to `shape` (broadcast inputs).
-Tensor masked_grad(const Tensor& g, const Mask& mask, bool keep, const Shape& shape) {
-  Tensor gc = g.contiguous();
-  Tensor out = Tensor::empty(gc.shape(), gc.dtype());
-  dispatch_float(gc.dtype(), "where", [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    const scalar_t* gp = gc.data<scalar_t>();
-    scalar_t* o = out.data<scalar_t>();
-    for (int64_t i = 0; i < gc.numel(); ++i) o[i] = ((*mask)[i] != 0) == keep ? gp[i] : scalar_t(0);
-  });
-  return sum_to_shape(out, shape);
-}
-
 }  // namespace
+
+// concat and stack are strided copies, which run on any device a tensor can live on: no kernel
+// table of their own.
 
 // out = [x0 | x1 | ...] along dim;  dx_i = the matching slice of dout
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   KIMI_CHECK(!xs.empty(), "concat: no tensors");
   dim = wrap_dim(dim, xs[0].dim(), "concat");
   check_joinable(xs, dim, "concat");
-  check_copy_device(xs[0], "concat");
   Shape shape = xs[0].shape();
   std::vector<int64_t> starts;
   shape[dim] = 0;
@@ -103,7 +63,6 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   KIMI_CHECK(!xs.empty(), "stack: no tensors");
   dim = wrap_dim(dim, xs[0].dim() + 1, "stack");
   check_joinable(xs, -1, "stack");
-  check_copy_device(xs[0], "stack");
   Shape shape = xs[0].shape();
   shape.insert(shape.begin() + dim, static_cast<int64_t>(xs.size()));
   Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
@@ -157,33 +116,17 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   KIMI_CHECK(a.dtype() == b.dtype(), "where: a is {}, b is {}", dtype_name(a.dtype()),
              dtype_name(b.dtype()));
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
-#ifdef KIMI_LAB_CUDA
-  if (a.device() == Device::kCUDA) {  // the mask stays cond itself, read through broadcasting
-    const Tensor c = cond.detach();
-    const Shape sa = a.shape(), sb = b.shape();
-    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    Tensor out = cuda_select(c, a, b, 0.0, shape, a.dtype());
-    return record("where", out, {a, b}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-      const DType t = g[0].dtype();
-      return {need_a ? sum_to_shape(cuda_select(c, g[0], Tensor(), 0.0, shape, t), sa) : Tensor(),
-              need_b ? sum_to_shape(cuda_select(c, Tensor(), g[0], 0.0, shape, t), sb) : Tensor()};
-    });
-  }
-#endif
-  check_cpu(a, "where");
-  Mask mask = make_mask(cond, shape);
-  Tensor ac = a.detach().expand(shape).contiguous(), bc = b.detach().expand(shape).contiguous();
-  Tensor out = Tensor::empty(shape, a.dtype());
-  dispatch_float(a.dtype(), "where", [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    select_kernel<scalar_t>(out.numel(), mask->data(), ac.data<scalar_t>(), scalar_t(0),
-                            bc.data<scalar_t>(), out.data<scalar_t>());
-  });
+  const auto& k = kernels<ElementwiseKernels>(a, "where");
+  const Tensor c = cond.detach();  // kept for the backward: the mask is cond itself, broadcast
+  Tensor out = k.select(c, a, b, 0.0, shape, a.dtype(), "where");
   const Shape sa = a.shape(), sb = b.shape();
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-  return record("where", out, {a, b}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {need_a ? masked_grad(g[0], mask, true, sa) : Tensor(),
-            need_b ? masked_grad(g[0], mask, false, sb) : Tensor()};
+  return record("where", out, {a, b}, [=, &k](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    const DType t = g[0].dtype();
+    Tensor da, db;  // g where cond picked the side, 0 elsewhere, summed back to its shape
+    if (need_a) da = sum_to_shape(k.select(c, g[0], Tensor(), 0.0, shape, t, "where"), sa);
+    if (need_b) db = sum_to_shape(k.select(c, Tensor(), g[0], 0.0, shape, t, "where"), sb);
+    return {da, db};
   });
 }
 
@@ -193,29 +136,14 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   KIMI_CHECK(broadcast_shapes(mask.shape(), x.shape()) == x.shape(),
              "masked_fill: mask {} does not broadcast to x {}", shape_str(mask.shape()),
              shape_str(x.shape()));
-#ifdef KIMI_LAB_CUDA
-  if (x.device() == Device::kCUDA) {
-    const Tensor c = mask.detach();
-    const Shape sx = x.shape();
-    Tensor out = cuda_select(c, Tensor(), x, value, sx, x.dtype());
-    return record("masked_fill", out, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-      return {cuda_select(c, Tensor(), g[0], 0.0, sx, g[0].dtype())};
-    });
-  }
-#endif
-  check_cpu(x, "masked_fill");
-  Mask m = make_mask(mask, x.shape());
-  Tensor xc = x.detach().contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float(x.dtype(), "masked_fill", [&](auto tag_) {
-    using scalar_t = KIMI_SCALAR_T(tag_);
-    select_kernel<scalar_t>(out.numel(), m->data(), nullptr, static_cast<scalar_t>(value),
-                            xc.data<scalar_t>(), out.data<scalar_t>());
-  });
+  const auto& k = kernels<ElementwiseKernels>(x, "masked_fill");
+  const Tensor c = mask.detach();
   const Shape sx = x.shape();
-  return record("masked_fill", out, {x}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {masked_grad(g[0], m, false, sx)};
-  });
+  Tensor out = k.select(c, Tensor(), x, value, sx, x.dtype(), "masked_fill");
+  return record("masked_fill", out, {x},
+                [=, &k](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {k.select(c, Tensor(), g[0], 0.0, sx, g[0].dtype(), "masked_fill")};
+                });
 }
 
 }  // namespace kimi

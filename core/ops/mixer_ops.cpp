@@ -1,13 +1,12 @@
 // The linear-recurrence ops (delta rule, gated linear recurrence): shape checks at the boundary,
-// raw kernels inside, one tape node each. Attention and RoPE: attention_ops.cpp.
+// the backend's supports() before any kernel, its recurrence table inside, one tape node each.
+// Attention and RoPE: attention_ops.cpp.
 #include "core/ops/mixer_ops.h"
 
 #include <cmath>
 
 #include "core/autograd/autograd.h"
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/delta_rule/recurrence_cuda.h"
-#endif
+#include "core/backend/recurrence_kernels.h"
 
 namespace kimi {
 
@@ -19,148 +18,91 @@ RecurrenceForm recurrence_form_from_name(const std::string& name) {
 
 namespace {
 
-// Checked shapes of one recurrence call, and contiguous detached inputs.
-struct RecurrenceCall {
-  cpu::RecurrenceDims dims{};
-  Tensor q, k, v, g, beta, h0;
-};
+Shape shape_or_empty(const Tensor& t) { return t.defined() ? t.shape() : Shape{}; }
+Tensor detached(const Tensor& t) { return t.defined() ? t.detach().contiguous() : Tensor(); }
 
-RecurrenceCall prepare(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                       const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt) {
-  KIMI_CHECK(q.dim() == 4 && k.shape() == q.shape() && v.dim() == 4, "{}: q {} k {} v {} (want [B,T,H,K], [B,T,H,V])",
-             op, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+// Checks one recurrence call (shapes, one device, float dtypes, what the device's backend
+// supports) and returns its detached contiguous inputs. Dtypes may differ between inputs:
+// whether a backend takes that (autocast on the GPU) or not (the CPU) is its own check.
+RecurrenceArgs prepare(Op op_id, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                       const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt,
+                       const OpContext& ctx) {
+  const bool delta = op_id == Op::k_delta_rule;
+  const char* op = delta ? "delta_rule" : "linear_recurrence";
+  KIMI_CHECK(q.dim() == 4 && k.shape() == q.shape() && v.dim() == 4,
+             "{}: q {} k {} v {} (want [B,T,H,K], [B,T,H,V])", op, shape_str(q.shape()),
+             shape_str(k.shape()), shape_str(v.shape()));
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   KIMI_CHECK(v.size(0) == B && v.size(1) == T && v.size(2) == H, "{}: v {} does not match q {}", op,
              shape_str(v.shape()), shape_str(q.shape()));
   if (opt.gate == GateKind::kPerChannel)
-    KIMI_CHECK(g.defined() && g.shape() == q.shape(), "{}: per-channel g must be [B,T,H,K]={}", op, shape_str(q.shape()));
+    KIMI_CHECK(g.defined() && g.shape() == q.shape(), "{}: per-channel g must be [B,T,H,K]={}", op,
+               shape_str(q.shape()));
   if (opt.gate == GateKind::kScalar)
     KIMI_CHECK(g.defined() && g.shape() == Shape({B, T, H}), "{}: scalar g must be [B,T,H]", op);
   if (beta.defined()) KIMI_CHECK(beta.shape() == Shape({B, T, H}), "{}: beta must be [B,T,H]", op);
   if (h0.defined()) KIMI_CHECK(h0.shape() == Shape({B, H, K, V}), "{}: h0 must be [B,H,K,V]", op);
   KIMI_CHECK(opt.chunk > 0, "{}: chunk size {}", op, opt.chunk);
-  for (const Tensor* t : {&k, &v, &g, &beta, &h0})
-    if (t->defined()) check_same_device(q, *t, op);
-#ifndef KIMI_LAB_CUDA
-  check_cpu(q, op);
-#endif
-  RecurrenceCall c;
+  const Tensor gate = opt.gate == GateKind::kNone ? Tensor() : g;
+  for (const Tensor* t : {&q, &k, &v, &gate, &beta, &h0}) {
+    if (!t->defined()) continue;
+    check_same_device(q, *t, op);
+    KIMI_CHECK(is_floating(t->dtype()), "{}: float inputs, got {}", op, dtype_name(t->dtype()));
+  }
+  const bool chunk = opt.form == RecurrenceForm::kChunk;
+  OpQuery query{op_id, q.dtype(), {}, chunk ? opt.chunk : 0, chunk, ctx};
+  for (const Tensor* t : {&q, &k, &v, &gate, &beta, &h0})
+    if (delta || t != &beta) query.shapes.push_back(shape_or_empty(*t));  // the op's arguments
+  check_supported(q.device(), query);
+
+  RecurrenceArgs a;
   const double scale = opt.scale < 0 ? 1.0 / std::sqrt(static_cast<double>(K)) : opt.scale;
-  c.dims = {B, T, H, K, V, opt.gate, scale, opt.chunk};
-  // The CUDA glue converts each input to the kernels' dtype itself (autocast: BF16 q, k, v with
-  // F32 gates); the CPU kernels take one dtype.
-  const bool mixed_ok = q.device() == Device::kCUDA;
-  auto prep = [&](const Tensor& t) {
-    if (!t.defined()) return Tensor();
-    KIMI_CHECK(t.dtype() == q.dtype() || (mixed_ok && is_floating(t.dtype())),
-               "{}: mixed dtypes {} and {}", op, dtype_name(t.dtype()), dtype_name(q.dtype()));
-    return t.detach().contiguous();
-  };
-  c.q = prep(q), c.k = prep(k), c.v = prep(v), c.beta = prep(beta);
-  // On the GPU states are F32 whatever the activations' dtype (bf16 inputs, fp32 state).
-  const bool f32_state = q.device() == Device::kCUDA && h0.defined() && h0.dtype() == DType::kF32;
-  c.h0 = f32_state ? h0.detach().contiguous() : prep(h0);
-  if (opt.gate != GateKind::kNone) c.g = prep(g);
-  return c;
+  a.dims = {B, T, H, K, V, opt.gate, scale, opt.chunk};
+  a.delta = delta;
+  a.chunk = chunk;
+  a.q = detached(q), a.k = detached(k), a.v = detached(v), a.g = detached(gate);
+  a.beta = detached(beta), a.h0 = detached(h0);
+  return a;
 }
 
-template <class T>
-const T* ptr(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
-template <class T>
-T* mptr(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
-
-Tensor empty_like_or_none(const Tensor& t) {
-  return t.defined() ? Tensor::empty(t.shape(), t.dtype()) : Tensor();
-}
-
-#ifdef KIMI_LAB_CUDA
-// One tape node over the CUDA kernels (core/cuda/delta_rule/recurrence_cuda.h); `inputs` as the op
-// received them, in the order of its gradients.
-RecurrenceResult cuda_recurrence(const RecurrenceCall& c, bool delta, const RecurrenceOptions& opt,
-                                 const std::vector<Tensor>& inputs) {
-  CudaRecurrenceInputs in{c.dims, delta, opt.form == RecurrenceForm::kChunk, c.q, c.k, c.v, c.g, c.beta, c.h0};
-  std::vector<Tensor> fwd = cuda_recurrence_fwd(in);
-  const char* name = delta ? "delta_rule" : "linear_recurrence";
-  auto outs = record_multi(name, {fwd[0], fwd[1]}, inputs, [in, delta](const std::vector<Tensor>& go) {
-    std::vector<Tensor> dx = cuda_recurrence_bwd(in, go[0], go[1]);
-    if (!delta) dx.erase(dx.begin() + 4);  // no beta
-    return dx;
-  });
+// One tape node over the device's recurrence kernels; `inputs` as the op received them, in the
+// order of their gradients (q, k, v, g, [beta,] h0). The forward's context goes to the backward,
+// so a precision change between the passes cannot change the backward's math.
+//   forward:  S_t = (I - beta_t k_t k_t^T) Diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T (S: K x V),
+//             o_t = S_t^T (scale q_t), ht = S_T, S_0 = h0 (delta rule; the linear recurrence
+//             has no beta: S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T).
+//   backward: the states recomputed from the saved inputs (kept at chunk boundaries), dS walked
+//             from T down to 1 (docs/math.md): dq, dk, dv, dg, dbeta and dh0 from (do, dht).
+RecurrenceResult run(const RecurrenceArgs& a, const OpContext& ctx, const Tensor& q,
+                     std::vector<Tensor> inputs) {
+  const char* name = a.delta ? "delta_rule" : "linear_recurrence";
+  const auto& k = kernels<RecurrenceKernels>(q, name);
+  RecurrenceOutputs out = k.forward(a, ctx);
+  auto outs = record_multi(name, {out.o, out.ht}, inputs,
+                           [&k, a, ctx](const std::vector<Tensor>& go) -> std::vector<Tensor> {
+                             RecurrenceGrads d = k.backward(a, go[0], go[1], ctx);
+                             if (a.delta) return {d.dq, d.dk, d.dv, d.dg, d.dbeta, d.dh0};
+                             return {d.dq, d.dk, d.dv, d.dg, d.dh0};
+                           });
   return {outs[0], outs[1]};
 }
-#endif
 
 }  // namespace
 
 RecurrenceResult delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                             const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt) {
   KIMI_CHECK(beta.defined(), "delta_rule: beta is required");
-  RecurrenceCall c = prepare("delta_rule", q, k, v, g, beta, h0, opt);
-#ifdef KIMI_LAB_CUDA
-  if (q.device() == Device::kCUDA) return cuda_recurrence(c, true, opt, {q, k, v, g, beta, h0});
-#endif
-  const auto& d = c.dims;
-  Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
-  Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());
-  const bool chunk = opt.form == RecurrenceForm::kChunk;
-  dispatch_float(q.dtype(), "delta_rule", [&](auto tag_) {
-    using T = KIMI_SCALAR_T(tag_);
-    auto fwd = chunk ? cpu::delta_rule_chunk_fwd<T> : cpu::delta_rule_recurrent_fwd<T>;
-    fwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), c.beta.data<T>(), ptr<T>(c.h0),
-        o.data<T>(), ht.data<T>());
-  });
-  std::vector<Tensor> inputs = {q, k, v, g, beta, h0};
-  // Gradients of all six inputs from (do, dht), recomputing states from the saved inputs.
-  auto outs = record_multi("delta_rule", {o, ht}, inputs, [c, chunk](const std::vector<Tensor>& go) {
-    const auto& d = c.dims;
-    Tensor gdo = go[0].contiguous(), gdht = go[1].contiguous();
-    Tensor dq = empty_like_or_none(c.q), dk = empty_like_or_none(c.k), dv = empty_like_or_none(c.v);
-    Tensor dg = empty_like_or_none(c.g), dbeta = empty_like_or_none(c.beta), dh0 = empty_like_or_none(c.h0);
-    dispatch_float(c.q.dtype(), "delta_rule", [&](auto tag_) {
-      using T = KIMI_SCALAR_T(tag_);
-      auto bwd = chunk ? cpu::delta_rule_chunk_bwd<T> : cpu::delta_rule_recurrent_bwd<T>;
-      bwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), c.beta.data<T>(), ptr<T>(c.h0),
-          gdo.data<T>(), gdht.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), mptr<T>(dg),
-          dbeta.data<T>(), mptr<T>(dh0));
-    });
-    return std::vector<Tensor>{dq, dk, dv, dg, dbeta, dh0};
-  });
-  return {outs[0], outs[1]};
+  const OpContext ctx = OpContext::current();
+  RecurrenceArgs a = prepare(Op::k_delta_rule, q, k, v, g, beta, h0, opt, ctx);
+  return run(a, ctx, q, {q, k, v, g, beta, h0});
 }
 
-RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                                   const Tensor& h0, const RecurrenceOptions& opt) {
-  RecurrenceCall c = prepare("linear_recurrence", q, k, v, g, Tensor(), h0, opt);
-#ifdef KIMI_LAB_CUDA
-  if (q.device() == Device::kCUDA) return cuda_recurrence(c, false, opt, {q, k, v, g, h0});
-#endif
-  const auto& d = c.dims;
-  Tensor o = Tensor::empty({d.B, d.T, d.H, d.V}, q.dtype());
-  Tensor ht = Tensor::empty({d.B, d.H, d.K, d.V}, q.dtype());
-  const bool chunk = opt.form == RecurrenceForm::kChunk;
-  dispatch_float(q.dtype(), "linear_recurrence", [&](auto tag_) {
-    using T = KIMI_SCALAR_T(tag_);
-    auto fwd = chunk ? cpu::linear_recurrence_chunk_fwd<T> : cpu::linear_recurrence_recurrent_fwd<T>;
-    fwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), ptr<T>(c.h0), o.data<T>(), ht.data<T>());
-  });
-  auto outs = record_multi("linear_recurrence", {o, ht}, {q, k, v, g, h0}, [c, chunk](const std::vector<Tensor>& go) {
-    const auto& d = c.dims;
-    Tensor gdo = go[0].contiguous(), gdht = go[1].contiguous();
-    Tensor dq = empty_like_or_none(c.q), dk = empty_like_or_none(c.k), dv = empty_like_or_none(c.v);
-    Tensor dg = empty_like_or_none(c.g), dh0 = empty_like_or_none(c.h0);
-    dispatch_float(c.q.dtype(), "linear_recurrence", [&](auto tag_) {
-      using T = KIMI_SCALAR_T(tag_);
-      auto bwd = chunk ? cpu::linear_recurrence_chunk_bwd<T> : cpu::linear_recurrence_recurrent_bwd<T>;
-      bwd(d, c.q.data<T>(), c.k.data<T>(), c.v.data<T>(), ptr<T>(c.g), ptr<T>(c.h0), gdo.data<T>(),
-          gdht.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), mptr<T>(dg), mptr<T>(dh0));
-    });
-    return std::vector<Tensor>{dq, dk, dv, dg, dh0};
-  });
-  return {outs[0], outs[1]};
+RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& g, const Tensor& h0,
+                                   const RecurrenceOptions& opt) {
+  const OpContext ctx = OpContext::current();
+  RecurrenceArgs a = prepare(Op::k_linear_recurrence, q, k, v, g, Tensor(), h0, opt, ctx);
+  return run(a, ctx, q, {q, k, v, g, h0});
 }
 
 }  // namespace kimi

@@ -1,16 +1,15 @@
 // Differentiable token-mixer ops: the gated delta rule (DeltaNet / GDN / KDA), the gated
 // linear recurrence (Mamba2's SSD core), causal softmax attention (GQA) and RoPE. Each is one
-// tape node with an analytic backward (core/kernels/cpu/*), not a tape over T scalar steps.
+// tape node with an analytic backward (the kernel tables of core/backend/recurrence_kernels.h
+// and attention_kernels.h), not a tape over T scalar steps.
 #pragma once
 
 #include <string>
 
-#include "core/cpu/delta_rule.h"
+#include "core/kernels/recurrence.h"  // GateKind
 #include "core/tensor/tensor.h"
 
 namespace kimi {
-
-using cpu::GateKind;
 
 // Which algorithm computes a linear recurrence: token by token, or chunkwise (WY + UT).
 enum class RecurrenceForm { kRecurrent, kChunk };
@@ -33,8 +32,8 @@ struct RecurrenceResult {
 RecurrenceResult delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                             const Tensor& beta, const Tensor& h0, const RecurrenceOptions& opt);
 // S = Diag(exp(g_t)) S + k_t v_t^T; o_t = S^T (scale q_t). Same shapes, no beta.
-RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                                   const Tensor& h0, const RecurrenceOptions& opt);
+RecurrenceResult linear_recurrence(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& g, const Tensor& h0, const RecurrenceOptions& opt);
 
 // q [B,Tq,Hq,D], k [B,Tk,Hkv,D], v [B,Tk,Hkv,Dv] -> [B,Tq,Hq,Dv]. Causal with the queries at
 // the last Tq positions of the Tk keys (a KV cache). scale < 0: 1/sqrt(D).

@@ -1,14 +1,12 @@
-// AdamW, SGD, schedules and clipping. Updates run in place on the parameters' storage: on the
-// CPU here, on the GPU through the fused kernels of core/cuda/optim/optim.h when a parameter lives
-// there (F32 parameters; state follows its parameter's device, see state_on).
+// AdamW, SGD, schedules and clipping. Updates run in place on the parameters' storage through
+// the optimizer kernels of the parameter's device (core/backend/optim_kernels.h; the GPU ones are
+// fused, F32 only); state follows its parameter's device, see state_on.
 #include "core/optim/optimizer.h"
 
 #include <cmath>
 
+#include "core/backend/optim_kernels.h"
 #include "core/ops/ops.h"
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/optim/optim.h"
-#endif
 
 namespace kimi::optim {
 
@@ -29,8 +27,7 @@ static void state_on(Tensor& state, const Tensor& p) {
   if (state.device() != p.device()) state = state.to(p.device());
 }
 
-#ifdef KIMI_LAB_CUDA
-// The gradient of p as the GPU kernels read it: contiguous, on p's device, in p's dtype.
+// The gradient of p as the kernels read it: contiguous, on p's device, in p's dtype.
 static Tensor grad_for(const Tensor& p, const Tensor& g) {
   Tensor r = g.detach();
   if (r.device() != p.device()) r = r.to(p.device());
@@ -38,33 +35,12 @@ static Tensor grad_for(const Tensor& p, const Tensor& g) {
   return r.contiguous();
 }
 
-static void check_cuda_param(const Tensor& p, const std::string& name, const char* opt) {
-  KIMI_CHECK(p.dtype() == DType::kF32 && p.is_contiguous(),
-             "{}: CUDA parameter '{}' must be contiguous F32, got {}", opt, name, p.str());
-}
-#endif
-
 AdamW::AdamW(nn::NamedTensors params, AdamWOptions opt, DecayFilter decay)
     : Optimizer(std::move(params)), opt_(opt) {
   for (auto& [name, p] : params_) {
     decay_.push_back(decay(name, p));
     m_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     v_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
-  }
-}
-
-template <class T>
-static void adamw_update(int64_t n, T* p, const T* g, T* m, T* v, double lr, double b1, double b2,
-                         double eps, double wd, double bc1, double bc2) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    double gi = g[i];
-    double mi = b1 * m[i] + (1 - b1) * gi;
-    double vi = b2 * v[i] + (1 - b2) * gi * gi;
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    double update = (mi / bc1) / (std::sqrt(vi / bc2) + eps) + wd * p[i];
-    p[i] = static_cast<T>(p[i] - lr * update);
   }
 }
 
@@ -79,29 +55,9 @@ void AdamW::step(double lr) {
     KIMI_CHECK(p.is_contiguous(), "AdamW: parameter '{}' is not contiguous", params_[i].first);
     state_on(m_[i], p);
     state_on(v_[i], p);
-#ifdef KIMI_LAB_CUDA
-    if (p.device() == Device::kCUDA) {
-      check_cuda_param(p, params_[i].first, "AdamW");
-      const Tensor gd = grad_for(p, g);
-      const cuda::AdamWStep s{static_cast<float>(lr),
-                              static_cast<float>(opt_.beta1),
-                              static_cast<float>(opt_.beta2),
-                              static_cast<float>(opt_.eps),
-                              static_cast<float>(decay_[i] ? opt_.weight_decay : 0.0),
-                              static_cast<float>(bc1),
-                              static_cast<float>(bc2)};
-      cuda::adamw_step(p.numel(), p.data<float>(), gd.data<float>(), m_[i].data<float>(),
-                       v_[i].data<float>(), s);
-      continue;
-    }
-#endif
-    Tensor gc = g.contiguous();
-    dispatch_float(p.dtype(), "AdamW", [&](auto tag_) {
-      using scalar_t = KIMI_SCALAR_T(tag_);
-      adamw_update<scalar_t>(p.numel(), p.data<scalar_t>(), gc.data<scalar_t>(), m_[i].data<scalar_t>(),
-                             v_[i].data<scalar_t>(), lr, opt_.beta1, opt_.beta2, opt_.eps,
-                             decay_[i] ? opt_.weight_decay : 0.0, bc1, bc2);
-    });
+    const AdamWHyper h{lr, opt_.beta1, opt_.beta2, opt_.eps,
+                       decay_[i] ? opt_.weight_decay : 0.0, bc1, bc2};
+    kernels<OptimKernels>(p, "AdamW").adamw_step(p, grad_for(p, g), m_[i], v_[i], h);
   }
 }
 
@@ -146,27 +102,7 @@ void SGD::step(double lr) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     state_on(buf_[i], p);
-#ifdef KIMI_LAB_CUDA
-    if (p.device() == Device::kCUDA) {
-      check_cuda_param(p, params_[i].first, "SGD");
-      const Tensor gd = grad_for(p, g);
-      cuda::sgd_step(p.numel(), p.data<float>(), gd.data<float>(), buf_[i].data<float>(),
-                     static_cast<float>(lr), static_cast<float>(momentum_),
-                     static_cast<float>(weight_decay_));
-      continue;
-    }
-#endif
-    Tensor gc = g.contiguous();
-    dispatch_float(p.dtype(), "SGD", [&](auto tag_) {
-      using scalar_t = KIMI_SCALAR_T(tag_);
-      scalar_t* pp = p.data<scalar_t>();
-      scalar_t* b = buf_[i].data<scalar_t>();
-      const scalar_t* gp = gc.data<scalar_t>();
-      for (int64_t j = 0; j < p.numel(); ++j) {
-        b[j] = static_cast<scalar_t>(momentum_ * b[j] + gp[j] + weight_decay_ * pp[j]);
-        pp[j] = static_cast<scalar_t>(pp[j] - lr * b[j]);
-      }
-    });
+    kernels<OptimKernels>(p, "SGD").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_, weight_decay_);
   }
 }
 
@@ -199,54 +135,26 @@ double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double mi
   return peak * (min_ratio + (1 - min_ratio) * frac);
 }
 
-// CPU gradients are summed on the host; CUDA ones by per-tensor kernels into one device scalar,
-// read back once. Clipping writes new gradient tensors rather than scaling in place: a gradient
-// may be shared between parameters (autograd can hand the same tensor to several leaves).
+// The squared norms are summed per device (on the GPU into one device scalar, read back once).
+// Clipping writes new gradient tensors rather than scaling in place: a gradient may be shared
+// between parameters (autograd can hand the same tensor to several leaves).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  double total = 0;
-#ifdef KIMI_LAB_CUDA
-  std::vector<Tensor> keep;  // contiguous copies alive until the sum is read
-  std::vector<cuda::ElemType> types;
-  std::vector<int64_t> sizes;
-  std::vector<const void*> data;
-#endif
+  std::vector<Tensor> per_device[kNumDevices];
   for (const Tensor& p : params) {
     Tensor g = p.grad();
-    if (!g.defined()) continue;
-#ifdef KIMI_LAB_CUDA
-    if (g.device() == Device::kCUDA) {
-      Tensor gc = g.detach().contiguous();
-      keep.push_back(gc);
-      types.push_back(static_cast<cuda::ElemType>(gc.dtype()));
-      sizes.push_back(gc.numel());
-      data.push_back(gc.raw_data());
-      continue;
-    }
-#endif
-    for (double x : g.to_vector<double>()) total += x * x;
+    if (g.defined()) per_device[static_cast<int>(g.device())].push_back(g);
   }
-#ifdef KIMI_LAB_CUDA
-  if (!keep.empty())
-    total += cuda::sum_of_squares(static_cast<int>(keep.size()), types.data(), sizes.data(),
-                                  data.data());
-#endif
+  double total = 0;
+  for (int d = 0; d < kNumDevices; ++d)
+    if (!per_device[d].empty())
+      total += KernelTable<OptimKernels>::get(static_cast<Device>(d), "clip_grad_norm")
+                   .sum_of_squares(per_device[d]);
   const double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (const Tensor& p : params) {
       Tensor g = p.grad();
-      if (!g.defined()) continue;
-#ifdef KIMI_LAB_CUDA
-      if (g.device() == Device::kCUDA) {
-        Tensor gc = g.detach().contiguous();
-        Tensor out = Tensor::empty(gc.shape(), gc.dtype(), Device::kCUDA);
-        cuda::scale(static_cast<cuda::ElemType>(gc.dtype()), gc.numel(), gc.raw_data(), scale,
-                    out.raw_data());
-        const_cast<Tensor&>(p).set_grad(out);
-        continue;
-      }
-#endif
-      const_cast<Tensor&>(p).set_grad(mul_scalar(g, scale));
+      if (g.defined()) const_cast<Tensor&>(p).set_grad(mul_scalar(g.detach(), scale));
     }
   }
   return norm;

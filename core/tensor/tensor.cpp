@@ -6,9 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/autograd/autograd.h"
 #include "core/tensor/device_memory.h"
-#include "core/cpu/strided.h"
+#include "core/kernels/strided.h"
 
 namespace kimi {
 
@@ -253,28 +252,6 @@ Tensor Tensor::clone() const {
   return out;
 }
 
-Tensor Tensor::to(Device dev) const {
-  if (dev == device()) return *this;
-  Tensor out = Tensor::empty(shape(), dtype(), dev);
-  out.copy_(*this);
-  if (requires_grad() && grad_enabled()) {
-    Device src = device();
-    return record("to_device", out, {*this},
-                  [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
-  }
-  return out;
-}
-
-Tensor Tensor::to(DType t) const {
-  if (t == dtype()) return *this;
-  Tensor out = Tensor::empty(shape(), t, device());
-  out.copy_(*this);
-  DType src = dtype();
-  if (!is_floating(t) || !is_floating(src)) return out;
-  return record("to_dtype", out, {*this},
-                [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
-}
-
 // --- autograd fields ----------------------------------------------------------------------
 bool Tensor::requires_grad() const { return impl_->requires_grad || impl_->grad_fn != nullptr; }
 Tensor& Tensor::set_requires_grad(bool v) {
@@ -298,15 +275,6 @@ Tensor Tensor::detach() const {
   impl->grad.reset();
   impl->grad_fn.reset();
   return Tensor(impl);
-}
-
-void Tensor::backward(const Tensor& grad) const {
-  Tensor g = grad;
-  if (!g.defined()) {
-    KIMI_CHECK(numel() == 1, "backward() without a gradient needs a scalar, got {}", str());
-    g = Tensor::ones(shape(), dtype(), device());
-  }
-  run_backward({*this}, {g});
 }
 
 }  // namespace kimi

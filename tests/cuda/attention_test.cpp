@@ -26,7 +26,7 @@ namespace {
 using namespace kimi::cuda_test;
 namespace kc = kimi::cuda;
 using kimi::ComputePrecision;
-using kimi::cpu::AttentionDims;
+using kimi::AttentionDims;
 using bf16 = __nv_bfloat16;
 
 struct Report {

@@ -22,8 +22,8 @@
 
 namespace kimi::cuda_test {
 
-using cpu::GateKind;
-using cpu::RecurrenceDims;
+using kimi::GateKind;
+using kimi::RecurrenceDims;
 
 inline double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
   if (x.size() != ref.size()) return std::numeric_limits<double>::infinity();

@@ -5,7 +5,7 @@
 // output, final state and gradient is compared by relative error per tensor; outputs are
 // poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
-// Usage: kimi_cuda_tests [--quick] [GOLDEN_DIR]   (default: .gpu/golden, then ../shared/golden)
+// Usage: kimi_cuda_tests [--quick] [GOLDEN_DIR]   (default: .gpu/golden, then tests/golden)
 // --quick leaves out the large cases (for runs under compute-sanitizer).
 // Exit status 0 when every check passes or no GPU is present (then it says it skipped).
 #include <cstdio>
@@ -168,8 +168,12 @@ int main(int argc, char** argv) {
     else
       golden = argv[i];
   }
+  // Staged copy (tools/gpu_check.sh), then the repository's own tests/golden when run from the
+  // repository root on the GPU machine, then the build machine's path.
   if (golden.empty())
-    golden = std::filesystem::exists(".gpu/golden") ? ".gpu/golden" : KIMI_GOLDEN_DIR;
+    golden = std::filesystem::exists(".gpu/golden")    ? ".gpu/golden"
+             : std::filesystem::exists("tests/golden") ? "tests/golden"
+                                                       : KIMI_GOLDEN_DIR;
   cudaDeviceProp prop{};
   KIMI_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);

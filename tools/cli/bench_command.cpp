@@ -92,8 +92,8 @@ void register_bench(CLI::App& app) {
   cmd->callback([a, cmd] {
     if (a->device == "cuda") {
       if (!cuda_available())
-        throw UserError("bench --device cuda: no CUDA device is available (or kimi-lab was built without "
-                        "-DKIMI_LAB_CUDA=ON)");
+        throw UserError(cuda_built() ? "bench --device cuda: no CUDA device is available"
+                                     : "bench --device cuda: this kimi-lab was built without its CUDA backend");
       CudaBenchArgs c;  // the reference shapes unless the flags say otherwise
       if (cmd->get_option("--mixers")->count()) c.mixers = a->mixers;
       if (cmd->get_option("--seq-lens")->count()) c.seq_lens = a->seq_lens;

@@ -1,6 +1,7 @@
 // `kimi-lab version`: the version and what this binary was built with.
 #include <fmt/format.h>
 
+#include "core/tensor/device_memory.h"
 #include "tools/cli/commands.h"
 
 namespace kimi::cli {
@@ -8,11 +9,7 @@ namespace kimi::cli {
 void register_version(CLI::App& app) {
   auto* cmd = app.add_subcommand("version", "Print the version and the enabled backends");
   cmd->callback([] {
-#ifdef KIMI_LAB_CUDA
-    const char* cuda = "on";
-#else
-    const char* cuda = "off";
-#endif
+    const char* cuda = !cuda_built() ? "off" : cuda_available() ? "on" : "built, no device";
     fmt::print("kimi-lab {} (cpu: Eigen; cuda: {})\n", KIMI_LAB_VERSION, cuda);
   });
 }

@@ -19,12 +19,10 @@
 
 #include <cuda_runtime.h>
 
-#include "core/cpu/attention.h"
 #include "core/backend/precision.h"
+#include "core/kernels/attention.h"
 
 namespace kimi::cuda {
-
-using cpu::AttentionDims;
 
 // num_splits: 0 = automatic (split the keys only when the (query block, head) grid cannot fill
 // the GPU); n > 0 forces n key splits (tests). All work on `stream`; workspaces from the

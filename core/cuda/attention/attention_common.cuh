@@ -109,4 +109,22 @@ __device__ __forceinline__ void load_tile(Op* s, int lds, const Ti* src, int64_t
   }
 }
 
+// The head-dim variants the mma kernels are compiled for: the smallest tile that holds (D, Dv),
+// the rest of it zero padding. Calls f(kD, kDv) with std::integral_constant arguments; the one
+// ladder for the forward and the backward (the op refuses D or Dv > 256 before any launch).
+template <class F>
+void with_head_tile(int64_t D, int64_t Dv, F&& f) {
+  using std::integral_constant;
+  if (D <= 32 && Dv <= 32)
+    f(integral_constant<int, 32>{}, integral_constant<int, 32>{});
+  else if (D <= 64 && Dv <= 64)
+    f(integral_constant<int, 64>{}, integral_constant<int, 64>{});
+  else if (D <= 128 && Dv <= 128)
+    f(integral_constant<int, 128>{}, integral_constant<int, 128>{});
+  else if (D <= 192 && Dv <= 128)
+    f(integral_constant<int, 192>{}, integral_constant<int, 128>{});
+  else
+    f(integral_constant<int, 256>{}, integral_constant<int, 256>{});
+}
+
 }  // namespace kimi::cuda::attn

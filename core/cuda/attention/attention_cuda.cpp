@@ -1,10 +1,14 @@
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/attention/attention_cuda.h"
-
+// The CUDA table of causal attention and RoPE (core/backend/attention_kernels.h) over the
+// kernels of attention.h and core/cuda/sequence/rope.h. q, k, v: F32 or BF16, one dtype (the op
+// checked both and asked cuda_supports(): head dims <= 256). The products run with the operand
+// precision of the forward's context, in both passes; BF16 tensors take bf16 operands unless
+// it is fp32. lse is F32 whatever the inputs' dtype.
 #include <cuda_bf16.h>
 
-#include "core/cuda/runtime/allocator.h"
+#include "core/backend/attention_kernels.h"
 #include "core/cuda/attention/attention.h"
+#include "core/cuda/runtime/allocator.h"
+#include "core/cuda/sequence/rope_cuda.h"
 
 namespace kimi {
 namespace {
@@ -18,24 +22,11 @@ Ti* mptr(const Tensor& t) {
   return static_cast<Ti*>(t.raw_data());
 }
 
-void check_dtypes(const Tensor& q, const Tensor& k, const Tensor& v) {
+Tensor attention(const AttentionDims& d, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const OpContext& ctx, AttentionSaved* saved) {
   KIMI_CHECK(q.dtype() == DType::kF32 || q.dtype() == DType::kBF16,
              "causal_attention: CUDA tensors must be F32 or BF16, got {}", dtype_name(q.dtype()));
-  KIMI_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
-             "causal_attention: q {}, k {}, v {} must share one dtype", dtype_name(q.dtype()),
-             dtype_name(k.dtype()), dtype_name(v.dtype()));
-  KIMI_CHECK(q.device() == Device::kCUDA && k.device() == Device::kCUDA && v.device() == Device::kCUDA,
-             "causal_attention: q, k, v must all be CUDA tensors");
-}
-
-}  // namespace
-
-CudaAttention cuda_attention_fwd(const cpu::AttentionDims& d, const Tensor& q, const Tensor& k,
-                                 const Tensor& v, ComputePrecision prec) {
-  check_dtypes(q, k, v);
-  KIMI_CHECK(d.D <= 256 && d.Dv <= 256, "causal_attention: CUDA head dims must be <= 256, got D={} Dv={}",
-             d.D, d.Dv);
-  CudaAttention r;
+  AttentionSaved& r = *saved;
   r.q = q.detach().contiguous();
   r.k = k.detach().contiguous();
   r.v = v.detach().contiguous();
@@ -44,17 +35,18 @@ CudaAttention cuda_attention_fwd(const cpu::AttentionDims& d, const Tensor& q, c
   if (q.dtype() == DType::kBF16) {
     using T = __nv_bfloat16;
     cuda::causal_attention_fwd<T>(d, cptr<T>(r.q), cptr<T>(r.k), cptr<T>(r.v), mptr<T>(r.o),
-                                  r.lse.data<float>(), prec, cuda::stream());
+                                  r.lse.data<float>(), ctx.precision, cuda::stream());
   } else {
     cuda::causal_attention_fwd<float>(d, r.q.data<float>(), r.k.data<float>(), r.v.data<float>(),
-                                      r.o.data<float>(), r.lse.data<float>(), prec, cuda::stream());
+                                      r.o.data<float>(), r.lse.data<float>(), ctx.precision,
+                                      cuda::stream());
   }
-  return r;
+  return r.o;
 }
 
-std::vector<Tensor> cuda_attention_bwd(const cpu::AttentionDims& d, const CudaAttention& f,
-                                       const Tensor& d_o, ComputePrecision prec) {
-  Tensor g = d_o.to(f.q.dtype()).contiguous();
+std::vector<Tensor> attention_backward(const AttentionDims& d, const AttentionSaved& f,
+                                       const Tensor& d_o, const OpContext& ctx) {
+  Tensor g = d_o.detach().to(f.q.dtype()).contiguous();
   KIMI_CHECK(g.device() == Device::kCUDA, "causal_attention: the gradient must be a CUDA tensor");
   Tensor dq = Tensor::empty(f.q.shape(), f.q.dtype(), Device::kCUDA);
   Tensor dk = Tensor::empty(f.k.shape(), f.k.dtype(), Device::kCUDA);
@@ -63,15 +55,28 @@ std::vector<Tensor> cuda_attention_bwd(const cpu::AttentionDims& d, const CudaAt
     using T = __nv_bfloat16;
     cuda::causal_attention_bwd<T>(d, cptr<T>(f.q), cptr<T>(f.k), cptr<T>(f.v), cptr<T>(f.o),
                                   f.lse.data<float>(), cptr<T>(g), mptr<T>(dq), mptr<T>(dk),
-                                  mptr<T>(dv), prec, cuda::stream());
+                                  mptr<T>(dv), ctx.precision, cuda::stream());
   } else {
     cuda::causal_attention_bwd<float>(d, f.q.data<float>(), f.k.data<float>(), f.v.data<float>(),
                                       f.o.data<float>(), f.lse.data<float>(), g.data<float>(),
-                                      dq.data<float>(), dk.data<float>(), dv.data<float>(), prec,
-                                      cuda::stream());
+                                      dq.data<float>(), dk.data<float>(), dv.data<float>(),
+                                      ctx.precision, cuda::stream());
   }
   return {dq, dk, dv};
 }
 
+Tensor rope(const Tensor& x, int64_t pos0, double theta) {
+  return cuda_rope(x, pos0, theta, /*inverse=*/false);
+}
+Tensor rope_backward(const Tensor& dy, int64_t pos0, double theta) {
+  return cuda_rope(dy, pos0, theta, /*inverse=*/true);
+}
+
+}  // namespace
+
+void register_cuda_attention_kernels() {
+  KernelTable<AttentionKernels>::set(Device::kCUDA,
+                                     {attention, attention_backward, rope, rope_backward});
+}
+
 }  // namespace kimi
-#endif  // KIMI_LAB_CUDA

@@ -176,19 +176,11 @@ void launch(const Params<Ti>& p, cudaStream_t stream) {
 
 }  // namespace
 
-// Head-dim variants: the smallest tile that holds (D, Dv); the rest of it is zero padding.
 template <class Ti, class Op>
 void launch_fwd_mma(const Params<Ti>& p, cudaStream_t stream) {
-  if (p.D <= 32 && p.Dv <= 32)
-    launch<Ti, Op, 32, 32>(p, stream);
-  else if (p.D <= 64 && p.Dv <= 64)
-    launch<Ti, Op, 64, 64>(p, stream);
-  else if (p.D <= 128 && p.Dv <= 128)
-    launch<Ti, Op, 128, 128>(p, stream);
-  else if (p.D <= 192 && p.Dv <= 128)
-    launch<Ti, Op, 192, 128>(p, stream);
-  else
-    launch<Ti, Op, 256, 256>(p, stream);
+  with_head_tile(p.D, p.Dv, [&](auto kD, auto kDv) {
+    launch<Ti, Op, decltype(kD)::value, decltype(kDv)::value>(p, stream);
+  });
 }
 
 template void launch_fwd_mma<bf16, bf16>(const Params<bf16>&, cudaStream_t);

@@ -12,12 +12,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "core/cpu/delta_rule.h"
+#include "core/kernels/recurrence.h"
 
 namespace kimi::cuda {
-
-using cpu::GateKind;
-using cpu::RecurrenceDims;
 
 // --- recurrent (token by token) form: the GPU oracle, decoding, and short sequences --------
 // One thread per state column (the delta rule acts on each column of S independently), the K
@@ -27,10 +24,11 @@ void delta_rule_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
                               const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
                               cudaStream_t stream);
 
-// Backward (DESIGN.md 3b). Reruns the forward to keep the states at chunk boundaries
-// (every d.chunk steps), then walks the chunks backwards, recomputing the states inside each
-// into a workspace; dS lives in shared memory. dht nullptr = zero; dh0 nullptr = not wanted;
-// dg ignored (may be nullptr) when the gate is kNone. Workspaces come from the caching allocator.
+// Backward (DESIGN.md 3b). Reruns the forward to keep the states every 64 steps (its own
+// checkpoint interval, not d.chunk), then walks those spans backwards, recomputing the states
+// inside each into a workspace; dS lives in shared memory. dht nullptr = zero; dh0 nullptr = not
+// wanted; dg ignored (may be nullptr) when the gate is kNone. Workspaces come from the caching
+// allocator.
 template <class Ti>
 void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                               const Ti* g, const Ti* beta, const float* h0, const Ti* do_,
@@ -60,10 +58,10 @@ void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const
                                      cudaStream_t stream);
 
 // Chunkwise form of the gated linear recurrence (chunks of 64 tokens; K, V <= 128; stages in
-// core/cuda/linear_recurrence/linear_recurrence_chunk.cuh): the delta rule's chunk algorithm without the WY/UT
-// part. TF32 products with fp32 accumulation (expect ~1e-3 relative errors against fp32
-// references). Same arguments as the recurrent form: h0 / dht nullptr = zero, ht / dh0 nullptr
-// = not wanted, dg unused (may be nullptr) for kNone. Workspaces (caching allocator): per
+// core/cuda/linear_recurrence/linear_recurrence_chunk.cuh): the delta rule's chunk algorithm
+// without the WY/UT part. TF32 products with fp32 accumulation (expect ~1e-3 relative errors
+// against fp32 references). Same arguments as the recurrent form: h0 / dht nullptr = zero, ht / dh0
+// nullptr = not wanted, dg unused (may be nullptr) for kNone. Workspaces (caching allocator): per
 // chunk-head one K x V state of Ti (two for the backward) and 64 x 64 + K fp32, per token-head
 // 2 K values of Ti.
 template <class Ti>
@@ -75,7 +73,8 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
                                  const Ti* g, const float* h0, const Ti* do_, const float* dht,
                                  Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0, cudaStream_t stream);
 
-// --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says --------------
+// --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says (the ops refuse
+// another chunk size on CUDA: core/cuda/delta_rule/recurrence_plan.h) ----------------------
 // Two kernels: (1) per (chunk, head), in parallel: cumulative gates, A_kk and A_qk (pairwise
 // decays as exponent differences only), T = (I + A)^-1 Diag(beta) by blocked forward
 // substitution, W = T (exp(G) k), U = T v; (2) per (head, V tile), sequential over chunks:

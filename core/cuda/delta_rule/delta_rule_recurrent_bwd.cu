@@ -3,9 +3,9 @@
 // dS in shared memory. Layout: delta_rule.cuh.
 #include <algorithm>
 
+#include "core/cuda/delta_rule/delta_rule_recurrent.cuh"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
-#include "core/cuda/delta_rule/delta_rule_recurrent.cuh"
 
 namespace kimi::cuda {
 namespace {
@@ -29,6 +29,10 @@ using detail::warp_sum;
 // row, its lanes the columns: both read shared memory without bank conflicts.
 constexpr int kBwdThreads = 256;
 constexpr int kWarps = kBwdThreads / 32;
+// Steps between the forward's state checkpoints (the backward's own "chunk": memory B*H*K*V per
+// checkpoint plus one chunk of workspace). Its own constant: RecurrenceDims::chunk is the chunk
+// size of the chunk form and must not change this kernel's memory or speed.
+constexpr int64_t kCheckpointEvery = 64;
 
 template <class Ti>
 struct BwdArgs {
@@ -194,8 +198,8 @@ __global__ void __launch_bounds__(kBwdThreads) recurrent_bwd_kernel(Params<Ti> p
 }
 
 template <class Ti>
-void run_bwd(Params<Ti> p, int64_t chunk, const Ti* do_, const float* dht, Ti* dq, Ti* dk, Ti* dv,
-             Ti* dg, Ti* dbeta, float* dh0, cudaStream_t stream) {
+void run_bwd(Params<Ti> p, const Ti* do_, const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg,
+             Ti* dbeta, float* dh0, cudaStream_t stream) {
   if (p.B == 0 || p.H == 0) return;
   if (p.T == 0) {  // no steps: dh0 = dht
     if (dh0) {
@@ -207,8 +211,7 @@ void run_bwd(Params<Ti> p, int64_t chunk, const Ti* do_, const float* dht, Ti* d
     }
     return;
   }
-  KIMI_CUDA_REQUIRE(chunk > 0, "delta rule backward: chunk must be positive");
-  p.every = int(std::min<int64_t>(chunk, p.T));
+  p.every = int(std::min<int64_t>(kCheckpointEvery, p.T));
   p.n_ckpt = int(detail::ceil_div(p.T, p.every));
   const int64_t KV = int64_t(p.K) * p.V, BH = int64_t(p.B) * p.H;
   Buffer ckpt(size_t(BH * p.n_ckpt * KV) * sizeof(float));
@@ -236,8 +239,8 @@ void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
                               const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta,
                               float* dh0, cudaStream_t stream) {
   KIMI_CUDA_REQUIRE(beta != nullptr, "delta rule: beta is required");
-  run_bwd(detail::recurrent_params<Ti>(d, q, k, v, g, beta, h0, nullptr, nullptr), d.chunk, do_,
-          dht, dq, dk, dv, dg, dbeta, dh0, stream);
+  run_bwd(detail::recurrent_params<Ti>(d, q, k, v, g, beta, h0, nullptr, nullptr), do_, dht, dq, dk,
+          dv, dg, dbeta, dh0, stream);
 }
 
 template <class Ti>
@@ -245,8 +248,8 @@ void linear_recurrence_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const
                                      const Ti* g, const float* h0, const Ti* do_, const float* dht,
                                      Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
                                      cudaStream_t stream) {
-  run_bwd<Ti>(detail::recurrent_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr), d.chunk,
-              do_, dht, dq, dk, dv, dg, nullptr, dh0, stream);
+  run_bwd<Ti>(detail::recurrent_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr), do_, dht,
+              dq, dk, dv, dg, nullptr, dh0, stream);
 }
 
 #define KIMI_INSTANTIATE(Ti)                                                                      \

@@ -6,22 +6,21 @@
 #include <cstdint>
 
 #include "core/cuda/runtime/copy.h"
+#include "core/kernels/elementwise.h"
 
 namespace kimi::cuda {
 
-// Same order as kimi::cpu::UnaryKind / BinaryKind (core/cpu/elementwise.h; the op glue
-// static_asserts it). kGeMask is CUDA-only: (a >= b) ? 1 : 0, the routing mask of maximum.
-enum class UnaryOp : uint8_t {
-  kNeg, kExp, kLog, kSqrt, kRsqrt, kSigmoid, kSilu, kSoftplus, kTanh, kRelu, kAbs,
-  kAddScalar, kMulScalar, kPowScalar
-};
+// The unary kinds are the ones the CPU kernels switch on (core/kernels/elementwise.h).
+using UnaryOp = kimi::UnaryKind;
+// kimi::BinaryKind in the same order (elementwise_cuda.cpp static_asserts it) plus kGeMask,
+// CUDA-only: (a >= b) ? 1 : 0, the routing mask of maximum.
 enum class BinaryOp : uint8_t { kAdd, kSub, kMul, kDiv, kMax, kGeMask };
 
 // y = f(x) over n contiguous elements; p is the scalar of the *Scalar ops.
 void unary_forward(UnaryOp op, ElemType t, int64_t n, const void* x, void* y, double p);
 // dx = dy * f'(x), with y = f(x) from the forward; all contiguous.
-void unary_backward(UnaryOp op, ElemType t, int64_t n, const void* x, const void* y,
-                    const void* dy, void* dx, double p);
+void unary_backward(UnaryOp op, ElemType t, int64_t n, const void* x, const void* y, const void* dy,
+                    void* dx, double p);
 
 // out = a op b. out contiguous; a and b views of out's shape (broadcast dims have stride 0),
 // all three of one float type.

@@ -1,6 +1,4 @@
-// cuBLAS calls for core/cuda/gemm/gemm.h. A .cpp (host compiler): no kernels here. Built only with
-// -DKIMI_LAB_CUDA=ON.
-#ifdef KIMI_LAB_CUDA
+// cuBLAS calls for core/cuda/gemm/gemm.h. A .cpp (host compiler): no kernels here.
 #include "core/cuda/gemm/gemm.h"
 
 #include <cublas_v2.h>
@@ -82,4 +80,3 @@ void gemm(ElemType type, GemmMath math, int64_t batch, int64_t M, int64_t N, int
 }
 
 }  // namespace kimi::cuda
-#endif  // KIMI_LAB_CUDA

@@ -1,22 +1,23 @@
-// Tensor glue of matmul / linear on CUDA (matmul_cuda.h) over core/cuda/gemm/gemm.h. Built only with
-// -DKIMI_LAB_CUDA=ON.
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/gemm/matmul_cuda.h"
-
+// The CUDA table of the matrix products (core/backend/product_kernels.h) through cuBLAS
+// (core/cuda/gemm/gemm.h). F32 tensors multiply with the operand precision of the op's
+// OpContext (fp32 | tf32 | bf16, fp32 accumulation); BF16 tensors in bf16 with fp32
+// accumulation; F64 in fp64. Strided inputs are read in place where cuBLAS can (row- or
+// column-major matrices, batch dims that fold into one stride), else copied contiguous.
 #include <algorithm>
 #include <optional>
 
-#include "core/autograd/autograd.h"
+#include "core/backend/product_kernels.h"
 #include "core/cuda/gemm/gemm.h"
-#include "core/cuda/sequence/sequence.h"
 #include "core/cuda/runtime/cuda_tensor.h"
-#include "core/backend/precision.h"
+#include "core/cuda/sequence/sequence.h"
 
 namespace kimi {
 namespace {
 
-cuda::GemmMath gemm_math() {
-  switch (compute_precision()) {
+// The operand precision the op captured at forward time (never the global setting: the
+// backward must use the forward's).
+cuda::GemmMath gemm_math(const OpContext& ctx) {
+  switch (ctx.precision) {
     case ComputePrecision::kFP32: return cuda::GemmMath::kFP32;
     case ComputePrecision::kTF32: return cuda::GemmMath::kTF32;
     case ComputePrecision::kBF16: return cuda::GemmMath::kBF16;
@@ -81,8 +82,8 @@ bool folds(const cuda::GemmOperand& op, int64_t batch, int64_t R) {
 
 // C [batch, M, N] (fresh, contiguous) = op(A) op(B) + beta C. A B shared by the batch, with A's
 // matrices stacked rows, folds the batch into M: one large GEMM instead of many small ones.
-void gemm_into(const Tensor& C, cuda::GemmMath math, int64_t batch, int64_t M, int64_t N,
-               int64_t K, const cuda::GemmOperand& A, const cuda::GemmOperand& B, double beta) {
+void gemm_into(const Tensor& C, cuda::GemmMath math, int64_t batch, int64_t M, int64_t N, int64_t K,
+               const cuda::GemmOperand& A, const cuda::GemmOperand& B, double beta) {
   if (C.numel() == 0) return;
   if (K == 0) {  // an empty sum: cuBLAS is not asked about zero-width operands
     if (beta == 0) Tensor(C).zero_();
@@ -93,7 +94,8 @@ void gemm_into(const Tensor& C, cuda::GemmMath math, int64_t batch, int64_t M, i
     M *= batch;
     batch = 1;
   }
-  cuda::gemm(elem_type(C.dtype()), math, batch, M, N, K, 1.0, A, B, beta, C.raw_data(), N, stride_c);
+  cuda::gemm(elem_type(C.dtype()), math, batch, M, N, K, 1.0, A, B, beta, C.raw_data(), N,
+             stride_c);
 }
 
 // The upstream gradient, detached, on the GPU, in dtype dt.
@@ -103,47 +105,59 @@ Tensor grad_as(const Tensor& g, DType dt) {
   return r.dtype() == dt ? r : r.to(dt);
 }
 
-}  // namespace
-
-// C = A B;  dA = dC B^T;  dB = A^T dC (summed over the batch when B is a shared 2-d matrix)
-Tensor cuda_matmul(const Tensor& a, const Tensor& b) {
-  const DType dt = a.dtype();
-  check_cuda_float(dt, "matmul");
-  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  const bool shared_b = b.dim() == 2;
+// The sizes of a [..., M, K] @ b [K, N] or b [..., K, N].
+struct MatmulDims {
+  int64_t M, K, N, batch;
+  bool shared_b;
+};
+MatmulDims matmul_dims(const Tensor& a, const Tensor& b) {
   int64_t batch = 1;
   for (int64_t d = 0; d + 2 < a.dim(); ++d) batch *= a.size(d);
-  // The precision in force now also serves the backward, whenever that runs.
-  const cuda::GemmMath math = gemm_math();
-  const Operand A = operand(a.detach()), B = operand(b.detach());
-  Shape out_shape(a.shape().begin(), a.shape().end() - 1);
-  out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, dt, Device::kCUDA);
-  gemm_into(out, math, batch, M, N, K, A.op, B.op, 0.0);
-  return record("matmul", out, {a, b}, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    const Operand G = operand(grad_as(g[0], dt));
-    Tensor da, db;
-    if (a.requires_grad()) {
-      da = Tensor::empty(a.shape(), dt, Device::kCUDA);
-      gemm_into(da, math, batch, M, K, N, G.op, transposed(B.op), 0.0);
-    }
-    if (b.requires_grad()) {
-      db = Tensor::empty(b.shape(), dt, Device::kCUDA);
-      if (!shared_b) {
-        gemm_into(db, math, batch, K, N, M, transposed(A.op), G.op, 0.0);
-      } else {
-        // sum_i A[i]^T dC[i] = A^T dC with the batch folded into the rows: [batch*M, K], [batch*M, N]
-        const Operand Af = folds(A.op, batch, M) ? A : operand(A.keep.contiguous());
-        const Operand Gf = folds(G.op, batch, M) ? G : operand(G.keep.contiguous());
-        gemm_into(db, math, 1, K, N, batch * M, transposed(Af.op), Gf.op, 0.0);
-      }
-    }
-    return {da, db};
-  });
+  return {a.size(-2), a.size(-1), b.size(-1), batch, b.dim() == 2};
 }
 
-// y = x W^T + b;  dx = dy W, dW = dy^T x, db = column sums of dy
-Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+// C = A B
+Tensor matmul(const OpContext& ctx, const Tensor& a, const Tensor& b) {
+  const DType dt = a.dtype();
+  check_cuda_float(dt, "matmul");
+  const MatmulDims d = matmul_dims(a, b);
+  const Operand A = operand(a.detach()), B = operand(b.detach());
+  Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+  out_shape.push_back(d.N);
+  Tensor out = Tensor::empty(out_shape, dt, Device::kCUDA);
+  gemm_into(out, gemm_math(ctx), d.batch, d.M, d.N, d.K, A.op, B.op, 0.0);
+  return out;
+}
+
+// dA = dC B^T;  dB = A^T dC (summed over the batch when B is a shared 2-d matrix). The
+// operands are laid out again as in the forward (in place, or a contiguous copy).
+void matmul_backward(const OpContext& ctx, const Tensor& a, const Tensor& b, const Tensor& g,
+                     bool need_a, bool need_b, Tensor* da, Tensor* db) {
+  const DType dt = a.dtype();
+  const auto [M, K, N, batch, shared_b] = matmul_dims(a, b);
+  const cuda::GemmMath math = gemm_math(ctx);
+  const Operand G = operand(grad_as(g, dt));
+  if (need_a) {
+    const Operand B = operand(b.detach());
+    *da = Tensor::empty(a.shape(), dt, Device::kCUDA);
+    gemm_into(*da, math, batch, M, K, N, G.op, transposed(B.op), 0.0);
+  }
+  if (need_b) {
+    const Operand A = operand(a.detach());
+    *db = Tensor::empty(b.shape(), dt, Device::kCUDA);
+    if (!shared_b) {
+      gemm_into(*db, math, batch, K, N, M, transposed(A.op), G.op, 0.0);
+    } else {
+      // sum_i A[i]^T dC[i] = A^T dC with the batch folded into the rows: [batch*M, K], [batch*M, N]
+      const Operand Af = folds(A.op, batch, M) ? A : operand(A.keep.contiguous());
+      const Operand Gf = folds(G.op, batch, M) ? G : operand(G.keep.contiguous());
+      gemm_into(*db, math, 1, K, N, batch * M, transposed(Af.op), Gf.op, 0.0);
+    }
+  }
+}
+
+// y = x W^T + b
+Tensor linear(const OpContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias) {
   const DType dt = x.dtype();
   check_cuda_float(dt, "linear");
   KIMI_CHECK(w.device() == Device::kCUDA && (!bias.defined() || bias.device() == Device::kCUDA),
@@ -152,15 +166,13 @@ Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   const int64_t in = w.size(1), out_f = w.size(0);
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
-  const cuda::GemmMath math = gemm_math();
   const Operand X = operand(x.detach().reshape({rows, in}));
   const Operand Wt = operand(w.detach());
   Shape out_shape = x.shape();
   out_shape.back() = out_f;
   Tensor y = Tensor::empty(out_shape, dt, Device::kCUDA);
-  const bool has_bias = bias.defined();
   double beta = 0;
-  if (has_bias) {
+  if (bias.defined()) {
     KIMI_CHECK(bias.numel() == out_f && bias.dtype() == dt, "linear: bias {} for {} outputs of {}",
                bias.str(), out_f, dtype_name(dt));
     // y starts as the bias rows and the GEMM adds into it (beta = 1): one rounding in bf16.
@@ -168,33 +180,42 @@ Tensor cuda_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     cuda::broadcast_rows(elem_type(dt), rows, out_f, bc.raw_data(), y.raw_data());
     beta = 1;
   }
-  gemm_into(y, math, 1, rows, out_f, in, X.op, transposed(Wt.op), beta);
-  std::vector<Tensor> inputs = {x, w};
-  if (has_bias) inputs.push_back(bias);
-  return record("linear", y, inputs, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    const Operand G = operand(grad_as(g[0], dt).reshape({rows, out_f}));
-    Tensor dx, dw;
-    if (x.requires_grad()) {
-      dx = Tensor::empty(x.shape(), dt, Device::kCUDA);
-      gemm_into(dx, math, 1, rows, in, out_f, G.op, Wt.op, 0.0);
-    }
-    if (w.requires_grad()) {
-      dw = Tensor::empty(w.shape(), dt, Device::kCUDA);
-      gemm_into(dw, math, 1, out_f, in, rows, transposed(G.op), X.op, 0.0);
-    }
-    std::vector<Tensor> grads = {dx, dw};
-    if (has_bias) {
-      Tensor db;
-      if (bias.requires_grad()) {
-        const Tensor gc = G.keep.contiguous();
-        db = Tensor::empty(bias.shape(), dt, Device::kCUDA);
-        cuda::column_sum(elem_type(dt), rows, out_f, gc.raw_data(), db.raw_data());
-      }
-      grads.push_back(db);
-    }
-    return grads;
-  });
+  gemm_into(y, gemm_math(ctx), 1, rows, out_f, in, X.op, transposed(Wt.op), beta);
+  return y;
+}
+
+// dx = dy W, dW = dy^T x, dbias = column sums of dy
+void linear_backward(const OpContext& ctx, const Tensor& x, const Tensor& w, const Tensor& g,
+                     bool need_x, bool need_w, bool need_bias, Tensor* dx, Tensor* dw,
+                     Tensor* dbias) {
+  const DType dt = x.dtype();
+  const int64_t in = w.size(1), out_f = w.size(0);
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
+  const cuda::GemmMath math = gemm_math(ctx);
+  const Operand G = operand(grad_as(g, dt).reshape({rows, out_f}));
+  if (need_x) {
+    const Operand Wt = operand(w.detach());
+    *dx = Tensor::empty(x.shape(), dt, Device::kCUDA);
+    gemm_into(*dx, math, 1, rows, in, out_f, G.op, Wt.op, 0.0);
+  }
+  if (need_w) {
+    const Operand X = operand(x.detach().reshape({rows, in}));
+    *dw = Tensor::empty(w.shape(), dt, Device::kCUDA);
+    gemm_into(*dw, math, 1, out_f, in, rows, transposed(G.op), X.op, 0.0);
+  }
+  if (need_bias) {
+    const Tensor gc = G.keep.contiguous();
+    *dbias = Tensor::empty({out_f}, dt, Device::kCUDA);
+    cuda::column_sum(elem_type(dt), rows, out_f, gc.raw_data(), dbias->raw_data());
+  }
+}
+
+}  // namespace
+
+void register_cuda_product_kernels() {
+  KernelTable<ProductKernels>::set(Device::kCUDA,
+                                   {matmul, matmul_backward, linear, linear_backward});
 }
 
 }  // namespace kimi
-#endif  // KIMI_LAB_CUDA

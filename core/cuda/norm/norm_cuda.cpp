@@ -1,28 +1,29 @@
-// Tensor glue of the CUDA norm kernels.
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/norm/norm_cuda.h"
-
+// The CUDA table of the norms (core/backend/norm_kernels.h) over the kernels of norm.h. r is
+// kept per row in the compute type: F64 for F64 x, else F32.
+#include "core/backend/norm_kernels.h"
 #include "core/cuda/norm/norm.h"
-#include "core/cuda/elementwise/elementwise_cuda.h"
+#include "core/cuda/runtime/cuda_tensor.h"
 
 namespace kimi {
+namespace {
 
-static cuda::ElemType elem(const Tensor& t) { return static_cast<cuda::ElemType>(t.dtype()); }
+cuda::ElemType elem(const Tensor& t) { return elem_type(t.dtype()); }
 
-CudaNorm cuda_norm(const Tensor& xc, const Tensor& wc, double div, double eps) {
+Tensor norm(const Tensor& xc, const Tensor& wc, double div, double eps, Tensor* rstd,
+            const char* /*name*/) {
   check_cuda_float(xc, "norm");
   const int64_t n = xc.size(-1), rows = n ? xc.numel() / n : 0;
-  CudaNorm r;
-  r.y = Tensor::empty(xc.shape(), xc.dtype(), Device::kCUDA);
-  r.rstd = Tensor::empty({rows}, xc.dtype() == DType::kF64 ? DType::kF64 : DType::kF32,
-                         Device::kCUDA);
+  Tensor y = Tensor::empty(xc.shape(), xc.dtype(), Device::kCUDA);
+  *rstd =
+      Tensor::empty({rows}, xc.dtype() == DType::kF64 ? DType::kF64 : DType::kF32, Device::kCUDA);
   cuda::norm_forward(elem(xc), rows, n, div, eps, xc.raw_data(),
-                     wc.defined() ? wc.raw_data() : nullptr, r.y.raw_data(), r.rstd.raw_data());
-  return r;
+                     wc.defined() ? wc.raw_data() : nullptr, y.raw_data(), rstd->raw_data());
+  return y;
 }
 
-void cuda_norm_backward(const Tensor& xc, const Tensor& wc, const Tensor& rstd, const Tensor& dy,
-                        double div, bool need_x, bool need_w, Tensor* dx, Tensor* dw) {
+void norm_backward(const Tensor& xc, const Tensor& wc, const Tensor& rstd, const Tensor& dy,
+                   double div, bool need_x, bool need_w, Tensor* dx, Tensor* dw,
+                   const char* /*name*/) {
   const int64_t n = xc.size(-1), rows = n ? xc.numel() / n : 0;
   Tensor gc = dy.detach().to(xc.dtype()).contiguous();
   if (need_x) {
@@ -38,5 +39,10 @@ void cuda_norm_backward(const Tensor& xc, const Tensor& wc, const Tensor& rstd, 
   }
 }
 
+}  // namespace
+
+void register_cuda_norm_kernels() {
+  KernelTable<NormKernels>::set(Device::kCUDA, {norm, norm_backward});
+}
+
 }  // namespace kimi
-#endif  // KIMI_LAB_CUDA

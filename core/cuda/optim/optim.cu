@@ -60,11 +60,6 @@ __global__ void sum_squares_kernel(int64_t n, const T* x, double* total) {
   }
 }
 
-template <class T>
-__global__ void scale_kernel(int64_t n, const T* x, acc_t<T> s, T* y) {
-  KIMI_GRID_STRIDE(i, n) st(y + i, ld(x + i) * s);
-}
-
 template <class F>
 void dispatch(ElemType t, const char* what, F&& f) {
   switch (t) {
@@ -107,16 +102,6 @@ double sum_of_squares(int count, const ElemType* types, const int64_t* sizes,
   double host = 0;
   copy_to_host(&host, total.get(), sizeof(double));
   return host;
-}
-
-void scale(ElemType t, int64_t n, const void* x, double s, void* y) {
-  if (n == 0) return;
-  dispatch(t, "scale: F32, BF16 or F64", [&](auto tag) {
-    using E = decltype(tag);
-    scale_kernel<E><<<grid_for(n), kThreads, 0, stream()>>>(
-        n, static_cast<const E*>(x), static_cast<acc_t<E>>(s), static_cast<E*>(y));
-    KIMI_CUDA_CHECK_LAUNCH();
-  });
 }
 
 }  // namespace kimi::cuda

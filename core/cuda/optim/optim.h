@@ -23,7 +23,5 @@ void sgd_step(int64_t n, float* p, const float* g, float* buf, float lr, float m
 // device and read back once: the single synchronisation of gradient clipping.
 double sum_of_squares(int count, const ElemType* types, const int64_t* sizes,
                       const void* const* data);
-// y = s x (y may be x).
-void scale(ElemType t, int64_t n, const void* x, double s, void* y);
 
 }  // namespace kimi::cuda

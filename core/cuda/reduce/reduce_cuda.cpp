@@ -1,18 +1,16 @@
-// Tensor glue of the CUDA reductions: sum reads x through its strides (no copy); max, argmax
-// and cumsum make x contiguous and view it as [outer, n, inner] around the dim.
-#ifdef KIMI_LAB_CUDA
-#include "core/cuda/reduce/reduce_cuda.h"
-
-#include "core/autograd/autograd.h"
+// The CUDA table of the reduction family (core/backend/reduce_kernels.h) over the kernels of
+// reduce.h: sum reads x through its strides (no copy); max, argmax and cumsum make x
+// contiguous and view it as [outer, n, inner] around the dim.
+#include "core/backend/reduce_kernels.h"
 #include "core/cuda/reduce/reduce.h"
-#include "core/cuda/elementwise/elementwise_cuda.h"
-#include "core/ops/op_util.h"
+#include "core/cuda/runtime/cuda_tensor.h"
 
 namespace kimi {
+namespace {
 
-static cuda::ElemType elem(const Tensor& t) { return static_cast<cuda::ElemType>(t.dtype()); }
+cuda::ElemType elem(const Tensor& t) { return elem_type(t.dtype()); }
 
-Tensor cuda_sum(const Tensor& x, const std::vector<int64_t>& dims, const Shape& kshape) {
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, const Shape& kshape) {
   check_cuda_float(x, "sum");
   Tensor out = Tensor::empty(kshape, x.dtype(), Device::kCUDA);
   uint32_t mask = 0;
@@ -21,21 +19,20 @@ Tensor cuda_sum(const Tensor& x, const std::vector<int64_t>& dims, const Shape& 
   return out;
 }
 
-CudaMax cuda_max(const Tensor& x, int64_t dim) {
+Tensor max(const Tensor& x, int64_t dim, Tensor* index) {
   check_cuda_float(x, "max");
   const AxisSplit a = split_at(x.shape(), dim);
   Tensor xc = x.detach().contiguous();
   Shape kshape = x.shape();
   kshape[dim] = 1;
-  CudaMax r;
-  r.values = Tensor::empty(kshape, x.dtype(), Device::kCUDA);
-  r.index = Tensor::empty({a.outer * a.inner}, DType::kI64, Device::kCUDA);
-  cuda::argmax(elem(x), a.outer, a.n, a.inner, xc.raw_data(), r.values.raw_data(),
-               cuda::ElemType::kI64, r.index.raw_data());
-  return r;
+  Tensor values = Tensor::empty(kshape, x.dtype(), Device::kCUDA);
+  *index = Tensor::empty({a.outer * a.inner}, DType::kI64, Device::kCUDA);
+  cuda::argmax(elem(x), a.outer, a.n, a.inner, xc.raw_data(), values.raw_data(),
+               cuda::ElemType::kI64, index->raw_data());
+  return values;
 }
 
-Tensor cuda_max_backward(const Tensor& g, const Tensor& index, const Shape& in, int64_t dim) {
+Tensor max_backward(const Tensor& g, const Tensor& index, const Shape& in, int64_t dim) {
   const AxisSplit a = split_at(in, dim);
   Tensor gc = g.detach().contiguous();
   Tensor dx = Tensor::empty(in, gc.dtype(), Device::kCUDA);
@@ -44,7 +41,7 @@ Tensor cuda_max_backward(const Tensor& g, const Tensor& index, const Shape& in, 
   return dx;
 }
 
-Tensor cuda_cumsum(const Tensor& x, int64_t dim, bool reverse) {
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse) {
   check_cuda_float(x, "cumsum");
   const AxisSplit a = split_at(x.shape(), dim);
   Tensor xc = x.detach().contiguous();
@@ -53,9 +50,8 @@ Tensor cuda_cumsum(const Tensor& x, int64_t dim, bool reverse) {
   return out;
 }
 
-Tensor cuda_argmax_lastdim(const Tensor& x) {
+Tensor argmax_lastdim(const Tensor& x) {
   check_cuda_float(x, "argmax");
-  KIMI_CHECK(x.dim() >= 1, "argmax_lastdim: needs at least 1 dim, got {}", x.str());
   Tensor xc = x.detach().contiguous();
   const int64_t n = x.size(-1);
   Shape s = x.shape();
@@ -68,5 +64,10 @@ Tensor cuda_argmax_lastdim(const Tensor& x) {
   return out;
 }
 
+}  // namespace
+
+void register_cuda_reduce_kernels() {
+  KernelTable<ReduceKernels>::set(Device::kCUDA, {sum, max, max_backward, cumsum, argmax_lastdim});
+}
+
 }  // namespace kimi
-#endif  // KIMI_LAB_CUDA

@@ -1,6 +1,4 @@
 // Error reporting for core/cuda/runtime/check.h, compiled by the host compiler (fmt works here).
-// Built only with -DKIMI_LAB_CUDA=ON (the guard keeps a CPU-only build's translation unit empty).
-#ifdef KIMI_LAB_CUDA
 #include "core/cuda/runtime/check.h"
 
 #include "core/tensor/error.h"
@@ -18,4 +16,3 @@ void fail_cuda(const char* file, int line, const char* expr, cudaError_t err) {
 }
 
 }  // namespace kimi::cuda
-#endif  // KIMI_LAB_CUDA

@@ -1,6 +1,5 @@
 // The cuBLAS half of core/cuda/runtime/check.h (apart from check.cpp so that binaries which use no
-// cuBLAS, such as the CUDA kernel tests, need not link it). Built only with -DKIMI_LAB_CUDA=ON.
-#ifdef KIMI_LAB_CUDA
+// cuBLAS, such as the CUDA kernel tests, need not link it).
 #include "core/cuda/runtime/check.h"
 #include "core/tensor/error.h"
 
@@ -13,4 +12,3 @@ void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st
 }
 
 }  // namespace kimi::cuda
-#endif  // KIMI_LAB_CUDA

@@ -1,4 +1,3 @@
-#ifdef KIMI_LAB_CUDA
 #include "core/cuda/runtime/cuda_tensor.h"
 
 namespace kimi {
@@ -23,4 +22,3 @@ void check_cuda_float(DType d, const char* op) {
 }
 
 }  // namespace kimi
-#endif  // KIMI_LAB_CUDA

@@ -1,5 +1,5 @@
-// rope on CUDA tensors (the rope op of core/ops/attention_ops.cpp dispatches here), over
-// core/cuda/sequence/rope.h: output and backward on the GPU. F32, BF16 (fp32 math) or F64.
+// rope on CUDA tensors over core/cuda/sequence/rope.h, for the attention family's CUDA table
+// (core/cuda/attention/attention_cuda.cpp). F32, BF16 (fp32 math) or F64.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,8 @@
 
 namespace kimi {
 
-// x [B, T, H, D] (D even, checked by the caller), token t at position pos0 + t.
-Tensor cuda_rope(const Tensor& x, int64_t pos0, double theta);
+// x [B, T, H, D] (D even, checked by the op), token t at position pos0 + t; inverse = true
+// rotates by the negated angles (the transpose: rope's backward). Same dtype as x.
+Tensor cuda_rope(const Tensor& x, int64_t pos0, double theta, bool inverse);
 
 }  // namespace kimi

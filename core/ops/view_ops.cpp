@@ -175,4 +175,27 @@ Tensor Tensor::contiguous() const {
                 [](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0]}; });
 }
 
+// Device and dtype conversions: differentiable, the gradient converted back.
+Tensor Tensor::to(Device dev) const {
+  if (dev == device()) return *this;
+  Tensor out = Tensor::empty(shape(), dtype(), dev);
+  out.copy_(*this);
+  if (requires_grad() && grad_enabled()) {
+    Device src = device();
+    return record("to_device", out, {*this},
+                  [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
+  }
+  return out;
+}
+
+Tensor Tensor::to(DType t) const {
+  if (t == dtype()) return *this;
+  Tensor out = Tensor::empty(shape(), t, device());
+  out.copy_(*this);
+  DType src = dtype();
+  if (!is_floating(t) || !is_floating(src)) return out;
+  return record("to_dtype", out, {*this},
+                [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
+}
+
 }  // namespace kimi

@@ -1,0 +1,58 @@
+// The model's configuration (the keys under model.*), owned by the model layer: trainer/config*
+// decodes YAML into it and validates it; the models build from it. Defaults follow the paper's
+// synthetic setting (DESIGN.md section 6).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kimi {
+
+struct Mamba2Config {
+  int64_t d_state = 64;
+  int64_t expand = 2;
+};
+
+struct ModelConfig {
+  int64_t d_model = 256;
+  int64_t n_layers = 2;
+  std::vector<std::string> mixer = {"kda"};  // one name for all layers, or one per layer
+  std::string hybrid;  // "kda:attention=3:1"; empty = off; when set it decides the layers
+  int64_t num_heads = 2;
+  int64_t head_dim = 128;
+  int64_t num_kv_heads = 0;  // 0 = num_heads (resolved at load)
+  double expand_v = 1.0;
+  bool short_conv = true;
+  int64_t conv_size = 4;
+  std::string output_gate = "auto";  // auto (FLA: KDA sigmoid, GDN swish) | sigmoid | swish | none
+  bool rope = false;                 // attention only; Kimi Linear's global layers use NoPE
+  double rope_theta = 10000.0;
+  bool mlp = false;        // zoology's MQAR models have no MLP
+  int64_t mlp_hidden = 0;  // 0 = auto (the model's SwiGLU rule)
+  bool tie_embeddings = false;
+  double norm_eps = 1e-5;
+  int64_t chunk_size = 64;
+  int64_t kv_lora_rank = 64;  // MLA
+  int64_t q_lora_rank = 0;    // MLA; 0 = full-rank q projection
+  int64_t qk_rope_dim = 0;    // MLA; 0 = NoPE
+  Mamba2Config mamba2;
+  double init_std = 0.02;
+};
+
+// The mixer of each layer: model.hybrid "a:b=x:y" gives [a]*x then [b]*y per group (the global
+// layer last; a short last group keeps its b's at the end), else model.mixer (one name for all
+// layers, or exactly n_layers names). Every name must be a kind in the mixer registry
+// (models::mixer_kinds()). Throws UserError naming the key.
+std::vector<std::string> layer_mixers(const ModelConfig& model);
+
+namespace models {
+
+struct MixerOptions;  // models/mixer.h
+
+// The one conversion from the model config to the options of a layer of mixer `kind` (the
+// fields MixerOptions shares with model.*; "auto" output gates resolved per kind; dtype F32).
+MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind);
+
+}  // namespace models
+}  // namespace kimi

@@ -1,0 +1,54 @@
+// The task's configuration (the keys under task.*) and the eval sets' (eval.*), owned by the task
+// layer: trainer/config* decodes YAML into them and validates them; tasks/ builds generators
+// and eval sets from them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kimi {
+
+struct MqarConfig {
+  std::string form = "kimi";  // kimi: `k v ... <sep> q ...`; zoology: zoology's multiquery_ar
+  int64_t num_kv_pairs = 0;   // 0 = seq_len / 8 at each length (zoology's T512_kv64 ratio)
+  int64_t num_queries = 0;    // kimi form only; 0 = num_kv_pairs (each key queried once)
+  double power_a = 0.01;      // zoology form: query gap distribution p(g) ~ g^(a-1)
+};
+
+struct PalindromeConfig {
+  int64_t length = 0;      // n tokens to reverse; 0 = as many as fit: (seq_len - 1) / 2
+  bool score_sep = false;  // also score x_n at <sep> (the paper's table leaves it unscored)
+};
+
+struct StackConfig {
+  int64_t num_stacks = 64;  // paper: 64 independent stacks
+  double push_prob = 0.5;   // else pop from a random non-empty stack (push when all empty)
+};
+
+struct LmConfig {
+  std::string path;            // a text file; bytes are tokens (vocab 256)
+  double eval_fraction = 0.1;  // the file's tail held out for eval windows
+};
+
+struct TaskConfig {
+  std::string name = "mqar";  // palindrome | mqar | stack | lm
+  // 0 = the task's default: mqar 8192 (zoology), palindrome 128, stack 128, lm 256.
+  int64_t vocab_size = 0;
+  MqarConfig mqar;
+  PalindromeConfig palindrome;
+  StackConfig stack;
+  LmConfig lm;
+  bool mixed_lengths = false;           // train on a length drawn from train_seq_lens per step
+  std::vector<int64_t> train_seq_lens;  // used when mixed_lengths is true
+};
+
+// The fixed eval sets (tasks/eval_set.h make_eval_sets: one per length) and the eval batch.
+struct EvalConfig {
+  std::vector<int64_t> seq_lens;  // empty = [train.seq_len] (resolved at load)
+  int64_t num_examples = 256;
+  int64_t batch_size = 64;
+  int64_t seed = 1234;
+};
+
+}  // namespace kimi
