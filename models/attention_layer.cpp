@@ -1,4 +1,5 @@
-// Softmax attention layer forward (DESIGN.md section 2; core/ops/mixer_ops.h causal_attention, rope).
+// Softmax attention layer forward (docs/math.md#mixers; core/ops/mixer_ops.h causal_attention,
+// rope).
 #include "models/attention_layer.h"
 
 namespace kimi::models {

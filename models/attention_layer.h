@@ -1,4 +1,4 @@
-// Softmax attention layer (DESIGN.md section 2; HF Llama names q_proj, k_proj, v_proj, o_proj, no
+// Softmax attention layer (docs/math.md#mixers; HF Llama names q_proj, k_proj, v_proj, o_proj, no
 // bias): GQA through num_kv_heads, optional RoPE (rotate-half, HF), causal_attention over a KV
 // cache when decoding.
 #pragma once

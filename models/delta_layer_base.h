@@ -1,5 +1,5 @@
 // The common body of the delta-rule layers (FLA fla/layers/{kda,gated_deltanet,delta_net}.py;
-// DESIGN.md section 4): q/k/v projections, short convs + SiLU (SiLU alone when short_conv is
+// docs/models.md#layers): q/k/v projections, short convs + SiLU (SiLU alone when short_conv is
 // off, as FLA), per-head L2 norm of q and k, one delta_rule call with the decode state, and the
 // output RMSNorm (+ gate) and o_proj. Subclasses add the gate g, beta and the output gate z.
 #pragma once

@@ -1,4 +1,4 @@
-// DeltaNet layer forward (FLA fla/layers/delta_net.py; DESIGN.md section 4).
+// DeltaNet layer forward (FLA fla/layers/delta_net.py; docs/models.md#layers).
 #include "models/deltanet_layer.h"
 
 namespace kimi::models {

@@ -1,7 +1,8 @@
 // DeltaNet layer (FLA fla/layers/delta_net.py with its defaults: use_beta, short conv + SiLU,
-// qk_activation silu, qk_norm l2, use_gate False; DESIGN.md sections 2 and 4): the ungated delta
-// rule, beta = sigmoid(b_proj(x)), per-head RMSNorm on o, o_proj. Key dim per head = head_dim,
-// value dim per head = expand_v * head_dim (FLA derives both from hidden_size and num_heads).
+// qk_activation silu, qk_norm l2, use_gate False; docs/math.md#mixers and docs/models.md#layers):
+// the ungated delta rule, beta = sigmoid(b_proj(x)), per-head RMSNorm on o, o_proj. Key dim per
+// head = head_dim, value dim per head = expand_v * head_dim (FLA derives both from hidden_size and
+// num_heads).
 #pragma once
 
 #include "models/delta_layer_base.h"

@@ -1,4 +1,4 @@
-// GDN layer forward (FLA fla/layers/gated_deltanet.py, use_gate_in_kernel; DESIGN.md section 4).
+// GDN layer forward (FLA fla/layers/gated_deltanet.py, use_gate_in_kernel; docs/models.md#layers).
 #include "models/gdn_layer.h"
 
 namespace kimi::models {

@@ -1,6 +1,7 @@
-// Gated DeltaNet layer (FLA fla/layers/gated_deltanet.py; DESIGN.md sections 2 and 4): the delta
-// rule with one scalar decay per head and token, g = -exp(A_log) * softplus(a_proj(x) + dt_bias),
-// value dim expand_v * head_dim, full-rank output gate g_proj. Parameter names as FLA's.
+// Gated DeltaNet layer (FLA fla/layers/gated_deltanet.py; docs/math.md#mixers and
+// docs/models.md#layers): the delta rule with one scalar decay per head and token, g = -exp(A_log)
+// * softplus(a_proj(x) + dt_bias), value dim expand_v * head_dim, full-rank output gate g_proj.
+// Parameter names as FLA's.
 #pragma once
 
 #include "models/delta_layer_base.h"

@@ -21,9 +21,12 @@ constexpr double kOutTol = 1e-5, kGradTol = 1e-4;
 
 using TensorMap = std::map<std::string, Tensor>;
 
-const Tensor& need(const TensorMap& m, const std::string& file, const std::string& prefix, const std::string& name) {
+const Tensor& need(const TensorMap& m, const std::string& file, const std::string& prefix,
+                   const std::string& name) {
   auto it = m.find(name);
-  if (it == m.end()) throw UserError(fmt::format("{}: prefix '{}' has no tensor '{}.{}'", file, prefix, prefix, name));
+  if (it == m.end())
+    throw UserError(
+        fmt::format("{}: prefix '{}' has no tensor '{}.{}'", file, prefix, prefix, name));
   return it->second;
 }
 
@@ -43,17 +46,18 @@ Device x_device(const TensorMap& m, const std::string& file, const std::string& 
   return need(m, file, prefix, "x").device();
 }
 
-void add_row(VerifyReport* rep, const std::string& prefix, const std::string& form, const std::string& name,
-             const Tensor& got, const Tensor& ref, double tol) {
+void add_row(VerifyReport* rep, const std::string& prefix, const std::string& form,
+             const std::string& name, const Tensor& got, const Tensor& ref, double tol) {
   double e = got.defined() ? rel_err(got, ref) : INFINITY;
   rep->rows.push_back({prefix, form, name, e, tol, std::isfinite(e) && e <= tol});
 }
 
 // kda / gdn / deltanet / simple_gla: both forms, outputs, final state and every gradient.
-void verify_recurrence(const TensorMap& m, const std::string& file, const std::string& prefix, DType dt,
-                       VerifyReport* rep) {
+void verify_recurrence(const TensorMap& m, const std::string& file, const std::string& prefix,
+                       DType dt, VerifyReport* rep) {
   const bool delta = prefix != "simple_gla";
-  GateKind gate = prefix == "kda" ? GateKind::kPerChannel : (prefix == "deltanet" ? GateKind::kNone : GateKind::kScalar);
+  GateKind gate = prefix == "kda" ? GateKind::kPerChannel
+                                  : (prefix == "deltanet" ? GateKind::kNone : GateKind::kScalar);
   for (RecurrenceForm form : {RecurrenceForm::kRecurrent, RecurrenceForm::kChunk}) {
     const std::string fname = form == RecurrenceForm::kChunk ? "chunk" : "recurrent";
     Tensor q = leaf(need(m, file, prefix, "q"), dt), k = leaf(need(m, file, prefix, "k"), dt),
@@ -63,21 +67,24 @@ void verify_recurrence(const TensorMap& m, const std::string& file, const std::s
     Tensor h0 = leaf(opt_tensor(m, "h0"), dt);
     RecurrenceOptions opt{gate, -1.0, form, 64};
     if (!delta) opt.scale = -1.0;
-    RecurrenceResult r = delta ? delta_rule(q, k, v, g, beta, h0, opt) : linear_recurrence(q, k, v, g, h0, opt);
+    RecurrenceResult r =
+        delta ? delta_rule(q, k, v, g, beta, h0, opt) : linear_recurrence(q, k, v, g, h0, opt);
     Tensor loss = sum(r.o * need(m, file, prefix, "do").to(dt));
     if (m.count("dht")) loss = loss + sum(r.ht * need(m, file, prefix, "dht").to(dt));
     loss.backward();
     add_row(rep, prefix, fname, "o", r.o, need(m, file, prefix, "o"), kOutTol);
     if (m.count("ht")) add_row(rep, prefix, fname, "ht", r.ht, m.at("ht"), kOutTol);
-    const std::vector<std::pair<std::string, Tensor>> grads = {{"dq", q}, {"dk", k}, {"dv", v}, {"dg", g},
-                                                               {"dbeta", beta}, {"dh0", h0}};
+    const std::vector<std::pair<std::string, Tensor>> grads = {
+        {"dq", q}, {"dk", k}, {"dv", v}, {"dg", g}, {"dbeta", beta}, {"dh0", h0}};
     for (const auto& [name, t] : grads)
-      if (t.defined() && m.count(name)) add_row(rep, prefix, fname, name, t.grad(), m.at(name), kGradTol);
+      if (t.defined() && m.count(name))
+        add_row(rep, prefix, fname, name, t.grad(), m.at(name), kGradTol);
   }
 }
 
 void verify_attention(const TensorMap& m, const std::string& file, DType dt, VerifyReport* rep) {
-  Tensor q = leaf(need(m, file, "attention", "q"), dt), k = leaf(need(m, file, "attention", "k"), dt),
+  Tensor q = leaf(need(m, file, "attention", "q"), dt),
+         k = leaf(need(m, file, "attention", "k"), dt),
          v = leaf(need(m, file, "attention", "v"), dt);
   Tensor o = causal_attention(q, k, v);
   sum(o * need(m, file, "attention", "do").to(dt)).backward();
@@ -106,8 +113,8 @@ MixerOptions layer_options(const std::string& kind, const std::string& meta_json
   return o;
 }
 
-void verify_layer(const TensorMap& m, const std::string& file, const std::string& prefix, const std::string& meta,
-                  DType dt, VerifyReport* rep) {
+void verify_layer(const TensorMap& m, const std::string& file, const std::string& prefix,
+                  const std::string& meta, DType dt, VerifyReport* rep) {
   const std::string kind = prefix.substr(0, prefix.size() - std::string("_layer").size());
   MixerOptions base = layer_options(kind, meta, dt);
   std::vector<RecurrenceForm> forms = {RecurrenceForm::kRecurrent, RecurrenceForm::kChunk};
@@ -128,7 +135,8 @@ void verify_layer(const TensorMap& m, const std::string& file, const std::string
     add_row(rep, prefix, fname, "y", y, need(m, file, prefix, "y"), kOutTol);
     add_row(rep, prefix, fname, "dx", x.grad(), need(m, file, prefix, "dx"), kGradTol);
     for (const auto& [name, p] : layer->named_parameters())
-      if (m.count("grad." + name)) add_row(rep, prefix, fname, "grad." + name, p.grad(), m.at("grad." + name), kGradTol);
+      if (m.count("grad." + name))
+        add_row(rep, prefix, fname, "grad." + name, p.grad(), m.at("grad." + name), kGradTol);
   }
 }
 
@@ -142,8 +150,10 @@ bool VerifyReport::all_pass() const {
 }
 
 double rel_err(const Tensor& x, const Tensor& ref) {
-  KIMI_CHECK(x.numel() == ref.numel(), "rel_err: {} vs {}", shape_str(x.shape()), shape_str(ref.shape()));
-  std::vector<double> a = x.to(Device::kCPU).to_vector<double>(), b = ref.to(Device::kCPU).to_vector<double>();
+  KIMI_CHECK(x.numel() == ref.numel(), "rel_err: {} vs {}", shape_str(x.shape()),
+             shape_str(ref.shape()));
+  std::vector<double> a = x.to(Device::kCPU).to_vector<double>(),
+                      b = ref.to(Device::kCPU).to_vector<double>();
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     num += (a[i] - b[i]) * (a[i] - b[i]);
@@ -154,8 +164,8 @@ double rel_err(const Tensor& x, const Tensor& ref) {
 }
 
 VerifyReport verify_golden_file(const std::string& path, DType dt, Device device) {
-  KIMI_CHECK(device == Device::kCPU || dt == DType::kF32, "verify: the CUDA backend computes in f32, not {}",
-             dtype_name(dt));
+  KIMI_CHECK(device == Device::kCPU || dt == DType::kF32,
+             "verify: the CUDA backend computes in f32, not {}", dtype_name(dt));
   io::SafetensorsFile file = io::SafetensorsFile::open(path);
   std::map<std::string, TensorMap> groups;
   for (auto& [name, t] : io::load_tensors(path)) {
@@ -174,7 +184,8 @@ VerifyReport verify_golden_file(const std::string& path, DType dt, Device device
     } else if (kLayers.count(prefix)) {
       auto it = file.metadata().find(prefix);
       if (it == file.metadata().end())
-        throw UserError(fmt::format("{}: no '{}' entry (the layer config) in the metadata", path, prefix));
+        throw UserError(
+            fmt::format("{}: no '{}' entry (the layer config) in the metadata", path, prefix));
       verify_layer(m, path, prefix, it->second, dt, &rep);
     } else {
       rep.skipped.push_back(prefix);

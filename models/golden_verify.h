@@ -1,4 +1,4 @@
-// Checks kimi-lab against reference tensor files (../shared/golden layout): recognises the
+// Checks kimi-lab against reference tensor files (tests/golden layout): recognises the
 // op prefixes (kda., gdn., deltanet., simple_gla., attention.) and the layer prefixes
 // (kda_layer., gdn_layer., mamba2_layer.), runs every form, and reports ||x-ref||/||ref|| per
 // tensor. Works for any file of the same layout, whatever its shapes.

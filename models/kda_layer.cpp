@@ -1,4 +1,4 @@
-// KDA layer forward (FLA fla/layers/kda.py, fla/ops/kda/gate.py; DESIGN.md section 4).
+// KDA layer forward (FLA fla/layers/kda.py, fla/ops/kda/gate.py; docs/models.md#layers).
 #include "models/kda_layer.h"
 
 namespace kimi::models {

@@ -1,6 +1,7 @@
-// Kimi Delta Attention layer (FLA fla/layers/kda.py; DESIGN.md sections 2 and 4): the delta rule
-// with one decay per key channel, g = -exp(A_log)[h] * softplus(f_proj(x) + dt_bias), a low-rank
-// output gate and a per-head RMSNorm. Parameter names as FLA's state_dict.
+// Kimi Delta Attention layer (FLA fla/layers/kda.py; docs/math.md#mixers and
+// docs/models.md#layers): the delta rule with one decay per key channel, g = -exp(A_log)[h] *
+// softplus(f_proj(x) + dt_bias), a low-rank output gate and a per-head RMSNorm. Parameter names as
+// FLA's state_dict.
 #pragma once
 
 #include "models/delta_layer_base.h"

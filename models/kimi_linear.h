@@ -1,7 +1,7 @@
 // KimiLinearModel: the Kimi-Linear hybrid for inference (HF modeling_kimi.py KimiLinearForCausalLM;
-// DESIGN.md section 9): embed_tokens -> layers (x + attn(input_layernorm(x)) with KDA or MLA NoPE
-// by the config's 1-based lists; then x + ffn(post_attention_layernorm(x)), a dense SwiGLU below
-// first_k_dense_replace and the sparse MoE above) -> norm -> lm_head. Loads Hugging Face
+// docs/models.md#kimi-linear-48b): embed_tokens -> layers (x + attn(input_layernorm(x)) with KDA or
+// MLA NoPE by the config's 1-based lists; then x + ffn(post_attention_layernorm(x)), a dense SwiGLU
+// below first_k_dense_replace and the sparse MoE above) -> norm -> lm_head. Loads Hugging Face
 // checkpoints (one file or sharded with an index); parameter names are HF's but for KDA's FLA
 // names.
 #pragma once

@@ -1,5 +1,6 @@
 // Kimi-Linear config: config.json parsing (nlohmann_json), the 48B preset, and sizes counted
-// from the config (HF modeling_kimi.py's module shapes; DESIGN.md section 9 for the figures).
+// from the config (HF modeling_kimi.py's module shapes; docs/models.md#kimi-linear-48b for the
+// figures).
 #include "models/kimi_linear_config.h"
 
 #include <fmt/format.h>

@@ -1,7 +1,8 @@
 // The Kimi-Linear hybrid's configuration, read from a Hugging Face config.json (keys of
-// moonshotai/Kimi-Linear-48B-A3B's configuration_kimi.py), the full-size preset of DESIGN.md
-// section 9, and the sizes derived from a config alone (no allocation): parameter counts (total
-// and active per token) and decode-cache bytes (KDA state + conv tails, MLA latent per token).
+// moonshotai/Kimi-Linear-48B-A3B's configuration_kimi.py), the full-size preset of
+// docs/models.md#kimi-linear-48b, and the sizes derived from a config alone (no allocation):
+// parameter counts (total and active per token) and decode-cache bytes (KDA state + conv tails, MLA
+// latent per token).
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,7 @@ struct KimiLinearConfig {
 // Parses and checks a config.json's text; `where` names it in errors (kimi::UserError).
 KimiLinearConfig parse_kimi_linear_config(const std::string& json_text, const std::string& where);
 KimiLinearConfig load_kimi_linear_config(const std::string& path);
-// Kimi-Linear-48B-A3B (DESIGN.md section 9).
+// Kimi-Linear-48B-A3B (docs/models.md#kimi-linear-48b).
 KimiLinearConfig kimi_linear_48b();
 
 // Parameters counted from the config, as the Hugging Face checkpoint holds them (KDA's g_b_proj

@@ -12,11 +12,15 @@ static int64_t mlp_hidden(const ModelConfig& cfg) {
 
 Block::Block(const ModelConfig& cfg, const std::string& k, Rng& rng) : kind(k) {
   nn::InitOptions init{cfg.init_std};
-  mixer_norm = register_module("mixer_norm", std::make_shared<nn::RMSNorm>(cfg.d_model, cfg.norm_eps));
-  mixer = register_module("mixer", std::shared_ptr<Mixer>(make_mixer(mixer_options(cfg, kind), rng)));
+  mixer_norm =
+      register_module("mixer_norm", std::make_shared<nn::RMSNorm>(cfg.d_model, cfg.norm_eps));
+  mixer =
+      register_module("mixer", std::shared_ptr<Mixer>(make_mixer(mixer_options(cfg, kind), rng)));
   if (cfg.mlp) {
-    mlp_norm = register_module("mlp_norm", std::make_shared<nn::RMSNorm>(cfg.d_model, cfg.norm_eps));
-    mlp = register_module("mlp", std::make_shared<nn::SwiGLU>(cfg.d_model, mlp_hidden(cfg), rng, init));
+    mlp_norm =
+        register_module("mlp_norm", std::make_shared<nn::RMSNorm>(cfg.d_model, cfg.norm_eps));
+    mlp = register_module("mlp",
+                          std::make_shared<nn::SwiGLU>(cfg.d_model, mlp_hidden(cfg), rng, init));
   }
 }
 
@@ -30,20 +34,26 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, int64_t vocab_size, uint64_
     : kinds_(layer_mixers(cfg)), vocab_(vocab_size) {
   Rng rng(seed);
   nn::InitOptions init{cfg.init_std};
-  embeddings_ = register_module("embeddings", std::make_shared<nn::Embedding>(vocab_size, cfg.d_model, rng, init));
+  embeddings_ = register_module(
+      "embeddings", std::make_shared<nn::Embedding>(vocab_size, cfg.d_model, rng, init));
   for (size_t i = 0; i < kinds_.size(); ++i)
-    layers_.push_back(register_module("layers." + std::to_string(i), std::make_shared<Block>(cfg, kinds_[i], rng)));
+    layers_.push_back(register_module("layers." + std::to_string(i),
+                                      std::make_shared<Block>(cfg, kinds_[i], rng)));
   norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(cfg.d_model, cfg.norm_eps));
   if (!cfg.tie_embeddings)
-    lm_head_ = register_module("lm_head", std::make_shared<nn::Linear>(cfg.d_model, vocab_size, false, rng, init));
+    lm_head_ = register_module(
+        "lm_head", std::make_shared<nn::Linear>(cfg.d_model, vocab_size, false, rng, init));
 }
 
 Tensor LanguageModel::forward(const Tensor& ids, ModelState* state) {
   KIMI_CHECK(ids.dim() == 2, "LanguageModel: ids must be [B, T], got {}", shape_str(ids.shape()));
-  if (state) KIMI_CHECK(state->layers.size() == layers_.size(), "LanguageModel: state for {} layers, model has {}",
-                        state->layers.size(), layers_.size());
+  if (state)
+    KIMI_CHECK(state->layers.size() == layers_.size(),
+               "LanguageModel: state for {} layers, model has {}", state->layers.size(),
+               layers_.size());
   Tensor h = embeddings_->forward(ids);
-  for (size_t i = 0; i < layers_.size(); ++i) h = layers_[i]->forward(h, state ? state->layers[i].get() : nullptr);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    h = layers_[i]->forward(h, state ? state->layers[i].get() : nullptr);
   h = norm_->forward(h);
   if (lm_head_) return lm_head_->forward(h);
   h = nn::autocast(h);

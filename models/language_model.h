@@ -1,4 +1,4 @@
-// The synthetic-task / small LM model (DESIGN.md section 5): Embedding -> N pre-norm blocks
+// The synthetic-task / small LM model (docs/models.md#model): Embedding -> N pre-norm blocks
 // (x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)) when model.mlp) -> RMSNorm -> LM head.
 // The mixer of each layer comes from the config (one kind, a list, or a hybrid ratio).
 #pragma once

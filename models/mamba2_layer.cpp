@@ -1,4 +1,5 @@
-// Mamba2 layer forward (HF Mamba2Mixer.torch_forward; DESIGN.md sections 2 and 4).
+// Mamba2 layer forward (HF Mamba2Mixer.torch_forward; docs/math.md#mixers and
+// docs/models.md#layers).
 #include "models/mamba2_layer.h"
 
 #include <cmath>

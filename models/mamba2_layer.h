@@ -1,6 +1,6 @@
-// Mamba2 layer (HF Mamba2Mixer.torch_forward, FLA fla/layers/mamba2.py; DESIGN.md sections 2, 4):
-// in_proj -> [z, xBC, dt]; depthwise causal conv (with bias) + SiLU on xBC; the SSD scan as
-// linear_recurrence(q = C, k = B, v = dt x, g = dt A, scale 1) + D x; gated RMSNorm
+// Mamba2 layer (HF Mamba2Mixer.torch_forward, FLA fla/layers/mamba2.py; docs/math.md#mixers,
+// docs/models.md#layers): in_proj -> [z, xBC, dt]; depthwise causal conv (with bias) + SiLU on xBC;
+// the SSD scan as linear_recurrence(q = C, k = B, v = dt x, g = dt A, scale 1) + D x; gated RMSNorm
 // rmsnorm(y * silu(z)) * norm.weight per group; out_proj. Names as HF's state_dict. The conv is
 // always on (short_conv is not read) and the head count is expand * d_model / head_dim.
 #pragma once

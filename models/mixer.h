@@ -1,6 +1,7 @@
-// Token mixers (DESIGN.md sections 2, 4, 9): one interface for KDA, GDN, DeltaNet, Mamba2, softmax
-// attention and MLA, created by name from one registry (zoology's mixer-by-name; FLA's split of
-// layers/ from ops/). Parameter names follow FLA's / Hugging Face's state_dicts.
+// Token mixers (docs/math.md#mixers, docs/models.md#layers, docs/models.md#kimi-linear-48b): one
+// interface for KDA, GDN, DeltaNet, Mamba2, softmax attention and MLA, created by name from one
+// registry (zoology's mixer-by-name; FLA's split of layers/ from ops/). Parameter names follow
+// FLA's / Hugging Face's state_dicts.
 //
 // Adding a mixer: write models/<name>_layer.{h,cpp} with a class deriving from Mixer (constructor
 // `(const MixerOptions&, Rng&)`), then add one line `{"<name>", make<YourLayer>}` to the table in

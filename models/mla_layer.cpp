@@ -1,5 +1,5 @@
-// MLA forward, expanded and absorbed forms (DESIGN.md sections 2 and 9; DeepSeek-V3 MLA with
-// Kimi Linear's NoPE: the shared qk_rope slice enters the scores unrotated).
+// MLA forward, expanded and absorbed forms (docs/math.md#mla and docs/models.md#kimi-linear-48b;
+// DeepSeek-V3 MLA with Kimi Linear's NoPE: the shared qk_rope slice enters the scores unrotated).
 #include "models/mla_layer.h"
 
 #include <cmath>

@@ -1,8 +1,9 @@
-// Multi-head latent attention, NoPE as in Kimi Linear's global layers (DESIGN.md sections 2, 9;
-// HF modeling_kimi.py / DeepSeek-V3 names: q_proj or q_a_proj + q_a_layernorm + q_b_proj,
-// kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj). The qk_rope slice of the kv projection
-// is shared by all heads and never rotated. Decoding caches the normalised latent and that slice
-// and attends in the absorbed form (multi-query attention over the latent).
+// Multi-head latent attention, NoPE as in Kimi Linear's global layers (docs/math.md#mla,
+// docs/models.md#kimi-linear-48b; HF modeling_kimi.py / DeepSeek-V3 names: q_proj or q_a_proj +
+// q_a_layernorm + q_b_proj, kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj). The qk_rope
+// slice of the kv projection is shared by all heads and never rotated. Decoding caches the
+// normalised latent and that slice and attends in the absorbed form (multi-query attention over the
+// latent).
 #pragma once
 
 #include "models/mixer_common.h"

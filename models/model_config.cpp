@@ -1,4 +1,4 @@
-// ModelConfig's per-layer mixer list (DESIGN.md section 5: list or ratio, the global layer last
+// ModelConfig's per-layer mixer list (docs/models.md#model: list or ratio, the global layer last
 // in a group) and its one conversion to MixerOptions.
 #include "models/model_config.h"
 

@@ -1,6 +1,6 @@
 // The model's configuration (the keys under model.*), owned by the model layer: trainer/config*
 // decodes YAML into it and validates it; the models build from it. Defaults follow the paper's
-// synthetic setting (DESIGN.md section 6).
+// synthetic setting (docs/paper.md#synthetic-tasks).
 #pragma once
 
 #include <cstdint>

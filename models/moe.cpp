@@ -58,8 +58,9 @@ void scatter_add_rows(Tensor& out, const std::vector<int64_t>& idx, const std::v
     // double (kimi_tiny's logits are checked to 1e-6).
     const int64_t n = static_cast<int64_t>(idx.size());
     Tensor wy = mul(y, Tensor::from_vector(w, {n, 1}).to(y.dtype()).to(y.device()));
-    Tensor rows = kernels<SequenceKernels>(out, "moe scatter_add")
-                      .embedding_backward(ids_tensor(idx, out.device()), wy.contiguous(), out.size(0));
+    Tensor rows =
+        kernels<SequenceKernels>(out, "moe scatter_add")
+            .embedding_backward(ids_tensor(idx, out.device()), wy.contiguous(), out.size(0));
     out = add(out, rows.to(out.dtype()));
     return;
   }

@@ -28,8 +28,8 @@ Tensor ShortConv::forward(const Tensor& x, Tensor* tail) const {
     KIMI_CHECK(prefix.defined() && prefix.shape() == Shape({x.size(0), width - 1, dim}),
                "ShortConv: tail {} for input {}", prefix.defined() ? prefix.str() : "undefined",
                x.str());
-  Tensor y = causal_conv1d(x, nn::cast_like(weight, x).reshape({dim, width}), nn::cast_like(bias, x),
-                           prefix);
+  Tensor y = causal_conv1d(x, nn::cast_like(weight, x).reshape({dim, width}),
+                           nn::cast_like(bias, x), prefix);
   if (keep) {
     NoGradGuard no_grad;
     Tensor all = concat({prefix, x.detach()}, 1);

@@ -1,7 +1,7 @@
 // Synthetic and language-modelling tasks as seeded token generators (Kimi Linear tech report
 // section 5.1; zoology's multiquery_ar for the zoology MQAR form). Layout: plain int32 rows
 // [batch, seq_len] row-major; labels -100 = not scored; the label at t is the token the model
-// must predict after reading inputs[0..t] (DESIGN.md section 6).
+// must predict after reading inputs[0..t] (docs/paper.md#synthetic-tasks).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Tests of the causal GQA attention and RoPE CPU kernels (core/cpu/attention.h,
-// rope.h): golden tensors (shared/golden/linear_ops_small.safetensors, prefix attention.),
+// rope.h): golden tensors (tests/golden/linear_ops_small.safetensors, prefix attention.),
 // a naive row-by-row softmax reference across several tiles, and float64 finite differences.
 #include <gtest/gtest.h>
 
@@ -117,7 +117,7 @@ constexpr const char* kLinearOps = "linear_ops_small.safetensors";
 template <class T>
 void check_attention_golden(const kimi::test::GoldenFile& f, const char* label) {
   Attn<T> a;
-  // B=2 T=100 H=2, D=32 (q, k), Dv=48; no GQA; scale 1/sqrt(D) (DESIGN.md 2).
+  // B=2 T=100 H=2, D=32 (q, k), Dv=48; no GQA; scale 1/sqrt(D) (docs/math.md#mixers).
   a.d = AttentionDims{2, 100, 100, 2, 2, 32, 48, 1.0 / std::sqrt(32.0)};
   auto get = [&](const char* n) {
     const auto x = f.get(std::string("attention.") + n).data;

@@ -1,5 +1,5 @@
-// Tests of the autograd engine (core/autograd/autograd.cpp): accumulation for shared inputs, diamond
-// graphs, no-grad mode, errors for a second backward and for a non-scalar root without a
+// Tests of the autograd engine (core/autograd/autograd.cpp): accumulation for shared inputs,
+// diamond graphs, no-grad mode, errors for a second backward and for a non-scalar root without a
 // gradient, explicit upstream gradients, release of saved tensors, broadcast reduction, views.
 #include "core/autograd/autograd.h"
 

@@ -1,5 +1,5 @@
 // Tests of the delta-rule / linear-recurrence CPU kernels (core/cpu/delta_rule.h):
-// golden tensors from flash-linear-attention (shared/golden/linear_ops_small.safetensors),
+// golden tensors from flash-linear-attention (tests/golden/linear_ops_small.safetensors),
 // chunkwise against recurrent on odd sizes (FLA's get_err_ratio style), and central finite
 // differences in float64 for every input.
 #include <gtest/gtest.h>

@@ -5,9 +5,9 @@
 
 #include <vector>
 
+#include "core/backend/precision.h"
 #include "core/nn/layers.h"
 #include "core/ops/ops.h"
-#include "core/backend/precision.h"
 
 namespace {
 
@@ -43,7 +43,8 @@ TEST(DTypePromotion, MixedBinaryOpsGiveF32AndEachGradientInItsOwnDtype) {
   ASSERT_TRUE(a.grad().defined() && b.grad().defined());
   EXPECT_EQ(a.grad().dtype(), DType::kBF16);
   EXPECT_EQ(b.grad().dtype(), DType::kF32);
-  EXPECT_EQ(a.grad().to_vector<float>(), (std::vector<float>{2.0f, 0.5f, -1.0f, 2.0f, 0.5f, -1.0f}));
+  EXPECT_EQ(a.grad().to_vector<float>(),
+            (std::vector<float>{2.0f, 0.5f, -1.0f, 2.0f, 0.5f, -1.0f}));
   EXPECT_EQ(b.grad().to_vector<float>(), (std::vector<float>{5.5f, 1.0f, -0.25f}));
   EXPECT_EQ(sub(b, a.detach()).dtype(), DType::kF32);
   EXPECT_EQ(div(b, a.narrow(0, 0, 1)).dtype(), DType::kF32);

@@ -1,7 +1,7 @@
 // The Kimi-Linear hybrid (suite KimiLinear): the tiny Hugging Face checkpoint of
-// ../shared/golden/kimi_tiny gives the reference logits (float64 HF composition) whole and by
+// tests/golden/kimi_tiny gives the reference logits (float64 HF composition) whole and by
 // prefill + token-by-token decoding; MoE routing on a hand example and the gather / scatter
-// forward against a dense sum; the full-size config (DESIGN.md section 9) and its sizes.
+// forward against a dense sum; the full-size config (docs/models.md#kimi-linear-48b) and its sizes.
 #include "models/kimi_linear.h"
 
 #include <gtest/gtest.h>
@@ -209,8 +209,8 @@ TEST(KimiLinear, FullSizeConfigParsesAndCounts) {
   EXPECT_TRUE(c.is_moe(1) && c.is_moe(26));
   const ParameterCount n = parameter_count(c);
   EXPECT_EQ(n.total, parameter_count(p).total);
-  // Counted from the module shapes: 49.12B (98.2 GB in bf16, DESIGN.md 9's "~98 GB"); DESIGN.md
-  // 9 rounds it to "about 48.9B".
+  // Counted from the module shapes: 49.12B (98.2 GB in bf16, docs/models.md#kimi-linear-48b's
+  // "~98 GB"); the design notes round it to "about 48.9B".
   EXPECT_EQ(n.total, 49'122'681'728);
   EXPECT_NEAR(n.total / 1e9, 48.9, 0.3);
   EXPECT_NEAR(n.moe / 1e9, 47.2, 0.3);    // 26 MoE layers

@@ -1,7 +1,8 @@
 // Decode-state and gradient checks of every registered mixer (suite LayersDecode), in float64 on
 // small random layers: the whole sequence equals prefill + token-by-token decoding with the
 // state, and equals two pieces; backward reaches every parameter; finite differences of
-// d(sum(y * r))/dx at a few coordinates. Math of each layer: DESIGN.md sections 2, 4, 9.
+// d(sum(y * r))/dx at a few coordinates. Math of each layer: docs/math.md#mixers,
+// docs/models.md#layers, docs/models.md#kimi-linear-48b.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,5 +1,5 @@
 // Whole-layer reference check (suite LayersGolden): KDA, GDN and Mamba2 layers against
-// ../shared/golden/layers_small.safetensors (float64 compositions of FLA's / HF's layer code,
+// tests/golden/layers_small.safetensors (float64 compositions of FLA's / HF's layer code,
 // see golden/README.md): outputs, dx and every parameter gradient of sum(y * dy), in float32 and
 // float64, chunked and recurrent forms. Parameters load through Module::load_state_dict (strict),
 // so every FLA state_dict name and shape (conv weights [D,1,W]) is checked too.

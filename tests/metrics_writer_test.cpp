@@ -9,8 +9,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 #include "trainer/run_dir.h"
 
 namespace kimi {

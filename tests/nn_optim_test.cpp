@@ -76,7 +76,8 @@ TEST(NnOptim, AdamWFirstStepMatchesHandComputation) {
   opt.step(0.01);
   // Step 1: m_hat = g, v_hat = g^2, so the update is sign(g) (g/(|g|+eps)) + wd p.
   std::vector<double> want = {1.0 - 0.01 * (0.1 / (0.1 + 1e-8) + 0.1 * 1.0),
-                              -2.0 - 0.01 * (-0.3 / (0.3 + 1e-8) + 0.1 * -2.0), 3.0 - 0.01 * (0.1 * 3.0),
+                              -2.0 - 0.01 * (-0.3 / (0.3 + 1e-8) + 0.1 * -2.0),
+                              3.0 - 0.01 * (0.1 * 3.0),
                               0.5 - 0.01 * (2.0 / (2.0 + 1e-8) + 0.1 * 0.5)};
   std::vector<double> got = p.to_vector<double>();
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(got[i], want[i], 1e-12);

@@ -26,8 +26,8 @@ struct RecurrenceProblem {
   }
 };
 
-inline RecurrenceProblem<double> random_problem(const RecurrenceDims& d, bool delta,
-                                                uint64_t seed, double max_decay = 1.0) {
+inline RecurrenceProblem<double> random_problem(const RecurrenceDims& d, bool delta, uint64_t seed,
+                                                double max_decay = 1.0) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> n01;
   std::uniform_real_distribution<double> u01(0.0, 1.0);

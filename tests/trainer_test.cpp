@@ -1,16 +1,17 @@
 // End-to-end trainer checks on a tiny MQAR model: every mixer trains, a resumed run equals an
 // uninterrupted one bit for bit, the CSVs have the documented columns, and a diverging run
 // stops with a clear message while its last good checkpoint stays.
+#include "trainer/trainer.h"
+
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "core/tensor/device_memory.h"
 #include "core/io/tensor_io.h"
+#include "core/tensor/device_memory.h"
 #include "trainer/run_dir.h"
-#include "trainer/trainer.h"
 
 namespace kimi {
 namespace {
@@ -18,14 +19,14 @@ namespace {
 namespace fs = std::filesystem;
 
 std::vector<std::string> tiny_overrides(const std::string& mixer) {
-  return {"task.name=mqar",          "task.vocab_size=32",      "task.mqar.num_kv_pairs=2",
-          "model.d_model=16",        "model.num_heads=2",       "model.head_dim=8",
-          "model.kv_lora_rank=8",    "model.mamba2.d_state=8",  "model.mixer=" + mixer,
-          "model.chunk_size=4",      "train.seq_len=16",        "train.batch_size=4",
-          "train.steps=12",          "train.warmup_steps=2",    "train.lr=3e-3",
-          "train.log_every=1",       "train.eval_every=6",      "train.checkpoint_every=6",
-          "train.threads=1",         "train.device=cpu",        "eval.seq_lens=[16]",
-          "eval.num_examples=8",     "eval.batch_size=8"};
+  return {"task.name=mqar",       "task.vocab_size=32",     "task.mqar.num_kv_pairs=2",
+          "model.d_model=16",     "model.num_heads=2",      "model.head_dim=8",
+          "model.kv_lora_rank=8", "model.mamba2.d_state=8", "model.mixer=" + mixer,
+          "model.chunk_size=4",   "train.seq_len=16",       "train.batch_size=4",
+          "train.steps=12",       "train.warmup_steps=2",   "train.lr=3e-3",
+          "train.log_every=1",    "train.eval_every=6",     "train.checkpoint_every=6",
+          "train.threads=1",      "train.device=cpu",       "eval.seq_lens=[16]",
+          "eval.num_examples=8",  "eval.batch_size=8"};
 }
 
 std::string fresh_dir(const std::string& name) {
@@ -45,7 +46,8 @@ std::vector<std::string> deterministic_metrics(const std::string& path) {
   std::vector<std::string> rows;
   for (std::string line; std::getline(in, line);) {
     size_t cut = 0;
-    for (int commas = 0; commas < 4 && cut != std::string::npos; ++commas) cut = line.find(',', cut + 1);
+    for (int commas = 0; commas < 4 && cut != std::string::npos; ++commas)
+      cut = line.find(',', cut + 1);
     rows.push_back(line.substr(0, cut));
   }
   return rows;
@@ -71,8 +73,10 @@ RunResult train(const std::string& dir, std::vector<std::string> overrides, int6
   req.overrides = std::move(overrides);
   req.progress = false;
   req.stop_at = stop_at;
-  if (resume) req.resume_dir = dir;
-  else req.out_dir = dir;
+  if (resume)
+    req.resume_dir = dir;
+  else
+    req.out_dir = dir;
   spdlog::set_level(spdlog::level::warn);
   return run_training(req);
 }
@@ -82,12 +86,14 @@ class TrainerMixers : public ::testing::TestWithParam<std::string> {};
 TEST_P(TrainerMixers, TrainsAFewStepsAndTheLossFalls) {
   std::string dir = fresh_dir("mixer_" + GetParam());
   std::vector<std::string> o = tiny_overrides(GetParam());
-  o.insert(o.end(), {"train.steps=40", "train.lr=1e-2", "train.eval_every=0", "train.checkpoint_every=0"});
+  o.insert(o.end(),
+           {"train.steps=40", "train.lr=1e-2", "train.eval_every=0", "train.checkpoint_every=0"});
   RunResult r = train(dir, o);
   EXPECT_EQ(r.steps_done, 40);
   std::vector<double> loss = csv_column(dir + "/metrics.csv", 1);
   ASSERT_EQ(loss.size(), 40u);
-  const double first = (loss[0] + loss[1] + loss[2]) / 3, last = (loss[37] + loss[38] + loss[39]) / 3;
+  const double first = (loss[0] + loss[1] + loss[2]) / 3,
+               last = (loss[37] + loss[38] + loss[39]) / 3;
   EXPECT_TRUE(std::isfinite(last));
   EXPECT_LT(last, first) << GetParam();
 }
@@ -113,18 +119,22 @@ TEST(Trainer, ResumeGivesTheSameNumbersAsAnUninterruptedRun) {
   EXPECT_EQ(read_file(a + "/eval.csv"), read_file(b + "/eval.csv"));
   auto pa = io::load_tensors(checkpoint_path(a, 12)), pb = io::load_tensors(checkpoint_path(b, 12));
   ASSERT_EQ(pa.size(), pb.size());
-  for (auto& [name, t] : pa) EXPECT_EQ(t.to_vector<float>(), pb.at(name).to_vector<float>()) << name;
+  for (auto& [name, t] : pa)
+    EXPECT_EQ(t.to_vector<float>(), pb.at(name).to_vector<float>()) << name;
 }
 
 TEST(Trainer, WritesTheDocumentedFiles) {
   std::string dir = fresh_dir("files");
   train(dir, tiny_overrides("kda"));
-  for (const char* f : {"config.yaml", "overrides.txt", "metrics.csv", "eval.csv", "summary.json", "log.txt"})
+  for (const char* f :
+       {"config.yaml", "overrides.txt", "metrics.csv", "eval.csv", "summary.json", "log.txt"})
     EXPECT_TRUE(fs::exists(fs::path(dir) / f)) << f;
   std::string metrics = read_file(dir + "/metrics.csv");
-  EXPECT_EQ(metrics.substr(0, metrics.find('\n')), "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s");
+  EXPECT_EQ(metrics.substr(0, metrics.find('\n')),
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s");
   std::string eval = read_file(dir + "/eval.csv");
-  EXPECT_EQ(eval.substr(0, eval.find('\n')), "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match");
+  EXPECT_EQ(eval.substr(0, eval.find('\n')),
+            "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match");
   EXPECT_EQ(std::count(eval.begin(), eval.end(), '\n'), 3);  // header + evals at steps 6 and 12
   EXPECT_TRUE(fs::exists(checkpoint_path(dir, 12)));
   EXPECT_FALSE(fs::exists(checkpoint_path(dir, 6)));  // superseded checkpoints are removed

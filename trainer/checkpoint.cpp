@@ -10,17 +10,21 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
                      int64_t step) {
   std::map<std::string, Tensor> all;
   // Saved from host copies, whatever device the run is on.
-  for (auto& [name, p] : model.named_parameters()) all["model." + name] = p.detach().to(Device::kCPU);
+  for (auto& [name, p] : model.named_parameters())
+    all["model." + name] = p.detach().to(Device::kCPU);
   for (auto& [name, t] : opt.state_dict()) all[name] = t.detach().to(Device::kCPU);
-  io::save_tensors(path, all, {{"step", std::to_string(step)}, {"format", "kimi-lab checkpoint v1"}});
+  io::save_tensors(path, all,
+                   {{"step", std::to_string(step)}, {"format", "kimi-lab checkpoint v1"}});
 }
 
 int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   std::map<std::string, Tensor> all = io::load_tensors(path);
   std::map<std::string, Tensor> params, state;
   for (auto& [name, t] : all) {
-    if (name.rfind("model.", 0) == 0) params[name.substr(6)] = t;
-    else state[name] = t;
+    if (name.rfind("model.", 0) == 0)
+      params[name.substr(6)] = t;
+    else
+      state[name] = t;
   }
   try {
     model.load_state_dict(params, /*strict=*/true);
@@ -31,7 +35,8 @@ int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optim
   const io::SafetensorsFile file = io::SafetensorsFile::open(path);
   const auto& meta = file.metadata();
   auto it = meta.find("step");
-  if (it == meta.end()) throw UserError(fmt::format("{}: not a kimi-lab checkpoint (no step in metadata)", path));
+  if (it == meta.end())
+    throw UserError(fmt::format("{}: not a kimi-lab checkpoint (no step in metadata)", path));
   return std::stoll(it->second);
 }
 

@@ -1,8 +1,8 @@
 // The run configuration: typed structs decoded once, strictly, from YAML plus key=value
 // overrides (STYLE.md item 12; nanoGPT/Hydra habits). Defaults follow the paper's synthetic
-// setting (DESIGN.md section 6); every choice the paper leaves open is a key documented here or
-// in the layer that owns it: ModelConfig in models/model_config.h, TaskConfig and EvalConfig in
-// tasks/task_config.h. Nothing outside trainer/config*.cpp touches YAML::Node.
+// setting (docs/paper.md#synthetic-tasks); every choice the paper leaves open is a key documented
+// here or in the layer that owns it: ModelConfig in models/model_config.h, TaskConfig and
+// EvalConfig in tasks/task_config.h. Nothing outside trainer/config*.cpp touches YAML::Node.
 #pragma once
 
 #include <cstdint>

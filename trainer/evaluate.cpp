@@ -7,8 +7,8 @@
 
 namespace kimi {
 
-SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& set, int64_t batch_size,
-                           Device device) {
+SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& set,
+                           int64_t batch_size, Device device) {
   NoGradGuard no_grad;
   const tasks::Batch& data = set.data;
   const int64_t N = data.batch, T = data.seq_len;
@@ -25,7 +25,8 @@ SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& s
     Tensor ids = Tensor::from_vector(part.inputs, {b, T}).to(device);
     Tensor labels = Tensor::from_vector(part.labels, {b, T}).to(device);
     Tensor logits = model.forward(ids);
-    int64_t n_labels = std::count_if(part.labels.begin(), part.labels.end(), [](int32_t l) { return l >= 0; });
+    int64_t n_labels =
+        std::count_if(part.labels.begin(), part.labels.end(), [](int32_t l) { return l >= 0; });
     loss_sum += models::lm_loss(logits, labels).item() * static_cast<double>(n_labels);
     counted += n_labels;
     // The argmax runs where the logits are: only B x T int32 predictions cross to the host.

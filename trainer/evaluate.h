@@ -16,7 +16,7 @@ struct SliceResult {
 };
 
 // Runs the model without gradients over the set in batches of batch_size.
-SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& set, int64_t batch_size,
-                           Device device);
+SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& set,
+                           int64_t batch_size, Device device);
 
 }  // namespace kimi

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 
 namespace kimi {
 namespace {

@@ -22,7 +22,8 @@ static std::string format_eta(double seconds) {
 
 void ProgressBar::update(int64_t step, const std::string& fields) {
   if (!enabled_) return;
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   const double done = static_cast<double>(step - start_);
   const double eta = done > 0 ? elapsed / done * static_cast<double>(total_ - step) : -1;
   const int width = 24;

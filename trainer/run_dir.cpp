@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <system_error>
 
-#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 
 namespace kimi {
 

@@ -12,8 +12,8 @@
 #include <fstream>
 #include <set>
 
-#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/trainer.h"
 
@@ -128,16 +128,11 @@ PointAction train_point(const SweepSpec& spec, const SweepPoint& p, PointState s
 
 const char* state_name(PointState state) {
   switch (state) {
-    case PointState::kPending:
-      return "pending";
-    case PointState::kInterrupted:
-      return "interrupted";
-    case PointState::kDone:
-      return "done";
-    case PointState::kStoppedEarly:
-      return "stopped_early";
-    case PointState::kFailed:
-      return "failed";
+    case PointState::kPending: return "pending";
+    case PointState::kInterrupted: return "interrupted";
+    case PointState::kDone: return "done";
+    case PointState::kStoppedEarly: return "stopped_early";
+    case PointState::kFailed: return "failed";
   }
   return "?";
 }

@@ -2,7 +2,7 @@
 // (cartesian product, in file order) of key -> values, one run directory per point. The grid is
 // validated whole before any run starts; a re-run skips finished points and resumes interrupted
 // ones; summary.csv holds one row per run with dotted config columns (zoology, W&B habit;
-// STYLE.md item 13). The paper's sweeps: DESIGN.md sections 6-7.
+// STYLE.md item 13). The paper's sweeps: docs/paper.md#synthetic-tasks and docs/paper.md#ablations.
 #pragma once
 
 #include <cstdint>

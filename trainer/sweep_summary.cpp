@@ -10,8 +10,8 @@
 #include <optional>
 #include <set>
 
-#include "core/tensor/error.h"
 #include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/sweep.h"
 

@@ -3,11 +3,11 @@
 // stopped, and ends with the same numbers.
 #include "trainer/trainer.h"
 
-#include <Eigen/Core>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <Eigen/Core>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,9 +16,9 @@
 #include <omp.h>
 #endif
 
-#include "core/tensor/device_memory.h"
 #include "core/backend/precision.h"
 #include "core/optim/optimizer.h"
+#include "core/tensor/device_memory.h"
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"
 #include "trainer/metrics_writer.h"
@@ -34,8 +34,9 @@ Device resolve_device(const std::string& name) {
   if (name == "auto") return cuda_available() ? Device::kCUDA : Device::kCPU;
   if (name == "cuda") {
     if (!cuda_built())
-      throw UserError("device cuda: no CUDA device is available (this kimi-lab was built without "
-                      "its CUDA backend; README, 'The GPU'); use --device cpu");
+      throw UserError(
+          "device cuda: no CUDA device is available (this kimi-lab was built without "
+          "its CUDA backend; README, 'The GPU'); use --device cpu");
     if (!cuda_available())
       throw UserError("device cuda: no CUDA device is available; use --device cpu");
     return Device::kCUDA;
@@ -57,7 +58,8 @@ void set_threads(int64_t threads) {
 void setup_logging(const std::string& run_dir) {
   auto level = spdlog::get_level();
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(run_dir) / "log.txt").string());
+  auto file =
+      std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(run_dir) / "log.txt").string());
   auto logger = std::make_shared<spdlog::logger>("kimi", spdlog::sinks_init_list{console, file});
   logger->set_level(level);
   logger->flush_on(spdlog::level::info);
@@ -89,7 +91,8 @@ std::string fresh_run_dir(const RunConfig& cfg) {
   for (int k = 2;; ++k) {
     fs::path candidate = base.string() + "-" + std::to_string(k);
     if (!holds_run(candidate)) {
-      spdlog::info("{} holds an earlier run; this one goes to {}", base.string(), candidate.string());
+      spdlog::info("{} holds an earlier run; this one goes to {}", base.string(),
+                   candidate.string());
       return candidate.string();
     }
   }
@@ -100,13 +103,15 @@ Session open_session(const RunRequest& req) {
   std::vector<std::string> overrides = req.overrides;
   if (!req.resume_dir.empty()) {
     fs::path cfg_path = fs::path(req.resume_dir) / "config.yaml";
-    if (!fs::exists(cfg_path)) throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
+    if (!fs::exists(cfg_path))
+      throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
     s.cfg = load_config(cfg_path.string(), overrides);
     s.dir = req.resume_dir;
   } else {
     s.cfg = load_config(req.config_path, overrides);
     resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
-    s.dir = create_run_dir(s.cfg, overrides, req.out_dir.empty() ? fresh_run_dir(s.cfg) : req.out_dir);
+    s.dir =
+        create_run_dir(s.cfg, overrides, req.out_dir.empty() ? fresh_run_dir(s.cfg) : req.out_dir);
   }
   s.device = resolve_device(req.device.empty() ? s.cfg.train.device : req.device);
   set_threads(s.cfg.train.threads);
@@ -124,8 +129,8 @@ Session open_session(const RunRequest& req) {
   const bool autocast = s.device == Device::kCUDA && compute_precision() == ComputePrecision::kBF16;
   set_activation_dtype(autocast ? DType::kBF16 : DType::kF32);
   const auto& t = s.cfg.train;
-  s.opt = std::make_unique<optim::AdamW>(s.model->named_parameters(),
-                                         optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
+  s.opt = std::make_unique<optim::AdamW>(
+      s.model->named_parameters(), optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
   if (!req.resume_dir.empty()) {
     auto ckpt = find_latest_checkpoint(s.dir);
     if (ckpt) {
@@ -150,8 +155,10 @@ class TrainLoop {
       : s_(s),
         req_(req),
         t_(s.cfg.train),
-        metrics_(CsvTable::resume((fs::path(s.dir) / "metrics.csv").string(), metrics_columns(), s.start_step)),
-        evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(), s.start_step)),
+        metrics_(CsvTable::resume((fs::path(s.dir) / "metrics.csv").string(), metrics_columns(),
+                                  s.start_step)),
+        evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(),
+                                s.start_step)),
         schedule_(optim::schedule_from_name(t_.schedule)),
         bar_on_(req.progress && ProgressBar::stderr_is_tty()),
         bar_(t_.steps, s.start_step, bar_on_),
@@ -167,11 +174,15 @@ class TrainLoop {
       log_step(step, st);
       const bool pause = req_.stop_at > 0 && step >= req_.stop_at;
       bool stop = false;
-      if ((t_.eval_every > 0 && step % t_.eval_every == 0) || step == t_.steps) stop = evaluate(step);
-      if ((t_.checkpoint_every > 0 && step % t_.checkpoint_every == 0) || step == t_.steps || stop || pause)
+      if ((t_.eval_every > 0 && step % t_.eval_every == 0) || step == t_.steps)
+        stop = evaluate(step);
+      if ((t_.checkpoint_every > 0 && step % t_.checkpoint_every == 0) || step == t_.steps ||
+          stop || pause)
         checkpoint(step);
-      bar_.update(step, fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
-                                    last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_), st.tok_s));
+      bar_.update(step,
+                  fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
+                              last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_),
+                              st.tok_s));
       result_.stopped_early = stop;
       if (stop) break;
       if (pause) {
@@ -193,19 +204,22 @@ class TrainLoop {
   // Step `step` (0-based) trains on the batch drawn with seed mix(train.seed, step).
   StepStats train_step(int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step));
-    tasks::Batch batch =
-        tasks::sample_filtered(*s_.task, t_.batch_size, step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
+    const uint64_t step_seed =
+        mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step));
+    tasks::Batch batch = tasks::sample_filtered(
+        *s_.task, t_.batch_size, step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
     Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len}).to(s_.device);
     Tensor labels = Tensor::from_vector(batch.labels, {batch.batch, batch.seq_len}).to(s_.device);
     Tensor loss = models::lm_loss(s_.model->forward(ids), labels);
     StepStats st;
     st.loss = loss.item();
-    if (!std::isfinite(st.loss)) fail(fmt::format("non-finite loss ({}) at step {}", st.loss, step + 1));
+    if (!std::isfinite(st.loss))
+      fail(fmt::format("non-finite loss ({}) at step {}", st.loss, step + 1));
     s_.opt->zero_grad();
     loss.backward();
     st.grad_norm = optim::clip_grad_norm(s_.model->parameters(), t_.grad_clip);
-    if (!std::isfinite(st.grad_norm)) fail(fmt::format("non-finite gradient norm at step {}", step + 1));
+    if (!std::isfinite(st.grad_norm))
+      fail(fmt::format("non-finite gradient norm at step {}", step + 1));
     st.lr = optim::lr_at(step, t_.steps, t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
     s_.opt->step(st.lr);
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -227,8 +241,8 @@ class TrainLoop {
     metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds()});
     metrics_.flush();
     if (!bar_on_)
-      spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps, st.loss, st.lr,
-                   st.grad_norm, st.tok_s);
+      spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps,
+                   st.loss, st.lr, st.grad_norm, st.tok_s);
   }
 
   // Evaluates every slice; true when all reach train.target_accuracy (early stop).
@@ -237,10 +251,11 @@ class TrainLoop {
     bool all_reached = t_.target_accuracy > 0;
     for (const auto& set : s_.eval_sets) {
       SliceResult r = evaluate_slice(*s_.model, set, s_.cfg.eval.batch_size, s_.device);
-      evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy, r.exact_match});
+      evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
+                      r.exact_match});
       if (!bar_on_)
-        spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task, r.seq_len,
-                     r.loss, r.accuracy, r.exact_match);
+        spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task,
+                     r.seq_len, r.loss, r.accuracy, r.exact_match);
       all_reached = all_reached && r.accuracy >= t_.target_accuracy;
       result_.last_eval.push_back(r);
     }
@@ -260,8 +275,12 @@ class TrainLoop {
   void write_summary() const {
     nlohmann::json slices = nlohmann::json::array();
     for (const auto& r : result_.last_eval)
-      slices.push_back({{"task", r.task}, {"seq_len", r.seq_len}, {"num_kv_pairs", r.num_kv_pairs},
-                        {"loss", r.loss}, {"accuracy", r.accuracy}, {"exact_match", r.exact_match}});
+      slices.push_back({{"task", r.task},
+                        {"seq_len", r.seq_len},
+                        {"num_kv_pairs", r.num_kv_pairs},
+                        {"loss", r.loss},
+                        {"accuracy", r.accuracy},
+                        {"exact_match", r.exact_match}});
     nlohmann::json summary = {{"run_dir", s_.dir},
                               {"steps_done", result_.steps_done},
                               {"final_loss", result_.final_loss},
@@ -297,12 +316,15 @@ RunResult run_training(const RunRequest& req) {
   Session s = open_session(req);
   setup_logging(s.dir);
   spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}{}", s.dir,
-               s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","), s.model->num_parameters(),
-               s.task->name(), s.task->vocab_size(), device_name(s.device),
-               s.device == Device::kCUDA ? fmt::format(" ({} products{})", s.cfg.train.precision,
-                                                         activation_dtype() == DType::kBF16 ? ", bf16 activations" : "")
-                                          : "");
-  if (s.start_step > 0) spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
+               s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","),
+               s.model->num_parameters(), s.task->name(), s.task->vocab_size(),
+               device_name(s.device),
+               s.device == Device::kCUDA
+                   ? fmt::format(" ({} products{})", s.cfg.train.precision,
+                                 activation_dtype() == DType::kBF16 ? ", bf16 activations" : "")
+                   : "");
+  if (s.start_step > 0)
+    spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
   return TrainLoop(s, req).run();
 }
 

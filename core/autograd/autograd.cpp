@@ -14,8 +14,8 @@ bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
 
-Node::Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn, std::vector<Shape> out_shapes,
-           DType out_dtype, Device out_device)
+Node::Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn,
+           std::vector<Shape> out_shapes, DType out_dtype, Device out_device)
     : name_(std::move(name)),
       inputs_(std::move(inputs)),
       fn_(std::move(fn)),
@@ -30,8 +30,8 @@ std::vector<Tensor> Node::apply(const std::vector<Tensor>& grad_outputs) {
              name_);
   KIMI_CHECK(fn_ != nullptr, "op '{}' has no backward", name_);
   std::vector<Tensor> g = fn_(grad_outputs);
-  KIMI_CHECK(g.size() == inputs_.size(), "op '{}' backward returned {} gradients for {} inputs", name_,
-             g.size(), inputs_.size());
+  KIMI_CHECK(g.size() == inputs_.size(), "op '{}' backward returned {} gradients for {} inputs",
+             name_, g.size(), inputs_.size());
   return g;
 }
 
@@ -53,8 +53,8 @@ std::vector<Tensor> record_multi(const char* name, std::vector<Tensor> outs,
   if (!any_requires_grad(inputs)) return outs;
   std::vector<Shape> shapes;
   for (const Tensor& o : outs) shapes.push_back(o.shape());
-  auto node = std::make_shared<Node>(name, inputs, std::move(fn), std::move(shapes), outs[0].dtype(),
-                                     outs[0].device());
+  auto node = std::make_shared<Node>(name, inputs, std::move(fn), std::move(shapes),
+                                     outs[0].dtype(), outs[0].device());
   for (size_t i = 0; i < outs.size(); ++i) {
     // Outputs may alias inputs' storage (views); give each its own impl so grad_fn is its own.
     outs[i] = outs[i].detach();
@@ -67,9 +67,7 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
   return record_multi(name, {std::move(out)}, inputs, std::move(fn))[0];
 }
 
-static void accumulate(Tensor& slot, const Tensor& g) {
-  slot = slot.defined() ? add(slot, g) : g;
-}
+static void accumulate(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
 
 // A tensor's gradient in the tensor's own float dtype (autocast: a BF16 activation reached by
 // an F32 gradient, or the reverse), so slots and leaves never mix dtypes.
@@ -115,8 +113,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
     KIMI_CHECK(r.requires_grad(), "backward from a tensor that does not require grad");
-    KIMI_CHECK(grads[i].shape() == r.shape(), "backward: gradient shape {} for a tensor of shape {}",
-               shape_str(grads[i].shape()), shape_str(r.shape()));
+    KIMI_CHECK(grads[i].shape() == r.shape(),
+               "backward: gradient shape {} for a tensor of shape {}", shape_str(grads[i].shape()),
+               shape_str(r.shape()));
     const Tensor gr = in_dtype_of(grads[i], r);
     if (!r.grad_fn()) {  // a leaf root
       Tensor g = r.grad();
@@ -148,8 +147,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Tensor& in = inputs[i];
       if (!in.defined() || !gin[i].defined() || !in.requires_grad()) continue;
-      KIMI_CHECK(gin[i].shape() == in.shape(), "op '{}' gave input {} a gradient of shape {}, want {}",
-                 node->name(), i, shape_str(gin[i].shape()), shape_str(in.shape()));
+      KIMI_CHECK(gin[i].shape() == in.shape(),
+                 "op '{}' gave input {} a gradient of shape {}, want {}", node->name(), i,
+                 shape_str(gin[i].shape()), shape_str(in.shape()));
       gin[i] = in_dtype_of(gin[i], in);
       if (in.grad_fn()) {
         auto& slots = pending[in.grad_fn().get()];

@@ -51,9 +51,10 @@ void throw_no_kernels(Device d, const char* op) {
   ensure_builtin_backends();
   if (d == Device::kCPU && registered()[0])
     throw UserError(fmt::format("{}: the CPU backend registered no kernels for this op", op));
-  throw UserError(fmt::format("{}: no {} backend in this build (configure with -DKIMI_LAB_CUDA=ON "
-                              "and link kimi_cuda)",
-                              op, device_name(d)));
+  throw UserError(
+      fmt::format("{}: no {} backend in this build (configure with -DKIMI_LAB_CUDA=ON "
+                  "and link kimi_cuda)",
+                  op, device_name(d)));
 }
 
 }  // namespace kimi

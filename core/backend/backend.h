@@ -61,7 +61,10 @@ void register_cpu_backend();
 template <class Family>
 class KernelTable {
  public:
-  static void set(Device d, const Family& f) { slots()[static_cast<int>(d)] = f; present()[static_cast<int>(d)] = true; }
+  static void set(Device d, const Family& f) {
+    slots()[static_cast<int>(d)] = f;
+    present()[static_cast<int>(d)] = true;
+  }
   static const Family& get(Device d, const char* op) {
     if (!present()[static_cast<int>(d)]) {
       ensure_builtin_backends();

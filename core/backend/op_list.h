@@ -3,19 +3,19 @@
 // against the CPU over the same list.
 #pragma once
 
-#define KIMI_OPS(X)                                                                          \
-  /* views */ X(reshape) X(permute) X(narrow) X(expand) X(contiguous) X(to_dtype)            \
-  /* binary, broadcasting */ X(add) X(sub) X(mul) X(div) X(maximum)                          \
-  /* scalar */ X(add_scalar) X(mul_scalar) X(pow_scalar)                                      \
-  /* unary */ X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(sigmoid) X(silu) X(softplus) X(tanh)    \
-  X(relu) X(abs)                                                                             \
-  /* reductions */ X(sum) X(mean) X(max) X(cumsum)                                           \
-  /* products */ X(matmul) X(linear)                                                         \
-  /* softmax family */ X(softmax) X(log_softmax) X(cross_entropy)                            \
-  /* norms */ X(rms_norm) X(l2_norm)                                                         \
-  /* sequence */ X(causal_conv1d) X(embedding)                                               \
-  /* joins and selection */ X(concat) X(stack) X(split) X(where) X(masked_fill)              \
-  /* token mixers */ X(delta_rule) X(linear_recurrence) X(causal_attention) X(rope)
+#define KIMI_OPS(X)                                                                                \
+  /* views */ X(reshape) X(permute) X(narrow) X(expand) X(contiguous)                              \
+      X(to_dtype) /* binary, broadcasting */ X(add) X(sub) X(mul) X(div)                           \
+          X(maximum) /* scalar */ X(add_scalar) X(mul_scalar) X(pow_scalar) /* unary */ X(neg)     \
+              X(exp) X(log) X(sqrt) X(rsqrt) X(sigmoid) X(silu) X(softplus) X(tanh) X(relu)        \
+                  X(abs) /* reductions */ X(sum) X(mean) X(max) X(cumsum) /* products */ X(matmul) \
+                      X(linear) /* softmax family */ X(softmax) X(log_softmax)                     \
+                          X(cross_entropy) /* norms */ X(rms_norm)                                 \
+                              X(l2_norm) /* sequence */ X(causal_conv1d)                           \
+                                  X(embedding) /* joins and selection */ X(concat) X(stack)        \
+                                      X(split) X(where)                                            \
+                                          X(masked_fill) /* token mixers */ X(delta_rule)          \
+                                              X(linear_recurrence) X(causal_attention) X(rope)
 
 namespace kimi {
 

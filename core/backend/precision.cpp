@@ -30,12 +30,9 @@ ComputePrecision compute_precision_from_name(const std::string& name) {
 
 const char* compute_precision_name(ComputePrecision p) {
   switch (p) {
-    case ComputePrecision::kFP32:
-      return "fp32";
-    case ComputePrecision::kTF32:
-      return "tf32";
-    case ComputePrecision::kBF16:
-      return "bf16";
+    case ComputePrecision::kFP32: return "fp32";
+    case ComputePrecision::kTF32: return "tf32";
+    case ComputePrecision::kBF16: return "bf16";
   }
   return "?";
 }

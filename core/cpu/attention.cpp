@@ -8,8 +8,8 @@
 #include <cmath>
 #include <limits>
 
-#include "core/tensor/error.h"
 #include "core/cpu/parallel.h"
+#include "core/tensor/error.h"
 
 namespace kimi::cpu {
 namespace {

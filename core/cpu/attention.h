@@ -1,6 +1,6 @@
 // CPU kernels of causal softmax attention with grouped-query heads, forward and backward.
 // Math: FlashAttention-2 (Dao 2023): tiles with an online softmax, the log-sum-exp saved for a
-// backward that recomputes the probabilities (D_i = do_i . o_i). DESIGN.md section 2.
+// backward that recomputes the probabilities (D_i = do_i . o_i). docs/math.md#mixers.
 // Framework-free: raw contiguous row-major pointers.
 #pragma once
 

@@ -1,7 +1,8 @@
 // CPU kernels of the gated delta rule (DeltaNet, GDN, KDA) and of the gated linear recurrence
 // (Mamba2's SSD core, FLA simple_gla / GLA): recurrent and chunkwise forms, forward and backward.
-// Math: DESIGN.md sections 2-3 (Kimi Linear report, flash-linear-attention's naive references).
-// Framework-free: raw contiguous row-major pointers; activations [B,T,H,*], states [B,H,K,V].
+// Math: docs/math.md#mixers and docs/math.md#chunkwise (Kimi Linear report,
+// flash-linear-attention's naive references). Framework-free: raw contiguous row-major pointers;
+// activations [B,T,H,*], states [B,H,K,V].
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,9 @@
 
 namespace kimi::cpu {
 
-// Delta rule (DESIGN.md 2-3). q,k: [B,T,H,K]; v: [B,T,H,V]; g: log decay, [B,T,H,K] for
-// kPerChannel, [B,T,H] for kScalar, nullptr for kNone; beta: [B,T,H]; h0: [B,H,K,V] or nullptr
-// (zero); outputs o: [B,T,H,V]; ht: [B,H,K,V] or nullptr if not wanted.
+// Delta rule (docs/math.md#mixers and docs/math.md#chunkwise). q,k: [B,T,H,K]; v: [B,T,H,V]; g: log
+// decay, [B,T,H,K] for kPerChannel, [B,T,H] for kScalar, nullptr for kNone; beta: [B,T,H]; h0:
+// [B,H,K,V] or nullptr (zero); outputs o: [B,T,H,V]; ht: [B,H,K,V] or nullptr if not wanted.
 template <class T>
 void delta_rule_recurrent_fwd(const RecurrenceDims& d, const T* q, const T* k, const T* v,
                               const T* g, const T* beta, const T* h0, T* o, T* ht);

@@ -1,6 +1,6 @@
 // Chunkwise forward of the gated delta rule (WY representation + UT transform) and of the gated
 // linear recurrence, plus the chunk algebra the chunkwise backward reuses.
-// Math: DESIGN.md section 3 (as FLA's naive_chunk_kda): per chunk, T = (I+A)^{-1} Diag(beta) by
+// Math: docs/math.md#chunkwise (as FLA's naive_chunk_kda): per chunk, T = (I+A)^{-1} Diag(beta) by
 // forward substitution, W = T (exp(G) o K), U = T V, V' = U - W S, O = (scale Q o exp(G)) S +
 // tril(Aqk) V', S <- Diag(exp(G_last)) S + (exp(G_last - G) o K)^T V'.
 #include <algorithm>

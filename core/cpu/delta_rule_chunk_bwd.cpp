@@ -1,5 +1,5 @@
 // Chunkwise backward of the gated delta rule and of the gated linear recurrence: analytic
-// gradients through the chunk algebra of DESIGN.md section 3 (intra-chunk matrices, the UT
+// gradients through the chunk algebra of docs/math.md#chunkwise (intra-chunk matrices, the UT
 // forward-substitution solve, the state passing). Chunk-boundary states come from one chunk
 // forward pass; each chunk's internals are recomputed (ChunkFwd), never run backwards.
 #include <algorithm>

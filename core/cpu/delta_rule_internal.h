@@ -1,5 +1,5 @@
 // Internal helpers shared by the delta-rule / linear-recurrence CPU kernels (not a public API):
-// per-head indexing into the [B,T,H,*] layout, and the chunk algebra of DESIGN.md section 3
+// per-head indexing into the [B,T,H,*] layout, and the chunk algebra of docs/math.md#chunkwise
 // (pairwise decays exp(G_i - G_j), the WY/UT solve) that the chunk forward and backward share.
 #pragma once
 
@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/tensor/error.h"
 #include "core/cpu/delta_rule.h"
 #include "core/cpu/parallel.h"
+#include "core/tensor/error.h"
 
 namespace kimi::cpu::detail {
 
@@ -92,8 +92,8 @@ class PairDecay {
   std::vector<RowMat<T>> diag_;  // block I: row ii*n+jj = exp(G_i - G_j), jj <= ii < n
 };
 
-// One chunk of one head, recomputed from the inputs (DESIGN.md 3, steps 1-4). `delta` false
-// gives the plain linear recurrence (no A, V' = V). The chunk forward and backward share it.
+// One chunk of one head, recomputed from the inputs (docs/math.md#chunkwise, steps 1-4). `delta`
+// false gives the plain linear recurrence (no A, V' = V). The chunk forward and backward share it.
 template <class T>
 struct ChunkFwd {
   int64_t L = 0;

@@ -1,6 +1,7 @@
 // Recurrent (token-by-token) form of the gated delta rule and of the gated linear recurrence,
 // forward and backward: the CPU oracle the chunkwise form is tested against.
-// Math: DESIGN.md section 2 (forward) and 3b (backward); FLA's naive_recurrent_* references.
+// Math: docs/math.md#mixers (forward) and docs/math.md#recurrent-backward (backward); FLA's
+// naive_recurrent_* references.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -93,8 +94,8 @@ struct Grads {
   T *dq, *dk, *dv, *dg, *dbeta;
 };
 
-// Backward of one step (DESIGN.md 3b). Sp = S_{t-1}, St = S_t; dS holds dL/dS_t on entry and
-// dL/dS_{t-1} on exit. Scratch: Sd (K*V), kS, u, du (V).
+// Backward of one step (docs/math.md#recurrent-backward). Sp = S_{t-1}, St = S_t; dS holds dL/dS_t
+// on entry and dL/dS_{t-1} on exit. Scratch: Sd (K*V), kS, u, du (V).
 //   dS += (scale q) do^T; dq = scale S_t do; dk = dS u; du = dS^T k;
 //   delta: dv = beta du; dbeta = du.(v - S'^T k); dk -= beta S' du; dS' = dS - beta k du^T
 //   linear: dv = du; dS' = dS.   dg = rowsum(dS' o S'); dS_{t-1} = D_t dS'.

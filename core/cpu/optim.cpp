@@ -21,8 +21,9 @@ void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor&
       const double vi = h.beta2 * vp[i] + (1 - h.beta2) * gi * gi;
       mp[i] = static_cast<T>(mi);
       vp[i] = static_cast<T>(vi);
-      const double update = (mi / h.bias_correction1) / (std::sqrt(vi / h.bias_correction2) + h.eps) +
-                            h.weight_decay * pp[i];
+      const double update =
+          (mi / h.bias_correction1) / (std::sqrt(vi / h.bias_correction2) + h.eps) +
+          h.weight_decay * pp[i];
       pp[i] = static_cast<T>(pp[i] - h.lr * update);
     }
   });

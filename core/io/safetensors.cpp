@@ -17,8 +17,8 @@
 #include <string_view>
 #include <utility>
 
-#include "core/tensor/error.h"
 #include "core/io/half.h"
+#include "core/tensor/error.h"
 
 namespace kimi::io {
 namespace {
@@ -181,18 +181,10 @@ std::vector<Dst> convert(const TensorInfo& t) {
   const size_t n = t.nbytes / dtype_size(t.dtype);
   std::vector<Dst> out(n);
   switch (t.dtype) {
-    case DType::kF32:
-      convert_n<float>(t.data, n, out.data());
-      break;
-    case DType::kF64:
-      convert_n<double>(t.data, n, out.data());
-      break;
-    case DType::kI32:
-      convert_n<int32_t>(t.data, n, out.data());
-      break;
-    case DType::kI64:
-      convert_n<int64_t>(t.data, n, out.data());
-      break;
+    case DType::kF32: convert_n<float>(t.data, n, out.data()); break;
+    case DType::kF64: convert_n<double>(t.data, n, out.data()); break;
+    case DType::kI32: convert_n<int32_t>(t.data, n, out.data()); break;
+    case DType::kI64: convert_n<int64_t>(t.data, n, out.data()); break;
     case DType::kBF16:
     case DType::kF16:
       for (size_t i = 0; i < n; ++i) {

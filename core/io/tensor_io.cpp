@@ -15,7 +15,8 @@ std::map<std::string, Tensor> load_tensors(const std::string& path, const std::s
     if (name.rfind(prefix, 0) != 0) continue;
     const TensorInfo& info = file.info(name);
     Tensor t = Tensor::empty(info.shape, info.dtype);
-    if (info.nbytes) std::memcpy(t.raw_data(), info.data, info.nbytes);  // the mapping may be unaligned
+    if (info.nbytes)
+      std::memcpy(t.raw_data(), info.data, info.nbytes);  // the mapping may be unaligned
     out[name.substr(prefix.size())] = t;
   }
   return out;

@@ -5,8 +5,20 @@
 namespace kimi {
 
 enum class UnaryKind {
-  kNeg, kExp, kLog, kSqrt, kRsqrt, kSigmoid, kSilu, kSoftplus, kTanh, kRelu, kAbs,
-  kAddScalar, kMulScalar, kPowScalar
+  kNeg,
+  kExp,
+  kLog,
+  kSqrt,
+  kRsqrt,
+  kSigmoid,
+  kSilu,
+  kSoftplus,
+  kTanh,
+  kRelu,
+  kAbs,
+  kAddScalar,
+  kMulScalar,
+  kPowScalar
 };
 enum class BinaryKind { kAdd, kSub, kMul, kDiv, kMax };
 

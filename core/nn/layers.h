@@ -6,11 +6,12 @@
 
 namespace kimi::nn {
 
-// Autocast (core/backend/precision.h). An activation entering the BF16 region: x itself unless autocast
-// is on and x is an F32 CUDA tensor.
+// Autocast (core/backend/precision.h). An activation entering the BF16 region: x itself unless
+// autocast is on and x is an F32 CUDA tensor.
 Tensor autocast(const Tensor& x);
 // A parameter in the dtype of the activation it meets, through the differentiable to(): the F32
-// master weight gets its gradient in F32. The identity when the dtypes agree (always, off autocast).
+// master weight gets its gradient in F32. The identity when the dtypes agree (always, off
+// autocast).
 Tensor cast_like(const Tensor& param, const Tensor& x);
 
 struct InitOptions {
@@ -22,8 +23,8 @@ class Linear : public Module {
  public:
   Linear(int64_t in, int64_t out, bool bias, Rng& rng, const InitOptions& init = {});
   Tensor forward(const Tensor& x) const;  // BF16 x BF16 under autocast
-  Tensor weight;  // [out, in]
-  Tensor bias;    // [out] or undefined
+  Tensor weight;                          // [out, in]
+  Tensor bias;                            // [out] or undefined
 };
 
 class Embedding : public Module {

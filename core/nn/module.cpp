@@ -39,18 +39,21 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
   for (auto& [name, p] : named_parameters()) {
     auto it = state.find(name);
     if (it == state.end()) {
-      if (strict) throw UserError(fmt::format("missing parameter '{}' (shape {})", name, shape_str(p.shape())));
+      if (strict)
+        throw UserError(
+            fmt::format("missing parameter '{}' (shape {})", name, shape_str(p.shape())));
       continue;
     }
     if (it->second.shape() != p.shape())
-      throw UserError(fmt::format("parameter '{}': expected shape {}, got {}", name, shape_str(p.shape()),
-                                  shape_str(it->second.shape())));
+      throw UserError(fmt::format("parameter '{}': expected shape {}, got {}", name,
+                                  shape_str(p.shape()), shape_str(it->second.shape())));
     p.copy_(it->second);
     used.insert(name);
   }
   if (strict)
     for (auto& [name, t] : state)
-      if (!used.count(name)) throw UserError(fmt::format("unexpected parameter '{}' in the state", name));
+      if (!used.count(name))
+        throw UserError(fmt::format("unexpected parameter '{}' in the state", name));
 }
 
 void Module::to(Device device) {

@@ -17,9 +17,10 @@ Tensor softmax_impl(const Tensor& x, bool log, const char* name) {
   const auto& k = kernels<SoftmaxKernels>(x, name);
   Tensor y = k.softmax(x, log);
   Tensor y_saved = y;  // saved before record() gives y its node (no cycle through the node)
-  return record(name, y, {x}, [&k, y_saved, log](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {k.softmax_backward(y_saved, g[0], log)};
-  });
+  return record(name, y, {x},
+                [&k, y_saved, log](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {k.softmax_backward(y_saved, g[0], log)};
+                });
 }
 
 }  // namespace

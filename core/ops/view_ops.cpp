@@ -40,7 +40,8 @@ static Shape infer_shape(Shape shape, int64_t numel) {
                shape_str(shape), numel);
     shape[infer] = numel / known;
   }
-  KIMI_CHECK(shape_numel(shape) == numel, "reshape: {} elements into shape {}", numel, shape_str(shape));
+  KIMI_CHECK(shape_numel(shape) == numel, "reshape: {} elements into shape {}", numel,
+             shape_str(shape));
   return shape;
 }
 
@@ -49,8 +50,9 @@ Tensor Tensor::view(const Shape& shape) const {
   Shape s = infer_shape(shape, numel());
   Shape in = this->shape();
   Tensor out = make_view(*this, s, contiguous_strides(s), offset());
-  return record("reshape", out, {*this},
-                [in](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].reshape(in)}; });
+  return record("reshape", out, {*this}, [in](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {g[0].reshape(in)};
+  });
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
@@ -60,7 +62,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   const int64_t n = dim();
-  KIMI_CHECK(static_cast<int64_t>(dims.size()) == n, "permute: {} dims for a {}-d tensor", dims.size(), n);
+  KIMI_CHECK(static_cast<int64_t>(dims.size()) == n, "permute: {} dims for a {}-d tensor",
+             dims.size(), n);
   Shape s(n), st(n);
   std::vector<int64_t> inverse(n, -1);
   for (int64_t i = 0; i < n; ++i) {
@@ -71,9 +74,10 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     st[i] = strides()[d];
   }
   Tensor out = make_view(*this, s, st, offset());
-  return record("permute", out, {*this}, [inverse](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    return {g[0].permute(inverse)};
-  });
+  return record("permute", out, {*this},
+                [inverse](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {g[0].permute(inverse)};
+                });
 }
 
 Tensor Tensor::transpose(int64_t a, int64_t b) const {
@@ -86,7 +90,8 @@ Tensor Tensor::transpose(int64_t a, int64_t b) const {
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d, dim(), "narrow");
   KIMI_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d],
-             "narrow: [{}, {}) out of range for dim {} of size {}", start, start + length, d, shape()[d]);
+             "narrow: [{}, {}) out of range for dim {} of size {}", start, start + length, d,
+             shape()[d]);
   Shape s = shape();
   s[d] = length;
   Tensor out = make_view(*this, s, strides(), offset() + start * strides()[d]);
@@ -120,15 +125,17 @@ Tensor Tensor::expand(const Shape& shape) const {
     }
     int64_t have = this->shape()[i - lead];
     if (want == -1) want = have;
-    KIMI_CHECK(have == want || have == 1, "expand: {} to {}", shape_str(this->shape()), shape_str(shape));
+    KIMI_CHECK(have == want || have == 1, "expand: {} to {}", shape_str(this->shape()),
+               shape_str(shape));
     s[i] = want;
     st[i] = (have == want) ? strides()[i - lead] : 0;
   }
   if (s == this->shape()) return *this;
   Tensor out = make_view(*this, s, st, offset());
   Shape in = this->shape();
-  return record("expand", out, {*this},
-                [in](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {sum_to_shape(g[0], in)}; });
+  return record("expand", out, {*this}, [in](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {sum_to_shape(g[0], in)};
+  });
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
@@ -150,8 +157,9 @@ Tensor Tensor::squeeze(int64_t d) const {
   st.erase(st.begin() + d);
   Tensor out = make_view(*this, s, st, offset());
   Shape in = shape();
-  return record("reshape", out, {*this},
-                [in](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].reshape(in)}; });
+  return record("reshape", out, {*this}, [in](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    return {g[0].reshape(in)};
+  });
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -182,8 +190,9 @@ Tensor Tensor::to(Device dev) const {
   out.copy_(*this);
   if (requires_grad() && grad_enabled()) {
     Device src = device();
-    return record("to_device", out, {*this},
-                  [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
+    return record(
+        "to_device", out, {*this},
+        [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
   }
   return out;
 }
@@ -194,8 +203,9 @@ Tensor Tensor::to(DType t) const {
   out.copy_(*this);
   DType src = dtype();
   if (!is_floating(t) || !is_floating(src)) return out;
-  return record("to_dtype", out, {*this},
-                [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
+  return record(
+      "to_dtype", out, {*this},
+      [src](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0].to(src)}; });
 }
 
 }  // namespace kimi

@@ -55,8 +55,8 @@ void AdamW::step(double lr) {
     KIMI_CHECK(p.is_contiguous(), "AdamW: parameter '{}' is not contiguous", params_[i].first);
     state_on(m_[i], p);
     state_on(v_[i], p);
-    const AdamWHyper h{lr, opt_.beta1, opt_.beta2, opt_.eps,
-                       decay_[i] ? opt_.weight_decay : 0.0, bc1, bc2};
+    const AdamWHyper h{lr,  opt_.beta1, opt_.beta2, opt_.eps, decay_[i] ? opt_.weight_decay : 0.0,
+                       bc1, bc2};
     kernels<OptimKernels>(p, "AdamW").adamw_step(p, grad_for(p, g), m_[i], v_[i], h);
   }
 }
@@ -76,8 +76,8 @@ static const Tensor& state_entry(const std::map<std::string, Tensor>& s, const s
   auto it = s.find(key);
   if (it == s.end()) throw UserError(fmt::format("optimizer state is missing '{}'", key));
   if (it->second.shape() != shape)
-    throw UserError(fmt::format("optimizer state '{}': expected shape {}, got {}", key, shape_str(shape),
-                                shape_str(it->second.shape())));
+    throw UserError(fmt::format("optimizer state '{}': expected shape {}, got {}", key,
+                                shape_str(shape), shape_str(it->second.shape())));
   return it->second;
 }
 
@@ -102,7 +102,8 @@ void SGD::step(double lr) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     state_on(buf_[i], p);
-    kernels<OptimKernels>(p, "SGD").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_, weight_decay_);
+    kernels<OptimKernels>(p, "SGD").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_,
+                                             weight_decay_);
   }
 }
 
@@ -126,8 +127,10 @@ Schedule schedule_from_name(const std::string& name) {
   throw UserError(fmt::format("unknown schedule '{}' (cosine, linear, constant)", name));
 }
 
-double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double min_ratio, Schedule s) {
-  if (warmup > 0 && step < warmup) return peak * static_cast<double>(step + 1) / static_cast<double>(warmup);
+double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double min_ratio,
+             Schedule s) {
+  if (warmup > 0 && step < warmup)
+    return peak * static_cast<double>(step + 1) / static_cast<double>(warmup);
   if (s == Schedule::kConstant) return peak;
   const double span = std::max<int64_t>(total - warmup, 1);
   const double t = std::min(1.0, std::max(0.0, (step - warmup) / span));

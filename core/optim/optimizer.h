@@ -67,7 +67,8 @@ class SGD : public Optimizer {
 enum class Schedule { kCosine, kLinear, kConstant };
 Schedule schedule_from_name(const std::string& name);
 // Linear warmup from 0 to peak over `warmup` steps, then decay to peak * min_ratio at `total`.
-double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double min_ratio, Schedule s);
+double lr_at(int64_t step, int64_t total, int64_t warmup, double peak, double min_ratio,
+             Schedule s);
 
 // Scales all gradients so their global L2 norm is at most max_norm (<= 0: no clipping).
 // Returns the norm before clipping.

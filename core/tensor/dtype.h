@@ -39,12 +39,17 @@ inline std::string_view dtype_name(DType t) {
 
 inline bool dtype_from_name(std::string_view s, DType* out) {
   for (DType t : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64}) {
-    if (dtype_name(t) == s) { *out = t; return true; }
+    if (dtype_name(t) == s) {
+      *out = t;
+      return true;
+    }
   }
   return false;
 }
 
-inline bool is_floating(DType t) { return t == DType::kF32 || t == DType::kF64 || t == DType::kBF16 || t == DType::kF16; }
+inline bool is_floating(DType t) {
+  return t == DType::kF32 || t == DType::kF64 || t == DType::kBF16 || t == DType::kF16;
+}
 
 inline std::string_view device_name(Device d) { return d == Device::kCPU ? "cpu" : "cuda"; }
 

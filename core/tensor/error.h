@@ -27,8 +27,8 @@ class UserError : public std::runtime_error {
 
 }  // namespace kimi
 
-#define KIMI_CHECK(cond, ...)                                                        \
-  do {                                                                               \
+#define KIMI_CHECK(cond, ...)                                                         \
+  do {                                                                                \
     if (!(cond)) ::kimi::throw_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__)); \
   } while (0)
 

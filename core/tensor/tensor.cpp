@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/tensor/device_memory.h"
 #include "core/kernels/strided.h"
+#include "core/tensor/device_memory.h"
 
 namespace kimi {
 

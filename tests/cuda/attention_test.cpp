@@ -1,13 +1,15 @@
-// CUDA causal attention (core/cuda/attention/attention.h) against the CPU kernels run in float64, on
-// random odd shapes (Tq != Tk, T not a multiple of the tiles, GQA, D != Dv, D=192/Dv=128,
-// D=256, D not a multiple of 8, decoding Tq=1..16 with key splits), in every precision path,
-// and against the golden attention tensors (linear_ops_small.safetensors). Relative error
+// CUDA causal attention (core/cuda/attention/attention.h) against the CPU kernels run in float64,
+// on random odd shapes (Tq != Tk, T not a multiple of the tiles, GQA, D != Dv, D=192/Dv=128, D=256,
+// D not a multiple of 8, decoding Tq=1..16 with key splits), in every precision path, and against
+// the golden attention tensors (linear_ops_small.safetensors). Relative error
 // ||x - ref|| / ||ref|| per tensor; outputs are poisoned with NaN before each run.
 // Tolerances: fp32 (FMA path) 1e-5 outputs / 1e-4 gradients; TF32 5e-3; bf16 2e-2.
 // Usage: kimi_cuda_attention_test [--quick] [--bench] [GOLDEN_DIR]
 //   --quick  small cases only (for compute-sanitizer)
 //   --bench  timings at bf16 H=16 D=128, 65,536 tokens, against PyTorch SDPA on the same H100
 // Exit status 0 when every check passes or no GPU is present (then it says it skipped).
+#include "core/cuda/attention/attention.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/attention/attention.h"
+#include "core/cpu/attention.h"
 #include "core/io/safetensors.h"
 #include "tests/cuda/cuda_common.h"
 
@@ -25,8 +27,8 @@ namespace {
 
 using namespace kimi::cuda_test;
 namespace kc = kimi::cuda;
-using kimi::ComputePrecision;
 using kimi::AttentionDims;
+using kimi::ComputePrecision;
 using bf16 = __nv_bfloat16;
 
 struct Report {
@@ -109,10 +111,10 @@ Result cuda_run(const Problem& p, ComputePrecision prec, int splits) {
   Dev<T> q(p.q), k(p.k), v(p.v), do_(p.do_), o(p.do_.size()), dq(p.q.size()), dk(p.k.size()),
       dv(p.v.size());
   Dev<float> lse(size_t(d.B * d.Hq * d.Tq));
-  kc::causal_attention_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.ptr(), prec,
-                              kc::stream(), splits);
-  kc::causal_attention_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.ptr(), do_.ptr(),
-                              dq.ptr(), dk.ptr(), dv.ptr(), prec, kc::stream());
+  kc::causal_attention_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.ptr(), prec, kc::stream(),
+                              splits);
+  kc::causal_attention_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.ptr(), do_.ptr(), dq.ptr(),
+                              dk.ptr(), dv.ptr(), prec, kc::stream());
   KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
   return {o.download(), lse.download(), dq.download(), dk.download(), dv.download()};
 }
@@ -248,8 +250,7 @@ void bench_one(const char* label, AttentionDims d, ComputePrecision prec, double
   std::printf("%-34s fwd     %8.3f ms  %6.1f TFLOP/s", label, tf, flops / tf * 1e-9);
   if (sdpa_fwd > 0) std::printf("  SDPA %6.2f ms  x%.2f", sdpa_fwd, sdpa_fwd / tf);
   if (d.Tq < 64)
-    std::printf("  K/V read %.0f GB/s",
-                double(nk) * (d.D + d.Dv) * sizeof(T) / (tf * 1e-3) * 1e-9);
+    std::printf("  K/V read %.0f GB/s", double(nk) * (d.D + d.Dv) * sizeof(T) / (tf * 1e-3) * 1e-9);
   std::printf("\n");
   if (!backward) return;
   Dev<T> dq(nq * d.D), dk(nk * d.D), dv(nk * d.Dv);

@@ -2,7 +2,7 @@
 // backward's stages) at bf16, H=16, K=V=128,
 // B*T = 65,536 tokens, T = 2048 / 8192 / 32768, and the KDA decode step (H=32, K=V=128, fp32
 // state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
-// lent H100 (shared/golden/README.md). Timing: CUDA events around each call after warm-up, the
+// lent H100 (tests/golden/README.md). Timing: CUDA events around each call after warm-up, the
 // median of the repeats. Also measures the device-to-device copy ceiling first.
 // Also the chunkwise gated linear recurrence (bench_linear, first).
 // Usage: kimi_cuda_bench [--reps N] [--profile] [--linear]   (--profile: only the chunk forward
@@ -112,45 +112,47 @@ void bench_chunk(int reps, bool profile) {
   Dev<T> dgs(uniform(NT * H, 7, -0.2, -0.001));
   const GateKind gates[3] = {GateKind::kPerChannel, GateKind::kScalar, GateKind::kNone};
   const char* gate_names[3] = {"kda", "gdn", "delta"};
-  auto gate_ptr = [&](int gi) -> const T* { return gi == 0 ? dg.ptr() : gi == 1 ? dgs.ptr() : nullptr; };
+  auto gate_ptr = [&](int gi) -> const T* {
+    return gi == 0 ? dg.ptr() : gi == 1 ? dgs.ptr() : nullptr;
+  };
   std::printf("%8s %6s %6s %6s %10s %10s %10s %12s\n", "T", "B", "gate", "intra", "total ms",
               "intra ms", "state ms", "M tokens/s");
   for (const char* threads : {"512", "256"}) {
     if (profile && std::strcmp(threads, "512") != 0) continue;
     setenv("KIMI_CUDA_CHUNK_THREADS", threads, 1);  // intra-kernel block size (delta_rule_chunk.cu)
     for (int gi = 0; gi < 3; ++gi)
-    for (int64_t seq : {2048, 8192, 32768}) {
-      if (profile && seq != 8192) continue;
-      if (gi > 0 && std::strcmp(threads, "512") != 0) continue;  // 256 threads: KDA only
-      const int64_t B = NT / seq;
-      RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
-      Dev<float> h0(B * H * K * V), ht(B * H * K * V);
-      KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
-      Events ev;
-      const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
-      auto run = [&](const kc::ChunkFwdEvents* e) {
-        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
-                                    h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
-      };
-      for (int i = 0; i < 2; ++i) run(nullptr);
-      if (profile) {
-        run(nullptr);
-        KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
-        return;
+      for (int64_t seq : {2048, 8192, 32768}) {
+        if (profile && seq != 8192) continue;
+        if (gi > 0 && std::strcmp(threads, "512") != 0) continue;  // 256 threads: KDA only
+        const int64_t B = NT / seq;
+        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
+        Dev<float> h0(B * H * K * V), ht(B * H * K * V);
+        KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
+        Events ev;
+        const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
+        auto run = [&](const kc::ChunkFwdEvents* e) {
+          kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
+                                      h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
+        };
+        for (int i = 0; i < 2; ++i) run(nullptr);
+        if (profile) {
+          run(nullptr);
+          KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
+          return;
+        }
+        std::vector<double> tot, intra, state;
+        for (int i = 0; i < reps; ++i) {
+          run(&ce);
+          KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
+          tot.push_back(ev.ms(ev.a, ev.c));
+          intra.push_back(ev.ms(ev.a, ev.b));
+          state.push_back(ev.ms(ev.b, ev.c));
+        }
+        const double ms = median(tot);
+        std::printf("%8ld %6ld %6s %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B),
+                    gate_names[gi], threads, ms, median(intra), median(state),
+                    NT / (ms * 1e-3) / 1e6);
       }
-      std::vector<double> tot, intra, state;
-      for (int i = 0; i < reps; ++i) {
-        run(&ce);
-        KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
-        tot.push_back(ev.ms(ev.a, ev.c));
-        intra.push_back(ev.ms(ev.a, ev.b));
-        state.push_back(ev.ms(ev.b, ev.c));
-      }
-      const double ms = median(tot);
-      std::printf("%8ld %6ld %6s %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B),
-                  gate_names[gi], threads, ms, median(intra), median(state),
-                  NT / (ms * 1e-3) / 1e6);
-    }
   }
   unsetenv("KIMI_CUDA_CHUNK_THREADS");
   // Forward + backward (training: no h0, no final state, no dh0), the backward's stages timed
@@ -162,49 +164,48 @@ void bench_chunk(int reps, bool profile) {
     Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
     Dev<T> gg(NT * H * K), gb(NT * H);
     std::printf("%8s %6s %6s %9s %9s %9s %9s %8s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate",
-                "fwd ms",
-                "bwd ms", "total ms", "M tok/s", "FLA/ours", "F1", "F2 h", "B1 dh", "B2", "B3 ut",
-                "B4");
+                "fwd ms", "bwd ms", "total ms", "M tok/s", "FLA/ours", "F1", "F2 h", "B1 dh", "B2",
+                "B3 ut", "B4");
     std::vector<cudaEvent_t> evs(8);
     for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
     kc::ChunkBwdEvents be{};
     for (int i = 0; i < 7; ++i) be.e[i] = evs[i + 1];
     for (int gi = 0; gi < 3; ++gi)
-    for (int64_t seq : {2048, 8192, 32768}) {
-      const int64_t B = NT / seq;
-      RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
-      auto step = [&](const kc::ChunkBwdEvents* e) {
-        kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
-                                    nullptr, o.ptr(), nullptr, kc::stream());
-        kc::delta_rule_chunk_bwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
-                                    nullptr, dout.ptr(), nullptr, gq.ptr(), gk.ptr(), gv.ptr(),
-                                    gg.ptr(), gb.ptr(), nullptr, kc::stream(), e);
-      };
-      for (int i = 0; i < 2; ++i) step(nullptr);
-      std::vector<double> tot, fwd, bwd, st[6];
-      for (int i = 0; i < reps; ++i) {
-        KIMI_CUDA_CHECK(cudaEventRecord(evs[0], kc::stream()));
-        step(&be);
-        KIMI_CUDA_CHECK(cudaEventSynchronize(evs[7]));
-        float m = 0;
-        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[7]));
-        tot.push_back(m);
-        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[1]));
-        fwd.push_back(m);
-        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[1], evs[7]));
-        bwd.push_back(m);
-        for (int k2 = 0; k2 < 6; ++k2) {
-          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2 + 1], evs[k2 + 2]));
-          st[k2].push_back(m);
+      for (int64_t seq : {2048, 8192, 32768}) {
+        const int64_t B = NT / seq;
+        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
+        auto step = [&](const kc::ChunkBwdEvents* e) {
+          kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
+                                      nullptr, o.ptr(), nullptr, kc::stream());
+          kc::delta_rule_chunk_bwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
+                                      nullptr, dout.ptr(), nullptr, gq.ptr(), gk.ptr(), gv.ptr(),
+                                      gg.ptr(), gb.ptr(), nullptr, kc::stream(), e);
+        };
+        for (int i = 0; i < 2; ++i) step(nullptr);
+        std::vector<double> tot, fwd, bwd, st[6];
+        for (int i = 0; i < reps; ++i) {
+          KIMI_CUDA_CHECK(cudaEventRecord(evs[0], kc::stream()));
+          step(&be);
+          KIMI_CUDA_CHECK(cudaEventSynchronize(evs[7]));
+          float m = 0;
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[7]));
+          tot.push_back(m);
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[1]));
+          fwd.push_back(m);
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[1], evs[7]));
+          bwd.push_back(m);
+          for (int k2 = 0; k2 < 6; ++k2) {
+            KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2 + 1], evs[k2 + 2]));
+            st[k2].push_back(m);
+          }
         }
+        const double ms = median(tot);
+        std::printf(
+            "%8ld %6ld %6s %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
+            long(seq), long(B), gate_names[gi], median(fwd), median(bwd), ms,
+            NT / (ms * 1e-3) / 1e6, 23.0 / ms, median(st[0]), median(st[1]), median(st[2]),
+            median(st[3]), median(st[4]), median(st[5]));
       }
-      const double ms = median(tot);
-      std::printf(
-          "%8ld %6ld %6s %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
-                  long(seq), long(B), gate_names[gi], median(fwd), median(bwd), ms, NT / (ms * 1e-3) / 1e6,
-                  23.0 / ms, median(st[0]), median(st[1]), median(st[2]), median(st[3]),
-                  median(st[4]), median(st[5]));
-    }
     for (auto& e : evs) cudaEventDestroy(e);
   }
   // The recurrent kernel (the GPU oracle) at T=2048, for scale.
@@ -226,10 +227,11 @@ void bench_chunk(int reps, bool profile) {
 void bench_linear(int reps) {
   using T = __nv_bfloat16;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
-  std::printf("\nlinear recurrence chunk (simple_gla), bf16 in, fp32 state, H=%ld K=V=%ld, "
-              "B*T=%ld tokens\n(flash-linear-attention chunk_simple_gla fwd: 1.0-1.07 ms; "
-              "recurrent kernels: fwd 10-48 ms, fwd+bwd 269-1700 ms)\n",
-              long(H), long(K), long(NT));
+  std::printf(
+      "\nlinear recurrence chunk (simple_gla), bf16 in, fp32 state, H=%ld K=V=%ld, "
+      "B*T=%ld tokens\n(flash-linear-attention chunk_simple_gla fwd: 1.0-1.07 ms; "
+      "recurrent kernels: fwd 10-48 ms, fwd+bwd 269-1700 ms)\n",
+      long(H), long(K), long(NT));
   Dev<T> q(uniform(NT * H * K, 21, -1, 1)), k(uniform(NT * H * K, 22, -0.2, 0.2));
   Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
   Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
@@ -240,8 +242,14 @@ void bench_linear(int reps) {
     const bool channel = seq < 0;
     if (channel) seq = -seq;
     const int64_t B = NT / seq;
-    const RecurrenceDims d{B, seq, H, K, V, channel ? GateKind::kPerChannel : GateKind::kScalar,
-                           1.0 / std::sqrt(double(K)), 64};
+    const RecurrenceDims d{B,
+                           seq,
+                           H,
+                           K,
+                           V,
+                           channel ? GateKind::kPerChannel : GateKind::kScalar,
+                           1.0 / std::sqrt(double(K)),
+                           64};
     const T* g = channel ? gc.ptr() : gs.ptr();
     Dev<float> ht(B * H * K * V);
     const double fwd = time_ms(2, reps, [&] {
@@ -249,8 +257,8 @@ void bench_linear(int reps) {
                                          ht.ptr(), kc::stream());
     });
     const double tot = time_ms(2, reps, [&] {
-      kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
-                                         nullptr, kc::stream());
+      kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(), nullptr,
+                                         kc::stream());
       kc::linear_recurrence_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, dout.ptr(),
                                          nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
                                          kc::stream());

@@ -13,11 +13,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/cpu/delta_rule.h"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
 #include "core/cuda/runtime/copy.h"
 #include "core/tensor/dtype.h"
-#include "core/cpu/delta_rule.h"
 #include "tests/recurrence_problem.h"
 
 namespace kimi::cuda_test {

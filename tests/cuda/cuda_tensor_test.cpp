@@ -1,6 +1,6 @@
 // CUDA Tensor-hook tests (kimi_cuda_tensor_test): the device-memory hooks of
-// core/tensor/device_memory.h as kimi_core's Tensor uses them (core/cuda/runtime/device_memory.cpp) -
-// host <-> device copies of strided views with type conversion, device-side strided and
+// core/tensor/device_memory.h as kimi_core's Tensor uses them (core/cuda/runtime/device_memory.cpp)
+// - host <-> device copies of strided views with type conversion, device-side strided and
 // converting copies, fills, clone - checked against the same operations on the CPU, element for
 // element. Links kimi_core; exit 0 with a SKIP line when no GPU is present.
 #include <cmath>

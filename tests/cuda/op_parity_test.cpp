@@ -11,9 +11,9 @@
 #include <random>
 
 #include "core/autograd/autograd.h"
-#include "core/tensor/device_memory.h"
 #include "core/backend/op_list.h"
 #include "core/backend/precision.h"
+#include "core/tensor/device_memory.h"
 #include "tests/cuda/parity_util.h"
 #include "tests/gradcheck.h"
 
@@ -105,6 +105,8 @@ TEST_P(OpParity, MatchesCpuAtTf32AndBf16) {
   if (!c.fn) GTEST_SKIP() << "hand-written case (no replayable inputs)";
   if (c.op != "delta_rule" && c.op != "causal_attention" && c.op != "matmul" && c.op != "linear")
     GTEST_SKIP() << "no tensor-core path";
+  if (c.label.rfind("chunk2", 0) == 0)
+    GTEST_SKIP() << "CUDA runs chunk 64 only (refused: ChunkSizeOtherThan64IsRefused); see chunk64";
   {
     ComputePrecisionGuard tf32(ComputePrecision::kTF32);
     check_case(c, 5e-3, 1e-2);
@@ -122,6 +124,25 @@ INSTANTIATE_TEST_SUITE_P(Cuda, OpParity, ::testing::Range<size_t>(0, grad_cases(
                          [](const ::testing::TestParamInfo<size_t>& info) {
                            return case_name(info.param);
                          });
+
+// model.chunk_size means the same on both devices: a size the CUDA chunk kernels do not run is a
+// clear error before any kernel, not a silent chunk of 64.
+TEST(OpParityLimits, ChunkSizeOtherThan64IsRefused) {
+  const GradCase* chunk2 = nullptr;
+  for (const GradCase& c : grad_cases())
+    if (c.op == "delta_rule" && c.label == "chunk2_per_channel") chunk2 = &c;
+  ASSERT_NE(chunk2, nullptr);
+  std::mt19937_64 rng(1);
+  std::vector<Tensor> in = chunk2->make(rng);
+  for (Tensor& t : in) t = t.to(DType::kF32).to(Device::kCUDA);
+  ComputePrecisionGuard bf16(ComputePrecision::kBF16);
+  try {
+    chunk2->fn(in);
+    FAIL() << "chunk 2 ran on CUDA";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("chunk_size 64 only"), std::string::npos) << e.what();
+  }
+}
 
 // Every op in the list has at least one replayable case, so none escapes the GPU check.
 TEST(OpParityCoverage, EveryListedOpIsReplayed) {

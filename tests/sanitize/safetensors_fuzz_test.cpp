@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/tensor/error.h"
 #include "core/io/safetensors.h"
+#include "core/tensor/error.h"
 #include "tests/sanitize/safetensors_cases.h"
 
 namespace kimi::io {
@@ -108,12 +108,8 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
   const int rounds = 1 + static_cast<int>(rng() % 3);
   for (int r = 0; r < rounds && !s.empty(); ++r) {
     switch (rng() % 6) {
-      case 0:
-        s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8));
-        break;
-      case 1:
-        s[pick(std::min(s.size(), header_end))] = "0123456789-[]{},\":. e"[rng() % 21];
-        break;
+      case 0: s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8)); break;
+      case 1: s[pick(std::min(s.size(), header_end))] = "0123456789-[]{},\":. e"[rng() % 21]; break;
       case 2: {  // change a digit in the header: keeps the JSON valid, breaks the semantics
         for (int tries = 0; tries < 50; ++tries) {
           const size_t p = 8 + pick(header_end > 8 ? header_end - 8 : 1);
@@ -124,16 +120,12 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
         }
         break;
       }
-      case 3:
-        s.resize(pick(s.size() + 1));
-        break;
+      case 3: s.resize(pick(s.size() + 1)); break;
       case 4:
         s.insert(s.begin() + static_cast<std::ptrdiff_t>(pick(s.size() + 1)),
                  static_cast<char>(rng()));
         break;
-      case 5:
-        s[pick(8)] = static_cast<char>(rng());
-        break;
+      case 5: s[pick(8)] = static_cast<char>(rng()); break;
     }
   }
   return s;

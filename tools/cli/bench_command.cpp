@@ -4,8 +4,8 @@
 #include <chrono>
 #include <cmath>
 
-#include "core/ops/mixer_ops.h"
 #include "core/nn/module.h"
+#include "core/ops/mixer_ops.h"
 #include "core/ops/ops.h"
 #include "core/tensor/device_memory.h"
 #include "tools/cli/bench_cuda.h"
@@ -29,7 +29,8 @@ MixerInputs make_inputs(const std::string& mixer, const BenchShape& s, Rng& rng)
   in.k = l2_norm(nn::randn({s.B, s.T, s.H, s.D}, rng));
   in.v = nn::randn({s.B, s.T, s.H, s.D}, rng);
   if (mixer == "kda") in.g = mul_scalar(sigmoid(nn::randn({s.B, s.T, s.H, s.D}, rng)), -0.1);
-  if (mixer == "gdn" || mixer == "mamba2") in.g = mul_scalar(sigmoid(nn::randn({s.B, s.T, s.H}, rng)), -0.1);
+  if (mixer == "gdn" || mixer == "mamba2")
+    in.g = mul_scalar(sigmoid(nn::randn({s.B, s.T, s.H}, rng)), -0.1);
   in.beta = sigmoid(nn::randn({s.B, s.T, s.H}, rng));
   return in;
 }
@@ -43,7 +44,8 @@ Tensor run_mixer(const std::string& mixer, const std::string& form, const MixerI
     opt.scale = 1.0;
     return linear_recurrence(in.q, in.k, in.v, in.g, Tensor(), opt).o;
   }
-  opt.gate = mixer == "kda" ? GateKind::kPerChannel : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
+  opt.gate = mixer == "kda" ? GateKind::kPerChannel
+                            : (mixer == "gdn" ? GateKind::kScalar : GateKind::kNone);
   return delta_rule(in.q, in.k, in.v, in.g, in.beta, Tensor(), opt).o;
 }
 
@@ -63,12 +65,13 @@ double median_seconds(int reps, F&& f) {
 }  // namespace
 
 void register_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench",
-                                 "Throughput of each mixer op (forward, forward+backward; recurrent and chunk\n"
-                                 "forms) in tokens/s, median of --reps runs after a warm-up. With --device cuda:\n"
-                                 "bf16 at the reference shapes (H=16, D=128, B*T=65,536, T=2048,8192,32768),\n"
-                                 "CUDA-event timings, TFLOP/s and GB/s against the measured ceilings, the ratio\n"
-                                 "to flash-linear-attention / PyTorch SDPA, and KDA decode steps at B=1,64,256.");
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Throughput of each mixer op (forward, forward+backward; recurrent and chunk\n"
+      "forms) in tokens/s, median of --reps runs after a warm-up. With --device cuda:\n"
+      "bf16 at the reference shapes (H=16, D=128, B*T=65,536, T=2048,8192,32768),\n"
+      "CUDA-event timings, TFLOP/s and GB/s against the measured ceilings, the ratio\n"
+      "to flash-linear-attention / PyTorch SDPA, and KDA decode steps at B=1,64,256.");
   struct Args {
     std::string device = "cpu";
     std::vector<std::string> mixers = {"kda", "gdn", "deltanet", "mamba2", "attention"};
@@ -79,21 +82,27 @@ void register_bench(CLI::App& app) {
     bool no_decode = false, decode_only = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--device", a->device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--device", a->device, "cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--mixers", a->mixers, "which mixers")->delimiter(',')->capture_default_str();
-  cmd->add_option("--seq-lens", a->seq_lens, "sequence lengths T")->delimiter(',')->capture_default_str();
+  cmd->add_option("--seq-lens", a->seq_lens, "sequence lengths T")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--batch", a->batch, "batch size B")->capture_default_str();
   cmd->add_option("--heads", a->heads, "heads H")->capture_default_str();
   cmd->add_option("--head-dim", a->head_dim, "head dim D (= K = V)")->capture_default_str();
   cmd->add_option("--reps", a->reps, "timed repetitions")->capture_default_str();
-  cmd->add_option("--tokens", a->tokens, "cuda: tokens per call, B = tokens / T")->capture_default_str();
+  cmd->add_option("--tokens", a->tokens, "cuda: tokens per call, B = tokens / T")
+      ->capture_default_str();
   cmd->add_flag("--no-decode", a->no_decode, "cuda: skip the decode-step table");
   cmd->add_flag("--decode-only", a->decode_only, "cuda: only the decode-step table");
   cmd->callback([a, cmd] {
     if (a->device == "cuda") {
       if (!cuda_available())
-        throw UserError(cuda_built() ? "bench --device cuda: no CUDA device is available"
-                                     : "bench --device cuda: this kimi-lab was built without its CUDA backend");
+        throw UserError(
+            cuda_built() ? "bench --device cuda: no CUDA device is available"
+                         : "bench --device cuda: this kimi-lab was built without its CUDA backend");
       CudaBenchArgs c;  // the reference shapes unless the flags say otherwise
       if (cmd->get_option("--mixers")->count()) c.mixers = a->mixers;
       if (cmd->get_option("--seq-lens")->count()) c.seq_lens = a->seq_lens;
@@ -106,15 +115,18 @@ void register_bench(CLI::App& app) {
       run_cuda_bench(c);
       return;
     }
-    fmt::print("device cpu, float32, B={} H={} D={}; tokens/s (median of {})\n", a->batch, a->heads, a->head_dim, a->reps);
-    fmt::print("{:<10} {:<10} {:>6} {:>14} {:>14}\n", "mixer", "form", "T", "fwd tok/s", "fwd+bwd tok/s");
+    fmt::print("device cpu, float32, B={} H={} D={}; tokens/s (median of {})\n", a->batch, a->heads,
+               a->head_dim, a->reps);
+    fmt::print("{:<10} {:<10} {:>6} {:>14} {:>14}\n", "mixer", "form", "T", "fwd tok/s",
+               "fwd+bwd tok/s");
     Rng rng(0);
     for (int64_t T : a->seq_lens) {
       BenchShape s{a->batch, T, a->heads, a->head_dim};
       for (const std::string& m : a->mixers) {
         MixerInputs in = make_inputs(m, s, rng);
-        std::vector<std::string> forms = m == "attention" ? std::vector<std::string>{"tiled"}
-                                                          : std::vector<std::string>{"recurrent", "chunk"};
+        std::vector<std::string> forms = m == "attention"
+                                             ? std::vector<std::string>{"tiled"}
+                                             : std::vector<std::string>{"recurrent", "chunk"};
         for (const std::string& form : forms) {
           double fwd = median_seconds(a->reps, [&] {
             NoGradGuard ng;
@@ -128,7 +140,8 @@ void register_bench(CLI::App& app) {
             sum(run_mixer(m, form, li)).backward();
           });
           const double tokens = static_cast<double>(s.B * s.T);
-          fmt::print("{:<10} {:<10} {:>6} {:>14.0f} {:>14.0f}\n", m, form, T, tokens / fwd, tokens / both);
+          fmt::print("{:<10} {:<10} {:>6} {:>14.0f} {:>14.0f}\n", m, form, T, tokens / fwd,
+                     tokens / both);
         }
       }
     }

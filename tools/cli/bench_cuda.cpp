@@ -1,5 +1,5 @@
 // `kimi-lab bench --device cuda`: each mixer op on the GPU at the reference shapes of
-// ../shared/golden/README.md (bf16 inputs, fp32 states, H=16, D=128, B*T = 65,536), forward and
+// tests/golden/README.md (bf16 inputs, fp32 states, H=16, D=128, B*T = 65,536), forward and
 // forward+backward, timed with CUDA events (median after a warm-up), against the measured
 // ceilings and the flash-linear-attention / PyTorch SDPA figures; then one decode step of a KDA
 // op and of a whole KDA layer of Kimi-Linear-48B's shape at B = 1, 64, 256.
@@ -10,11 +10,11 @@
 #include <cstdio>
 #include <map>
 
-#include "core/tensor/device_memory.h"
-#include "core/ops/mixer_ops.h"
-#include "core/nn/module.h"
-#include "core/ops/ops.h"
 #include "core/backend/precision.h"
+#include "core/nn/module.h"
+#include "core/ops/mixer_ops.h"
+#include "core/ops/ops.h"
+#include "core/tensor/device_memory.h"
 #include "models/mixer.h"
 
 namespace kimi::cli {

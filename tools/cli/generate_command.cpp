@@ -1,7 +1,7 @@
 // `kimi-lab generate MODEL_DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy]`: decoding with
 // the Kimi-Linear hybrid's caches (KDA state + conv tails, MLA latent), timed per token; and
 // `kimi-lab model-info MODEL_DIR | --preset kimi-linear-48b`: layers, parameters (total, active)
-// and decode-cache sizes of the hybrid against an all-MLA model (DESIGN.md section 9).
+// and decode-cache sizes of the hybrid against an all-MLA model (docs/models.md#kimi-linear-48b).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "core/ops/ops.h"
 #include "core/tensor/device_memory.h"
 #include "core/tensor/error.h"
-#include "core/ops/ops.h"
 #include "models/kimi_linear.h"
 #include "tools/cli/commands.h"
 #include "trainer/trainer.h"
@@ -100,7 +100,8 @@ void run_generate(const GenerateArgs& a) {
     out.push_back(next);
     if (i + 1 == a.max_new) break;
     t0 = std::chrono::steady_clock::now();
-    logits = model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}).to(dev), &state);
+    logits =
+        model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}).to(dev), &state);
     device_synchronize();
     step_ms.push_back(ms_since(t0));
     next = next_token(logits.select(1, 0).select(0, 0), a, rng);

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor/error.h"
 #include "core/io/safetensors.h"
+#include "core/tensor/error.h"
 #include "tools/cli/commands.h"
 
 namespace kimi::cli {

@@ -20,7 +20,8 @@ static std::string shell_quote(const std::string& s) {
 
 // The script sits in the source tree (KIMI_SOURCE_DIR) or beside the binary's ../tools.
 static std::string plot_script() {
-  for (fs::path p : {fs::path(KIMI_SOURCE_DIR) / "tools" / "plot.py", fs::path("tools") / "plot.py"})
+  for (fs::path p :
+       {fs::path(KIMI_SOURCE_DIR) / "tools" / "plot.py", fs::path("tools") / "plot.py"})
     if (fs::exists(p)) return p.string();
   return "";
 }
@@ -43,16 +44,19 @@ bool draw_plots(const std::string& out_prefix, const std::vector<std::string>& r
 }
 
 void register_plot(CLI::App& app) {
-  auto* cmd = app.add_subcommand("plot",
-                                 "Plot loss and accuracy against steps and accuracy against sequence length,\n"
-                                 "one line per mixer (fixed colours), as PNG and SVG.");
+  auto* cmd = app.add_subcommand(
+      "plot",
+      "Plot loss and accuracy against steps and accuracy against sequence length,\n"
+      "one line per mixer (fixed colours), as PNG and SVG.");
   auto dirs = std::make_shared<std::vector<std::string>>();
   auto out = std::make_shared<std::string>();
-  cmd->add_option("runs", *dirs, "run directories (each with config.yaml, metrics.csv, eval.csv)")->required();
+  cmd->add_option("runs", *dirs, "run directories (each with config.yaml, metrics.csv, eval.csv)")
+      ->required();
   cmd->add_option("--out", *out, "output file prefix (default: <first run>/plots)");
   cmd->callback([dirs, out] {
     for (const auto& d : *dirs)
-      if (!fs::exists(fs::path(d) / "config.yaml")) throw UserError(fmt::format("{}: not a run directory (no config.yaml)", d));
+      if (!fs::exists(fs::path(d) / "config.yaml"))
+        throw UserError(fmt::format("{}: not a run directory (no config.yaml)", d));
     std::string prefix = out->empty() ? (*dirs)[0] + "/plots" : *out;
     if (!draw_plots(prefix, *dirs)) throw UserError("plotting failed");
     fmt::print("wrote {}_*.png and {}_*.svg\n", prefix, prefix);

@@ -1,9 +1,7 @@
-// Entry points of the CUDA attention (core/cuda/attention/attention.h): argument checks, the choice of
-// kernel family (FMA for fp32 precision; tensor cores with bf16 or TF32 operands otherwise),
-// the number of key splits for short query sets, and the small kernels around the main ones:
-// the split combine, D_i = rowsum(dO * O) before the backward, and dQ's fp32 -> Ti at the end.
-#include "core/cuda/attention/attention.h"
-
+// Entry points of the CUDA attention (core/cuda/attention/attention.h): argument checks, the choice
+// of kernel family (FMA for fp32 precision; tensor cores with bf16 or TF32 operands otherwise), the
+// number of key splits for short query sets, and the small kernels around the main ones: the split
+// combine, D_i = rowsum(dO * O) before the backward, and dQ's fp32 -> Ti at the end.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -11,8 +9,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "core/cuda/runtime/allocator.h"
+#include "core/cuda/attention/attention.h"
 #include "core/cuda/attention/attention_kernels.cuh"
+#include "core/cuda/runtime/allocator.h"
 
 namespace kimi::cuda {
 namespace attn {
@@ -35,7 +34,8 @@ __global__ void combine_kernel(const float* o_part, const float* lse_part, Ti* o
     lse_s = mx + logf(sum);  // some split always holds key 0, so mx is finite
   }
   __syncthreads();
-  for (int z = threadIdx.x; z < n_split; z += blockDim.x) w[z] = expf(lse_part[z * rows + row] - lse_s);
+  for (int z = threadIdx.x; z < n_split; z += blockDim.x)
+    w[z] = expf(lse_part[z * rows + row] - lse_s);
   __syncthreads();
   const int64_t bh = row / Tq, i = row % Tq, b = bh / Hq, h = bh % Hq;
   Ti* dst = o + ((b * Tq + i) * Hq + h) * Dv;
@@ -114,8 +114,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 template <class Ti>
 bool vec_ok(int64_t dim, bool bf16_ops, const void* a, const void* b) {
   const int64_t chunk = bf16_ops ? 8 : 4;
-  return dim % chunk == 0 && (dim * int64_t(sizeof(Ti))) % 16 == 0 && aligned16(a) &&
-         aligned16(b);
+  return dim % chunk == 0 && (dim * int64_t(sizeof(Ti))) % 16 == 0 && aligned16(a) && aligned16(b);
 }
 
 template <class Ti>
@@ -144,8 +143,7 @@ Path path_of(ComputePrecision prec) {
 
 template <class Ti>
 void causal_attention_fwd(const AttentionDims& d, const Ti* q, const Ti* k, const Ti* v, Ti* o,
-                          float* lse, ComputePrecision prec, cudaStream_t stream,
-                          int num_splits) {
+                          float* lse, ComputePrecision prec, cudaStream_t stream, int num_splits) {
   using namespace attn;
   check_dims(d);
   if (d.B == 0 || d.Tq == 0) return;
@@ -156,8 +154,8 @@ void causal_attention_fwd(const AttentionDims& d, const Ti* q, const Ti* k, cons
       const int64_t nq = d.B * d.Tq * d.Hq, nk = d.B * d.Tk * d.Hkv;
       Buffer qb = to_bf16(q, nq * d.D, stream), kb = to_bf16(k, nk * d.D, stream),
              vb = to_bf16(v, nk * d.Dv, stream), ob(size_t(nq * d.Dv) * sizeof(bf16));
-      causal_attention_fwd<bf16>(d, qb.as<bf16>(), kb.as<bf16>(), vb.as<bf16>(), ob.as<bf16>(),
-                                 lse, prec, stream, num_splits);
+      causal_attention_fwd<bf16>(d, qb.as<bf16>(), kb.as<bf16>(), vb.as<bf16>(), ob.as<bf16>(), lse,
+                                 prec, stream, num_splits);
       convert(ob.as<bf16>(), o, nq * d.Dv, stream);
       return;
     }
@@ -222,9 +220,9 @@ void causal_attention_bwd(const AttentionDims& d, const Ti* q, const Ti* k, cons
              dob = to_bf16(do_, nq * d.Dv, stream);
       Buffer dqb(size_t(nq * d.D) * sizeof(bf16)), dkb(size_t(nk * d.D) * sizeof(bf16)),
           dvb(size_t(nk * d.Dv) * sizeof(bf16));
-      causal_attention_bwd<bf16>(d, qb.as<bf16>(), kb.as<bf16>(), vb.as<bf16>(), ob.as<bf16>(),
-                                 lse, dob.as<bf16>(), dqb.as<bf16>(), dkb.as<bf16>(),
-                                 dvb.as<bf16>(), prec, stream);
+      causal_attention_bwd<bf16>(d, qb.as<bf16>(), kb.as<bf16>(), vb.as<bf16>(), ob.as<bf16>(), lse,
+                                 dob.as<bf16>(), dqb.as<bf16>(), dkb.as<bf16>(), dvb.as<bf16>(),
+                                 prec, stream);
       convert(dqb.as<bf16>(), dq, nq * d.D, stream);
       convert(dkb.as<bf16>(), dk, nk * d.D, stream);
       convert(dvb.as<bf16>(), dv, nk * d.Dv, stream);

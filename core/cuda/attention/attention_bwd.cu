@@ -36,7 +36,8 @@ struct BwdShape {
   static constexpr int kNG = kWarps / 2, kDq = kD / kNG;  // dQ: 2 row tiles x kNG column groups
   static constexpr size_t smem(int stages) {
     return size_t(kBk * kLdK + kBk * kLdV + stages * (kBq * kLdK + kBq * kLdV) + kBk * kLdS) *
-               sizeof(Op) + 2 * stages * kBq * sizeof(float);
+               sizeof(Op) +
+           2 * stages * kBq * sizeof(float);
   }
   static constexpr int kStages = smem(2) <= 227 * 1024 ? 2 : 1;
   static constexpr size_t kSmem = smem(kStages);
@@ -51,9 +52,9 @@ __global__ void __launch_bounds__(BwdShape<Op, kD, kDv>::kThreads)
   extern __shared__ __align__(16) unsigned char smem[];
   Op* sK = reinterpret_cast<Op*>(smem);
   Op* sV = sK + kBk * S::kLdK;
-  Op* sQ = sV + kBk * S::kLdV;               // [stage][kBq][kLdK]
-  Op* sdO = sQ + S::kStages * kBq * S::kLdK;  // [stage][kBq][kLdV]
-  Op* sdS = sdO + S::kStages * kBq * S::kLdV;  // dS^T [key][query]
+  Op* sQ = sV + kBk * S::kLdV;                                  // [stage][kBq][kLdK]
+  Op* sdO = sQ + S::kStages * kBq * S::kLdK;                    // [stage][kBq][kLdV]
+  Op* sdS = sdO + S::kStages * kBq * S::kLdV;                   // dS^T [key][query]
   float* sLse = reinterpret_cast<float*>(sdS + kBk * S::kLdS);  // [stage][kBq], log2 units
   float* sDi = sLse + S::kStages * kBq;
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
@@ -74,8 +75,8 @@ __global__ void __launch_bounds__(BwdShape<Op, kD, kDv>::kThreads)
     const int h = hk * p.group + step / nqb, i0 = (qb0 + step % nqb) * kBq;
     load_tile<kBq, kD, kThreads>(sQ + stage * kBq * S::kLdK, S::kLdK, p.q + p.q_row(b, i0, h),
                                  q_stride, p.Tq - i0, p.D, p.vec_qk);
-    load_tile<kBq, kDv, kThreads>(sdO + stage * kBq * S::kLdV, S::kLdV,
-                                  p.do_ + p.o_row(b, i0, h), o_stride, p.Tq - i0, p.Dv, p.vec_v);
+    load_tile<kBq, kDv, kThreads>(sdO + stage * kBq * S::kLdV, S::kLdV, p.do_ + p.o_row(b, i0, h),
+                                  o_stride, p.Tq - i0, p.Dv, p.vec_v);
     cp_async_commit();
     if (threadIdx.x < kBq) {
       const int i = i0 + threadIdx.x;
@@ -145,8 +146,8 @@ __global__ void __launch_bounds__(BwdShape<Op, kD, kDv>::kThreads)
     for (int n = 0; n < S::kDq / 8; ++n) {
       const float ra = __shfl_xor_sync(0xffffffffu, odd ? dq[n][0] : dq[n][2], 1);
       const float rb = __shfl_xor_sync(0xffffffffu, odd ? dq[n][1] : dq[n][3], 1);
-      const float4 val = odd ? make_float4(ra, rb, dq[n][2], dq[n][3])
-                             : make_float4(dq[n][0], dq[n][1], ra, rb);
+      const float4 val =
+          odd ? make_float4(ra, rb, dq[n][2], dq[n][3]) : make_float4(dq[n][0], dq[n][1], ra, rb);
       const int col = ng * S::kDq + n * 8 + 4 * (t >> 1);
       if (i >= p.Tq || col >= p.D) continue;
       if (vec4) {

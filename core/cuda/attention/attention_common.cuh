@@ -21,7 +21,7 @@ struct Params {
   float* lse;                     // forward: written; backward: read
   const float* di;                // backward: D_i = do_i . o_i, [B,Hq,Tq]
   float* dq_acc;                  // backward: dQ (already scaled) in fp32, [B,Tq,Hq,D]
-  float *o_part, *lse_part;       // forward with key splits: [n_split,B,Hq,Tq,Dv], [n_split,B,Hq,Tq]
+  float *o_part, *lse_part;  // forward with key splits: [n_split,B,Hq,Tq,Dv], [n_split,B,Hq,Tq]
   int B, Tq, Tk, Hq, Hkv, D, Dv, group, off;  // off = Tk - Tq: query i sits at i + off
   float scale, scale_log2;                    // scale_log2 = scale * log2(e)
   int n_split, tiles_per_split;               // key tiles per split (forward)

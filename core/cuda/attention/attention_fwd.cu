@@ -77,8 +77,7 @@ __global__ void __launch_bounds__(kThreads) fwd_mma_kernel(const Params<Ti> p) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             s[mi][n][e] *= p.scale_log2;
-            if (diag && j0 + n * 8 + 2 * t + (e & 1) > pos_g + (e >> 1) * 8)
-              s[mi][n][e] = kNegInf;
+            if (diag && j0 + n * 8 + 2 * t + (e & 1) > pos_g + (e >> 1) * 8) s[mi][n][e] = kNegInf;
           }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {

@@ -1,5 +1,5 @@
-// The launchers of the attention kernels (not a public API; core/cuda/attention/attention.cu picks one).
-// Each takes a filled parameter block and launches on `stream`; the forward launchers run
+// The launchers of the attention kernels (not a public API; core/cuda/attention/attention.cu picks
+// one). Each takes a filled parameter block and launches on `stream`; the forward launchers run
 // p.n_split key splits (grid.z), writing p.o_part / p.lse_part when n_split > 1.
 #pragma once
 

@@ -75,8 +75,8 @@ __device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], const bf16* p) {
 
 // ---- bf16 operands -------------------------------------------------------------------------
 template <int N, int K>
-__device__ __forceinline__ void warp_nt(float (&c)[N / 8][4], const bf16* A, int lda,
-                                        const bf16* B, int ldb) {
+__device__ __forceinline__ void warp_nt(float (&c)[N / 8][4], const bf16* A, int lda, const bf16* B,
+                                        int ldb) {
   const int l = threadIdx.x & 31;
 #pragma unroll
   for (int k0 = 0; k0 < K; k0 += 16) {
@@ -120,8 +120,8 @@ __device__ __forceinline__ void warp_rn(float (&c)[N / 8][4], const float (&p)[K
 }
 
 template <int N, int K>
-__device__ __forceinline__ void warp_tn(float (&c)[N / 8][4], const bf16* A, int lda,
-                                        const bf16* B, int ldb) {
+__device__ __forceinline__ void warp_tn(float (&c)[N / 8][4], const bf16* A, int lda, const bf16* B,
+                                        int ldb) {
   const int l = threadIdx.x & 31;
 #pragma unroll
   for (int k0 = 0; k0 < K; k0 += 16) {
@@ -208,8 +208,7 @@ __device__ __forceinline__ void warp_nt_m(float (&c)[kMT][N / 8][4], const bf16*
 
 template <int kMT, int N, int K>
 __device__ __forceinline__ void warp_rn_m(float (&c)[kMT][N / 8][4],
-                                          const float (&p)[kMT][K / 8][4], const bf16* B,
-                                          int ldb) {
+                                          const float (&p)[kMT][K / 8][4], const bf16* B, int ldb) {
   const int l = threadIdx.x & 31;
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {

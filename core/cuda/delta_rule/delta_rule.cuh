@@ -1,12 +1,12 @@
 // CUDA kernels of the gated delta rule (DeltaNet, GDN, KDA: GateKind kNone / kScalar /
 // kPerChannel) and of the gated linear recurrence, with raw pointers and a stream, in the
 // layout of the CPU kernels (core/cpu/delta_rule.h): activations [B,T,H,*] row-major,
-// states [B,H,K,V]. Math: DESIGN.md sections 2, 3 (chunkwise WY/UT form) and 3b (backward).
-// Ti (float or __nv_bfloat16) is the type of q, k, v, g, beta, o and of their gradients;
-// states (h0, ht, dht, dh0) are always fp32, and every kernel accumulates in fp32.
-// Limits: K <= 128 (the recurrent kernels keep a state column of K values in registers; the
-// chunk kernels tile K in shared memory); V any size for the recurrent form, V <= 128 for the
-// chunk form. Plain C++ callers may include this header (no device code in it).
+// states [B,H,K,V]. Math: docs/math.md#mixers, docs/math.md#chunkwise (chunkwise WY/UT form) and
+// docs/math.md#recurrent-backward (backward). Ti (float or __nv_bfloat16) is the type of q, k, v,
+// g, beta, o and of their gradients; states (h0, ht, dht, dh0) are always fp32, and every kernel
+// accumulates in fp32. Limits: K <= 128 (the recurrent kernels keep a state column of K values in
+// registers; the chunk kernels tile K in shared memory); V any size for the recurrent form, V <=
+// 128 for the chunk form. Plain C++ callers may include this header (no device code in it).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -24,10 +24,10 @@ void delta_rule_recurrent_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k,
                               const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
                               cudaStream_t stream);
 
-// Backward (DESIGN.md 3b). Reruns the forward to keep the states every 64 steps (its own
-// checkpoint interval, not d.chunk), then walks those spans backwards, recomputing the states
-// inside each into a workspace; dS lives in shared memory. dht nullptr = zero; dh0 nullptr = not
-// wanted; dg ignored (may be nullptr) when the gate is kNone. Workspaces come from the caching
+// Backward (docs/math.md#recurrent-backward). Reruns the forward to keep the states every 64 steps
+// (its own checkpoint interval, not d.chunk), then walks those spans backwards, recomputing the
+// states inside each into a workspace; dS lives in shared memory. dht nullptr = zero; dh0 nullptr =
+// not wanted; dg ignored (may be nullptr) when the gate is kNone. Workspaces come from the caching
 // allocator.
 template <class Ti>
 void delta_rule_recurrent_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
@@ -73,8 +73,8 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
                                  const Ti* g, const float* h0, const Ti* do_, const float* dht,
                                  Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0, cudaStream_t stream);
 
-// --- chunkwise form (DESIGN.md 3), chunks of 64 tokens whatever d.chunk says (the ops refuse
-// another chunk size on CUDA: core/cuda/delta_rule/recurrence_plan.h) ----------------------
+// --- chunkwise form (docs/math.md#chunkwise), chunks of 64 tokens whatever d.chunk says (the ops
+// refuse another chunk size on CUDA: core/cuda/delta_rule/recurrence_plan.h) ----------------------
 // Two kernels: (1) per (chunk, head), in parallel: cumulative gates, A_kk and A_qk (pairwise
 // decays as exponent differences only), T = (I + A)^-1 Diag(beta) by blocked forward
 // substitution, W = T (exp(G) k), U = T v; (2) per (head, V tile), sequential over chunks:

@@ -1,4 +1,4 @@
-// Chunkwise delta rule forward on the GPU (DESIGN.md section 3), chunks of kC = 64 tokens.
+// Chunkwise delta rule forward on the GPU (docs/math.md#chunkwise), chunks of kC = 64 tokens.
 //   intra kernel, one block per (chunk, batch*head), in parallel:
 //     G = cumsum(g) inside the chunk; A_kk[i,j] = beta_i k_i.(k_j o exp(G_i - G_j)) (j < i),
 //     A_qk[i,j] = scale q_i.(k_j o exp(G_i - G_j)) (j <= i); Tinv = (I + A_kk)^-1 (blocked
@@ -14,9 +14,9 @@
 // delta_rule_chunk_intra.cu, what the two share in delta_rule_chunk.cuh.
 #include <algorithm>
 
+#include "core/cuda/delta_rule/delta_rule_chunk.cuh"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
-#include "core/cuda/delta_rule/delta_rule_chunk.cuh"
 
 namespace kimi::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // Shared by the two chunkwise delta-rule kernels (not a public API): the chunk constants, the
 // WMMA (TF32) tile product, the padded head size, the buffers the intra kernel hands the state
-// kernel, and the intra kernel's launcher (delta_rule_chunk_intra.cu). DESIGN.md section 3;
+// kernel, and the intra kernel's launcher (delta_rule_chunk_intra.cu). docs/math.md#chunkwise;
 // the algorithm is described at the top of delta_rule_chunk.cu.
 #pragma once
 

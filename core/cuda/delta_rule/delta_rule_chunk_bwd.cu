@@ -1,12 +1,13 @@
-// Chunkwise delta rule backward on the GPU (DESIGN.md sections 3 and 3b; the stages are listed
-// in delta_rule_chunk_bwd.cuh): this file holds the two sequential kernels (F2: the chunk
-// states h_c and V' from a forward walk; B1: the state gradients dh_c and dV' from a backward
-// walk), their launchers and delta_rule_chunk_bwd. Products: WMMA, TF32 in, fp32 out.
+// Chunkwise delta rule backward on the GPU (docs/math.md#chunkwise and
+// docs/math.md#chunkwise-backward; the stages are listed in delta_rule_chunk_bwd.cuh): this file
+// holds the two sequential kernels (F2: the chunk states h_c and V' from a forward walk; B1: the
+// state gradients dh_c and dV' from a backward walk), their launchers and delta_rule_chunk_bwd.
+// Products: WMMA, TF32 in, fp32 out.
 #include <algorithm>
 
+#include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
-#include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
 
 namespace kimi::cuda {
 namespace {
@@ -136,7 +137,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   for (int e = threadIdx.x; e < KP * BV; e += blockDim.x) {
     const int i = e / BV, j = e % BV;
-    sdS[i * ldb + j] = (dht && i < p.K && j < vcols) ? dht[state0 + int64_t(i) * p.V + v0 + j] : 0.f;
+    sdS[i * ldb + j] =
+        (dht && i < p.K && j < vcols) ? dht[state0 + int64_t(i) * p.V + v0 + j] : 0.f;
   }
   if (kPre) issue(cd.NC - 1);
   for (int c = cd.NC - 1; c >= 0; --c) {
@@ -228,11 +230,13 @@ void launch_seq(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>
                 cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
     if (use_prefetch(p)) {
-      if (cd.D == 64) return launch_seq_as<BV, Ti, true, 64>(p, cd, fw, bw, dht, dh0, backward, stream);
+      if (cd.D == 64)
+        return launch_seq_as<BV, Ti, true, 64>(p, cd, fw, bw, dht, dh0, backward, stream);
       return launch_seq_as<BV, Ti, true, 128>(p, cd, fw, bw, dht, dh0, backward, stream);
     }
   }
-  if (cd.D == 64) return launch_seq_as<BV, Ti, false, 64>(p, cd, fw, bw, dht, dh0, backward, stream);
+  if (cd.D == 64)
+    return launch_seq_as<BV, Ti, false, 64>(p, cd, fw, bw, dht, dh0, backward, stream);
   launch_seq_as<BV, Ti, false, 128>(p, cd, fw, bw, dht, dh0, backward, stream);
 }
 
@@ -285,12 +289,25 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   Buffer Vp(size_t(BTH * d.V) * sizeof(Ti)), dVp(size_t(BTH * d.V) * sizeof(Ti));
   const size_t ws_bytes = size_t(items * kC * cd.D) * sizeof(float);
   Buffer ws0(ws_bytes), ws1(ws_bytes), ws2(ws_bytes);
-  Buffer dAqk(size_t(items * kC * kC) * sizeof(float)), dAkk(size_t(items * kC * kC) * sizeof(float));
+  Buffer dAqk(size_t(items * kC * kC) * sizeof(float)),
+      dAkk(size_t(items * kC * kC) * sizeof(float));
   Buffer deL(size_t(items * cd.D) * sizeof(float));
-  const BwdBuffers<Ti> bw{hb.as<Ti>(),      dhb.as<Ti>(),      Vp.as<Ti>(),     dVp.as<Ti>(),
-                          ws0.as<float>(),  ws1.as<float>(),   ws2.as<float>(), dAqk.as<float>(),
-                          dAkk.as<float>(), deL.as<float>(),   do_,             dq,
-                          dk,               dv,                dg,              dbeta};
+  const BwdBuffers<Ti> bw{hb.as<Ti>(),
+                          dhb.as<Ti>(),
+                          Vp.as<Ti>(),
+                          dVp.as<Ti>(),
+                          ws0.as<float>(),
+                          ws1.as<float>(),
+                          ws2.as<float>(),
+                          dAqk.as<float>(),
+                          dAkk.as<float>(),
+                          deL.as<float>(),
+                          do_,
+                          dq,
+                          dk,
+                          dv,
+                          dg,
+                          dbeta};
   auto mark = [&](int i) {
     if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->e[i], stream));
   };
@@ -316,18 +333,18 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   launch_gram_bwd(p, cd, bw, stream);
   if (d.gate == GateKind::kScalar) {
     const int64_t threads = items * kC * 32;
-    scalar_dg_kernel<Ti><<<unsigned(detail::ceil_div(threads, 256)), 256, 0, stream>>>(
-        p, cd, ws2.as<float>(), dg);
+    scalar_dg_kernel<Ti>
+        <<<unsigned(detail::ceil_div(threads, 256)), 256, 0, stream>>>(p, cd, ws2.as<float>(), dg);
     KIMI_CUDA_CHECK_LAUNCH();
   }
   mark(6);
 }
 
-#define KIMI_INSTANTIATE(Ti)                                                                      \
-  template void delta_rule_chunk_bwd<Ti>(                                                         \
-      const RecurrenceDims&, const Ti*, const Ti*, const Ti*, const Ti*, const Ti*, const float*, \
-      const Ti*, const float*, Ti*, Ti*, Ti*, Ti*, Ti*, float*, cudaStream_t,                     \
-      const ChunkBwdEvents*);
+#define KIMI_INSTANTIATE(Ti)                                                                     \
+  template void delta_rule_chunk_bwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*, const Ti*, \
+                                         const Ti*, const Ti*, const float*, const Ti*,          \
+                                         const float*, Ti*, Ti*, Ti*, Ti*, Ti*, float*,          \
+                                         cudaStream_t, const ChunkBwdEvents*);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(__nv_bfloat16)
 #undef KIMI_INSTANTIATE

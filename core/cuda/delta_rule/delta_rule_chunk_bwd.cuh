@@ -1,11 +1,12 @@
 // Shared by the chunkwise delta-rule backward kernels (not a public API): the workspaces the
 // stages hand each other, a block-wide WMMA (TF32) product over shared tiles, the gate loader
 // (cumulative log decays inside a chunk) and the launchers of the per-chunk kernels.
-// The algorithm (DESIGN.md 3, CPU oracle core/cpu/delta_rule_chunk_bwd.cpp):
+// The algorithm (docs/math.md#chunkwise, CPU oracle core/cpu/delta_rule_chunk_bwd.cpp):
 //   F1 intra (the forward's kernel): W, U, Gq, Kd, A_qk, exp(G_last) per chunk.
 //   F2 fwd_h   (sequential, per head x V tile): h_c (state before chunk c) and V' = U - W h_c.
 //   B1 bwd_dh  (sequential backwards, per head x V tile): dh_c (gradient of the state after
-//              chunk c), dV' = A_qk^T dO + Kd dh_c, dh_{c-1} = exp(G_last) dh_c + Gq^T dO - W^T dV'.
+//              chunk c), dV' = A_qk^T dO + Kd dh_c, dh_{c-1} = exp(G_last) dh_c + Gq^T dO - W^T
+//              dV'.
 //   B2 dhv     (per chunk): dGq = dO h^T, dW = -dV' h^T, dKd = V' dh^T, dA_qk = dO V'^T,
 //              deL = rowsum(dh o h) (V streamed in tiles, sums in WMMA accumulators).
 //   B3 ut_bwd  (per chunk): recomputes A_kk and T = (I + A)^-1; the UT backward (dv, dbeta,
@@ -29,8 +30,8 @@ constexpr int kNW = kNT / 32;
 // [B*H][NC][kC][kC]; item = bh * NC + c.
 template <class Ti>
 struct BwdBuffers {
-  Ti *h, *dh;    // [B*H][NC][K][V]: state before chunk c, gradient of the state after it
-  Ti *Vp, *dVp;  // [B,T,H,V]: V' and dV'
+  Ti *h, *dh;              // [B*H][NC][K][V]: state before chunk c, gradient of the state after it
+  Ti *Vp, *dVp;            // [B,T,H,V]: V' and dV'
   float *ws0, *ws1, *ws2;  // B2: dGq, dW, dKd; B3 replaces dW by dGk; B4: per-channel dg
   float *dAqk, *dAkk;      // B2 (dO V'^T, unmasked), B3 (beta o masked dA)
   float* deL;              // [B*H][NC][D]: rowsum(dh o h)

@@ -11,8 +11,8 @@
 // the diagonal blocks take each exp(G_i - G_j) directly.
 #include <algorithm>
 
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail::chunk_bwd {
 namespace {
@@ -175,8 +175,7 @@ __global__ void __launch_bounds__(kNT, 1)
       const float qm = sQ[m * ld + d], km = sK[m * ld + d];
       sdK[m * ld + d] += y2 + z;
       sdG[m * ld + d] += qm * y1 + km * (y2 - z);
-      if (m < L && d < ncols)
-        st(bw.dq + p.qk(b, t0 + m, h) + col0 + d, sdQ[m * ld + d] + y1);
+      if (m < L && d < ncols) st(bw.dq + p.qk(b, t0 + m, h) + col0 + d, sdQ[m * ld + d] + y1);
     }
     __syncthreads();
   }

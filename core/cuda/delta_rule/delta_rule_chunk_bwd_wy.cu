@@ -3,8 +3,8 @@
 // as in core/cpu/delta_rule_chunk_bwd.cpp.
 #include <algorithm>
 
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail::chunk_bwd {
 namespace {
@@ -17,7 +17,8 @@ namespace {
 // tile are all in flight before the first is stored. Shared (floats): sH, sdH (kD x ldb), sdO,
 // sVp, sdV (kC x ldb).
 template <class Ti, int kD, int BV, bool kPre>
-__global__ void __launch_bounds__(kNT, 1) dhv_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
+__global__ void __launch_bounds__(kNT, 1)
+    dhv_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
   extern __shared__ __align__(128) float smem[];
   constexpr int ldb = BV + 4, nt = kD / kBS;
   constexpr int kTiles = 12 * nt + 10, kSlots = (kTiles + kNW - 1) / kNW;
@@ -322,9 +323,9 @@ void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<
   launch_ut_as<Ti, 128, false>(p, cd, fw, bw, stream);
 }
 
-#define KIMI_INSTANTIATE(Ti)                                                                   \
-  template void launch_dhv<Ti>(const Params<Ti>&, const ChunkDims&, const BwdBuffers<Ti>&,     \
-                               cudaStream_t);                                                  \
+#define KIMI_INSTANTIATE(Ti)                                                                    \
+  template void launch_dhv<Ti>(const Params<Ti>&, const ChunkDims&, const BwdBuffers<Ti>&,      \
+                               cudaStream_t);                                                   \
   template void launch_ut_bwd<Ti>(const Params<Ti>&, const ChunkDims&, const ChunkBuffers<Ti>&, \
                                   const BwdBuffers<Ti>&, cudaStream_t);
 KIMI_INSTANTIATE(float)

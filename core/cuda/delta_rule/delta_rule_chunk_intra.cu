@@ -1,4 +1,4 @@
-// Chunkwise delta rule forward on the GPU, the intra kernel (DESIGN.md section 3; the algorithm
+// Chunkwise delta rule forward on the GPU, the intra kernel (docs/math.md#chunkwise; the algorithm
 // is described at the top of delta_rule_chunk.cu), one block per (chunk, batch*head), in
 // parallel: G = cumsum(g) inside the chunk, A_kk and A_qk with pairwise decays as exponent
 // differences, Tinv = (I + A_kk)^-1 by blocked forward substitution, W = Tinv (beta exp(G) o k),
@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule_chunk.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_intra_scalar.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail::chunk {
 namespace {
@@ -234,9 +234,10 @@ void launch_intra_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffer
                      cudaStream_t stream) {
   const bool pc = p.gate == GateKind::kPerChannel;
   const size_t smem = pc ? intra_smem(cd) : intra_scalar_smem(cd);
-  auto* kernel = pc                             ? chunk_intra_kernel<Ti, kPre, kD, kNT>
-                 : p.gate == GateKind::kScalar ? chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, true>
-                                               : chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, false>;
+  auto* kernel = pc ? chunk_intra_kernel<Ti, kPre, kD, kNT>
+                 : p.gate == GateKind::kScalar
+                     ? chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, true>
+                     : chunk_intra_scalar_kernel<Ti, kPre, kD, kNT, false>;
   KIMI_CUDA_REQUIRE(smem <= size_t(max_smem_optin()), "chunk delta rule: shared memory");
   KIMI_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));

@@ -135,9 +135,8 @@ __global__ void __launch_bounds__(kNT, 1)
     }
     __syncthreads();
     // For the state kernel: Gq = scale q exp(G_i), Kd = k exp(G_last - G_i), exp(G_last).
-    detail::store_rows_fn(out.Gq, p.qk(b, t0, h), rs_k, 0, L, p.K, [&](int i, int d) {
-      return p.scale * sQ[i * ldk + d] * sEq[i];
-    });
+    detail::store_rows_fn(out.Gq, p.qk(b, t0, h), rs_k, 0, L, p.K,
+                          [&](int i, int d) { return p.scale * sQ[i * ldk + d] * sEq[i]; });
     detail::store_rows_fn(out.Kd, p.qk(b, t0, h), rs_k, 0, L, p.K,
                           [&](int i, int d) { return sK[i * ldk + d] * sEk[i]; });
     for (int d = threadIdx.x; d < p.K; d += blockDim.x)

@@ -7,8 +7,8 @@
 
 #include <type_traits>
 
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail {
 

@@ -1,8 +1,8 @@
 // One decoding step of the delta rule on the GPU (T = 1, the state updated in place): a
 // memory-bound kernel for K = 128, else the recurrent forward (delta_rule_recurrent.cu).
-// Math: DESIGN.md section 2 (step). Layout: delta_rule.cuh.
-#include "core/cuda/runtime/check.h"
+// Math: docs/math.md#mixers. Layout: delta_rule.cuh.
 #include "core/cuda/delta_rule/delta_rule_recurrent.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda {
 namespace {
@@ -124,7 +124,8 @@ template void delta_rule_decode_step<float>(const RecurrenceDims&, const float*,
 template void delta_rule_decode_step<__nv_bfloat16>(const RecurrenceDims&, const __nv_bfloat16*,
                                                     const __nv_bfloat16*, const __nv_bfloat16*,
                                                     const __nv_bfloat16*, const __nv_bfloat16*,
-                                                    const float*, float*, __nv_bfloat16*, cudaStream_t);
+                                                    const float*, float*, __nv_bfloat16*,
+                                                    cudaStream_t);
 template void delta_rule_decode_step<float>(const RecurrenceDims&, const float*, const float*,
                                             const float*, const float*, const float*, float*,
                                             float*, cudaStream_t);

@@ -1,14 +1,15 @@
 // Recurrent (token-by-token) delta rule and gated linear recurrence on the GPU, forward and
 // backward; the decode step is the forward with T = 1 and the state updated in place.
-// Math: DESIGN.md section 2 (step) and 3b (backward). Layout: delta_rule.cuh.
+// Math: docs/math.md#mixers (step) and docs/math.md#recurrent-backward (backward). Layout:
+// delta_rule.cuh.
 //
 // Forward: the update acts on each column j of S (K x V) alone:
 //   s <- a o s;  u = beta (v_j - s.k);  s <- s + k u;  o_j = scale s.q
 // so one thread owns one column (K values in registers) and a block covers kCols columns of
 // one (batch, head); q, k, exp(g) of kSteps tokens are staged in shared memory.
 // The backward is in delta_rule_recurrent_bwd.cu, the decode step in delta_rule_decode.cu.
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule_recurrent.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda {
 namespace {

@@ -3,8 +3,8 @@
 // (checkpoints) and the decode step (fallback) run too.
 #pragma once
 
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/delta_rule/delta_rule_common.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail {
 

@@ -1,6 +1,6 @@
-// Recurrent delta rule and gated linear recurrence on the GPU, backward (DESIGN.md section 3b):
-// checkpoints from the forward (delta_rule_recurrent.cu), then the chunks walked backwards with
-// dS in shared memory. Layout: delta_rule.cuh.
+// Recurrent delta rule and gated linear recurrence on the GPU, backward
+// (docs/math.md#recurrent-backward): checkpoints from the forward (delta_rule_recurrent.cu), then
+// the chunks walked backwards with dS in shared memory. Layout: delta_rule.cuh.
 #include <algorithm>
 
 #include "core/cuda/delta_rule/delta_rule_recurrent.cuh"
@@ -19,7 +19,7 @@ using detail::warp_sum;
 // Backward: one block per (batch, head), kBwdThreads threads; dS (K x V) in shared memory.
 // For each chunk, last first: the states before each of its steps are recomputed from the
 // chunk's checkpoint into a workspace (column threads, as in the forward), then the steps run
-// backwards (DESIGN.md 3b), in four passes over S_{t-1} (P below) and dS:
+// backwards (docs/math.md#recurrent-backward), in four passes over S_{t-1} (P below) and dS:
 //   A (columns): kS = (a o P)^T k, u = beta (v - kS)             [u = v without beta]
 //   B (rows):    dS += scale q do^T; dq = scale (a o P + k u^T) do; dk = dS u
 //   C (columns): du = dS^T k; dv = beta du; dbeta = du.(v - kS)

@@ -132,9 +132,8 @@ __global__ void unary_bwd_kernel(UnaryOp op, int64_t n, bool vec, const T* __res
                                  T* __restrict__ dx, acc_t<T> p) {
   using A = acc_t<T>;
   const T* const in[3] = {x, y, dy};
-  map_contiguous<T, 3>(n, vec, in, dx, [&](const A(&v)[3]) {
-    return v[2] * unary_derivative(op, v[0], v[1], p);
-  });
+  map_contiguous<T, 3>(n, vec, in, dx,
+                       [&](const A(&v)[3]) { return v[2] * unary_derivative(op, v[0], v[1], p); });
 }
 
 template <class T>
@@ -160,8 +159,8 @@ __global__ void binary_strided_kernel(BinaryOp op, I n, Indexer<2, I> ix, const 
 // a or b null: the scalar fill.
 template <class T, class C, class I>
 __global__ void select_kernel(I n, Indexer<3, I> ix, const C* __restrict__ cond,
-                              const T* __restrict__ a, const T* __restrict__ b,
-                              acc_t<T> fill_value, T* __restrict__ out) {
+                              const T* __restrict__ a, const T* __restrict__ b, acc_t<T> fill_value,
+                              T* __restrict__ out) {
   const T fill = from_acc<T>(fill_value);
   for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     I off[3];
@@ -214,8 +213,8 @@ void unary_forward(UnaryOp op, ElemType t, int64_t n, const void* x, void* y, do
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-void unary_backward(UnaryOp op, ElemType t, int64_t n, const void* x, const void* y,
-                    const void* dy, void* dx, double p) {
+void unary_backward(UnaryOp op, ElemType t, int64_t n, const void* x, const void* y, const void* dy,
+                    void* dx, double p) {
   if (n <= 0) return;
   dispatch_float(t, "unary_backward: F32, F64 or BF16", [&](auto tag) {
     using T = decltype(tag);
@@ -277,8 +276,8 @@ void select(const StridedView& out, const StridedView& cond, const StridedView& 
         using I = decltype(itag);
         select_kernel<T, C, I><<<grid_for(n, 256), 256, 0, stream()>>>(
             static_cast<I>(n), Indexer<3, I>::make(d), static_cast<const C*>(cond.data),
-            static_cast<const T*>(a.data), static_cast<const T*>(b.data), static_cast<acc_t<T>>(fill),
-            static_cast<T*>(out.data));
+            static_cast<const T*>(a.data), static_cast<const T*>(b.data),
+            static_cast<acc_t<T>>(fill), static_cast<T*>(out.data));
       });
     });
   });

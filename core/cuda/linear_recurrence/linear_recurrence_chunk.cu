@@ -7,9 +7,9 @@
 // so the block is a tensor-core product of two rescaled tiles.
 #include <algorithm>
 
+#include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
-#include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 
 namespace kimi::cuda {
 namespace detail::lrc {
@@ -35,12 +35,10 @@ __global__ void __launch_bounds__(kIntraThreads)
   load_rows<Ti, kC, KP>(sK, ldk, p.k, ks);
   lr_load_gates<Ti, KP>(sG, ldk, p, b, h, t0, L);  // syncs (rows >= L carry g = 0)
   const float* Gl = sG + (kC - 1) * ldk;
-  store_rows_fn(out.Gq, p.qk(b, t0, h), rs_k, 0, L, p.K, [&](int i, int d) {
-    return p.scale * sQ[i * ldk + d] * __expf(sG[i * ldk + d]);
-  });
-  store_rows_fn(out.Kd, p.qk(b, t0, h), rs_k, 0, L, p.K, [&](int i, int d) {
-    return sK[i * ldk + d] * __expf(Gl[d] - sG[i * ldk + d]);
-  });
+  store_rows_fn(out.Gq, p.qk(b, t0, h), rs_k, 0, L, p.K,
+                [&](int i, int d) { return p.scale * sQ[i * ldk + d] * __expf(sG[i * ldk + d]); });
+  store_rows_fn(out.Kd, p.qk(b, t0, h), rs_k, 0, L, p.K,
+                [&](int i, int d) { return sK[i * ldk + d] * __expf(Gl[d] - sG[i * ldk + d]); });
   for (int d = threadIdx.x; d < p.K; d += blockDim.x)
     out.EgL[(int64_t(bh) * cd.NC + c) * p.K + d] = __expf(Gl[d]);
   float* A = out.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
@@ -145,8 +143,7 @@ void launch_lr_intra(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<T
 template <class Ti>
 void launch_lr_output(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti>& buf,
                       const Ti* hs, cudaStream_t stream) {
-  const size_t smem =
-      size_t(kC * (cd.D + 4) + cd.D * 68 + kC * kLdA + kC * 68) * sizeof(float);
+  const size_t smem = size_t(kC * (cd.D + 4) + cd.D * 68 + kC * kLdA + kC * 68) * sizeof(float);
   auto* kernel = cd.D == 64 ? lr_output_kernel<Ti, 64> : lr_output_kernel<Ti, 128>;
   set_smem(kernel, smem);
   const dim3 grid(unsigned(int64_t(cd.NC) * p.B * p.H), unsigned(ceil_div(p.V, 64)));
@@ -154,11 +151,11 @@ void launch_lr_output(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-#define KIMI_LRC_INST(Ti)                                                                     \
-  template void launch_lr_intra<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&, \
-                                    cudaStream_t);                                            \
-  template void launch_lr_output<Ti>(const Params<Ti>&, const ChunkDims&,                     \
-                                     const LrBuffers<Ti>&, const Ti*, cudaStream_t);
+#define KIMI_LRC_INST(Ti)                                                                       \
+  template void launch_lr_intra<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&,  \
+                                    cudaStream_t);                                              \
+  template void launch_lr_output<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&, \
+                                     const Ti*, cudaStream_t);
 KIMI_LRC_INST(float)
 KIMI_LRC_INST(__nv_bfloat16)
 #undef KIMI_LRC_INST
@@ -194,11 +191,13 @@ void linear_recurrence_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti*
   launch_lr_output(p, cd, buf, hs.as<Ti>(), stream);
 }
 
-template void linear_recurrence_chunk_fwd<float>(const RecurrenceDims&, const float*,
-                                                 const float*, const float*, const float*,
-                                                 const float*, float*, float*, cudaStream_t);
-template void linear_recurrence_chunk_fwd<__nv_bfloat16>(
-    const RecurrenceDims&, const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*,
-    const __nv_bfloat16*, const float*, __nv_bfloat16*, float*, cudaStream_t);
+template void linear_recurrence_chunk_fwd<float>(const RecurrenceDims&, const float*, const float*,
+                                                 const float*, const float*, const float*, float*,
+                                                 float*, cudaStream_t);
+template void linear_recurrence_chunk_fwd<__nv_bfloat16>(const RecurrenceDims&,
+                                                         const __nv_bfloat16*, const __nv_bfloat16*,
+                                                         const __nv_bfloat16*, const __nv_bfloat16*,
+                                                         const float*, __nv_bfloat16*, float*,
+                                                         cudaStream_t);
 
 }  // namespace kimi::cuda

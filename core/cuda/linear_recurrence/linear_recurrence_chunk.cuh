@@ -1,6 +1,6 @@
 // Shared by the chunkwise kernels of the gated linear recurrence (not a public API). The
-// algorithm is the delta rule's chunk form (DESIGN.md 3) without the WY/UT part (no beta, no
-// A_kk inverse); per chunk of kC = 64 tokens, G = cumsum(g) inside the chunk (scalar gates
+// algorithm is the delta rule's chunk form (docs/math.md#chunkwise) without the WY/UT part (no
+// beta, no A_kk inverse); per chunk of kC = 64 tokens, G = cumsum(g) inside the chunk (scalar gates
 // broadcast over the K channels, so one code path serves both gate kinds):
 //   intra   (parallel, per chunk x head): Gq = scale q o exp(G), Kd = k o exp(G_L - G),
 //           exp(G_L), A_qk[i,j] = scale q_i.(k_j o exp(G_i - G_j)) (j <= i, zero above).

@@ -12,9 +12,9 @@
 // plus c = sum_j Kd_j o dKd_j + deL o exp(G_L) at the last row; dg = reverse cumsum of that.
 #include <algorithm>
 
+#include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
-#include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 
 namespace kimi::cuda {
 namespace detail::lrc {
@@ -45,8 +45,8 @@ __global__ void __launch_bounds__(kNT, 1)
   float* sQ = R;
   float* sK = sQ + kC * ld;
   float* sG = sK + kC * ld;
-  float* sY = sG + kC * ld;   // 48 rows
-  float* sP = sY + 48 * ld;   // 16 rows
+  float* sY = sG + kC * ld;  // 48 rows
+  float* sP = sY + 48 * ld;  // 16 rows
   const int it = blockIdx.x, c = it % cd.NC, bh = it / cd.NC, b = bh / p.H, h = bh % p.H;
   const int t0 = c * kC, L = min(kC, p.T - t0), warp = threadIdx.x / 32;
   const int64_t rs_k = int64_t(p.H) * p.K, rs_v = int64_t(p.H) * p.V;
@@ -191,8 +191,7 @@ void launch_lr_grad(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti
 template <class Ti>
 void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                                  const Ti* g, const float* h0, const Ti* do_, const float* dht,
-                                 Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0,
-                                 cudaStream_t stream) {
+                                 Ti* dq, Ti* dk, Ti* dv, Ti* dg, float* dh0, cudaStream_t stream) {
   using namespace detail::lrc;
   KIMI_CUDA_REQUIRE(d.B >= 0 && d.T >= 0 && d.H >= 0 && d.K > 0 && d.V > 0,
                     "chunk linear recurrence: bad dims");
@@ -205,7 +204,8 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
     linear_recurrence_recurrent_bwd(d, q, k, v, g, h0, do_, dht, dq, dk, dv, dg, dh0, stream);
     return;
   }
-  const detail::Params<Ti> p = detail::make_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr);
+  const detail::Params<Ti> p =
+      detail::make_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr);
   const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
   const int64_t BTH = d.B * d.T * d.H, BH = d.B * d.H;
   Buffer Gq(size_t(BTH * d.K) * sizeof(Ti)), Kd(size_t(BTH * d.K) * sizeof(Ti));
@@ -219,10 +219,10 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
   launch_lr_grad(p, cd, buf, hs.as<Ti>(), dhs.as<Ti>(), do_, dq, dk, dv, dg, stream);
 }
 
-template void linear_recurrence_chunk_bwd<float>(const RecurrenceDims&, const float*,
+template void linear_recurrence_chunk_bwd<float>(const RecurrenceDims&, const float*, const float*,
                                                  const float*, const float*, const float*,
-                                                 const float*, const float*, const float*, float*,
-                                                 float*, float*, float*, float*, cudaStream_t);
+                                                 const float*, const float*, float*, float*, float*,
+                                                 float*, float*, cudaStream_t);
 template void linear_recurrence_chunk_bwd<__nv_bfloat16>(
     const RecurrenceDims&, const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*,
     const __nv_bfloat16*, const float*, const __nv_bfloat16*, const float*, __nv_bfloat16*,

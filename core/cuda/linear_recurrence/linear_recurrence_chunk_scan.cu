@@ -5,8 +5,8 @@
 // gradient kernels use the stored states in parallel over chunks), and with bf16 rows of whole
 // 16-byte vectors the next chunk's X, Y and exp(G_L) are loaded into registers while the
 // current one is computed (as the delta-rule state kernel does).
-#include "core/cuda/runtime/check.h"
 #include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
+#include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail::lrc {
 namespace {
@@ -123,8 +123,8 @@ void launch_lr_scan(const Params<Ti>& p, const ChunkDims& cd, const Ti* X, const
 }
 
 template void launch_lr_scan<float>(const Params<float>&, const ChunkDims&, const float*,
-                                    const float*, const float*, const float*, float*, float*,
-                                    bool, cudaStream_t);
+                                    const float*, const float*, const float*, float*, float*, bool,
+                                    cudaStream_t);
 template void launch_lr_scan<__nv_bfloat16>(const Params<__nv_bfloat16>&, const ChunkDims&,
                                             const __nv_bfloat16*, const __nv_bfloat16*,
                                             const float*, const float*, __nv_bfloat16*, float*,

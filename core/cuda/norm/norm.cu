@@ -12,8 +12,8 @@ using namespace op_detail;
 
 template <class T, int TPR>
 __global__ void norm_fwd_kernel(int64_t rows, int64_t n, acc_t<T> div, acc_t<T> eps,
-                                const T* __restrict__ x, const T* __restrict__ w,
-                                T* __restrict__ y, acc_t<T>* __restrict__ rstd) {
+                                const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                                acc_t<T>* __restrict__ rstd) {
   using A = acc_t<T>;
   constexpr int kRpb = kRowsPerBlock<TPR>;
   __shared__ A smem[32 * kRpb];
@@ -128,8 +128,8 @@ void norm_forward(ElemType t, int64_t rows, int64_t n, double div, double eps, c
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-void norm_backward_x(ElemType t, int64_t rows, int64_t n, double div, const void* x,
-                     const void* w, const void* rstd, const void* dy, void* dx) {
+void norm_backward_x(ElemType t, int64_t rows, int64_t n, double div, const void* x, const void* w,
+                     const void* rstd, const void* dy, void* dx) {
   if (rows * n == 0) return;
   dispatch_float(t, "norm backward: F32, F64 or BF16", [&](auto tag) {
     using T = decltype(tag);
@@ -166,14 +166,14 @@ void norm_backward_w(ElemType t, int64_t rows, int64_t n, const void* x, const v
     const int64_t per = ceil_div(rows, chunks);
     chunks = ceil_div(rows, per);
     Buffer partial(chunks > 1 ? size_t(chunks) * size_t(n) * sizeof(A) : 0);
-    norm_bwd_w_kernel<T><<<dim3(gx, static_cast<unsigned>(chunks)), dim3(kLanes, kDepth), 0,
-                           stream()>>>(rows, n, per, static_cast<const T*>(x),
-                                       static_cast<const A*>(rstd), static_cast<const T*>(dy),
-                                       static_cast<T*>(dw), partial.as<A>());
+    norm_bwd_w_kernel<T>
+        <<<dim3(gx, static_cast<unsigned>(chunks)), dim3(kLanes, kDepth), 0, stream()>>>(
+            rows, n, per, static_cast<const T*>(x), static_cast<const A*>(rstd),
+            static_cast<const T*>(dy), static_cast<T*>(dw), partial.as<A>());
     KIMI_CUDA_CHECK_LAUNCH();
     if (chunks > 1) {
-      norm_bwd_w_chunks_kernel<T><<<grid_for(n, 256), 256, 0, stream()>>>(
-          n, chunks, partial.as<A>(), static_cast<T*>(dw));
+      norm_bwd_w_chunks_kernel<T>
+          <<<grid_for(n, 256), 256, 0, stream()>>>(n, chunks, partial.as<A>(), static_cast<T*>(dw));
     }
   });
   KIMI_CUDA_CHECK_LAUNCH();

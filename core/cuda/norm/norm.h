@@ -14,8 +14,8 @@ namespace kimi::cuda {
 void norm_forward(ElemType t, int64_t rows, int64_t n, double div, double eps, const void* x,
                   const void* w, void* y, void* rstd);
 // dx = r * (gw - x r * sum_j(gw_j x_j r) / div), gw = dy * w.
-void norm_backward_x(ElemType t, int64_t rows, int64_t n, double div, const void* x,
-                     const void* w, const void* rstd, const void* dy, void* dx);
+void norm_backward_x(ElemType t, int64_t rows, int64_t n, double div, const void* x, const void* w,
+                     const void* rstd, const void* dy, void* dx);
 // dw[j] = sum_r dy[r, j] * x[r, j] * rstd[r].
 void norm_backward_w(ElemType t, int64_t rows, int64_t n, const void* x, const void* rstd,
                      const void* dy, void* dw);

@@ -1,23 +1,23 @@
-// Kernels of core/cuda/optim/optim.h. The steps are memory-bound, so each element is read and written
-// once in fp32 (the CPU path's double arithmetic would change results only in the last bits).
-// The sum of squares reduces within a block (warp shuffles) and adds one fp64 atomic per block.
+// Kernels of core/cuda/optim/optim.h. The steps are memory-bound, so each element is read and
+// written once in fp32 (the CPU path's double arithmetic would change results only in the last
+// bits). The sum of squares reduces within a block (warp shuffles) and adds one fp64 atomic per
+// block.
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <type_traits>
 
+#include "core/cuda/optim/optim.h"
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
 #include "core/cuda/runtime/elem_access.cuh"
-#include "core/cuda/optim/optim.h"
 
 namespace kimi::cuda {
 namespace {
 
 using namespace elem;
 
-__global__ void adamw_kernel(int64_t n, float* p, const float* g, float* m, float* v,
-                             AdamWStep s) {
+__global__ void adamw_kernel(int64_t n, float* p, const float* g, float* m, float* v, AdamWStep s) {
   const float omb1 = 1.0f - s.beta1, omb2 = 1.0f - s.beta2;
   KIMI_GRID_STRIDE(i, n) {
     const float gi = g[i], pi = p[i];

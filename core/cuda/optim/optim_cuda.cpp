@@ -15,11 +15,15 @@ void check_param(const Tensor& p, const char* opt) {
 void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                 const AdamWHyper& h) {
   check_param(p, "AdamW");
-  const cuda::AdamWStep s{static_cast<float>(h.lr),           static_cast<float>(h.beta1),
-                          static_cast<float>(h.beta2),        static_cast<float>(h.eps),
-                          static_cast<float>(h.weight_decay), static_cast<float>(h.bias_correction1),
+  const cuda::AdamWStep s{static_cast<float>(h.lr),
+                          static_cast<float>(h.beta1),
+                          static_cast<float>(h.beta2),
+                          static_cast<float>(h.eps),
+                          static_cast<float>(h.weight_decay),
+                          static_cast<float>(h.bias_correction1),
                           static_cast<float>(h.bias_correction2)};
-  cuda::adamw_step(p.numel(), p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), s);
+  cuda::adamw_step(p.numel(), p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(),
+                   s);
 }
 
 void sgd_step(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum,
@@ -42,7 +46,8 @@ double sum_of_squares(const std::vector<Tensor>& xs) {
     data.push_back(keep.back().raw_data());
   }
   if (keep.empty()) return 0.0;
-  return cuda::sum_of_squares(static_cast<int>(keep.size()), types.data(), sizes.data(), data.data());
+  return cuda::sum_of_squares(static_cast<int>(keep.size()), types.data(), sizes.data(),
+                              data.data());
 }
 
 }  // namespace

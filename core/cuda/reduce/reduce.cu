@@ -2,8 +2,8 @@
 // the reduced or scanned dim is contiguous: TPR threads (or a block) share a row. Otherwise one
 // thread walks its column serially, neighbouring threads on neighbouring k (coalesced).
 // cuda::sum lives in reduce_sum.cu.
-#include "core/cuda/runtime/op_common.cuh"
 #include "core/cuda/reduce/reduce.h"
+#include "core/cuda/runtime/op_common.cuh"
 
 namespace kimi::cuda {
 namespace {
@@ -65,9 +65,8 @@ __global__ void argmax_rows_kernel(int64_t rows, int64_t n, const T* __restrict_
 }
 
 template <class T, class Ix>
-__global__ void argmax_cols_kernel(int64_t outer, int64_t n, int64_t inner,
-                                   const T* __restrict__ x, T* __restrict__ values,
-                                   Ix* __restrict__ index) {
+__global__ void argmax_cols_kernel(int64_t outer, int64_t n, int64_t inner, const T* __restrict__ x,
+                                   T* __restrict__ values, Ix* __restrict__ index) {
   using A = acc_t<T>;
   const int64_t total = outer * inner;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total;
@@ -149,8 +148,8 @@ __global__ void cumsum_rows_kernel(int64_t rows, int64_t n, const T* __restrict_
 }
 
 template <class T>
-__global__ void cumsum_cols_kernel(int64_t outer, int64_t n, int64_t inner,
-                                   const T* __restrict__ x, T* __restrict__ y, bool reverse) {
+__global__ void cumsum_cols_kernel(int64_t outer, int64_t n, int64_t inner, const T* __restrict__ x,
+                                   T* __restrict__ y, bool reverse) {
   using A = acc_t<T>;
   const int64_t total = outer * inner;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total;
@@ -184,7 +183,7 @@ void argmax(ElemType t, int64_t outer, int64_t n, int64_t inner, const void* x, 
           constexpr int TPR = decltype(tpr)::value;
           argmax_rows_kernel<T, Ix, TPR>
               <<<row_grid<TPR>(total), dim3(TPR, kRowsPerBlock<TPR>), 0, stream()>>>(total, n, px,
-                                                                                    pv, pi);
+                                                                                     pv, pi);
         });
       } else {
         argmax_cols_kernel<T, Ix>
@@ -215,8 +214,8 @@ void cumsum(ElemType t, int64_t outer, int64_t n, int64_t inner, const void* x, 
     const T* px = static_cast<const T*>(x);
     T* py = static_cast<T*>(y);
     if (inner == 1)
-      cumsum_rows_kernel<T><<<grid_for(outer, 1), kScanThreads, 0, stream()>>>(outer, n, px, py,
-                                                                               reverse);
+      cumsum_rows_kernel<T>
+          <<<grid_for(outer, 1), kScanThreads, 0, stream()>>>(outer, n, px, py, reverse);
     else
       cumsum_cols_kernel<T>
           <<<grid_for(outer * inner, 256), 256, 0, stream()>>>(outer, n, inner, px, py, reverse);

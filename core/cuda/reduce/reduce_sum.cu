@@ -5,8 +5,8 @@
 // partial sums down the column). When that leaves the GPU idle (few long rows), the reduced
 // range is cut into chunks (blockIdx.y) whose partials a second pass adds in chunk order.
 // Serial per-thread sums are Kahan-compensated, so long fp32 sums stay at ~fp32 rounding.
-#include "core/cuda/runtime/op_common.cuh"
 #include "core/cuda/reduce/reduce.h"
+#include "core/cuda/runtime/op_common.cuh"
 
 namespace kimi::cuda {
 namespace {
@@ -80,8 +80,8 @@ __global__ void sum_cols_kernel(I rows, I m, I per_chunk, Indexer<1, I> kd, Inde
 
 // out[row] = sum over chunks of partial[chunk, row], in chunk order.
 template <class T>
-__global__ void sum_chunks_kernel(int64_t rows, int64_t chunks, const acc_t<T>* __restrict__ partial,
-                                  T* __restrict__ out) {
+__global__ void sum_chunks_kernel(int64_t rows, int64_t chunks,
+                                  const acc_t<T>* __restrict__ partial, T* __restrict__ out) {
   using A = acc_t<T>;
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows;
        r += int64_t(gridDim.x) * blockDim.x) {
@@ -103,8 +103,8 @@ void launch_sum(const Dims<1>& kd, const Dims<1>& rd, int64_t rows, int64_t m, c
     launch(dim3(gx, static_cast<unsigned>(chunks)), static_cast<I>(per), partial.as<A>());
     KIMI_CUDA_CHECK_LAUNCH();
     if (chunks > 1) {
-      sum_chunks_kernel<T><<<grid_for(rows, 256), 256, 0, stream()>>>(rows, chunks, partial.as<A>(),
-                                                                       out);
+      sum_chunks_kernel<T>
+          <<<grid_for(rows, 256), 256, 0, stream()>>>(rows, chunks, partial.as<A>(), out);
       KIMI_CUDA_CHECK_LAUNCH();
     }
   };

@@ -1,6 +1,7 @@
 // The CUDA backend's process-wide state: one stream (every kernel and copy of kimi-lab goes on
 // it, so stream order alone orders them) and a caching allocator over cudaMalloc. Raw-pointer
-// API, no Tensor: core/cuda/runtime/device_memory.cpp adapts it to the hooks of core/tensor/device_memory.h.
+// API, no Tensor: core/cuda/runtime/device_memory.cpp adapts it to the hooks of
+// core/tensor/device_memory.h.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -13,18 +13,12 @@ namespace kimi::cuda {
 
 size_t elem_size(ElemType t) {
   switch (t) {
-    case ElemType::kF32:
-      return 4;
-    case ElemType::kF64:
-      return 8;
-    case ElemType::kBF16:
-      return 2;
-    case ElemType::kF16:
-      return 2;
-    case ElemType::kI32:
-      return 4;
-    case ElemType::kI64:
-      return 8;
+    case ElemType::kF32: return 4;
+    case ElemType::kF64: return 8;
+    case ElemType::kBF16: return 2;
+    case ElemType::kF16: return 2;
+    case ElemType::kI32: return 4;
+    case ElemType::kI64: return 8;
   }
   return 0;
 }
@@ -120,24 +114,12 @@ unsigned grid_for(int64_t n) {
 template <class F>
 void dispatch(ElemType t, F&& f) {
   switch (t) {
-    case ElemType::kF32:
-      f(float{});
-      break;
-    case ElemType::kF64:
-      f(double{});
-      break;
-    case ElemType::kBF16:
-      f(__nv_bfloat16{});
-      break;
-    case ElemType::kF16:
-      f(__half{});
-      break;
-    case ElemType::kI32:
-      f(int32_t{});
-      break;
-    case ElemType::kI64:
-      f(int64_t{});
-      break;
+    case ElemType::kF32: f(float{}); break;
+    case ElemType::kF64: f(double{}); break;
+    case ElemType::kBF16: f(__nv_bfloat16{}); break;
+    case ElemType::kF16: f(__half{}); break;
+    case ElemType::kI32: f(int32_t{}); break;
+    case ElemType::kI64: f(int64_t{}); break;
   }
 }
 

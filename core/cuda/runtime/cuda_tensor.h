@@ -7,7 +7,8 @@
 
 namespace kimi {
 
-// cuda::ElemType mirrors DType value for value (core/cuda/runtime/device_memory.cpp static_asserts it).
+// cuda::ElemType mirrors DType value for value (core/cuda/runtime/device_memory.cpp static_asserts
+// it).
 inline cuda::ElemType elem_type(DType t) { return static_cast<cuda::ElemType>(t); }
 // Shape, strides and first element of `t` (any strides, stride 0 for broadcast dims).
 cuda::StridedView cuda_view(const Tensor& t);

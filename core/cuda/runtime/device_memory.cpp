@@ -8,8 +8,8 @@
 #include "core/cuda/runtime/allocator.h"
 #include "core/cuda/runtime/check.h"
 #include "core/cuda/runtime/copy.h"
-#include "core/tensor/error.h"
 #include "core/cuda/runtime/cuda_tensor.h"
+#include "core/tensor/error.h"
 #include "core/tensor/tensor.h"
 
 namespace kimi {

@@ -39,6 +39,6 @@ inline unsigned grid_for(int64_t n, int64_t cap = int64_t{1} << 20) {
 
 }  // namespace kimi::cuda::elem
 
-#define KIMI_GRID_STRIDE(i, n)                                                  \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
-       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+#define KIMI_GRID_STRIDE(i, n)                                                           \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)

@@ -137,8 +137,7 @@ struct Dims {
     for (int d = 0; d < ndim; ++d) {
       if (shape[d] == 1) continue;
       bool merge = out > 0;
-      for (int k = 0; merge && k < N; ++k)
-        merge = strides[k][out - 1] == strides[k][d] * shape[d];
+      for (int k = 0; merge && k < N; ++k) merge = strides[k][out - 1] == strides[k][d] * shape[d];
       if (merge) {
         shape[out - 1] *= shape[d];
         for (int k = 0; k < N; ++k) strides[k][out - 1] = strides[k][d];

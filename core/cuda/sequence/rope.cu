@@ -1,5 +1,5 @@
-// Kernels of core/cuda/sequence/rope.h. A first kernel tabulates cos / sin for every (t, i) from angles
-// computed in double, as the CPU kernel does (positions reach 1e6, where float angles lose
+// Kernels of core/cuda/sequence/rope.h. A first kernel tabulates cos / sin for every (t, i) from
+// angles computed in double, as the CPU kernel does (positions reach 1e6, where float angles lose
 // digits), rounded to the compute type; the second rotates every pair with one thread each.
 #include <cuda_bf16.h>
 
@@ -18,10 +18,10 @@ using namespace elem;
 
 // cs[t * half + i] = cos(a), sn[...] = sign * sin(a), a = (pos0 + t) * theta^(-2i/D).
 template <class A>
-__global__ void rope_table_kernel(int64_t Tn, int64_t half, int64_t D, int64_t pos0,
-                                  double theta, double sign, A* cs, A* sn) {
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       idx < Tn * half; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+__global__ void rope_table_kernel(int64_t Tn, int64_t half, int64_t D, int64_t pos0, double theta,
+                                  double sign, A* cs, A* sn) {
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < Tn * half;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = idx / half, i = idx % half;
     const double a = static_cast<double>(pos0 + t) *
                      pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
@@ -34,8 +34,8 @@ __global__ void rope_table_kernel(int64_t Tn, int64_t half, int64_t D, int64_t p
 template <class T>
 __global__ void rope_apply_kernel(int64_t rows, int64_t Tn, int64_t H, int64_t half,
                                   const acc_t<T>* cs, const acc_t<T>* sn, const T* x, T* y) {
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       idx < rows * half; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < rows * half;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = idx % half, row = idx / half, t = (row / H) % Tn;
     const acc_t<T> c = cs[t * half + i], s = sn[t * half + i];
     const T* xr = x + row * 2 * half;

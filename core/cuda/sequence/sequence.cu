@@ -1,5 +1,5 @@
-// Kernels of core/cuda/sequence/sequence.h. Elementwise-shaped work runs one thread per output element
-// (channel d fastest, so warps read and write contiguous memory) in a grid-stride loop.
+// Kernels of core/cuda/sequence/sequence.h. Elementwise-shaped work runs one thread per output
+// element (channel d fastest, so warps read and write contiguous memory) in a grid-stride loop.
 // Reductions over rows (bias gradients, the conv weight gradient) run in two passes: blocks of
 // 32 columns x 8 row lanes sum a slab of rows each into fp32 partials, then one pass sums the
 // partials; no atomics there, so those sums are deterministic.
@@ -54,8 +54,8 @@ __global__ void broadcast_rows_kernel(int64_t rows, int64_t cols, const T* row, 
 
 // out[slab * cols + c] = sum of x[r, c] over the rows of slab blockIdx.y (rows_per_slab each).
 template <class Tin, class Tout>
-__global__ void column_sum_kernel(int64_t rows, int64_t cols, int64_t rows_per_slab,
-                                  const Tin* x, Tout* out) {
+__global__ void column_sum_kernel(int64_t rows, int64_t cols, int64_t rows_per_slab, const Tin* x,
+                                  Tout* out) {
   using A = acc_t<Tout>;
   __shared__ A part[kRowLanes][kColTile + 1];
   const int64_t c = blockIdx.x * static_cast<int64_t>(kColTile) + threadIdx.x;
@@ -82,12 +82,13 @@ __device__ __forceinline__ acc_t<T> xpad_at(const T* x, const T* prefix, int64_t
 }
 
 template <class T>
-__global__ void conv_fwd_kernel(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* x,
-                                const T* w, const T* bias, const T* prefix, T* y) {
+__global__ void conv_fwd_kernel(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* x, const T* w,
+                                const T* bias, const T* prefix, T* y) {
   KIMI_GRID_STRIDE(idx, B * Tn * D) {
     const int64_t d = idx % D, bt = idx / D, t = bt % Tn, b = bt / Tn;
     acc_t<T> a = bias ? ld(bias + d) : acc_t<T>(0);
-    for (int64_t j = 0; j < W; ++j) a += ld(w + d * W + j) * xpad_at(x, prefix, b, t + j, d, Tn, D, W);
+    for (int64_t j = 0; j < W; ++j)
+      a += ld(w + d * W + j) * xpad_at(x, prefix, b, t + j, d, Tn, D, W);
     st(y + idx, a);
   }
 }
@@ -166,8 +167,8 @@ __global__ void embedding_check_kernel(int64_t n, int64_t V, const I* ids,
 }
 
 template <class T, class I>
-__global__ void embedding_fwd_kernel(int64_t n, int64_t V, int64_t D, const I* ids,
-                                     const T* weight, T* out) {
+__global__ void embedding_fwd_kernel(int64_t n, int64_t V, int64_t D, const I* ids, const T* weight,
+                                     T* out) {
   KIMI_GRID_STRIDE(idx, n * D) {
     const int64_t id = static_cast<int64_t>(ids[idx / D]);
     if (id >= 0 && id < V) out[idx] = weight[id * D + idx % D];
@@ -225,8 +226,8 @@ void causal_conv1d_fwd(ElemType t, int64_t B, int64_t T, int64_t D, int64_t W, c
   dispatch(t, "causal_conv1d: F32, BF16 or F64", [&](auto tag) {
     using E = decltype(tag);
     conv_fwd_kernel<E><<<grid_for(B * T * D), kThreads, 0, stream()>>>(
-        B, T, D, W, static_cast<const E*>(x), static_cast<const E*>(w),
-        static_cast<const E*>(bias), static_cast<const E*>(prefix), static_cast<E*>(y));
+        B, T, D, W, static_cast<const E*>(x), static_cast<const E*>(w), static_cast<const E*>(bias),
+        static_cast<const E*>(prefix), static_cast<E*>(y));
     KIMI_CUDA_CHECK_LAUNCH();
   });
 }
@@ -253,7 +254,8 @@ void causal_conv1d_bwd(ElemType t, int64_t B, int64_t T, int64_t D, int64_t W, c
     const dim3 grid(static_cast<unsigned>((D + kColTile - 1) / kColTile),
                     static_cast<unsigned>(slabs), zs);
     conv_bwd_weight_kernel<E><<<grid, dim3(kColTile, kRowLanes), 0, stream()>>>(
-        B, T, D, W, per, dyp, static_cast<const E*>(x), static_cast<const E*>(prefix), part.as<A>());
+        B, T, D, W, per, dyp, static_cast<const E*>(x), static_cast<const E*>(prefix),
+        part.as<A>());
     KIMI_CUDA_CHECK_LAUNCH();
     conv_bwd_weight_finish_kernel<E><<<grid_for(int64_t{zs} * D), kThreads, 0, stream()>>>(
         slabs, D, W, part.as<A>(), static_cast<E*>(dw), static_cast<E*>(dbias));
@@ -276,8 +278,8 @@ int64_t embedding_first_bad_id(ElemType id_type, int64_t n, int64_t V, const voi
   return first == ~0ull ? -1 : static_cast<int64_t>(first);
 }
 
-void embedding_fwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D,
-                   const void* ids, const void* weight, void* out) {
+void embedding_fwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D, const void* ids,
+                   const void* weight, void* out) {
   if (n * D == 0) return;
   dispatch(t, "embedding: F32, BF16 or F64", [&](auto tag) {
     using E = decltype(tag);
@@ -290,8 +292,8 @@ void embedding_fwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D
   });
 }
 
-void embedding_bwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D,
-                   const void* ids, const void* dy, void* acc) {
+void embedding_bwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D, const void* ids,
+                   const void* dy, void* acc) {
   if (n * D == 0) return;
   dispatch(t, "embedding: F32, BF16 or F64", [&](auto tag) {
     using E = decltype(tag);

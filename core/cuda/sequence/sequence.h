@@ -27,10 +27,10 @@ void causal_conv1d_bwd(ElemType t, int64_t B, int64_t T, int64_t D, int64_t W, c
 // The position of the first of n ids outside [0, V), or -1. Synchronises (reads one value).
 int64_t embedding_first_bad_id(ElemType id_type, int64_t n, int64_t V, const void* ids);
 // out [n, D] = weight [V, D] rows at ids [n] (ids already checked; bad ones are skipped).
-void embedding_fwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D,
-                   const void* ids, const void* weight, void* out);
+void embedding_fwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D, const void* ids,
+                   const void* weight, void* out);
 // acc [V, D] += dy [n, D] scattered to rows ids (atomics): acc is F32 (F64 when t is F64).
-void embedding_bwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D,
-                   const void* ids, const void* dy, void* acc);
+void embedding_bwd(ElemType t, ElemType id_type, int64_t n, int64_t V, int64_t D, const void* ids,
+                   const void* dy, void* acc);
 
 }  // namespace kimi::cuda

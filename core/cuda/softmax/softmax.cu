@@ -36,8 +36,8 @@ __device__ __forceinline__ void push(MaxSum<A>& ms, A x) {
 
 // logsumexp of the row over its TPR threads (every thread of the block must call it).
 template <int TPR, class T>
-__device__ __forceinline__ acc_t<T> row_logsumexp(const T* xr, int64_t n, bool active,
-                                                  acc_t<T>* sm, acc_t<T>* ss) {
+__device__ __forceinline__ acc_t<T> row_logsumexp(const T* xr, int64_t n, bool active, acc_t<T>* sm,
+                                                  acc_t<T>* ss) {
   using A = acc_t<T>;
   MaxSum<A> ms{neg_inf<A>(), A(0)};
   if (active)
@@ -158,8 +158,8 @@ template <class T, class Ix>
 __global__ void ce_bwd_kernel(int64_t rows, int64_t c, const T* __restrict__ x,
                               const Ix* __restrict__ targets, int64_t ignore,
                               const acc_t<T>* __restrict__ lse,
-                              const acc_t<T>* __restrict__ inv_count, const acc_t<T>* __restrict__ g,
-                              T* __restrict__ dx) {
+                              const acc_t<T>* __restrict__ inv_count,
+                              const acc_t<T>* __restrict__ g, T* __restrict__ dx) {
   using A = acc_t<T>;
   const A scale = *g * *inv_count;
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
@@ -182,33 +182,33 @@ void softmax_forward(ElemType t, int64_t rows, int64_t n, const void* x, void* y
     using T = decltype(tag);
     with_row_threads(n, [&](auto tpr) {
       constexpr int TPR = decltype(tpr)::value;
-      softmax_fwd_kernel<T, TPR><<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0,
-                                   stream()>>>(rows, n, static_cast<const T*>(x),
-                                               static_cast<T*>(y), log);
+      softmax_fwd_kernel<T, TPR>
+          <<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0, stream()>>>(
+              rows, n, static_cast<const T*>(x), static_cast<T*>(y), log);
     });
   });
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-void softmax_backward(ElemType t, int64_t rows, int64_t n, const void* y, const void* dy,
-                      void* dx, bool log) {
+void softmax_backward(ElemType t, int64_t rows, int64_t n, const void* y, const void* dy, void* dx,
+                      bool log) {
   if (rows * n == 0) return;
   dispatch_float(t, "softmax backward: F32, F64 or BF16", [&](auto tag) {
     using T = decltype(tag);
     with_row_threads(n, [&](auto tpr) {
       constexpr int TPR = decltype(tpr)::value;
-      softmax_bwd_kernel<T, TPR><<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0,
-                                   stream()>>>(rows, n, static_cast<const T*>(y),
-                                               static_cast<const T*>(dy), static_cast<T*>(dx),
-                                               log);
+      softmax_bwd_kernel<T, TPR>
+          <<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0, stream()>>>(
+              rows, n, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx),
+              log);
     });
   });
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_forward(ElemType t, int64_t rows, int64_t c, const void* x,
-                           ElemType target_type, const void* targets, int64_t ignore, void* lse,
-                           void* loss, void* inv_count) {
+void cross_entropy_forward(ElemType t, int64_t rows, int64_t c, const void* x, ElemType target_type,
+                           const void* targets, int64_t ignore, void* lse, void* loss,
+                           void* inv_count) {
   KIMI_CUDA_REQUIRE(c > 0 || rows == 0, "cross_entropy: no classes");
   dispatch_float(t, "cross_entropy: F32, F64 or BF16", [&](auto tag) {
     using T = decltype(tag);
@@ -220,15 +220,15 @@ void cross_entropy_forward(ElemType t, int64_t rows, int64_t c, const void* x,
       if (rows > 0) {
         with_row_threads(c, [&](auto tpr) {
           constexpr int TPR = decltype(tpr)::value;
-          ce_fwd_kernel<T, Ix, TPR><<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0,
-                                      stream()>>>(rows, c, static_cast<const T*>(x), tp, ignore,
-                                                  static_cast<A*>(lse), row_loss.as<A>());
+          ce_fwd_kernel<T, Ix, TPR>
+              <<<row_grid<TPR>(rows), dim3(TPR, kRowsPerBlock<TPR>), 0, stream()>>>(
+                  rows, c, static_cast<const T*>(x), tp, ignore, static_cast<A*>(lse),
+                  row_loss.as<A>());
         });
         KIMI_CUDA_CHECK_LAUNCH();
       }
-      ce_total_kernel<T, Ix><<<1, 1024, 0, stream()>>>(rows, tp, ignore, row_loss.as<A>(),
-                                                       static_cast<A*>(loss),
-                                                       static_cast<A*>(inv_count));
+      ce_total_kernel<T, Ix><<<1, 1024, 0, stream()>>>(
+          rows, tp, ignore, row_loss.as<A>(), static_cast<A*>(loss), static_cast<A*>(inv_count));
       KIMI_CUDA_CHECK_LAUNCH();
     });
   });
