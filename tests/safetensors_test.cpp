@@ -234,6 +234,36 @@ TEST_P(SafetensorsBadFile, RejectsWithOneClearLine) {
   EXPECT_NE(msg.find(c.expect), std::string::npos)
       << "message: " << msg << "\nexpected: " << c.expect;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_LT(msg.size(), path.size() + 400) << "quotes too much of the header";
+}
+
+// Issue 15 at full size: a million nested arrays (2 MB of header) overflowed the default 8 MB
+// stack in Release builds (10,000 levels did so on smaller stacks and under ASan).
+TEST(Safetensors, MillionLevelNestingIsOneClearLine) {
+  TempDir tmp;
+  const std::string path = tmp.file("deep.safetensors");
+  write_bytes(path, testing::one_tensor(R"({"dtype": "F32", "shape": [4], "data_offsets": )" +
+                                        testing::nested(1'000'000) + "}"));
+  EXPECT_EQ(user_error([&] { SafetensorsFile::open(path); }),
+            path + ": header JSON nested deeper than 8 levels");
+}
+
+// The nesting cap counts brackets outside strings only: brackets in names, metadata and
+// escaped quotes do not reject a valid file.
+TEST(Safetensors, BracketsInStringsDoNotCountAsNesting) {
+  TempDir tmp;
+  const std::string deep(50, '[');
+  const std::string path = tmp.file("brackets.safetensors");
+  write_bytes(path, testing::make_file(R"({"__metadata__": {"note": "\"{)" + deep +
+                                           R"("},)"
+                                           R"( "t)" +
+                                           deep +
+                                           R"(": {"dtype": "F32", "shape": [1],)"
+                                           R"( "data_offsets": [0, 4]}})",
+                                       std::string(4, '\0')));
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  EXPECT_EQ(f.metadata().at("note"), "\"{" + deep);
+  EXPECT_EQ(f.info("t" + deep).shape, std::vector<int64_t>{1});
 }
 
 INSTANTIATE_TEST_SUITE_P(Hardening, SafetensorsBadFile, ::testing::ValuesIn(bad_cases()),

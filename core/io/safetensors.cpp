@@ -27,6 +27,9 @@ using nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
 constexpr size_t kMaxRank = 32;
+// A valid header nests 3 levels ({ "t": { "shape": [ ); deeper input such as 10,000 '['s would
+// blow the stack in the recursive code that walks or dumps the parsed value.
+constexpr int kMaxDepth = 8;
 
 [[noreturn]] void fail(const std::string& path, const std::string& msg) {
   throw kimi::UserError(fmt::format("{}: {}", path, msg));
@@ -45,6 +48,61 @@ std::string printable(std::string_view s, size_t max_len = 120, bool ascii_only 
 }
 
 std::string type_of(const json& j) { return j.type_name(); }
+
+// True if [p, p + n) opens more than kMaxDepth arrays/objects at once, counting brackets outside
+// strings only. Runs before the parser so nothing ever builds or walks a deeper value.
+bool too_deep(const char* p, uint64_t n) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (uint64_t i = 0; i < n; ++i) {
+    const char c = p[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;  // may go negative on broken JSON; the parser reports that
+    }
+  }
+  return false;
+}
+
+// A JSON string literal of s cut to max_len bytes; replace: a cut multi-byte character must not
+// make dump() throw.
+std::string quote(const std::string& s, size_t max_len) {
+  return json(s.substr(0, max_len)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// dump() for error messages: stops once max_len characters are written (a value can be as large
+// as the 100 MB header), then printable() adds "..." and masks control bytes.
+void dump_into(const json& j, size_t max_len, std::string& out) {
+  if (j.is_string()) {
+    out += quote(j.get_ref<const std::string&>(), max_len);
+  } else if (j.is_array() || j.is_object()) {
+    out += j.is_array() ? '[' : '{';
+    for (auto it = j.begin(); it != j.end() && out.size() <= max_len; ++it) {
+      if (it != j.begin()) out += ',';
+      if (j.is_object()) out += quote(it.key(), max_len) + ':';
+      dump_into(*it, max_len, out);
+    }
+    out += j.is_array() ? ']' : '}';
+  } else {
+    out += j.dump();
+  }
+}
+
+std::string brief(const json& j, size_t max_len) {
+  std::string out;
+  dump_into(j, max_len, out);
+  return printable(out, max_len);
+}
 
 std::string format_shape(const std::vector<int64_t>& shape) {
   std::string out = "[";  // (not fmt::join: GCC 12 warns falsely inside fmt 9's int parsing)
@@ -77,12 +135,12 @@ std::vector<int64_t> parse_shape(const std::string& where, const json& j, uint64
     if (!d.is_number_unsigned())
       throw std::invalid_argument(
           fmt::format("{}dimension {} is not a non-negative integer (got {} {})", where, i,
-                      type_of(d), printable(d.dump(), 40)));
+                      type_of(d), brief(d, 40)));
     const uint64_t v = d.get<uint64_t>();
     if (v > static_cast<uint64_t>(INT64_MAX) || (v != 0 && __builtin_mul_overflow(n, v, &n)) ||
         n > static_cast<uint64_t>(INT64_MAX))
       throw std::invalid_argument(
-          fmt::format("{}shape {} overflows the element count", where, printable(j.dump(), 80)));
+          fmt::format("{}shape {} overflows the element count", where, brief(j, 80)));
     zero |= v == 0;
     shape.push_back(static_cast<int64_t>(v));
   }
@@ -111,7 +169,7 @@ Entry parse_entry(const std::string& name, const json& j) {
       !jo[1].is_number_unsigned())
     throw std::invalid_argument(
         where + "'data_offsets' is not an array of two non-negative integers (got " +
-        printable(jo.dump(), 60) + ")");
+        brief(jo, 60) + ")");
   e.begin = jo[0].get<uint64_t>();
   e.end = jo[1].get<uint64_t>();
   if (e.begin > e.end)
@@ -257,6 +315,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   if (n > size - 8)
     fail(path, fmt::format("header size {} goes beyond the end of the file ({} bytes)", n, size));
   const auto* hdr = reinterpret_cast<const char*>(base + 8);
+  if (too_deep(hdr, n))
+    fail(path, fmt::format("header JSON nested deeper than {} levels", kMaxDepth));
   json header;
   try {
     header = json::parse(hdr, hdr + n);

@@ -33,8 +33,12 @@ struct BadCase {
   std::string expect;  // a substring of the error message
 };
 
+// n nested arrays around a 1: [[[...[1]...]]] (issue 15: 10,000 levels overflowed the stack).
+inline std::string nested(int n) { return std::string(n, '[') + "1" + std::string(n, ']'); }
+
 inline std::vector<BadCase> bad_cases() {
   const std::string f32x4 = R"("dtype": "F32", "shape": [4])";
+  const std::string too_deep = "header JSON nested deeper than 8 levels";
   return {
       {"EmptyFile", "", "file is empty (0 bytes)"},
       {"ShorterThan8Bytes", "abcde", "file is 5 bytes, too short for the 8-byte header size"},
@@ -106,6 +110,22 @@ inline std::vector<BadCase> bad_cases() {
            R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
            std::string(16, '\0')),
        "tensors 'a' [0, 16) and 'b' [4, 8) overlap"},
+      {"ShapeNested10000Deep",
+       one_tensor(R"({"dtype": "F32", "shape": )" + nested(10000) +
+                  R"(, "data_offsets": [0, 16]})"),
+       too_deep},
+      {"OffsetsNested10000Deep",
+       one_tensor("{" + f32x4 + R"(, "data_offsets": )" + nested(10000) + "}"), too_deep},
+      {"ShapeNestedJustTooDeep",  // 2 levels of header + 7 = 9
+       one_tensor(R"({"dtype": "F32", "shape": )" + nested(7) + R"(, "data_offsets": [0, 16]})"),
+       too_deep},
+      {"UnclosedBrackets", make_file(std::string(10000, '[')), too_deep},
+      {"ShapeNestedWithinLimit",  // 2 + 6 = 8 levels parse; the message quotes the value briefly
+       one_tensor(R"({"dtype": "F32", "shape": )" + nested(6) + R"(, "data_offsets": [0, 16]})"),
+       "dimension 0 is not a non-negative integer (got array [[[[[1]]]]])"},
+      {"LongOffsetsQuotedBriefly",
+       one_tensor("{" + f32x4 + R"(, "data_offsets": [")" + std::string(100000, 'x') + "\"]}"),
+       "(got [\"xxxxxxxxxx"},
       {"MetadataNotObject", make_file(R"({"__metadata__": ["a"]})"),
        "'__metadata__' is not a JSON object (got array)"},
       {"MetadataValueNotString", make_file(R"({"__metadata__": {"lr": 0.1}})"),

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "core/nn/module.h"
 #include "core/ops/mixer_ops.h"
 #include "core/ops/ops.h"
 #include "core/tensor/device_memory.h"
+#include "tools/cli/bench_args.h"
 #include "tools/cli/bench_cuda.h"
 #include "tools/cli/commands.h"
 
@@ -58,6 +60,7 @@ double median_seconds(int reps, F&& f) {
     f();
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  if (t.empty()) return std::numeric_limits<double>::quiet_NaN();  // reps < 1: no figure
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -98,6 +101,7 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-decode", a->no_decode, "cuda: skip the decode-step table");
   cmd->add_flag("--decode-only", a->decode_only, "cuda: only the decode-step table");
   cmd->callback([a, cmd] {
+    check_bench_args(a->mixers, a->reps);
     if (a->device == "cuda") {
       if (!cuda_available())
         throw UserError(

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include "core/backend/precision.h"
@@ -16,6 +17,7 @@
 #include "core/ops/ops.h"
 #include "core/tensor/device_memory.h"
 #include "models/mixer.h"
+#include "tools/cli/bench_args.h"
 
 namespace kimi::cli {
 
@@ -130,6 +132,7 @@ double median_ms(int reps, F&& f) {
   device_synchronize();
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) t.push_back(device_time_ms(f));
+  if (t.empty()) return std::numeric_limits<double>::quiet_NaN();  // reps < 1: no figure
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -220,6 +223,7 @@ void decode_table(const CudaBenchArgs& a) {
 }  // namespace
 
 void run_cuda_bench(const CudaBenchArgs& a) {
+  check_bench_args(a.mixers, a.reps);  // also guards callers other than the command line
   ComputePrecisionGuard bf16(ComputePrecision::kBF16);
   if (!a.mixers.empty()) mixer_table(a);
   if (a.decode) decode_table(a);
