@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/io/tensor_io.h"
 #include "core/tensor/device_memory.h"
@@ -184,6 +185,86 @@ TEST(Trainer, ResumeOfANonRunDirectoryIsAClearError) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("config.yaml"), std::string::npos);
   }
+}
+
+// Issue 15: a checkpoint whose metadata step is not wholly an integer in [0, train.steps] is
+// refused on resume (before "1x0" resumed at step 1, "999" trained nothing and rewrote the
+// summary), naming the file and the key, and nothing in the run directory changes.
+TEST(Trainer, ResumeRefusesABadStepInTheCheckpoint) {
+  std::string dir = fresh_dir("bad_step");
+  train(dir, tiny_overrides("kda"), /*stop_at=*/6);
+  const std::string ckpt = checkpoint_path(dir, 6);
+  const auto tensors = io::load_tensors(ckpt);
+  const std::string summary = read_file(dir + "/summary.json");
+  const std::string metrics = read_file(dir + "/metrics.csv");
+  for (const char* bad : {"1x0", "999", "-1", "13"}) {
+    io::save_tensors(ckpt, tensors, {{"step", bad}, {"format", "kimi-lab checkpoint v1"}});
+    try {
+      train(dir, {}, 0, /*resume=*/true);
+      FAIL() << "step '" << bad << "' accepted";
+    } catch (const UserError& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(ckpt), std::string::npos) << msg;
+      EXPECT_NE(msg.find("'step'"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+    EXPECT_EQ(read_file(dir + "/summary.json"), summary) << bad;
+    EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics) << bad;
+  }
+}
+
+// Issue 15: a checkpoint holding a NaN/inf is refused on resume, naming the file and tensor.
+TEST(Trainer, ResumeRefusesANonFiniteCheckpoint) {
+  std::string dir = fresh_dir("inf_ckpt");
+  train(dir, tiny_overrides("kda"), /*stop_at=*/6);
+  const std::string ckpt = checkpoint_path(dir, 6);
+  auto tensors = io::load_tensors(ckpt);
+  const std::string name = tensors.begin()->first;
+  std::vector<float> v = tensors.at(name).to_vector<float>();
+  v[0] = std::numeric_limits<float>::infinity();
+  tensors[name] = Tensor::from_vector(v, tensors.at(name).shape());
+  io::save_tensors(ckpt, tensors, {{"step", "6"}, {"format", "kimi-lab checkpoint v1"}});
+  try {
+    train(dir, {}, 0, /*resume=*/true);
+    FAIL() << "a non-finite checkpoint was accepted";
+  } catch (const UserError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(ckpt), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'" + name + "'"), std::string::npos) << msg;
+  }
+}
+
+// Issue 15: resuming a finished run is one clear line and writes nothing (before, it rewrote
+// summary.json with eval [] and final_loss 0).
+TEST(Trainer, ResumeOfAFinishedRunIsRefusedAndWritesNothing) {
+  std::string dir = fresh_dir("finished");
+  train(dir, tiny_overrides("kda"));
+  const std::string summary = read_file(dir + "/summary.json");
+  const std::string metrics = read_file(dir + "/metrics.csv");
+  const std::string log = read_file(dir + "/log.txt");
+  const auto check = [&] {
+    try {
+      train(dir, {}, 0, /*resume=*/true);
+      FAIL() << "a finished run was resumed";
+    } catch (const UserError& e) {
+      EXPECT_EQ(std::string(e.what()), dir + ": the run finished at step 12; nothing to resume");
+    }
+    EXPECT_EQ(read_file(dir + "/summary.json"), summary);
+    EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics);
+    EXPECT_EQ(read_file(dir + "/log.txt"), log);
+  };
+  check();
+  // Without its summary.json the checkpoint at the last step says the same.
+  fs::remove(dir + "/summary.json");
+  try {
+    train(dir, {}, 0, /*resume=*/true);
+    FAIL() << "a finished run was resumed";
+  } catch (const UserError& e) {
+    EXPECT_EQ(std::string(e.what()), dir + ": the run finished at step 12; nothing to resume");
+  }
+  EXPECT_FALSE(fs::exists(dir + "/summary.json"));
+  // Raising train.steps continues it.
+  EXPECT_EQ(train(dir, {"train.steps=14"}, 0, /*resume=*/true).steps_done, 14);
 }
 
 }  // namespace

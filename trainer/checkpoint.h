@@ -9,9 +9,14 @@
 
 namespace kimi {
 
+// UserError naming the file and the first tensor holding a NaN or an infinity; nothing is
+// written then, so an earlier checkpoint stays the last good one.
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& opt,
                      int64_t step);
-// Loads into model and optimizer; returns the step. UserError naming the file on mismatch.
-int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
+// Loads into model and optimizer; returns the step. UserError naming the file on mismatch, on
+// a NaN or an infinity in any tensor, or when the metadata key 'step' is not wholly an integer
+// in [0, max_step] (max_step < 0: no upper bound). Nothing is loaded when it throws early.
+int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt,
+                        int64_t max_step = -1);
 
 }  // namespace kimi

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -98,6 +99,27 @@ std::string fresh_run_dir(const RunConfig& cfg) {
   }
 }
 
+[[noreturn]] void refuse_finished(const std::string& dir, int64_t step) {
+  throw UserError(fmt::format("{}: the run finished at step {}; nothing to resume", dir, step));
+}
+
+// Refuses to resume a run whose summary.json says it is done (all train.steps, or an early
+// stop), before anything in the directory is written; train.steps may be raised by an override
+// to continue a finished run. A missing or unreadable summary (a paused or crashed run) passes.
+void check_not_finished(const std::string& dir, const RunConfig& cfg) {
+  const fs::path path = fs::path(dir) / "summary.json";
+  std::ifstream in(path);
+  if (!in) return;
+  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!summary.is_object() || !summary.contains("steps_done") ||
+      !summary["steps_done"].is_number_integer())
+    return;
+  const int64_t done = summary["steps_done"].get<int64_t>();
+  const bool early = summary.contains("stopped_early") && summary["stopped_early"].is_boolean() &&
+                     summary["stopped_early"].get<bool>();
+  if (early || done >= cfg.train.steps) refuse_finished(dir, done);
+}
+
 Session open_session(const RunRequest& req) {
   Session s;
   std::vector<std::string> overrides = req.overrides;
@@ -107,6 +129,7 @@ Session open_session(const RunRequest& req) {
       throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
     s.cfg = load_config(cfg_path.string(), overrides);
     s.dir = req.resume_dir;
+    check_not_finished(s.dir, s.cfg);
   } else {
     s.cfg = load_config(req.config_path, overrides);
     resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
@@ -134,9 +157,12 @@ Session open_session(const RunRequest& req) {
   if (!req.resume_dir.empty()) {
     auto ckpt = find_latest_checkpoint(s.dir);
     if (ckpt) {
-      s.start_step = load_checkpoint(ckpt->path, *s.model, s.opt.get());
+      s.start_step = load_checkpoint(ckpt->path, *s.model, s.opt.get(), s.cfg.train.steps);
       s.last_checkpoint = ckpt->path;
     }
+    // A checkpoint at the last step has nothing left to train; going on would only rewrite
+    // the finished run's summary.json with an empty eval.
+    if (s.start_step >= s.cfg.train.steps) refuse_finished(s.dir, s.start_step);
   }
   return s;
 }
@@ -266,7 +292,13 @@ class TrainLoop {
 
   void checkpoint(int64_t step) {
     std::string path = checkpoint_path(s_.dir, step);
-    save_checkpoint(path, *s_.model, *s_.opt, step);
+    // A refused (non-finite) or failed checkpoint stops the run like a non-finite loss, naming
+    // the last good checkpoint, which is kept.
+    try {
+      save_checkpoint(path, *s_.model, *s_.opt, step);
+    } catch (const UserError& e) {
+      fail(fmt::format("checkpoint at step {}: {}", step, e.what()));
+    }
     // Older checkpoints go once the new one is safely renamed into place.
     if (!s_.last_checkpoint.empty() && s_.last_checkpoint != path) fs::remove(s_.last_checkpoint);
     s_.last_checkpoint = path;
