@@ -7,7 +7,7 @@
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
 # attention: kimi_cuda_attention_test (parity, sanitizers, --bench). Logs land in $OUT.
-# Stages can be picked: bash .gpu/run.sh tests bench profile attention
+# Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla)
 # (default: tests sanitize bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +76,12 @@ for s in $stages; do
       done ;;
     clibench)  # kimi-lab bench --device cuda: the reference shapes, every mixer, decode steps
       LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-300}" .gpu/bin/kimi-lab bench --device cuda ${BENCH_ARGS:-} 2>&1 | tee "$out/clibench.log"
+      rc=$((rc | ${PIPESTATUS[0]})) ;;
+    peers)  # kimi-lab beside FLA / PyTorch SDPA in one run (FLA: a fetched copy in .gl/fla, carried,
+            # never committed); PEER_ARGS picks shapes, e.g. "--seq-lens 8192 --mixers kda"
+      PYTHONPATH="$PWD/.gl/fla:${PYTHONPATH:-}" LD_LIBRARY_PATH="$PWD/.gpu/lib" \
+        timeout "${BENCH_TIMEOUT:-500}" python3 tools/peer_bench.py --kimi-lab .gpu/bin/kimi-lab \
+        --out "$out/peers.json" --markdown "$out/peers.md" ${PEER_ARGS:-} 2>&1 | tee "$out/peers.log"
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     sweep)  # a sweep on the GPU (SWEEP, default the 4-mixer MQAR comparison); results come back as a
             # tarball without checkpoints (plot them here: kimi-lab sweep FILE again replots, or plot)

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "core/nn/module.h"
 #include "core/ops/mixer_ops.h"
@@ -12,6 +13,7 @@
 #include "tools/cli/bench_args.h"
 #include "tools/cli/bench_cuda.h"
 #include "tools/cli/commands.h"
+#include "trainer/metrics_writer.h"
 
 namespace kimi::cli {
 
@@ -73,8 +75,9 @@ void register_bench(CLI::App& app) {
       "Throughput of each mixer op (forward, forward+backward; recurrent and chunk\n"
       "forms) in tokens/s, median of --reps runs after a warm-up. With --device cuda:\n"
       "bf16 at the reference shapes (H=16, D=128, B*T=65,536, T=2048,8192,32768),\n"
-      "CUDA-event timings, TFLOP/s and GB/s against the measured ceilings, the ratio\n"
-      "to flash-linear-attention / PyTorch SDPA, and KDA decode steps at B=1,64,256.");
+      "CUDA-event timings, TFLOP/s and GB/s against the bf16 GEMM and copy ceilings\n"
+      "measured in the same run, and KDA decode steps at B=1,64,256. The ratio to\n"
+      "flash-linear-attention / PyTorch: tools/peer_bench.py (times both in one run).");
   struct Args {
     std::string device = "cpu";
     std::vector<std::string> mixers = {"kda", "gdn", "deltanet", "mamba2", "attention"};
@@ -83,6 +86,7 @@ void register_bench(CLI::App& app) {
     int reps = 3;
     int64_t tokens = 65536;
     bool no_decode = false, decode_only = false;
+    std::string json;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--device", a->device, "cpu or cuda")
@@ -100,6 +104,9 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-decode", a->no_decode, "cuda: skip the decode-step table");
   cmd->add_flag("--decode-only", a->decode_only, "cuda: only the decode-step table");
+  cmd->add_option("--json", a->json,
+                  "also write every figure (and the shapes) to this JSON file, atomically;\n"
+                  "tools/peer_bench.py reads it to put FLA / PyTorch beside it");
   cmd->callback([a, cmd] {
     check_bench_args(a->mixers, a->reps);
     if (a->device == "cuda") {
@@ -116,6 +123,7 @@ void register_bench(CLI::App& app) {
       c.tokens = a->tokens;
       c.decode = !a->no_decode;
       if (a->decode_only) c.mixers.clear();
+      c.json_path = a->json;
       run_cuda_bench(c);
       return;
     }
@@ -123,6 +131,7 @@ void register_bench(CLI::App& app) {
                a->head_dim, a->reps);
     fmt::print("{:<10} {:<10} {:>6} {:>14} {:>14}\n", "mixer", "form", "T", "fwd tok/s",
                "fwd+bwd tok/s");
+    nlohmann::json rows = nlohmann::json::array();
     Rng rng(0);
     for (int64_t T : a->seq_lens) {
       BenchShape s{a->batch, T, a->heads, a->head_dim};
@@ -146,8 +155,23 @@ void register_bench(CLI::App& app) {
           const double tokens = static_cast<double>(s.B * s.T);
           fmt::print("{:<10} {:<10} {:>6} {:>14.0f} {:>14.0f}\n", m, form, T, tokens / fwd,
                      tokens / both);
+          rows.push_back({{"mixer", m},
+                          {"form", form},
+                          {"B", s.B},
+                          {"T", T},
+                          {"H", s.H},
+                          {"D", s.D},
+                          {"fwd_ms", fwd * 1e3},
+                          {"fwd_bwd_ms", both * 1e3}});
         }
       }
+    }
+    if (!a->json.empty()) {
+      write_json_atomic(a->json, {{"tool", "kimi-lab bench"},
+                                  {"device", "cpu"},
+                                  {"dtype", "f32"},
+                                  {"reps", a->reps},
+                                  {"mixers", rows}});
     }
   });
 }

@@ -1,8 +1,10 @@
 // `kimi-lab bench --device cuda`: each mixer op on the GPU at the reference shapes of
 // tests/golden/README.md (bf16 inputs, fp32 states, H=16, D=128, B*T = 65,536), forward and
-// forward+backward, timed with CUDA events (median after a warm-up), against the measured
-// ceilings and the flash-linear-attention / PyTorch SDPA figures; then one decode step of a KDA
-// op and of a whole KDA layer of Kimi-Linear-48B's shape at B = 1, 64, 256.
+// forward+backward, timed with CUDA events (median after a warm-up), against the bf16 GEMM and
+// copy ceilings measured in the same run; then one decode step of a KDA op and of a whole KDA
+// layer of Kimi-Linear-48B's shape at B = 1, 64, 256. No peer figure is typed in here: the
+// ratio to flash-linear-attention / PyTorch comes from tools/peer_bench.py, which times the
+// peers in the same process run as `--json`.
 #include "tools/cli/bench_cuda.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/backend/precision.h"
 #include "core/nn/module.h"
@@ -18,31 +21,44 @@
 #include "core/tensor/device_memory.h"
 #include "models/mixer.h"
 #include "tools/cli/bench_args.h"
+#include "trainer/metrics_writer.h"
 
 namespace kimi::cli {
 
 namespace {
 
-// Lent H100, measured (golden/README.md): bf16 dense products and device-to-device copy.
-constexpr double kBf16TflopCeiling = 717.0;
-constexpr double kCopyTBsCeiling = 3.0;
+template <class F>
+double median_ms(int reps, F&& f) {
+  f();  // warm-up (and the caching allocator's first cudaMallocs)
+  device_synchronize();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) t.push_back(device_time_ms(f));
+  if (t.empty()) return std::numeric_limits<double>::quiet_NaN();  // reps < 1: no figure
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
 
-struct Reference {
-  const char* who;
-  double fwd_ms = 0, both_ms = 0;  // 0 = no figure
+struct Ceilings {
+  double bf16_tflops = 0, copy_tbs = 0;
 };
 
-// golden/README.md, 65,536 tokens; FLA's figures are ranges over T (midpoints here).
-Reference reference_for(const std::string& mixer, int64_t T) {
-  if (mixer == "kda") return {"FLA chunk_kda", 4.5, 23.0};
-  if (mixer == "gdn") return {"FLA chunk_gated_delta_rule", 2.15, 0};
-  if (mixer == "deltanet") return {"FLA chunk_delta_rule", 2.5, 8.05};
-  if (mixer == "mamba2") return {"FLA chunk_simple_gla", 1.03, 0};
-  static const std::map<int64_t, std::pair<double, double>> sdpa = {
-      {2048, {0.99, 5.1}}, {8192, {3.9, 15.5}}, {32768, {14.8, 54.0}}};
-  auto it = sdpa.find(T);
-  if (it == sdpa.end()) return {"PyTorch SDPA", 0, 0};
-  return {"PyTorch SDPA", it->second.first, it->second.second};
+// The roofs the table compares against, measured now rather than typed in: a bf16 product of
+// 8192^3 through the same GEMM path the mixers use, and a 1 GiB device-to-device copy.
+Ceilings measure_ceilings(int reps) {
+  Rng rng(2);
+  const int64_t n = 8192;
+  Tensor a = nn::randn({n, n}, rng).to(DType::kBF16).to(Device::kCUDA);
+  Tensor b = nn::randn({n, n}, rng).to(DType::kBF16).to(Device::kCUDA);
+  Ceilings c;
+  const double gemm_ms = median_ms(reps, [&] {
+    NoGradGuard ng;
+    matmul(a, b);
+  });
+  c.bf16_tflops = 2.0 * n * n * n / gemm_ms / 1e9;
+  Tensor big = Tensor::zeros({int64_t{1} << 29}, DType::kBF16, Device::kCUDA);  // 1 GiB
+  const double copy_ms = median_ms(reps, [&] { big.clone(); });
+  c.copy_tbs = 2.0 * 2.0 * static_cast<double>(big.numel()) / copy_ms / 1e9;  // read + write
+  return c;
 }
 
 // Model FLOPs of the forward per call (backward counted as 2x, attention's as 2.5x).
@@ -126,28 +142,12 @@ Tensor run(const std::string& mixer, const Inputs& in) {
   return delta_rule(in.q, in.k, in.v, in.g, in.beta, Tensor(), opt).o;
 }
 
-template <class F>
-double median_ms(int reps, F&& f) {
-  f();  // warm-up (and the caching allocator's first cudaMallocs)
-  device_synchronize();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) t.push_back(device_time_ms(f));
-  if (t.empty()) return std::numeric_limits<double>::quiet_NaN();  // reps < 1: no figure
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-std::string ratio_str(double ref_ms, double ms) {
-  return ref_ms > 0 ? fmt::format("{:.2f}x", ref_ms / ms) : "-";
-}
-
-void mixer_table(const CudaBenchArgs& a) {
+nlohmann::json mixer_table(const CudaBenchArgs& a, const Ceilings& roof) {
   fmt::print("mixer ops, bf16 inputs, fp32 states, H={} D={}, B*T={}; CUDA events, median of {}\n",
              a.heads, a.head_dim, a.tokens, a.reps);
-  fmt::print("speed ratio = reference time / ours (above 1: faster than the reference)\n");
-  fmt::print("{:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8}  {}\n", "mixer", "T",
-             "fwd ms", "Mtok/s", "TFLOP/s", "GB/s", "fwd+bwd ms", "Mtok/s", "TFLOP/s",
-             "vs reference (fwd, fwd+bwd)");
+  fmt::print("{:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>8}\n", "mixer", "T", "fwd ms",
+             "Mtok/s", "TFLOP/s", "GB/s", "fwd+bwd ms", "Mtok/s", "TFLOP/s");
+  nlohmann::json rows = nlohmann::json::array();
   Rng rng(0);
   for (int64_t T : a.seq_lens) {
     const int64_t B = std::max<int64_t>(1, a.tokens / T), H = a.heads, D = a.head_dim;
@@ -164,31 +164,36 @@ void mixer_table(const CudaBenchArgs& a) {
         run(m, li).backward(pool.up);
       });
       const double tok = static_cast<double>(B * T), f = forward_flops(m, B, T, H, D);
-      const Reference ref = reference_for(m, T);
-      fmt::print(
-          "{:<10} {:>6} {:>9.3f} {:>8.2f} {:>8.1f} {:>7.0f} {:>10.3f} {:>8.2f} {:>8.1f}  {} {} / "
-          "{}\n",
-          m, T, fwd, tok / fwd / 1e3, f / fwd / 1e9, forward_bytes(m, B, T, H, D) / fwd / 1e6, both,
-          tok / both / 1e3, (m == "attention" ? 3.5 : 3.0) * f / both / 1e9, ref.who,
-          ratio_str(ref.fwd_ms, fwd), ratio_str(ref.both_ms, both));
+      fmt::print("{:<10} {:>6} {:>9.3f} {:>8.2f} {:>8.1f} {:>7.0f} {:>10.3f} {:>8.2f} {:>8.1f}\n",
+                 m, T, fwd, tok / fwd / 1e3, f / fwd / 1e9,
+                 forward_bytes(m, B, T, H, D) / fwd / 1e6, both, tok / both / 1e3,
+                 (m == "attention" ? 3.5 : 3.0) * f / both / 1e9);
       std::fflush(stdout);  // rows appear as they are measured, also through a pipe
+      rows.push_back({{"mixer", m},
+                      {"B", B},
+                      {"T", T},
+                      {"H", H},
+                      {"D", D},
+                      {"fwd_ms", fwd},
+                      {"fwd_bwd_ms", both}});
     }
   }
   fmt::print(
-      "ceilings: {:.0f} TFLOP/s bf16 dense, {:.1f} TB/s copy (GB/s = minimum bf16 traffic / "
-      "time)\n",
-      kBf16TflopCeiling, kCopyTBsCeiling);
+      "ceilings measured now: {:.0f} TFLOP/s bf16 GEMM 8192^3, {:.2f} TB/s device copy (GB/s = "
+      "minimum bf16 traffic / time)\n",
+      roof.bf16_tflops, roof.copy_tbs);
+  fmt::print("peers (flash-linear-attention, PyTorch SDPA) at these shapes: tools/peer_bench.py\n");
+  return rows;
 }
 
 // One decode step: the delta-rule op alone (T = 1 from a state) and a whole KDA layer
 // (projections, short convs, gates, norm) of Kimi-Linear-48B's shape: d_model 2304, 32 x 128.
-void decode_table(const CudaBenchArgs& a) {
+nlohmann::json decode_table(const CudaBenchArgs& a) {
   const int64_t H = 32, D = 128, d_model = 2304;
   fmt::print("\nKDA decode step, H={} D={} fp32 state, bf16 q/k/v/g/beta; median of {}\n", H, D,
              a.reps);
-  fmt::print("{:>5} {:>12} {:>10} {:>14} {:>20}\n", "B", "op us", "state TB/s", "KDA layer us",
-             "FLA fused_recurrent");
-  const std::map<int64_t, double> fla = {{1, 106}, {64, 110}, {256, 378}};
+  fmt::print("{:>5} {:>12} {:>10} {:>14}\n", "B", "op us", "state TB/s", "KDA layer us");
+  nlohmann::json rows = nlohmann::json::array();
   Rng rng(1);
   models::MixerOptions o;
   o.kind = "kda";
@@ -214,10 +219,13 @@ void decode_table(const CudaBenchArgs& a) {
       layer->forward(x, state.get());
     });
     const double state_bytes = 2.0 * B * H * D * D * 4;
-    fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f} {:>17.0f} us\n", B, op_ms * 1e3,
-               state_bytes / op_ms / 1e9, layer_ms * 1e3, fla.at(B));
+    fmt::print("{:>5} {:>12.1f} {:>10.2f} {:>14.1f}\n", B, op_ms * 1e3, state_bytes / op_ms / 1e9,
+               layer_ms * 1e3);
     std::fflush(stdout);
+    rows.push_back(
+        {{"B", B}, {"H", H}, {"D", D}, {"op_us", op_ms * 1e3}, {"layer_us", layer_ms * 1e3}});
   }
+  return rows;
 }
 
 }  // namespace
@@ -225,8 +233,17 @@ void decode_table(const CudaBenchArgs& a) {
 void run_cuda_bench(const CudaBenchArgs& a) {
   check_bench_args(a.mixers, a.reps);  // also guards callers other than the command line
   ComputePrecisionGuard bf16(ComputePrecision::kBF16);
-  if (!a.mixers.empty()) mixer_table(a);
-  if (a.decode) decode_table(a);
+  const Ceilings roof = measure_ceilings(a.reps);
+  nlohmann::json out = {
+      {"tool", "kimi-lab bench"},
+      {"device", "cuda"},
+      {"dtype", "bf16"},
+      {"reps", a.reps},
+      {"tokens", a.tokens},
+      {"ceilings", {{"bf16_gemm_tflops", roof.bf16_tflops}, {"copy_tbs", roof.copy_tbs}}}};
+  out["mixers"] = a.mixers.empty() ? nlohmann::json::array() : mixer_table(a, roof);
+  out["decode"] = a.decode ? decode_table(a) : nlohmann::json::array();
+  if (!a.json_path.empty()) write_json_atomic(a.json_path, out);
 }
 
 }  // namespace kimi::cli

@@ -13,6 +13,8 @@ struct CudaBenchArgs {
   int64_t heads = 16, head_dim = 128;
   int reps = 10;
   bool decode = true;
+  std::string
+      json_path;  // "" = no JSON; else every figure, written atomically (peer_bench.py reads it)
 };
 
 void run_cuda_bench(const CudaBenchArgs& args);
