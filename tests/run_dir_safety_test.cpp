@@ -181,5 +181,18 @@ TEST(RunDirSafety, ExtendingTrainStepsIsRecordedAndTheScheduleDoesNotJump) {
   EXPECT_NE(msg.find("train.steps"), std::string::npos) << msg;
 }
 
+// A failure mid-run (here a diverging loss) goes to status.json and log.txt as well.
+TEST(RunDirSafety, AFailureMidRunIsInStatusJsonAndTheLog) {
+  const std::string dir = fresh("failed");
+  const std::string msg = error_of([&] {
+    train(dir, tiny({"train.lr=1e30", "train.grad_clip=0", "train.warmup_steps=0"}));
+  });
+  EXPECT_NE(msg.find("non-finite"), std::string::npos) << msg;
+  const nlohmann::json status = nlohmann::json::parse(slurp(dir + "/status.json"));
+  EXPECT_EQ(status["state"], "failed");
+  EXPECT_EQ(status["reason"], msg);
+  EXPECT_NE(slurp(dir + "/log.txt").find(msg), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kimi
