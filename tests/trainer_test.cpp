@@ -9,9 +9,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 
+#include "core/io/safetensors.h"
 #include "core/io/tensor_io.h"
 #include "core/tensor/device_memory.h"
+#include "trainer/checkpoint.h"
 #include "trainer/run_dir.h"
 
 namespace kimi {
@@ -126,9 +129,11 @@ TEST(Trainer, ResumeGivesTheSameNumbersAsAnUninterruptedRun) {
 
 TEST(Trainer, WritesTheDocumentedFiles) {
   std::string dir = fresh_dir("files");
-  train(dir, tiny_overrides("kda"));
-  for (const char* f :
-       {"config.yaml", "overrides.txt", "metrics.csv", "eval.csv", "summary.json", "log.txt"})
+  std::vector<std::string> o = tiny_overrides("kda");
+  o.push_back("train.keep_checkpoints=1");
+  train(dir, o);
+  for (const char* f : {"run.json", "config.yaml", "overrides.txt", "metrics.csv", "eval.csv",
+                        "summary.json", "status.json", "log.txt"})
     EXPECT_TRUE(fs::exists(fs::path(dir) / f)) << f;
   std::string metrics = read_file(dir + "/metrics.csv");
   EXPECT_EQ(metrics.substr(0, metrics.find('\n')),
@@ -138,7 +143,7 @@ TEST(Trainer, WritesTheDocumentedFiles) {
             "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match");
   EXPECT_EQ(std::count(eval.begin(), eval.end(), '\n'), 3);  // header + evals at steps 6 and 12
   EXPECT_TRUE(fs::exists(checkpoint_path(dir, 12)));
-  EXPECT_FALSE(fs::exists(checkpoint_path(dir, 6)));  // superseded checkpoints are removed
+  EXPECT_FALSE(fs::exists(checkpoint_path(dir, 6)));  // beyond train.keep_checkpoints: removed
 }
 
 TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
@@ -223,7 +228,10 @@ TEST(Trainer, ResumeRefusesANonFiniteCheckpoint) {
   std::vector<float> v = tensors.at(name).to_vector<float>();
   v[0] = std::numeric_limits<float>::infinity();
   tensors[name] = Tensor::from_vector(v, tensors.at(name).shape());
-  io::save_tensors(ckpt, tensors, {{"step", "6"}, {"format", "kimi-lab checkpoint v1"}});
+  // The checkpoint's own metadata with a checksum that matches: only the value is wrong.
+  auto meta = io::SafetensorsFile::open(ckpt).metadata();
+  meta["crc32"] = checkpoint_checksum(tensors);
+  io::save_tensors(ckpt, tensors, meta);
   try {
     train(dir, {}, 0, /*resume=*/true);
     FAIL() << "a non-finite checkpoint was accepted";
@@ -239,9 +247,9 @@ TEST(Trainer, ResumeRefusesANonFiniteCheckpoint) {
 TEST(Trainer, ResumeOfAFinishedRunIsRefusedAndWritesNothing) {
   std::string dir = fresh_dir("finished");
   train(dir, tiny_overrides("kda"));
-  const std::string summary = read_file(dir + "/summary.json");
+  std::string summary = read_file(dir + "/summary.json");
   const std::string metrics = read_file(dir + "/metrics.csv");
-  const std::string log = read_file(dir + "/log.txt");
+  std::string log = read_file(dir + "/log.txt");
   const auto check = [&] {
     try {
       train(dir, {}, 0, /*resume=*/true);
@@ -254,15 +262,18 @@ TEST(Trainer, ResumeOfAFinishedRunIsRefusedAndWritesNothing) {
     EXPECT_EQ(read_file(dir + "/log.txt"), log);
   };
   check();
-  // Without its summary.json the checkpoint at the last step says the same.
+  // Killed after its last checkpoint but before summary.json: resuming writes the same summary
+  // without training further (the eval of the saved model gives the same numbers).
+  const nlohmann::json before = nlohmann::json::parse(summary);
   fs::remove(dir + "/summary.json");
-  try {
-    train(dir, {}, 0, /*resume=*/true);
-    FAIL() << "a finished run was resumed";
-  } catch (const UserError& e) {
-    EXPECT_EQ(std::string(e.what()), dir + ": the run finished at step 12; nothing to resume");
-  }
-  EXPECT_FALSE(fs::exists(dir + "/summary.json"));
+  EXPECT_EQ(train(dir, {}, 0, /*resume=*/true).steps_done, 12);
+  const nlohmann::json after = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  for (const char* key : {"steps_done", "final_loss", "stopped_early", "eval", "config"})
+    EXPECT_EQ(after[key], before[key]) << key;
+  EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics);
+  summary = read_file(dir + "/summary.json");
+  log = read_file(dir + "/log.txt");
+  check();
   // Raising train.steps continues it.
   EXPECT_EQ(train(dir, {"train.steps=14"}, 0, /*resume=*/true).steps_done, 14);
 }

@@ -26,12 +26,17 @@ struct TrainConfig {
   double eps = 1e-8;
   int64_t warmup_steps = 100;
   std::string schedule = "cosine";  // cosine | linear | constant (after warmup)
-  double min_lr_ratio = 0.1;        // final lr = lr * min_lr_ratio
-  double grad_clip = 1.0;           // 0 = off
+  // The step the cosine/linear decay reaches min_lr at (0 = train.steps); later steps keep
+  // min_lr. Set by `run --resume DIR train.steps=M` to the old train.steps, so the rate of no
+  // step changes when a run is extended.
+  int64_t schedule_steps = 0;
+  double min_lr_ratio = 0.1;  // final lr = lr * min_lr_ratio
+  double grad_clip = 1.0;     // 0 = off
   int64_t seed = 0;
   int64_t log_every = 10;
   int64_t eval_every = 200;        // 0 = only at the end
   int64_t checkpoint_every = 500;  // 0 = only at the end
+  int64_t keep_checkpoints = 2;    // the newest K stay; older ones go once a new one is written
   double target_accuracy = 0.0;    // 0 = off; stop early once every eval slice reaches it
   std::string device = "auto";     // cpu | cuda | auto (cuda when a GPU is present)
   // fp32 | tf32 | bf16: GPU products (core/backend/precision.h); the CPU ignores it

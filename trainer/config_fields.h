@@ -60,12 +60,14 @@ void visit_fields(C& c, V&& v) {
   v("train.eps", c.train.eps);
   v("train.warmup_steps", c.train.warmup_steps);
   v("train.schedule", c.train.schedule);
+  v("train.schedule_steps", c.train.schedule_steps);
   v("train.min_lr_ratio", c.train.min_lr_ratio);
   v("train.grad_clip", c.train.grad_clip);
   v("train.seed", c.train.seed);
   v("train.log_every", c.train.log_every);
   v("train.eval_every", c.train.eval_every);
   v("train.checkpoint_every", c.train.checkpoint_every);
+  v("train.keep_checkpoints", c.train.keep_checkpoints);
   v("train.target_accuracy", c.train.target_accuracy);
   v("train.device", c.train.device);
   v("train.precision", c.train.precision);

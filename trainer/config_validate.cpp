@@ -90,6 +90,9 @@ void validate_train(const TrainConfig& t) {
   require(t.log_every > 0, "train.log_every", "> 0", t.log_every);
   require(t.eval_every >= 0, "train.eval_every", ">= 0", t.eval_every);
   require(t.checkpoint_every >= 0, "train.checkpoint_every", ">= 0", t.checkpoint_every);
+  require(t.keep_checkpoints >= 1, "train.keep_checkpoints", ">= 1", t.keep_checkpoints);
+  require(t.schedule_steps >= 0, "train.schedule_steps", ">= 0 (0 = train.steps)",
+          t.schedule_steps);
   require(t.target_accuracy >= 0 && t.target_accuracy <= 1, "train.target_accuracy", "in [0, 1]",
           t.target_accuracy);
   require_choice("train.device", t.device, {"cpu", "cuda", "auto"});

@@ -115,6 +115,10 @@ PointAction train_point(const SweepSpec& spec, const SweepPoint& p, PointState s
                  r.stopped_early ? " (target accuracy reached)" : "", seconds_since(t0),
                  r.final_loss, last_eval_text(r));
     return resume ? PointAction::kResumed : PointAction::kTrained;
+  } catch (const RunDirUnavailable& e) {  // another sweep process trains it: not a failure
+    spdlog::set_default_logger(logger);
+    spdlog::warn("{} skipped: {}", tag, e.what());
+    return PointAction::kSkipped;
   } catch (const std::exception& e) {
     spdlog::set_default_logger(logger);
     failure = e.what();
@@ -233,6 +237,7 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   const std::vector<bool> stale = check_sweep(sweep_file, rep, chosen, opt);
 
   fs::create_directories(dir);
+  const DirLock sweep_lock = lock_sweep_dir(dir);  // shared: disjoint --only may share the dir
   if (stored.is_null() || !rep.spec_change.empty()) {
     write_json_atomic((fs::path(dir) / "sweep.json").string(), current);
     io::write_file_atomic((fs::path(dir) / "sweep.yaml").string(), read_text(sweep_file));

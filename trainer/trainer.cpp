@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -18,13 +19,17 @@
 #endif
 
 #include "core/backend/precision.h"
+#include "core/io/atomic_file.h"
 #include "core/optim/optimizer.h"
 #include "core/tensor/device_memory.h"
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"
+#include "trainer/dir_lock.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/progress.h"
 #include "trainer/run_dir.h"
+#include "trainer/run_lock.h"
+#include "trainer/run_status.h"
 
 namespace kimi {
 
@@ -55,8 +60,8 @@ void set_threads(int64_t threads) {
   Eigen::setNbThreads(static_cast<int>(threads));
 }
 
-// Routes spdlog to stderr and to run_dir/log.txt.
-void setup_logging(const std::string& run_dir) {
+// Routes spdlog to stderr and to run_dir/log.txt; returns the file's sink.
+std::shared_ptr<spdlog::sinks::sink> setup_logging(const std::string& run_dir) {
   auto level = spdlog::get_level();
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto file =
@@ -65,11 +70,15 @@ void setup_logging(const std::string& run_dir) {
   logger->set_level(level);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return file;
 }
 
 struct Session {
   RunConfig cfg;
   std::string dir;
+  DirLock lock;  // held for the whole run: a second process on this directory is refused
+  std::string run_id;
+  std::vector<std::string> removed_temp_files;
   Device device = Device::kCPU;
   std::unique_ptr<tasks::Task> task;
   std::vector<tasks::EvalSet> eval_sets;
@@ -78,34 +87,43 @@ struct Session {
   std::unique_ptr<optim::AdamW> opt;
   int64_t start_step = 0;
   std::string last_checkpoint;
+  std::optional<double> checkpoint_loss;  // the loss stored with the checkpoint resumed from
 };
 
-bool holds_run(const fs::path& dir) {
-  return fs::exists(dir / "metrics.csv") || find_latest_checkpoint(dir.string()).has_value();
-}
-
 // out_dir/name, or out_dir/name-2, -3, ... when an earlier run is there: a new run never writes
-// over an old one unless --out names the directory.
-std::string fresh_run_dir(const RunConfig& cfg) {
-  const fs::path base = fs::path(cfg.out_dir) / cfg.name;
-  if (!holds_run(base)) return base.string();
-  for (int k = 2;; ++k) {
-    fs::path candidate = base.string() + "-" + std::to_string(k);
-    if (!holds_run(candidate)) {
-      spdlog::info("{} holds an earlier run; this one goes to {}", base.string(),
-                   candidate.string());
-      return candidate.string();
-    }
+// over an old one. Each candidate is locked before it is looked at, so two runs started at
+// once with one name never share a directory: the second is refused.
+std::string fresh_run_dir(const RunConfig& cfg, DirLock* lock) {
+  const std::string base = (fs::path(cfg.out_dir) / cfg.name).string();
+  for (int k = 1;; ++k) {
+    const std::string candidate = k == 1 ? base : base + "-" + std::to_string(k);
+    DirLock held = lock_run_dir(candidate);
+    if (holds_run(candidate)) continue;
+    if (k > 1) spdlog::info("{} holds an earlier run; this one goes to {}", base, candidate);
+    *lock = std::move(held);
+    return candidate;
   }
 }
 
+// --out DIR names the directory: one that already holds a run is refused, so a new run never
+// mixes with (and later resumes from the checkpoint of) another.
+std::string named_run_dir(const std::string& dir, DirLock* lock) {
+  DirLock held = lock_run_dir(dir);
+  if (holds_run(dir))
+    throw RunDirUnavailable(fmt::format(
+        "{}: already holds a run; continue it with --resume {}, or give another --out", dir, dir));
+  *lock = std::move(held);
+  return dir;
+}
+
 [[noreturn]] void refuse_finished(const std::string& dir, int64_t step) {
-  throw UserError(fmt::format("{}: the run finished at step {}; nothing to resume", dir, step));
+  throw RunDirUnavailable(
+      fmt::format("{}: the run finished at step {}; nothing to resume", dir, step));
 }
 
 // Refuses to resume a run whose summary.json says it is done (all train.steps, or an early
-// stop), before anything in the directory is written; train.steps may be raised by an override
-// to continue a finished run. A missing or unreadable summary (a paused or crashed run) passes.
+// stop), before anything in the directory is written. A missing or unreadable summary (a
+// paused or crashed run) passes.
 void check_not_finished(const std::string& dir, const RunConfig& cfg) {
   const fs::path path = fs::path(dir) / "summary.json";
   std::ifstream in(path);
@@ -120,21 +138,85 @@ void check_not_finished(const std::string& dir, const RunConfig& cfg) {
   if (early || done >= cfg.train.steps) refuse_finished(dir, done);
 }
 
+// Keys an override given with --resume may change: they decide how the rest of the run is
+// computed, reported or saved, not what was trained so far or the learning rate of any step.
+// (eval.seq_lens, eval.num_examples and eval.seed are not among them: training batches are
+// redrawn when they equal an eval row, so the eval sets shape the training data.)
+bool resume_may_change(const std::string& key) {
+  static const char* const kKeys[] = {
+      "train.log_every",        "train.eval_every",      "train.checkpoint_every",
+      "train.keep_checkpoints", "train.target_accuracy", "train.device",
+      "train.precision",        "train.threads",         "eval.batch_size"};
+  for (const char* k : kKeys)
+    if (key == k) return true;
+  return false;
+}
+
+// Every key an override given with --resume changes must be one resume_may_change accepts, or
+// train.steps (never below the step already trained). One line naming the key otherwise.
+// Extending train.steps keeps the learning rate of every step as it was: the decay keeps its
+// old horizon (train.schedule_steps is set to the old train.steps, and recorded) and the added
+// steps train at min_lr. Returns the overrides to record (with that train.schedule_steps).
+std::vector<std::string> check_resume_overrides(const RunConfig& stored, RunConfig& wanted,
+                                                std::vector<std::string> overrides,
+                                                int64_t trained) {
+  const nlohmann::json have = flatten_dotted(to_json(stored));
+  const nlohmann::json want = flatten_dotted(to_json(wanted));
+  for (const auto& [key, value] : want.items()) {
+    if (have.contains(key) && have[key] == value) continue;
+    if (resume_may_change(key)) continue;
+    const std::string change =
+        fmt::format("{} -> {}", have.contains(key) ? have[key].dump() : "unset", value.dump());
+    if (key == "train.steps") {
+      if (wanted.train.steps < trained)
+        throw UserError(fmt::format(
+            "train.steps: cannot change on resume ({}): the run has trained {} steps already",
+            change, trained));
+      continue;
+    }
+    throw UserError(fmt::format(
+        "{}: cannot change on resume ({}): it would change what was trained or the learning-rate "
+        "schedule; start a new run instead. On resume only train.steps, log_every, eval_every, "
+        "checkpoint_every, keep_checkpoints, target_accuracy, device, precision, threads and "
+        "eval.batch_size may change",
+        key, change));
+  }
+  if (wanted.train.steps != stored.train.steps && stored.train.schedule_steps == 0) {
+    wanted.train.schedule_steps = stored.train.steps;
+    overrides.push_back(fmt::format("train.schedule_steps={}", stored.train.steps));
+  }
+  return overrides;
+}
+
 Session open_session(const RunRequest& req) {
   Session s;
   std::vector<std::string> overrides = req.overrides;
+  std::optional<RunIdentity> identity;
   if (!req.resume_dir.empty()) {
-    fs::path cfg_path = fs::path(req.resume_dir) / "config.yaml";
+    const fs::path cfg_path = fs::path(req.resume_dir) / "config.yaml";
     if (!fs::exists(cfg_path))
       throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
-    s.cfg = load_config(cfg_path.string(), overrides);
     s.dir = req.resume_dir;
+    s.lock = lock_run_dir(s.dir);
+    s.cfg = load_config(cfg_path.string(), overrides);
+    if (!overrides.empty()) {
+      const auto latest = find_latest_checkpoint(s.dir);
+      overrides = check_resume_overrides(load_config(cfg_path.string(), {}), s.cfg, overrides,
+                                         latest ? latest->step : 0);
+    }
     check_not_finished(s.dir, s.cfg);
+    identity = read_run_identity(s.dir);
   } else {
     s.cfg = load_config(req.config_path, overrides);
     resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
     s.dir =
-        create_run_dir(s.cfg, overrides, req.out_dir.empty() ? fresh_run_dir(s.cfg) : req.out_dir);
+        req.out_dir.empty() ? fresh_run_dir(s.cfg, &s.lock) : named_run_dir(req.out_dir, &s.lock);
+  }
+  // Left by a process killed mid-write; no one else writes here while we hold the lock.
+  s.removed_temp_files = io::remove_atomic_temp_files(s.dir);
+  if (req.resume_dir.empty()) {
+    create_run_dir(s.cfg, overrides, s.dir);
+    identity = read_run_identity(s.dir);
   }
   s.device = resolve_device(req.device.empty() ? s.cfg.train.device : req.device);
   set_threads(s.cfg.train.threads);
@@ -155,15 +237,27 @@ Session open_session(const RunRequest& req) {
   s.opt = std::make_unique<optim::AdamW>(
       s.model->named_parameters(), optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
   if (!req.resume_dir.empty()) {
-    auto ckpt = find_latest_checkpoint(s.dir);
-    if (ckpt) {
-      s.start_step = load_checkpoint(ckpt->path, *s.model, s.opt.get(), s.cfg.train.steps);
+    if (auto ckpt = find_latest_checkpoint(s.dir)) {
+      CheckpointChecks checks;
+      checks.max_step = s.cfg.train.steps;
+      // A directory from before run ids (no run.json) takes its own unstamped checkpoints.
+      if (identity) {
+        checks.run_id = identity->run_id;
+        checks.unstamped_max_step = identity->unstamped_max_step;
+      }
+      const LoadedCheckpoint loaded = load_checkpoint(ckpt->path, *s.model, s.opt.get(), checks);
+      s.start_step = loaded.step;
+      s.checkpoint_loss = loaded.stamp.loss;
       s.last_checkpoint = ckpt->path;
     }
-    // A checkpoint at the last step has nothing left to train; going on would only rewrite
-    // the finished run's summary.json with an empty eval.
-    if (s.start_step >= s.cfg.train.steps) refuse_finished(s.dir, s.start_step);
+    // Everything is checked: now the directory may change.
+    if (!identity) {
+      identity = RunIdentity{new_run_id(), s.start_step};
+      write_run_identity(s.dir, *identity);
+    }
+    record_resume_overrides(s.dir, s.cfg, overrides, s.start_step);
   }
+  s.run_id = identity->run_id;
   return s;
 }
 
@@ -174,10 +268,10 @@ int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
   return lens[splitmix64(step_seed ^ 0x5eed1e9u) % lens.size()];
 }
 
-// One training run over an open session: steps, logging, evals, checkpoints, summary.
+// One training run over an open session: steps, logging, evals, checkpoints, summary, status.
 class TrainLoop {
  public:
-  TrainLoop(Session& s, const RunRequest& req)
+  TrainLoop(Session& s, const RunRequest& req, RunStatus& status, const StopSignals& signals)
       : s_(s),
         req_(req),
         t_(s.cfg.train),
@@ -188,44 +282,99 @@ class TrainLoop {
         schedule_(optim::schedule_from_name(t_.schedule)),
         bar_on_(req.progress && ProgressBar::stderr_is_tty()),
         bar_(t_.steps, s.start_step, bar_on_),
-        t_start_(std::chrono::steady_clock::now()) {
+        t_start_(std::chrono::steady_clock::now()),
+        status_(status),
+        signals_(signals) {
     result_.run_dir = s.dir;
+    step_ = s.start_step;
   }
 
   RunResult run() {
-    int64_t step = s_.start_step;
-    while (step < t_.steps) {
-      const StepStats st = train_step(step);
-      ++step;
-      log_step(step, st);
-      const bool pause = req_.stop_at > 0 && step >= req_.stop_at;
+    status_.set(RunState::kRunning, step_, "training");
+    if (finished_before_its_summary()) return result_;
+    while (step_ < t_.steps && !signals_.received()) {
+      const StepStats st = train_step(step_);
+      ++step_;
+      log_step(step_, st);
+      const bool pause = req_.stop_at > 0 && step_ >= req_.stop_at;
       bool stop = false;
-      if ((t_.eval_every > 0 && step % t_.eval_every == 0) || step == t_.steps)
-        stop = evaluate(step);
-      if ((t_.checkpoint_every > 0 && step % t_.checkpoint_every == 0) || step == t_.steps ||
-          stop || pause)
-        checkpoint(step);
-      bar_.update(step,
+      if ((t_.eval_every > 0 && step_ % t_.eval_every == 0) || step_ == t_.steps)
+        stop = evaluate(step_, /*record=*/true);
+      if ((t_.checkpoint_every > 0 && step_ % t_.checkpoint_every == 0) || step_ == t_.steps ||
+          stop || pause || signals_.received())
+        checkpoint(step_, st.loss);
+      bar_.update(step_,
                   fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
                               last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_),
                               st.tok_s));
       result_.stopped_early = stop;
       if (stop) break;
       if (pause) {
-        spdlog::info("stopping at step {} as asked; continue with --resume {}", step, s_.dir);
+        spdlog::info("stopping at step {} as asked; continue with --resume {}", step_, s_.dir);
         break;
       }
     }
     bar_.finish();
-    result_.steps_done = step;
+    metrics_.flush();
+    result_.steps_done = step_;
     write_summary();
+    if (signals_.received()) {
+      interrupted_ = true;
+      status_.set(RunState::kInterrupted, step_,
+                  fmt::format("{} at step {}; the checkpoint is {}; continue with --resume {}",
+                              signal_name(signals_.received()), step_,
+                              s_.last_checkpoint.empty() ? "none" : s_.last_checkpoint, s_.dir));
+    } else if (result_.stopped_early) {
+      status_.set(RunState::kFinished, step_,
+                  fmt::format("every eval slice reached train.target_accuracy {} at step {}",
+                              t_.target_accuracy, step_));
+    } else if (step_ >= t_.steps) {
+      status_.set(RunState::kFinished, step_, fmt::format("trained all {} steps", t_.steps));
+    } else {
+      status_.set(RunState::kInterrupted, step_,
+                  fmt::format("stopped at step {} as asked (--stop-at); continue with --resume {}",
+                              step_, s_.dir));
+    }
     return result_;
+  }
+
+  int64_t step() const { return step_; }
+  bool interrupted() const { return interrupted_; }
+
+  static const char* signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
   }
 
  private:
   struct StepStats {
     double loss = 0, lr = 0, grad_norm = 0, secs = 0, tok_s = 0;
   };
+
+  // A run killed after its last checkpoint but before its summary.json (the final step, or the
+  // eval that met train.target_accuracy): the model is evaluated again, which gives the same
+  // numbers as before, and the summary and status are written without training further.
+  bool finished_before_its_summary() {
+    if (step_ == 0) return false;
+    const bool last = step_ >= t_.steps;
+    bool evaluated_here = false;
+    for (const auto& row : evals_.rows())
+      evaluated_here = evaluated_here || row[0] == std::to_string(step_);
+    if (!last && !(t_.target_accuracy > 0 && evaluated_here)) return false;
+    const bool reached = evaluate(step_, /*record=*/false);
+    if (!last && !reached) return false;
+    spdlog::info("the run had finished at step {} before its summary was written; writing it",
+                 step_);
+    result_.stopped_early = !last && reached;
+    result_.steps_done = step_;
+    result_.final_loss = s_.checkpoint_loss.value_or(0.0);
+    bar_.finish();
+    write_summary();
+    status_.set(RunState::kFinished, step_,
+                last ? fmt::format("trained all {} steps", t_.steps)
+                     : fmt::format("every eval slice reached train.target_accuracy {} at step {}",
+                                   t_.target_accuracy, step_));
+    return true;
+  }
 
   // Step `step` (0-based) trains on the batch drawn with seed mix(train.seed, step).
   StepStats train_step(int64_t step) {
@@ -246,7 +395,8 @@ class TrainLoop {
     st.grad_norm = optim::clip_grad_norm(s_.model->parameters(), t_.grad_clip);
     if (!std::isfinite(st.grad_norm))
       fail(fmt::format("non-finite gradient norm at step {}", step + 1));
-    st.lr = optim::lr_at(step, t_.steps, t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
+    st.lr = optim::lr_at(step, t_.schedule_steps > 0 ? t_.schedule_steps : t_.steps,
+                         t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
     s_.opt->step(st.lr);
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
@@ -271,37 +421,40 @@ class TrainLoop {
                    st.loss, st.lr, st.grad_norm, st.tok_s);
   }
 
-  // Evaluates every slice; true when all reach train.target_accuracy (early stop).
-  bool evaluate(int64_t step) {
+  // Evaluates every slice (rows in eval.csv when `record`); true when all reach
+  // train.target_accuracy (early stop).
+  bool evaluate(int64_t step, bool record) {
     result_.last_eval.clear();
     bool all_reached = t_.target_accuracy > 0;
     for (const auto& set : s_.eval_sets) {
       SliceResult r = evaluate_slice(*s_.model, set, s_.cfg.eval.batch_size, s_.device);
-      evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
-                      r.exact_match});
-      if (!bar_on_)
+      if (record)
+        evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
+                        r.exact_match});
+      if (!bar_on_ && record)
         spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task,
                      r.seq_len, r.loss, r.accuracy, r.exact_match);
       all_reached = all_reached && r.accuracy >= t_.target_accuracy;
       result_.last_eval.push_back(r);
     }
-    evals_.flush();
+    if (record) evals_.flush();
     last_acc_ = result_.last_eval.empty() ? -1 : result_.last_eval.back().accuracy;
     return all_reached;
   }
 
-  void checkpoint(int64_t step) {
+  void checkpoint(int64_t step, double loss) {
     std::string path = checkpoint_path(s_.dir, step);
     // A refused (non-finite) or failed checkpoint stops the run like a non-finite loss, naming
     // the last good checkpoint, which is kept.
     try {
-      save_checkpoint(path, *s_.model, *s_.opt, step);
+      save_checkpoint(path, *s_.model, *s_.opt, step, CheckpointStamp{s_.run_id, loss});
     } catch (const UserError& e) {
       fail(fmt::format("checkpoint at step {}: {}", step, e.what()));
     }
-    // Older checkpoints go once the new one is safely renamed into place.
-    if (!s_.last_checkpoint.empty() && s_.last_checkpoint != path) fs::remove(s_.last_checkpoint);
     s_.last_checkpoint = path;
+    // Older checkpoints go only now that the new one is safely renamed into place.
+    prune_checkpoints(s_.dir, t_.keep_checkpoints);
+    status_.set(RunState::kRunning, step, "training");
   }
 
   void write_summary() const {
@@ -314,6 +467,7 @@ class TrainLoop {
                         {"accuracy", r.accuracy},
                         {"exact_match", r.exact_match}});
     nlohmann::json summary = {{"run_dir", s_.dir},
+                              {"run_id", s_.run_id},
                               {"steps_done", result_.steps_done},
                               {"final_loss", result_.final_loss},
                               {"stopped_early", result_.stopped_early},
@@ -321,6 +475,7 @@ class TrainLoop {
                               {"layers", s_.model->layer_kinds()},
                               {"device", std::string(device_name(s_.device))},
                               {"wall_s", wall_seconds()},
+                              {"provenance", provenance()},
                               {"config", flatten_dotted(to_json(s_.cfg))},
                               {"eval", slices}};
     write_json_atomic((fs::path(s_.dir) / "summary.json").string(), summary);
@@ -338,7 +493,11 @@ class TrainLoop {
   bool bar_on_;
   ProgressBar bar_;
   std::chrono::steady_clock::time_point t_start_;
+  RunStatus& status_;
+  const StopSignals& signals_;
   RunResult result_;
+  int64_t step_ = 0;
+  bool interrupted_ = false;
   double last_acc_ = -1;
 };
 
@@ -346,7 +505,12 @@ class TrainLoop {
 
 RunResult run_training(const RunRequest& req) {
   Session s = open_session(req);
-  setup_logging(s.dir);
+  const auto log_file = setup_logging(s.dir);
+  // SIGINT/SIGTERM from here on stop the run cleanly; before, nothing but config.yaml and
+  // run.json was written, and the default action is right.
+  StopSignals signals;
+  for (const auto& name : s.removed_temp_files)
+    spdlog::info("removed {}, a temp file left by a process killed mid-write", name);
   spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}{}", s.dir,
                s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","),
                s.model->num_parameters(), s.task->name(), s.task->vocab_size(),
@@ -357,7 +521,35 @@ RunResult run_training(const RunRequest& req) {
                    : "");
   if (s.start_step > 0)
     spdlog::info("resuming from {} at step {}", s.last_checkpoint, s.start_step);
-  return TrainLoop(s, req).run();
+  RunStatus status(s.dir, provenance());
+  int64_t step = s.start_step;
+  RunResult result;
+  bool interrupted = false;
+  try {
+    TrainLoop loop(s, req, status, signals);
+    try {
+      result = loop.run();
+    } catch (...) {
+      step = loop.step();
+      throw;
+    }
+    interrupted = loop.interrupted();
+  } catch (const std::exception& e) {
+    // The console gets the error from the caller; log.txt and status.json keep it.
+    log_file->log(spdlog::details::log_msg("kimi", spdlog::level::err, e.what()));
+    log_file->flush();
+    status.set_noexcept(RunState::kFailed, step, e.what());
+    throw;
+  }
+  if (!interrupted) return result;
+  const std::string what =
+      fmt::format("{} at step {}: checkpoint {} written; continue with --resume {}",
+                  TrainLoop::signal_name(signals.received()), result.steps_done,
+                  s.last_checkpoint.empty() ? "none" : s.last_checkpoint, s.dir);
+  spdlog::warn("{}", what);
+  spdlog::default_logger()->flush();
+  signals.reraise();  // ends the process, unless an embedding program handles the signal
+  throw RunInterrupted(what);
 }
 
 }  // namespace kimi

@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor/error.h"
 #include "trainer/config.h"
 #include "trainer/evaluate.h"
+#include "trainer/run_lock.h"  // RunDirUnavailable
 
 namespace kimi {
 
@@ -29,7 +31,18 @@ struct RunResult {
   std::vector<SliceResult> last_eval;
 };
 
+// Holds the run directory's lock for its whole life (a second process on the same directory is
+// refused), removes temp files that a killed writer left there, keeps status.json current
+// (trainer/run_status.h), and on SIGINT/SIGTERM finishes the step, checkpoints and ends the
+// process by that signal (StopSignals::reraise).
 RunResult run_training(const RunRequest& request);
+
+// SIGINT/SIGTERM stopped the run (after its checkpoint and status.json were written) and the
+// process's previous handler for that signal returned instead of ending the process.
+class RunInterrupted : public UserError {
+ public:
+  using UserError::UserError;
+};
 
 // cpu | cuda | auto -> the device to use (UserError if cuda is asked for but not built/present).
 Device resolve_device(const std::string& name);

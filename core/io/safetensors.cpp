@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/io/atomic_file.h"
 #include "core/io/half.h"
 #include "core/tensor/error.h"
 
@@ -459,6 +460,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     size_le[i] = static_cast<unsigned char>(uint64_t{layout.header.size()} >> (8 * i));
   if (!write_all(fd, size_le, 8) || !write_all(fd, layout.header.data(), layout.header.size()))
     abort_write("cannot write");
+  kill_point_in_write(path);  // a test hook (core/io/atomic_file.h); nothing when not asked for
   for (const auto& [i, n] : layout.pieces)
     if (!write_all(fd, tensors[i].data, n)) abort_write("cannot write");
   if (::fchmod(fd, 0644) != 0) abort_write("cannot set permissions");

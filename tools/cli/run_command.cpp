@@ -26,12 +26,17 @@ void register_run(CLI::App& app) {
       "With --resume, only overrides.");
   cmd->add_option("--device", req->device,
                   "cpu | cuda | auto (default: the config's train.device)");
-  cmd->add_option("--out", req->out_dir,
-                  "run directory (default: <out_dir>/<name> from the config)");
+  cmd->add_option(
+      "--out", req->out_dir,
+      "run directory (default: <out_dir>/<name> from the config); one that holds a run\n"
+      "is refused (continue it with --resume)");
   cmd->add_option(
       "--resume", req->resume_dir,
       "continue the run in this directory from its latest checkpoint (same numbers as an\n"
-      "uninterrupted run)");
+      "uninterrupted run). Overrides then may only change train.steps (extends the run, the\n"
+      "learning rate of no step changes), log/eval/checkpoint cadence, keep_checkpoints,\n"
+      "target_accuracy, device, precision, threads, eval.batch_size. SIGINT/SIGTERM during a\n"
+      "run: checkpoint, status.json 'interrupted', exit 130/143");
   cmd->add_option(
       "--stop-at", req->stop_at,
       "checkpoint and stop at this step (continue later with --resume), e.g. to split a\n"
