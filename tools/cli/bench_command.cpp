@@ -102,6 +102,7 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--decode-only", a->decode_only, "cuda: only the decode-step table");
   cmd->callback([a, cmd] {
     check_bench_args(a->mixers, a->reps);
+    check_bench_sizes(a->seq_lens, a->batch, a->heads, a->head_dim, a->tokens);
     if (a->device == "cuda") {
       if (!cuda_available())
         throw UserError(
