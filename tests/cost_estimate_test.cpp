@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace kimi {
@@ -24,7 +25,7 @@ TEST(CostEstimate, ScalesTheTimedStepToStepsAndEvals) {
   o.push_back("train.eval_every=50");
   const RunConfig cfg = load_config("", o);
   const CostEstimate e = estimate_cpu_cost(cfg, 120);
-  EXPECT_EQ(e.rows_timed, 4);
+  EXPECT_EQ(e.rows_timed, 8);
   EXPECT_EQ(e.steps, 120);
   EXPECT_EQ(e.evals, 3);  // steps 50, 100 and the last
   EXPECT_GT(e.step_s, 0);
@@ -43,7 +44,11 @@ TEST(CostEstimate, GrowsWithTheModel) {
   for (const char* big : {"model.d_model=128", "model.head_dim=64", "train.batch_size=128"})
     o.push_back(big);
   const RunConfig large = load_config("", o);
-  EXPECT_GT(estimate_cpu_cost(large, 1).step_s, 4 * estimate_cpu_cost(small, 1).step_s);
+  // The machine may be shared: the small model's faster timing of two, and a margin far below
+  // the ~100x more work, so a load spike during one timing cannot fail it.
+  const double small_s =
+      std::min(estimate_cpu_cost(small, 1).step_s, estimate_cpu_cost(small, 1).step_s);
+  EXPECT_GT(estimate_cpu_cost(large, 1).step_s, 2 * small_s);
 }
 
 TEST(CostEstimate, CpuSizedVariantLoadsForEveryPaperConfig) {

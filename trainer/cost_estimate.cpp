@@ -75,19 +75,39 @@ CostEstimate estimate_cpu_cost(const RunConfig& cfg, int64_t steps) {
   optim::AdamW opt(model.named_parameters(),
                    optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
   CostEstimate est;
-  est.rows_timed = std::min<int64_t>(t.batch_size, 4);
   const int64_t len = typical_train_len(cfg);
-  const tasks::Batch batch = task->sample(est.rows_timed, len, /*seed=*/0);
-  PassTimes pass = time_pass(model, opt, batch);
-  if (pass.forward + pass.backward < 1.0) {
-    const PassTimes again = time_pass(model, opt, batch);
-    pass.forward = std::min(pass.forward, again.forward);
-    pass.backward = std::min(pass.backward, again.backward);
-    pass.update = std::min(pass.update, again.update);
-  }
-  // Both passes are linear in the rows; the update does not depend on them.
-  const double scale = static_cast<double>(t.batch_size) / static_cast<double>(est.rows_timed);
-  est.step_s = (pass.forward + pass.backward) * scale + pass.update;
+  // An untimed pass on one row first: the first pass pays for thread start-up and first-touch
+  // allocation.
+  time_pass(model, opt, task->sample(1, len, /*seed=*/1));
+  // A pass has a per-row cost and a fixed one (kernel launches, thread hand-offs, the update):
+  // two row counts separate them. Scaling one small pass by batch / rows counted the fixed
+  // part batch / rows times (8-fold for the quickstart).
+  const int64_t small_rows = std::min<int64_t>(t.batch_size, 2);
+  est.rows_timed = std::min<int64_t>(t.batch_size, 8);
+  const auto best_of_two = [&](int64_t rows) {
+    const tasks::Batch batch = task->sample(rows, len, /*seed=*/0);
+    PassTimes pass = time_pass(model, opt, batch);
+    if (pass.forward + pass.backward < 1.0) {
+      const PassTimes again = time_pass(model, opt, batch);
+      pass.forward = std::min(pass.forward, again.forward);
+      pass.backward = std::min(pass.backward, again.backward);
+      pass.update = std::min(pass.update, again.update);
+    }
+    return pass;
+  };
+  const PassTimes big = best_of_two(est.rows_timed);
+  const PassTimes small = est.rows_timed > small_rows ? best_of_two(small_rows) : big;
+  const auto scaled = [&](double t_small, double t_big) {
+    if (est.rows_timed == small_rows)
+      return t_big * static_cast<double>(t.batch_size) / static_cast<double>(est.rows_timed);
+    const double per_row =
+        std::max(0.0, (t_big - t_small) / static_cast<double>(est.rows_timed - small_rows));
+    const double fixed = std::max(0.0, t_big - per_row * static_cast<double>(est.rows_timed));
+    // Never below what the timed rows took: noise cannot make the batch cheaper than them.
+    return std::max(t_big, fixed + per_row * static_cast<double>(t.batch_size));
+  };
+  const PassTimes& pass = big;
+  est.step_s = scaled(small.forward + small.backward, big.forward + big.backward) + big.update;
   // Evaluation is a forward pass per slice; taken per token from the training length (an
   // attention layer's cost grows faster than that with length: an underestimate there).
   const double forward_per_token = pass.forward / static_cast<double>(est.rows_timed * len);

@@ -14,7 +14,7 @@
 namespace kimi {
 
 struct CostEstimate {
-  int64_t rows_timed = 0;  // rows of the batch the forward/backward was timed on
+  int64_t rows_timed = 0;  // the larger of the two row counts timed
   double step_s = 0;       // one training step (forward + backward + update), scaled to the batch
   double eval_s = 0;       // one evaluation over every eval slice (forward only)
   int64_t steps = 0;       // training steps the estimate covers
@@ -25,8 +25,8 @@ struct CostEstimate {
 };
 
 // Times the config's model on the CPU (train.threads applied) for `steps` steps of training.
-// Takes about min(batch, 4) / batch of one real step, twice for steps under a second (the first
-// pass pays for thread start-up and first-touch allocation, which would inflate the estimate).
+// Times an untimed warm-up row, then passes of min(batch, 2) and min(batch, 8) rows (each twice
+// when under a second) and fits a fixed + per-row cost, scaled to the batch.
 CostEstimate estimate_cpu_cost(const RunConfig& cfg, int64_t steps);
 
 // Overrides that make this config's task small enough for a CPU (the quickstart's model and
