@@ -30,6 +30,46 @@ std::vector<EvalSet> make_eval_sets(const Task& task, const EvalConfig& eval) {
   return sets;
 }
 
+EvalSet eval_set_from_ids(const std::string& name, int64_t rows, int64_t seq_len,
+                          const std::vector<int64_t>& inputs, const std::vector<int64_t>& labels,
+                          int64_t vocab, const std::string& where) {
+  const auto fail = [&](const std::string& problem) {
+    throw UserError(fmt::format("{}: slice '{}': {}", where, name, problem));
+  };
+  if (rows <= 0) fail(fmt::format("no rows (N = {}); nothing to evaluate", rows));
+  if (seq_len <= 0) fail(fmt::format("no positions (T = {}); nothing to evaluate", seq_len));
+  const int64_t n = rows * seq_len;
+  if (static_cast<int64_t>(inputs.size()) != n || static_cast<int64_t>(labels.size()) != n)
+    fail(fmt::format("{} inputs and {} labels for [{}, {}]", inputs.size(), labels.size(), rows,
+                     seq_len));
+  int64_t scored = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (inputs[i] < 0 || inputs[i] >= vocab)
+      fail(
+          fmt::format("token id {} at row {}, position {} of '{}.inputs' is outside the model's "
+                      "vocabulary [0, {})",
+                      inputs[i], i / seq_len, i % seq_len, name, vocab));
+    if (labels[i] == kIgnoreLabel) continue;
+    if (labels[i] < 0 || labels[i] >= vocab)
+      fail(
+          fmt::format("label {} at row {}, position {} of '{}.labels' is outside the model's "
+                      "vocabulary [0, {}) (and is not the ignore label {})",
+                      labels[i], i / seq_len, i % seq_len, name, vocab, kIgnoreLabel));
+    ++scored;
+  }
+  if (scored == 0)
+    fail(fmt::format("no scored labels (every label is {}); accuracy is undefined", kIgnoreLabel));
+  EvalSet set;
+  set.task = name;
+  set.seq_len = seq_len;
+  set.data.batch = rows;
+  set.data.seq_len = seq_len;
+  // Every value was checked to lie in [kIgnoreLabel, vocab), and vocab fits int32.
+  set.data.inputs.assign(inputs.begin(), inputs.end());
+  set.data.labels.assign(labels.begin(), labels.end());
+  return set;
+}
+
 uint64_t hash_row(const int32_t* row, int64_t seq_len) {
   uint64_t h = splitmix64(static_cast<uint64_t>(seq_len));
   for (int64_t t = 0; t < seq_len; ++t) {

@@ -21,6 +21,15 @@ EvalSet make_eval_set(const Task& task, int64_t seq_len, int64_t num_examples, u
 // One eval set per eval.seq_lens entry (load_config fills an empty list with train.seq_len).
 std::vector<EvalSet> make_eval_sets(const Task& task, const EvalConfig& eval);
 
+// An eval set from token ids made elsewhere (`kimi-lab eval --data`), checked before any work:
+// rows > 0 and seq_len > 0, inputs.size() == labels.size() == rows * seq_len, every input id in
+// [0, vocab) and every label in [0, vocab) or kIgnoreLabel (ids are checked as int64, so 2^32+5
+// is refused rather than truncated to 5), and at least one scored label (no accuracy of an empty
+// set). UserError "WHERE: slice 'NAME': problem" otherwise.
+EvalSet eval_set_from_ids(const std::string& name, int64_t rows, int64_t seq_len,
+                          const std::vector<int64_t>& inputs, const std::vector<int64_t>& labels,
+                          int64_t vocab, const std::string& where);
+
 // Hashes of whole input rows (length included). A hash collision can only make training skip
 // a row it did not have to: never lets an eval row through.
 class SequenceFilter {

@@ -9,6 +9,7 @@
 
 #include "core/tensor/error.h"
 #include "models/mixer.h"
+#include "trainer/config_fields.h"
 
 namespace kimi {
 namespace {
@@ -23,7 +24,8 @@ class Config : public ::testing::Test {
   // The UserError message of load_config, or "" when it succeeds.
   std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
     try {
-      load_config(write(yaml), overrides);
+      // "" = no file (defaults + overrides): an empty file is itself an error.
+      load_config(yaml.empty() ? "" : write(yaml), overrides);
     } catch (const UserError& e) {
       return e.what();
     }
@@ -132,6 +134,70 @@ TEST_F(Config, FileAndOverrideSyntaxErrors) {
   } catch (const UserError& e) {
     EXPECT_HAS(std::string(e.what()), "missing.yaml");
   }
+}
+
+TEST_F(Config, NonFiniteNumbersAreRefusedForEveryFloatKey) {
+  EXPECT_HAS(error_of("", {"train.lr=.inf"}), "train.lr: expected a finite number, got '.inf'");
+  EXPECT_HAS(error_of("train: {lr: .nan}\n"), "train.lr: expected a finite number");
+  EXPECT_HAS(error_of("", {"train.lr=-.inf"}), "train.lr: expected a finite number");
+  // Every double key, not only lr (1e999 overflows to infinity or fails to parse: both refused).
+  int doubles = 0;
+  RunConfig defaults;
+  config_detail::visit_fields(defaults, [&](const std::string& key, auto& field) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(field)>, double>) {
+      ++doubles;
+      EXPECT_HAS(error_of("", {key + "=.inf"}), key + ": expected a finite number");
+      EXPECT_HAS(error_of("", {key + "=.nan"}), key + ": expected a finite number");
+      EXPECT_HAS(error_of("", {key + "=1e999"}), key + ": expected a");
+    }
+  });
+  EXPECT_GE(doubles, 10);
+}
+
+TEST_F(Config, IntegerKeysTakeWholeNumbersWrittenAsFloats) {
+  EXPECT_EQ(load_config("", {"train.steps=1e3"}).train.steps, 1000);
+  EXPECT_EQ(load_config("", {"train.steps=2000.0"}).train.steps, 2000);
+  EXPECT_EQ(load_config("", {"eval.seq_lens=[1.28e2, 256]"}).eval.seq_lens,
+            (std::vector<int64_t>{128, 256}));
+  EXPECT_EQ(load_config(write("train: {steps: 5e2}\n"), {}).train.steps, 500);
+  EXPECT_EQ(load_config("", {"train.steps=1.5e3"}).train.steps, 1500);
+  EXPECT_HAS(error_of("", {"train.steps=2.5"}), "train.steps: expected an integer, got '2.5'");
+  EXPECT_HAS(error_of("", {"train.steps=1e3.5"}), "train.steps: expected an integer");
+  EXPECT_HAS(error_of("", {"train.steps=1.5e-3"}), "train.steps: expected an integer");
+  EXPECT_HAS(error_of("", {"train.steps=1e30"}), "train.steps: expected an integer, got '1e30'");
+  EXPECT_HAS(error_of("", {"train.steps=9.3e18"}), "train.steps: expected an integer");
+  EXPECT_HAS(error_of("", {"train.steps=.inf"}), "train.steps: expected an integer");
+  EXPECT_HAS(error_of("", {"train.seed=1e30"}), "train.seed: expected an integer");
+}
+
+TEST_F(Config, EmptyConfigFileIsRefusedNamingIt) {
+  for (const char* text : {"", "# only a comment\n", "train:\nmodel:\n", "{}\n"}) {
+    const std::string path = write(text, "empty.yaml");
+    try {
+      load_config(path, {"train.steps=5"});
+      ADD_FAILURE() << "accepted an empty config: '" << text << "'";
+    } catch (const UserError& e) {
+      EXPECT_HAS(std::string(e.what()), path);
+      EXPECT_HAS(std::string(e.what()), "sets no keys");
+    }
+  }
+  EXPECT_EQ(load_config(write("train: {steps: 5}\n"), {}).train.steps, 5);
+}
+
+TEST_F(Config, OddHeadDimWithRopeIsRefusedAtLoad) {
+  EXPECT_HAS(error_of("model: {mixer: attention, rope: true, head_dim: 33}\n"),
+             "model.head_dim must be even with model.rope=true");
+  EXPECT_EQ(error_of("model: {mixer: attention, rope: true, head_dim: 32}\n"), "");
+  EXPECT_EQ(error_of("model: {mixer: attention, rope: false, head_dim: 33}\n"), "");
+}
+
+TEST_F(Config, SizesThatCannotBeAllocatedAreRefused) {
+  EXPECT_HAS(error_of("", {"train.seq_len=99999999999"}), "train.batch_size x train.seq_len");
+  EXPECT_HAS(error_of("", {"eval.seq_lens=[99999999999]"}), "eval.num_examples x eval.seq_lens");
+  EXPECT_HAS(error_of("", {"model.d_model=1000000000"}), "more than 1e11");
+  EXPECT_HAS(error_of("", {"task.vocab_size=1e10"}), "task.vocab_size must be < 2^31");
+  // The paper's configs are far below the limits.
+  EXPECT_EQ(error_of("", {"train.seq_len=2048", "model.d_model=2048", "model.n_layers=24"}), "");
 }
 
 TEST_F(Config, YamlRoundTrip) {

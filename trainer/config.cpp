@@ -6,9 +6,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
+#include <type_traits>
 
 #include "core/tensor/error.h"
 #include "tasks/task.h"
@@ -101,12 +104,17 @@ YAML::Node parse_value(const std::string& value) {
   }
 }
 
+// An empty file (or one with only empty sections) is refused: silently training every default
+// is never what the user meant (usually a wrong or truncated file).
 FlatConfig read_yaml_file(const std::string& path) {
   const YAML::Node root = parse_file(path);
   FlatConfig flat;
-  if (root.IsNull()) return flat;  // an empty file means all defaults
-  if (!root.IsMap()) throw UserError(fmt::format("config file '{}': expected a mapping", path));
-  flatten(root, "", path, flat);
+  if (!root.IsNull() && !root.IsMap())
+    throw UserError(fmt::format("config file '{}': expected a mapping", path));
+  if (root.IsMap()) flatten(root, "", path, flat);
+  if (flat.empty())
+    throw UserError(fmt::format(
+        "config file '{}' sets no keys (empty); start from experiments/quickstart.yaml", path));
   return flat;
 }
 
@@ -132,12 +140,44 @@ std::string shown(const YAML::Node& node) {
   return "nothing";
 }
 
+// An integer key also takes a number written with a fraction or an exponent when its value is
+// a whole number that fits (train.steps=1e3 is 1000); 1.5e3 or 1e30 are refused.
+std::optional<int64_t> as_integer(const YAML::Node& node) {
+  try {
+    return node.as<int64_t>();
+  } catch (const YAML::Exception&) {
+  }
+  double x = 0;
+  try {
+    x = node.as<double>();
+  } catch (const YAML::Exception&) {
+    return std::nullopt;
+  }
+  // 2^63 is exactly representable; every double below it in magnitude converts exactly.
+  constexpr double kLimit = 9223372036854775808.0;
+  if (!std::isfinite(x) || x != std::floor(x) || x >= kLimit || x < -kLimit) return std::nullopt;
+  return static_cast<int64_t>(x);
+}
+
 template <class T>
 T scalar_as(const YAML::Node& node, const std::string& key, const Entry& e, const char* what) {
   if (node.IsScalar()) {
-    try {
-      return node.as<T>();
-    } catch (const YAML::Exception&) {
+    if constexpr (std::is_same_v<T, int64_t>) {
+      if (std::optional<int64_t> v = as_integer(node)) return *v;
+    } else if constexpr (std::is_same_v<T, double>) {
+      // .inf / .nan are YAML numbers, but no setting means anything at infinity or NaN.
+      try {
+        const double x = node.as<double>();
+        if (std::isfinite(x)) return x;
+        throw UserError(
+            fmt::format("{}: expected a finite number, got {}{}", key, shown(node), e.where));
+      } catch (const YAML::Exception&) {
+      }
+    } else {
+      try {
+        return node.as<T>();
+      } catch (const YAML::Exception&) {
+      }
     }
   }
   throw UserError(fmt::format("{}: expected {}, got {}{}", key, what, shown(node), e.where));

@@ -64,6 +64,12 @@ void validate_model(const ModelConfig& m) {
   require(m.mamba2.d_state > 0, "model.mamba2.d_state", "> 0", m.mamba2.d_state);
   require(m.mamba2.expand > 0, "model.mamba2.expand", "> 0", m.mamba2.expand);
   const std::vector<std::string> layers = layer_mixers(m);  // throws on bad names, lengths, ratios
+  // RoPE rotates pairs of channels; refused here so no run directory is written first.
+  if (m.rope && m.head_dim % 2 != 0) {
+    throw UserError(
+        fmt::format("model.head_dim must be even with model.rope=true (RoPE rotates pairs; got {})",
+                    m.head_dim));
+  }
   // MLA is NoPE here (MlaLayer refuses rope); only attention layers use model.rope.
   if (m.rope && std::find(layers.begin(), layers.end(), "mla") != layers.end()) {
     throw UserError(
@@ -105,6 +111,42 @@ void validate_eval(const EvalConfig& e) {
   require(e.num_examples > 0, "eval.num_examples", "> 0", e.num_examples);
   require(e.batch_size > 0, "eval.batch_size", "> 0", e.batch_size);
   require(e.seed >= 0, "eval.seed", ">= 0", e.seed);
+}
+
+// Token ids are int32 [rows, T] host arrays: past 2^31 tokens in one batch or eval slice
+// nothing would fit; refused here instead of an allocation failure after the run directory is
+// written.
+constexpr int64_t kMaxTokens = int64_t{1} << 31;
+
+void check_tokens(int64_t rows, const char* rows_key, int64_t len, const char* len_key) {
+  if (len > kMaxTokens / rows)
+    throw UserError(
+        fmt::format("{} x {} = {} x {} tokens is more than 2^31", rows_key, len_key, rows, len));
+}
+
+void validate_sizes(const RunConfig& c) {
+  // Token ids are int32.
+  require(c.task.vocab_size < kMaxTokens, "task.vocab_size", "< 2^31", c.task.vocab_size);
+  // A rough parameter count (embeddings, head, projections of every layer), in double so huge
+  // values cannot overflow: a model that cannot be allocated is refused before any work.
+  const ModelConfig& m = c.model;
+  const double d = static_cast<double>(m.d_model);
+  const double inner = std::max(d, static_cast<double>(m.num_heads) *
+                                       static_cast<double>(m.head_dim) * std::max(1.0, m.expand_v));
+  const double params = 2 * static_cast<double>(c.task.vocab_size) * d +
+                        static_cast<double>(m.n_layers) * 8 * d *
+                            std::max({inner, static_cast<double>(m.mlp_hidden),
+                                      d * static_cast<double>(m.mamba2.expand)});
+  if (params > 1e11)
+    throw UserError(fmt::format(
+        "model: about {:.3g} parameters (model.d_model {}, model.n_layers {}, model.num_heads {} "
+        "x model.head_dim {}, task.vocab_size {}); more than 1e11 cannot be trained here",
+        params, m.d_model, m.n_layers, m.num_heads, m.head_dim, c.task.vocab_size));
+  int64_t longest = c.train.seq_len;
+  for (int64_t len : c.task.train_seq_lens) longest = std::max(longest, len);
+  check_tokens(c.train.batch_size, "train.batch_size", longest, "train.seq_len");
+  for (int64_t len : c.eval.seq_lens)
+    check_tokens(c.eval.num_examples, "eval.num_examples", len, "eval.seq_lens");
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -157,6 +199,7 @@ void resolve_and_validate(RunConfig& c) {
   validate_train(c.train);
   if (c.eval.seq_lens.empty()) c.eval.seq_lens = {c.train.seq_len};
   validate_eval(c.eval);
+  validate_sizes(c);
   if (c.name.empty()) {
     std::vector<std::string> kinds;  // distinct mixers in layer order: "mqar_kda-attention"
     for (const auto& mixer : layer_mixers(c.model)) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/tensor/error.h"
 #include "tasks/metrics.h"
 
 namespace kimi {
@@ -12,6 +13,12 @@ SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& s
   NoGradGuard no_grad;
   const tasks::Batch& data = set.data;
   const int64_t N = data.batch, T = data.seq_len;
+  KIMI_CHECK(batch_size > 0, "evaluate_slice: batch_size {} (callers check their flag or key)",
+             batch_size);
+  // An empty slice would print accuracy 0, a result nobody measured.
+  if (N <= 0 || T <= 0)
+    throw UserError(fmt::format("eval slice '{}' (T={}): no rows or positions ([{}, {}])", set.task,
+                                set.seq_len, N, T));
   tasks::Accuracy acc;
   double loss_sum = 0;
   int64_t counted = 0;
@@ -25,14 +32,18 @@ SliceResult evaluate_slice(models::LanguageModel& model, const tasks::EvalSet& s
     Tensor ids = Tensor::from_vector(part.inputs, {b, T}).to(device);
     Tensor labels = Tensor::from_vector(part.labels, {b, T}).to(device);
     Tensor logits = model.forward(ids);
-    int64_t n_labels =
-        std::count_if(part.labels.begin(), part.labels.end(), [](int32_t l) { return l >= 0; });
+    int64_t n_labels = std::count_if(part.labels.begin(), part.labels.end(),
+                                     [](int32_t l) { return l != tasks::kIgnoreLabel; });
     loss_sum += models::lm_loss(logits, labels).item() * static_cast<double>(n_labels);
     counted += n_labels;
     // The argmax runs where the logits are: only B x T int32 predictions cross to the host.
     std::vector<int32_t> pred = argmax_lastdim(logits).to(Device::kCPU).to_vector<int32_t>();
     tasks::accumulate_accuracy(part, pred.data(), &acc);
   }
+  if (counted == 0)
+    throw UserError(
+        fmt::format("eval slice '{}' (T={}): no scored labels (all {}); accuracy is undefined",
+                    set.task, set.seq_len, tasks::kIgnoreLabel));
   SliceResult r;
   r.task = set.task;
   r.seq_len = set.seq_len;

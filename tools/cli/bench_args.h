@@ -29,4 +29,29 @@ inline void check_bench_args(const std::vector<std::string>& mixers, int reps) {
   }
 }
 
+// Shapes: every size positive, and one [B, T, H, D] input within 2^31 elements (8 GiB of f32);
+// a zero was a kernel-level internal error, a huge value an allocation failure.
+inline void check_bench_sizes(const std::vector<int64_t>& seq_lens, int64_t batch, int64_t heads,
+                              int64_t head_dim, int64_t tokens) {
+  const auto positive = [](const char* flag, int64_t v) {
+    if (v < 1) throw UserError(fmt::format("bench {}: must be at least 1 (got {})", flag, v));
+  };
+  positive("--batch", batch);
+  positive("--heads", heads);
+  positive("--head-dim", head_dim);
+  positive("--tokens", tokens);
+  if (seq_lens.empty()) throw UserError("bench --seq-lens: give at least one length");
+  constexpr double kMaxElements = 2147483648.0;
+  for (int64_t T : seq_lens) {
+    positive("--seq-lens", T);
+    const double elements = static_cast<double>(batch) * static_cast<double>(T) *
+                            static_cast<double>(heads) * static_cast<double>(head_dim);
+    if (elements > kMaxElements)
+      throw UserError(fmt::format(
+          "bench --seq-lens {}: --batch x T x --heads x --head-dim = {:.3g} elements a tensor, "
+          "more than 2^31",
+          T, elements));
+  }
+}
+
 }  // namespace kimi::cli

@@ -109,6 +109,7 @@ void register_bench(CLI::App& app) {
                   "tools/peer_bench.py reads it to put FLA / PyTorch beside it");
   cmd->callback([a, cmd] {
     check_bench_args(a->mixers, a->reps);
+    check_bench_sizes(a->seq_lens, a->batch, a->heads, a->head_dim, a->tokens);
     if (a->device == "cuda") {
       if (!cuda_available())
         throw UserError(

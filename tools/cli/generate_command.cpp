@@ -16,6 +16,7 @@
 #include "core/tensor/error.h"
 #include "models/kimi_linear.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/flag_checks.h"
 #include "trainer/trainer.h"
 
 namespace kimi::cli {
@@ -71,14 +72,22 @@ std::unique_ptr<KimiLinearModel> open_model(const GenerateArgs& a) {
   return std::make_unique<KimiLinearModel>(c, dt, a.seed);
 }
 
+constexpr int64_t kMaxNewTokens = 1000000;
+
 void run_generate(const GenerateArgs& a) {
   if (a.prompt.empty()) throw UserError("--prompt-ids: give at least one token id");
-  if (a.temperature <= 0) throw UserError("--temperature must be positive");
+  if (!(a.temperature > 0) || !std::isfinite(a.temperature))
+    throw UserError(
+        fmt::format("--temperature must be positive and finite (got {})", a.temperature));
+  // The MLA caches grow with every token; past a million the run would take days.
+  if (a.max_new < 1 || a.max_new > kMaxNewTokens)
+    throw UserError(
+        fmt::format("--max-new-tokens must be in [1, {}] (got {})", kMaxNewTokens, a.max_new));
   const auto t_load = std::chrono::steady_clock::now();
   const Device dev = resolve_device(a.device);
   auto model = open_model(a);
-  KIMI_CHECK(dev == Device::kCPU || model->parameters().front().dtype() == DType::kF32,
-             "generate --device cuda: the CUDA backend computes in f32 (use --dtype f32)");
+  if (dev != Device::kCPU && model->parameters().front().dtype() != DType::kF32)
+    throw UserError("generate --device cuda: the CUDA backend computes in f32 (use --dtype f32)");
   model->to(dev);
   const int64_t vocab = model->config().vocab_size;
   for (int64_t id : a.prompt)
@@ -202,15 +211,23 @@ void register_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   gen->add_option("MODEL_DIR", a->dir, "folder with config.json and model*.safetensors")
       ->required();
-  gen->add_option("--prompt-ids", a->prompt, "prompt token ids")->delimiter(',')->required();
-  gen->add_option("--max-new-tokens", a->max_new, "tokens to generate")->capture_default_str();
+  gen->add_option("--prompt-ids", a->prompt, "prompt token ids")
+      ->delimiter(',')
+      ->check(kFitsInt64)
+      ->required();
+  gen->add_option("--max-new-tokens", a->max_new, "tokens to generate (1 to 1,000,000)")
+      ->check(kFitsInt64)
+      ->capture_default_str();
   gen->add_flag("--greedy", a->greedy, "argmax decoding (otherwise sample at --temperature)");
-  gen->add_option("--temperature", a->temperature, "sampling temperature")->capture_default_str();
+  gen->add_option("--temperature", a->temperature, "sampling temperature (> 0)")
+      ->capture_default_str();
   gen->add_flag("--random", a->random, "random weights from config.json alone (no checkpoint)");
   gen->add_option("--seed", a->seed, "seed of the random weights and of sampling")
       ->capture_default_str();
   gen->add_option("--dtype", a->dtype, "f32 or f64 (cuda: f32)")->capture_default_str();
-  gen->add_option("--device", a->device, "cpu | cuda | auto")->capture_default_str();
+  gen->add_option("--device", a->device, "cpu | cuda | auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
   gen->callback([a] { run_generate(*a); });
 
   auto* info =

@@ -1,11 +1,61 @@
 // `kimi-lab run CONFIG [key=value ...]`: train and evaluate one model, then plot the run.
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "tools/cli/commands.h"
+#include "tools/cli/flag_checks.h"
 #include "tools/cli/plotting.h"
+#include "trainer/cost_estimate.h"
+#include "trainer/run_dir.h"
 #include "trainer/trainer.h"
 
 namespace kimi::cli {
+
+namespace {
+
+// Estimated CPU time past which `run` warns before training (a GPU-sized config).
+constexpr double kWarnAboveSeconds = 1800;
+
+// On the CPU, times the run's model before the loop and warns, with the estimate and a CPU-sized
+// variant, when the run would take more than 30 minutes. Never stops the run.
+void warn_if_long_on_cpu(const RunRequest& req) {
+  const bool resume = !req.resume_dir.empty();
+  const std::string cfg_path =
+      resume ? (std::filesystem::path(req.resume_dir) / "config.yaml").string() : req.config_path;
+  // run_training names a directory that is not a run; errors below are the ones it would
+  // report first, let through unchanged.
+  if (!std::filesystem::exists(cfg_path)) return;
+  const RunConfig cfg = load_config(cfg_path, req.overrides);
+  if (resolve_device(req.device.empty() ? cfg.train.device : req.device) != Device::kCPU) return;
+  int64_t start = 0;
+  if (resume)
+    if (auto ckpt = find_latest_checkpoint(req.resume_dir)) start = ckpt->step;
+  int64_t end = cfg.train.steps;
+  if (req.stop_at > 0) end = std::min(end, req.stop_at);
+  const CostEstimate est = estimate_cpu_cost(cfg, end - start);
+  if (est.total_s() <= kWarnAboveSeconds) return;
+  std::vector<std::string> small = cpu_sized_overrides(cfg);
+  std::vector<std::string> small_all = req.overrides;
+  small_all.insert(small_all.end(), small.begin(), small.end());
+  const RunConfig small_cfg = load_config(cfg_path, small_all);
+  const CostEstimate small_est = estimate_cpu_cost(small_cfg, small_cfg.train.steps);
+  const bool target = cfg.train.target_accuracy > 0 || small_cfg.train.target_accuracy > 0;
+  // The default logger (stderr); the run's logger, which also writes log.txt, starts after this.
+  spdlog::warn(
+      "{} on the CPU: {} ({} steps at {:.3g} s a step, {} evals at {:.3g} s; timed on {} rows "
+      "here). This config is sized for a GPU (--device cuda). For a CPU-sized run use {}add "
+      "the overrides {} ({}{}). Starting anyway; Ctrl-C stops it.",
+      cfg_path, format_duration(est.total_s()), est.steps, est.step_s, est.evals, est.eval_s,
+      est.rows_timed,
+      cfg.task.name == "mqar" ? "experiments/quickstart.yaml (the same task, small), or " : "",
+      fmt::join(small, " "), format_duration(small_est.total_s()),
+      target ? " at most; it stops early at train.target_accuracy" : "");
+}
+
+}  // namespace
 
 void register_run(CLI::App& app) {
   auto* cmd = app.add_subcommand(
@@ -19,16 +69,18 @@ void register_run(CLI::App& app) {
   auto args = std::make_shared<std::vector<std::string>>();
   auto no_plot = std::make_shared<bool>(false);
   auto no_progress = std::make_shared<bool>(false);
+  auto no_estimate = std::make_shared<bool>(false);
   cmd->add_option(
       "args", *args,
       "CONFIG.yaml followed by key=value overrides of any config key (dotted, typed as YAML:\n"
       "train.lr=3e-4, model.mixer=[kda,kda,kda,attention], model.hybrid=kda:attention=3:1).\n"
       "With --resume, only overrides.");
-  cmd->add_option("--device", req->device,
-                  "cpu | cuda | auto (default: the config's train.device)");
+  cmd->add_option("--device", req->device, "cpu | cuda | auto (default: the config's train.device)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option(
       "--out", req->out_dir,
-      "run directory (default: <out_dir>/<name> from the config); one that holds a run\n"
+      "run directory (default: <out_dir>/<name> from the config); one that holds a run
+"
       "is refused (continue it with --resume)");
   cmd->add_option(
       "--resume", req->resume_dir,
@@ -38,12 +90,20 @@ void register_run(CLI::App& app) {
       "target_accuracy, device, precision, threads, eval.batch_size. SIGINT/SIGTERM during a\n"
       "run: checkpoint, status.json 'interrupted', exit 130/143");
   cmd->add_option(
-      "--stop-at", req->stop_at,
-      "checkpoint and stop at this step (continue later with --resume), e.g. to split a\n"
-      "long run across sessions");
+         "--stop-at", req->stop_at,
+         "checkpoint and stop at this step (continue later with --resume), e.g. to split a\n"
+         "long run across sessions")
+      ->check(kFitsInt64)
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
-  cmd->callback([req, args, no_plot, no_progress] {
+  cmd->add_flag(
+      "--no-estimate", *no_estimate,
+      "on the CPU, skip the cost estimate: by default one forward + backward pass on a few rows\n"
+      "of the batch is timed before training, and a run estimated at more than 30 minutes (a\n"
+      "GPU-sized config such as experiments/mqar.yaml) gets a warning with the estimate and a\n"
+      "CPU-sized variant; the run goes on either way");
+  cmd->callback([req, args, no_plot, no_progress, no_estimate] {
     std::vector<std::string> rest = *args;
     if (req->resume_dir.empty()) {
       if (rest.empty() || rest[0].find('=') != std::string::npos)
@@ -54,6 +114,7 @@ void register_run(CLI::App& app) {
     }
     req->overrides = rest;
     req->progress = !*no_progress;
+    if (!*no_estimate) warn_if_long_on_cpu(*req);
     RunResult r = run_training(*req);
     fmt::print("\nrun directory: {}\n", r.run_dir);
     for (const auto& e : r.last_eval)
