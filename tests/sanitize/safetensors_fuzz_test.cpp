@@ -4,14 +4,14 @@
 // kimi::UserError or a file whose tensors all lie inside the data area.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
-#include <nlohmann/json.hpp>
+#include <fstream>
 #include <random>
 
 #include "core/io/safetensors.h"
 #include "core/tensor/error.h"
 #include "tests/sanitize/safetensors_cases.h"
+#include "tests/sanitize/safetensors_check.h"
 
 namespace kimi::io {
 namespace {
@@ -23,40 +23,12 @@ struct TempDir {
   ~TempDir() { fs::remove_all(dir); }
 };
 
-// Opens `path` (a copy of `bytes`) and reads every tensor. Returns true on success; a
-// kimi::UserError is fine (returns false); anything else fails the test. On success checks,
-// independently of the reader, that each tensor's bytes are exactly the file's bytes at its
-// data_offsets (so no pointer can lie outside the mapping).
+// Opens `path` (a copy of `bytes`) and reads every tensor (tests/sanitize/safetensors_check.h).
+// Returns true on success, false on a clean kimi::UserError; anything else fails the test.
 bool open_and_read_all(const std::string& path, const std::string& bytes) {
-  try {
-    const SafetensorsFile f = SafetensorsFile::open(path);
-    uint64_t n = 0;
-    std::memcpy(&n, bytes.data(), 8);  // little-endian host (x86-64 / aarch64)
-    const auto header = nlohmann::json::parse(bytes.data() + 8, bytes.data() + 8 + n);
-    for (const std::string& name : f.names()) {
-      const TensorInfo& t = f.info(name);
-      const auto offsets = header.at(name).at("data_offsets");
-      const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-      EXPECT_EQ(t.nbytes, end - begin) << name;
-      EXPECT_LE(8 + n + end, bytes.size()) << name;
-      if (t.nbytes) {
-        EXPECT_EQ(std::memcmp(t.data, bytes.data() + 8 + n + begin, t.nbytes), 0) << name;
-      }
-      const size_t count = f.read_f64(name).size();
-      EXPECT_EQ(f.read_f32(name).size(), count);
-      EXPECT_EQ(count * dtype_size(t.dtype), t.nbytes);
-      if (t.dtype == DType::kI32 || t.dtype == DType::kI64) {
-        EXPECT_EQ(f.read_i64(name).size(), count);
-      }
-    }
-    return true;
-  } catch (const kimi::UserError& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    return false;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not a kimi::UserError: " << e.what();
-    return false;
-  }
+  const testing::OpenOutcome r = testing::check_open(path, bytes);
+  EXPECT_EQ(r.problem, "");
+  return r.opened;
 }
 
 TEST(SafetensorsAsan, HardeningCases) {
