@@ -334,6 +334,8 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   const std::vector<bool> stale = check_sweep(sweep_file, rep, chosen, opt);
 
   fs::create_directories(dir);
+  // THE sweep-directory lock (engineer A's spot): shared, not exclusive, because the --jobs
+  // children (run_sweep_point) take the same shared lock while this process holds it.
   const DirLock sweep_lock(dir, DirLock::Mode::kShared, "sweep");
   if (stored.is_null() || !rep.spec_change.empty()) {
     write_json_atomic((fs::path(dir) / "sweep.json").string(), current);
@@ -342,10 +344,15 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   spdlog::set_default_logger(sweep_logger(dir));
   if (!rep.spec_change.empty())
     spdlog::warn("--force: the sweep changed ({}); stored the new spec", rep.spec_change);
-  if (opt.jobs > 1)
-    sweep_detail::run_in_workers(rep, points_to_visit(rep, chosen, stale), stale, sweep_file, opt);
-  else
+  if (opt.jobs > 1) {
+    const std::vector<size_t> todo = points_to_visit(rep, chosen, stale);
+    for (size_t i = 0; i < rep.points.size(); ++i)
+      if (chosen[i] && std::find(todo.begin(), todo.end(), i) == todo.end())
+        rep.actions[i] = PointAction::kSkipped;  // finished or failed earlier
+    sweep_detail::run_in_workers(rep, todo, stale, sweep_file, opt);
+  } else {
     run_in_process(rep, chosen, stale, opt);
+  }
   rep.finished_dirs = write_sweep_summary(dir, rep.points);
   rep.wall_s = seconds_since(t0);
   spdlog::info("sweep {}: {} of {} runs in {}/summary.csv ({:.0f} s)", rep.spec.name,
