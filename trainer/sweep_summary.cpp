@@ -14,6 +14,7 @@
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
+#include "models/flops.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/sweep_results.h"
 
@@ -182,6 +183,17 @@ SeedStat group_stat(const std::vector<const SweepRun*>& group, int64_t len, bool
   return seed_stat(values);
 }
 
+// params, state bytes of the first layer per sequence (fp32: states stay F32 at every
+// precision), training FLOPs per token; blanks for a mixer models/flops.h cannot count.
+std::vector<CsvValue> fairness_cells(const RunConfig& c) {
+  try {
+    const auto cost = models::model_cost(c.model, c.task.vocab_size, c.train.seq_len);
+    return {cost.params, cost.layers.front().state_bytes(), cost.train_flops_per_token};
+  } catch (const UserError&) {
+    return {std::string(), std::string(), std::string()};
+  }
+}
+
 }  // namespace
 
 int64_t selection_length(const SweepRun& run) {
@@ -276,6 +288,10 @@ std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
   // The lr choice (see best_lr_groups): on the group's mean at its training length.
   columns.push_back("select_acc_mean");
   columns.push_back("best_lr_on_mean");
+  // Fairness (models/flops.h): what each mixer spends, counted from the config.
+  columns.push_back("params");
+  columns.push_back("state_bytes_per_layer");
+  columns.push_back("train_flops_per_token");
   columns.insert(columns.end(), config_keys.begin(), config_keys.end());
 
   CsvTable table((fs::path(sweep_dir) / "summary.csv").string(), columns);
@@ -305,6 +321,7 @@ std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
     const SeedStat sel = selection_stat(group);
     v.push_back(sel.n ? CsvValue(sel.mean) : blank);
     v.push_back(sel.n ? CsvValue(static_cast<int64_t>(best_groups.count(r.point->group))) : blank);
+    for (const CsvValue& f : fairness_cells(r.point->config)) v.push_back(f);
     const nlohmann::json flat = flatten_dotted(to_json(r.point->config));
     for (const auto& k : config_keys) v.push_back(flat.contains(k) ? config_cell(flat[k]) : blank);
     table.add_row(v);

@@ -2,6 +2,8 @@
 // and written to report.md and report.tex in the sweep directory.
 #include <fmt/format.h>
 
+#include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
 #include "tools/cli/commands.h"
 #include "trainer/report.h"
 
@@ -18,9 +20,21 @@ void register_report(CLI::App& app) {
       "Markdown. Example: kimi-lab report runs/figure4_mqar");
   auto dir = std::make_shared<std::string>();
   cmd->add_option("sweep_dir", *dir, "a sweep directory (with sweep.json)")->required();
-  cmd->callback([dir] {
+  auto paper = std::make_shared<std::string>("figure4");
+  cmd->add_option("--paper", *paper,
+                  "the paper's numbers to compare with; only figure4 (the tech report's\n"
+                  "synthetic tasks, DESIGN.md section 6) is transcribed")
+      ->capture_default_str();
+  auto latex = std::make_shared<std::string>();
+  cmd->add_option("--latex", *latex,
+                  "also write the LaTeX table to this file (always written to report.tex)");
+  cmd->callback([dir, paper, latex] {
+    if (*paper != "figure4")
+      throw UserError(fmt::format("--paper {}: unknown; the report knows figure4", *paper));
     const SweepReportText r = write_sweep_report(*dir);
-    fmt::print("{}\nwrote {}/report.md and {}/report.tex\n", r.markdown, *dir, *dir);
+    if (!latex->empty()) io::write_file_atomic(*latex, r.latex);
+    fmt::print("{}\nwrote {}/report.md and {}/report.tex{}\n", r.markdown, *dir, *dir,
+               latex->empty() ? "" : " and " + *latex);
   });
 }
 
