@@ -47,7 +47,8 @@ class MqarTask : public Task {
   int64_t vocab_size() const override { return vocab_; }
 
   int64_t num_kv_pairs(int64_t seq_len) const override {
-    return config_.num_kv_pairs > 0 ? config_.num_kv_pairs : std::max<int64_t>(1, seq_len / 8);
+    return config_.num_kv_pairs > 0 ? config_.num_kv_pairs
+                                    : std::max<int64_t>(1, seq_len / config_.tokens_per_pair);
   }
 
   void check_seq_len(int64_t seq_len) const override {

@@ -2,6 +2,7 @@
 // a run of 3-token ops `<push> id elem` / `<pop> id elem`, the popped elem being the one on top
 // of stack id. The model must output it: label at the id position of each pop = elem.
 // Tokens: 0 = pad (tail), 1 = push, 2 = pop, ids [3, 3 + S), elements [3 + S, vocab).
+// Scored positions: the id of each pop (pushes are random, nothing there is predictable).
 #include <algorithm>
 
 #include "core/tensor/error.h"
@@ -46,10 +47,10 @@ class StackTask : public Task {
     std::vector<std::vector<int32_t>> stacks(static_cast<size_t>(config_.num_stacks));
     std::vector<int32_t> non_empty;  // ids of non-empty stacks, for a uniform pop target
     for (int64_t t = 0; t + 3 <= seq_len; t += 3) {
-      int32_t id;
+      int32_t id = -1;
       int32_t elem;
-      if (non_empty.empty() || rng.bernoulli(config_.push_prob)) {
-        id = static_cast<int32_t>(rng.uniform(0, config_.num_stacks));
+      if (non_empty.empty() || rng.bernoulli(config_.push_prob)) id = push_target(rng, stacks);
+      if (id >= 0) {
         elem = static_cast<int32_t>(rng.uniform(first_elem(), vocab_));
         if (stacks[id].empty()) non_empty.push_back(id);
         stacks[id].push_back(elem);
@@ -73,6 +74,19 @@ class StackTask : public Task {
 
  private:
   int64_t first_elem() const { return kFirstId + config_.num_stacks; }
+
+  // The stack a push goes to: uniform, redrawn among the non-full stacks when max_depth caps the
+  // drawn one; -1 (pop instead) when every stack is full. Unbounded stacks draw exactly once, so
+  // max_depth 0 gives the same rows as before the key existed.
+  int32_t push_target(Rng& rng, const std::vector<std::vector<int32_t>>& stacks) const {
+    const auto id = static_cast<int32_t>(rng.uniform(0, config_.num_stacks));
+    const auto depth = static_cast<size_t>(config_.max_depth);
+    if (depth == 0 || stacks[id].size() < depth) return id;
+    std::vector<int32_t> open;
+    for (int32_t s = 0; s < static_cast<int32_t>(stacks.size()); ++s)
+      if (stacks[s].size() < depth) open.push_back(s);
+    return open.empty() ? -1 : open[rng.below(open.size())];
+  }
   int64_t vocab_;
   StackConfig config_;
 };

@@ -11,9 +11,12 @@ namespace kimi {
 
 struct MqarConfig {
   std::string form = "kimi";  // kimi: `k v ... <sep> q ...`; zoology: zoology's multiquery_ar
-  int64_t num_kv_pairs = 0;   // 0 = seq_len / 8 at each length (zoology's T512_kv64 ratio)
-  int64_t num_queries = 0;    // kimi form only; 0 = num_kv_pairs (each key queried once)
-  double power_a = 0.01;      // zoology form: query gap distribution p(g) ~ g^(a-1)
+  int64_t num_kv_pairs = 0;   // 0 = seq_len / tokens_per_pair at each length
+  // The paper does not say how the pair count grows with the length; 8 is zoology's T512_kv64
+  // ratio (128 pairs at 1024). Used only when num_kv_pairs is 0.
+  int64_t tokens_per_pair = 8;
+  int64_t num_queries = 0;  // kimi form only; 0 = num_kv_pairs (each key queried once)
+  double power_a = 0.01;    // zoology form: query gap distribution p(g) ~ g^(a-1)
 };
 
 struct PalindromeConfig {
@@ -24,6 +27,9 @@ struct PalindromeConfig {
 struct StackConfig {
   int64_t num_stacks = 64;  // paper: 64 independent stacks
   double push_prob = 0.5;   // else pop from a random non-empty stack (push when all empty)
+  // Deepest a stack may grow (the paper leaves it open): a push drawn for a full stack goes to
+  // another non-full stack, or becomes a pop when every stack is full. 0 = unbounded.
+  int64_t max_depth = 0;
 };
 
 struct LmConfig {

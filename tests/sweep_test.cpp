@@ -4,15 +4,24 @@
 #include "trainer/sweep.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "core/tensor/error.h"
+#include "trainer/sweep_results.h"
+#include "trainer/sweep_workers.h"
 
 namespace kimi {
 namespace {
@@ -268,6 +277,253 @@ TEST(Sweep, DryRunWritesNothingAndAForeignDirectoryIsRefused) {
   fs::create_directories(f.dir());
   write_file(f.dir() / "config.yaml", "");
   expect_user_error([&] { f.run(); }, {"not a sweep directory"});
+}
+
+// ---- --jobs N: child processes (trainer/sweep_workers.h) --------------------------------------
+
+// The summary without what legitimately differs between two sweep directories: wall time and
+// the run's out_dir. Everything else -- losses, accuracies, group statistics -- must match.
+std::vector<std::vector<std::string>> comparable_summary(const fs::path& dir) {
+  const auto rows = lines(read_file(dir / "summary.csv"));
+  const auto header = cells(rows.at(0));
+  std::vector<std::vector<std::string>> out;
+  for (const auto& row : rows) {
+    const auto c = cells(row);
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < c.size(); ++i)
+      if (header[i] != "wall_s" && header[i] != "out_dir") kept.push_back(c[i]);
+    out.push_back(kept);
+  }
+  return out;
+}
+
+// A worker command that records when each child starts and ends (in `stamps`) around the real
+// kimi-lab, holding each child 0.5 s so that two children of --jobs 2 surely overlap.
+std::vector<std::string> stamping_worker(const fs::path& stamps) {
+  const std::string script = fmt::format(
+      "echo start $(date +%s.%N) >> {0}/$$; sleep 0.5; {1} sweep --no-progress \"$@\"; rc=$?; "
+      "echo end $(date +%s.%N) >> {0}/$$; exit $rc",
+      stamps.string(), KIMI_LAB_BIN);
+  return {"/bin/sh", "-c", script, "worker"};
+}
+
+TEST(SweepJobs, TwoJobsTrainTwoPointsAtOnceAndSummariseAsOneJobDoes) {
+  const std::string body = "grid:\n  model.mixer: [kda, gdn]\nseeds: [0, 1]\n";
+  SweepFixture serial("jobs1", body), parallel("jobs2", body);
+  SweepReport one = serial.run();
+  ASSERT_TRUE(one.failures.empty());
+
+  const fs::path stamps = parallel.root / "stamps";
+  fs::create_directories(stamps);
+  SweepOptions opt;
+  opt.progress = false;
+  opt.jobs = 2;
+  opt.worker_command = stamping_worker(stamps);
+  SweepReport two = run_sweep(parallel.file(), opt);
+  ASSERT_TRUE(two.failures.empty()) << two.failures[0];
+  for (auto a : two.actions) EXPECT_EQ(a, PointAction::kTrained);
+  for (const auto& p : two.points) EXPECT_EQ(point_state(p), PointState::kDone) << p.name;
+
+  // Intervals [start, end] of the four children: at some moment two of them ran together.
+  std::vector<std::pair<double, double>> spans;
+  for (const auto& e : fs::directory_iterator(stamps)) {
+    std::istringstream in(read_file(e.path()));
+    std::string word;
+    double start = 0, end = 0;
+    in >> word >> start >> word >> end;
+    spans.emplace_back(start, end);
+  }
+  ASSERT_EQ(spans.size(), 4u);
+  bool overlap = false;
+  for (size_t i = 0; i < spans.size(); ++i)
+    for (size_t j = i + 1; j < spans.size(); ++j)
+      overlap = overlap || (spans[i].first < spans[j].second && spans[j].first < spans[i].second);
+  EXPECT_TRUE(overlap);
+  EXPECT_EQ(comparable_summary(parallel.dir()), comparable_summary(serial.dir()));
+}
+
+TEST(SweepJobs, APartlyFinishedSweepResumesAndAFailureStopsNoOtherPoint) {
+  SweepFixture f("jobs_resume",
+                 "grid:\n  train.lr: [1.0e-3, 1.0e+30, 2.0e-3]\n  train.grad_clip: [0]\n");
+  SweepOptions opt;
+  opt.progress = false;
+  opt.jobs = 2;
+  opt.worker_command = {KIMI_LAB_BIN, "sweep", "--no-progress"};
+  opt.stop_at = 6;  // every point checkpoints at step 6 and stops, as a killed sweep would
+  SweepReport first = run_sweep(f.file(), opt);
+  EXPECT_EQ(point_state(first.points[0]), PointState::kInterrupted);
+  EXPECT_EQ(point_state(first.points[2]), PointState::kInterrupted);
+  ASSERT_EQ(first.failures.size(), 1u);  // lr=1e30 diverges before step 6
+  EXPECT_NE(first.failures[0].find("lr=1e+30"), std::string::npos) << first.failures[0];
+
+  opt.stop_at = 0;
+  SweepReport second = run_sweep(f.file(), opt);
+  EXPECT_EQ(second.actions, (std::vector<PointAction>{PointAction::kResumed, PointAction::kSkipped,
+                                                      PointAction::kResumed}));
+  for (size_t i : {0u, 2u}) {
+    EXPECT_EQ(point_state(second.points[i]), PointState::kDone);
+    // Steps 1..6 from the first call and 7..12 from the resumed one, none twice.
+    EXPECT_EQ(lines(read_file(fs::path(second.points[i].dir) / "metrics.csv")).size(), 13u);
+  }
+  EXPECT_EQ(point_state(second.points[1]), PointState::kFailed);
+  EXPECT_EQ(lines(read_file(f.dir() / "summary.csv")).size(), 4u);
+}
+
+TEST(SweepJobs, CtrlCIsPassedToTheChildrenAndTheirPointsAreNotFailed) {
+  SweepFixture f("jobs_signal", "grid:\n  model.mixer: [kda, gdn, mamba2]\n");
+  const fs::path started = f.root / "started";
+  fs::create_directories(started);
+  SweepOptions opt;
+  opt.progress = false;
+  opt.jobs = 2;
+  // Children that would train for a minute; each marks itself started first.
+  opt.worker_command = {"/bin/sh", "-c", "touch " + started.string() + "/$$; exec sleep 60",
+                        "worker"};
+  std::thread interrupter([&] {
+    for (int i = 0; i < 100 && std::distance(fs::directory_iterator(started), {}) < 2; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    kill(getpid(), SIGINT);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  SweepReport rep = run_sweep(f.file(), opt);
+  interrupter.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  EXPECT_EQ(rep.interrupted_by, SIGINT);
+  EXPECT_TRUE(rep.failures.empty());
+  EXPECT_EQ(std::distance(fs::directory_iterator(started), {}), 2);  // the third never started
+  for (const auto& p : rep.points) EXPECT_FALSE(fs::exists(fs::path(p.dir) / "failed.txt"));
+}
+
+TEST(SweepJobs, GpusAreHandedOutOnlyWhenSeveralAreVisibleAndTheUserSetNone) {
+  using sweep_detail::gpus_to_hand_out;
+  EXPECT_TRUE(gpus_to_hand_out(nullptr, 0).empty());
+  EXPECT_TRUE(gpus_to_hand_out(nullptr, 1).empty());  // one GPU: every child shares it
+  EXPECT_TRUE(gpus_to_hand_out("2,3", 8).empty());    // the user chose: children inherit it
+  EXPECT_TRUE(gpus_to_hand_out("", 8).empty());
+  EXPECT_EQ(gpus_to_hand_out(nullptr, 3), (std::vector<std::string>{"0", "1", "2"}));
+}
+
+// ---- seeds ---------------------------------------------------------------------------------
+
+TEST(SweepSeeds, SeedStatIsMeanSampleSdAndCountOverFiniteValues) {
+  const SeedStat s = seed_stat({0.5, 1.0, std::nan("")});
+  EXPECT_EQ(s.n, 2);
+  EXPECT_DOUBLE_EQ(s.mean, 0.75);
+  EXPECT_NEAR(s.sd, std::sqrt(0.125), 1e-12);  // sum of squares 0.125, n - 1 = 1
+  const SeedStat one = seed_stat({0.25});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_TRUE(std::isnan(one.sd));
+  EXPECT_EQ(seed_stat({}).n, 0);
+}
+
+TEST(SweepSeeds, SeedsAreTheLastAxisAndTheSummaryAggregatesEachGroup) {
+  SweepFixture f("seeds", "grid:\n  train.lr: [1.0e-3, 3.0e-3]\nseeds: [0, 1]\n");
+  SweepReport rep = f.run();
+  ASSERT_EQ(rep.points.size(), 4u);
+  EXPECT_EQ(rep.points[1].name, "lr=0.001,seed=1");
+  EXPECT_EQ(rep.points[1].group, "lr=0.001");
+  EXPECT_EQ(rep.points[1].config.train.seed, 1);
+  const auto rows = lines(read_file(f.dir() / "summary.csv"));
+  ASSERT_EQ(rows.size(), 5u);
+  const auto header = cells(rows[0]);
+  auto col = [&](const std::string& name) {
+    auto it = std::find(header.begin(), header.end(), name);
+    EXPECT_NE(it, header.end()) << name;
+    return static_cast<size_t>(it - header.begin());
+  };
+  for (size_t g = 0; g < 2; ++g) {
+    const auto a = cells(rows[1 + 2 * g]), b = cells(rows[2 + 2 * g]);
+    const SeedStat want =
+        seed_stat({std::stod(a[col("best_acc@T16")]), std::stod(b[col("best_acc@T16")])});
+    for (const auto& r : {a, b}) {
+      EXPECT_EQ(r[col("group")], rep.points[2 * g].group);
+      EXPECT_EQ(r[col("group_runs")], "2");
+      // The CSV keeps 7 significant digits.
+      EXPECT_NEAR(std::stod(r[col("best_acc_mean@T16")]), want.mean, 1e-6);
+      EXPECT_NEAR(std::stod(r[col("best_acc_sd@T16")]), want.sd, 1e-6);
+      EXPECT_EQ(r[col("best_acc_n@T16")], "2");
+    }
+  }
+  // Exactly one of the two lr groups is marked best, both of its rows.
+  int best = 0;
+  for (size_t i = 1; i < rows.size(); ++i) best += cells(rows[i])[col("best_lr_on_mean")] == "1";
+  EXPECT_EQ(best, 2);
+}
+
+TEST(SweepSeeds, BestLrIsChosenOnTheMeanNotOnOneSeedsMaximum) {
+  // lr a: seeds reach 1.0 and 0.0 (mean 0.5, the luckiest seed 1.0); lr b: 0.6 and 0.6.
+  std::vector<SweepPoint> points(4);
+  const char* names[] = {"lr=a,seed=0", "lr=a,seed=1", "lr=b,seed=0", "lr=b,seed=1"};
+  const double best[] = {1.0, 0.0, 0.6, 0.6};
+  std::vector<SweepRun> runs(4);
+  for (size_t i = 0; i < 4; ++i) {
+    points[i].name = names[i];
+    points[i].group = i < 2 ? "lr=a" : "lr=b";
+    points[i].values = {{"train.lr", i < 2 ? "a" : "b"}, {"train.seed", i % 2 ? "1" : "0"}};
+    points[i].config.train.seq_len = 64;
+    runs[i].point = &points[i];
+    runs[i].best[64] = best[i];
+  }
+  const auto groups = seed_groups(runs);
+  EXPECT_EQ(best_lr_groups(groups), (std::set<std::string>{"lr=b"}));
+  EXPECT_DOUBLE_EQ(selection_stat(groups.at("lr=a")).mean, 0.5);
+  // Another family (a different length) picks its own best lr.
+  for (size_t i = 0; i < 4; ++i)
+    points[i].values.emplace_back("train.seq_len", i < 2 ? "64" : "128");
+  EXPECT_EQ(best_lr_groups(seed_groups(runs)).size(), 2u);
+}
+
+TEST(SweepSeeds, AWhenCaseAddsOverridesToTheMatchingPointsOnly) {
+  SweepFixture f("when",
+                 "grid:\n  model.mixer: [kda, attention]\n  train.steps: [6, 12]\n"
+                 "when:\n  - match: {model.mixer: attention}\n    overrides: [model.rope=true]\n");
+  SweepReport rep = f.run({}, false, 0);
+  ASSERT_EQ(rep.points.size(), 4u);
+  EXPECT_FALSE(rep.points[0].config.model.rope);
+  EXPECT_TRUE(rep.points[2].config.model.rope);
+  EXPECT_TRUE(rep.points[3].config.model.rope);
+  f.rewrite(
+      "grid:\n  model.mixer: [kda]\nwhen:\n  - match: {model.mixr: kda}\n"
+      "    overrides: [model.rope=true]\n");
+  try {
+    load_sweep_spec(f.file());
+    ADD_FAILURE() << "a when.match key outside the grid was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.mixr"), std::string::npos) << e.what();
+  }
+}
+
+// ---- the paper's sweep files ------------------------------------------------------------------
+
+TEST(SweepFigure4, ThePaperSweepsExpandToEveryMixerLengthLrAndSeed) {
+  for (const char* task : {"palindrome", "mqar", "stack"}) {
+    const std::string file = fmt::format("{}/paper/figure4_{}.yaml", KIMI_EXPERIMENTS_DIR, task);
+    const SweepSpec spec = load_sweep_spec(file);
+    std::vector<SweepPoint> points = expand_grid(spec);
+    ASSERT_EQ(points.size(), 5u * 4u * 4u * 2u) << file;  // mixers x lengths x lrs x seeds
+    validate_points(spec, points);
+    std::set<std::string> mixers, groups;
+    std::set<int64_t> lens, seeds;
+    for (const auto& p : points) {
+      const auto& c = p.config;
+      ASSERT_EQ(c.model.mixer.size(), 1u) << p.name;
+      mixers.insert(c.model.mixer[0]);
+      lens.insert(c.train.seq_len);
+      seeds.insert(c.train.seed);
+      groups.insert(p.group);
+      EXPECT_EQ(c.task.name, task);
+      EXPECT_EQ(c.model.rope, c.model.mixer[0] == "attention") << p.name;
+      // Early stop at 99.5% except at 1024, whose curves run every step.
+      EXPECT_DOUBLE_EQ(c.train.target_accuracy, c.train.seq_len == 1024 ? 0.0 : 0.995) << p.name;
+      EXPECT_EQ(c.train.steps, 20000);
+      EXPECT_TRUE(c.eval.seq_lens.empty() ||
+                  c.eval.seq_lens == std::vector<int64_t>{c.train.seq_len});
+    }
+    EXPECT_EQ(mixers, (std::set<std::string>{"kda", "gdn", "mamba2", "deltanet", "attention"}));
+    EXPECT_EQ(lens, (std::set<int64_t>{256, 512, 1024, 2048}));
+    EXPECT_EQ(seeds.size(), 2u);
+    EXPECT_EQ(groups.size(), points.size() / 2);
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // zoology-form MQAR statistics against zoology's own test sets (golden/zoology_mqar).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -322,6 +323,55 @@ TEST(Tasks, LmReadsWindowsAndHoldsOutTheTail) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/corpus.txt"), std::string::npos);
   }
+}
+
+TEST(Tasks, MqarPairsPerLengthFollowTokensPerPair) {
+  TaskConfig c = task_config("mqar");
+  auto task = make_task(c);
+  EXPECT_EQ(task->num_kv_pairs(1024), 128);  // the default rule: seq_len / 8
+  c.mqar.tokens_per_pair = 16;
+  task = make_task(c);
+  EXPECT_EQ(task->num_kv_pairs(1024), 64);
+  EXPECT_EQ(task->num_kv_pairs(256), 16);
+  // The row really holds that many pairs: as many scored query positions as pairs.
+  const Batch b = task->sample(2, 256, 3);
+  int64_t scored = 0;
+  for (int32_t y : b.labels) scored += y != kIgnoreLabel;
+  EXPECT_EQ(scored, 2 * 16);
+  c.mqar.num_kv_pairs = 5;  // an explicit count wins over the rule
+  EXPECT_EQ(make_task(c)->num_kv_pairs(1024), 5);
+}
+
+// Replays a stack row and returns the deepest any stack got.
+size_t deepest_stack(const Batch& b, int64_t r, int64_t num_stacks) {
+  const int32_t* x = b.inputs.data() + r * b.seq_len;
+  std::vector<size_t> depth(static_cast<size_t>(num_stacks), 0);
+  size_t deepest = 0;
+  for (int64_t t = 0; t + 3 <= b.seq_len; t += 3) {
+    const size_t id = static_cast<size_t>(x[t + 1] - 3);
+    if (x[t] == 1) deepest = std::max(deepest, ++depth[id]);
+    if (x[t] == 2) --depth[id];
+  }
+  return deepest;
+}
+
+TEST(Tasks, StackMaxDepthCapsEveryStackAndZeroKeepsTheOldRows) {
+  TaskConfig c = task_config("stack");
+  c.stack.num_stacks = 2;
+  c.stack.push_prob = 0.9;  // mostly pushes: without a cap the stacks grow deep
+  const int64_t T = 300;
+  const Batch free_rows = make_task(c)->sample(4, T, 11);
+  size_t deepest = 0;
+  for (int64_t r = 0; r < 4; ++r) deepest = std::max(deepest, deepest_stack(free_rows, r, 2));
+  EXPECT_GT(deepest, 10u);
+  c.stack.max_depth = 1000;  // a cap never reached draws exactly as max_depth 0 does
+  EXPECT_EQ(make_task(c)->sample(4, T, 11).inputs, free_rows.inputs);
+  c.stack.max_depth = 3;
+  const Batch capped = make_task(c)->sample(4, T, 11);
+  for (int64_t r = 0; r < 4; ++r) EXPECT_LE(deepest_stack(capped, r, 2), 3u);
+  int64_t scored = 0;  // both stacks full: pushes turn into pops, which are scored
+  for (int32_t y : capped.labels) scored += y != kIgnoreLabel;
+  EXPECT_GT(scored, 4 * 100 / 3);
 }
 
 TEST(Tasks, TooShortLengthsNameTheKey) {

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
 """Plots kimi-lab runs: loss vs step, eval accuracy vs step (one panel per eval length) and
-peak accuracy vs sequence length (one line per mixer, best run per point), after the tech
+peak accuracy vs sequence length (one line per mixer, best lr per point), after the tech
 report's Figure 4 and zoology's accuracy grid (STYLE.md item 13). Fixed colours per mixer.
 
+Runs that differ only in train.seed are one setting: drawn as the mean over its seeds with a
+band (curves) or error bars (accuracy vs length) of one standard deviation, labelled "mean of N
+seeds"; the best lr per mixer and length is chosen on that mean. One seed's maximum is never
+drawn as a result. When the runs differ in training length (the paper's sweep) accuracy is
+plotted against the training length, each run scored at its own length, and OUT_PREFIX_figure4
+lays out the paper's Figure 4: per task, accuracy vs training length above accuracy vs steps
+at length 1024.
+
 Usage: plot.py OUT_PREFIX RUN_DIR [RUN_DIR ...]   (writes OUT_PREFIX_{loss,acc_steps,acc_len}
-.{png,svg}). Needs python3 with matplotlib (Debian: /usr/bin/python3 + python3-matplotlib).
+.{png,svg}, OUT_PREFIX_acc_len.csv with the plotted numbers, and OUT_PREFIX_figure4.{png,svg}).
+Needs python3 with matplotlib (Debian: /usr/bin/python3 + python3-matplotlib).
 """
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -100,6 +110,23 @@ def num(text):
         return math.nan
 
 
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def dig(config, dotted, default=None):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def load_run(run_dir):
     config = read_config(run_dir)
     name = config.get("name") or os.path.basename(os.path.normpath(run_dir))
@@ -108,10 +135,23 @@ def load_run(run_dir):
     else:
         print(f"plot.py: {run_dir} has no config.yaml; its mixer is unknown", file=sys.stderr)
         group, label = "other", str(name)
+    # The seed group: the config without its seed, name and out_dir. Runs that differ only in
+    # train.seed are one setting, drawn as their mean (never as the best seed).
+    key_config = json.loads(json.dumps(config, default=str))
+    for dotted in ("train.seed", "name", "out_dir"):
+        parent = dig(key_config, dotted.rpartition(".")[0]) if "." in dotted else key_config
+        if isinstance(parent, dict):
+            parent.pop(dotted.rpartition(".")[2], None)
+    summary = read_json(os.path.join(run_dir, "summary.json"))
     return {
         "dir": run_dir, "name": str(name), "group": group, "label": label,
         "task": (config.get("task", {}) or {}).get("name"),
-        "lr": (config.get("train", {}) or {}).get("lr"),
+        "lr": dig(config, "train.lr"),
+        "seq_len": int(num(dig(config, "train.seq_len", "nan"))) if not math.isnan(
+            num(dig(config, "train.seq_len", "nan"))) else None,
+        "seed": dig(config, "train.seed"),
+        "key": json.dumps(key_config, sort_keys=True),
+        "stopped_early": bool(summary.get("stopped_early", False)),
         "metrics": read_csv(os.path.join(run_dir, "metrics.csv")),
         "eval": read_csv(os.path.join(run_dir, "eval.csv")),
     }
@@ -126,21 +166,36 @@ def lighten(colour, amount):
     return tuple(c + (1 - c) * amount for c in rgb)
 
 
-def assign_styles(runs):
-    """Sorts runs by mixer then name; the 2nd, 3rd, ... run of one mixer (an lr sweep) keeps
-    the mixer's hue, lighter and with another dash pattern, so every line stays tellable."""
-    runs.sort(key=lambda r: (MIXER_ORDER.index(r["group"]) if r["group"] in MIXER_ORDER
-                             else len(MIXER_ORDER), r["label"], r["name"]))
+def make_settings(runs):
+    """Groups runs by setting (config without seed); each setting has its runs (seeds)."""
+    by_key = {}
+    for run in runs:
+        by_key.setdefault(run["key"], []).append(run)
+    settings = []
+    for key, members in by_key.items():
+        first = members[0]
+        settings.append({"key": key, "runs": members, "group": first["group"],
+                         "label": first["label"], "name": first["name"], "lr": first["lr"],
+                         "task": first["task"], "seq_len": first["seq_len"],
+                         "seeds": len(members)})
+    return settings
+
+
+def assign_styles(settings):
+    """Sorts settings by mixer then name; the 2nd, 3rd, ... setting of one mixer (an lr sweep)
+    keeps the mixer's hue, lighter and with another dash pattern, so every line stays tellable."""
+    settings.sort(key=lambda r: (MIXER_ORDER.index(r["group"]) if r["group"] in MIXER_ORDER
+                                 else len(MIXER_ORDER), r["label"], r["name"]))
     seen = {}
     dashes = ["-", "--", ":", "-."]
-    for run in runs:
-        colour, marker, line = style(run["group"])
-        i = seen.get(run["label"], 0)
-        seen[run["label"]] = i + 1
+    for st in settings:
+        colour, marker, line = style(st["group"])
+        i = seen.get(st["label"], 0)
+        seen[st["label"]] = i + 1
         if i:
             colour = lighten(colour, min(0.6, 0.3 * i))
             line = dashes[(dashes.index(line) + i) % len(dashes)]
-        run["style"] = (colour, marker, line)
+        st["style"] = (colour, marker, line)
 
 
 def steps_formatter():
@@ -155,40 +210,90 @@ def save(fig, prefix, suffix):
     plt.close(fig)
 
 
-def run_label(run, runs):
-    """The mixer name, plus the run name when several runs share that mixer."""
-    same = [r for r in runs if r["label"] == run["label"]]
-    if len(same) == 1:
-        return run["label"]
-    has_lr = run["lr"] is not None and "lr=" not in run["name"]
-    lr = f", lr {run['lr']}" if has_lr else ""
-    return f"{run['label']} ({run['name']}{lr})"
+def seeds_text(n):
+    return f"mean of {n} seeds" if n > 1 else "1 seed"
 
 
-def plot_loss(runs, prefix, title):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for run in runs:
-        rows = [(num(r["step"]), num(r["loss"])) for r in run["metrics"]]
-        if not rows:
+def setting_label(st, settings):
+    """The mixer name, plus what tells settings of one mixer apart, plus the seed count."""
+    same = [s for s in settings if s["label"] == st["label"]]
+    base = st["label"]
+    if len(same) > 1:
+        name = ",".join(p for p in st["name"].split(",") if not p.startswith("seed="))
+        has_lr = st["lr"] is not None and "lr=" not in name
+        base += f" ({name}{', lr ' + str(st['lr']) if has_lr else ''})"
+    return base + (f" [{seeds_text(st['seeds'])}]" if st["seeds"] > 1 else "")
+
+
+def mean_curve(runs, points_of):
+    """[(step, mean, sd, n)] over the runs (seeds): steps every run has; a run that stopped early
+    (target accuracy reached) holds its last value afterwards."""
+    series = [sorted(points_of(run)) for run in runs]
+    series = [(s, run["stopped_early"]) for s, run in zip(series, runs) if s]
+    if not series:
+        return []
+    steps = sorted({x for s, _ in series for x, _ in s})
+    out = []
+    for step in steps:
+        vals = []
+        for s, stopped in series:
+            hit = [y for x, y in s if x == step]
+            if hit:
+                vals.append(hit[0])
+            elif stopped and step > s[-1][0]:
+                vals.append(s[-1][1])
+        if len(vals) < len(series):
             continue
-        colour, _, line = run["style"]
-        ax.plot(*zip(*rows), color=colour, linestyle=line, linewidth=1.6,
-                label=run_label(run, runs))
+        m = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0
+        out.append((step, m, sd, len(vals)))
+    return out
+
+
+def draw_curve(ax, st, curve, label, markers=True):
+    colour, marker, line = st["style"]
+    xs = [c[0] for c in curve]
+    ms = [c[1] for c in curve]
+    ax.plot(xs, ms, color=colour, marker=marker if markers else None, linestyle=line,
+            markersize=5, linewidth=1.6, markevery=max(1, len(xs) // 12), label=label)
+    if st["seeds"] > 1:
+        ax.fill_between(xs, [c[1] - c[2] for c in curve], [c[1] + c[2] for c in curve],
+                        color=colour, alpha=0.18, linewidth=0)
+
+
+def plot_loss(settings, prefix, title):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for st in settings:
+        curve = mean_curve(st["runs"], lambda run: [(num(r["step"]), num(r["loss"]))
+                                                     for r in run["metrics"]])
+        if curve:
+            draw_curve(ax, st, curve, setting_label(st, settings), markers=False)
     ax.set_xlabel("Training steps")
     ax.set_ylabel("Training loss")
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(steps_formatter())
-    ax.set_title(f"Training loss: {title}")
+    ax.set_title(f"Training loss: {title}{band_note(settings)}")
     ax.grid(True, which="both", alpha=0.35)
     ax.legend(frameon=True, fontsize=9)
     save(fig, prefix, "loss")
+
+
+def band_note(settings):
+    return " (lines: mean over seeds, band: ±1 sd)" if any(s["seeds"] > 1 for s in settings) \
+        else ""
 
 
 def eval_lengths(runs):
     return sorted({int(num(r["seq_len"])) for run in runs for r in run["eval"]})
 
 
-def plot_acc_steps(runs, prefix, title):
+def acc_points(length):
+    return lambda run: [(num(r["step"]), 100 * num(r["accuracy"])) for r in run["eval"]
+                        if int(num(r["seq_len"])) == length]
+
+
+def plot_acc_steps(settings, prefix, title):
+    runs = [run for st in settings for run in st["runs"]]
     lengths = eval_lengths(runs)
     cols = min(len(lengths), 4)
     rows_n = math.ceil(len(lengths) / cols)
@@ -196,15 +301,10 @@ def plot_acc_steps(runs, prefix, title):
                              sharey=True)
     for i, length in enumerate(lengths):
         ax = axes[i // cols][i % cols]
-        for run in runs:
-            pts = [(num(r["step"]), 100 * num(r["accuracy"])) for r in run["eval"]
-                   if int(num(r["seq_len"])) == length]
-            if not pts:
-                continue
-            colour, marker, line = run["style"]
-            ax.plot(*zip(*sorted(pts)), color=colour, marker=marker, linestyle=line,
-                    markersize=5, linewidth=1.6, markevery=max(1, len(pts) // 12),
-                    label=run_label(run, runs))
+        for st in settings:
+            curve = mean_curve(st["runs"], acc_points(length))
+            if curve:
+                draw_curve(ax, st, curve, setting_label(st, settings))
         ax.set_title(f"Eval length {length}")
         ax.set_xlabel("Training steps")
         ax.xaxis.set_major_formatter(steps_formatter())
@@ -215,59 +315,164 @@ def plot_acc_steps(runs, prefix, title):
     for j in range(len(lengths), rows_n * cols):
         axes[j // cols][j % cols].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(f"Eval accuracy vs training steps: {title}")
+    fig.suptitle(f"Eval accuracy vs training steps: {title}{band_note(settings)}")
     fig.tight_layout()
     # Below the panels, clear of their axis labels; bbox_inches="tight" grows the figure to fit.
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=True,
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(handles, labels, loc="upper center", ncol=min(max(len(labels), 1), 3),
+               frameon=True, bbox_to_anchor=(0.5, 0.0))
     save(fig, prefix, "acc_steps")
 
 
-def best_per_mixer(runs, lengths, final):
-    """{label: (group, label, [acc% per length])}: per length the best run of that mixer (the best
-    learning rate), scoring each run by its peak eval (or its last eval with final=True)."""
-    out = {}
-    for run in runs:
-        scores = []
+def run_score(run, length, final):
+    pts = sorted(acc_points(length)(run))
+    if not pts:
+        return math.nan
+    return pts[-1][1] if final else max(a for _, a in pts)
+
+
+def by_training_length(settings):
+    """True when the settings differ in train.seq_len (Figure 4's top row): accuracy is then
+    plotted against the training length, each run scored at its own length."""
+    return len({st["seq_len"] for st in settings}) > 1
+
+
+def scored_length(run, train_len):
+    lens = {int(num(r["seq_len"])) for r in run["eval"]}
+    if train_len in lens:
+        return train_len
+    return next(iter(lens)) if len(lens) == 1 else None
+
+
+def best_per_mixer(settings, final):
+    """[(label, group, [(length, mean, sd, n, lr)])]: per mixer and length the setting with the
+    best MEAN over its seeds (the best learning rate), each seed scored by its peak eval (or its
+    last with final=True). The mean is what is drawn, with its sd: never one seed's best."""
+    per_len = by_training_length(settings)
+    table = {}
+    for st in settings:
+        if per_len:
+            lengths = [st["seq_len"]]
+        else:
+            lengths = eval_lengths(st["runs"])
         for length in lengths:
-            pts = sorted((num(r["step"]), 100 * num(r["accuracy"])) for r in run["eval"]
-                         if int(num(r["seq_len"])) == length)
-            if not pts:
-                scores.append(math.nan)
-            else:
-                scores.append(pts[-1][1] if final else max(a for _, a in pts))
-        key = run["label"]
-        if key in out:
-            prev = out[key][2]
-            scores = [p if math.isnan(s) or (not math.isnan(p) and p >= s) else s
-                      for p, s in zip(prev, scores)]
-        out[key] = (run["group"], run["label"], scores)
+            scores = []
+            for run in st["runs"]:
+                at = scored_length(run, length) if per_len else length
+                if at is not None:
+                    scores.append(run_score(run, at, final))
+            scores = [x for x in scores if not math.isnan(x)]
+            if not scores:
+                continue
+            m = sum(scores) / len(scores)
+            sd = math.sqrt(sum((x - m) ** 2 for x in scores) / (len(scores) - 1)) \
+                if len(scores) > 1 else 0.0
+            cur = table.setdefault(st["label"], {"group": st["group"], "points": {}})
+            prev = cur["points"].get(length)
+            if prev is None or m > prev[0]:
+                cur["points"][length] = (m, sd, len(scores), st["lr"])
+    out = []
+    for label, entry in table.items():
+        pts = [(length,) + entry["points"][length] for length in sorted(entry["points"])]
+        out.append((label, entry["group"], pts))
+    out.sort(key=lambda e: (MIXER_ORDER.index(e[1]) if e[1] in MIXER_ORDER else 99, e[0]))
     return out
 
 
-def plot_acc_len(runs, prefix, title, final):
-    lengths = eval_lengths(runs)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    table = best_per_mixer(runs, lengths, final)
-    order = sorted(table, key=lambda k: (MIXER_ORDER.index(table[k][0])
-                                         if table[k][0] in MIXER_ORDER else 99, k))
-    for key in order:
-        group, label, scores = table[key]
+def draw_acc_len(ax, settings, final, legend=True):
+    table = best_per_mixer(settings, final)
+    lengths = sorted({p[0] for _, _, pts in table for p in pts})
+    max_n = max([p[3] for _, _, pts in table for p in pts] or [1])
+    for label, group, pts in table:
         colour, marker, line = style(group)
-        ax.plot(lengths, scores, color=colour, marker=marker, linestyle=line, markersize=7,
-                linewidth=1.8, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths)
-    ax.set_xticklabels([str(n) for n in lengths])
+        ns = sorted({p[3] for p in pts})
+        n_text = "/".join(str(n) for n in ns)
+        text = f"{label} (mean of {n_text} seeds)" if max_n > 1 else label
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
+                    yerr=[p[2] for p in pts] if max_n > 1 else None, color=colour,
+                    marker=marker, linestyle=line, markersize=7, linewidth=1.8, capsize=4,
+                    label=text)
+    if lengths:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths)
+        ax.set_xticklabels([str(n) for n in lengths])
     ax.minorticks_off()
     ax.set_ylim(-3, 103)
-    ax.set_xlabel("Sequence length")
+    ax.set_xlabel("Training length" if by_training_length(settings) else "Sequence length")
     ax.set_ylabel("Accuracy (%)")
-    kind = "final" if final else "peak"
-    ax.set_title(f"{kind.capitalize()} eval accuracy vs length: {title}")
     ax.grid(True, alpha=0.35)
-    ax.legend(frameon=True, fontsize=9)
+    if legend:
+        ax.legend(frameon=True, fontsize=8)
+    return table
+
+
+def write_table(table, path, final):
+    """The numbers behind accuracy-vs-length, so no one reads them off the figure."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mixer", "length", "best_lr", "accuracy_mean", "accuracy_sd", "seeds",
+                    "score"])
+        for label, _, pts in table:
+            for length, m, sd, n, lr in pts:
+                w.writerow([label, length, lr, f"{m:.4f}", f"{sd:.4f}", n,
+                            "last eval" if final else "peak eval"])
+    print(f"wrote {path}")
+
+
+def plot_acc_len(settings, prefix, title, final):
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    table = draw_acc_len(ax, settings, final)
+    kind = "final" if final else "peak"
+    seeds = max(st["seeds"] for st in settings)
+    note = f", {seeds_text(seeds)} ± 1 sd, best lr by the mean" if seeds > 1 else ", best lr"
+    ax.set_title(f"{kind.capitalize()} eval accuracy vs length: {title}{note}", fontsize=10)
     save(fig, prefix, "acc_len")
+    write_table(table, f"{prefix}_acc_len.csv", final)
+
+
+def plot_figure4(settings, prefix, final, steps_len=1024):
+    """The tech report's Figure 4: per task (column) the best accuracy against training length
+    (top) and accuracy against steps at length 1024 (bottom), the lr per mixer chosen by the mean
+    over seeds of the peak accuracy at 1024."""
+    tasks = sorted({st["task"] for st in settings if st["task"]})
+    order = {"palindrome": 0, "mqar": 1, "stack": 2}
+    tasks.sort(key=lambda t: order.get(t, 9))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7.5), squeeze=False)
+    names = {"palindrome": "Palindrome", "mqar": "MQAR", "stack": "Stack"}
+    for col, task in enumerate(tasks):
+        mine = [st for st in settings if st["task"] == task]
+        top, bottom = axes[0][col], axes[1][col]
+        draw_acc_len(top, mine, final, legend=col == 0)
+        top.set_title(names.get(task, task))
+        at = [st for st in mine if st["seq_len"] == steps_len]
+        best = {}
+        for st in at:
+            scores = [run_score(r, steps_len, final) for r in st["runs"]]
+            scores = [x for x in scores if not math.isnan(x)]
+            if scores:
+                m = sum(scores) / len(scores)
+                if st["label"] not in best or m > best[st["label"]][0]:
+                    best[st["label"]] = (m, st)
+        for label, (_, st) in sorted(best.items(), key=lambda e: (
+                MIXER_ORDER.index(e[1][1]["group"]) if e[1][1]["group"] in MIXER_ORDER
+                else 99)):
+            curve = mean_curve(st["runs"], acc_points(steps_len))
+            if curve:
+                draw_curve(bottom, st, curve, f"{label} (lr {st['lr']}, {seeds_text(st['seeds'])})")
+        bottom.set_xlabel("Training steps")
+        bottom.xaxis.set_major_formatter(steps_formatter())
+        bottom.set_ylim(-3, 103)
+        bottom.grid(True, alpha=0.35)
+        bottom.set_title(f"{names.get(task, task)}, length {steps_len}")
+        if col == 0:
+            bottom.set_ylabel("Accuracy (%)")
+        if bottom.lines:
+            bottom.legend(frameon=True, fontsize=7)
+    seeds = max(st["seeds"] for st in settings)
+    fig.suptitle("Figure 4 reproduced: " + (f"{seeds_text(seeds)}, error bars and bands ±1 sd; "
+                 if seeds > 1 else "one seed; ") + "best lr per point by the mean over seeds",
+                 fontsize=10)
+    fig.tight_layout()
+    save(fig, prefix, "figure4")
 
 
 def main():
@@ -283,16 +488,19 @@ def main():
         if not os.path.isdir(d):
             sys.exit(f"plot.py: run directory '{d}' does not exist")
         runs.append(load_run(d))
-    assign_styles(runs)
+    settings = make_settings(runs)
+    assign_styles(settings)
     tasks = sorted({run["task"] for run in runs if run["task"]})
     title = ", ".join(tasks) or "runs"
     out_dir = os.path.dirname(args.out_prefix)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-    plot_loss(runs, args.out_prefix, title)
+    plot_loss(settings, args.out_prefix, title)
     if any(run["eval"] for run in runs):
-        plot_acc_steps(runs, args.out_prefix, title)
-        plot_acc_len(runs, args.out_prefix, title, args.final)
+        plot_acc_steps(settings, args.out_prefix, title)
+        plot_acc_len(settings, args.out_prefix, title, args.final)
+        if by_training_length(settings):
+            plot_figure4(settings, args.out_prefix, args.final)
     else:
         print("plot.py: no eval.csv rows in any run; accuracy plots skipped", file=sys.stderr)
 

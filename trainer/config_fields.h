@@ -18,12 +18,14 @@ void visit_fields(C& c, V&& v) {
   v("task.train_seq_lens", c.task.train_seq_lens);
   v("task.mqar.form", c.task.mqar.form);
   v("task.mqar.num_kv_pairs", c.task.mqar.num_kv_pairs);
+  v("task.mqar.tokens_per_pair", c.task.mqar.tokens_per_pair);
   v("task.mqar.num_queries", c.task.mqar.num_queries);
   v("task.mqar.power_a", c.task.mqar.power_a);
   v("task.palindrome.length", c.task.palindrome.length);
   v("task.palindrome.score_sep", c.task.palindrome.score_sep);
   v("task.stack.num_stacks", c.task.stack.num_stacks);
   v("task.stack.push_prob", c.task.stack.push_prob);
+  v("task.stack.max_depth", c.task.stack.max_depth);
   v("task.lm.path", c.task.lm.path);
   v("task.lm.eval_fraction", c.task.lm.eval_fraction);
   v("model.d_model", c.model.d_model);

@@ -29,6 +29,8 @@ void validate_task(const TaskConfig& t) {
   require_choice("task.mqar.form", t.mqar.form, {"kimi", "zoology"});
   require(t.vocab_size >= 0, "task.vocab_size", ">= 0", t.vocab_size);
   require(t.mqar.num_kv_pairs >= 0, "task.mqar.num_kv_pairs", ">= 0", t.mqar.num_kv_pairs);
+  require(t.mqar.tokens_per_pair >= 2, "task.mqar.tokens_per_pair", ">= 2", t.mqar.tokens_per_pair);
+  require(t.stack.max_depth >= 0, "task.stack.max_depth", ">= 0", t.stack.max_depth);
   require(t.mqar.num_queries >= 0, "task.mqar.num_queries", ">= 0", t.mqar.num_queries);
   require(t.mqar.power_a > 0, "task.mqar.power_a", "> 0", t.mqar.power_a);
   require(t.palindrome.length >= 0, "task.palindrome.length", ">= 0", t.palindrome.length);

@@ -1,12 +1,14 @@
 // run_sweep (trainer/sweep.h): validate every point, check the sweep directory against the
-// stored spec (sweep.json), then train the selected points one after another through
-// run_training, skipping finished ones and resuming interrupted ones from their checkpoints.
+// stored spec (sweep.json), then train the selected points through run_training (in this
+// process, or --jobs child processes: sweep_workers.cpp), skipping finished ones and resuming
+// interrupted ones from their checkpoints, each under an exclusive lock on its directory.
 #include "trainer/sweep.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -14,7 +16,10 @@
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
+#include "trainer/dir_lock.h"
 #include "trainer/metrics_writer.h"
+#include "trainer/run_lock.h"
+#include "trainer/sweep_workers.h"
 #include "trainer/trainer.h"
 
 namespace kimi {
@@ -43,7 +48,11 @@ nlohmann::json stored_spec(const std::string& dir) {
                                   path.string(), e.what()));
     }
   }
-  if (fs::is_directory(dir) && !fs::is_empty(dir))
+  bool foreign = false;  // a .lock alone is ours: left by a sweep killed before sweep.json
+  if (fs::is_directory(dir))
+    for (const auto& entry : fs::directory_iterator(dir))
+      foreign = foreign || entry.path().filename() != ".lock";
+  if (foreign)
     throw UserError(
         fmt::format("{} exists and is not a sweep directory (no sweep.json); set another "
                     "name in the sweep file",
@@ -98,6 +107,7 @@ PointAction train_point(const SweepSpec& spec, const SweepPoint& p, PointState s
   req.device = opt.device;
   req.progress = opt.progress;
   req.stop_at = opt.stop_at;
+  req.caller_holds_lock = true;  // visit_point_locked holds p.dir's lock
   const bool resume = state == PointState::kInterrupted;
   if (resume) {
     req.resume_dir = p.dir;
@@ -126,6 +136,13 @@ PointAction train_point(const SweepSpec& spec, const SweepPoint& p, PointState s
     spdlog::error("{} failed after {:.0f} s: {}", tag, seconds_since(t0), failure);
     return PointAction::kFailed;
   }
+}
+
+// Empties a point's directory for a fresh start but keeps its .lock file, which this process
+// holds: removing it would let another process lock a new one beside ours.
+void clear_point_dir(const std::string& dir) {
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename() != ".lock") fs::remove_all(entry.path());
 }
 
 }  // namespace
@@ -189,14 +206,26 @@ std::vector<bool> check_sweep(const std::string& sweep_file, const SweepReport& 
   return stale;
 }
 
-// Skips, trains or resumes point i, then rewrites the summaries.
-PointAction visit_point(SweepReport& rep, size_t i, bool stale, const SweepOptions& opt) {
-  const SweepPoint& p = rep.points[i];
-  const std::string tag = fmt::format("[{}/{}] {}:", i + 1, rep.points.size(), p.name);
-  PointState state = rep.states[i];
+}  // namespace
+
+namespace sweep_detail {
+
+PointOutcome visit_point_locked(const SweepSpec& spec, const SweepPoint& p, bool stale,
+                                const SweepOptions& opt, const std::string& tag) {
+  PointOutcome out;
+  fs::create_directories(p.dir);
+  DirLock lock;
+  if (!DirLock::try_lock(p.dir, DirLock::Mode::kExclusive, &lock)) {
+    spdlog::warn("{} in use by another kimi-lab process; skipped", tag);
+    out.action = PointAction::kSkipped;
+    out.locked = true;
+    return out;
+  }
+  PointState state = point_state(p);  // again, under the lock: another process may have run it
+  if (stale && run_dir_difference(p).empty()) stale = false;
   if (stale) {
     spdlog::warn("{} its config changed; retraining from scratch", tag);
-    fs::remove_all(p.dir);
+    clear_point_dir(p.dir);
     state = PointState::kPending;
   }
   if (state == PointState::kDone || state == PointState::kStoppedEarly ||
@@ -204,18 +233,89 @@ PointAction visit_point(SweepReport& rep, size_t i, bool stale, const SweepOptio
     spdlog::info("{} {} earlier, skipped{}", tag,
                  state == PointState::kFailed ? "failed" : "finished",
                  state == PointState::kFailed ? " (delete its directory to train it again)" : "");
-    return PointAction::kSkipped;
+    out.action = PointAction::kSkipped;
+    return out;
   }
   std::string values;
   for (const auto& [key, value] : p.values)
     values += (values.empty() ? "" : " ") + key + "=" + value;
   spdlog::info("{} {} ({})", tag, state == PointState::kInterrupted ? "resuming" : "training",
                values);
-  std::string failure;
-  const PointAction action = train_point(rep.spec, p, state, opt, tag, failure);
-  if (!failure.empty()) rep.failures.push_back(fmt::format("{}: {}", p.name, failure));
-  rep.finished_dirs = write_sweep_summary(rep.spec.dir(), rep.points);
-  return action;
+  out.action = train_point(spec, p, state, opt, tag, out.failure);
+  return out;
+}
+
+std::string progress_text(size_t done, size_t total, size_t running, double elapsed_s,
+                          double mean_point_s, int jobs) {
+  std::string text = fmt::format("{}/{} points done", done, total);
+  if (running > 0) text += fmt::format(", {} running", running);
+  if (done < total && mean_point_s > 0) {
+    // Points still to start plus the running ones at half their mean time, `jobs` at once.
+    const double left = static_cast<double>(total - done - running) * mean_point_s +
+                        0.5 * static_cast<double>(running) * mean_point_s;
+    text += fmt::format(", ETA {}", duration_text(left / std::max(1, jobs)));
+  }
+  return text + fmt::format(" ({} elapsed)", duration_text(elapsed_s));
+}
+
+std::string duration_text(double s) {
+  if (s < 90) return fmt::format("{:.0f} s", s);
+  if (s < 5400) return fmt::format("{:.0f} min", s / 60);
+  return fmt::format("{:.1f} h", s / 3600);
+}
+
+}  // namespace sweep_detail
+
+namespace {
+
+// Points this call has to visit: chosen ones not finished (or stale under --force).
+std::vector<size_t> points_to_visit(const SweepReport& rep, const std::vector<bool>& chosen,
+                                    const std::vector<bool>& stale) {
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < rep.points.size(); ++i) {
+    if (!chosen[i]) continue;
+    const PointState s = rep.states[i];
+    const bool finished =
+        s == PointState::kDone || s == PointState::kStoppedEarly || s == PointState::kFailed;
+    if (!finished || stale[i]) todo.push_back(i);
+  }
+  return todo;
+}
+
+// --jobs 1: one point after another in this process, the summaries rewritten after each.
+void run_in_process(SweepReport& rep, const std::vector<bool>& chosen,
+                    const std::vector<bool>& stale, const SweepOptions& opt) {
+  const std::vector<size_t> todo = points_to_visit(rep, chosen, stale);
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t done = 0;
+  double trained_s = 0;
+  size_t trained = 0;
+  for (size_t i = 0; i < rep.points.size(); ++i) {
+    if (!chosen[i]) continue;
+    const SweepPoint& p = rep.points[i];
+    const std::string tag = fmt::format("[{}/{}] {}:", i + 1, rep.points.size(), p.name);
+    const bool visit = std::find(todo.begin(), todo.end(), i) != todo.end();
+    if (!visit) {
+      rep.actions[i] = PointAction::kSkipped;
+      spdlog::info("{} {} earlier, skipped", tag,
+                   rep.states[i] == PointState::kFailed ? "failed" : "finished");
+      continue;
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto out = sweep_detail::visit_point_locked(rep.spec, p, stale[i], opt, tag);
+    rep.actions[i] = out.action;
+    if (out.locked) rep.locked.push_back(p.name);
+    if (!out.failure.empty()) rep.failures.push_back(fmt::format("{}: {}", p.name, out.failure));
+    if (out.action != PointAction::kSkipped) {
+      trained_s += seconds_since(t1);
+      ++trained;
+    }
+    ++done;
+    rep.finished_dirs = write_sweep_summary(rep.spec.dir(), rep.points);
+    spdlog::info("sweep: {}", sweep_detail::progress_text(
+                                  done, todo.size(), 0, seconds_since(t0),
+                                  trained ? trained_s / static_cast<double>(trained) : 0, 1));
+  }
 }
 
 }  // namespace
@@ -234,10 +334,15 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   for (const auto& p : rep.points) rep.states.push_back(point_state(p));
   rep.actions.assign(rep.points.size(), PointAction::kNotSelected);
   if (opt.dry_run) return rep;
+  if (opt.jobs < 1) throw UserError(fmt::format("--jobs {}: give 1 or more", opt.jobs));
+  if (opt.jobs > 1 && opt.worker_command.empty())
+    throw UserError("--jobs > 1 needs a worker command (the kimi-lab binary)");
   const std::vector<bool> stale = check_sweep(sweep_file, rep, chosen, opt);
 
   fs::create_directories(dir);
-  const DirLock sweep_lock = lock_sweep_dir(dir);  // shared: disjoint --only may share the dir
+  // Shared, not exclusive: disjoint --only runs and the --jobs children (run_sweep_point) take
+  // the same shared lock while this process holds it.
+  const DirLock sweep_lock = lock_sweep_dir(dir);
   if (stored.is_null() || !rep.spec_change.empty()) {
     write_json_atomic((fs::path(dir) / "sweep.json").string(), current);
     io::write_file_atomic((fs::path(dir) / "sweep.yaml").string(), read_text(sweep_file));
@@ -245,13 +350,52 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   spdlog::set_default_logger(sweep_logger(dir));
   if (!rep.spec_change.empty())
     spdlog::warn("--force: the sweep changed ({}); stored the new spec", rep.spec_change);
-  for (size_t i = 0; i < rep.points.size(); ++i)
-    if (chosen[i]) rep.actions[i] = visit_point(rep, i, stale[i], opt);
+  if (opt.jobs > 1) {
+    const std::vector<size_t> todo = points_to_visit(rep, chosen, stale);
+    for (size_t i = 0; i < rep.points.size(); ++i)
+      if (chosen[i] && std::find(todo.begin(), todo.end(), i) == todo.end())
+        rep.actions[i] = PointAction::kSkipped;  // finished or failed earlier
+    sweep_detail::run_in_workers(rep, todo, stale, sweep_file, opt);
+  } else {
+    run_in_process(rep, chosen, stale, opt);
+  }
   rep.finished_dirs = write_sweep_summary(dir, rep.points);
   rep.wall_s = seconds_since(t0);
   spdlog::info("sweep {}: {} of {} runs in {}/summary.csv ({:.0f} s)", rep.spec.name,
                rep.finished_dirs.size(), rep.points.size(), dir, rep.wall_s);
   return rep;
+}
+
+int run_sweep_point(const std::string& sweep_file, int index, const SweepOptions& opt) {
+  const SweepSpec spec = load_sweep_spec(sweep_file);
+  const std::vector<SweepPoint> points = expand_grid(spec);
+  if (index < 0 || static_cast<size_t>(index) >= points.size())
+    throw UserError(
+        fmt::format("--worker-point {}: the sweep has points 0..{}", index, points.size() - 1));
+  std::vector<SweepPoint> one = {points[static_cast<size_t>(index)]};
+  validate_points(spec, one);
+  const SweepPoint& p = one[0];
+  const nlohmann::json stored = stored_spec(spec.dir());
+  if (stored.is_null())
+    throw UserError(
+        fmt::format("{}: no sweep.json; start the sweep without --worker-point", spec.dir()));
+  // The parent stored the spec it validated; a sweep file edited since must not train here.
+  const nlohmann::json& sp = stored.value("points", nlohmann::json::array());
+  const nlohmann::json want = flatten_dotted(to_json(p.config));
+  bool same = static_cast<size_t>(index) < sp.size() && sp[index].value("name", "") == p.name;
+  if (same && sp[index].contains("config"))
+    for (const auto& [key, value] : want.items())
+      same = same && (!sp[index]["config"].contains(key) || sp[index]["config"][key] == value);
+  if (!same)
+    throw UserError(
+        fmt::format("{}: sweep point {} ({}) differs from {}/sweep.json; the sweep "
+                    "file changed after the sweep started",
+                    sweep_file, index, p.name, spec.dir()));
+  const DirLock sweep_lock = lock_sweep_dir(spec.dir());
+  const std::string tag = fmt::format("[{}/{}] {}:", index + 1, points.size(), p.name);
+  const auto out = sweep_detail::visit_point_locked(spec, p, false, opt, tag);
+  if (out.locked) return kPointLockedStatus;
+  return out.action == PointAction::kFailed ? 1 : 0;
 }
 
 }  // namespace kimi

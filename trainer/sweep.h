@@ -21,11 +21,26 @@ namespace kimi {
 //   out_dir: runs                       # the sweep directory is out_dir/name
 //   overrides: [train.steps=300]        # applied to every run
 //   grid: {model.mixer: [kda, gdn], train.lr: [1.0e-3, 3.0e-3]}
+//   seeds: [0, 1]                       # sugar for a last grid axis train.seed
+//   when:                               # extra overrides for the points that match
+//     - match: {train.seq_len: 1024}
+//       overrides: [train.target_accuracy=0]
 struct SweepAxis {
   std::string key;                  // dotted config key
   std::vector<std::string> values;  // each as override text: `0.003`, `[kda, attention]`
   std::vector<std::string> labels;  // each as it appears in run names: `0.003`, `kda+attention`
 };
+
+// Points whose grid values equal every `match` entry get `overrides` after their own key=value
+// (Figure 4: the runs at length 1024 train all steps, the others stop at 99.5%).
+struct SweepCase {
+  std::vector<std::pair<std::string, std::string>> match;  // grid key -> value label
+  std::vector<std::string> overrides;
+};
+
+// The grid axis that repeats a point with another seed: the seed groups of summary.csv, the
+// plots and the report average over it.
+inline constexpr const char* kSeedKey = "train.seed";
 
 struct SweepSpec {
   std::string file;  // the sweep file as given
@@ -33,7 +48,8 @@ struct SweepSpec {
   std::string name;
   std::string out_dir = "runs";
   std::vector<std::string> overrides;
-  std::vector<SweepAxis> grid;
+  std::vector<SweepAxis> grid;  // `seeds:` is its last axis, train.seed
+  std::vector<SweepCase> cases;
 
   std::string dir() const;  // out_dir/name
 };
@@ -44,11 +60,13 @@ SweepSpec load_sweep_spec(const std::string& path);
 
 struct SweepPoint {
   int index = 0;
-  std::string name;                                         // `mixer=gdn,lr=0.003`
+  std::string name;   // `mixer=gdn,lr=0.003`
+  std::string group;  // the name without its seed part: the runs that differ only in seed
   std::vector<std::pair<std::string, std::string>> values;  // grid key -> override text
-  std::vector<std::string> overrides;  // sweep overrides, the point's key=value, name=, out_dir=
-  std::string dir;                     // <sweep dir>/<name>
-  RunConfig config;                    // filled by validate_points
+  // sweep overrides, the point's key=value, matching `when` overrides, name=, out_dir=
+  std::vector<std::string> overrides;
+  std::string dir;   // <sweep dir>/<name>
+  RunConfig config;  // filled by validate_points
 };
 
 // The cartesian product of the grid, the last key varying fastest (a grid with no keys is one
@@ -87,6 +105,15 @@ struct SweepOptions {
   bool force = false;     // accept a changed sweep file: keep unchanged points, retrain the rest
   bool progress = true;   // a progress bar per run on a terminal
   int64_t stop_at = 0;    // > 0: checkpoint and stop every point at this step (resume later)
+  // Points trained at once, each in its own process (jobs > 1 needs worker_command). When the
+  // user has not set CUDA_VISIBLE_DEVICES and the driver lists n > 1 GPUs, child slot k gets
+  // CUDA_VISIBLE_DEVICES=k mod n; otherwise the children share the device. Children split the
+  // CPU cores (OMP_NUM_THREADS = cores / jobs unless it is set). SIGINT/SIGTERM are passed on
+  // to the children, whose points then resume from their last checkpoint.
+  int jobs = 1;
+  // The command that trains one point in a child process; the parent appends
+  // `SWEEP_FILE --worker-point I [--device D] [--stop-at N]` (kimi-lab: {exe, "sweep"}).
+  std::vector<std::string> worker_command;
 };
 
 enum class PointAction { kSkipped, kTrained, kResumed, kFailed, kNotSelected };
@@ -99,6 +126,10 @@ struct SweepReport {
   std::string spec_change;                 // spec_difference against the stored sweep.json
   std::vector<std::string> finished_dirs;  // run dirs in summary.csv (done, stopped, failed)
   std::vector<std::string> failures;       // "name: message" for points that failed this time
+  std::vector<std::string> locked;         // points skipped because another process holds them
+  // --jobs > 1: the signal (SIGINT, SIGTERM) that stopped the sweep after it was passed to the
+  // children; 0 when none came. The caller ends the process with it (tools/cli/sweep_command).
+  int interrupted_by = 0;
   double wall_s = 0;
 };
 
@@ -108,7 +139,17 @@ struct SweepReport {
 // spec_change. A point whose training throws is marked failed (failed.txt) and the sweep goes
 // on; delete its directory to train it again. Plots are left to the caller
 // (tools/cli/sweep_command.cpp).
+// Locks: a shared DirLock on the sweep directory for the whole call (several sweep processes
+// with disjoint --only may share it) and an exclusive one on each point's directory while it
+// trains; a point held by another process is skipped (SweepReport::locked), not failed.
 SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& options);
+
+// The child side of --jobs: trains (or resumes, or skips when finished) point `index` of an
+// existing sweep directory under the same locks, with no summaries or plots (the parent writes
+// them). Returns the exit status: 0 trained or already finished, 1 failed (failed.txt written),
+// 4 held by another process. UserError when the sweep changed since the parent stored it.
+int run_sweep_point(const std::string& sweep_file, int index, const SweepOptions& options);
+inline constexpr int kPointLockedStatus = 4;
 
 // Rewrites <sweep dir>/summary.csv and summary.jsonl from the run directories of `points`
 // (finished and failed ones; others are left out). Returns the directories of the rows.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/tensor/error.h"
@@ -134,6 +135,76 @@ std::string yaml_quoted(const std::string& text) {
   return out + "'";
 }
 
+// `seeds: [0, 1]` is the last grid axis, train.seed, so the seeds of one setting sit together.
+void add_seed_axis(SweepSpec& spec, const YAML::Node& seeds, const std::string& file) {
+  for (const auto& axis : spec.grid)
+    if (axis.key == kSeedKey)
+      throw UserError(
+          fmt::format("{}: seeds and grid.{} are both set; keep one of them", file, kSeedKey));
+  if (!seeds.IsSequence() || seeds.size() == 0)
+    throw UserError(fmt::format("{}: seeds must be a non-empty list of integers, e.g. [0, 1] ({})",
+                                file, where(file, seeds)));
+  SweepAxis axis;
+  axis.key = kSeedKey;
+  std::set<std::string> seen;
+  for (const auto& v : seeds) {
+    const std::string text = scalar(v, "seeds items", file);
+    const bool integer = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+    if (!integer)
+      throw UserError(fmt::format("{}: seeds: '{}' is not a non-negative integer ({})", file, text,
+                                  where(file, v)));
+    if (!seen.insert(label_of_scalar(text)).second)
+      throw UserError(fmt::format("{}: seeds lists {} twice ({})", file, text, where(file, v)));
+    axis.values.push_back(text);
+    axis.labels.push_back(label_of_scalar(text));
+  }
+  spec.grid.push_back(std::move(axis));
+}
+
+// `when: [{match: {grid key: value, ...}, overrides: [key=value, ...]}, ...]`. Every matched
+// key must be a grid key and every value one of its values, so a typo cannot match nothing.
+std::vector<SweepCase> read_cases(const YAML::Node& when, const std::vector<SweepAxis>& grid,
+                                  const std::string& file) {
+  if (!when.IsSequence())
+    throw UserError(fmt::format(
+        "{}: when must be a list of {{match: {{key: value}}, overrides: [key=value]}} ({})", file,
+        where(file, when)));
+  std::vector<SweepCase> cases;
+  for (const auto& item : when) {
+    if (!item.IsMap() || !item["match"] || !item["overrides"] || item.size() != 2)
+      throw UserError(fmt::format("{}: each when entry needs exactly match and overrides ({})",
+                                  file, where(file, item)));
+    SweepCase c;
+    const YAML::Node match = item["match"];
+    if (!match.IsMap() || match.size() == 0)
+      throw UserError(fmt::format("{}: when.match must map grid keys to values ({})", file,
+                                  where(file, match)));
+    for (const auto& m : match) {
+      const std::string key = scalar(m.first, "a when.match key", file);
+      const auto axis =
+          std::find_if(grid.begin(), grid.end(), [&](const SweepAxis& a) { return a.key == key; });
+      if (axis == grid.end())
+        throw UserError(fmt::format("{}: when.match key '{}' is not a grid key ({})", file, key,
+                                    where(file, m.first)));
+      const std::string label = grid_value(m.second, key, file).second;
+      if (std::find(axis->labels.begin(), axis->labels.end(), label) == axis->labels.end())
+        throw UserError(fmt::format("{}: when.match {}: {} is not one of the grid's values ({})",
+                                    file, key, label, where(file, m.second)));
+      c.match.emplace_back(key, label);
+    }
+    const YAML::Node ov = item["overrides"];
+    if (!ov.IsSequence())
+      throw UserError(fmt::format("{}: when.overrides must be a list of key=value ({})", file,
+                                  where(file, ov)));
+    for (const auto& o : ov) {
+      c.overrides.push_back(scalar(o, "when.overrides items", file));
+      check_not_reserved(c.overrides.back().substr(0, c.overrides.back().find('=')),
+                         file + ": when.overrides");
+    }
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
 }  // namespace
 
 std::string SweepSpec::dir() const { return (fs::path(out_dir) / name).string(); }
@@ -144,7 +215,9 @@ SweepSpec load_sweep_spec(const std::string& path) {
   SweepSpec spec;
   spec.file = path;
   spec.name = fs::path(path).stem().string();
-  static const std::set<std::string> kKeys = {"base", "name", "out_dir", "overrides", "grid"};
+  static const std::set<std::string> kKeys = {"base", "name",  "out_dir", "overrides",
+                                              "grid", "seeds", "when"};
+  std::optional<YAML::Node> seeds, when;  // a default YAML::Node counts as defined
   std::set<std::string> seen;
   for (const auto& item : root) {
     const std::string key = scalar(item.first, "a key", path);
@@ -152,7 +225,7 @@ SweepSpec load_sweep_spec(const std::string& path) {
     if (!kKeys.count(key))
       throw UserError(
           fmt::format("{}: unknown sweep key '{}' ({}); expected base, name, out_dir, "
-                      "overrides, grid",
+                      "overrides, grid, seeds, when",
                       path, key, where(path, item.first)));
     if (!seen.insert(key).second)
       throw UserError(
@@ -179,10 +252,16 @@ SweepSpec load_sweep_spec(const std::string& path) {
       else if (!v.IsNull() && !v.IsScalar())
         throw UserError(
             fmt::format("{}: overrides must be a list of key=value ({})", path, where(path, v)));
+    } else if (key == "seeds") {
+      seeds = v;
+    } else if (key == "when") {
+      when = v;
     } else {
       spec.grid = read_grid(v, path);
     }
   }
+  if (seeds) add_seed_axis(spec, *seeds, path);
+  if (when) spec.cases = read_cases(*when, spec.grid, path);
   if (spec.name.empty() || spec.name != filesystem_safe(spec.name) || spec.name == "." ||
       spec.name == "..")
     throw UserError(
@@ -204,7 +283,8 @@ std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {
     SweepPoint p;
     p.index = static_cast<int>(i);
     p.overrides = spec.overrides;
-    std::vector<std::string> parts;
+    std::vector<std::string> parts, group_parts;
+    std::vector<std::pair<std::string, std::string>> labels;  // key -> label, for `when`
     // Mixed radix, last axis fastest: index = ((i0 * n1) + i1) * n2 + i2 ...
     size_t rest = i, stride = total;
     for (size_t a = 0; a < spec.grid.size(); ++a) {
@@ -215,8 +295,17 @@ std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {
       p.values.emplace_back(axis.key, axis.values[k]);
       p.overrides.push_back(axis.key + "=" + axis.values[k]);
       parts.push_back(shorts[a] + "=" + axis.labels[k]);
+      if (axis.key != kSeedKey) group_parts.push_back(parts.back());
+      labels.emplace_back(axis.key, axis.labels[k]);
+    }
+    for (const auto& c : spec.cases) {
+      const bool hit = std::all_of(c.match.begin(), c.match.end(), [&](const auto& m) {
+        return std::find(labels.begin(), labels.end(), m) != labels.end();
+      });
+      if (hit) p.overrides.insert(p.overrides.end(), c.overrides.begin(), c.overrides.end());
     }
     p.name = parts.empty() ? "run" : fmt::format("{}", fmt::join(parts, ","));
+    p.group = group_parts.empty() ? "run" : fmt::format("{}", fmt::join(group_parts, ","));
     if (p.name.size() > 200)  // file names stop at 255 bytes
       throw UserError(
           fmt::format("{}: the run name of point {} is {} characters long; shorten the "
@@ -253,6 +342,8 @@ nlohmann::json spec_json(const SweepSpec& spec, const std::vector<SweepPoint>& p
   for (const auto& p : points)
     pts.push_back({{"index", p.index},
                    {"name", p.name},
+                   {"group", p.group},
+                   {"values", p.values},
                    {"overrides", p.overrides},
                    {"config", flatten_dotted(to_json(p.config))}});
   return {{"sweep_file", spec.file},

@@ -1,6 +1,8 @@
 // summary.csv and summary.jsonl of a sweep (trainer/sweep.h): one row per finished or failed
 // run, read back from its run directory (summary.json, eval.csv, metrics.csv), with every config
 // key as a dotted column in declaration order (zoology's and W&B's tidy tables; STYLE.md item 13).
+// Each row also carries its seed group's mean, standard deviation and count, so a setting is
+// read off as the mean over its seeds.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,8 +14,9 @@
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
+#include "models/flops.h"
 #include "trainer/metrics_writer.h"
-#include "trainer/sweep.h"
+#include "trainer/sweep_results.h"
 
 namespace kimi {
 namespace {
@@ -21,15 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-struct RunRow {
-  const SweepPoint* point = nullptr;
-  PointState state = PointState::kPending;
-  std::optional<int64_t> steps_done;
-  std::optional<double> final_loss, wall_s;
-  std::map<int64_t, std::pair<double, double>> last;  // seq_len -> (accuracy, exact_match)
-  std::map<int64_t, double> best;                     // seq_len -> best accuracy over steps
-  std::string error;                                  // failed runs: failed.txt
-};
+using RunRow = SweepRun;
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
@@ -53,6 +48,7 @@ void read_evals(const fs::path& dir, RunRow& row) {
   for (const auto& r : table.rows()) {
     const auto len = static_cast<int64_t>(cell(r, 2));
     const double acc = cell(r, 6);
+    row.curve[len].emplace_back(std::stoll(r[0]), acc);
     auto it = row.best.find(len);
     if (it == row.best.end() || acc > it->second) row.best[len] = acc;
     if (std::stoll(r[0]) == last_step) row.last[len] = {acc, cell(r, 7)};
@@ -130,14 +126,148 @@ std::vector<std::string> config_columns(const std::vector<RunRow>& rows) {
 
 }  // namespace
 
-std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
-                                             const std::vector<SweepPoint>& points) {
-  std::vector<RunRow> rows;
+std::vector<SweepRun> read_sweep_runs(const std::vector<SweepPoint>& points) {
+  std::vector<SweepRun> rows;
   for (const auto& p : points) {
     const PointState s = point_state(p);
     if (s == PointState::kDone || s == PointState::kStoppedEarly || s == PointState::kFailed)
       rows.push_back(read_run(p, s));
   }
+  return rows;
+}
+
+SeedStat seed_stat(const std::vector<double>& values) {
+  SeedStat st;
+  double sum = 0;
+  for (double v : values)
+    if (std::isfinite(v)) sum += v, ++st.n;
+  if (st.n == 0) return st;
+  st.mean = sum / st.n;
+  if (st.n < 2) return st;
+  double ss = 0;
+  for (double v : values)
+    if (std::isfinite(v)) ss += (v - st.mean) * (v - st.mean);
+  st.sd = std::sqrt(ss / (st.n - 1));
+  return st;
+}
+
+std::map<std::string, std::vector<const SweepRun*>> seed_groups(const std::vector<SweepRun>& runs) {
+  std::map<std::string, std::vector<const SweepRun*>> out;
+  for (const auto& r : runs) out[r.point->group].push_back(&r);
+  return out;
+}
+
+namespace {
+
+// A name's group for a sweep.json written before groups were stored: the name without seed=.
+std::string group_of_name(const std::string& name) {
+  std::vector<std::string> kept;
+  size_t start = 0;
+  while (start <= name.size()) {
+    const size_t end = std::min(name.find(',', start), name.size());
+    const std::string part = name.substr(start, end - start);
+    if (part.rfind("seed=", 0) != 0 && part.rfind(std::string(kSeedKey) + "=", 0) != 0)
+      kept.push_back(part);
+    start = end + 1;
+  }
+  return kept.empty() ? "run" : fmt::format("{}", fmt::join(kept, ","));
+}
+
+// One statistic of the group of `r` over the runs of that group, per length.
+SeedStat group_stat(const std::vector<const SweepRun*>& group, int64_t len, bool best) {
+  std::vector<double> values;
+  for (const SweepRun* g : group) {
+    if (best && g->best.count(len)) values.push_back(g->best.at(len));
+    if (!best && g->last.count(len)) values.push_back(g->last.at(len).first);
+  }
+  return seed_stat(values);
+}
+
+// params, state bytes of the first layer per sequence (fp32: states stay F32 at every
+// precision), training FLOPs per token; blanks for a mixer models/flops.h cannot count.
+std::vector<CsvValue> fairness_cells(const RunConfig& c) {
+  try {
+    const auto cost = models::model_cost(c.model, c.task.vocab_size, c.train.seq_len);
+    return {cost.params, cost.layers.front().state_bytes(), cost.train_flops_per_token};
+  } catch (const UserError&) {
+    return {std::string(), std::string(), std::string()};
+  }
+}
+
+}  // namespace
+
+int64_t selection_length(const SweepRun& run) {
+  const int64_t train_len = run.point->config.train.seq_len;
+  if (run.best.count(train_len) || run.best.empty()) return train_len;
+  return run.best.rbegin()->first;
+}
+
+SeedStat selection_stat(const std::vector<const SweepRun*>& group) {
+  std::vector<double> values;
+  for (const SweepRun* g : group) {
+    const auto it = g->best.find(selection_length(*g));
+    if (it != g->best.end()) values.push_back(it->second);
+  }
+  return seed_stat(values);
+}
+
+std::set<std::string> best_lr_groups(
+    const std::map<std::string, std::vector<const SweepRun*>>& groups) {
+  // family (the grid values but lr and seed) -> (best mean so far, its group)
+  std::map<std::string, std::pair<double, std::string>> best;
+  for (const auto& [name, runs] : groups) {
+    const SeedStat st = selection_stat(runs);
+    if (st.n == 0) continue;
+    std::string family;
+    for (const auto& [key, value] : runs.front()->point->values)
+      if (key != kSeedKey && key != "train.lr") family += key + "=" + value + ";";
+    auto it = best.find(family);
+    if (it == best.end() || st.mean > it->second.first) best[family] = {st.mean, name};
+  }
+  std::set<std::string> out;
+  for (const auto& [family, choice] : best) out.insert(choice.second);
+  return out;
+}
+
+std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir) {
+  const fs::path path = fs::path(sweep_dir) / "sweep.json";
+  if (!fs::exists(path))
+    throw UserError(fmt::format("{}: not a sweep directory (no sweep.json)", sweep_dir));
+  nlohmann::json spec;
+  try {
+    spec = nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(fmt::format("{}: unreadable ({})", path.string(), e.what()));
+  }
+  std::vector<SweepPoint> points;
+  for (const auto& sp : spec.value("points", nlohmann::json::array())) {
+    SweepPoint p;
+    p.index = sp.value("index", 0);
+    p.name = sp.value("name", "");
+    p.group = sp.value("group", group_of_name(p.name));
+    p.dir = (fs::path(sweep_dir) / p.name).string();
+    const fs::path cfg = fs::path(p.dir) / "config.yaml";
+    if (p.name.empty() || !fs::exists(cfg)) continue;
+    p.config = load_config(cfg.string(), {});
+    if (sp.contains("values")) {
+      p.values = sp["values"].get<std::vector<std::pair<std::string, std::string>>>();
+    } else {  // a sweep.json written before values were stored: the grid keys' config values
+      const nlohmann::json flat = flatten_dotted(to_json(p.config));
+      for (const auto& axis : spec.value("grid", nlohmann::json::array())) {
+        const std::string key = axis.value("key", "");
+        if (flat.contains(key)) p.values.emplace_back(key, flat[key].dump());
+      }
+    }
+    points.push_back(std::move(p));
+  }
+  return points;
+}
+
+std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
+                                             const std::vector<SweepPoint>& points) {
+  const std::vector<RunRow> rows = read_sweep_runs(points);
+  const auto groups = seed_groups(rows);
+  const std::set<std::string> best_groups = best_lr_groups(groups);
   std::set<int64_t> lens;
   for (const auto& r : rows)
     for (const auto& [len, _] : r.best) lens.insert(len);
@@ -148,6 +278,20 @@ std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
   for (int64_t len : lens) columns.push_back(fmt::format("exact@T{}", len));
   for (int64_t len : lens) columns.push_back(fmt::format("best_acc@T{}", len));
   columns.push_back("wall_s");
+  // The seed group: runs that differ only in train.seed. mean/sd/n over the group's runs.
+  columns.push_back("group");
+  columns.push_back("group_runs");
+  for (int64_t len : lens)
+    for (const char* what : {"best_acc", "acc"})
+      for (const char* stat : {"mean", "sd", "n"})
+        columns.push_back(fmt::format("{}_{}@T{}", what, stat, len));
+  // The lr choice (see best_lr_groups): on the group's mean at its training length.
+  columns.push_back("select_acc_mean");
+  columns.push_back("best_lr_on_mean");
+  // Fairness (models/flops.h): what each mixer spends, counted from the config.
+  columns.push_back("params");
+  columns.push_back("state_bytes_per_layer");
+  columns.push_back("train_flops_per_token");
   columns.insert(columns.end(), config_keys.begin(), config_keys.end());
 
   CsvTable table((fs::path(sweep_dir) / "summary.csv").string(), columns);
@@ -164,6 +308,20 @@ std::vector<std::string> write_sweep_summary(const std::string& sweep_dir,
       v.push_back(r.last.count(len) ? CsvValue(r.last.at(len).second) : blank);
     for (int64_t len : lens) v.push_back(r.best.count(len) ? CsvValue(r.best.at(len)) : blank);
     v.push_back(r.wall_s ? CsvValue(*r.wall_s) : blank);
+    const auto& group = groups.at(r.point->group);
+    v.push_back(r.point->group);
+    v.push_back(static_cast<int64_t>(group.size()));
+    for (int64_t len : lens)
+      for (bool best : {true, false}) {
+        const SeedStat st = group_stat(group, len, best);
+        v.push_back(st.n ? CsvValue(st.mean) : blank);
+        v.push_back(st.n > 1 ? CsvValue(st.sd) : blank);
+        v.push_back(static_cast<int64_t>(st.n));
+      }
+    const SeedStat sel = selection_stat(group);
+    v.push_back(sel.n ? CsvValue(sel.mean) : blank);
+    v.push_back(sel.n ? CsvValue(static_cast<int64_t>(best_groups.count(r.point->group))) : blank);
+    for (const CsvValue& f : fairness_cells(r.point->config)) v.push_back(f);
     const nlohmann::json flat = flatten_dotted(to_json(r.point->config));
     for (const auto& k : config_keys) v.push_back(flat.contains(k) ? config_cell(flat[k]) : blank);
     table.add_row(v);

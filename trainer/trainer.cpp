@@ -107,8 +107,8 @@ std::string fresh_run_dir(const RunConfig& cfg, DirLock* lock) {
 
 // --out DIR names the directory: one that already holds a run is refused, so a new run never
 // mixes with (and later resumes from the checkpoint of) another.
-std::string named_run_dir(const std::string& dir, DirLock* lock) {
-  DirLock held = lock_run_dir(dir);
+std::string named_run_dir(const std::string& dir, bool caller_holds_lock, DirLock* lock) {
+  DirLock held = caller_holds_lock ? DirLock() : lock_run_dir(dir);
   if (holds_run(dir))
     throw RunDirUnavailable(fmt::format(
         "{}: already holds a run; continue it with --resume {}, or give another --out", dir, dir));
@@ -197,7 +197,7 @@ Session open_session(const RunRequest& req) {
     if (!fs::exists(cfg_path))
       throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
     s.dir = req.resume_dir;
-    s.lock = lock_run_dir(s.dir);
+    if (!req.caller_holds_lock) s.lock = lock_run_dir(s.dir);
     s.cfg = load_config(cfg_path.string(), overrides);
     if (!overrides.empty()) {
       const auto latest = find_latest_checkpoint(s.dir);
@@ -209,8 +209,8 @@ Session open_session(const RunRequest& req) {
   } else {
     s.cfg = load_config(req.config_path, overrides);
     resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
-    s.dir =
-        req.out_dir.empty() ? fresh_run_dir(s.cfg, &s.lock) : named_run_dir(req.out_dir, &s.lock);
+    s.dir = req.out_dir.empty() ? fresh_run_dir(s.cfg, &s.lock)
+                                : named_run_dir(req.out_dir, req.caller_holds_lock, &s.lock);
   }
   // Left by a process killed mid-write; no one else writes here while we hold the lock.
   s.removed_temp_files = io::remove_atomic_temp_files(s.dir);

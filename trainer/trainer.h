@@ -21,6 +21,9 @@ struct RunRequest {
   std::string device;                  // "" = train.device
   bool progress = true;                // a progress bar when stderr is a terminal
   int64_t stop_at = 0;                 // > 0: checkpoint and stop at this step (resume later)
+  // The caller (a sweep) already holds the run directory's exclusive lock. flock is per open
+  // file, so taking it again in the same process would be refused as "in use".
+  bool caller_holds_lock = false;
 };
 
 struct RunResult {

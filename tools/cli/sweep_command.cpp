@@ -2,8 +2,11 @@
 // (one row per run, dotted config columns) and the accuracy plots over all points.
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "core/tensor/error.h"
 #include "tools/cli/commands.h"
@@ -59,6 +62,31 @@ void print_summary(const std::string& dir) {
   }
 }
 
+// One line per seed group with more than one run: mean +- sd over its seeds, per length, so a
+// sweep over seeds is read as the mean, not as its luckiest seed.
+void print_groups(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "summary.jsonl");
+  std::map<std::string, std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::ordered_json::parse(line);
+    if (row.value("group_runs", 0) < 2) continue;
+    std::string accs;
+    for (const auto& [key, value] : row.items())
+      if (key.rfind("best_acc_mean@T", 0) == 0 && value.is_number()) {
+        const std::string len = key.substr(15);
+        const auto sd = row.value("best_acc_sd@T" + len, nlohmann::ordered_json());
+        accs += fmt::format("  T={} {:.3f} +- {:.3f} (n={})", len, value.get<double>(),
+                            sd.is_number() ? sd.get<double>() : 0.0,
+                            row.value("best_acc_n@T" + len, 0));
+      }
+    lines[row.value("group", "")] = accs;
+  }
+  if (lines.empty()) return;
+  fmt::print("\n{:<28} best accuracy, mean +- sd over seeds (n = seeds with a result)\n",
+             "setting");
+  for (const auto& [group, accs] : lines) fmt::print("{:<28}{}\n", group, accs);
+}
+
 }  // namespace
 
 void register_sweep(CLI::App& app) {
@@ -68,6 +96,8 @@ void register_sweep(CLI::App& app) {
       "experiments/sweep_quick.yaml). Every point is validated before any run starts. Running it\n"
       "again skips finished points and resumes interrupted ones. Writes <out_dir>/<name>/:\n"
       "one run directory per point, summary.csv, summary.jsonl, sweep.json, sweep.log, plots_*.\n"
+      "With --jobs N, N points train at once in child processes (one GPU each when several are\n"
+      "visible, else sharing the device), each logging to <point>/worker.log.\n"
       "Example: kimi-lab sweep experiments/sweep_quick.yaml --dry-run");
   auto file = std::make_shared<std::string>();
   auto opt = std::make_shared<SweepOptions>();
@@ -88,10 +118,28 @@ void register_sweep(CLI::App& app) {
   cmd->add_option(
       "--stop-at", opt->stop_at,
       "checkpoint and stop every point at this step; running the sweep again resumes them");
+  cmd->add_option("--jobs", opt->jobs,
+                  "points trained at once, each in its own process (default 1). With n > 1\n"
+                  "GPUs visible and CUDA_VISIBLE_DEVICES unset, child k runs on GPU k mod n;\n"
+                  "otherwise the children share the device and split the CPU cores. Child logs\n"
+                  "go to <point>/worker.log; a failed point does not stop the others; Ctrl-C\n"
+                  "is passed to the children (their points resume on the next run)")
+      ->capture_default_str();
+  auto worker_point = std::make_shared<int>(-1);
+  // Internal: the child side of --jobs (one point, no summaries or plots); hidden from --help.
+  cmd->add_option("--worker-point", *worker_point)->group("");
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
-  cmd->callback([file, opt, no_plot, no_progress] {
+  cmd->callback([file, opt, no_plot, no_progress, worker_point] {
     opt->progress = !*no_progress;
+    if (*worker_point >= 0) {
+      opt->progress = false;
+      const int status = run_sweep_point(*file, *worker_point, *opt);
+      if (status != 0) std::exit(status);
+      return;
+    }
+    opt->worker_command = {fs::read_symlink("/proc/self/exe").string(), "sweep"};
+    opt->worker_command.push_back("--no-progress");  // children log to worker.log
     SweepReport rep = run_sweep(*file, *opt);
     if (opt->dry_run) {
       print_plan(rep, opt->only);
@@ -99,6 +147,13 @@ void register_sweep(CLI::App& app) {
     }
     const std::string dir = rep.spec.dir();
     print_summary(dir);
+    print_groups(dir);
+    if (rep.interrupted_by != 0) {
+      // The children are stopped and the summaries written; end as the signal would have.
+      spdlog::warn("sweep interrupted; run it again to resume");
+      std::signal(rep.interrupted_by, SIG_DFL);
+      std::raise(rep.interrupted_by);
+    }
     fmt::print(
         "\nsweep directory: {0}  ({1:.0f} s)\n  summary: {0}/summary.csv  {0}/summary.jsonl\n", dir,
         rep.wall_s);

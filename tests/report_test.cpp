@@ -1,0 +1,100 @@
+// kimi-lab report (trainer/report.h) on a fake sweep directory: sweep.json plus run directories
+// holding only config.yaml, summary.json and eval.csv, so the numbers in the report are known.
+#include "trainer/report.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "core/tensor/error.h"
+#include "trainer/config.h"
+
+namespace kimi {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// One finished MQAR run at T=256 whose evals reach `best` (a fraction).
+void fake_run(const fs::path& sweep, const std::string& name, const std::string& lr, int seed,
+              double best) {
+  const fs::path dir = sweep / name;
+  fs::create_directories(dir);
+  const RunConfig c = load_config(
+      "", {"task.name=mqar", "task.vocab_size=128", "model.d_model=16", "model.num_heads=2",
+           "model.head_dim=8", "train.seq_len=256", "train.steps=100", "train.lr=" + lr,
+           "train.seed=" + std::to_string(seed), "eval.seq_lens=[256]", "train.device=cpu"});
+  std::ofstream(dir / "config.yaml") << to_yaml(c);
+  std::ofstream(dir / "summary.json") << R"({"steps_done": 100, "final_loss": 0.5, "wall_s": 1})";
+  std::ofstream(dir / "eval.csv")
+      << "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match\n"
+      << "50,mqar,256,32,8,1," << best / 2 << ",0\n100,mqar,256,32,8,1," << best << ",0\n";
+}
+
+TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
+  const fs::path dir = fs::temp_directory_path() / "kimi_report_test" / "figure4_mqar";
+  fs::remove_all(dir.parent_path());
+  fs::create_directories(dir);
+  // lr 0.001: seeds 1.0 and 0.2 (mean 0.6, one lucky seed); lr 0.002: 0.7 and 0.7 (mean 0.7).
+  const std::vector<std::tuple<std::string, std::string, int, double>> runs = {
+      {"lr=0.001,seed=0", "0.001", 0, 1.0},
+      {"lr=0.001,seed=1", "0.001", 1, 0.2},
+      {"lr=0.002,seed=0", "0.002", 0, 0.7},
+      {"lr=0.002,seed=1", "0.002", 1, 0.7}};
+  nlohmann::json points = nlohmann::json::array();
+  int i = 0;
+  for (const auto& [name, lr, seed, best] : runs) {
+    fake_run(dir, name, lr, seed, best);
+    points.push_back(
+        {{"index", i++},
+         {"name", name},
+         {"group", name.substr(0, name.find(",seed"))},
+         {"values",
+          nlohmann::json::array({nlohmann::json::array({"train.lr", lr}),
+                                 nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
+  }
+  std::ofstream(dir / "sweep.json")
+      << nlohmann::json{{"name", "figure4_mqar"}, {"points", points}}.dump();
+  const SweepReportText r = write_sweep_report(dir.string());
+  EXPECT_EQ(read_file(dir / "report.md"), r.markdown);
+  EXPECT_EQ(read_file(dir / "report.tex"), r.latex);
+  // The row: lr 0.002 (best mean), 70.0 +- 0.0 over 2 seeds, paper 100 (MQAR, KDA, 256), -30.
+  const auto row = r.markdown.find("| KDA | 256 | 0.002 |");
+  ASSERT_NE(row, std::string::npos) << r.markdown;
+  const std::string line = r.markdown.substr(row, r.markdown.find('\n', row) - row);
+  EXPECT_NE(line.find("70.0"), std::string::npos) << line;
+  EXPECT_NE(line.find("n=2"), std::string::npos) << line;
+  EXPECT_NE(line.find("| 100"), std::string::npos) << line;
+  EXPECT_NE(line.find("-30"), std::string::npos) << line;
+  EXPECT_EQ(line.find("100.0 ±"), std::string::npos) << "one seed's maximum shown: " << line;
+  EXPECT_NE(r.markdown.find("vocabulary 128"), std::string::npos);  // the task details
+  EXPECT_NE(r.latex.find("\\begin{tabular}"), std::string::npos);
+}
+
+TEST(Report, ADirectoryWithoutSweepJsonIsRefusedByName) {
+  const fs::path dir = fs::temp_directory_path() / "kimi_report_test_empty";
+  fs::create_directories(dir);
+  try {
+    make_sweep_report(dir.string());
+    ADD_FAILURE() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
+  }
+}
+
+TEST(Report, PaperNumbersAreDesignSectionSix) {
+  EXPECT_DOUBLE_EQ(paper_figure4("mqar", "gdn", 1024)->accuracy, 79);
+  EXPECT_TRUE(paper_figure4("mqar", "gdn", 1024)->approximate);
+  EXPECT_DOUBLE_EQ(paper_figure4("stack", "mamba2", 1024)->accuracy, 0);
+  EXPECT_FALSE(paper_figure4("stack", "deltanet", 1024).has_value());
+}
+
+}  // namespace
+}  // namespace kimi
