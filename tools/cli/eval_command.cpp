@@ -10,6 +10,7 @@
 #include "tools/cli/commands.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/lm_metrics.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"
@@ -100,8 +101,9 @@ void register_eval(CLI::App& app) {
       SliceResult r = evaluate_slice(model, set, *batch, dev);
       fmt::print("{:<14} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>8.4f}\n", r.task, r.seq_len,
                  r.num_examples, r.accuracy, r.exact_match, r.loss);
+      // The slices' text bytes are unknown here: no bits per byte.
       table.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
-                     r.exact_match});
+                     r.exact_match, perplexity(r.loss), std::string()});
     }
     table.flush();
     fmt::print("wrote {}\n", out);
