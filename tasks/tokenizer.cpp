@@ -112,6 +112,9 @@ std::string train_bpe(const std::vector<std::string>& texts, int64_t vocab_size,
       {"character_coverage", "0.9995"},
       {"normalization_rule_name", "identity"},
       {"remove_extra_whitespaces", "false"},
+      // No dummy leading space per encode: documents packed into one stream decode back to
+      // exactly their bytes (with it, every document but the first would gain a space).
+      {"add_dummy_prefix", "false"},
       {"split_digits", "true"},
       {"unk_id", "0"},
       {"bos_id", "-1"},
