@@ -8,6 +8,7 @@
 
 #include "core/tensor/error.h"
 #include "tasks/generators.h"
+#include "tasks/lm_shards.h"
 
 namespace kimi::tasks {
 namespace {
@@ -63,6 +64,9 @@ class LmTask : public Task {
 }  // namespace
 
 std::unique_ptr<Task> make_lm_task(const TaskConfig& config) {
+  if (!config.lm.data.empty() && !config.lm.path.empty())
+    throw UserError("task.lm.path and task.lm.data are both set; give one (data: prepared shards)");
+  if (!config.lm.data.empty()) return make_lm_shards_task(config);
   if (config.lm.path.empty()) throw UserError("task.lm.path is empty (required for task lm)");
   if (resolved_vocab_size(config) != 256) {
     throw UserError(

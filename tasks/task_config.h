@@ -33,7 +33,10 @@ struct StackConfig {
 };
 
 struct LmConfig {
-  std::string path;            // a text file; bytes are tokens (vocab 256)
+  std::string path;  // a text file; bytes are tokens (vocab 256)
+  // A directory written by `kimi-lab data prepare` (token shards + manifest.json); used instead
+  // of path. Its manifest gives the vocabulary; eval rows come from its validation split.
+  std::string data;
   double eval_fraction = 0.1;  // the file's tail held out for eval windows
 };
 

@@ -38,19 +38,20 @@ class MetricsWriter : public ::testing::Test {
 
 TEST_F(MetricsWriter, ColumnsAreTheTidyOnes) {
   EXPECT_EQ(fmt::format("{}", fmt::join(metrics_columns(), ",")),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s");
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops");
   EXPECT_EQ(fmt::format("{}", fmt::join(eval_columns(), ",")),
-            "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match");
+            "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"
+            "bits_per_byte");
 }
 
 TEST_F(MetricsWriter, FlushRewritesTheWholeFile) {
   CsvTable t(path("metrics.csv"), metrics_columns());
-  t.add_row({int64_t{10}, 2.5, 3e-4, 1.25, 1234.5, 12.0, 0.5});
+  t.add_row({int64_t{10}, 2.5, 3e-4, 1.25, 1234.5, 12.0, 0.5, int64_t{640}, 1.5e9});
   t.flush();
   EXPECT_EQ(read(path("metrics.csv")),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s\n"
-            "10,2.5,0.0003,1.25,1234.5,12,0.5\n");
-  t.add_row({int64_t{20}, 2.0, 3e-4, 1.0, 1000.0, 11.0, 1.0});
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops\n"
+            "10,2.5,0.0003,1.25,1234.5,12,0.5,640,1.5e+09\n");
+  t.add_row({int64_t{20}, 2.0, 3e-4, 1.0, 1000.0, 11.0, 1.0, int64_t{1280}, 3e9});
   t.flush();
   EXPECT_EQ(t.to_csv(), read(path("metrics.csv")));
   EXPECT_EQ(t.rows().size(), 2u);
@@ -63,10 +64,11 @@ TEST_F(MetricsWriter, FlushRewritesTheWholeFile) {
 TEST_F(MetricsWriter, ResumeDropsRowsPastTheCheckpoint) {
   CsvTable t(path("eval.csv"), eval_columns());
   for (int64_t step : {100, 200, 300}) {
-    t.add_row({step, std::string("mqar"), int64_t{256}, int64_t{32}, int64_t{64}, 0.5, 0.9, 0.4});
+    t.add_row({step, std::string("mqar"), int64_t{256}, int64_t{32}, int64_t{64}, 0.5, 0.9, 0.4,
+               1.65, std::string()});
   }
-  t.add_row(
-      {int64_t{300}, std::string("a,\"b\""), int64_t{1}, int64_t{0}, int64_t{1}, 0.0, 1.0, 1.0});
+  t.add_row({int64_t{300}, std::string("a,\"b\""), int64_t{1}, int64_t{0}, int64_t{1}, 0.0, 1.0,
+             1.0, 1.0, std::string()});
   t.flush();
   CsvTable resumed = CsvTable::resume(path("eval.csv"), eval_columns(), 200);
   ASSERT_EQ(resumed.rows().size(), 2u);

@@ -137,10 +137,11 @@ TEST(Trainer, WritesTheDocumentedFiles) {
     EXPECT_TRUE(fs::exists(fs::path(dir) / f)) << f;
   std::string metrics = read_file(dir + "/metrics.csv");
   EXPECT_EQ(metrics.substr(0, metrics.find('\n')),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s");
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops");
   std::string eval = read_file(dir + "/eval.csv");
   EXPECT_EQ(eval.substr(0, eval.find('\n')),
-            "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match");
+            "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"
+            "bits_per_byte");
   EXPECT_EQ(std::count(eval.begin(), eval.end(), '\n'), 3);  // header + evals at steps 6 and 12
   EXPECT_TRUE(fs::exists(checkpoint_path(dir, 12)));
   EXPECT_FALSE(fs::exists(checkpoint_path(dir, 6)));  // beyond train.keep_checkpoints: removed

@@ -3,7 +3,8 @@
 # Run as root (or with sudo available). The CUDA toolkit, if wanted, is expected in /usr/local/cuda.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-      libcli11-dev nlohmann-json3-dev libgtest-dev python3 python3-matplotlib clang-format)
+      libcli11-dev nlohmann-json3-dev libgtest-dev python3 python3-matplotlib clang-format
+      libsentencepiece-dev libssl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,9 @@ namespace kimi {
 struct TrainConfig {
   int64_t steps = 2000;
   int64_t batch_size = 64;
+  // Micro-batches per optimizer step: each step sees batch_size * grad_accum rows, with the
+  // gradient of one batch that large (trainer/grad_accum.h); memory is that of batch_size rows.
+  int64_t grad_accum = 1;
   int64_t seq_len = 256;
   double lr = 1e-3;
   double weight_decay = 0.1;

@@ -28,6 +28,7 @@ void visit_fields(C& c, V&& v) {
   v("task.stack.max_depth", c.task.stack.max_depth);
   v("task.lm.path", c.task.lm.path);
   v("task.lm.eval_fraction", c.task.lm.eval_fraction);
+  v("task.lm.data", c.task.lm.data);
   v("model.d_model", c.model.d_model);
   v("model.n_layers", c.model.n_layers);
   v("model.mixer", c.model.mixer);
@@ -54,6 +55,7 @@ void visit_fields(C& c, V&& v) {
   v("model.mamba2.expand", c.model.mamba2.expand);
   v("train.steps", c.train.steps);
   v("train.batch_size", c.train.batch_size);
+  v("train.grad_accum", c.train.grad_accum);
   v("train.seq_len", c.train.seq_len);
   v("train.lr", c.train.lr);
   v("train.weight_decay", c.train.weight_decay);

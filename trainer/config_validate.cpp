@@ -83,6 +83,7 @@ void validate_model(const ModelConfig& m) {
 void validate_train(const TrainConfig& t) {
   require(t.steps > 0, "train.steps", "> 0", t.steps);
   require(t.batch_size > 0, "train.batch_size", "> 0", t.batch_size);
+  require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum);
   require(t.seq_len > 0, "train.seq_len", "> 0", t.seq_len);
   require(t.lr > 0, "train.lr", "> 0", t.lr);
   require(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay);
@@ -193,7 +194,8 @@ std::string closest_key(const std::string& unknown) {
 
 void resolve_and_validate(RunConfig& c) {
   validate_task(c.task);
-  if (c.task.vocab_size == 0) {
+  // Prepared LM data carries its vocabulary in its manifest (tasks/lm_shards.cpp checks it).
+  if (c.task.vocab_size == 0 && !(c.task.name == "lm" && !c.task.lm.data.empty())) {
     c.task.vocab_size = c.task.name == "mqar" ? 8192 : c.task.name == "lm" ? 256 : 128;
   }
   if (c.model.num_kv_heads == 0) c.model.num_kv_heads = c.model.num_heads;

@@ -58,14 +58,16 @@ void append_line(std::string& out, const std::vector<std::string>& cells) {
 }  // namespace
 
 const std::vector<std::string>& metrics_columns() {
-  static const std::vector<std::string> columns = {
-      "step", "loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step", "wall_s"};
+  static const std::vector<std::string> columns = {"step",      "loss",         "lr",
+                                                   "grad_norm", "tokens_per_s", "ms_per_step",
+                                                   "wall_s",    "tokens",       "flops"};
   return columns;
 }
 
 const std::vector<std::string>& eval_columns() {
   static const std::vector<std::string> columns = {
-      "step", "task", "seq_len", "num_kv_pairs", "num_examples", "loss", "accuracy", "exact_match"};
+      "step", "task",     "seq_len",     "num_kv_pairs", "num_examples",
+      "loss", "accuracy", "exact_match", "perplexity",   "bits_per_byte"};
   return columns;
 }
 

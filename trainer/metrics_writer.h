@@ -13,9 +13,11 @@ namespace kimi {
 
 using CsvValue = std::variant<int64_t, double, std::string>;
 
-// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s: one row per log step.
+// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops: one row per log step
+// (tokens and flops cumulative: trainer/lm_metrics.h).
 const std::vector<std::string>& metrics_columns();
-// step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match: one row per eval slice.
+// step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,
+// bits_per_byte: one row per eval slice (bits_per_byte empty for synthetic tasks).
 const std::vector<std::string>& eval_columns();
 
 class CsvTable {

@@ -25,6 +25,8 @@
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"
 #include "trainer/dir_lock.h"
+#include "trainer/grad_accum.h"
+#include "trainer/lm_metrics.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/progress.h"
 #include "trainer/run_dir.h"
@@ -284,9 +286,16 @@ class TrainLoop {
         bar_(t_.steps, s.start_step, bar_on_),
         t_start_(std::chrono::steady_clock::now()),
         status_(status),
-        signals_(signals) {
+        signals_(signals),
+        lm_(s.cfg, s.model->num_parameters(), s.task->vocab_size()) {
     result_.run_dir = s.dir;
     step_ = s.start_step;
+    // Tokens and FLOPs of the steps before a resume, recounted from their (seeded) lengths.
+    for (int64_t step = 0; step < s.start_step; ++step) {
+      const int64_t len = step_seq_len(
+          s.cfg, mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step)));
+      lm_.add_step(t_.batch_size * t_.grad_accum * len, len);
+    }
   }
 
   RunResult run() {
@@ -381,17 +390,15 @@ class TrainLoop {
     const auto t0 = std::chrono::steady_clock::now();
     const uint64_t step_seed =
         mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step));
-    tasks::Batch batch = tasks::sample_filtered(
-        *s_.task, t_.batch_size, step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
-    Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len}).to(s_.device);
-    Tensor labels = Tensor::from_vector(batch.labels, {batch.batch, batch.seq_len}).to(s_.device);
-    Tensor loss = models::lm_loss(s_.model->forward(ids), labels);
+    // train.grad_accum slices of train.batch_size rows: the rows one larger batch would hold.
+    tasks::Batch batch =
+        tasks::sample_filtered(*s_.task, t_.batch_size * t_.grad_accum,
+                               step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
     StepStats st;
-    st.loss = loss.item();
+    s_.opt->zero_grad();
+    st.loss = forward_backward_accumulated(*s_.model, batch, t_.grad_accum, s_.device);
     if (!std::isfinite(st.loss))
       fail(fmt::format("non-finite loss ({}) at step {}", st.loss, step + 1));
-    s_.opt->zero_grad();
-    loss.backward();
     st.grad_norm = optim::clip_grad_norm(s_.model->parameters(), t_.grad_clip);
     if (!std::isfinite(st.grad_norm))
       fail(fmt::format("non-finite gradient norm at step {}", step + 1));
@@ -400,6 +407,7 @@ class TrainLoop {
     s_.opt->step(st.lr);
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
+    lm_.add_step(batch.batch * batch.seq_len, batch.seq_len);
     result_.final_loss = st.loss;
     return st;
   }
@@ -414,7 +422,8 @@ class TrainLoop {
 
   void log_step(int64_t step, const StepStats& st) {
     if (step % t_.log_every != 0 && step != t_.steps) return;
-    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds()});
+    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds(),
+                      lm_.tokens(), lm_.flops()});
     metrics_.flush();
     if (!bar_on_)
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps,
@@ -430,7 +439,7 @@ class TrainLoop {
       SliceResult r = evaluate_slice(*s_.model, set, s_.cfg.eval.batch_size, s_.device);
       if (record)
         evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
-                        r.exact_match});
+                        r.exact_match, perplexity(r.loss), lm_.bits_per_byte_cell(r.loss)});
       if (!bar_on_ && record)
         spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task,
                      r.seq_len, r.loss, r.accuracy, r.exact_match);
@@ -499,6 +508,7 @@ class TrainLoop {
   int64_t step_ = 0;
   bool interrupted_ = false;
   double last_acc_ = -1;
+  LmCounters lm_;
 };
 
 }  // namespace

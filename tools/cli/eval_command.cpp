@@ -19,6 +19,7 @@
 #include "tools/cli/flag_checks.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/lm_metrics.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"
@@ -140,7 +141,8 @@ void check_args(const EvalArgs& a) {
 
 // The CSV at path with this evaluation's rows added; rows of other checkpoints or slices are
 // kept, a row for the same (step, slice, length) is replaced. Written atomically.
-void merge_csv(const std::string& path, int64_t step, const std::vector<SliceResult>& results) {
+void merge_csv(const std::string& path, int64_t step, const std::vector<SliceResult>& results,
+               const std::vector<CsvValue>& bits_per_byte) {
   CsvTable old = CsvTable::resume(path, eval_columns(), INT64_MAX);
   CsvTable table(path, eval_columns());
   std::set<std::tuple<std::string, std::string, std::string>> fresh;
@@ -150,9 +152,11 @@ void merge_csv(const std::string& path, int64_t step, const std::vector<SliceRes
     if (fresh.count({row[0], row[1], row[2]})) continue;
     table.add_row(std::vector<CsvValue>(row.begin(), row.end()));
   }
-  for (const auto& r : results)
+  for (size_t i = 0; i < results.size(); ++i) {
+    const SliceResult& r = results[i];
     table.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
-                   r.exact_match});
+                   r.exact_match, perplexity(r.loss), bits_per_byte[i]});
+  }
   table.flush();
 }
 
@@ -184,14 +188,19 @@ void run_eval(const EvalArgs& a) {
              a.data.empty() ? "its own task" : a.data,
              a.data.empty() ? fmt::format(" (trained at T={})", cfg.train.seq_len) : "", "slice",
              "T", "rows", "accuracy", "exact", "loss");
+  // Bits per byte need the text's bytes per token: known for the run's own task, not for the
+  // slices of a --data file.
+  const LmCounters lm(cfg, model.num_parameters(), vocab);
   std::vector<SliceResult> results;
+  std::vector<CsvValue> bits_per_byte;
   for (const auto& set : sets) {
     SliceResult r = evaluate_slice(model, set, a.batch, dev);
     fmt::print("{:<14} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>8.4f}\n", r.task, r.seq_len, r.num_examples,
                r.accuracy, r.exact_match, r.loss);
     results.push_back(r);
+    bits_per_byte.push_back(a.data.empty() ? lm.bits_per_byte_cell(r.loss) : CsvValue(std::string()));
   }
-  merge_csv(out, step, results);
+  merge_csv(out, step, results, bits_per_byte);
   fmt::print("wrote {}\n", out);
 }
 

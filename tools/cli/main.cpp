@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   kimi::cli::register_inspect(app);
   kimi::cli::register_generate(app);
   kimi::cli::register_report(app);
+  kimi::cli::register_data(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
