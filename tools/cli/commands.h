@@ -16,5 +16,6 @@ void register_plot(CLI::App& app);
 void register_verify(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);  // generate + model-info (Kimi-Linear hybrid)
+void register_simulate(CLI::App& app);  // inference efficiency simulator (inference/)
 
 }  // namespace kimi::cli

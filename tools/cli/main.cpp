@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   kimi::cli::register_bench(app);
   kimi::cli::register_inspect(app);
   kimi::cli::register_generate(app);
+  kimi::cli::register_simulate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Error& e) {

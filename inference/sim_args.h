@@ -1,0 +1,17 @@
+// The flags of `kimi-lab simulate` that take text: context lengths ("4096", "128K", "1M";
+// K = 1024, M = 1048576, as the paper's axis) and batches ("8", "max"). Each fault is one
+// UserError naming the flag and the value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "inference/simulator.h"
+
+namespace kimi::inference {
+
+std::vector<int64_t> parse_contexts(const std::vector<std::string>& items);
+std::vector<BatchSpec> parse_batches(const std::vector<std::string>& items);
+
+}  // namespace kimi::inference
