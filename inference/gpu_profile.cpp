@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
+
 #include "core/tensor/error.h"
 
 namespace kimi::inference {
@@ -24,14 +26,15 @@ constexpr double kKdaChunkFlops = 65536.0 * 16 * (6.0 * 128 * 128 + 3.0 * 64 * 1
 // sublayer's decode is ~3 kernels in a CUDA graph at ~1.5-2 us each (launch gap, ramp and
 // tail of a small grid). `--launch-us` replaces it; fit it to bench-infer at B=1, 4K.
 constexpr double kLaunchS = 5e-6;
-// CUDA context (~0.5 GiB), cuBLAS workspaces, decode activations and fp32 logits of a few
-// hundred sequences (163840 x 4 B each), a prefill chunk's activations, allocator slack.
-constexpr double kReserve = 4 * kGiB;
+// cuBLAS workspaces, one prefill chunk's activations (16K tokens: MoE dispatch and expert
+// intermediates ~0.6 GiB each, KDA chunk intermediates), allocator slack. The decode
+// activations grow with the batch and are counted per sequence (simulator.h).
+constexpr double kReserve = 2 * kGiB;
 
 GpuProfile h200() {
   GpuProfile g;
   g.name = "h200";
-  g.memory_bytes = 143771 * kMiB;
+  g.memory_bytes = 139 * kGiB;
   g.reserve_bytes = kReserve;
   g.bandwidth = 4.27e12;
   g.gemm_flops = 788e12;
@@ -40,10 +43,12 @@ GpuProfile h200() {
   g.fp32_flops = 48e12;
   g.launch_s_per_layer = kLaunchS;
   g.sources = {
-      "memory 143771 MiB: nvidia-smi on the lent H200 (device KINDS.md)",
-      "reserve 4 GiB: assumed (CUDA context, cuBLAS workspaces, activations, logits, slack)",
-      "bandwidth 4.27 TB/s: device-to-device copy, bytes read + written (golden README, H200)",
-      "GEMM 788 TFLOP/s: bf16 8192^3 matrix product (golden README, H200)",
+      "memory 139 GiB usable: nvidia-smi's 143771 MiB (140.4 GiB) on the lent H200 less the "
+      "CUDA context (device KINDS.md: about 139 GiB); --mem-gib to change",
+      "reserve 2 GiB: assumed fixed workspace (cuBLAS, a prefill chunk, slack); --reserve-gib",
+      "bandwidth 4.27 TB/s: device-to-device copy, bytes read + written (golden README, H200); "
+      "--bw to change",
+      "GEMM 788 TFLOP/s: bf16 8192^3 matrix product (golden README, H200); --tflops to change",
       fmt::format("attention {:.0f} TFLOP/s: PyTorch SDPA causal forward, B=8 T=8192 H=16 D=128, "
                   "3.32 ms (golden README, H200)",
                   g.attention_flops / 1e12),
@@ -60,7 +65,7 @@ GpuProfile h200() {
 GpuProfile h100() {
   GpuProfile g;
   g.name = "h100";
-  g.memory_bytes = 81559 * kMiB;
+  g.memory_bytes = 80 * kGiB;
   g.reserve_bytes = kReserve;
   g.bandwidth = 3.0e12;
   g.gemm_flops = 717e12;
@@ -69,9 +74,9 @@ GpuProfile h100() {
   g.fp32_flops = 48e12;
   g.launch_s_per_layer = kLaunchS;
   g.sources = {
-      "memory 81559 MiB: nvidia-smi of an H100 SXM 80 GB (the 48B model's bf16 weights, "
-      "91.5 GiB, do not fit)",
-      "reserve 4 GiB: assumed (as h200)",
+      "memory 80 GiB usable: nvidia-smi's 81559 MiB on an H100 SXM less the CUDA context (the "
+      "48B model's bf16 weights, 91.5 GiB, do not fit)",
+      "reserve 2 GiB: assumed (as h200)",
       "bandwidth 3.0 TB/s: device-to-device copy, read + written (golden README, H100)",
       "GEMM 717 TFLOP/s: bf16 8192^3 matrix product (golden README, H100)",
       fmt::format("attention {:.0f} TFLOP/s: PyTorch SDPA causal forward, T=8192, 65,536 tokens, "
@@ -86,7 +91,43 @@ GpuProfile h100() {
   return g;
 }
 
+// `value` of `flag` checked and turned into the profile's units; the source line says so.
+double checked(const char* flag, double value, bool zero_ok) {
+  if (!std::isfinite(value) || value < 0 || (value == 0 && !zero_ok))
+    throw UserError(fmt::format("{} {}: must be a number {} 0", flag, value, zero_ok ? ">=" : ">"));
+  return value;
+}
+
+// Replaces the source line that starts with `what` (each number has one).
+void set_source(GpuProfile& g, const std::string& what, const std::string& line) {
+  std::erase_if(g.sources, [&](const std::string& l) { return l.rfind(what + " ", 0) == 0; });
+  g.sources.push_back(line);
+}
+
 }  // namespace
+
+void apply_overrides(GpuProfile& g, const GpuOverrides& o) {
+  if (o.bw_tbs) {
+    g.bandwidth = 1e12 * checked("--bw", *o.bw_tbs, false);
+    set_source(g, "bandwidth", fmt::format("bandwidth {} TB/s: --bw", *o.bw_tbs));
+  }
+  if (o.tflops) {
+    g.gemm_flops = 1e12 * checked("--tflops", *o.tflops, false);
+    set_source(g, "GEMM", fmt::format("GEMM {} TFLOP/s: --tflops", *o.tflops));
+  }
+  if (o.mem_gib) {
+    g.memory_bytes = kGiB * checked("--mem-gib", *o.mem_gib, false);
+    set_source(g, "memory", fmt::format("memory {} GiB usable: --mem-gib", *o.mem_gib));
+  }
+  if (o.reserve_gib) {
+    g.reserve_bytes = kGiB * checked("--reserve-gib", *o.reserve_gib, true);
+    set_source(g, "reserve", fmt::format("reserve {} GiB: --reserve-gib", *o.reserve_gib));
+  }
+  if (o.launch_us) {
+    g.launch_s_per_layer = 1e-6 * checked("--launch-us", *o.launch_us, true);
+    set_source(g, "launch", fmt::format("launch {} us per sublayer: --launch-us", *o.launch_us));
+  }
+}
 
 std::vector<std::string> known_gpus() { return {"h200", "h100"}; }
 

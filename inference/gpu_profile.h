@@ -4,6 +4,7 @@
 // Each number's source is in gpu_profile.cpp and printed by `kimi-lab simulate`.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,8 +12,8 @@ namespace kimi::inference {
 
 struct GpuProfile {
   std::string name;
-  double memory_bytes = 0;        // what the device reports (nvidia-smi)
-  double reserve_bytes = 0;       // kept from the caches: CUDA context, workspaces, activations
+  double memory_bytes = 0;        // usable by the engine: the device's memory less the CUDA context
+  double reserve_bytes = 0;       // fixed workspace kept from the caches (cuBLAS, a prefill chunk)
   double bandwidth = 0;           // bytes per second, read + written (device copy)
   double gemm_flops = 0;          // bf16 matrix products, FLOP/s
   double attention_flops = 0;     // flash-style causal attention, bf16, FLOP/s
@@ -26,5 +27,18 @@ struct GpuProfile {
 // "h200" or "h100"; anything else is a UserError naming the known ones.
 GpuProfile gpu_profile(const std::string& name);
 std::vector<std::string> known_gpus();
+
+// The command line's replacements of a profile's numbers, in the units people quote them in;
+// nullopt keeps the profile's value. Each replaced number's source line says which flag set it.
+struct GpuOverrides {
+  std::optional<double> bw_tbs;       // --bw: copy bandwidth, TB/s (10^12 bytes/s)
+  std::optional<double> tflops;       // --tflops: bf16 GEMM ceiling, TFLOP/s
+  std::optional<double> mem_gib;      // --mem-gib: memory usable by the engine, GiB
+  std::optional<double> reserve_gib;  // --reserve-gib: fixed workspace, GiB
+  std::optional<double> launch_us;    // --launch-us: fixed cost per sublayer, microseconds
+};
+// A UserError naming the flag for a value that is not a finite number > 0 (>= 0 for the
+// reserve and the launch cost).
+void apply_overrides(GpuProfile& g, const GpuOverrides& o);
 
 }  // namespace kimi::inference

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <filesystem>
 #include <optional>
 
 #include "core/tensor/error.h"
@@ -58,6 +59,24 @@ std::vector<BatchSpec> parse_batches(const std::vector<std::string>& items) {
     out.push_back({v, false});
   }
   return out;
+}
+
+std::string model_source(const std::string& model, const std::string& preset) {
+  if (!preset.empty()) return "preset " + preset;
+  return std::filesystem::is_directory(model) ? model + "/config.json" : model;
+}
+
+models::KimiLinearConfig resolve_model(const std::string& model, const std::string& preset) {
+  if (model.empty() == preset.empty())
+    throw UserError(
+        "simulate: give MODEL (a folder with config.json, or the file) or --preset "
+        "kimi-linear-48b, one of them");
+  if (!preset.empty()) {
+    if (preset != "kimi-linear-48b")
+      throw UserError(fmt::format("--preset {}: unknown (known: kimi-linear-48b)", preset));
+    return models::kimi_linear_48b();
+  }
+  return models::load_kimi_linear_config(model_source(model, preset));
 }
 
 }  // namespace kimi::inference

@@ -50,12 +50,20 @@ int64_t cache_bytes_per_seq(const KimiLinearConfig& c, int64_t context, const Dt
   return models::cache_sizes(c, dt.state, dt.latent).hybrid(context);
 }
 
+int64_t workspace_bytes_per_seq(const KimiLinearConfig& c, const Dtypes& dt) {
+  const int64_t widest =
+      std::max({c.hidden_size, c.kda_num_heads * c.kda_head_dim,
+                c.num_attention_heads * (c.kv_lora_rank + c.qk_rope_head_dim), c.intermediate_size,
+                (c.num_experts_per_token + c.num_shared_experts) * c.moe_intermediate_size});
+  return c.vocab_size * dt.logits + 4 * widest * 4;
+}
+
 int64_t max_batch(const KimiLinearConfig& c, const GpuProfile& g, int64_t context,
                   const Dtypes& dt) {
   const double free = g.memory_bytes - g.reserve_bytes - weights_bytes(c, dt);
   if (free <= 0) return 0;
-  return static_cast<int64_t>(
-      std::floor(free / static_cast<double>(cache_bytes_per_seq(c, context, dt))));
+  const int64_t per_seq = cache_bytes_per_seq(c, context, dt) + workspace_bytes_per_seq(c, dt);
+  return static_cast<int64_t>(std::floor(free / static_cast<double>(per_seq)));
 }
 
 double prefill_seconds(const KimiLinearConfig& c, const GpuProfile& g, int64_t context,
@@ -81,6 +89,7 @@ Prediction predict(const KimiLinearConfig& hybrid, ModelKind m, const GpuProfile
   p.fits = batch <= p.max_batch;
   p.weights_bytes = weights_bytes(c, o.dtypes);
   p.cache_bytes_per_seq = static_cast<double>(cache_bytes_per_seq(c, context, o.dtypes));
+  p.workspace_bytes_per_seq = static_cast<double>(workspace_bytes_per_seq(c, o.dtypes));
   const std::vector<LayerCost> step = decode_step(c, batch, context, o.dtypes);
   const Work w = total(step);
   p.bytes_per_step = w.bytes();

@@ -41,7 +41,11 @@ double step_seconds(const std::vector<LayerCost>& layers, const GpuProfile& g, P
 double weights_bytes(const models::KimiLinearConfig& c, const Dtypes& dt);
 // models::cache_sizes(c, state, latent).hybrid(context): the whole cache of one sequence.
 int64_t cache_bytes_per_seq(const models::KimiLinearConfig& c, int64_t context, const Dtypes& dt);
-// floor((memory - reserve - weights) / cache per sequence), 0 when nothing fits.
+// The decode activations one sequence of a batch keeps live: its fp32 logits and four fp32
+// vectors of the model's widest per-token activation (residual, normed input, mixer or FFN
+// input and output). Under 1 MiB for the 48B; it matters only against short contexts' caches.
+int64_t workspace_bytes_per_seq(const models::KimiLinearConfig& c, const Dtypes& dt);
+// floor((memory - reserve - weights) / (cache + workspace per sequence)), 0 when nothing fits.
 int64_t max_batch(const models::KimiLinearConfig& c, const GpuProfile& g, int64_t context,
                   const Dtypes& dt);
 // One sequence of `context` tokens, chunk after chunk.
@@ -59,7 +63,7 @@ struct Prediction {
   ModelKind model = ModelKind::kHybrid;
   int64_t context = 0, batch = 0, max_batch = 0;
   bool fits = false;  // batch <= max_batch
-  double weights_bytes = 0, cache_bytes_per_seq = 0;
+  double weights_bytes = 0, cache_bytes_per_seq = 0, workspace_bytes_per_seq = 0;
   double bytes_per_step = 0, flops_per_step = 0;
   double mem_floor_ms = 0;  // bytes_per_step at the bandwidth, nothing else
   double prefill_ms = 0;    // one sequence of `context` tokens

@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include "core/tensor/error.h"
 #include "inference/measured_csv.h"
@@ -186,21 +188,33 @@ TEST(Simulator, LargestBatchArithmetic) {
   GpuProfile g = round_profile();
   const double cache = static_cast<double>(cache_bytes_per_seq(c, 100, {}));  // 40x1 + 600
   EXPECT_EQ(cache, 2 * 20 + 6 * 100);
+  // Decode workspace: fp32 logits 10 x 4 + 4 fp32 vectors of the widest activation, the MoE's
+  // (2 routed + 1 shared) x 3 = 9: 40 + 144.
+  EXPECT_EQ(workspace_bytes_per_seq(c, {}), 184);
+  const double per_seq = cache + 184;
   g.reserve_bytes = 1000;
-  g.memory_bytes = 982 + 1000 + 3.5 * cache;
+  g.memory_bytes = 982 + 1000 + 3.5 * per_seq;
   EXPECT_EQ(max_batch(c, g, 100, {}), 3);
-  g.memory_bytes = 982 + 1000 + 4 * cache;
+  g.memory_bytes = 982 + 1000 + 4 * per_seq;
   EXPECT_EQ(max_batch(c, g, 100, {}), 4);
+  g.memory_bytes = 982 + 1000 + 4 * cache;  // the caches alone would fit 4
+  EXPECT_EQ(max_batch(c, g, 100, {}), 3);
   g.memory_bytes = 900;  // not even the weights
   EXPECT_EQ(max_batch(c, g, 100, {}), 0);
   EXPECT_FALSE(predict(c, ModelKind::kHybrid, g, 100, 1, {}).fits);
-  // The 48B on the H200 at 1M: (143771 MiB - 4 GiB - 98.25 GB) = 44.9 GiB free; 7.92 GiB per
-  // hybrid sequence -> 5, 30.38 GiB per all-MLA sequence -> 1. At 4K: 618 hybrid sequences.
+  // The 48B on the H200 at 1M: 139 GiB usable - 2 GiB workspace - 98.25 GB of weights = 45.5
+  // GiB free; 7.92 GiB per hybrid sequence -> 5, 30.38 GiB per all-MLA sequence -> 1. At 4K a
+  // hybrid sequence is 77,922,304 B of cache + 950,272 B of workspace -> 619.
   const KimiLinearConfig big = models::kimi_linear_48b();
   const GpuProfile h200 = gpu_profile("h200");
   EXPECT_EQ(max_batch(big, h200, 1 << 20, {}), 5);
   EXPECT_EQ(max_batch(models::all_mla_twin(big), h200, 1 << 20, {}), 1);
-  EXPECT_EQ(max_batch(big, h200, 4096, {}), 618);
+  EXPECT_EQ(cache_bytes_per_seq(big, 4096, {}) + workspace_bytes_per_seq(big, {}), 78872576);
+  EXPECT_EQ(max_batch(big, h200, 4096, {}), 619);
+  // --mem-gib: 4 GiB more memory is 4 GiB more cache.
+  GpuProfile more = h200;
+  apply_overrides(more, {.mem_gib = 143});
+  EXPECT_EQ(max_batch(big, more, 1 << 20, {}), 6);
   // The H100 cannot hold the bf16 weights.
   EXPECT_EQ(max_batch(big, gpu_profile("h100"), 4096, {}), 0);
   // "max" rows use that batch; a batch beyond it is predicted but flagged.
@@ -334,6 +348,98 @@ TEST(Simulator, ExplainsTheSpeedupWithThisGpusNumbers) {
   // On the H100 the weights do not fit, and the paragraph says so instead of a ratio.
   EXPECT_NE(explain_speedup(c, gpu_profile("h100"), 1 << 20, {}).find("needs both models to fit"),
             std::string::npos);
+}
+
+TEST(Simulator, HybridCacheIsAQuarterOfAllMlaAtOneMillion) {
+  // 7 MLA layers x 1M x 1152 B against 27 of them, plus the 20 KDA layers' fixed fp32 state and
+  // conv tails (2 MiB + 144 KiB each): 26.06%, which is the "<= 26%" to the whole
+  // percent; the MLA layers alone give 7/27 = 25.93%. (A bf16 state would give 25.99%.)
+  const KimiLinearConfig c = models::kimi_linear_48b();
+  const double n = 1 << 20;
+  const double h = 7 * n * 1152 + 20 * (2097152.0 + 147456), m = 27 * n * 1152;
+  const auto r = throughput_ratios(c, gpu_profile("h200"), {4096, 1 << 20}, {});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_DOUBLE_EQ(r[1].cache_ratio, h / m);
+  EXPECT_LE(std::round(100 * r[1].cache_ratio), 26);
+  EXPECT_LT(r[1].cache_ratio, 0.2607);
+  EXPECT_GT(r[0].cache_ratio, r[1].cache_ratio);  // the fixed state weighs more at 4K
+  // The ratio table's throughputs are those of predict at each model's largest batch.
+  EXPECT_EQ(r[1].batch_hybrid, 5);
+  EXPECT_EQ(r[1].batch_mla, 1);
+  const GpuProfile g = gpu_profile("h200");
+  EXPECT_DOUBLE_EQ(r[1].ratio_max,
+                   predict(c, ModelKind::kHybrid, g, 1 << 20, 5, {}).tokens_per_s /
+                       predict(c, ModelKind::kAllMla, g, 1 << 20, 1, {}).tokens_per_s);
+  EXPECT_GT(r[1].ratio_max, r[1].ratio_b1);
+  EXPECT_NE(ratios_csv(r).find(fmt::format("1048576,{:.6f},5,1,", h / m)), std::string::npos);
+  // Where a model does not fit (the H100), the throughput cells are empty, not zero.
+  const auto none = throughput_ratios(c, gpu_profile("h100"), {4096}, {});
+  EXPECT_EQ(none[0].ratio_max, 0);
+  EXPECT_NE(ratios_csv(none).find(",0,0,,,,"), std::string::npos) << ratios_csv(none);
+}
+
+TEST(Simulator, FlagsReplaceTheProfilesCeilings) {
+  GpuProfile g = gpu_profile("h200");
+  EXPECT_EQ(g.bandwidth, 4.27e12);
+  EXPECT_EQ(g.gemm_flops, 788e12);
+  apply_overrides(g,
+                  {.bw_tbs = 2, .tflops = 100, .mem_gib = 100, .reserve_gib = 0, .launch_us = 0});
+  EXPECT_EQ(g.bandwidth, 2e12);
+  EXPECT_EQ(g.gemm_flops, 100e12);
+  EXPECT_EQ(g.memory_bytes, 100.0 * (1 << 30));
+  EXPECT_EQ(g.reserve_bytes, 0);
+  EXPECT_EQ(g.launch_s_per_layer, 0);
+  // Each number keeps one source line, now naming the flag.
+  int bw_lines = 0;
+  for (const std::string& l : g.sources) bw_lines += l.rfind("bandwidth ", 0) == 0;
+  EXPECT_EQ(bw_lines, 1);
+  EXPECT_NE(g.sources.back().find("--launch-us"), std::string::npos);
+  // Half the bandwidth doubles a memory-bound step (no launch cost now).
+  const KimiLinearConfig c = models::kimi_linear_48b();
+  GpuProfile full = g;
+  apply_overrides(full, {.bw_tbs = 4});
+  EXPECT_NEAR(predict(c, ModelKind::kAllMla, g, 1 << 20, 1, {}).tpot_ms,
+              2 * predict(c, ModelKind::kAllMla, full, 1 << 20, 1, {}).tpot_ms, 1e-9);
+  auto bad = [](const GpuOverrides& o) {
+    GpuProfile p = gpu_profile("h200");
+    return message_of([&] { apply_overrides(p, o); });
+  };
+  EXPECT_NE(bad({.bw_tbs = 0}).find("--bw 0"), std::string::npos);
+  EXPECT_NE(bad({.tflops = -1}).find("--tflops"), std::string::npos);
+  EXPECT_NE(bad({.mem_gib = std::nan("")}).find("--mem-gib"), std::string::npos);
+  EXPECT_NE(bad({.launch_us = -2}).find("--launch-us"), std::string::npos);
+}
+
+TEST(Simulator, ModelFromPresetFolderOrFileAndBadConfigIsOneLine) {
+  EXPECT_EQ(resolve_model("", "kimi-linear-48b").num_hidden_layers, 27);
+  const std::string tiny_dir = std::string(KIMI_GOLDEN_DIR) + "/kimi_tiny";
+  const KimiLinearConfig from_dir = resolve_model(tiny_dir, "");
+  EXPECT_EQ(resolve_model(tiny_dir + "/config.json", "").hidden_size, from_dir.hidden_size);
+  EXPECT_EQ(model_source(tiny_dir, ""), tiny_dir + "/config.json");
+  EXPECT_GT(predict(from_dir, ModelKind::kHybrid, gpu_profile("h200"), 4096, 1, {}).tpot_ms, 0);
+  auto one_line = [](const std::string& msg, const std::string& names) {
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_NE(msg.find(names), std::string::npos) << msg;
+  };
+  one_line(message_of([] { resolve_model("", ""); }), "--preset");
+  one_line(message_of([] { resolve_model("x", "kimi-linear-48b"); }), "one of them");
+  one_line(message_of([] { resolve_model("", "kimi-linear-1t"); }), "kimi-linear-1t");
+  one_line(message_of([] { resolve_model("/nonexistent/config.json", ""); }),
+           "/nonexistent/config.json");
+  const std::string bad = testing::TempDir() + "/simulator_bad_config.json";
+  {  // kimi_tiny's config with one value of the wrong type
+    std::ifstream in(tiny_dir + "/config.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string json = text.str();
+    const size_t at = json.find("\"hidden_size\": 64");
+    ASSERT_NE(at, std::string::npos);
+    json.replace(at, 17, "\"hidden_size\": \"wide\"");
+    std::ofstream(bad) << json;
+  }
+  const std::string msg = message_of([&] { resolve_model(bad, ""); });
+  one_line(msg, bad);
+  EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg;
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// `kimi-lab simulate --preset kimi-linear-48b | MODEL_DIR [--gpu h200]`: the roofline simulator
+// `kimi-lab simulate --preset kimi-linear-48b | MODEL [--gpu h200]`: the roofline simulator
 // of inference/ for the hybrid and its all-MLA twin: bytes and FLOPs per token of each layer
 // type, cache per sequence, largest batch, predicted prefill / TPOT / throughput against
 // context, measured values joined (--measured), CSV + plot, and the "up to 6x" paragraph.
@@ -27,9 +27,9 @@ struct SimulateArgs {
   std::string dir, preset, gpu = "h200", measured, out;
   std::vector<std::string> contexts = {"4K", "32K", "128K", "256K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "max"};
-  double launch_us = -1, reserve_gib = -1;
+  GpuOverrides overrides;
   int64_t prefill_chunk = 16384;
-  bool no_plot = false;
+  bool no_plot = false, explain = false;
 };
 
 std::string shell_quote(const std::string& s) {
@@ -38,11 +38,18 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// inference/plot_efficiency.py over the CSV; false (with a warning) when Python fails.
+// tools/plot_simulator.py over the CSV; false (with a warning) when Python fails. The script
+// sits in the source tree (KIMI_SOURCE_DIR) or under ./tools, as tools/plot.py does.
 bool plot(const std::string& csv, const std::string& prefix, const std::string& title) {
-  const fs::path script = fs::path(KIMI_SOURCE_DIR) / "inference" / "plot_efficiency.py";
-  if (!fs::exists(script)) {
-    spdlog::warn("{} not found; no plot", script.string());
+  fs::path script;
+  for (const fs::path& p : {fs::path(KIMI_SOURCE_DIR) / "tools" / "plot_simulator.py",
+                            fs::path("tools") / "plot_simulator.py"})
+    if (fs::exists(p)) {
+      script = p;
+      break;
+    }
+  if (script.empty()) {
+    spdlog::warn("tools/plot_simulator.py not found; no plot");
     return false;
   }
   const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -57,27 +64,12 @@ bool plot(const std::string& csv, const std::string& prefix, const std::string& 
 }
 
 void run_simulate(const SimulateArgs& a) {
-  if (a.dir.empty() == a.preset.empty())
-    throw UserError("simulate: give MODEL_DIR or --preset kimi-linear-48b (one of them)");
-  if (!a.preset.empty() && a.preset != "kimi-linear-48b")
-    throw UserError(fmt::format("--preset {}: unknown (known: kimi-linear-48b)", a.preset));
   GpuProfile g = gpu_profile(a.gpu);
-  if (a.launch_us != -1) {
-    if (a.launch_us < 0) throw UserError("--launch-us: must be >= 0");
-    g.launch_s_per_layer = a.launch_us * 1e-6;
-    g.sources.push_back(fmt::format("launch {} us per sublayer: --launch-us", a.launch_us));
-  }
-  if (a.reserve_gib != -1) {
-    if (a.reserve_gib < 0) throw UserError("--reserve-gib: must be >= 0");
-    g.reserve_bytes = a.reserve_gib * 1024.0 * 1024.0 * 1024.0;
-    g.sources.push_back(fmt::format("reserve {} GiB: --reserve-gib", a.reserve_gib));
-  }
+  apply_overrides(g, a.overrides);
   if (a.prefill_chunk <= 0) throw UserError("--prefill-chunk: must be a positive token count");
   const std::vector<int64_t> contexts = parse_contexts(a.contexts);
   const std::vector<BatchSpec> batches = parse_batches(a.batches);
-  const models::KimiLinearConfig c = a.preset.empty()
-                                         ? models::load_kimi_linear_config(a.dir + "/config.json")
-                                         : models::kimi_linear_48b();
+  const models::KimiLinearConfig c = resolve_model(a.dir, a.preset);
   const std::vector<Measured> measured =
       a.measured.empty() ? std::vector<Measured>{} : read_measured_csv(a.measured);
   SimOptions o;
@@ -94,7 +86,11 @@ void run_simulate(const SimulateArgs& a) {
   for (const LayerRow& r : layers)
     if (r.context == lo || r.context == hi) shown.push_back(r);
 
-  const std::string source = a.preset.empty() ? a.dir + "/config.json" : "preset " + a.preset;
+  const std::string source = model_source(a.dir, a.preset);
+  std::vector<int64_t> sorted = contexts;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  const std::vector<ContextRatio> ratios = throughput_ratios(c, g, sorted, o);
   std::string text = fmt::format(
       "simulate: {} on {} (roofline: per sublayer max(bytes / "
       "bandwidth, FLOPs / ceiling) + launch)\n",
@@ -108,8 +104,14 @@ void run_simulate(const SimulateArgs& a) {
       "\nPredictions (TPOT = one decode step serving every sequence of the batch; prefill = "
       "one sequence of that length):\n{}",
       predictions_table(rows));
-  text += "\n" + explain_speedup(c, g, hi, o);
+  text += fmt::format(
+      "\nHybrid against all-MLA, each at its largest batch (ratio max = decoding throughput "
+      "ratio; ratio B=1 = TPOT ratio at batch 1):\n{}",
+      ratios_table(ratios));
+  const std::string why = explain_speedup(c, g, hi, o);
   fmt::print("{}", text);
+  if (a.explain) fmt::print("\n{}", why);
+  text += "\n" + why;
 
   const std::string out = a.out.empty() ? "runs/simulate_" + g.name : a.out;
   std::error_code ec;
@@ -117,8 +119,10 @@ void run_simulate(const SimulateArgs& a) {
   if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", out, ec.message()));
   io::write_file_atomic(out + "/simulate.csv", predictions_csv(rows));
   io::write_file_atomic(out + "/layers.csv", layers_csv(layers));
+  io::write_file_atomic(out + "/ratios.csv", ratios_csv(ratios));
   io::write_file_atomic(out + "/report.txt", text);
-  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/report.txt\n", out);
+  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}\n", out,
+             a.explain ? "" : " (--explain prints where the paper's \"up to 6x\" comes from)");
   if (!a.no_plot && plot(out + "/simulate.csv", out + "/simulate",
                          fmt::format("Kimi-Linear decoding on one {} ({}; simulated{})", g.name,
                                      source, measured.empty() ? "" : ", with measurements")))
@@ -135,13 +139,26 @@ void register_simulate(CLI::App& app) {
       "largest batch beside the bf16 weights, and prefill time, TPOT and decoding throughput\n"
       "against context for the hybrid and its all-MLA twin (every layer MLA, same MoE).\n"
       "Roofline: each sublayer takes max(bytes / bandwidth, FLOPs / ceiling) + a launch cost.\n"
-      "Writes OUT/simulate.csv, layers.csv, report.txt and simulate.{png,svg} (overwritten\n"
-      "atomically), and explains where the paper's \"up to 6x\" at 1M comes from.");
+      "Writes OUT/simulate.csv, layers.csv, ratios.csv, report.txt and simulate.{png,svg}\n"
+      "(each replaced atomically); --explain prints where the paper's \"up to 6x\" at 1M\n"
+      "comes from (also in report.txt).");
   auto a = std::make_shared<SimulateArgs>();
-  cmd->add_option("MODEL_DIR", a->dir, "folder with a Kimi-Linear config.json");
-  cmd->add_option("--preset", a->preset, "kimi-linear-48b");
+  cmd->add_option(
+      "MODEL", a->dir,
+      "a Kimi-Linear config.json, or the folder holding it (e.g. tests/golden/kimi_tiny)");
+  cmd->add_option("--preset", a->preset, "built-in config instead of MODEL: kimi-linear-48b");
   cmd->add_option("--gpu", a->gpu, "GPU profile: h200 | h100 (ceilings measured on the lent GPUs)")
       ->capture_default_str();
+  cmd->add_option("--bw", a->overrides.bw_tbs,
+                  "copy bandwidth in TB/s, bytes read + written (h200: 4.27, measured)");
+  cmd->add_option("--tflops", a->overrides.tflops,
+                  "bf16 GEMM ceiling in TFLOP/s (h200: 788, measured)");
+  cmd->add_option("--mem-gib", a->overrides.mem_gib,
+                  "GPU memory usable by the engine, GiB (h200: 139)");
+  cmd->add_option("--reserve-gib", a->overrides.reserve_gib,
+                  "fixed workspace kept from the caches, GiB (default 2)");
+  cmd->add_option("--launch-us", a->overrides.launch_us,
+                  "fixed cost per sublayer (mixer, FFN, embed + head) in microseconds (default 5)");
   cmd->add_option("--contexts", a->contexts,
                   "context lengths (tokens in the cache), e.g. 4096,128K,1M (K = 1024)")
       ->delimiter(',')
@@ -151,15 +168,13 @@ void register_simulate(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--measured", a->measured,
-                  "measurement CSV (model,context,batch + prefill_ms / tpot_ms / tokens_per_s): "
-                  "adds the measured values and relative errors, and predicts its rows too");
+                  "measurement CSV (columns model,context,batch + any of tpot_ms, prefill_ms, "
+                  "tokens_per_s; model = hybrid | all-mla): adds measured and error columns");
   cmd->add_option("--out", a->out, "output folder (default runs/simulate_<gpu>)");
-  cmd->add_option("--launch-us", a->launch_us,
-                  "fixed cost per sublayer in microseconds (default: the profile's 5 us)");
-  cmd->add_option("--reserve-gib", a->reserve_gib,
-                  "GPU memory kept from the caches, GiB (default: the profile's 4 GiB)");
   cmd->add_option("--prefill-chunk", a->prefill_chunk, "tokens per prefill chunk")
       ->capture_default_str();
+  cmd->add_flag("--explain", a->explain,
+                "print the paragraph on where the paper's \"up to 6x\" comes from");
   cmd->add_flag("--no-plot", a->no_plot, "write no PNG / SVG");
   cmd->callback([a] { run_simulate(*a); });
 }
