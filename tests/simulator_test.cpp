@@ -264,6 +264,13 @@ TEST(Simulator, MeasuredRowsAreJoinedWithTheirRelativeError) {
       "hybrid,4096,1,,2.5,400,1\n"
       "all-mla,131072,3,900,,,1\n";
   const std::vector<Measured> meas = parse_measured_csv(csv, "m.csv");
+  // Columns are found by name: the engine's order (context,batch,model,tpot_ms) reads the same.
+  const std::vector<Measured> engine =
+      parse_measured_csv("context,batch,model,tpot_ms\n4096,1,hybrid,2.5\n", "e.csv");
+  ASSERT_EQ(engine.size(), 1u);
+  EXPECT_EQ(engine[0].context, 4096);
+  EXPECT_EQ(engine[0].model, ModelKind::kHybrid);
+  EXPECT_EQ(*engine[0].tpot_ms, 2.5);
   ASSERT_EQ(meas.size(), 2u);
   EXPECT_FALSE(meas[0].prefill_ms.has_value());
   EXPECT_EQ(*meas[0].tpot_ms, 2.5);
