@@ -195,6 +195,19 @@ KimiLinearConfig kimi_linear_48b() {
   return c;
 }
 
+KimiLinearConfig all_mla_twin(const KimiLinearConfig& c) {
+  if (c.num_attention_heads <= 0 || c.kv_lora_rank <= 0 || c.qk_nope_head_dim <= 0 ||
+      c.v_head_dim <= 0)
+    throw UserError(
+        "all-MLA twin: the config has no MLA sizes (num_attention_heads, kv_lora_rank, "
+        "qk_nope_head_dim, v_head_dim) to give every layer");
+  KimiLinearConfig t = c;
+  t.kda_layers.clear();
+  t.full_attn_layers.clear();
+  for (int64_t i = 1; i <= c.num_hidden_layers; ++i) t.full_attn_layers.push_back(i);
+  return t;
+}
+
 ParameterCount parameter_count(const KimiLinearConfig& c) {
   ParameterCount p;
   const int64_t d = c.hidden_size;

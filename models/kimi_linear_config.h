@@ -42,6 +42,10 @@ KimiLinearConfig parse_kimi_linear_config(const std::string& json_text, const st
 KimiLinearConfig load_kimi_linear_config(const std::string& path);
 // Kimi-Linear-48B-A3B (docs/models.md#kimi-linear-48b).
 KimiLinearConfig kimi_linear_48b();
+// The paper's full-attention baseline for `c`: every layer MLA (same width, heads, MoE and
+// vocabulary). cache_sizes(twin).hybrid(n) == cache_sizes(c).all_mla(n). Throws UserError when
+// `c` has no MLA sizes to copy.
+KimiLinearConfig all_mla_twin(const KimiLinearConfig& c);
 
 // Parameters counted from the config, as the Hugging Face checkpoint holds them (KDA's g_b_proj
 // without a bias). active = what one token uses: everything but the unchosen routed experts.

@@ -1,10 +1,12 @@
 // The layering of the source tree, checked on every #include "..." of core/, models/, tasks/,
-// trainer/ and tools/cli/: a file may include its own folder and any lower layer, never a
-// higher one, and never a sibling of its own level (core/cpu and core/cuda do not include each
-// other; neither do models and tasks, nor core/nn, core/optim and core/io). The order
+// trainer/, inference/ and tools/cli/: a file may include its own folder and any lower layer,
+// never a higher one, and never a sibling of its own level (core/cpu and core/cuda do not include
+// each other; neither do models and tasks, trainer and inference, nor core/nn, core/optim and
+// core/io). The order
 // (CMakeLists.txt builds one library per layer or group along it):
 //   0 core/kernels   1 core/tensor   2 core/backend   3 core/cpu, core/cuda   4 core/autograd
-//   5 core/ops   6 core/nn, core/optim, core/io   7 models, tasks   8 trainer   9 tools/cli
+//   5 core/ops   6 core/nn, core/optim, core/io   7 models, tasks   8 trainer, inference
+//   9 tools/cli
 // A deliberate break is listed in kExceptions with its reason; an exception that no longer
 // matches any include fails too, so the list cannot go stale.
 #include <gtest/gtest.h>
@@ -31,7 +33,7 @@ constexpr Layer kLayers[] = {
     {"core/kernels", 0}, {"core/tensor", 1},   {"core/backend", 2}, {"core/cpu", 3},
     {"core/cuda", 3},    {"core/autograd", 4}, {"core/ops", 5},     {"core/nn", 6},
     {"core/optim", 6},   {"core/io", 6},       {"models", 7},       {"tasks", 7},
-    {"trainer", 8},      {"tools/cli", 9},
+    {"trainer", 8},      {"inference", 8},     {"tools/cli", 9},
 };
 
 struct Exception {
@@ -89,7 +91,7 @@ struct Scan {
 Scan scan_tree() {
   const fs::path root = KIMI_SOURCE_DIR;
   Scan s;
-  for (const char* top : {"core", "models", "tasks", "trainer", "tools/cli"}) {
+  for (const char* top : {"core", "models", "tasks", "trainer", "inference", "tools/cli"}) {
     if (!fs::exists(root / top)) continue;
     for (const auto& entry : fs::recursive_directory_iterator(root / top)) {
       if (!entry.is_regular_file() || !is_source(entry.path())) continue;

@@ -18,5 +18,6 @@ void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);  // generate + model-info (Kimi-Linear hybrid)
 void register_report(CLI::App& app);    // a sweep against the paper (report.md, report.tex)
 void register_data(CLI::App& app);      // data prepare (LM token shards)
+void register_simulate(CLI::App& app);  // inference efficiency simulator (inference/)
 
 }  // namespace kimi::cli

@@ -1,0 +1,24 @@
+// The flags of `kimi-lab simulate` that take text: context lengths ("4096", "128K", "1M";
+// K = 1024, M = 1048576, as the paper's axis) and batches ("8", "max"). Each fault is one
+// UserError naming the flag and the value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "inference/simulator.h"
+
+namespace kimi::inference {
+
+std::vector<int64_t> parse_contexts(const std::vector<std::string>& items);
+std::vector<BatchSpec> parse_batches(const std::vector<std::string>& items);
+
+// The hybrid to simulate: `--preset kimi-linear-48b`, or MODEL (a folder holding config.json, or
+// the config.json itself), exactly one of them. A bad or missing file is the config parser's
+// one-line UserError naming the file and the key.
+models::KimiLinearConfig resolve_model(const std::string& model, const std::string& preset);
+// "preset kimi-linear-48b" or the config file's path, for titles and reports.
+std::string model_source(const std::string& model, const std::string& preset);
+
+}  // namespace kimi::inference

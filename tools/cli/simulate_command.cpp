@@ -1,0 +1,182 @@
+// `kimi-lab simulate --preset kimi-linear-48b | MODEL [--gpu h200]`: the roofline simulator
+// of inference/ for the hybrid and its all-MLA twin: bytes and FLOPs per token of each layer
+// type, cache per sequence, largest batch, predicted prefill / TPOT / throughput against
+// context, measured values joined (--measured), CSV + plot, and the "up to 6x" paragraph.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "core/io/atomic_file.h"
+#include "core/tensor/error.h"
+#include "inference/measured_csv.h"
+#include "inference/report.h"
+#include "inference/sim_args.h"
+#include "tools/cli/commands.h"
+
+namespace kimi::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace kimi::inference;
+
+struct SimulateArgs {
+  std::string dir, preset, gpu = "h200", measured, out;
+  std::vector<std::string> contexts = {"4K", "32K", "128K", "256K", "512K", "1M"};
+  std::vector<std::string> batches = {"1", "max"};
+  GpuOverrides overrides;
+  int64_t prefill_chunk = 16384;
+  bool no_plot = false, explain = false;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// tools/plot_simulator.py over the CSV; false (with a warning) when Python fails. The script
+// sits in the source tree (KIMI_SOURCE_DIR) or under ./tools, as tools/plot.py does.
+bool plot(const std::string& csv, const std::string& prefix, const std::string& title) {
+  fs::path script;
+  for (const fs::path& p : {fs::path(KIMI_SOURCE_DIR) / "tools" / "plot_simulator.py",
+                            fs::path("tools") / "plot_simulator.py"})
+    if (fs::exists(p)) {
+      script = p;
+      break;
+    }
+  if (script.empty()) {
+    spdlog::warn("tools/plot_simulator.py not found; no plot");
+    return false;
+  }
+  const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const std::string cmd =
+      fmt::format("{} {} {} {} --title {} >/dev/null", python, shell_quote(script.string()),
+                  shell_quote(csv), shell_quote(prefix), shell_quote(title));
+  if (std::system(cmd.c_str()) != 0) {
+    spdlog::warn("plotting failed (is python3-matplotlib installed? run tools/setup.sh)");
+    return false;
+  }
+  return true;
+}
+
+void run_simulate(const SimulateArgs& a) {
+  GpuProfile g = gpu_profile(a.gpu);
+  apply_overrides(g, a.overrides);
+  if (a.prefill_chunk <= 0) throw UserError("--prefill-chunk: must be a positive token count");
+  const std::vector<int64_t> contexts = parse_contexts(a.contexts);
+  const std::vector<BatchSpec> batches = parse_batches(a.batches);
+  const models::KimiLinearConfig c = resolve_model(a.dir, a.preset);
+  const std::vector<Measured> measured =
+      a.measured.empty() ? std::vector<Measured>{} : read_measured_csv(a.measured);
+  SimOptions o;
+  o.prefill_chunk = a.prefill_chunk;
+  const std::vector<Prediction> rows = simulate(c, g, contexts, batches, measured, o);
+
+  std::vector<LayerRow> layers;
+  for (ModelKind m : {ModelKind::kHybrid, ModelKind::kAllMla})
+    for (int64_t n : contexts)
+      for (LayerRow& r : layer_breakdown(c, m, g, n, o)) layers.push_back(std::move(r));
+  std::vector<LayerRow> shown;  // the printed breakdown: the shortest and longest context
+  const int64_t lo = *std::min_element(contexts.begin(), contexts.end());
+  const int64_t hi = *std::max_element(contexts.begin(), contexts.end());
+  for (const LayerRow& r : layers)
+    if (r.context == lo || r.context == hi) shown.push_back(r);
+
+  const std::string source = model_source(a.dir, a.preset);
+  std::vector<int64_t> sorted = contexts;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  const std::vector<ContextRatio> ratios = throughput_ratios(c, g, sorted, o);
+  std::string text = fmt::format(
+      "simulate: {} on {} (roofline: per sublayer max(bytes / "
+      "bandwidth, FLOPs / ceiling) + launch)\n",
+      source, g.name);
+  for (const std::string& s : g.sources) text += "  " + s + "\n";
+  text += fmt::format(
+      "\nPer layer type, per token (decode: one step at batch 1; prefill: a whole prompt of "
+      "that length, chunks of {} tokens):\n{}",
+      o.prefill_chunk, layers_table(shown));
+  text += fmt::format(
+      "\nPredictions (TPOT = one decode step serving every sequence of the batch; prefill = "
+      "one sequence of that length):\n{}",
+      predictions_table(rows));
+  text += fmt::format(
+      "\nHybrid against all-MLA, each at its largest batch (ratio max = decoding throughput "
+      "ratio; ratio B=1 = TPOT ratio at batch 1):\n{}",
+      ratios_table(ratios));
+  const std::string why = explain_speedup(c, g, hi, o);
+  fmt::print("{}", text);
+  if (a.explain) fmt::print("\n{}", why);
+  text += "\n" + why;
+
+  const std::string out = a.out.empty() ? "runs/simulate_" + g.name : a.out;
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", out, ec.message()));
+  io::write_file_atomic(out + "/simulate.csv", predictions_csv(rows));
+  io::write_file_atomic(out + "/layers.csv", layers_csv(layers));
+  io::write_file_atomic(out + "/ratios.csv", ratios_csv(ratios));
+  io::write_file_atomic(out + "/report.txt", text);
+  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}\n", out,
+             a.explain ? "" : " (--explain prints where the paper's \"up to 6x\" comes from)");
+  if (!a.no_plot && plot(out + "/simulate.csv", out + "/simulate",
+                         fmt::format("Kimi-Linear decoding on one {} ({}; simulated{})", g.name,
+                                     source, measured.empty() ? "" : ", with measurements")))
+    fmt::print("wrote {0}/simulate.png and {0}/simulate.svg\n", out);
+}
+
+}  // namespace
+
+void register_simulate(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "simulate",
+      "Predict Kimi-Linear inference on one GPU from the config and measured ceilings: bytes\n"
+      "and FLOPs per token of each layer type (decode and prefill), the cache per sequence, the\n"
+      "largest batch beside the bf16 weights, and prefill time, TPOT and decoding throughput\n"
+      "against context for the hybrid and its all-MLA twin (every layer MLA, same MoE).\n"
+      "Roofline: each sublayer takes max(bytes / bandwidth, FLOPs / ceiling) + a launch cost.\n"
+      "Writes OUT/simulate.csv, layers.csv, ratios.csv, report.txt and simulate.{png,svg}\n"
+      "(each replaced atomically); --explain prints where the paper's \"up to 6x\" at 1M\n"
+      "comes from (also in report.txt).");
+  auto a = std::make_shared<SimulateArgs>();
+  cmd->add_option(
+      "MODEL", a->dir,
+      "a Kimi-Linear config.json, or the folder holding it (e.g. tests/golden/kimi_tiny)");
+  cmd->add_option("--preset", a->preset, "built-in config instead of MODEL: kimi-linear-48b");
+  cmd->add_option("--gpu", a->gpu, "GPU profile: h200 | h100 (ceilings measured on the lent GPUs)")
+      ->capture_default_str();
+  cmd->add_option("--bw", a->overrides.bw_tbs,
+                  "copy bandwidth in TB/s, bytes read + written (h200: 4.27, measured)");
+  cmd->add_option("--tflops", a->overrides.tflops,
+                  "bf16 GEMM ceiling in TFLOP/s (h200: 788, measured)");
+  cmd->add_option("--mem-gib", a->overrides.mem_gib,
+                  "GPU memory usable by the engine, GiB (h200: 139)");
+  cmd->add_option("--reserve-gib", a->overrides.reserve_gib,
+                  "fixed workspace kept from the caches, GiB (default 2)");
+  cmd->add_option("--launch-us", a->overrides.launch_us,
+                  "fixed cost per sublayer (mixer, FFN, embed + head) in microseconds (default 5)");
+  cmd->add_option("--contexts", a->contexts,
+                  "context lengths (tokens in the cache), e.g. 4096,128K,1M (K = 1024)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--batch", a->batches,
+                  "batch sizes: numbers and/or 'max' (the largest that fits at each context)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--measured", a->measured,
+                  "measurement CSV (columns model,context,batch + any of tpot_ms, prefill_ms, "
+                  "tokens_per_s; model = hybrid | all-mla): adds measured and error columns");
+  cmd->add_option("--out", a->out, "output folder (default runs/simulate_<gpu>)");
+  cmd->add_option("--prefill-chunk", a->prefill_chunk, "tokens per prefill chunk")
+      ->capture_default_str();
+  cmd->add_flag("--explain", a->explain,
+                "print the paragraph on where the paper's \"up to 6x\" comes from");
+  cmd->add_flag("--no-plot", a->no_plot, "write no PNG / SVG");
+  cmd->callback([a] { run_simulate(*a); });
+}
+
+}  // namespace kimi::cli
