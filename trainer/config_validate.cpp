@@ -64,12 +64,12 @@ void validate_model(const ModelConfig& m) {
   require(m.mamba2.d_state > 0, "model.mamba2.d_state", "> 0", m.mamba2.d_state);
   require(m.mamba2.expand > 0, "model.mamba2.expand", "> 0", m.mamba2.expand);
   const std::vector<std::string> layers = layer_mixers(m);  // throws on bad names, lengths, ratios
-  // MLA is NoPE here (MlaLayer refuses rope); only attention layers use model.rope.
-  if (m.rope && std::find(layers.begin(), layers.end(), "mla") != layers.end()) {
-    throw UserError(
-        "model.rope: MLA uses NoPE here (its decoupled RoPE slice is not implemented); "
-        "set model.rope=false or use mixer attention");
-  }
+  // MLA with rope rotates its decoupled qk_rope_dim slice (NoPE, the paper's, when rope is off).
+  if (m.rope && std::find(layers.begin(), layers.end(), "mla") != layers.end())
+    require(m.qk_rope_dim > 0 && m.qk_rope_dim % 2 == 0, "model.qk_rope_dim",
+            "even and > 0 when model.rope is on with MLA layers (the rotated slice)",
+            m.qk_rope_dim);
+  validate_moe(m);
 }
 
 void validate_train(const TrainConfig& t) {

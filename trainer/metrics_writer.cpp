@@ -59,7 +59,7 @@ void append_line(std::string& out, const std::vector<std::string>& cells) {
 
 const std::vector<std::string>& metrics_columns() {
   static const std::vector<std::string> columns = {
-      "step", "loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step", "wall_s"};
+      "step", "loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step", "wall_s", "moe_max_load"};
   return columns;
 }
 

@@ -13,7 +13,8 @@ namespace kimi {
 
 using CsvValue = std::variant<int64_t, double, std::string>;
 
-// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s: one row per log step.
+// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,moe_max_load: one row per log step
+// (moe_max_load: the busiest expert's load over the mean, models::moe_max_load; empty if dense).
 const std::vector<std::string>& metrics_columns();
 // step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match: one row per eval slice.
 const std::vector<std::string>& eval_columns();

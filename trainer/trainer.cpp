@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -185,6 +186,11 @@ class TrainLoop {
                                   s.start_step)),
         evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(),
                                 s.start_step)),
+        moe_load_(s.model->moe_layers().empty()
+                      ? std::nullopt
+                      : std::optional<CsvTable>(
+                            CsvTable::resume((fs::path(s.dir) / "moe_load.csv").string(),
+                                             {"step", "layer", "expert", "load"}, s.start_step))),
         schedule_(optim::schedule_from_name(t_.schedule)),
         bar_on_(req.progress && ProgressBar::stderr_is_tty()),
         bar_(t_.steps, s.start_step, bar_on_),
@@ -248,6 +254,7 @@ class TrainLoop {
       fail(fmt::format("non-finite gradient norm at step {}", step + 1));
     st.lr = optim::lr_at(step, t_.steps, t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
     s_.opt->step(st.lr);
+    s_.model->after_optimizer_step();  // MoE: the auxiliary-loss-free bias update
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
     result_.final_loss = st.loss;
@@ -264,11 +271,25 @@ class TrainLoop {
 
   void log_step(int64_t step, const StepStats& st) {
     if (step % t_.log_every != 0 && step != t_.steps) return;
-    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds()});
+    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds(),
+                      log_moe_load(step)});
     metrics_.flush();
     if (!bar_on_)
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps,
                    st.loss, st.lr, st.grad_norm, st.tok_s);
+  }
+
+  // MoE: each expert's share of the step's routed tokens into moe_load.csv; returns the
+  // busiest expert's load over the mean for metrics.csv (empty for a dense model).
+  CsvValue log_moe_load(int64_t step) {
+    if (!moe_load_) return std::string();
+    const auto loads = s_.model->moe_expert_load();
+    const auto layers = s_.model->moe_layers();
+    for (size_t l = 0; l < loads.size(); ++l)
+      for (size_t e = 0; e < loads[l].size(); ++e)
+        moe_load_->add_row({step, layers[l], static_cast<int64_t>(e), loads[l][e]});
+    moe_load_->flush();
+    return models::moe_max_load(loads);
   }
 
   // Evaluates every slice; true when all reach train.target_accuracy (early stop).
@@ -334,6 +355,7 @@ class TrainLoop {
   const RunRequest& req_;
   const TrainConfig& t_;
   CsvTable metrics_, evals_;
+  std::optional<CsvTable> moe_load_;  // moe_load.csv, only for a model with MoE layers
   optim::Schedule schedule_;
   bool bar_on_;
   ProgressBar bar_;
