@@ -6,9 +6,12 @@
 #include "models/moe.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 
@@ -19,6 +22,7 @@
 #include "models/language_model.h"
 #include "tests/golden.h"
 #include "tests/gradcheck.h"
+#include "trainer/trainer.h"
 
 namespace kimi::models {
 namespace {
@@ -294,6 +298,87 @@ TEST(Moe, TinyRunLearnsAndTheBiasUpdateBalancesLoad) {
       "[Moe] loss {:.3f} -> {:.3f}; max |load - 1/E| {:.3f} -> {:.3f} "
       "(bias update) vs {:.3f} (none)\n",
       l0, l1, imb0, balanced, frozen);
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells(1);
+    for (char ch : line) {
+      if (ch == ',')
+        cells.emplace_back();
+      else
+        cells.back().push_back(ch);
+    }
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+// The trainer logs the load: metrics.csv's moe_max_load (busiest expert / mean, in [1, E]) and
+// moe_load.csv (every MoE layer's every expert per step, summing to 1); a resumed run continues
+// the bias from the checkpoint and logs the same loads as an uninterrupted one.
+TEST(Moe, TrainerLogsLoadAndResumesTheBias) {
+  namespace fs = std::filesystem;
+  const std::vector<std::string> o = {"task.name=mqar",
+                                      "task.vocab_size=32",
+                                      "task.mqar.num_kv_pairs=2",
+                                      "model.d_model=16",
+                                      "model.num_heads=2",
+                                      "model.head_dim=8",
+                                      "model.mixer=attention",
+                                      "model.n_layers=2",
+                                      "model.mlp=true",
+                                      "model.moe.num_experts=4",
+                                      "model.moe.top_k=2",
+                                      "model.moe.expert_hidden=8",
+                                      "model.moe.first_dense=1",
+                                      "model.moe.bias_update_rate=0.01",
+                                      "train.seq_len=16",
+                                      "train.batch_size=4",
+                                      "train.steps=8",
+                                      "train.log_every=1",
+                                      "train.eval_every=0",
+                                      "train.checkpoint_every=4",
+                                      "train.threads=1",
+                                      "train.device=cpu",
+                                      "eval.seq_lens=[16]",
+                                      "eval.num_examples=8"};
+  auto run = [&](const std::string& dir, int64_t stop_at, bool resume) {
+    RunRequest req;
+    req.overrides = resume ? std::vector<std::string>{} : o;
+    req.progress = false, req.stop_at = stop_at;
+    (resume ? req.resume_dir : req.out_dir) = dir;
+    spdlog::set_level(spdlog::level::warn);
+    return run_training(req);
+  };
+  const std::string a = (fs::temp_directory_path() / "kimi_moe_trainer_whole").string();
+  const std::string b = (fs::temp_directory_path() / "kimi_moe_trainer_split").string();
+  fs::remove_all(a), fs::remove_all(b);
+  run(a, 0, false);
+  const auto metrics = read_csv(a + "/metrics.csv");
+  ASSERT_EQ(metrics.size(), 9u);
+  ASSERT_EQ(metrics[0].back(), "moe_max_load");
+  for (size_t r = 1; r < metrics.size(); ++r) {
+    const double m = std::stod(metrics[r].back());
+    EXPECT_GE(m, 1.0 - 1e-9);
+    EXPECT_LE(m, 4.0 + 1e-9);
+  }
+  const auto load = read_csv(a + "/moe_load.csv");
+  ASSERT_EQ(load.size(), 1u + 8 * 4);  // 8 steps x 1 MoE layer x 4 experts
+  EXPECT_EQ(load[0], (std::vector<std::string>{"step", "layer", "expert", "load"}));
+  for (size_t step = 0; step < 8; ++step) {
+    double total = 0;
+    for (size_t e = 0; e < 4; ++e) {
+      EXPECT_EQ(load[1 + step * 4 + e][1], "1");  // the MoE layer is layer 1
+      total += std::stod(load[1 + step * 4 + e][3]);
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+  run(b, 4, false);
+  run(b, 0, true);
+  EXPECT_EQ(read_csv(b + "/moe_load.csv"), load);
 }
 
 }  // namespace
