@@ -34,7 +34,7 @@ struct MixerOptions {
   // Output gate of kda and gdn: o = RMSNorm(o) * act(z). "none" = plain RMSNorm, no g_proj.
   // FLA's defaults: KDA sigmoid, GDN swish. DeltaNet always follows FLA's default (no gate).
   std::string output_gate = "sigmoid";  // sigmoid | swish | none
-  bool rope = false;                    // attention only (MLA is NoPE here: mla refuses rope)
+  bool rope = false;  // attention; MLA rotates its qk_rope_dim slice (DeepSeek-V2) when set
   double rope_theta = 10000;
   int64_t chunk_size = 64;
   RecurrenceForm form = RecurrenceForm::kChunk;

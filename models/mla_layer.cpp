@@ -1,5 +1,8 @@
-// MLA forward, expanded and absorbed forms (docs/math.md#mla and docs/models.md#kimi-linear-48b;
-// DeepSeek-V3 MLA with Kimi Linear's NoPE: the shared qk_rope slice enters the scores unrotated).
+// MLA forward, expanded and absorbed forms (docs/math.md#mla and docs/models.md#kimi-linear-48b):
+// DeepSeek-V3 MLA with Kimi Linear's NoPE by default (the shared qk_rope slice enters the scores
+// unrotated), or with DeepSeek-V2's decoupled RoPE (rope = true: that slice and each head's
+// qk_rope part of q are rotated by position; the latent part stays position-free, which is what
+// lets decoding attend over the cached latent).
 #include "models/mla_layer.h"
 
 #include <cmath>
@@ -20,10 +23,10 @@ MlaLayer::MlaLayer(const MixerOptions& opt, Rng& rng)
         fmt::format("mla: bad sizes (heads {}, qk_nope {}, qk_rope {}, v_head {}, "
                     "kv_lora_rank {}, q_lora_rank {})",
                     H_, nope_, rope_, vd_, rank_, opt.q_lora_rank));
-  if (opt.rope)  // refused rather than ignored (config validation names model.rope first)
+  // Refused rather than ignored (config validation names model.qk_rope_dim first).
+  if (opt.rope && (rope_ == 0 || rope_ % 2 != 0))
     throw UserError(
-        "mla: rope=true is not supported (MLA uses NoPE here; its decoupled RoPE slice is not "
-        "implemented)");
+        fmt::format("mla: rope needs an even qk_rope_dim > 0 (the rotated slice), got {}", rope_));
   scale_ = 1.0 / std::sqrt(static_cast<double>(nope_ + rope_));
   const nn::InitOptions init = init_options(opt);
   const int64_t d = opt.d_model, qk = nope_ + rope_;
@@ -99,6 +102,15 @@ Tensor MlaLayer::forward(const Tensor& x, MixerState* state_in) {
     latent = parts[0], k_shared = parts[1];
   }
   latent = kv_a_layernorm->forward(latent);
+  if (opt_.rope) {
+    // Positions continue from the cache; the cache keeps the rotated k_rope (DeepSeek-V2), so a
+    // cached key never needs its position again. Rotate-half pairs (HF Llama's rope); DeepSeek's
+    // interleaved pairs are the same map up to a fixed permutation of the slice's channels.
+    const int64_t pos0 = state ? state->length : 0;
+    Tensor q_pe = rope(q.narrow(3, nope_, rope_), pos0, opt_.rope_theta);
+    q = concat({q.narrow(3, 0, nope_), q_pe}, -1);
+    k_shared = rope(k_shared.unsqueeze(2), pos0, opt_.rope_theta).squeeze(2);
+  }
   Tensor o;
   if (!state) {
     o = attend_expanded(q, latent, k_shared);

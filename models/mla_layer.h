@@ -1,17 +1,18 @@
-// Multi-head latent attention, NoPE as in Kimi Linear's global layers (docs/math.md#mla,
-// docs/models.md#kimi-linear-48b; HF modeling_kimi.py / DeepSeek-V3 names: q_proj or q_a_proj +
-// q_a_layernorm + q_b_proj, kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj). The qk_rope
-// slice of the kv projection is shared by all heads and never rotated. Decoding caches the
-// normalised latent and that slice and attends in the absorbed form (multi-query attention over the
-// latent).
+// Multi-head latent attention (docs/math.md#mla, docs/models.md#kimi-linear-48b; HF
+// modeling_kimi.py / DeepSeek-V3 names: q_proj or q_a_proj + q_a_layernorm + q_b_proj,
+// kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj). The qk_rope slice of the kv projection
+// is one key shared by all heads. NoPE by default, as Kimi Linear's global layers: that slice is
+// never rotated. With rope = true (DeepSeek-V2's decoupled RoPE) it and each head's qk_rope part
+// of q are rotated by position. Decoding caches the normalised latent and that slice (rotated
+// when rope is on) and attends in the absorbed form (multi-query attention over the latent).
 #pragma once
 
 #include "models/mixer_common.h"
 
 namespace kimi::models {
 
-// Per token: the normalised latent [B,T,kv_lora_rank] and the shared slice [B,T,qk_rope_dim]
-// (undefined while empty, or when qk_rope_dim is 0).
+// Per token: the normalised latent [B,T,kv_lora_rank] and the shared slice [B,T,qk_rope_dim],
+// already rotated when rope is on (undefined while empty, or when qk_rope_dim is 0).
 struct LatentCacheState : MixerState {
   int64_t batch = 0, length = 0;
   Tensor latent, k_shared;

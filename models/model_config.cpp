@@ -92,6 +92,26 @@ std::vector<std::string> layer_mixers(const ModelConfig& m) {
   return m.mixer;
 }
 
+void validate_moe(const ModelConfig& m) {
+  const MoeConfig& e = m.moe;
+  auto need = [](bool ok, const char* key, const char* rule, auto value) {
+    if (!ok) throw UserError(fmt::format("{} must be {} (got {})", key, rule, value));
+  };
+  need(e.num_experts >= 0, "model.moe.num_experts", ">= 0 (0 = no MoE)", e.num_experts);
+  if (e.num_experts == 0) return;
+  need(e.top_k >= 1 && e.top_k <= e.num_experts, "model.moe.top_k", "in [1, model.moe.num_experts]",
+       e.top_k);
+  need(e.expert_hidden >= 0, "model.moe.expert_hidden", ">= 0 (0 = the dense MLP's)",
+       e.expert_hidden);
+  need(e.num_shared >= 0, "model.moe.num_shared", ">= 0", e.num_shared);
+  need(e.first_dense >= 0 && e.first_dense < m.n_layers, "model.moe.first_dense",
+       "in [0, model.n_layers)", e.first_dense);
+  need(e.routed_scaling_factor > 0, "model.moe.routed_scaling_factor", "> 0",
+       e.routed_scaling_factor);
+  need(e.bias_update_rate >= 0, "model.moe.bias_update_rate", ">= 0", e.bias_update_rate);
+  need(e.aux_loss_coef >= 0, "model.moe.aux_loss_coef", ">= 0", e.aux_loss_coef);
+}
+
 namespace models {
 
 MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind) {

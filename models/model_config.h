@@ -14,6 +14,18 @@ struct Mamba2Config {
   int64_t expand = 2;
 };
 
+// model.moe.*: sparse MoE feed-forward layers. num_experts 0 = off.
+struct MoeConfig {
+  int64_t num_experts = 0;    // routed experts per MoE layer; 0 = no MoE
+  int64_t top_k = 2;          // experts per token
+  int64_t expert_hidden = 0;  // SwiGLU hidden size of each expert; 0 = the dense MLP's
+  int64_t num_shared = 1;     // always-on shared experts (one SwiGLU of num_shared * hidden)
+  int64_t first_dense = 0;    // layers below this keep the dense MLP (Kimi's first_k_dense_replace)
+  double routed_scaling_factor = 1.0;  // Kimi-Linear-48B: 2.446
+  double bias_update_rate = 1e-3;      // u: bias_e += u * sign(mean load - load_e) per step
+  double aux_loss_coef = 0.0;          // load-balance loss coefficient; 0 = none
+};
+
 struct ModelConfig {
   int64_t d_model = 256;
   int64_t n_layers = 2;
@@ -26,7 +38,7 @@ struct ModelConfig {
   bool short_conv = true;
   int64_t conv_size = 4;
   std::string output_gate = "auto";  // auto (FLA: KDA sigmoid, GDN swish) | sigmoid | swish | none
-  bool rope = false;                 // attention only; Kimi Linear's global layers use NoPE
+  bool rope = false;  // attention, and MLA's qk_rope_dim slice; Kimi Linear's global layers: NoPE
   double rope_theta = 10000.0;
   bool mlp = false;        // zoology's MQAR models have no MLP
   int64_t mlp_hidden = 0;  // 0 = auto (the model's SwiGLU rule)
@@ -35,8 +47,9 @@ struct ModelConfig {
   int64_t chunk_size = 64;
   int64_t kv_lora_rank = 64;  // MLA
   int64_t q_lora_rank = 0;    // MLA; 0 = full-rank q projection
-  int64_t qk_rope_dim = 0;    // MLA; 0 = NoPE
+  int64_t qk_rope_dim = 0;    // MLA: the shared key slice; rotated when rope is true
   Mamba2Config mamba2;
+  MoeConfig moe;
   double init_std = 0.02;
 };
 
@@ -45,6 +58,9 @@ struct ModelConfig {
 // layers, or exactly n_layers names). Every name must be a kind in the mixer registry
 // (models::mixer_kinds()). Throws UserError naming the key.
 std::vector<std::string> layer_mixers(const ModelConfig& model);
+
+// Checks model.moe.* (one line naming the key). Throws UserError.
+void validate_moe(const ModelConfig& model);
 
 namespace models {
 

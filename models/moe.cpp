@@ -1,14 +1,15 @@
-// MoE routing and the gather / expert / scatter-add forward (HF modeling_kimi.py KimiMoEGate and
-// KimiSparseMoeBlock.moe_infer; DeepSeek-V3 noaux_tc routing as in vLLM's grouped_topk).
+// MoE routing and the sorted, grouped-GEMM forward (HF modeling_kimi.py KimiMoEGate and
+// KimiSparseMoeBlock; DeepSeek-V3 noaux_tc routing as in vLLM's grouped_topk; the bias update and
+// the balance loss of DeepSeek-V3 section 2.1.2, as Moonlight trains).
 #include "models/moe.h"
 
 #include <algorithm>
-#include <cstring>
+#include <functional>
 #include <limits>
 #include <numeric>
 
 #include "core/autograd/autograd.h"
-#include "core/backend/sequence_kernels.h"
+#include "core/ops/moe_ops.h"
 
 namespace kimi::models {
 namespace {
@@ -33,46 +34,18 @@ void mask_groups(std::vector<double>& choice, int64_t groups, int64_t topk_group
               -std::numeric_limits<double>::infinity());
 }
 
-Tensor ids_tensor(const std::vector<int64_t>& idx, Device device) {
-  return Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}).to(device);
-}
-
-// x [N, d] contiguous: rows idx -> [n, d].
-Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& idx) {
-  if (x.device() != Device::kCPU) return embedding(x, ids_tensor(idx, x.device()));
-  const int64_t d = x.size(1);
-  Tensor out = Tensor::empty({static_cast<int64_t>(idx.size()), d}, x.dtype());
-  const size_t row = static_cast<size_t>(d) * dtype_size(x.dtype());
-  const auto* src = static_cast<const char*>(x.raw_data());
-  auto* dst = static_cast<char*>(out.raw_data());
-  for (size_t i = 0; i < idx.size(); ++i) std::memcpy(dst + i * row, src + idx[i] * row, row);
-  return out;
-}
-
-// out [N, d] += w[i] * y[i] into rows idx[i] (y [n, d]).
-void scatter_add_rows(Tensor& out, const std::vector<int64_t>& idx, const std::vector<double>& w,
-                      const Tensor& y) {
-  const int64_t d = out.size(1);
-  if (out.device() != Device::kCPU) {
-    // The embedding backward's row scatter with w folded into y; on the CPU below, w stays in
-    // double (kimi_tiny's logits are checked to 1e-6).
-    const int64_t n = static_cast<int64_t>(idx.size());
-    Tensor wy = mul(y, Tensor::from_vector(w, {n, 1}).to(y.dtype()).to(y.device()));
-    Tensor rows =
-        kernels<SequenceKernels>(out, "moe scatter_add")
-            .embedding_backward(ids_tensor(idx, out.device()), wy.contiguous(), out.size(0));
-    out = add(out, rows.to(out.dtype()));
-    return;
-  }
-  dispatch_float(out.dtype(), "moe scatter_add", [&](auto tag) {
-    using scalar_t = KIMI_SCALAR_T(tag);
-    scalar_t* o = out.data<scalar_t>();
-    const scalar_t* src = y.data<scalar_t>();
-    for (size_t i = 0; i < idx.size(); ++i) {
-      const auto wi = static_cast<scalar_t>(w[i]);
-      for (int64_t j = 0; j < d; ++j) o[idx[i] * d + j] += wi * src[i * d + j];
-    }
-  });
+// y unchanged in the forward; in the backward, `loss` gets gradient 1 as if it had been added to
+// the training loss (DeepSeek's AddAuxiliaryLoss): the balance loss trains the router without the
+// trainer knowing about it, and the logged loss stays the language-model loss.
+Tensor attach_loss(const Tensor& y, const Tensor& loss) {
+  if (!any_requires_grad({y, loss})) return y;
+  Tensor out = y.detach();
+  const DType dt = loss.dtype();
+  const Device dev = loss.device();
+  return record("moe_balance_loss", out, {y, loss},
+                [dt, dev](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                  return {g[0], Tensor::ones({}, dt, dev)};
+                });
 }
 
 }  // namespace
@@ -109,6 +82,19 @@ Routing route_tokens(const std::vector<double>& scores, const std::vector<double
   return r;
 }
 
+std::vector<double> balanced_bias(const std::vector<double>& bias, const std::vector<double>& load,
+                                  double rate) {
+  KIMI_CHECK(bias.size() == load.size() && !load.empty(), "moe: {} biases for {} loads",
+             bias.size(), load.size());
+  const double mean = std::accumulate(load.begin(), load.end(), 0.0) / load.size();
+  std::vector<double> out(bias);
+  for (size_t e = 0; e < out.size(); ++e) {
+    const double gap = mean - load[e];
+    out[e] += rate * ((gap > 0) - (gap < 0));
+  }
+  return out;
+}
+
 MoeGate::MoeGate(const MoeOptions& opt, Rng& rng) {
   weight = register_parameter(
       "weight", nn::randn({opt.num_experts, opt.d_model}, rng, opt.init_std, opt.dtype));
@@ -129,10 +115,14 @@ Tensor MoeExpert::forward(const Tensor& x) const {
 SparseMoeBlock::SparseMoeBlock(const MoeOptions& opt, Rng& rng) : opt_(opt) {
   if (opt.num_experts <= 0 || opt.top_k <= 0 || opt.top_k > opt.num_experts ||
       opt.expert_hidden <= 0 || opt.num_groups <= 0 || opt.num_experts % opt.num_groups != 0 ||
-      opt.topk_group <= 0 || opt.topk_group > opt.num_groups)
+      opt.topk_group <= 0 || opt.topk_group > opt.num_groups ||
+      opt.top_k > opt.topk_group * (opt.num_experts / opt.num_groups))
     throw UserError(fmt::format("moe: bad sizes (experts {}, top-k {}, hidden {}, groups {}/{})",
                                 opt.num_experts, opt.top_k, opt.expert_hidden, opt.topk_group,
                                 opt.num_groups));
+  if (opt.bias_update_rate < 0 || opt.aux_loss_coef < 0)
+    throw UserError(fmt::format("moe: bias_update_rate {} and aux_loss_coef {} must be >= 0",
+                                opt.bias_update_rate, opt.aux_loss_coef));
   const nn::InitOptions init{opt.init_std, opt.dtype};
   for (int64_t e = 0; e < opt.num_experts; ++e)
     experts.push_back(
@@ -146,34 +136,86 @@ SparseMoeBlock::SparseMoeBlock(const MoeOptions& opt, Rng& rng) : opt_(opt) {
 }
 
 Routing SparseMoeBlock::route(const Tensor& x2d) const {
+  NoGradGuard no_grad;
   // The router in at least fp32 (the parameters' dtype: f32 or f64).
   Tensor scores = sigmoid(linear(x2d.to(gate->weight.dtype()), gate->weight));
   return route_tokens(scores.to_vector<double>(), gate->e_score_correction_bias.to_vector<double>(),
                       x2d.size(0), opt_);
 }
 
-Tensor SparseMoeBlock::forward(const Tensor& x) const {
-  KIMI_CHECK(!any_requires_grad({x, gate->weight}),
-             "moe: the MoE block is inference only (run it under NoGradGuard)");
-  const int64_t d = opt_.d_model, N = x.numel() / d;
+Tensor SparseMoeBlock::forward(const Tensor& x) {
+  const int64_t d = opt_.d_model, E = opt_.num_experts, K = opt_.top_k;
   KIMI_CHECK(x.size(-1) == d, "moe: input {} for d_model {}", shape_str(x.shape()), d);
-  Tensor x2 = x.reshape({N, d}).contiguous();
-  const Routing r = route(x2);
-  // Bucket the (token, weight) pairs by expert, then run each expert once on its rows.
-  std::vector<std::vector<int64_t>> rows(opt_.num_experts);
-  std::vector<std::vector<double>> weights(opt_.num_experts);
-  for (int64_t i = 0; i < N * r.top_k; ++i) {
-    rows[r.expert[i]].push_back(i / r.top_k);
-    weights[r.expert[i]].push_back(r.weight[i]);
+  const int64_t N = x.numel() / d, S = N * K;
+  Tensor x2 = nn::autocast(x.reshape({N, d}));
+  // Router: sigmoid scores in the router's dtype; the choice uses the biased scores, the weights
+  // the unbiased ones (gathered, so their gradient reaches the router).
+  Tensor scores = sigmoid(linear(x2.to(gate->weight.dtype()), gate->weight));  // [N, E]
+  const ExpertChoice choice =
+      moe_route_topk(scores, gate->e_score_correction_bias, K, opt_.num_groups, opt_.topk_group);
+  Tensor w = gather_rows(scores.reshape({N * E, 1}), choice.flat).reshape({N, K});
+  if (opt_.renormalize && K > 1) w = w / add_scalar(sum(w, {1}, true), 1e-20);
+  w = mul_scalar(w, opt_.routed_scaling_factor);
+  const ExpertSort sorted = moe_sort_by_expert(choice.ids, E);
+  // The experts' weights stacked for the grouped GEMMs: gate and up in one [E, 2h, d] product.
+  std::vector<Tensor> w1s, w3s, w2s;
+  for (const auto& ex : experts) {
+    w1s.push_back(ex->w1->weight), w3s.push_back(ex->w3->weight), w2s.push_back(ex->w2->weight);
   }
-  Tensor out = shared_experts ? shared_experts->forward(x2).contiguous().clone()
-                              : Tensor::zeros({N, d}, x2.dtype());
-  for (int64_t e = 0; e < opt_.num_experts; ++e) {
-    if (rows[e].empty()) continue;
-    Tensor ye = experts[e]->forward(gather_rows(x2, rows[e])).contiguous();
-    scatter_add_rows(out, rows[e], weights[e], ye);
+  const int64_t h = opt_.expert_hidden;
+  Tensor w13 = nn::cast_like(concat({stack(w1s, 0), stack(w3s, 0)}, 1), x2);  // [E, 2h, d]
+  Tensor w2 = nn::cast_like(stack(w2s, 0), x2);                               // [E, d, h]
+  Tensor xs = gather_rows(x2, sorted.token);                                  // [S, d]
+  std::vector<Tensor> gu = split(grouped_matmul(xs, w13, sorted.offsets), {h, h}, 1);
+  Tensor ys = grouped_matmul(silu(gu[0]) * gu[1], w2, sorted.offsets);  // [S, d], sorted
+  Tensor yk = gather_rows(ys, sorted.position).reshape({N, K, d});      // slot order
+  Tensor out = sum(yk * w.to(yk.dtype()).reshape({N, K, 1}), {1});
+  if (shared_experts) out = out + shared_experts->forward(x2);
+
+  if (grad_enabled()) {
+    NoGradGuard no_grad;
+    Tensor off = sorted.offsets.to(DType::kF64);
+    Tensor counts = off.narrow(0, 1, E) - off.narrow(0, 0, E);
+    counts_ = counts_.defined() ? counts_ + counts : counts;
+  }
+  if (opt_.aux_loss_coef > 0 && grad_enabled()) {
+    // DeepSeek-V3's balance loss over the tokens of this forward: alpha * sum_e f_e P_e with
+    // f_e = E / (K N) * (tokens routed to e) and P_e = the mean normalised score of e.
+    Tensor f;
+    {
+      NoGradGuard no_grad;
+      Tensor off = sorted.offsets.to(scores.dtype());
+      f = mul_scalar(off.narrow(0, 1, E) - off.narrow(0, 0, E), static_cast<double>(E) / S);
+    }
+    Tensor p = mean(scores / sum(scores, {1}, true), {0});
+    out = attach_loss(out, mul_scalar(sum(p * f), opt_.aux_loss_coef));
   }
   return out.reshape(x.shape());
+}
+
+void SparseMoeBlock::after_optimizer_step() {
+  if (!counts_.defined()) return;
+  std::vector<double> load = counts_.to_vector<double>();
+  counts_ = Tensor();
+  const double total = std::accumulate(load.begin(), load.end(), 0.0);
+  if (total <= 0) return;
+  if (opt_.bias_update_rate > 0) {
+    Tensor& bias = gate->e_score_correction_bias;
+    const std::vector<double> next =
+        balanced_bias(bias.to_vector<double>(), load, opt_.bias_update_rate);
+    bias.copy_(Tensor::from_vector(next, bias.shape()).to(bias.dtype()).to(bias.device()));
+  }
+  for (double& l : load) l /= total;
+  last_load_ = std::move(load);
+}
+
+std::vector<double> SparseMoeBlock::expert_load() const {
+  if (!last_load_.empty() || !counts_.defined()) return last_load_;
+  std::vector<double> load = counts_.to_vector<double>();
+  const double total = std::accumulate(load.begin(), load.end(), 0.0);
+  if (total > 0)
+    for (double& l : load) l /= total;
+  return load;
 }
 
 }  // namespace kimi::models

@@ -1,9 +1,16 @@
-// The sparse mixture-of-experts block of Kimi Linear (HF modeling_kimi.py KimiSparseMoeBlock /
-// KimiMoEGate; DeepSeek-V3's "noaux_tc" routing, as vLLM): scores = sigmoid(x W^T) in fp32 (or
-// f64), top-k chosen by scores + e_score_correction_bias (group-limited when num_expert_group > 1),
-// weights = the unbiased scores at those indices renormalised to sum 1, times
-// routed_scaling_factor. Experts are SwiGLU (w1 gate, w3 up, w2 down), plus always-on shared
-// experts. Inference only: each expert runs on the rows routed to it (gather / scatter-add).
+// The sparse mixture-of-experts block of Kimi Linear and Moonlight (HF modeling_kimi.py
+// KimiSparseMoeBlock / KimiMoEGate; DeepSeek-V3's "noaux_tc" routing, as vLLM):
+// scores = sigmoid(x W^T) in the router's dtype (f32 or f64), top-k chosen by scores +
+// e_score_correction_bias (group-limited when num_groups > 1), weights = the unbiased scores at
+// those indices renormalised to sum 1, times routed_scaling_factor. Experts are SwiGLU (w1 gate,
+// w3 up, w2 down), plus always-on shared experts.
+//
+// It trains: the tokens are sorted by expert on the device (moe_sort_by_expert), every expert's
+// rows go through one grouped GEMM (core/ops/moe_ops.h), and the results come back through a row
+// gather, so no step waits for the host. The correction bias is not trained by gradient: after
+// each optimizer step, after_optimizer_step() moves it by bias_update_rate * sign(mean load -
+// load of the expert) (DeepSeek-V3's auxiliary-loss-free balancing). An optional load-balance
+// loss (aux_loss_coef > 0) adds its gradient during backward without changing the forward.
 #pragma once
 
 #include <memory>
@@ -19,6 +26,8 @@ struct MoeOptions {
   double routed_scaling_factor = 1.0;
   bool renormalize = true;
   int64_t num_groups = 1, topk_group = 1;
+  double bias_update_rate = 0.0;  // u of the bias update; 0 = the bias stays as loaded
+  double aux_loss_coef = 0.0;     // alpha of the load-balance loss; 0 = none
   DType dtype = DType::kF32;
   double init_std = 0.02;
 };
@@ -31,16 +40,23 @@ struct Routing {
   std::vector<double> weight;
 };
 
-// scores: sigmoid router outputs [N, E] (row-major); bias [E] (the correction bias). Ties go to
-// the lower expert id.
+// The host reference of the routing rule: scores are sigmoid router outputs [N, E] (row-major);
+// bias [E] (the correction bias). Ties go to the lower expert id.
 Routing route_tokens(const std::vector<double>& scores, const std::vector<double>& bias,
                      int64_t tokens, const MoeOptions& opt);
+
+// The auxiliary-loss-free update: bias_e += rate * sign(mean load - load_e), loads in tokens (or
+// fractions; only their order against the mean matters). A balanced expert keeps its bias.
+std::vector<double> balanced_bias(const std::vector<double>& bias, const std::vector<double>& load,
+                                  double rate);
 
 class MoeGate : public nn::Module {
  public:
   MoeGate(const MoeOptions& opt, Rng& rng);
-  Tensor weight;                   // [E, d]
-  Tensor e_score_correction_bias;  // [E], zeros at init
+  Tensor weight;  // [E, d]
+  // [E], zeros at init. A parameter (it is in checkpoints and HF files) that never gets a
+  // gradient: routing is a choice, and the optimizer skips tensors without one.
+  Tensor e_score_correction_bias;
 };
 
 // w2(silu(w1 x) * w3 x), Mixtral / Kimi names.
@@ -54,10 +70,18 @@ class MoeExpert : public nn::Module {
 class SparseMoeBlock : public nn::Module {
  public:
   SparseMoeBlock(const MoeOptions& opt, Rng& rng);
-  // x [..., d] -> [..., d]. Throws if gradients would be recorded (inference only).
-  Tensor forward(const Tensor& x) const;
-  // The routing of x [N, d].
+  // x [..., d] -> [..., d], differentiable. While gradients are recorded, the routed token counts
+  // add up for the next after_optimizer_step().
+  Tensor forward(const Tensor& x);
+  // The routing of x [N, d], read back to the host (tests, inspection).
   Routing route(const Tensor& x2d) const;
+  // Applies the bias update from the loads counted since the last call (if bias_update_rate > 0)
+  // and keeps those loads for expert_load(). Call once after each optimizer step.
+  void after_optimizer_step();
+  // Per expert, the fraction of routed (token, slot) pairs it received over the forwards of the
+  // last optimizer step (the ones counted before the last after_optimizer_step(); before the
+  // first, those counted so far). Sums to 1 once anything was routed; empty before.
+  std::vector<double> expert_load() const;
 
   std::vector<std::shared_ptr<MoeExpert>> experts;  // "experts.{e}"
   std::shared_ptr<MoeGate> gate;
@@ -65,6 +89,9 @@ class SparseMoeBlock : public nn::Module {
 
  private:
   MoeOptions opt_;
+  Tensor counts_;                  // F64 [E] on the parameters' device: tokens routed since the
+                                   // last after_optimizer_step (undefined before the first)
+  std::vector<double> last_load_;  // fractions of the last completed step
 };
 
 }  // namespace kimi::models

@@ -250,23 +250,39 @@ TEST_F(Config, LayerMixersFromListsAndRatios) {
   EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:attention=1:1'}\n"), "");
 }
 
-TEST_F(Config, RopeWithMlaIsRefused) {
+TEST_F(Config, RopeWithMlaNeedsItsRopeSlice) {
   EXPECT_FALSE(load_config("", {}).model.rope);  // NoPE by default, as Kimi Linear's MLA
-  const std::string refusal = "model.rope: MLA uses NoPE here";
+  const std::string refusal = "model.qk_rope_dim must be even and > 0 when model.rope is on";
+  // MLA with rope rotates its decoupled qk_rope_dim slice: there must be one, of even size.
   EXPECT_HAS(error_of("model: {mixer: mla, rope: true}\n"), refusal);
-  EXPECT_HAS(error_of("model: {n_layers: 2, mixer: [attention, mla]}\n", {"model.rope=true"}),
+  EXPECT_HAS(error_of("model: {n_layers: 2, mixer: [attention, mla]}\n",
+                      {"model.rope=true", "model.qk_rope_dim=3"}),
              refusal);
-  EXPECT_HAS(error_of("model: {n_layers: 4, hybrid: 'attention:mla=3:1', rope: true}\n"), refusal);
-  // Only an MLA layer with rope refuses: attention takes RoPE, and MLA runs NoPE.
+  EXPECT_EQ(error_of("model: {mixer: mla, rope: true, qk_rope_dim: 8}\n"), "");
+  EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:mla=3:1', rope: true, qk_rope_dim: 16}\n"),
+            "");
+  // Attention takes RoPE without a slice; MLA without rope runs NoPE.
   EXPECT_EQ(error_of("model: {mixer: attention, rope: true}\n"), "");
-  EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'kda:attention=3:1', rope: true}\n"), "");
   EXPECT_EQ(error_of("model: {n_layers: 4, hybrid: 'attention:mla=3:1'}\n"), "");
-  // A layer built around the config refuses it too.
+  // A layer built around the config refuses a missing slice too.
   ModelConfig m;
   m.rope = true;
   Rng rng(0);
   EXPECT_THROW(models::make_mixer(models::mixer_options(m, "mla"), rng), UserError);
+  m.qk_rope_dim = 8;
+  EXPECT_NO_THROW(models::make_mixer(models::mixer_options(m, "mla"), rng));
   EXPECT_NO_THROW(models::make_mixer(models::mixer_options(m, "attention"), rng));
+}
+
+TEST_F(Config, MoeKeysAreCheckedByName) {
+  EXPECT_EQ(load_config("", {}).model.moe.num_experts, 0);  // dense by default
+  EXPECT_EQ(error_of("model: {moe: {num_experts: 4, top_k: 2}}\n"), "");
+  EXPECT_HAS(error_of("model: {moe: {num_experts: 4, top_k: 5}}\n"), "model.moe.top_k");
+  EXPECT_HAS(error_of("", {"model.moe.num_experts=4", "model.moe.bias_update_rate=-1"}),
+             "model.moe.bias_update_rate");
+  EXPECT_HAS(error_of("", {"model.moe.num_experts=4", "model.moe.first_dense=2"}),
+             "model.moe.first_dense");
+  EXPECT_HAS(error_of("", {"model.moe.num_expert=4"}), "model.moe.num_experts");  // suggested
 }
 
 TEST_F(Config, ExperimentFilesLoad) {

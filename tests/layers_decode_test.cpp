@@ -12,6 +12,7 @@
 #include "core/autograd/autograd.h"
 #include "core/nn/module.h"
 #include "core/ops/ops.h"
+#include "models/language_model.h"
 #include "models/mixer.h"
 #include "tests/golden.h"
 
@@ -33,7 +34,8 @@ std::vector<std::pair<std::string, MixerOptions>> cases() {
     if (kind == "mla") o.kv_lora_rank = 12, o.q_lora_rank = 10, o.qk_rope_dim = 4, o.v_head_dim = 6;
     out.emplace_back(kind, o);
   }
-  // Variants: FLA paths that are off by default here, and Kimi Linear's plain NoPE MLA.
+  // Variants: FLA paths that are off by default here, Kimi Linear's plain NoPE MLA, and MLA with
+  // its decoupled RoPE slice.
   MixerOptions kda;
   kda.kind = "kda", kda.d_model = 32, kda.num_heads = 2, kda.head_dim = 8, kda.chunk_size = 4;
   kda.dtype = DType::kF64, kda.init_std = 0.2, kda.short_conv = false, kda.output_gate = "none";
@@ -45,6 +47,10 @@ std::vector<std::pair<std::string, MixerOptions>> cases() {
   MixerOptions mla = kda;
   mla.kind = "mla", mla.kv_lora_rank = 16;
   out.emplace_back("mla_nope", mla);
+  // DeepSeek-V2's decoupled RoPE: decoding must continue the positions from the latent cache.
+  MixerOptions mla_rope = mla;
+  mla_rope.qk_rope_dim = 6, mla_rope.rope = true, mla_rope.q_lora_rank = 10;
+  out.emplace_back("mla_rope", mla_rope);
   MixerOptions att = kda;
   att.kind = "attention";
   out.emplace_back("attention_mha", att);
@@ -153,6 +159,35 @@ TEST(LayersDecode, FiniteDifferenceDx) {
       EXPECT_NEAR(analytic[i], numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
           << name << " coordinate " << i;
     }
+  }
+}
+
+// A whole model with MoE feed-forward layers (routing is per token, so a decoded token must pick
+// the experts and weights it picks in the whole sequence) and MLA layers, NoPE and with the RoPE
+// slice: prefill 4 + token-by-token decoding equals the whole-sequence logits.
+TEST(LayersDecode, MoeModelPrefillDecodeEqualsWhole) {
+  NoGradGuard no_grad;
+  for (const bool mla_rope : {false, true}) {
+    ModelConfig c;
+    c.d_model = 24, c.n_layers = 3, c.mixer = {"kda", "mla", "mla"}, c.num_heads = 2;
+    c.head_dim = 8, c.chunk_size = 4, c.kv_lora_rank = 10, c.mlp = true, c.init_std = 0.3;
+    c.rope = mla_rope, c.qk_rope_dim = mla_rope ? 4 : 0;
+    c.moe.num_experts = 5, c.moe.top_k = 2, c.moe.expert_hidden = 12, c.moe.first_dense = 1;
+    c.moe.routed_scaling_factor = 2.0;
+    LanguageModel model(c, 17, 4, DType::kF64);
+    const int64_t B = 2, T = 11;
+    std::vector<int32_t> ids(B * T);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 5 + 2) % 17);
+    Tensor id = Tensor::from_vector(ids, {B, T});
+    Tensor whole = model.forward(id);
+    ModelState state = model.new_state(B);
+    std::vector<Tensor> pieces = {model.forward(id.narrow(1, 0, 4), &state)};
+    for (int64_t t = 4; t < T; ++t) pieces.push_back(model.forward(id.narrow(1, t, 1), &state));
+    const double err = rel(concat(pieces, 1), whole);
+    EXPECT_LT(err, 1e-10) << (mla_rope ? "mla rope" : "mla nope");
+    ASSERT_EQ(model.layer_kinds().size(), 3u);
+    std::cout << fmt::format("[LayersDecode] moe model, mla {}: prefill+decode {:.1e}\n",
+                             mla_rope ? "rope" : "nope", err);
   }
 }
 

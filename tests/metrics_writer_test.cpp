@@ -38,7 +38,7 @@ class MetricsWriter : public ::testing::Test {
 
 TEST_F(MetricsWriter, ColumnsAreTheTidyOnes) {
   EXPECT_EQ(fmt::format("{}", fmt::join(metrics_columns(), ",")),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops");
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops,moe_max_load");
   EXPECT_EQ(fmt::format("{}", fmt::join(eval_columns(), ",")),
             "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"
             "bits_per_byte");
@@ -46,12 +46,12 @@ TEST_F(MetricsWriter, ColumnsAreTheTidyOnes) {
 
 TEST_F(MetricsWriter, FlushRewritesTheWholeFile) {
   CsvTable t(path("metrics.csv"), metrics_columns());
-  t.add_row({int64_t{10}, 2.5, 3e-4, 1.25, 1234.5, 12.0, 0.5, int64_t{640}, 1.5e9});
+  t.add_row({int64_t{10}, 2.5, 3e-4, 1.25, 1234.5, 12.0, 0.5, int64_t{640}, 1.5e9, std::string()});
   t.flush();
   EXPECT_EQ(read(path("metrics.csv")),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops\n"
-            "10,2.5,0.0003,1.25,1234.5,12,0.5,640,1.5e+09\n");
-  t.add_row({int64_t{20}, 2.0, 3e-4, 1.0, 1000.0, 11.0, 1.0, int64_t{1280}, 3e9});
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops,moe_max_load\n"
+            "10,2.5,0.0003,1.25,1234.5,12,0.5,640,1.5e+09,\n");
+  t.add_row({int64_t{20}, 2.0, 3e-4, 1.0, 1000.0, 11.0, 1.0, int64_t{1280}, 3e9, std::string()});
   t.flush();
   EXPECT_EQ(t.to_csv(), read(path("metrics.csv")));
   EXPECT_EQ(t.rows().size(), 2u);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/backend/op_list.h"
+#include "core/ops/moe_ops.h"
 #include "tests/gradcheck.h"
 
 namespace {
@@ -262,6 +263,28 @@ KIMI_GRADCHECK_CASES(join_cases) {
   });
   add_gradcheck("masked_fill", "noncontig_x", mf, [](std::mt19937_64& rng) {
     return Ins{rand_noncontig(rng, {4, 3}), rand_int(rng, {4, 3}, 0, 1)};
+  });
+}
+
+// The MoE ops: rows grouped by expert with an empty group and a group of one row; gathers that
+// repeat and skip rows, so the backward must add and leave zeros.
+KIMI_GRADCHECK_CASES(moe_cases) {
+  auto gmm = [](const Ins& in) { return Outs{grouped_matmul(in[0], in[1], in[2])}; };
+  for (const bool noncontig_x : {false, true}) {
+    add_gradcheck("grouped_matmul", noncontig_x ? "noncontig_x" : "3_experts_one_empty", gmm,
+                  [noncontig_x](std::mt19937_64& rng) {
+                    Tensor x = noncontig_x ? rand_noncontig(rng, {7, 5}) : rand_t(rng, {7, 5});
+                    return Ins{x, rand_t(rng, {4, 6, 5}),
+                               Tensor::from_vector(std::vector<int64_t>{0, 2, 2, 6, 7}, {5})};
+                  });
+  }
+  auto gather = [](const Ins& in) { return Outs{gather_rows(in[0], in[1])}; };
+  add_gradcheck("gather_rows", "repeats_i32", gather, [](std::mt19937_64& rng) {
+    return Ins{rand_t(rng, {5, 3}),
+               Tensor::from_vector(std::vector<int32_t>{3, 0, 3, 1, 0, 3}, {6})};
+  });
+  add_gradcheck("gather_rows", "i64_noncontig", gather, [](std::mt19937_64& rng) {
+    return Ins{rand_noncontig(rng, {4, 6}), Tensor::from_vector(std::vector<int64_t>{2, 1}, {2})};
   });
 }
 

@@ -137,7 +137,7 @@ TEST(Trainer, WritesTheDocumentedFiles) {
     EXPECT_TRUE(fs::exists(fs::path(dir) / f)) << f;
   std::string metrics = read_file(dir + "/metrics.csv");
   EXPECT_EQ(metrics.substr(0, metrics.find('\n')),
-            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops");
+            "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops,moe_max_load");
   std::string eval = read_file(dir + "/eval.csv");
   EXPECT_EQ(eval.substr(0, eval.find('\n')),
             "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"

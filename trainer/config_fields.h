@@ -53,6 +53,14 @@ void visit_fields(C& c, V&& v) {
   v("model.init_std", c.model.init_std);
   v("model.mamba2.d_state", c.model.mamba2.d_state);
   v("model.mamba2.expand", c.model.mamba2.expand);
+  v("model.moe.num_experts", c.model.moe.num_experts);
+  v("model.moe.top_k", c.model.moe.top_k);
+  v("model.moe.expert_hidden", c.model.moe.expert_hidden);
+  v("model.moe.num_shared", c.model.moe.num_shared);
+  v("model.moe.first_dense", c.model.moe.first_dense);
+  v("model.moe.routed_scaling_factor", c.model.moe.routed_scaling_factor);
+  v("model.moe.bias_update_rate", c.model.moe.bias_update_rate);
+  v("model.moe.aux_loss_coef", c.model.moe.aux_loss_coef);
   v("train.steps", c.train.steps);
   v("train.batch_size", c.train.batch_size);
   v("train.grad_accum", c.train.grad_accum);

@@ -72,12 +72,12 @@ void validate_model(const ModelConfig& m) {
         fmt::format("model.head_dim must be even with model.rope=true (RoPE rotates pairs; got {})",
                     m.head_dim));
   }
-  // MLA is NoPE here (MlaLayer refuses rope); only attention layers use model.rope.
-  if (m.rope && std::find(layers.begin(), layers.end(), "mla") != layers.end()) {
-    throw UserError(
-        "model.rope: MLA uses NoPE here (its decoupled RoPE slice is not implemented); "
-        "set model.rope=false or use mixer attention");
-  }
+  // MLA with rope rotates its decoupled qk_rope_dim slice (NoPE, the paper's, when rope is off).
+  if (m.rope && std::find(layers.begin(), layers.end(), "mla") != layers.end())
+    require(m.qk_rope_dim > 0 && m.qk_rope_dim % 2 == 0, "model.qk_rope_dim",
+            "even and > 0 when model.rope is on with MLA layers (the rotated slice)",
+            m.qk_rope_dim);
+  validate_moe(m);
 }
 
 void validate_train(const TrainConfig& t) {

@@ -13,8 +13,9 @@ namespace kimi {
 
 using CsvValue = std::variant<int64_t, double, std::string>;
 
-// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops: one row per log step
-// (tokens and flops cumulative: trainer/lm_metrics.h).
+// step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s,tokens,flops,moe_max_load: one row per
+// log step (tokens and flops cumulative: trainer/lm_metrics.h; moe_max_load: the busiest
+// expert's load over the mean, models::moe_max_load; empty if dense).
 const std::vector<std::string>& metrics_columns();
 // step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,
 // bits_per_byte: one row per eval slice (bits_per_byte empty for synthetic tasks).

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -281,6 +282,11 @@ class TrainLoop {
                                   s.start_step)),
         evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(),
                                 s.start_step)),
+        moe_load_(s.model->moe_layers().empty()
+                      ? std::nullopt
+                      : std::optional<CsvTable>(
+                            CsvTable::resume((fs::path(s.dir) / "moe_load.csv").string(),
+                                             {"step", "layer", "expert", "load"}, s.start_step))),
         schedule_(optim::schedule_from_name(t_.schedule)),
         bar_on_(req.progress && ProgressBar::stderr_is_tty()),
         bar_(t_.steps, s.start_step, bar_on_),
@@ -405,6 +411,7 @@ class TrainLoop {
     st.lr = optim::lr_at(step, t_.schedule_steps > 0 ? t_.schedule_steps : t_.steps,
                          t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
     s_.opt->step(st.lr);
+    s_.model->after_optimizer_step();  // MoE: the auxiliary-loss-free bias update
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
     lm_.add_step(batch.batch * batch.seq_len, batch.seq_len);
@@ -423,11 +430,24 @@ class TrainLoop {
   void log_step(int64_t step, const StepStats& st) {
     if (step % t_.log_every != 0 && step != t_.steps) return;
     metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds(),
-                      lm_.tokens(), lm_.flops()});
+                      lm_.tokens(), lm_.flops(), log_moe_load(step)});
     metrics_.flush();
     if (!bar_on_)
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps,
                    st.loss, st.lr, st.grad_norm, st.tok_s);
+  }
+
+  // MoE: each expert's share of the step's routed tokens into moe_load.csv; returns the
+  // busiest expert's load over the mean for metrics.csv (empty for a dense model).
+  CsvValue log_moe_load(int64_t step) {
+    if (!moe_load_) return std::string();
+    const auto loads = s_.model->moe_expert_load();
+    const auto layers = s_.model->moe_layers();
+    for (size_t l = 0; l < loads.size(); ++l)
+      for (size_t e = 0; e < loads[l].size(); ++e)
+        moe_load_->add_row({step, layers[l], static_cast<int64_t>(e), loads[l][e]});
+    moe_load_->flush();
+    return models::moe_max_load(loads);
   }
 
   // Evaluates every slice (rows in eval.csv when `record`); true when all reach
@@ -498,6 +518,7 @@ class TrainLoop {
   const RunRequest& req_;
   const TrainConfig& t_;
   CsvTable metrics_, evals_;
+  std::optional<CsvTable> moe_load_;  // moe_load.csv, only for a model with MoE layers
   optim::Schedule schedule_;
   bool bar_on_;
   ProgressBar bar_;

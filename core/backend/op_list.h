@@ -10,12 +10,13 @@
               X(exp) X(log) X(sqrt) X(rsqrt) X(sigmoid) X(silu) X(softplus) X(tanh) X(relu)        \
                   X(abs) /* reductions */ X(sum) X(mean) X(max) X(cumsum) /* products */ X(matmul) \
                       X(linear) /* softmax family */ X(softmax) X(log_softmax)                     \
-                          X(cross_entropy) /* norms */ X(rms_norm)                                 \
-                              X(l2_norm) /* sequence */ X(causal_conv1d)                           \
-                                  X(embedding) /* joins and selection */ X(concat) X(stack)        \
-                                      X(split) X(where)                                            \
-                                          X(masked_fill) /* token mixers */ X(delta_rule)          \
-                                              X(linear_recurrence) X(causal_attention) X(rope)
+                          X(cross_entropy) /* norms */ X(rms_norm) X(l2_norm) /* sequence */ X(    \
+                              causal_conv1d) X(embedding) /* joins and selection */ X(concat)      \
+                              X(stack) X(split) X(where)                                           \
+                                  X(masked_fill) /* token mixers */ X(delta_rule)                  \
+                                      X(linear_recurrence) X(causal_attention)                     \
+                                          X(rope) /* mixture of experts */ X(grouped_matmul)       \
+                                              X(gather_rows)
 
 namespace kimi {
 

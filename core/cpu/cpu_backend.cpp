@@ -14,6 +14,7 @@ void register_cpu_sequence_kernels();
 void register_cpu_optim_kernels();
 void register_cpu_recurrence_kernels();
 void register_cpu_attention_kernels();
+void register_cpu_moe_kernels();
 
 void register_cpu_backend() {
   register_backend({Device::kCPU, "cpu", nullptr});
@@ -26,6 +27,7 @@ void register_cpu_backend() {
   register_cpu_optim_kernels();
   register_cpu_recurrence_kernels();
   register_cpu_attention_kernels();
+  register_cpu_moe_kernels();
 }
 
 }  // namespace kimi

@@ -17,6 +17,7 @@ void register_cuda_sequence_kernels();
 void register_cuda_optim_kernels();
 void register_cuda_recurrence_kernels();
 void register_cuda_attention_kernels();
+void register_cuda_moe_kernels();
 
 namespace {
 
@@ -32,6 +33,7 @@ const bool registered = [] {
   register_cuda_optim_kernels();
   register_cuda_recurrence_kernels();
   register_cuda_attention_kernels();
+  register_cuda_moe_kernels();
   return true;
 }();
 

@@ -13,11 +13,13 @@
 #include "core/autograd/autograd.h"
 #include "core/backend/precision.h"
 #include "core/nn/module.h"
+#include "core/ops/moe_ops.h"
 #include "core/ops/ops.h"
 #include "core/optim/optimizer.h"
 #include "models/kimi_linear.h"
 #include "models/language_model.h"
 #include "models/mixer.h"
+#include "models/moe.h"
 #include "tests/cuda/parity_util.h"
 #include "tests/golden.h"
 
@@ -46,6 +48,11 @@ std::vector<std::pair<std::string, MixerOptions>> layer_cases() {
     if (kind == "mla") o.kv_lora_rank = 12, o.q_lora_rank = 10, o.qk_rope_dim = 4, o.v_head_dim = 6;
     out.emplace_back(kind, o);
   }
+  MixerOptions mla_rope = out.back().second;  // mla, with DeepSeek-V2's decoupled RoPE slice
+  for (auto& [k, o] : out)
+    if (k == "mla") mla_rope = o;
+  mla_rope.rope = true;
+  out.emplace_back("mla_rope", mla_rope);
   MixerOptions kda_rec;
   kda_rec.kind = "kda", kda_rec.d_model = 48, kda_rec.num_heads = 2, kda_rec.head_dim = 16;
   kda_rec.form = RecurrenceForm::kRecurrent, kda_rec.init_std = 0.1;
@@ -193,6 +200,84 @@ TEST(ModelParity, AutocastLossAndGradientsMatchTheCpu) {
     EXPECT_EQ(g.device(), Device::kCUDA) << pc[i].first;
     EXPECT_LE(rel_max(g, pc[i].second.grad()), 1e-1) << pc[i].first;
   }
+}
+
+// MoE on the GPU: the routing kernels choose and sort exactly as the CPU's (same F32 scores in),
+// and the block's forward, input gradient, parameter gradients and bias update agree, with no
+// value read back to the host inside the forward.
+TEST(MoeParity, RoutingBlockAndBiasUpdateMatchTheCpu) {
+  Rng srng(3);
+  Tensor scores = nn::rand_uniform({300, 16}, srng, 0, 1), bias = nn::randn({16}, srng, 0.05);
+  for (const int64_t groups : {1, 4}) {
+    const ExpertChoice c = moe_route_topk(scores, bias, 4, groups, groups == 1 ? 1 : 2);
+    const ExpertChoice g = moe_route_topk(scores.to(Device::kCUDA), bias.to(Device::kCUDA), 4,
+                                          groups, groups == 1 ? 1 : 2);
+    EXPECT_EQ(g.ids.to(Device::kCPU).to_vector<int64_t>(), c.ids.to_vector<int64_t>()) << groups;
+    EXPECT_EQ(g.flat.to(Device::kCPU).to_vector<int64_t>(), c.flat.to_vector<int64_t>());
+    const ExpertSort sc = moe_sort_by_expert(c.ids, 16), sg = moe_sort_by_expert(g.ids, 16);
+    EXPECT_EQ(sg.token.to(Device::kCPU).to_vector<int64_t>(), sc.token.to_vector<int64_t>());
+    EXPECT_EQ(sg.position.to(Device::kCPU).to_vector<int64_t>(), sc.position.to_vector<int64_t>());
+    EXPECT_EQ(sg.offsets.to(Device::kCPU).to_vector<int64_t>(), sc.offsets.to_vector<int64_t>());
+  }
+  MoeOptions o;
+  o.d_model = 40, o.num_experts = 8, o.top_k = 2, o.expert_hidden = 24, o.num_shared = 1;
+  o.routed_scaling_factor = 2.0, o.bias_update_rate = 0.01, o.aux_loss_coef = 0.01;
+  o.init_std = 0.1;
+  Rng r1(9), r2(9);
+  SparseMoeBlock cpu(o, r1), gpu(o, r2);
+  gpu.to(Device::kCUDA);
+  Tensor x = randn({3, 37, 40}, 5), up = randn({3, 37, 40}, 6);
+  ComputePrecisionGuard fp32(ComputePrecision::kFP32);
+  auto run = [&](SparseMoeBlock& m, const Tensor& xin, const Tensor& u) {
+    Tensor xi = xin.detach();
+    xi.set_requires_grad(true);
+    Tensor y = m.forward(xi);
+    y.backward(u);
+    m.after_optimizer_step();
+    return std::make_pair(y, xi.grad());
+  };
+  const auto [yc, dxc] = run(cpu, x, up);
+  const auto [yg, dxg] = run(gpu, x.to(Device::kCUDA), up.to(Device::kCUDA));
+  EXPECT_LE(rel_max(yg, yc), 1e-4);
+  EXPECT_LE(rel_max(dxg, dxc), 1e-3);
+  auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  for (size_t i = 0; i < pc.size(); ++i) {
+    if (!pc[i].second.grad().defined()) continue;  // the correction bias: no gradient
+    EXPECT_LE(rel_max(pg[i].second.grad(), pc[i].second.grad()), 1e-3) << pc[i].first;
+  }
+  EXPECT_LE(rel_max(gpu.gate->e_score_correction_bias, cpu.gate->e_score_correction_bias), 1e-6);
+  EXPECT_EQ(gpu.expert_load(), cpu.expert_load());
+}
+
+// A language model with MoE layers (one dense, two MoE) and MLA with its RoPE slice: loss and
+// every gradient agree.
+TEST(ModelParity, MoeAndMlaRopeModelMatchesTheCpu) {
+  ModelConfig cfg;
+  cfg.d_model = 32, cfg.n_layers = 3, cfg.num_heads = 2, cfg.head_dim = 16, cfg.mlp = true;
+  cfg.mixer = {"kda", "mla", "attention"}, cfg.rope = true, cfg.qk_rope_dim = 8;
+  cfg.moe.num_experts = 6, cfg.moe.top_k = 2, cfg.moe.expert_hidden = 16, cfg.moe.first_dense = 1;
+  cfg.moe.aux_loss_coef = 0.01;
+  LanguageModel cpu(cfg, 50, 3), gpu(cfg, 50, 3);
+  gpu.to(Device::kCUDA);
+  std::vector<int32_t> ids(2 * 21), labels(2 * 21);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<int32_t>((i * 7 + 3) % 50), labels[i] = i % 5 ? ids[i] : -100;
+  Tensor ids_t = Tensor::from_vector(ids, {2, 21}), labels_t = Tensor::from_vector(labels, {2, 21});
+  ComputePrecisionGuard fp32(ComputePrecision::kFP32);
+  Tensor lc = lm_loss(cpu.forward(ids_t), labels_t);
+  Tensor lg = lm_loss(gpu.forward(ids_t.to(Device::kCUDA)), labels_t.to(Device::kCUDA));
+  lc.backward();
+  lg.backward();
+  EXPECT_LE(rel_max(lg, lc), 1e-5);
+  auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  for (size_t i = 0; i < pc.size(); ++i) {
+    if (!pc[i].second.grad().defined()) continue;  // MoE correction biases
+    EXPECT_LE(rel_max(pg[i].second.grad(), pc[i].second.grad()), 1e-3) << pc[i].first;
+  }
+  cpu.after_optimizer_step();
+  gpu.after_optimizer_step();
+  EXPECT_EQ(gpu.moe_expert_load(), cpu.moe_expert_load());
 }
 
 // The Kimi-Linear hybrid (KDA + MLA + MoE) on the GPU against the reference logits of
