@@ -34,8 +34,10 @@ void fake_run(const fs::path& sweep, const std::string& name, const std::string&
   std::ofstream(dir / "config.yaml") << to_yaml(c);
   std::ofstream(dir / "summary.json") << R"({"steps_done": 100, "final_loss": 0.5, "wall_s": 1})";
   std::ofstream(dir / "eval.csv")
-      << "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match\n"
-      << "50,mqar,256,32,8,1," << best / 2 << ",0\n100,mqar,256,32,8,1," << best << ",0\n";
+      << "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"
+         "bits_per_byte\n"
+      << "50,mqar,256,32,8,1," << best / 2 << ",0,2.718,\n100,mqar,256,32,8,1," << best
+      << ",0,2.718,\n";
 }
 
 TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {

@@ -59,8 +59,8 @@ void append_line(std::string& out, const std::vector<std::string>& cells) {
 
 const std::vector<std::string>& metrics_columns() {
   static const std::vector<std::string> columns = {
-      "step",        "loss",   "lr",    "grad_norm",   "tokens_per_s",
-      "ms_per_step", "wall_s", "tokens", "flops",      "moe_max_load"};
+      "step",        "loss",   "lr",     "grad_norm", "tokens_per_s",
+      "ms_per_step", "wall_s", "tokens", "flops",     "moe_max_load"};
   return columns;
 }
 

@@ -198,7 +198,8 @@ void run_eval(const EvalArgs& a) {
     fmt::print("{:<14} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>8.4f}\n", r.task, r.seq_len, r.num_examples,
                r.accuracy, r.exact_match, r.loss);
     results.push_back(r);
-    bits_per_byte.push_back(a.data.empty() ? lm.bits_per_byte_cell(r.loss) : CsvValue(std::string()));
+    bits_per_byte.push_back(a.data.empty() ? lm.bits_per_byte_cell(r.loss)
+                                           : CsvValue(std::string()));
   }
   merge_csv(out, step, results, bits_per_byte);
   fmt::print("wrote {}\n", out);

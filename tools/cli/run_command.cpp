@@ -79,8 +79,7 @@ void register_run(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option(
       "--out", req->out_dir,
-      "run directory (default: <out_dir>/<name> from the config); one that holds a run
-"
+      "run directory (default: <out_dir>/<name> from the config); one that holds a run\n"
       "is refused (continue it with --resume)");
   cmd->add_option(
       "--resume", req->resume_dir,
