@@ -90,6 +90,20 @@ for s in $stages; do
         --no-progress --no-plot >"$out/sweep.log" 2>&1
       r=$?; grep -E "finished|summary|error" "$out/sweep.log" | tail -n 12; echo "sweep exit $r"; rc=$((rc | r))
       tar czf "$out/sweep_runs.tgz" --exclude='*.safetensors' runs ;;
+    jobs)  # sweep --jobs N = 1 2 4 8 on one GPU: wall time of the same 8 points (JOBS_NS picks N)
+      for n in ${JOBS_NS:-1 2 4 8}; do
+        sw="experiments/gpu/jobs_$n.yaml"
+        sed "s/^name: .*/name: jobs_$n/" experiments/gpu/sweep_jobs_throughput.yaml >"$sw"
+        rm -rf "runs/jobs_$n"; t0=$(date +%s.%N)
+        LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${SWEEP_TIMEOUT:-300}" .gpu/bin/kimi-lab sweep "$sw" --device cuda \
+          --jobs "$n" --no-progress --no-plot >"$out/jobs_$n.log" 2>&1
+        r=$?; t1=$(date +%s.%N)
+        awk -v n="$n" -v a="$t0" -v b="$t1" -v r="$r" 'BEGIN { w = b - a;
+          printf "jobs %d: 8 points x 400 steps in %.1f s = %.2f points/min, %.0f steps/s (exit %d)\n", n, w, 8 * 60 / w, 3200 / w, r }' |
+          tee -a "$out/jobs.txt"
+        rc=$((rc | r))
+      done
+      tar czf "$out/jobs_runs.tgz" --exclude='*.safetensors' runs ;;
     train)  # a training run on the GPU: TRAIN_CONFIG (default the paper-size MQAR model at T=1024),
             # TRAIN_ARGS overrides, TRAIN_NAME names the run directory under $OUT
       cfg="${TRAIN_CONFIG:-experiments/mqar.yaml}"; name="${TRAIN_NAME:-run_$(basename "$cfg" .yaml)}"
