@@ -2,6 +2,8 @@
 // refused, the sweep files expand to the nine rows at equal training FLOPs, ranks and Spearman's
 // rho, and `kimi-lab report --paper table1` on fabricated run directories whose perplexities
 // and expected ranks were worked out by hand (and rho with an independent script).
+#include "trainer/table1.h"
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -20,7 +22,6 @@
 #include "trainer/rank_stats.h"
 #include "trainer/report.h"
 #include "trainer/sweep.h"
-#include "trainer/table1.h"
 
 namespace kimi {
 namespace {
@@ -58,15 +59,15 @@ TEST(Table1Config, SettingsThatNoLayerReadsAreRefusedInOneLine) {
   // Each ablation on the 3:1 hybrid is accepted.
   for (const char* ablation : {"model.output_gate=none", "model.output_gate=swish",
                                "model.short_conv=false", "model.rope=true"})
-    EXPECT_EQ(error_of({"model.hybrid=kda:mla=3:1", "model.n_layers=4", "model.qk_rope_dim=8",
-                        ablation}),
-              "")
+    EXPECT_EQ(
+        error_of({"model.hybrid=kda:mla=3:1", "model.n_layers=4", "model.qk_rope_dim=8", ablation}),
+        "")
         << ablation;
 }
 
 RunConfig tiny(const std::vector<std::string>& row) {
   std::vector<std::string> o = {"task.name=palindrome", "task.vocab_size=32", "model.d_model=16",
-                                "model.n_layers=4", "model.num_heads=2",  "model.head_dim=8",
+                                "model.n_layers=4",     "model.num_heads=2",  "model.head_dim=8",
                                 "model.kv_lora_rank=8", "model.qk_rope_dim=4"};
   o.insert(o.end(), row.begin(), row.end());
   return load_config("", o);
@@ -100,7 +101,8 @@ TEST(Table1Config, EachRowBuildsTheModelItNames) {
   const auto differs = [](const Tensor& a, const Tensor& b) {
     const auto x = a.to_vector<float>(), y = b.to_vector<float>();
     double d = 0;
-    for (size_t i = 0; i < x.size(); ++i) d = std::max(d, static_cast<double>(std::abs(x[i] - y[i])));
+    for (size_t i = 0; i < x.size(); ++i)
+      d = std::max(d, static_cast<double>(std::abs(x[i] - y[i])));
     return d;
   };
   const Tensor sigmoid_out = logits_of(tiny({base}));
@@ -156,9 +158,9 @@ TEST(Table1Rows, AverageRanksAndSpearman) {
 // ---- the sweep files ---------------------------------------------------------------------------
 
 const std::map<std::string, std::string> kRowKeys = {
-    {"ratio_0_1", "0:1"},     {"ratio_1_1", "1:1"},         {"ratio_3_1", "3:1"},
-    {"ratio_7_1", "7:1"},     {"ratio_15_1", "15:1"},       {"no_gate", "no_gate"},
-    {"swish_gate", "swish_gate"}, {"no_conv", "no_conv"},   {"rope", "rope"}};
+    {"ratio_0_1", "0:1"},         {"ratio_1_1", "1:1"},   {"ratio_3_1", "3:1"},
+    {"ratio_7_1", "7:1"},         {"ratio_15_1", "15:1"}, {"no_gate", "no_gate"},
+    {"swish_gate", "swish_gate"}, {"no_conv", "no_conv"}, {"rope", "rope"}};
 
 // A prepared-data directory with `vocab` tokens and 4096 tokens per split (manifest and shards in
 // data prepare's format), enough for seq_len 512.
@@ -174,14 +176,14 @@ std::string fake_lm_data(int64_t vocab) {
                      {"tokens", 4096},
                      {"shards", nlohmann::json::array({{{"file", file}, {"sha256", ""}}})}};
   }
-  std::ofstream(dir / "manifest.json") << nlohmann::json{{"format", tasks::kManifestFormat},
-                                                         {"tokenizer", "bpe"},
-                                                         {"tokenizer_model", "tokenizer.model"},
-                                                         {"vocab_size", vocab},
-                                                         {"eos_id", 0},
-                                                         {"shard_version", 1},
-                                                         {"splits", splits}}
-                                              .dump();
+  std::ofstream(dir / "manifest.json") << nlohmann::json{
+      {"format", tasks::kManifestFormat},
+      {"tokenizer", "bpe"},
+      {"tokenizer_model", "tokenizer.model"},
+      {"vocab_size", vocab},
+      {"eos_id", 0},
+      {"shard_version", 1},
+      {"splits", splits}}.dump();
   return dir.string();
 }
 
@@ -229,8 +231,7 @@ void check_sweep_file(const std::string& file, size_t seeds, bool fake_data) {
 
 TEST(Table1Sweep, TheSweepFilesExpandToTheNineRowsAtEqualFlops) {
   check_sweep_file(std::string(KIMI_EXPERIMENTS_DIR) + "/paper/table1_ablation.yaml", 2, true);
-  check_sweep_file(std::string(KIMI_EXPERIMENTS_DIR) + "/paper/table1_ablation_cpu.yaml", 1,
-                   false);
+  check_sweep_file(std::string(KIMI_EXPERIMENTS_DIR) + "/paper/table1_ablation_cpu.yaml", 1, false);
 }
 
 }  // namespace

@@ -160,7 +160,9 @@ std::string agreement(double rho, size_t n, const char* what) {
                       : rho >= 0.4 ? "agrees partly with"
                       : rho > -0.4 ? "shows no clear relation to"
                                    : "runs against";
-  std::string s = fmt::format("- {}: Spearman's rho = {:.2f} over {} rows: our ordering {} the paper's", what, rho, n, words);
+  std::string s =
+      fmt::format("- {}: Spearman's rho = {:.2f} over {} rows: our ordering {} the paper's", what,
+                  rho, n, words);
   const double crit = rho_critical(n);
   if (std::isfinite(crit))
     s += fmt::format(" ({} the 5% two-sided critical value {:.3f} for n = {})",
@@ -186,8 +188,7 @@ std::string header(const std::string& sweep_dir, const Group& ref, size_t runs, 
       "row's FLOPs (seq_len {}, {} tokens a step). The paper's Table 1 models have 16 layers and "
       "16 heads at a far larger width and token count (DESIGN.md section 7).\n\n",
       c.model.n_layers, c.model.d_model, c.model.num_heads, c.model.head_dim,
-      si(static_cast<double>(cost.params)),
-      si(static_cast<double>(cost.params - embeddings)),
+      si(static_cast<double>(cost.params)), si(static_cast<double>(cost.params - embeddings)),
       si(static_cast<double>(train_tokens(c))), c.train.seq_len,
       si(static_cast<double>(c.train.batch_size * c.train.grad_accum * c.train.seq_len)));
   md += fmt::format(
@@ -228,41 +229,41 @@ SweepReportText make_table1_report(const std::string& sweep_dir) {
     const double flops = train_flops(c);
     const std::string pt = g.row.paper ? fmt::format("{:.2f}", g.row.paper->train_ppl) : "-";
     const std::string pv = g.row.paper ? fmt::format("{:.2f}", g.row.paper->val_ppl) : "-";
-    const std::string rv = g.ranked ? fmt::format("{} / {}", rank_text(g.ours_rank_val),
-                                                  rank_text(g.paper_rank_val))
-                                    : "-";
+    const std::string rv =
+        g.ranked ? fmt::format("{} / {}", rank_text(g.ours_rank_val), rank_text(g.paper_rank_val))
+                 : "-";
     const std::string rt = g.ranked ? fmt::format("{} / {}", rank_text(g.ours_rank_train),
                                                   rank_text(g.paper_rank_train))
                                     : "-";
     const std::string label =
         g.row.label + (g.failed ? fmt::format(" ({} failed)", g.failed) : std::string());
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:+.2f}% |\n",
-                      label, ppl_text(g.train_stat, false), ppl_text(g.val_stat, false), pt, pv,
-                      rv, rt, c.train.steps, si(static_cast<double>(train_tokens(c))),
+                      label, ppl_text(g.train_stat, false), ppl_text(g.val_stat, false), pt, pv, rv,
+                      rt, c.train.steps, si(static_cast<double>(train_tokens(c))),
                       si(train_flops_per_token(c)), si(flops), 100 * (flops / ref_flops - 1));
-    tex += fmt::format("{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n", label,
-                       ppl_text(g.train_stat, true), ppl_text(g.val_stat, true),
-                       pt == "-" ? "--" : pt, pv == "-" ? "--" : pv,
-                       g.ranked ? rank_text(g.ours_rank_val) : "--",
-                       g.ranked ? rank_text(g.paper_rank_val) : "--",
-                       si(static_cast<double>(train_tokens(c))), si(flops));
+    tex += fmt::format(
+        "{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n", label, ppl_text(g.train_stat, true),
+        ppl_text(g.val_stat, true), pt == "-" ? "--" : pt, pv == "-" ? "--" : pv,
+        g.ranked ? rank_text(g.ours_rank_val) : "--", g.ranked ? rank_text(g.paper_rank_val) : "--",
+        si(static_cast<double>(train_tokens(c))), si(flops));
   }
   tex += "\\bottomrule\n\\end{tabular}\n";
   md += "\n## Ordering against the paper's\n\n";
   md += agreement(rho_val, n, "validation perplexity");
   md += agreement(rho_train, n, "training perplexity");
-  std::vector<double> sds, means;
+  std::vector<double> sds, means, paper;
   for (const Group& g : groups)
     if (g.ranked) {
-      means.push_back(g.val_stat.mean);
+      means.push_back(g.val_stat.mean), paper.push_back(g.row.paper->val_ppl);
       if (g.val_stat.n > 1) sds.push_back(g.val_stat.sd);
     }
   if (!means.empty()) {
     const auto [lo, hi] = std::minmax_element(means.begin(), means.end());
+    const auto [plo, phi] = std::minmax_element(paper.begin(), paper.end());
     md += fmt::format(
         "- Spread of our validation PPL over those rows: {:.2f} to {:.2f} ({:.1f}%; the "
-        "paper's: 5.65 to 5.82, 3.0%)",
-        *lo, *hi, 100 * (*hi / *lo - 1));
+        "paper's: {:.2f} to {:.2f}, {:.1f}%)",
+        *lo, *hi, 100 * (*hi / *lo - 1), *plo, *phi, 100 * (*phi / *plo - 1));
     md += sds.empty() ? "; one seed per row, so the seed-to-seed noise is unknown and close "
                         "ranks may swap with another seed.\n"
                       : fmt::format("; the seed-to-seed sd is {:.3f} on average, so rows closer "

@@ -177,8 +177,8 @@ SweepAxis read_rows(const YAML::Node& rows, const std::string& file) {
       throw UserError(fmt::format("{}: row name '{}' must be letters, digits, . _ + - ({})", file,
                                   label, where(file, item.first)));
     if (std::find(axis.labels.begin(), axis.labels.end(), label) != axis.labels.end())
-      throw UserError(fmt::format("{}: row '{}' appears twice ({})", file, label,
-                                  where(file, item.first)));
+      throw UserError(
+          fmt::format("{}: row '{}' appears twice ({})", file, label, where(file, item.first)));
     const YAML::Node& ov = item.second;
     if (!ov.IsSequence() && !ov.IsNull())
       throw UserError(fmt::format("{}: rows.{} must be a list of key=value ({})", file, label,
@@ -253,8 +253,8 @@ SweepSpec load_sweep_spec(const std::string& path) {
   SweepSpec spec;
   spec.file = path;
   spec.name = fs::path(path).stem().string();
-  static const std::set<std::string> kKeys = {"base",  "name",  "out_dir", "overrides",
-                                              "grid",  "seeds", "when",    "rows"};
+  static const std::set<std::string> kKeys = {"base", "name",  "out_dir", "overrides",
+                                              "grid", "seeds", "when",    "rows"};
   std::optional<YAML::Node> seeds, when, rows;  // a default YAML::Node counts as defined
   std::set<std::string> seen;
   for (const auto& item : root) {
