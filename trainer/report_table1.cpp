@@ -133,6 +133,15 @@ std::string ppl_text(const SeedStat& s, bool latex) {
   return fmt::format("{:.2f}{}{:.2f} (n={})", s.mean, latex ? " $\\pm$ " : " ± ", s.sd, s.n);
 }
 
+std::string latex_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '_' || ch == '%' || ch == '&' || ch == '#') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
 std::string rank_text(double r) {
   return r == std::floor(r) ? fmt::format("{:.0f}", r) : fmt::format("{:.1f}", r);
 }
@@ -186,7 +195,8 @@ std::string header(const std::string& sweep_dir, const Group& ref, size_t runs, 
       "**A scaled-down replication, not the paper's setting**: {} layers, d_model {}, {} heads x "
       "{}, about {} parameters ({} without embeddings), trained on {} tokens per row at the 3:1 "
       "row's FLOPs (seq_len {}, {} tokens a step). The paper's Table 1 models have 16 layers and "
-      "16 heads at a far larger width and token count (DESIGN.md section 7).\n\n",
+      "16 heads (DESIGN.md section 7) and their own data, tokenizer and token budget: compare the "
+      "orderings, not the perplexities.\n\n",
       c.model.n_layers, c.model.d_model, c.model.num_heads, c.model.head_dim,
       si(static_cast<double>(cost.params)), si(static_cast<double>(cost.params - embeddings)),
       si(static_cast<double>(train_tokens(c))), c.train.seq_len,
@@ -241,11 +251,12 @@ SweepReportText make_table1_report(const std::string& sweep_dir) {
                       label, ppl_text(g.train_stat, false), ppl_text(g.val_stat, false), pt, pv, rv,
                       rt, c.train.steps, si(static_cast<double>(train_tokens(c))),
                       si(train_flops_per_token(c)), si(flops), 100 * (flops / ref_flops - 1));
-    tex += fmt::format(
-        "{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n", label, ppl_text(g.train_stat, true),
-        ppl_text(g.val_stat, true), pt == "-" ? "--" : pt, pv == "-" ? "--" : pv,
-        g.ranked ? rank_text(g.ours_rank_val) : "--", g.ranked ? rank_text(g.paper_rank_val) : "--",
-        si(static_cast<double>(train_tokens(c))), si(flops));
+    tex +=
+        fmt::format("{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n", latex_escape(label),
+                    ppl_text(g.train_stat, true), ppl_text(g.val_stat, true), pt == "-" ? "--" : pt,
+                    pv == "-" ? "--" : pv, g.ranked ? rank_text(g.ours_rank_val) : "--",
+                    g.ranked ? rank_text(g.paper_rank_val) : "--",
+                    si(static_cast<double>(train_tokens(c))), si(flops));
   }
   tex += "\\bottomrule\n\\end{tabular}\n";
   md += "\n## Ordering against the paper's\n\n";
@@ -266,9 +277,10 @@ SweepReportText make_table1_report(const std::string& sweep_dir) {
         *lo, *hi, 100 * (*hi / *lo - 1), *plo, *phi, 100 * (*phi / *plo - 1));
     md += sds.empty() ? "; one seed per row, so the seed-to-seed noise is unknown and close "
                         "ranks may swap with another seed.\n"
-                      : fmt::format("; the seed-to-seed sd is {:.3f} on average, so rows closer "
-                                    "than about that are not ordered by this run.\n",
-                                    mean_of(sds));
+                      : fmt::format(
+                            "; the seed-to-seed sd is {:.3f} on average, so rows closer "
+                            "than about that are not ordered by this run.\n",
+                            mean_of(sds));
   }
   md +=
       "\nColumns: steps and tokens = what each row trained on (train.steps x batch x grad_accum "
