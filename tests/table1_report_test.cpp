@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/tensor/error.h"
 #include "trainer/config.h"
@@ -154,6 +155,42 @@ TEST(Table1Report, AnUnknownPaperIsRefusedByName) {
     EXPECT_EQ(std::string(e.what()),
               "--paper table2: unknown; the report knows figure4 and table1");
   }
+}
+
+// A failed seed is counted, not averaged; a config with two changes at once is no Table 1 row
+// (no paper number, no rank) and its label is escaped for LaTeX.
+TEST(Table1Report, FailedSeedsAndUnlistedCombinationsAreShownApart) {
+  const fs::path dir = fs::temp_directory_path() / "kimi_table1_report_test2" / "t1";
+  fs::remove_all(dir.parent_path());
+  const std::string readme = std::string(KIMI_EXPERIMENTS_DIR) + "/../README.md";
+  const auto config = [&](std::vector<std::string> row, int seed) {
+    row.insert(row.end(),
+               {"task.name=lm", "task.lm.path=" + readme, "model.d_model=16", "model.n_layers=8",
+                "model.num_heads=2", "model.head_dim=8", "model.kv_lora_rank=8", "train.steps=40",
+                "train.seq_len=32", "train.seed=" + std::to_string(seed)});
+    return load_config("", row);
+  };
+  using Row = std::vector<std::string>;
+  const std::vector<std::tuple<std::string, Row, int>> runs = {
+      {"row=ref", {"model.hybrid=kda:mla=3:1"}, 0},
+      {"row=ref", {"model.hybrid=kda:mla=3:1"}, 1},
+      {"row=both", {"model.hybrid=kda:mla=7:1", "model.output_gate=none"}, 0}};
+  nlohmann::json list = nlohmann::json::array();
+  int index = 0;
+  for (const auto& [group, row, seed] : runs) {
+    const std::string name = fmt::format("{},seed={}", group, seed);
+    fake_run(dir / name, config(row, seed), 30.0, 20.0);
+    list.push_back({{"index", index++}, {"name", name}, {"group", group}});
+  }
+  std::ofstream(dir / "row=ref,seed=1" / "failed.txt") << "non-finite loss (nan) at step 7\n";
+  std::ofstream(dir / "sweep.json") << nlohmann::json{{"points", list}}.dump();
+  const SweepReportText r = make_table1_report(dir.string());
+  EXPECT_NE(line_of(r.markdown, "| 3:1 (reference) (1 failed) | 30.00 | 20.00 | 9.23 | 5.65 |"), "")
+      << r.markdown;
+  EXPECT_NE(line_of(r.markdown, "| 7:1+no_gate | 30.00 | 20.00 | - | - | - | - |"), "")
+      << r.markdown;
+  EXPECT_NE(r.latex.find("no\\_gate"), std::string::npos) << r.latex;
+  EXPECT_NE(r.markdown.find("too few rows with both results"), std::string::npos);
 }
 
 }  // namespace
