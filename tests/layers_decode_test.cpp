@@ -40,6 +40,10 @@ std::vector<std::pair<std::string, MixerOptions>> cases() {
   kda.kind = "kda", kda.d_model = 32, kda.num_heads = 2, kda.head_dim = 8, kda.chunk_size = 4;
   kda.dtype = DType::kF64, kda.init_std = 0.2, kda.short_conv = false, kda.output_gate = "none";
   out.emplace_back("kda_noconv_nogate", kda);
+  // Table 1's swish-gate row: KDA's low-rank gate through silu instead of sigmoid.
+  MixerOptions kda_swish = kda;
+  kda_swish.short_conv = true, kda_swish.output_gate = "swish";
+  out.emplace_back("kda_swish_gate", kda_swish);
   MixerOptions gdn = kda;
   gdn.kind = "gdn", gdn.short_conv = true, gdn.output_gate = "sigmoid",
   gdn.form = RecurrenceForm::kRecurrent;

@@ -45,6 +45,35 @@ void validate_task(const TaskConfig& t) {
   for (int64_t len : t.train_seq_lens) require(len > 0, "task.train_seq_lens", "> 0", len);
 }
 
+bool any_layer(const std::vector<std::string>& layers, std::initializer_list<const char*> kinds) {
+  return std::any_of(layers.begin(), layers.end(), [&](const std::string& l) {
+    return std::any_of(kinds.begin(), kinds.end(), [&](const char* k) { return l == k; });
+  });
+}
+
+// An ablation key that no layer reads would train the reference model under the ablation's
+// name (Table 1's rows differ in nothing else), so a setting no layer can honour is refused.
+void check_settings_apply(const ModelConfig& m, const std::vector<std::string>& layers) {
+  if (m.output_gate != "auto" && !any_layer(layers, {"kda", "gdn"}))
+    throw UserError(fmt::format(
+        "model.output_gate={}: no layer has an output gate (only kda and gdn do; layers: {})",
+        m.output_gate, fmt::join(layers, ", ")));
+  if (m.rope && !any_layer(layers, {"attention", "mla"}))
+    throw UserError(
+        fmt::format("model.rope=true: no layer uses positions (only attention and mla do; "
+                    "layers: {})",
+                    fmt::join(layers, ", ")));
+  if (!m.short_conv && any_layer(layers, {"mamba2"}))
+    throw UserError(
+        "model.short_conv=false: mamba2 layers always keep their causal conv (HF Mamba2); "
+        "it cannot be turned off there");
+  if (!m.short_conv && !any_layer(layers, {"kda", "gdn", "deltanet"}))
+    throw UserError(fmt::format(
+        "model.short_conv=false: no layer has a short conv to turn off (kda, gdn, deltanet do; "
+        "layers: {})",
+        fmt::join(layers, ", ")));
+}
+
 void validate_model(const ModelConfig& m) {
   require(m.d_model > 0, "model.d_model", "> 0", m.d_model);
   require(m.n_layers > 0, "model.n_layers", "> 0", m.n_layers);
@@ -77,6 +106,7 @@ void validate_model(const ModelConfig& m) {
     require(m.qk_rope_dim > 0 && m.qk_rope_dim % 2 == 0, "model.qk_rope_dim",
             "even and > 0 when model.rope is on with MLA layers (the rotated slice)",
             m.qk_rope_dim);
+  check_settings_apply(m, layers);
   validate_moe(m);
 }
 

@@ -397,8 +397,11 @@ SweepReportText make_sweep_report(const std::string& sweep_dir) {
   return {md, tex};
 }
 
-SweepReportText write_sweep_report(const std::string& sweep_dir) {
-  SweepReportText r = make_sweep_report(sweep_dir);
+SweepReportText write_sweep_report(const std::string& sweep_dir, const std::string& paper) {
+  if (paper != "figure4" && paper != "table1")
+    throw UserError(fmt::format("--paper {}: unknown; the report knows figure4 and table1", paper));
+  SweepReportText r =
+      paper == "table1" ? make_table1_report(sweep_dir) : make_sweep_report(sweep_dir);
   io::write_file_atomic((fs::path(sweep_dir) / "report.md").string(), r.markdown);
   io::write_file_atomic((fs::path(sweep_dir) / "report.tex").string(), r.latex);
   return r;

@@ -29,7 +29,14 @@ struct SweepReportText {
 // no point has finished.
 SweepReportText make_sweep_report(const std::string& sweep_dir);
 
-// make_sweep_report, written atomically to <sweep dir>/report.md and report.tex.
-SweepReportText write_sweep_report(const std::string& sweep_dir);
+// The paper's Table 1 (trainer/report_table1.cpp): per ablation row the train and validation
+// perplexity (mean ± sd over seeds) beside DESIGN.md section 7's, the rank of each row in both,
+// Spearman's rho, and each row's tokens and training FLOPs. UserError as make_sweep_report.
+SweepReportText make_table1_report(const std::string& sweep_dir);
+
+// The report for `paper` (figure4 | table1), written atomically to <sweep dir>/report.md and
+// report.tex. UserError for another paper name.
+SweepReportText write_sweep_report(const std::string& sweep_dir,
+                                   const std::string& paper = "figure4");
 
 }  // namespace kimi

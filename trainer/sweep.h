@@ -22,6 +22,8 @@ namespace kimi {
 //   overrides: [train.steps=300]        # applied to every run
 //   grid: {model.mixer: [kda, gdn], train.lr: [1.0e-3, 3.0e-3]}
 //   seeds: [0, 1]                       # sugar for a last grid axis train.seed
+//   rows:                               # named override sets: the first grid axis, `row`
+//     no_gate: [model.output_gate=none]
 //   when:                               # extra overrides for the points that match
 //     - match: {train.seq_len: 1024}
 //       overrides: [train.target_accuracy=0]
@@ -29,6 +31,9 @@ struct SweepAxis {
   std::string key;                  // dotted config key
   std::vector<std::string> values;  // each as override text: `0.003`, `[kda, attention]`
   std::vector<std::string> labels;  // each as it appears in run names: `0.003`, `kda+attention`
+  // The `rows` axis only (key kRowKey): each row's overrides, which its points get instead of
+  // `row=<label>` (row is no config key).
+  std::vector<std::vector<std::string>> row_overrides;
 };
 
 // Points whose grid values equal every `match` entry get `overrides` after their own key=value
@@ -41,6 +46,10 @@ struct SweepCase {
 // The grid axis that repeats a point with another seed: the seed groups of summary.csv, the
 // plots and the report average over it.
 inline constexpr const char* kSeedKey = "train.seed";
+
+// The grid axis made from `rows:`: settings that differ in several keys at once (the paper's
+// Table 1: hybrid ratios beside gate and conv ablations), which a cartesian grid cannot list.
+inline constexpr const char* kRowKey = "row";
 
 struct SweepSpec {
   std::string file;  // the sweep file as given

@@ -161,6 +161,44 @@ void add_seed_axis(SweepSpec& spec, const YAML::Node& seeds, const std::string& 
   spec.grid.push_back(std::move(axis));
 }
 
+// `rows: {label: [key=value, ...], ...}`: the first grid axis, `row`, in file order. A row may
+// list no overrides (the base config as it is: a reference row).
+SweepAxis read_rows(const YAML::Node& rows, const std::string& file) {
+  if (!rows.IsMap() || rows.size() == 0)
+    throw UserError(
+        fmt::format("{}: rows must map row names to lists of key=value, e.g. no_gate: "
+                    "[model.output_gate=none] ({})",
+                    file, where(file, rows)));
+  SweepAxis axis;
+  axis.key = kRowKey;
+  for (const auto& item : rows) {
+    const std::string label = scalar(item.first, "a row name", file);
+    if (label.empty() || label != filesystem_safe(label))
+      throw UserError(fmt::format("{}: row name '{}' must be letters, digits, . _ + - ({})", file,
+                                  label, where(file, item.first)));
+    if (std::find(axis.labels.begin(), axis.labels.end(), label) != axis.labels.end())
+      throw UserError(
+          fmt::format("{}: row '{}' appears twice ({})", file, label, where(file, item.first)));
+    const YAML::Node& ov = item.second;
+    if (!ov.IsSequence() && !ov.IsNull())
+      throw UserError(fmt::format("{}: rows.{} must be a list of key=value ({})", file, label,
+                                  where(file, ov)));
+    std::vector<std::string> overrides;
+    for (const auto& o : ov) {
+      overrides.push_back(scalar(o, "rows." + label + " items", file));
+      if (overrides.back().find('=') == std::string::npos)
+        throw UserError(fmt::format("{}: rows.{}: '{}' is not key=value ({})", file, label,
+                                    overrides.back(), where(file, o)));
+      check_not_reserved(overrides.back().substr(0, overrides.back().find('=')),
+                         file + ": rows." + label);
+    }
+    axis.values.push_back(label);
+    axis.labels.push_back(label);
+    axis.row_overrides.push_back(std::move(overrides));
+  }
+  return axis;
+}
+
 // `when: [{match: {grid key: value, ...}, overrides: [key=value, ...]}, ...]`. Every matched
 // key must be a grid key and every value one of its values, so a typo cannot match nothing.
 std::vector<SweepCase> read_cases(const YAML::Node& when, const std::vector<SweepAxis>& grid,
@@ -216,8 +254,8 @@ SweepSpec load_sweep_spec(const std::string& path) {
   spec.file = path;
   spec.name = fs::path(path).stem().string();
   static const std::set<std::string> kKeys = {"base", "name",  "out_dir", "overrides",
-                                              "grid", "seeds", "when"};
-  std::optional<YAML::Node> seeds, when;  // a default YAML::Node counts as defined
+                                              "grid", "seeds", "when",    "rows"};
+  std::optional<YAML::Node> seeds, when, rows;  // a default YAML::Node counts as defined
   std::set<std::string> seen;
   for (const auto& item : root) {
     const std::string key = scalar(item.first, "a key", path);
@@ -225,7 +263,7 @@ SweepSpec load_sweep_spec(const std::string& path) {
     if (!kKeys.count(key))
       throw UserError(
           fmt::format("{}: unknown sweep key '{}' ({}); expected base, name, out_dir, "
-                      "overrides, grid, seeds, when",
+                      "overrides, grid, seeds, when, rows",
                       path, key, where(path, item.first)));
     if (!seen.insert(key).second)
       throw UserError(
@@ -256,9 +294,17 @@ SweepSpec load_sweep_spec(const std::string& path) {
       seeds = v;
     } else if (key == "when") {
       when = v;
+    } else if (key == "rows") {
+      rows = v;
     } else {
       spec.grid = read_grid(v, path);
     }
+  }
+  if (rows) {
+    for (const auto& axis : spec.grid)
+      if (axis.key == kRowKey)
+        throw UserError(fmt::format("{}: rows and grid.{} are both set; keep rows", path, kRowKey));
+    spec.grid.insert(spec.grid.begin(), read_rows(*rows, path));
   }
   if (seeds) add_seed_axis(spec, *seeds, path);
   if (when) spec.cases = read_cases(*when, spec.grid, path);
@@ -293,7 +339,11 @@ std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {
       const size_t k = rest / stride;
       rest %= stride;
       p.values.emplace_back(axis.key, axis.values[k]);
-      p.overrides.push_back(axis.key + "=" + axis.values[k]);
+      if (axis.key == kRowKey)
+        p.overrides.insert(p.overrides.end(), axis.row_overrides[k].begin(),
+                           axis.row_overrides[k].end());
+      else
+        p.overrides.push_back(axis.key + "=" + axis.values[k]);
       parts.push_back(shorts[a] + "=" + axis.labels[k]);
       if (axis.key != kSeedKey) group_parts.push_back(parts.back());
       labels.emplace_back(axis.key, axis.labels[k]);
@@ -337,7 +387,10 @@ void validate_points(const SweepSpec& spec, std::vector<SweepPoint>& points) {
 
 nlohmann::json spec_json(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
   nlohmann::json grid = nlohmann::json::array();
-  for (const auto& a : spec.grid) grid.push_back({{"key", a.key}, {"values", a.values}});
+  for (const auto& a : spec.grid) {
+    grid.push_back({{"key", a.key}, {"values", a.values}});
+    if (a.key == kRowKey) grid.back()["overrides"] = a.row_overrides;
+  }
   nlohmann::json pts = nlohmann::json::array();
   for (const auto& p : points)
     pts.push_back({{"index", p.index},

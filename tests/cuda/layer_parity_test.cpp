@@ -57,6 +57,15 @@ std::vector<std::pair<std::string, MixerOptions>> layer_cases() {
   kda_rec.kind = "kda", kda_rec.d_model = 48, kda_rec.num_heads = 2, kda_rec.head_dim = 16;
   kda_rec.form = RecurrenceForm::kRecurrent, kda_rec.init_std = 0.1;
   out.emplace_back("kda_recurrent", kda_rec);
+  // Table 1's KDA ablations: no short conv (SiLU on the projections) without an output gate, and
+  // the swish gate instead of the sigmoid one.
+  MixerOptions kda_plain = kda_rec;
+  kda_plain.form = RecurrenceForm::kChunk, kda_plain.chunk_size = 64;
+  kda_plain.short_conv = false, kda_plain.output_gate = "none";
+  out.emplace_back("kda_noconv_nogate", kda_plain);
+  MixerOptions kda_swish = kda_plain;
+  kda_swish.short_conv = true, kda_swish.output_gate = "swish";
+  out.emplace_back("kda_swish_gate", kda_swish);
   return out;
 }
 

@@ -33,7 +33,15 @@ void print_plan(const SweepReport& rep, const std::vector<int>& only) {
     const auto& p = rep.points[i];
     const bool chosen = only.empty() || std::find(only.begin(), only.end(), p.index) != only.end();
     std::string values;
-    for (const auto& [key, value] : p.values) values += " " + key + "=" + value;
+    for (const auto& [key, value] : p.values) {
+      values += " " + key + "=" + value;
+      // A row is a set of overrides: show them, the row's name alone says little.
+      if (key == kRowKey)
+        for (const auto& axis : s.grid)
+          for (size_t r = 0; axis.key == kRowKey && r < axis.labels.size(); ++r)
+            if (axis.labels[r] == value)
+              values += fmt::format(" ({})", fmt::join(axis.row_overrides[r], " "));
+    }
     fmt::print("  {}{:>3}  {:<{}}  {:<13}{}\n", chosen ? ' ' : '-', p.index, p.name, width,
                state_name(rep.states[i]), values);
   }
