@@ -60,6 +60,10 @@ class FakeSweep {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
+  ~FakeSweep() {
+    std::error_code ec;
+    fs::remove_all(dir_.parent_path(), ec);
+  }
   // One finished point at `pf_days` of compute with final validation loss `loss` (text, so a
   // test can write "nan"). arch: "mla" (all layers) or "hybrid" (3:1 KDA:MLA).
   fs::path add(const std::string& arch, double pf_days, const std::string& loss,
@@ -241,6 +245,22 @@ TEST(ScalingReport, RefusesFewerEnvelopePointsThanParameters) {
   EXPECT_NE(e.find("architecture kda:mla=3:1: 2 point(s) on its lower envelope (4 finished)"),
             std::string::npos)
       << e;
+}
+
+TEST(ScalingReport, ThreeEnvelopePointsGetNoIntervalForTheThreeParameterFit) {
+  FakeSweep s("three");
+  s.add_curve("mla", 3);
+  const std::string out = s.dir() + "/out";
+  const ScalingResult r = write_scaling_report(s.dir(), out, {});
+  ASSERT_EQ(r.fits.size(), 1u);
+  EXPECT_NEAR(r.fits[0].saturating.law.b, 0.1, 1e-6);  // through the three points
+  EXPECT_TRUE(std::isnan(r.fits[0].b.lo));
+  EXPECT_EQ(r.fits[0].boot_ok, 0);
+  EXPECT_EQ(r.fits[0].boot_ok2, 1000);  // the two-parameter form still has one point to spare
+  EXPECT_LT(r.fits[0].b2.lo, r.fits[0].b2.hi);
+  EXPECT_NE(scaling_report_md(r).find("only 3 envelope points has no interval"), std::string::npos);
+  EXPECT_NE(scaling_report_md(r).find("No compute ratio: the sweep has one architecture"),
+            std::string::npos);
 }
 
 // The built binary, as a user runs it: output, stdout, exit status and one-line errors.

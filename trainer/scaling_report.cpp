@@ -203,7 +203,9 @@ ScalingResult analyse_scaling(std::vector<ScalingRun> runs, const ScalingOptions
     // Each architecture draws from its own stream of the seed, so adding one leaves the others'.
     const uint64_t seed = o.seed * 1000003 + stream++;
     auto& [sat, two] = reps[arch];
-    sat = bootstrap_fits(env, true, o.bootstrap, seed);
+    // With exactly as many points as parameters the curve interpolates them and every usable
+    // resample is the same three points: an interval of zero width that would claim certainty.
+    if (env.size() > 3) sat = bootstrap_fits(env, true, o.bootstrap, seed);
     two = bootstrap_fits(env, false, o.bootstrap, seed);
     f.a = interval_of(sat, o.level, [](const PowerLaw& p) { return p.a; });
     f.b = interval_of(sat, o.level, [](const PowerLaw& p) { return p.b; });

@@ -165,8 +165,12 @@ std::string scaling_report_md(const ScalingResult& r) {
   md += "## Fits on each architecture's lower envelope (C in PFLOP/s-days)\n\n" + fit_table(r);
   md += fmt::format(
       "\nIntervals: {}% percentile bootstrap, {} replicates (seed {}), each a resample with "
-      "replacement of the envelope points, refitted.\n\n",
-      r.options.level * 100, r.options.bootstrap, r.options.seed);
+      "replacement of the envelope points, refitted.{}\n\n",
+      r.options.level * 100, r.options.bootstrap, r.options.seed,
+      std::any_of(r.fits.begin(), r.fits.end(), [](auto& f) { return f.envelope.size() == 3; })
+          ? " An architecture with only 3 envelope points has no interval for a C^-b + c: the "
+            "curve passes through all three, and every resample repeats them."
+          : "");
   md += "## Compute ratio at equal loss\n\n" + ratio_table(r);
   md +=
       "\n## Method\n\n"
