@@ -235,6 +235,16 @@ TEST(ScalingReport, RefusesMissingEvalNanLossAndMissingFlops) {
     EXPECT_NE(e.find((d / "metrics.csv").string()), std::string::npos) << e;
     EXPECT_NE(e.find("flops"), std::string::npos) << e;
   }
+  {
+    // A run from before metrics.csv had tokens and flops: named, not misread.
+    FakeSweep s("old_metrics");
+    const fs::path d = s.add("mla", 1e-3, "2.0");
+    std::ofstream(d / "metrics.csv") << "step,loss,lr,grad_norm,tokens_per_s,ms_per_step,wall_s\n"
+                                     << "100,2,0.001,1,1000,1,2\n";
+    const std::string e = error_of(s.dir());
+    EXPECT_NE(e.find((d / "metrics.csv").string() + ": no 'tokens' column"), std::string::npos)
+        << e;
+  }
 }
 
 TEST(ScalingReport, RefusesFewerEnvelopePointsThanParameters) {

@@ -6,14 +6,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
-#include "trainer/metrics_writer.h"
 #include "trainer/sweep.h"
 #include "trainer/sweep_results.h"
 
@@ -21,6 +19,39 @@ namespace kimi {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A run's CSV by column name, so files written before a column was added (or after) still read:
+// the header and the rows, split on ',' (kimi-lab's cells hold no commas).
+struct Csv {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  size_t column(const fs::path& path, const std::string& name, const std::string& why) const {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end())
+      throw UserError(fmt::format("{}: no '{}' column; {}", path.string(), name, why));
+    return static_cast<size_t>(it - header.begin());
+  }
+};
+
+Csv read_csv(const fs::path& path, const std::string& why_needed) {
+  std::ifstream in(path);
+  if (!fs::exists(path) || !in)
+    throw UserError(fmt::format("{}: missing; {}", path.string(), why_needed));
+  auto split = [](const std::string& line) {
+    std::vector<std::string> cells;
+    size_t start = 0;
+    for (size_t comma; (comma = line.find(',', start)) != std::string::npos; start = comma + 1)
+      cells.push_back(line.substr(start, comma - start));
+    cells.push_back(line.substr(start));
+    return cells;
+  };
+  Csv csv;
+  std::string line;
+  if (std::getline(in, line)) csv.header = split(line);
+  while (std::getline(in, line))
+    if (!line.empty()) csv.rows.push_back(split(line));
+  return csv;
+}
 
 double cell(const std::vector<std::string>& row, size_t i) {
   if (i >= row.size() || row[i].empty()) return kNaN;
@@ -43,45 +74,46 @@ nlohmann::json read_summary(const fs::path& dir) {
 // metrics.csv's row for the last step: the trainer's cumulative tokens and FLOPs.
 void read_compute(const fs::path& dir, ScalingRun& run) {
   const fs::path path = dir / "metrics.csv";
-  if (!fs::exists(path))
-    throw UserError(fmt::format("{}: missing; the training compute comes from its flops column",
-                                path.string()));
-  const CsvTable t = CsvTable::resume(path.string(), metrics_columns(), run.steps);
-  const auto row = std::find_if(t.rows().rbegin(), t.rows().rend(), [&](const auto& r) {
-    return static_cast<int64_t>(cell(r, 0)) == run.steps;
+  const std::string why =
+      "the training compute comes from its flops column at the last step (a run from before "
+      "kimi-lab logged tokens and FLOPs cannot be placed on the compute axis)";
+  const Csv t = read_csv(path, why);
+  const size_t step = t.column(path, "step", why), tokens_col = t.column(path, "tokens", why),
+               flops_col = t.column(path, "flops", why);
+  const auto row = std::find_if(t.rows.rbegin(), t.rows.rend(), [&](const auto& r) {
+    return cell(r, step) == static_cast<double>(run.steps);
   });
-  const double tokens = row == t.rows().rend() ? kNaN : cell(*row, 7);
-  run.flops = row == t.rows().rend() ? kNaN : cell(*row, 8);
+  const double tokens = row == t.rows.rend() ? kNaN : cell(*row, tokens_col);
+  run.flops = row == t.rows.rend() ? kNaN : cell(*row, flops_col);
   if (!(std::isfinite(tokens) && tokens > 0 && std::isfinite(run.flops) && run.flops > 0))
-    throw UserError(fmt::format(
-        "{}: no positive tokens and flops in the row of the last step ({}); a run from before "
-        "kimi-lab logged training FLOPs cannot be placed on the compute axis",
-        path.string(), run.steps));
+    throw UserError(
+        fmt::format("{}: no positive tokens and flops in the row of the last step "
+                    "({}); {}",
+                    path.string(), run.steps, why));
   run.tokens = static_cast<int64_t>(tokens);
 }
 
 // eval.csv's loss at the last step, on the slice at the training length when there are several.
 void read_final_loss(const fs::path& dir, int64_t train_len, ScalingRun& run) {
   const fs::path path = dir / "eval.csv";
-  if (!fs::exists(path))
-    throw UserError(
-        fmt::format("{}: missing; the point finished without a validation loss", path.string()));
-  const CsvTable t =
-      CsvTable::resume(path.string(), eval_columns(), std::numeric_limits<int64_t>::max());
+  const std::string why = "the point finished without a validation loss";
+  const Csv t = read_csv(path, why);
+  const size_t step = t.column(path, "step", why), len = t.column(path, "seq_len", why),
+               loss = t.column(path, "loss", why);
   const std::vector<std::string>* pick = nullptr;
-  for (const auto& r : t.rows()) {
-    if (static_cast<int64_t>(cell(r, 0)) != run.steps) continue;
-    if (!pick || static_cast<int64_t>(cell(r, 2)) == train_len) pick = &r;
+  for (const auto& r : t.rows) {
+    if (cell(r, step) != static_cast<double>(run.steps)) continue;
+    if (!pick || cell(r, len) == static_cast<double>(train_len)) pick = &r;
   }
   if (!pick)
     throw UserError(
         fmt::format("{}: no evaluation at the last step ({})", path.string(), run.steps));
-  run.loss = cell(*pick, 5);
+  run.loss = cell(*pick, loss);
   if (!std::isfinite(run.loss) || run.loss <= 0)
-    throw UserError(
-        fmt::format("{}: the validation loss at step {} is {}; a scaling fit needs a "
-                    "finite positive loss (delete the point's directory to retrain it)",
-                    path.string(), run.steps, (*pick)[5]));
+    throw UserError(fmt::format(
+        "{}: the validation loss at step {} is {}; a scaling fit needs a finite positive loss "
+        "(delete the point's directory to retrain it)",
+        path.string(), run.steps, loss < pick->size() ? (*pick)[loss] : "empty"));
 }
 
 std::vector<LossPoint> loss_points(const std::vector<ScalingRun>& runs,
