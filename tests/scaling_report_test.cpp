@@ -273,6 +273,31 @@ TEST(ScalingReport, ThreeEnvelopePointsGetNoIntervalForTheThreeParameterFit) {
             std::string::npos);
 }
 
+TEST(ScalingReport, ArchitectureNamesFromTheLayers) {
+  auto arch = [](const std::vector<std::string>& overrides) {
+    std::vector<std::string> o = {"task.name=mqar", "model.n_layers=4"};
+    o.insert(o.end(), overrides.begin(), overrides.end());
+    return scaling_arch(load_config("", o));
+  };
+  EXPECT_EQ(arch({"model.mixer=mla"}), "all-mla");
+  EXPECT_EQ(arch({"model.hybrid=kda:mla=0:1"}), "all-mla");  // scaling.yaml's all-MLA points
+  EXPECT_EQ(arch({"model.hybrid=kda:mla = 3:1"}), "kda:mla=3:1");
+  EXPECT_EQ(arch({"model.mixer=[kda, mla, gdn, mla]"}), "kda+mla+gdn+mla");
+}
+
+TEST(ScalingReport, PausedPointsAreLeftOutAndListed) {
+  FakeSweep s("paused");
+  s.add_curve("mla", 3);
+  const fs::path d = s.add("mla", 1.0, "1.5");
+  std::ofstream(d / "summary.json") << R"({"steps_done": 50, "parameters": 12345})";  // --stop-at
+  const ScalingResult r = write_scaling_report(s.dir(), s.dir() + "/out", {});
+  EXPECT_EQ(r.runs.size(), 6u);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_EQ(r.skipped[0], d.filename().string() + " (interrupted)");
+  EXPECT_NE(scaling_report_md(r).find("Started but not finished, left out: " + r.skipped[0]),
+            std::string::npos);
+}
+
 // The built binary, as a user runs it: output, stdout, exit status and one-line errors.
 struct Cli {
   int status = -1;
