@@ -323,8 +323,11 @@ TEST(ScalingCommand, WritesTheFilesAndThePlot) {
                         "scaling.png", "scaling.svg"})
     EXPECT_TRUE(fs::exists(fs::path(s.dir()) / "scaling" / f)) << f << "\n" << r.out;
   EXPECT_NE(r.out.find("| 1.5 [1.5, 1.5] |"), std::string::npos) << r.out;  // the ratio rows
-  const Cli again = run_cli("scaling " + s.dir() + " --out " + s.dir() + "/o2 --no-plot");
+  const Cli again =
+      run_cli("scaling " + s.dir() + " --out " + s.dir() + "/o2 --no-plot --bootstrap 0");
   ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("No intervals (--bootstrap 0)"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("| 1.5 | 1.5"), std::string::npos) << again.out;  // ratio, no interval
   EXPECT_FALSE(fs::exists(fs::path(s.dir()) / "o2" / "scaling.png"));
 }
 

@@ -163,14 +163,17 @@ std::string scaling_report_md(const ScalingResult& r) {
       p_lo / 1e6, p_hi / 1e6, t_lo / 1e6, t_hi / 1e6, c_lo, c_hi, c_lo * kFlopsPerPflopsDay,
       c_hi * kFlopsPerPflopsDay);
   md += "## Fits on each architecture's lower envelope (C in PFLOP/s-days)\n\n" + fit_table(r);
-  md += fmt::format(
-      "\nIntervals: {}% percentile bootstrap, {} replicates (seed {}), each a resample with "
-      "replacement of the envelope points, refitted.{}\n\n",
-      r.options.level * 100, r.options.bootstrap, r.options.seed,
-      std::any_of(r.fits.begin(), r.fits.end(), [](auto& f) { return f.envelope.size() == 3; })
-          ? " An architecture with only 3 envelope points has no interval for a C^-b + c: the "
-            "curve passes through all three, and every resample repeats them."
-          : "");
+  if (r.options.bootstrap == 0)
+    md += "\nNo intervals (--bootstrap 0).\n\n";
+  else
+    md += fmt::format(
+        "\nIntervals: {}% percentile bootstrap, {} replicates (seed {}), each a resample with "
+        "replacement of the envelope points, refitted.{}\n\n",
+        r.options.level * 100, r.options.bootstrap, r.options.seed,
+        std::any_of(r.fits.begin(), r.fits.end(), [](auto& f) { return f.envelope.size() == 3; })
+            ? " An architecture with only 3 envelope points has no interval for a C^-b + c: the "
+              "curve passes through all three, and every resample repeats them."
+            : "");
   md += "## Compute ratio at equal loss\n\n" + ratio_table(r);
   md +=
       "\n## Method\n\n"
