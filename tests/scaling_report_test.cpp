@@ -206,6 +206,35 @@ TEST(ScalingReport, BootstrapSeedChangesTheIntervalsOfNoisyPoints) {
   EXPECT_EQ(ra.fits[0].saturating.law.b, rb.fits[0].saturating.law.b);  // the fit is the fit
 }
 
+TEST(ScalingReport, AnArchitecturesIntervalsDoNotDependOnTheOthers) {
+  auto runs_of = [](const std::string& arch, double shift, double wiggle_sign) {
+    std::vector<ScalingRun> out;
+    for (int i = 0; i < 6; ++i) {
+      ScalingRun run;
+      run.name = fmt::format("{}_{}", arch, i);
+      run.arch = arch;
+      run.flops = 1e-6 * std::pow(10.0, 0.5 * i) * kFlopsPerPflopsDay;
+      run.loss = kMla.loss_at(shift * run.pflops_days()) * (1 + wiggle_sign * 0.01 * (i % 3 - 1));
+      out.push_back(run);
+    }
+    return out;
+  };
+  ScalingOptions o;
+  o.bootstrap = 100;
+  const ScalingResult alone = analyse_scaling(runs_of("all-mla", 1, 1), o);
+  std::vector<ScalingRun> both = runs_of("all-mla", 1, 1);
+  for (auto& run : runs_of("all-gdn", 2, -1)) both.push_back(run);  // sorts before all-mla
+  const ScalingResult with_other = analyse_scaling(both, o);
+  ASSERT_EQ(with_other.fits.size(), 2u);
+  const ArchFit& mla = with_other.fits[1];
+  EXPECT_EQ(mla.arch, "all-mla");
+  EXPECT_EQ(mla.b.lo, alone.fits[0].b.lo);
+  EXPECT_EQ(mla.b2.hi, alone.fits[0].b2.hi);
+  EXPECT_EQ(with_other.baseline, "all-mla");
+  ASSERT_EQ(with_other.ratios.size(), 3u);
+  EXPECT_EQ(with_other.ratios[0].other, "all-gdn");
+}
+
 TEST(ScalingReport, RefusesNoFinishedPoint) {
   FakeSweep s("none");
   s.add_unstarted();

@@ -197,6 +197,85 @@ std::vector<ScalingRun> read_scaling_runs(const std::string& sweep_dir,
   return runs;
 }
 
+namespace {
+
+// Bootstrap replicates of one architecture: the saturating fits, then the paper's form.
+using Replicates = std::pair<std::vector<PowerLawFit>, std::vector<PowerLawFit>>;
+
+// FNV-1a of the architecture's name: its bootstrap stream depends on the seed and its own name
+// only, so adding or removing another architecture leaves its intervals as they were.
+uint64_t stream_of(const std::string& arch) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : arch) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+// The envelope of one architecture's runs (marking them), both fits, and their intervals.
+ArchFit fit_architecture(std::vector<ScalingRun>& runs, const std::string& arch,
+                         const std::vector<size_t>& members, const ScalingOptions& o,
+                         Replicates& reps) {
+  ArchFit f;
+  f.arch = arch;
+  for (size_t k : lower_envelope(loss_points(runs, members))) {
+    f.envelope.push_back(members[k]);
+    runs[members[k]].on_envelope = true;
+  }
+  const std::vector<LossPoint> env = loss_points(runs, f.envelope);
+  if (env.size() < 3)
+    throw UserError(
+        fmt::format("architecture {}: {} point(s) on its lower envelope ({} finished); the fit "
+                    "L = a C^-b + c needs at least 3: finish more points of the sweep",
+                    arch, env.size(), members.size()));
+  f.compute_lo = env.front().compute;
+  f.compute_hi = env.back().compute;
+  f.saturating = fit_saturating_power_law(env);
+  f.paper_form = fit_power_law(env);
+  if (!f.saturating.ok || !f.paper_form.ok)
+    throw UserError(
+        fmt::format("architecture {}: the fit failed on its {} envelope points", arch, env.size()));
+  const uint64_t seed = o.seed ^ stream_of(arch);
+  auto& [sat, two] = reps;
+  // With exactly as many points as parameters the curve interpolates them and every usable
+  // resample is the same three points: an interval of zero width that would claim certainty.
+  if (env.size() > 3) sat = bootstrap_fits(env, true, o.bootstrap, seed);
+  two = bootstrap_fits(env, false, o.bootstrap, seed);
+  f.a = interval_of(sat, o.level, [](const PowerLaw& p) { return p.a; });
+  f.b = interval_of(sat, o.level, [](const PowerLaw& p) { return p.b; });
+  f.c = interval_of(sat, o.level, [](const PowerLaw& p) { return p.c; });
+  f.a2 = interval_of(two, o.level, [](const PowerLaw& p) { return p.a; });
+  f.b2 = interval_of(two, o.level, [](const PowerLaw& p) { return p.b; });
+  f.boot_ok = count_ok(sat);
+  f.boot_ok2 = count_ok(two);
+  return f;
+}
+
+// Ratio rows of `other` against `base` at three losses inside both envelopes' loss ranges, so
+// that neither fit is extrapolated in loss; none when the ranges do not overlap.
+void add_ratios(ScalingResult& r, const ArchFit& base, const ArchFit& other,
+                const Replicates& base_reps, const Replicates& other_reps) {
+  auto loss_range = [&](const ArchFit& f) {
+    return std::pair{r.runs[f.envelope.back()].loss, r.runs[f.envelope.front()].loss};
+  };
+  const double lo = std::max(loss_range(base).first, loss_range(other).first);
+  const double hi = std::min(loss_range(base).second, loss_range(other).second);
+  if (!(lo < hi)) return;
+  for (double q : {0.2, 0.5, 0.8}) {
+    RatioRow row;
+    row.base = base.arch;
+    row.other = other.arch;
+    row.loss = hi - q * (hi - lo);
+    row.ratio = compute_ratio_at_loss(base.saturating.law, other.saturating.law, row.loss);
+    row.ratio2 = compute_ratio_at_loss(base.paper_form.law, other.paper_form.law, row.loss);
+    ratio_interval(base_reps.first, other_reps.first, row.loss, r.options.level, row.ci,
+                   row.boot_ok);
+    ratio_interval(base_reps.second, other_reps.second, row.loss, r.options.level, row.ci2,
+                   row.boot_ok2);
+    r.ratios.push_back(row);
+  }
+}
+
+}  // namespace
+
 ScalingResult analyse_scaling(std::vector<ScalingRun> runs, const ScalingOptions& o) {
   ScalingResult r;
   r.options = o;
@@ -210,70 +289,14 @@ ScalingResult analyse_scaling(std::vector<ScalingRun> runs, const ScalingOptions
                                   run.name, run.flops, run.loss));
     by_arch[run.arch].push_back(i);
   }
-  std::map<std::string, std::pair<std::vector<PowerLawFit>, std::vector<PowerLawFit>>> reps;
-  uint64_t stream = 0;
-  for (const auto& [arch, members] : by_arch) {
-    ArchFit f;
-    f.arch = arch;
-    for (size_t k : lower_envelope(loss_points(r.runs, members))) {
-      f.envelope.push_back(members[k]);
-      r.runs[members[k]].on_envelope = true;
-    }
-    const std::vector<LossPoint> env = loss_points(r.runs, f.envelope);
-    if (env.size() < 3)
-      throw UserError(
-          fmt::format("architecture {}: {} point(s) on its lower envelope ({} finished); the fit "
-                      "L = a C^-b + c needs at least 3: finish more points of the sweep",
-                      arch, env.size(), members.size()));
-    f.compute_lo = env.front().compute;
-    f.compute_hi = env.back().compute;
-    f.saturating = fit_saturating_power_law(env);
-    f.paper_form = fit_power_law(env);
-    if (!f.saturating.ok || !f.paper_form.ok)
-      throw UserError(fmt::format("architecture {}: the fit failed on its {} envelope points", arch,
-                                  env.size()));
-    // Each architecture draws from its own stream of the seed, so adding one leaves the others'.
-    const uint64_t seed = o.seed * 1000003 + stream++;
-    auto& [sat, two] = reps[arch];
-    // With exactly as many points as parameters the curve interpolates them and every usable
-    // resample is the same three points: an interval of zero width that would claim certainty.
-    if (env.size() > 3) sat = bootstrap_fits(env, true, o.bootstrap, seed);
-    two = bootstrap_fits(env, false, o.bootstrap, seed);
-    f.a = interval_of(sat, o.level, [](const PowerLaw& p) { return p.a; });
-    f.b = interval_of(sat, o.level, [](const PowerLaw& p) { return p.b; });
-    f.c = interval_of(sat, o.level, [](const PowerLaw& p) { return p.c; });
-    f.a2 = interval_of(two, o.level, [](const PowerLaw& p) { return p.a; });
-    f.b2 = interval_of(two, o.level, [](const PowerLaw& p) { return p.b; });
-    f.boot_ok = count_ok(sat);
-    f.boot_ok2 = count_ok(two);
-    r.fits.push_back(std::move(f));
-  }
+  std::map<std::string, Replicates> reps;
+  for (const auto& [arch, members] : by_arch)
+    r.fits.push_back(fit_architecture(r.runs, arch, members, o, reps[arch]));
   r.baseline = by_arch.count("all-mla") ? "all-mla" : r.fits.front().arch;
   const ArchFit& base = *std::find_if(r.fits.begin(), r.fits.end(),
                                       [&](const ArchFit& f) { return f.arch == r.baseline; });
-  auto loss_range = [&](const ArchFit& f) {
-    return std::pair{r.runs[f.envelope.back()].loss, r.runs[f.envelope.front()].loss};
-  };
-  for (const ArchFit& other : r.fits) {
-    if (other.arch == r.baseline) continue;
-    // Levels inside both envelopes' loss ranges: neither fit is extrapolated in loss.
-    const double lo = std::max(loss_range(base).first, loss_range(other).first);
-    const double hi = std::min(loss_range(base).second, loss_range(other).second);
-    if (!(lo < hi)) continue;
-    for (double q : {0.2, 0.5, 0.8}) {
-      RatioRow row;
-      row.base = base.arch;
-      row.other = other.arch;
-      row.loss = hi - q * (hi - lo);
-      row.ratio = compute_ratio_at_loss(base.saturating.law, other.saturating.law, row.loss);
-      row.ratio2 = compute_ratio_at_loss(base.paper_form.law, other.paper_form.law, row.loss);
-      ratio_interval(reps[base.arch].first, reps[other.arch].first, row.loss, o.level, row.ci,
-                     row.boot_ok);
-      ratio_interval(reps[base.arch].second, reps[other.arch].second, row.loss, o.level, row.ci2,
-                     row.boot_ok2);
-      r.ratios.push_back(row);
-    }
-  }
+  for (const ArchFit& other : r.fits)
+    if (other.arch != r.baseline) add_ratios(r, base, other, reps[base.arch], reps[other.arch]);
   return r;
 }
 
