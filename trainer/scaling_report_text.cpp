@@ -174,6 +174,11 @@ std::string scaling_report_md(const ScalingResult& r) {
             ? " An architecture with only 3 envelope points has no interval for a C^-b + c: the "
               "curve passes through all three, and every resample repeats them."
             : "");
+  if (r.options.bootstrap > 0 &&
+      std::any_of(r.fits.begin(), r.fits.end(), [](auto& f) { return f.envelope.size() < 6; }))
+    md +=
+        "With fewer than 6 envelope points the resamples can take only a few distinct forms, so "
+        "the intervals are coarse (and the same for most seeds).\n\n";
   md += "## Compute ratio at equal loss\n\n" + ratio_table(r);
   md +=
       "\n## Method\n\n"
