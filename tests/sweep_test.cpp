@@ -303,7 +303,7 @@ std::vector<std::string> stamping_worker(const fs::path& stamps) {
   const std::string script = fmt::format(
       "echo start $(date +%s.%N) >> {0}/$$; sleep 0.5; {1} sweep --no-progress \"$@\"; rc=$?; "
       "echo end $(date +%s.%N) >> {0}/$$; exit $rc",
-      stamps.string(), KIMI_LAB_BIN);
+      stamps.string(), KIMI_LAB_BINARY);
   return {"/bin/sh", "-c", script, "worker"};
 }
 
@@ -348,7 +348,7 @@ TEST(SweepJobs, APartlyFinishedSweepResumesAndAFailureStopsNoOtherPoint) {
   SweepOptions opt;
   opt.progress = false;
   opt.jobs = 2;
-  opt.worker_command = {KIMI_LAB_BIN, "sweep", "--no-progress"};
+  opt.worker_command = {KIMI_LAB_BINARY, "sweep", "--no-progress"};
   opt.stop_at = 6;  // every point checkpoints at step 6 and stops, as a killed sweep would
   SweepReport first = run_sweep(f.file(), opt);
   EXPECT_EQ(point_state(first.points[0]), PointState::kInterrupted);
