@@ -3,11 +3,11 @@
 // loading names the file and the tensor on every fault; bench-infer's flags refuse bad values.
 // The CUDA half runs on the GPU (tests/cuda/engine_test.cpp).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <unistd.h>
 
 #include "core/io/safetensors.h"
 #include "core/tensor/error.h"
@@ -140,8 +140,7 @@ class HfErrors : public ::testing::Test {
     for (const std::string& n : f.names()) data[n] = f.read_f32(n), shapes[n] = f.info(n).shape;
     edit(data, shapes);
     std::vector<io::TensorToWrite> out;
-    for (auto& [n, v] : data)
-      out.push_back({n, DType::kF32, shapes[n], v.data()});
+    for (auto& [n, v] : data) out.push_back({n, DType::kF32, shapes[n], v.data()});
     io::write_safetensors((dir_ / "model.safetensors").string(), out);
   }
   std::string load() {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/tensor/error.h"
 #include "inference/engine/decode_engine.h"
@@ -78,16 +79,20 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
     const WeightLayout layout = make_weight_layout(c);
     std::unique_ptr<DecodeEngine> e = make_decode_engine(layout);
     r.device = e->device_name();
-    if (a.hf_dir.empty() || kind == ModelKind::kAllMla) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (a.hf_dir.empty() || kind == ModelKind::kAllMla)
       e->init_random(a.seed);
-    } else {
+    else
       e->load_hf(a.hf_dir);
-    }
+    const double build_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r.copy_bytes_per_s == 0) r.copy_bytes_per_s = e->copy_bandwidth();
-    log(fmt::format("{}: {:.2f} GiB of bf16 weights on {} ({}), copy bandwidth {:.2f} TB/s",
+    log(
+        fmt::format("{}: {:.2f} GiB of bf16 weights on {} ({}, {:.2f} s), copy bandwidth {:.2f} "
+                    "TB/s",
                     model_name(kind), layout.total_bytes / kGiB, r.device,
                     kind == ModelKind::kAllMla || a.hf_dir.empty() ? "random, seeded" : a.hf_dir,
-                    r.copy_bytes_per_s / 1e12));
+                    build_s, r.copy_bytes_per_s / 1e12));
     const int64_t extra = a.warmup + a.reps + 1;
     for (int64_t ctx : a.contexts) {
       MemoryRow m;
@@ -101,7 +106,9 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
       if (a.add_max_batch && m.max_batch > 0 &&
           std::find(batches.begin(), batches.end(), m.max_batch) == batches.end())
         batches.push_back(m.max_batch);
-      if (batches.empty()) log(fmt::format("{} at {}: not even one sequence fits", model_name(kind), tokens_label(ctx)));
+      if (batches.empty())
+        log(fmt::format("{} at {}: not even one sequence fits", model_name(kind),
+                        tokens_label(ctx)));
       for (int64_t b : batches) {
         e->allocate_slots(b, ctx + extra);
         e->fill_synthetic(b, ctx, a.seed + 17);
@@ -125,9 +132,9 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
 }
 
 std::string bench_table(const BenchResult& r) {
-  std::string t = fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9}\n", "model",
-                              "context", "batch", "TPOT ms", "tokens/s", "floor ms",
-                              "TPOT/fl", "wt GB", "cache GB");
+  std::string t =
+      fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9}\n", "model", "context",
+                  "batch", "TPOT ms", "tokens/s", "floor ms", "TPOT/fl", "wt GB", "cache GB");
   for (const BenchRow& x : r.rows)
     t += fmt::format("{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f}\n",
                      model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms,
@@ -147,16 +154,15 @@ std::string memory_table(const BenchResult& r) {
 }
 
 std::string bench_csv(const BenchResult& r) {
-  std::string s =
-      "# bench-infer: decode TPOT on " + r.device + " (" + r.source +
-      "); caches filled with synthetic values up to each context, not prefilled\n"
-      "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
-      "cache_bytes,distinct_experts,max_batch,copy_gbs,synthetic_cache\n";
+  std::string s = "# bench-infer: decode TPOT on " + r.device + " (" + r.source +
+                  "); caches filled with synthetic values up to each context, not prefilled\n"
+                  "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
+                  "cache_bytes,distinct_experts,max_batch,copy_gbs,synthetic_cache\n";
   for (const BenchRow& x : r.rows)
     s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{:.1f},1\n",
-                     model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s,
-                     x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes,
-                     x.distinct_experts, x.max_batch, r.copy_bytes_per_s / 1e9);
+                     model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s, x.floor_ms,
+                     x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes, x.distinct_experts,
+                     x.max_batch, r.copy_bytes_per_s / 1e9);
   return s;
 }
 

@@ -57,7 +57,8 @@ struct BenchResult {
 double floor_ms(int64_t weight_bytes, int64_t cache_bytes, double bytes_per_s);
 
 // Runs the whole benchmark on the registered engine; `log` gets one line per row as it goes.
-BenchResult run_bench_infer(const BenchInferArgs& a, const std::function<void(const std::string&)>& log);
+BenchResult run_bench_infer(const BenchInferArgs& a,
+                            const std::function<void(const std::string&)>& log);
 
 std::string bench_table(const BenchResult& r);
 std::string memory_table(const BenchResult& r);

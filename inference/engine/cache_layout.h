@@ -30,7 +30,6 @@ struct CacheLayout {
   int64_t step_bytes(int64_t length) const;
 };
 
-CacheLayout make_cache_layout(const models::KimiLinearConfig& c, int64_t slots,
-                              int64_t max_tokens);
+CacheLayout make_cache_layout(const models::KimiLinearConfig& c, int64_t slots, int64_t max_tokens);
 
 }  // namespace kimi::inference::engine

@@ -37,19 +37,20 @@ int64_t load_hf_checkpoint(const std::string& dir, const WeightLayout& layout,
   std::set<std::string> loaded;
   for (const std::string& file : models::checkpoint_files(dir)) {
     if (!fs::exists(file))
-      throw UserError(fmt::format("{}: shard listed in model.safetensors.index.json is missing",
-                                  file));
+      throw UserError(
+          fmt::format("{}: shard listed in model.safetensors.index.json is missing", file));
     const io::SafetensorsFile f = io::SafetensorsFile::open(file);
     for (const std::string& name : f.names()) {
       const WeightEntry* e = layout.find(name);
       if (!e)
-        throw UserError(fmt::format("{}: unexpected tensor '{}' (not in the model the config "
-                                    "describes)",
-                                    file, name));
+        throw UserError(
+            fmt::format("{}: unexpected tensor '{}' (not in the model the config "
+                        "describes)",
+                        file, name));
       const io::TensorInfo& info = f.info(name);
       if (!shape_matches(*e, info.shape))
-        throw UserError(fmt::format("{}: tensor '{}' has shape {}, the config wants {}", file,
-                                    name, shape_text(info.shape), shape_text(e->shape)));
+        throw UserError(fmt::format("{}: tensor '{}' has shape {}, the config wants {}", file, name,
+                                    shape_text(info.shape), shape_text(e->shape)));
       const std::vector<float> data = f.read_f32(name);
       sink(*e, data.data(), static_cast<int64_t>(data.size()));
       loaded.insert(name);

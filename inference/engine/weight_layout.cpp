@@ -28,8 +28,9 @@ class Builder {
  public:
   explicit Builder(WeightLayout& l) : l_(l) {}
   // Appends a tensor; returns its offset.
-  int64_t add(const std::string& name, std::vector<int64_t> shape, InitKind init = InitKind::kNormal,
-              double a = 0.02, double b = 0, WDType dt = WDType::kBF16) {
+  int64_t add(const std::string& name, std::vector<int64_t> shape,
+              InitKind init = InitKind::kNormal, double a = 0.02, double b = 0,
+              WDType dt = WDType::kBF16) {
     WeightEntry e;
     e.name = name, e.shape = std::move(shape), e.dtype = dt, e.init = init, e.a = a, e.b = b;
     e.offset = (l_.total_bytes + 255) / 256 * 256;
@@ -105,9 +106,12 @@ WeightLayout make_weight_layout(const models::KimiLinearConfig& c) {
                              {a + "g_a_proj.weight", K},
                              {a + "b_proj.weight", H}},
                             d);
-      o.q_conv = b.add(a + "q_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
-      o.k_conv = b.add(a + "k_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
-      o.v_conv = b.add(a + "v_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
+      o.q_conv =
+          b.add(a + "q_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
+      o.k_conv =
+          b.add(a + "k_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
+      o.v_conv =
+          b.add(a + "v_conv1d.weight", {HK, 1, W}, InitKind::kUniform, -conv_bound, conv_bound);
       o.f_b = b.add(a + "f_b_proj.weight", {HK, K});
       o.g_b = b.add(a + "g_b_proj.weight", {HK, K});
       o.g_b_bias = b.add(a + "g_b_proj.bias", {HK}, InitKind::kConstant, 0.0);
@@ -117,9 +121,8 @@ WeightLayout make_weight_layout(const models::KimiLinearConfig& c) {
       o.o_norm = b.ones(a + "o_norm.weight", K);
       o.o_proj = b.add(a + "o_proj.weight", {d, HK});
     } else {
-      o.mla_in = b.add_rows({{a + "q_proj.weight", Hm * qk},
-                             {a + "kv_a_proj_with_mqa.weight", rank + rope}},
-                            d);
+      o.mla_in = b.add_rows(
+          {{a + "q_proj.weight", Hm * qk}, {a + "kv_a_proj_with_mqa.weight", rank + rope}}, d);
       o.kv_norm = b.ones(a + "kv_a_layernorm.weight", rank);
       o.kv_b = b.add(a + "kv_b_proj.weight", {Hm * (c.qk_nope_head_dim + c.v_head_dim), rank});
       o.o_proj = b.add(a + "o_proj.weight", {d, Hm * c.v_head_dim});
@@ -128,8 +131,8 @@ WeightLayout make_weight_layout(const models::KimiLinearConfig& c) {
     const int64_t h = c.moe_intermediate_size;
     if (o.is_moe) {
       const std::string m = p + "block_sparse_moe.";
-      o.router = b.add(m + "gate.weight", {c.num_experts, d}, InitKind::kNormal, 0.02, 0,
-                       WDType::kF32);
+      o.router =
+          b.add(m + "gate.weight", {c.num_experts, d}, InitKind::kNormal, 0.02, 0, WDType::kF32);
       o.router_bias = b.add(m + "gate.e_score_correction_bias", {c.num_experts},
                             InitKind::kConstant, 0.0, 0, WDType::kF32);
       for (int64_t e = 0; e < c.num_experts; ++e) {
@@ -148,9 +151,9 @@ WeightLayout make_weight_layout(const models::KimiLinearConfig& c) {
         o.mlp_down = b.add(m + "shared_experts.down_proj.weight", {d, hs});
       }
     } else {
-      o.mlp_gate_up = b.add_rows(
-          {{p + "mlp.gate_proj.weight", c.intermediate_size}, {p + "mlp.up_proj.weight", c.intermediate_size}},
-          d);
+      o.mlp_gate_up = b.add_rows({{p + "mlp.gate_proj.weight", c.intermediate_size},
+                                  {p + "mlp.up_proj.weight", c.intermediate_size}},
+                                 d);
       o.mlp_down = b.add(p + "mlp.down_proj.weight", {d, c.intermediate_size});
     }
     l.layers.push_back(o);

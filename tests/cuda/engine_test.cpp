@@ -30,7 +30,7 @@ std::unique_ptr<DecodeEngine> engine_or_skip(const WeightLayout& l) {
   }
 }
 
-#define ENGINE_OR_SKIP(var, layout) \
+#define ENGINE_OR_SKIP(var, layout)  \
   auto var = engine_or_skip(layout); \
   if (!var) GTEST_SKIP() << "no CUDA device";
 
@@ -85,8 +85,7 @@ models::KimiLinearConfig odd_config() {
 
 TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
   for (bool all_mla : {false, true}) {
-    const models::KimiLinearConfig c =
-        all_mla ? models::all_mla_twin(odd_config()) : odd_config();
+    const models::KimiLinearConfig c = all_mla ? models::all_mla_twin(odd_config()) : odd_config();
     const WeightLayout l = make_weight_layout(c);
     ENGINE_OR_SKIP(e, l);
     e->init_random(7);
@@ -113,8 +112,8 @@ TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
       want = out.to_vector<double>();
     }
     const double err = test::rel_err(got, want);
-    std::printf("engine odd sizes (%s) vs f32 model: rel err %.3g\n", all_mla ? "all-MLA" : "hybrid",
-                err);
+    std::printf("engine odd sizes (%s) vs f32 model: rel err %.3g\n",
+                all_mla ? "all-MLA" : "hybrid", err);
     EXPECT_LT(err, 2e-2);
   }
 }
@@ -127,7 +126,9 @@ TEST(Engine, BatchedDecodeOfDifferentLengthsEqualsOneByOne) {
   e->init_random(3);
   const int S = 4, joint = 5;
   const int prefix[S] = {1, 6, 3, 9};
-  auto token = [&](int s, int t) { return static_cast<int32_t>((s * 31 + t * 7 + 2) % c.vocab_size); };
+  auto token = [&](int s, int t) {
+    return static_cast<int32_t>((s * 31 + t * 7 + 2) % c.vocab_size);
+  };
   e->allocate_slots(S, 16);
   const int64_t V = c.vocab_size;
   // Alone: each slot's prefix, then its `joint` tokens, batch 1.

@@ -46,9 +46,9 @@ void plot(const std::string& csv, const std::string& prefix, const std::string& 
       break;
     }
   if (script.empty()) return spdlog::warn("tools/plot_simulator.py not found; no plot");
-  const std::string cmd = fmt::format("python3 {} {} {} --title {} >/dev/null",
-                                      quote(script.string()), quote(csv), quote(prefix),
-                                      quote(title));
+  const std::string cmd =
+      fmt::format("python3 {} {} {} --title {} >/dev/null", quote(script.string()), quote(csv),
+                  quote(prefix), quote(title));
   if (std::system(cmd.c_str()) != 0)
     spdlog::warn("plotting failed (is python3-matplotlib installed?); the CSV is written");
   else
@@ -63,8 +63,9 @@ void run(const BenchInferCli& c) {
   a.models = engine::parse_bench_models(c.models);
   a.seed = c.seed, a.warmup = c.warmup, a.reps = c.reps, a.add_max_batch = !c.no_max;
   if (!engine::engine_available())
-    throw UserError("bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
-                    "-DKIMI_LAB_CUDA=ON and a GPU)");
+    throw UserError(
+        "bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
+        "-DKIMI_LAB_CUDA=ON and a GPU)");
   std::error_code ec;
   fs::create_directories(c.out, ec);
   if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", c.out, ec.message()));
@@ -75,12 +76,14 @@ void run(const BenchInferCli& c) {
       a.reps, a.warmup);
   const engine::BenchResult r =
       engine::run_bench_infer(a, [](const std::string& line) { fmt::print("{}\n", line); });
-  fmt::print("\nDecode on {} ({}); floor = (weights read + cache read/written) / copy bandwidth "
-             "{:.2f} TB/s measured in this run:\n{}",
-             r.device, r.source, r.copy_bytes_per_s / 1e12, engine::bench_table(r));
-  fmt::print("\nMemory (bf16 weights; cache per sequence: fp32 KDA state + tails, bf16 MLA "
-             "latent):\n{}",
-             engine::memory_table(r));
+  fmt::print(
+      "\nDecode on {} ({}); floor = (weights read + cache read/written) / copy bandwidth "
+      "{:.2f} TB/s measured in this run:\n{}",
+      r.device, r.source, r.copy_bytes_per_s / 1e12, engine::bench_table(r));
+  fmt::print(
+      "\nMemory (bf16 weights; cache per sequence: fp32 KDA state + tails, bf16 MLA "
+      "latent):\n{}",
+      engine::memory_table(r));
   const std::string csv = c.out + "/bench_infer.csv";
   io::write_file_atomic(csv, engine::bench_csv(r));
   io::write_file_atomic(c.out + "/bench_infer.txt",
@@ -103,7 +106,8 @@ void register_bench_infer(CLI::App& app) {
       "Writes OUT/bench_infer.csv (atomic; `simulate --measured` reads it), bench_infer.txt and\n"
       "bench_infer.{png,svg}.");
   auto c = std::make_shared<BenchInferCli>();
-  cmd->add_option("HF_DIR", c->dir, "a Hugging Face Kimi-Linear folder (config.json + safetensors)");
+  cmd->add_option("HF_DIR", c->dir,
+                  "a Hugging Face Kimi-Linear folder (config.json + safetensors)");
   cmd->add_option("--preset", c->preset, "built-in config with random weights: kimi-linear-48b");
   cmd->add_option("--contexts", c->contexts, "context lengths, e.g. 4K,32K,1M (K = 1024)")
       ->delimiter(',')

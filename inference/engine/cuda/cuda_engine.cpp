@@ -46,9 +46,9 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
     throw UserError("decode engine: no CUDA device is available");
   const models::KimiLinearConfig& c = layout_.config;
-  const int64_t smem = mla_smem_bytes(static_cast<int>(c.num_attention_heads),
-                                      static_cast<int>(c.kv_lora_rank),
-                                      static_cast<int>(c.qk_rope_head_dim));
+  const int64_t smem =
+      mla_smem_bytes(static_cast<int>(c.num_attention_heads), static_cast<int>(c.kv_lora_rank),
+                     static_cast<int>(c.qk_rope_head_dim));
   if (smem > 200 * 1024 || c.num_attention_heads * c.kv_lora_rank > kMlaMaxAccPerThread * 256)
     throw UserError(fmt::format(
         "decode engine: MLA with {} heads x kv_lora_rank {} is beyond the attention kernel "
@@ -57,9 +57,10 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
   sms_ = device_sms();
   const int64_t free = free_device_bytes();
   if (layout_.total_bytes + kMargin > free)
-    throw UserError(fmt::format("decode engine: the bf16 weights need {:.1f} GiB, the device has "
-                                "{:.1f} GiB free",
-                                gib(layout_.total_bytes), gib(free)));
+    throw UserError(
+        fmt::format("decode engine: the bf16 weights need {:.1f} GiB, the device has "
+                    "{:.1f} GiB free",
+                    gib(layout_.total_bytes), gib(free)));
   KIMI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   arena_ = DeviceBuffer(layout_.total_bytes);
   KIMI_CUDA_CHECK(cudaMemsetAsync(arena_.get(), 0, layout_.total_bytes, stream_));
@@ -106,8 +107,8 @@ void CudaEngine::load_hf(const std::string& dir) {
   load_hf_checkpoint(dir, layout_, [&](const WeightEntry& e, const float* data, int64_t n) {
     for (int64_t at = 0; at < n; at += kChunk) {
       const int64_t m = std::min(kChunk, n - at);
-      KIMI_CUDA_CHECK(cudaMemcpyAsync(staging.get(), data + at, m * 4, cudaMemcpyHostToDevice,
-                                      stream_));
+      KIMI_CUDA_CHECK(
+          cudaMemcpyAsync(staging.get(), data + at, m * 4, cudaMemcpyHostToDevice, stream_));
       const int64_t elem = e.dtype == WDType::kF32 ? 4 : 2;
       convert_f32(w<char>(e.offset) + at * elem, e.dtype == WDType::kF32, staging.get<float>(), m,
                   stream_);
@@ -143,30 +144,30 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
   const int64_t Hm = c.num_attention_heads, D = c.kv_lora_rank + c.qk_rope_head_dim;
   const int64_t S = slots * std::max<int64_t>(c.num_experts_per_token, 1);
   const int64_t h = c.moe_intermediate_size, E = std::max<int64_t>(c.num_experts, 1);
-  const int64_t cols = std::max({layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden,
-                                 2 * layout_.shared_hidden});
+  const int64_t cols = std::max(
+      {layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden, 2 * layout_.shared_hidden});
   const int64_t split_rows = 2 * sms_ + slots;
   int64_t moe_layers = 0;
   for (const LayerOffsets& o : layout_.layers) moe_layers += o.is_moe;
   Carver k;
-  k.take<float>(slots * d);                                    // h
-  k.take<bf16>(slots * d);                                     // x
-  k.take<float>(slots * cols);                                 // proj
-  k.take<float>(slots * HK), k.take<float>(slots * HK);        // f, z
-  k.take<bf16>(slots * std::max(HK, Hm * c.v_head_dim));       // attn
-  k.take<float>(slots * Hm * D);                               // qa
-  k.take<float>(split_rows * Hm * c.kv_lora_rank);             // part_o
-  k.take<float>(split_rows * Hm * 2);                          // part_ml
-  k.take<float>(slots * Hm * c.kv_lora_rank);                  // o_lat
-  k.take<float>(slots * E);                                    // scores
-  k.take<int>(std::max<int64_t>(moe_layers, 1) * S);           // ids
-  k.take<float>(S);                                            // weights
+  k.take<float>(slots * d);                                            // h
+  k.take<bf16>(slots * d);                                             // x
+  k.take<float>(slots * cols);                                         // proj
+  k.take<float>(slots * HK), k.take<float>(slots * HK);                // f, z
+  k.take<bf16>(slots * std::max(HK, Hm * c.v_head_dim));               // attn
+  k.take<float>(slots * Hm * D);                                       // qa
+  k.take<float>(split_rows * Hm * c.kv_lora_rank);                     // part_o
+  k.take<float>(split_rows * Hm * 2);                                  // part_ml
+  k.take<float>(slots * Hm * c.kv_lora_rank);                          // o_lat
+  k.take<float>(slots * E);                                            // scores
+  k.take<int>(std::max<int64_t>(moe_layers, 1) * S);                   // ids
+  k.take<float>(S);                                                    // weights
   k.take<int>(1), k.take<int>(E), k.take<int>(E + 1), k.take<int>(S);  // plan
-  k.take<float>(S * 2 * h);                                    // gu
+  k.take<float>(S * 2 * h);                                            // gu
   k.take<bf16>(std::max({S * h, slots * layout_.mlp_hidden, slots * layout_.shared_hidden}));
-  k.take<float>(S * d);                                        // y
-  k.take<float>(slots * c.vocab_size);                         // logits
-  k.take<int>(slots), k.take<int>(slots);                      // tokens, slots
+  k.take<float>(S * d);                    // y
+  k.take<float>(slots * c.vocab_size);     // logits
+  k.take<int>(slots), k.take<int>(slots);  // tokens, slots
   return k.at;
 }
 
@@ -187,9 +188,10 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   const int64_t need = cl.kda_bytes() + cl.mla_bytes() + workspace_bytes(slots) + slots * 4;
   const int64_t free = free_device_bytes();
   if (need + kMargin > free)
-    throw UserError(fmt::format("decode engine: caches and buffers for {} sequences of {} tokens "
-                                "need {:.2f} GiB, the device has {:.2f} GiB free",
-                                slots, max_tokens, gib(need), gib(free)));
+    throw UserError(
+        fmt::format("decode engine: caches and buffers for {} sequences of {} tokens "
+                    "need {:.2f} GiB, the device has {:.2f} GiB free",
+                    slots, max_tokens, gib(need), gib(free)));
   caches_ = cl;
   kda_state_ = DeviceBuffer(cl.kda_layers * slots * cl.state_elems * 4);
   kda_tails_ = DeviceBuffer(cl.kda_layers * slots * cl.conv_elems * 4);
@@ -201,8 +203,8 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   const int64_t Hm = c.num_attention_heads, D = c.kv_lora_rank + c.qk_rope_head_dim;
   const int64_t S = slots * std::max<int64_t>(c.num_experts_per_token, 1);
   const int64_t h = c.moe_intermediate_size, E = std::max<int64_t>(c.num_experts, 1);
-  proj_cols_ = std::max({layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden,
-                         2 * layout_.shared_hidden});
+  proj_cols_ = std::max(
+      {layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden, 2 * layout_.shared_hidden});
   max_splits_rows_ = 2 * sms_ + slots;
   int64_t moe_layers = 0;
   for (const LayerOffsets& o : layout_.layers) moe_layers += o.is_moe;
@@ -231,10 +233,9 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
 
 void CudaEngine::reset() {
   if (caches_.slots == 0) throw UserError("decode engine: allocate_slots() first");
-  KIMI_CUDA_CHECK(cudaMemsetAsync(kda_state_.get(), 0, kda_state_.bytes(), stream_));
-  KIMI_CUDA_CHECK(cudaMemsetAsync(kda_tails_.get(), 0, kda_tails_.bytes(), stream_));
-  KIMI_CUDA_CHECK(cudaMemsetAsync(lengths_.get(), 0, lengths_.bytes(), stream_));
-  KIMI_CUDA_CHECK(cudaMemsetAsync(work_.get(), 0, work_.bytes(), stream_));
+  // An all-MLA model has no KDA buffers (and a pure-KDA one no MLA rows): nothing to clear.
+  for (const DeviceBuffer* b : {&kda_state_, &kda_tails_, &mla_rows_, &lengths_, &work_})
+    if (b->bytes() > 0) KIMI_CUDA_CHECK(cudaMemsetAsync(b->get(), 0, b->bytes(), stream_));
   KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
   host_len_.assign(caches_.slots, 0);
 }
@@ -242,12 +243,13 @@ void CudaEngine::reset() {
 void CudaEngine::fill_synthetic(int64_t n, int64_t length, uint64_t seed) {
   const CacheLayout& cl = caches_;
   if (n < 1 || n > cl.slots || length < 0 || length >= cl.max_tokens)
-    throw UserError(fmt::format("decode engine: fill_synthetic of {} slots at {} tokens (have {} "
-                                "slots of {})",
-                                n, length, cl.slots, cl.max_tokens));
+    throw UserError(
+        fmt::format("decode engine: fill_synthetic of {} slots at {} tokens (have {} "
+                    "slots of {})",
+                    n, length, cl.slots, cl.max_tokens));
   for (int64_t i = 0; i < cl.kda_layers; ++i) {
-    fill_uniform(kda_state_.get<float>() + i * cl.slots * cl.state_elems, true,
-                 n * cl.state_elems, 0.05f, seed + 2 * i, stream_);
+    fill_uniform(kda_state_.get<float>() + i * cl.slots * cl.state_elems, true, n * cl.state_elems,
+                 0.05f, seed + 2 * i, stream_);
     fill_uniform(kda_tails_.get<float>() + i * cl.slots * cl.conv_elems, true, n * cl.conv_elems,
                  0.5f, seed + 2 * i + 1, stream_);
   }
@@ -270,17 +272,18 @@ void CudaEngine::step(const std::vector<int32_t>& slots, const std::vector<int32
                       std::vector<float>* logits) {
   const int64_t n = static_cast<int64_t>(slots.size());
   if (n < 1 || n != static_cast<int64_t>(tokens.size()) || n > caches_.slots)
-    throw UserError(fmt::format("decode engine: a step of {} slots and {} tokens ({} slots "
-                                "allocated)",
-                                n, tokens.size(), caches_.slots));
+    throw UserError(
+        fmt::format("decode engine: a step of {} slots and {} tokens ({} slots "
+                    "allocated)",
+                    n, tokens.size(), caches_.slots));
   std::set<int32_t> seen;
   for (int64_t i = 0; i < n; ++i) {
     const int32_t s = slots[i];
     if (s < 0 || s >= caches_.slots || !seen.insert(s).second)
       throw UserError(fmt::format("decode engine: slot {} is out of range or repeated", s));
     if (host_len_[s] + 1 > caches_.max_tokens)
-      throw UserError(fmt::format("decode engine: slot {} is full ({} tokens)", s,
-                                  caches_.max_tokens));
+      throw UserError(
+          fmt::format("decode engine: slot {} is full ({} tokens)", s, caches_.max_tokens));
     if (tokens[i] < 0 || tokens[i] >= layout_.config.vocab_size)
       throw UserError(fmt::format("decode engine: token {} out of range [0, {})", tokens[i],
                                   layout_.config.vocab_size));
@@ -291,8 +294,8 @@ void CudaEngine::step(const std::vector<int32_t>& slots, const std::vector<int32
   const int64_t V = layout_.config.vocab_size;
   if (logits) {
     logits->resize(n * V);
-    KIMI_CUDA_CHECK(cudaMemcpyAsync(logits->data(), logits_, n * V * 4, cudaMemcpyDeviceToHost,
-                                    stream_));
+    KIMI_CUDA_CHECK(
+        cudaMemcpyAsync(logits->data(), logits_, n * V * 4, cudaMemcpyDeviceToHost, stream_));
   }
   KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
   for (int32_t s : slots) ++host_len_[s];

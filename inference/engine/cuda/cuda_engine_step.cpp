@@ -97,8 +97,7 @@ void CudaEngine::run_ffn(int layer, int B) {
     moe_plan(ids, S, E, plan_, stream_);
     const int64_t stride = o.expert_stride / 2;
     const int groups = std::min(E, S);
-    expert_gemv(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h,
-                stream_);
+    expert_gemv(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h, stream_);
     swiglu(gu_, S, h, act_, stream_);
     expert_gemv(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups,
                 y_, d, stream_);
@@ -179,8 +178,9 @@ double CudaEngine::copy_bandwidth() {
 namespace {
 
 const bool registered = [] {
-  register_engine_factory(
-      [](const WeightLayout& l) -> std::unique_ptr<DecodeEngine> { return std::make_unique<CudaEngine>(l); });
+  register_engine_factory([](const WeightLayout& l) -> std::unique_ptr<DecodeEngine> {
+    return std::make_unique<CudaEngine>(l);
+  });
   return true;
 }();
 

@@ -36,8 +36,8 @@ void advance_lengths(const int* slots, int B, int* lengths, cudaStream_t s);
 
 // --- GEMV (gemv.cu): y[r, n] (+)= sum_k W[n, k] x[r, k], every weight row read once per 8
 // rows of x. x is bf16 or fp32 (x_f32) with row stride x_stride; y row stride y_stride.
-void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B,
-          float* y, int64_t y_stride, bool accumulate, cudaStream_t s);
+void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B, float* y,
+          int64_t y_stride, bool accumulate, cudaStream_t s);
 
 // --- MoE (moe.cu) ---
 // The per-step plan: which experts were chosen and, per chosen expert, its (token, k) slots.
@@ -71,8 +71,8 @@ struct KdaStep {
   const int* slots;
   const float* proj;  // [B, proj_stride]: q (HK), k (HK), v (HK), f_a (K), g_a (K), b (H)
   int64_t proj_stride;
-  const float* f;  // [B, HK] f_b(f_a) (before dt_bias)
-  const float* z;  // [B, HK] g_b(g_a) (before its bias)
+  const float* f;                        // [B, HK] f_b(f_a) (before dt_bias)
+  const float* z;                        // [B, HK] g_b(g_a) (before its bias)
   const bf16 *conv_q, *conv_k, *conv_v;  // [HK, W]
   const float *a_log, *dt_bias;          // [H], [HK]
   const bf16 *g_bias, *o_norm;           // [HK], [K]

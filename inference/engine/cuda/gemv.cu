@@ -32,9 +32,9 @@ __device__ __forceinline__ void load8(const float* p, float* f) {
 // y[out_r, n] (+)= W[n, :] . x[in_r, :] for the `count` rows of a group; row i of the group is
 // list[i] (or i without a list), read from input row list[i] / in_div.
 template <class TIn, bool kVec>
-__device__ void warp_row(const bf16* __restrict__ w, int K, const TIn* __restrict__ x,
-                         int64_t xs, const int* list, int in_div, int count, float* y, int64_t ys,
-                         int n, bool accumulate) {
+__device__ void warp_row(const bf16* __restrict__ w, int K, const TIn* __restrict__ x, int64_t xs,
+                         const int* list, int in_div, int count, float* y, int64_t ys, int n,
+                         bool accumulate) {
   const int lane = threadIdx.x & 31;
   for (int t0 = 0; t0 < count; t0 += kTile) {
     const int nt = min(kTile, count - t0);
@@ -111,23 +111,27 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 }  // namespace
 
-void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B,
-          float* y, int64_t y_stride, bool accumulate, cudaStream_t s) {
+void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B, float* y,
+          int64_t y_stride, bool accumulate, cudaStream_t s) {
   if (N <= 0 || B <= 0) return;
   const bool vec = K % 8 == 0 && x_stride % 8 == 0 && aligned16(W) && aligned16(x);
   const dim3 grid((N + kWarps - 1) / kWarps);
   if (x_f32) {
     const float* xf = static_cast<const float*>(x);
     if (vec)
-      gemv_kernel<float, true><<<grid, kWarps * 32, 0, s>>>(W, N, K, xf, x_stride, B, y, y_stride, accumulate);
+      gemv_kernel<float, true>
+          <<<grid, kWarps * 32, 0, s>>>(W, N, K, xf, x_stride, B, y, y_stride, accumulate);
     else
-      gemv_kernel<float, false><<<grid, kWarps * 32, 0, s>>>(W, N, K, xf, x_stride, B, y, y_stride, accumulate);
+      gemv_kernel<float, false>
+          <<<grid, kWarps * 32, 0, s>>>(W, N, K, xf, x_stride, B, y, y_stride, accumulate);
   } else {
     const bf16* xb = static_cast<const bf16*>(x);
     if (vec)
-      gemv_kernel<bf16, true><<<grid, kWarps * 32, 0, s>>>(W, N, K, xb, x_stride, B, y, y_stride, accumulate);
+      gemv_kernel<bf16, true>
+          <<<grid, kWarps * 32, 0, s>>>(W, N, K, xb, x_stride, B, y, y_stride, accumulate);
     else
-      gemv_kernel<bf16, false><<<grid, kWarps * 32, 0, s>>>(W, N, K, xb, x_stride, B, y, y_stride, accumulate);
+      gemv_kernel<bf16, false>
+          <<<grid, kWarps * 32, 0, s>>>(W, N, K, xb, x_stride, B, y, y_stride, accumulate);
   }
   KIMI_CUDA_CHECK_LAUNCH();
 }
@@ -136,13 +140,15 @@ void expert_gemv(const bf16* W0, int64_t expert_stride, int N, int K, const bf16
                  int64_t x_stride, int in_div, const MoePlan& plan, int max_groups, float* y,
                  int64_t y_stride, cudaStream_t s) {
   if (N <= 0 || max_groups <= 0) return;
-  const bool vec = K % 8 == 0 && x_stride % 8 == 0 && expert_stride % 8 == 0 && aligned16(W0) &&
-                   aligned16(x);
+  const bool vec =
+      K % 8 == 0 && x_stride % 8 == 0 && expert_stride % 8 == 0 && aligned16(W0) && aligned16(x);
   const dim3 grid(max_groups, (N + kWarps - 1) / kWarps);
   if (vec)
-    expert_kernel<true><<<grid, kWarps * 32, 0, s>>>(W0, expert_stride, N, K, x, x_stride, in_div, plan, y, y_stride);
+    expert_kernel<true><<<grid, kWarps * 32, 0, s>>>(W0, expert_stride, N, K, x, x_stride, in_div,
+                                                     plan, y, y_stride);
   else
-    expert_kernel<false><<<grid, kWarps * 32, 0, s>>>(W0, expert_stride, N, K, x, x_stride, in_div, plan, y, y_stride);
+    expert_kernel<false><<<grid, kWarps * 32, 0, s>>>(W0, expert_stride, N, K, x, x_stride, in_div,
+                                                      plan, y, y_stride);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 

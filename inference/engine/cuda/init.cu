@@ -34,9 +34,13 @@ __device__ float init_value(int kind, float a, float b, uint64_t h) {
 template <class T>
 __device__ __forceinline__ T from_f(float v);
 template <>
-__device__ __forceinline__ float from_f<float>(float v) { return v; }
+__device__ __forceinline__ float from_f<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ bf16 from_f<bf16>(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ bf16 from_f<bf16>(float v) {
+  return __float2bfloat16(v);
+}
 
 template <class T>
 __global__ void init_kernel(T* dst, int64_t n, int kind, float a, float b, uint64_t key) {

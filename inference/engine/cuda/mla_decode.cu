@@ -54,18 +54,19 @@ __global__ void absorb_kernel(MlaStep a) {
 __global__ void __launch_bounds__(kThreads) attend_kernel(MlaStep a) {
   extern __shared__ float sm[];
   const int b = blockIdx.x, split = blockIdx.y, H = a.H, R = a.rank, D = a.rank + a.rope;
-  const int Dp = D + 1;  // padded rows: the score loop's lanes read different banks
-  float* q_s = sm;                  // [H, D]
-  float* c_s = q_s + H * D;         // [kTile, Dp]
-  float* p_s = c_s + kTile * Dp;    // [H, kTile]
-  float* m_s = p_s + H * kTile;     // [H]
-  float* l_s = m_s + H;             // [H]
-  float* alpha_s = l_s + H;         // [H]
+  const int Dp = D + 1;           // padded rows: the score loop's lanes read different banks
+  float* q_s = sm;                // [H, D]
+  float* c_s = q_s + H * D;       // [kTile, Dp]
+  float* p_s = c_s + kTile * Dp;  // [H, kTile]
+  float* m_s = p_s + H * kTile;   // [H]
+  float* l_s = m_s + H;           // [H]
+  float* alpha_s = l_s + H;       // [H]
   const int64_t slot = a.slots[b];
   const int n = a.lengths[slot] + 1;
   const int chunk = ((n + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
   const int t0 = split * chunk, t1 = min(n, t0 + chunk);
-  for (int i = threadIdx.x; i < H * D; i += kThreads) q_s[i] = a.qa[static_cast<int64_t>(b) * H * D + i];
+  for (int i = threadIdx.x; i < H * D; i += kThreads)
+    q_s[i] = a.qa[static_cast<int64_t>(b) * H * D + i];
   for (int h = threadIdx.x; h < H; h += kThreads) m_s[h] = -FLT_MAX, l_s[h] = 0.f;
   float acc[kMlaMaxAccPerThread];
 #pragma unroll
@@ -76,7 +77,8 @@ __global__ void __launch_bounds__(kThreads) attend_kernel(MlaStep a) {
     __syncthreads();
     for (int i = threadIdx.x; i < kTile * D; i += kThreads) {
       const int r = i / D, col = i % D;
-      c_s[r * Dp + col] = r < nt ? __bfloat162float(rows[static_cast<int64_t>(t + r) * D + col]) : 0.f;
+      c_s[r * Dp + col] =
+          r < nt ? __bfloat162float(rows[static_cast<int64_t>(t + r) * D + col]) : 0.f;
     }
     __syncthreads();
     for (int i = threadIdx.x; i < H * kTile; i += kThreads) {
