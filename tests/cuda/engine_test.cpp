@@ -154,7 +154,8 @@ TEST(Engine, BatchedDecodeOfDifferentLengthsEqualsOneByOne) {
   }
   for (int s = 0; s < S; ++s) {
     const double err = test::rel_err(together[s], alone[s]);
-    EXPECT_LT(err, 1e-6) << "slot " << s;
+    // Only the MLA split count depends on the batch (it changes the order of a sum).
+    EXPECT_LT(err, 1e-5) << "slot " << s;
     EXPECT_EQ(e->length(s), prefix[s] + joint);
   }
   // The graph-timed path runs and advances the lengths.

@@ -119,8 +119,12 @@ void register_bench_infer(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--seed", c->seed, "weights and synthetic caches")->capture_default_str();
-  cmd->add_option("--warmup", c->warmup, "untimed steps first")->capture_default_str();
-  cmd->add_option("--reps", c->reps, "timed steps (median)")->capture_default_str();
+  cmd->add_option("--warmup", c->warmup, "untimed steps first")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--reps", c->reps, "timed steps (median)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   cmd->add_option("--out", c->out, "output folder")->capture_default_str();
   cmd->add_flag("--no-max-batch", c->no_max, "skip the largest batch that fits at each context");
   cmd->add_flag("--no-plot", c->no_plot, "write no PNG / SVG");
