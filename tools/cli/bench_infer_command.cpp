@@ -26,7 +26,7 @@ struct BenchInferCli {
   std::vector<std::string> contexts = {"4K", "32K", "128K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "4", "16", "64", "256"};
   std::vector<std::string> models = {"hybrid", "mla"};
-  uint64_t seed = 0;
+  int64_t seed = 0;
   int warmup = 3, reps = 10;
   bool no_max = false, no_plot = false;
 };
@@ -61,7 +61,8 @@ void run(const BenchInferCli& c) {
   a.contexts = parse_contexts(c.contexts);
   a.batches = engine::parse_bench_batches(c.batches);
   a.models = engine::parse_bench_models(c.models);
-  a.seed = c.seed, a.warmup = c.warmup, a.reps = c.reps, a.add_max_batch = !c.no_max;
+  a.seed = static_cast<uint64_t>(c.seed), a.warmup = c.warmup, a.reps = c.reps,
+  a.add_max_batch = !c.no_max;
   if (!engine::engine_available())
     throw UserError(
         "bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
@@ -118,7 +119,9 @@ void register_bench_infer(CLI::App& app) {
   cmd->add_option("--models", c->models, "hybrid and/or mla (the all-MLA twin)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--seed", c->seed, "weights and synthetic caches")->capture_default_str();
+  cmd->add_option("--seed", c->seed, "weights and synthetic caches")
+      ->check(CLI::Range(int64_t{0}, int64_t{4294967295}))
+      ->capture_default_str();
   cmd->add_option("--warmup", c->warmup, "untimed steps first")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
