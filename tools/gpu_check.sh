@@ -111,6 +111,11 @@ for s in $stages; do
       KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_engine_test \
         --gtest_brief=1 2>&1 | tee "$out/engine.log" | tail -n 30
       rc=$((rc | ${PIPESTATUS[0]}))
+      echo "== compute-sanitizer memcheck: engine kernels, batched decode"
+      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 180 compute-sanitizer \
+        --tool memcheck --error-exitcode 3 .gpu/bin/kimi_cuda_engine_test --gtest_brief=1 \
+        --gtest_filter='EngineKernels.*:Engine.BatchedDecode*:Engine.Tiny*' >"$out/engine_memcheck.log" 2>&1
+      r=$?; tail -n 4 "$out/engine_memcheck.log"; echo "engine memcheck exit $r"; rc=$((rc | r))
       LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-240}" .gpu/bin/kimi-lab bench-infer \
         --preset kimi-linear-48b ${ENGINE_BENCH_ARGS:---contexts 4K,128K,1M --batch 1,8,64 --warmup 2 --reps 5} \
         --out "$out/bench_infer" --no-plot 2>&1 | tee "$out/bench_infer.log" | tail -n 45
