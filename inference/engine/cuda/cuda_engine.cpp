@@ -150,18 +150,19 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
   int64_t moe_layers = 0;
   for (const LayerOffsets& o : layout_.layers) moe_layers += o.is_moe;
   Carver k;
-  k.take<float>(slots * d);                                            // h
-  k.take<bf16>(slots * d);                                             // x
-  k.take<float>(slots * cols);                                         // proj
-  k.take<float>(slots * HK), k.take<float>(slots * HK);                // f, z
-  k.take<bf16>(slots * std::max(HK, Hm * c.v_head_dim));               // attn
-  k.take<float>(slots * Hm * D);                                       // qa
-  k.take<float>(split_rows * Hm * c.kv_lora_rank);                     // part_o
-  k.take<float>(split_rows * Hm * 2);                                  // part_ml
-  k.take<float>(slots * Hm * c.kv_lora_rank);                          // o_lat
-  k.take<float>(slots * E);                                            // scores
-  k.take<int>(std::max<int64_t>(moe_layers, 1) * S);                   // ids
-  k.take<float>(S);                                                    // weights
+  k.take<float>(slots * d);                               // h
+  k.take<bf16>(slots * d);                                // x
+  k.take<float>(slots * d);                               // x in fp32 (the router's input)
+  k.take<float>(slots * cols);                            // proj
+  k.take<float>(slots * HK), k.take<float>(slots * HK);   // f, z
+  k.take<bf16>(slots * std::max(HK, Hm * c.v_head_dim));  // attn
+  k.take<float>(slots * Hm * D);                          // qa
+  k.take<float>(split_rows * Hm * c.kv_lora_rank);        // part_o
+  k.take<float>(split_rows * Hm * 2);                     // part_ml
+  k.take<float>(slots * Hm * c.kv_lora_rank);             // o_lat
+  k.take<float>(slots * E);                               // scores
+  k.take<int>(std::max<int64_t>(moe_layers, 1) * S);      // ids
+  k.take<float>(S);                                       // weights
   k.take<int>(1), k.take<int>(E), k.take<int>(E + 1), k.take<int>(S);  // plan
   k.take<float>(S * 2 * h);                                            // gu
   k.take<bf16>(std::max({S * h, slots * layout_.mlp_hidden, slots * layout_.shared_hidden}));
@@ -211,6 +212,7 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   Carver k{work_.get<char>()};  // the same order as workspace_bytes
   h_ = k.take<float>(slots * d);
   x_ = k.take<bf16>(slots * d);
+  xf_ = k.take<float>(slots * d);
   proj_ = k.take<float>(slots * proj_cols_);
   fbuf_ = k.take<float>(slots * HK), zbuf_ = k.take<float>(slots * HK);
   attn_ = k.take<bf16>(slots * std::max(HK, Hm * c.v_head_dim));

@@ -57,7 +57,8 @@ class CudaEngine final : public DecodeEngine {
   DeviceBuffer kda_state_, kda_tails_, mla_rows_, lengths_;
   // Step buffers (workspace_bytes): see allocate_slots.
   DeviceBuffer work_;
-  float *h_ = nullptr, *proj_ = nullptr, *fbuf_ = nullptr, *zbuf_ = nullptr, *qa_ = nullptr;
+  float *h_ = nullptr, *xf_ = nullptr, *proj_ = nullptr, *fbuf_ = nullptr, *zbuf_ = nullptr,
+        *qa_ = nullptr;
   float *part_o_ = nullptr, *part_ml_ = nullptr, *olat_ = nullptr, *scores_ = nullptr;
   float *wts_ = nullptr, *gu_ = nullptr, *y_ = nullptr, *logits_ = nullptr;
   bf16 *x_ = nullptr, *attn_ = nullptr, *act_ = nullptr;

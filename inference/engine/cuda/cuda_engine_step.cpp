@@ -17,15 +17,15 @@ void CudaEngine::run_step(int B) {
   embed(tokens_, w<bf16>(layout_.embed), B, d, h_, stream_);
   for (size_t i = 0; i < layout_.layers.size(); ++i) {
     const LayerOffsets& o = layout_.layers[i];
-    rms_norm(h_, d, w<bf16>(o.input_norm), B, d, eps, x_, stream_);
+    rms_norm(h_, d, w<bf16>(o.input_norm), B, d, eps, x_, nullptr, stream_);
     if (o.is_mla)
       run_mla(static_cast<int>(i), B);
     else
       run_kda(static_cast<int>(i), B);
-    rms_norm(h_, d, w<bf16>(o.post_norm), B, d, eps, x_, stream_);
+    rms_norm(h_, d, w<bf16>(o.post_norm), B, d, eps, x_, o.is_moe ? xf_ : nullptr, stream_);
     run_ffn(static_cast<int>(i), B);
   }
-  rms_norm(h_, d, w<bf16>(layout_.final_norm), B, d, eps, x_, stream_);
+  rms_norm(h_, d, w<bf16>(layout_.final_norm), B, d, eps, x_, nullptr, stream_);
   gemv(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, x_, false, d, B, logits_,
        c.vocab_size, false, stream_);
   advance_lengths(slots_, B, lengths_.get<int>(), stream_);
@@ -91,7 +91,7 @@ void CudaEngine::run_ffn(int layer, int B) {
     int moe_index = 0;
     for (int i = 0; i < layer; ++i) moe_index += layout_.layers[i].is_moe;
     int* ids = ids_ + static_cast<int64_t>(moe_index) * caches_.slots * K;
-    moe_router(x_, w<float>(o.router), B, d, E, scores_, stream_);
+    moe_router(xf_, w<float>(o.router), B, d, E, scores_, stream_);
     moe_topk(scores_, w<float>(o.router_bias), B, E, K, c.moe_renormalize,
              static_cast<float>(c.routed_scaling_factor), ids, wts_, stream_);
     moe_plan(ids, S, E, plan_, stream_);

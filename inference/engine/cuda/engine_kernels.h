@@ -27,9 +27,11 @@ void set_lengths(int* lengths, int n, int value, cudaStream_t s);
 
 // --- small ops (norm_embed.cu) ---
 void embed(const int* tokens, const bf16* table, int B, int d, float* h, cudaStream_t s);
-// out = bf16(x * rsqrt(mean(x^2) + eps) * w), x rows of `stride` elements.
+// out = bf16(x * rsqrt(mean(x^2) + eps) * w), x rows of `stride` elements; out_f32 (optional)
+// gets the same row unrounded (the MoE router's input: routing near a tie must not depend on
+// the bf16 rounding of its input).
 void rms_norm(const float* x, int64_t stride, const bf16* w, int B, int d, float eps, bf16* out,
-              cudaStream_t s);
+              float* out_f32, cudaStream_t s);
 // out[r, j] = silu(gu[r, j]) * gu[r, h + j]; gu rows of 2h.
 void swiglu(const float* gu, int rows, int h, bf16* out, cudaStream_t s);
 void advance_lengths(const int* slots, int B, int* lengths, cudaStream_t s);
@@ -47,8 +49,8 @@ struct MoePlan {
   int* offsets;   // [E + 1] into `sorted`, per active expert
   int* sorted;    // [B * top_k] slot indices b * top_k + k
 };
-// scores[b, e] = sigmoid(x[b] . router[e]) (router fp32 [E, d]).
-void moe_router(const bf16* x, const float* router, int B, int d, int E, float* scores,
+// scores[b, e] = sigmoid(x[b] . router[e]) (x and router fp32, router [E, d]).
+void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
                 cudaStream_t s);
 // Top-k by scores + bias (ties to the lower id); weights = unbiased scores renormalised (top_k
 // > 1) times `scale`. ids, weights: [B, top_k].

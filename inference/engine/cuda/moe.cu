@@ -11,15 +11,15 @@ namespace kimi::inference::engine::cuda {
 namespace {
 
 // One warp per expert row; the row is read once, for every token.
-__global__ void router_kernel(const bf16* x, const float* router, int B, int d, int E,
+__global__ void router_kernel(const float* x, const float* router, int B, int d, int E,
                               float* scores) {
   const int e = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (e >= E) return;
   const float* w = router + static_cast<int64_t>(e) * d;
   for (int b = 0; b < B; ++b) {
-    const bf16* xr = x + static_cast<int64_t>(b) * d;
+    const float* xr = x + static_cast<int64_t>(b) * d;
     float acc = 0.f;
-    for (int k = lane; k < d; k += 32) acc = fmaf(w[k], __bfloat162float(xr[k]), acc);
+    for (int k = lane; k < d; k += 32) acc = fmaf(w[k], xr[k], acc);
     acc = warp_sum(acc);
     if (lane == 0) scores[static_cast<int64_t>(b) * E + e] = sigmoid_f(acc);
   }
@@ -101,7 +101,7 @@ __global__ void combine_kernel(const float* y, const float* weights, int top_k, 
 
 }  // namespace
 
-void moe_router(const bf16* x, const float* router, int B, int d, int E, float* scores,
+void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
                 cudaStream_t s) {
   router_kernel<<<(E + 7) / 8, 256, 0, s>>>(x, router, B, d, E, scores);
   KIMI_CUDA_CHECK_LAUNCH();

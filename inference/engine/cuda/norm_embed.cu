@@ -13,14 +13,17 @@ __global__ void embed_kernel(const int* tokens, const bf16* table, int d, float*
 
 // One block per row: the sum of squares in fp32, then the scaled row.
 __global__ void rms_norm_kernel(const float* x, int64_t stride, const bf16* w, int d, float eps,
-                                bf16* out) {
+                                bf16* out, float* out_f32) {
   __shared__ float scratch[33];
   const float* xr = x + blockIdx.x * stride;
   float ss = 0.f;
   for (int j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
   const float r = rsqrtf(block_sum(ss, scratch) / d + eps);
-  for (int j = threadIdx.x; j < d; j += blockDim.x)
-    out[static_cast<int64_t>(blockIdx.x) * d + j] = __float2bfloat16(xr[j] * r * to_f(w[j]));
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    const float v = xr[j] * r * to_f(w[j]);
+    out[static_cast<int64_t>(blockIdx.x) * d + j] = __float2bfloat16(v);
+    if (out_f32) out_f32[static_cast<int64_t>(blockIdx.x) * d + j] = v;
+  }
 }
 
 __global__ void swiglu_kernel(const float* gu, int64_t n, int h, bf16* out) {
@@ -44,8 +47,8 @@ void embed(const int* tokens, const bf16* table, int B, int d, float* h, cudaStr
 }
 
 void rms_norm(const float* x, int64_t stride, const bf16* w, int B, int d, float eps, bf16* out,
-              cudaStream_t s) {
-  rms_norm_kernel<<<B, 256, 0, s>>>(x, stride, w, d, eps, out);
+              float* out_f32, cudaStream_t s) {
+  rms_norm_kernel<<<B, 256, 0, s>>>(x, stride, w, d, eps, out, out_f32);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
