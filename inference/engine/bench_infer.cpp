@@ -117,6 +117,7 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
         row.tpot_ms = e->time_steps_ms(b, a.warmup, a.reps);
         row.tokens_per_s = b / row.tpot_ms * 1e3;
         row.distinct_experts = e->distinct_experts_last_step();
+        row.kernels = e->graph_nodes();
         row.weight_bytes = active_weight_bytes(layout, row.distinct_experts, b);
         // The timed steps ran at lengths ctx .. ctx + warmup + reps; the middle one stands for all.
         row.cache_bytes = b * e->caches().step_bytes(ctx + a.warmup + a.reps / 2);
@@ -132,14 +133,14 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
 }
 
 std::string bench_table(const BenchResult& r) {
-  std::string t =
-      fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9}\n", "model", "context",
-                  "batch", "TPOT ms", "tokens/s", "floor ms", "TPOT/fl", "wt GB", "cache GB");
+  std::string t = fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9} {:>8}\n",
+                              "model", "context", "batch", "TPOT ms", "tokens/s", "floor ms",
+                              "TPOT/fl", "wt GB", "cache GB", "kernels");
   for (const BenchRow& x : r.rows)
-    t += fmt::format("{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f}\n",
-                     model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms,
-                     x.tokens_per_s, x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9,
-                     x.cache_bytes / 1e9);
+    t += fmt::format(
+        "{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f} {:>8}\n",
+        model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms, x.tokens_per_s,
+        x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9, x.cache_bytes / 1e9, x.kernels);
   return t;
 }
 
@@ -157,12 +158,12 @@ std::string bench_csv(const BenchResult& r) {
   std::string s = "# bench-infer: decode TPOT on " + r.device + " (" + r.source +
                   "); caches filled with synthetic values up to each context, not prefilled\n"
                   "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
-                  "cache_bytes,distinct_experts,max_batch,copy_gbs,synthetic_cache\n";
+                  "cache_bytes,distinct_experts,kernels,max_batch,copy_gbs,synthetic_cache\n";
   for (const BenchRow& x : r.rows)
-    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{:.1f},1\n",
+    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1\n",
                      model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s, x.floor_ms,
                      x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes, x.distinct_experts,
-                     x.max_batch, r.copy_bytes_per_s / 1e9);
+                     x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9);
   return s;
 }
 

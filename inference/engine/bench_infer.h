@@ -39,6 +39,7 @@ struct BenchRow {
   double tpot_ms = 0, tokens_per_s = 0, floor_ms = 0;
   int64_t weight_bytes = 0, cache_bytes = 0;  // read per step
   int64_t distinct_experts = 0;               // summed over MoE layers
+  int64_t kernels = 0;                        // nodes of the step's CUDA graph
 };
 
 struct MemoryRow {

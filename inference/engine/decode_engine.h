@@ -45,6 +45,8 @@ class DecodeEngine {
   // Median of `reps` timed steps (CUDA events, one captured graph, after `warmup` steps) of
   // slots [0, batch), ms. The lengths advance by warmup + reps.
   virtual double time_steps_ms(int64_t batch, int warmup, int reps) = 0;
+  // Nodes (kernel launches and copies) of the last captured step graph; 0 before any.
+  virtual int64_t graph_nodes() const = 0;
   // Distinct experts the last step chose, summed over MoE layers.
   virtual int64_t distinct_experts_last_step() = 0;
   // Device-to-device copy bandwidth (bytes read + written per second), measured now.

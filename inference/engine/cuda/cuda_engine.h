@@ -30,6 +30,7 @@ class CudaEngine final : public DecodeEngine {
   int64_t length(int64_t slot) const override;
   double time_steps_ms(int64_t batch, int warmup, int reps) override;
   int64_t distinct_experts_last_step() override;
+  int64_t graph_nodes() const override { return graph_nodes_; }
   double copy_bandwidth() override;
   int64_t free_device_bytes() const override;
   int64_t max_slots(int64_t max_tokens) const override;
@@ -66,6 +67,7 @@ class CudaEngine final : public DecodeEngine {
   MoePlan plan_{};
   int64_t proj_cols_ = 0, max_splits_rows_ = 0;
   int last_batch_ = 0;
+  int64_t graph_nodes_ = 0;
   std::vector<int64_t> host_len_;
   std::map<int, cudaGraphExec_t> graphs_;
 };

@@ -129,6 +129,9 @@ double CudaEngine::time_steps_ms(int64_t batch, int warmup, int reps) {
     KIMI_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     run_step(B);
     KIMI_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    size_t nodes = 0;
+    KIMI_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
+    graph_nodes_ = static_cast<int64_t>(nodes);
     KIMI_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     KIMI_CUDA_CHECK(cudaGraphDestroy(graph));
     graphs_[B] = exec;
