@@ -67,9 +67,6 @@ void run(const BenchInferCli& c) {
     throw UserError(
         "bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
         "-DKIMI_LAB_CUDA=ON and a GPU)");
-  std::error_code ec;
-  fs::create_directories(c.out, ec);
-  if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", c.out, ec.message()));
   fmt::print(
       "bench-infer: bf16 weights, fp32 KDA state, bf16 MLA latent cache; caches filled with "
       "SYNTHETIC values up to each context (no prefill); TPOT = median of {} CUDA-graph steps "
@@ -85,6 +82,9 @@ void run(const BenchInferCli& c) {
       "\nMemory (bf16 weights; cache per sequence: fp32 KDA state + tails, bf16 MLA "
       "latent):\n{}",
       engine::memory_table(r));
+  std::error_code ec;  // made only now: a run that fails early leaves no folder behind
+  fs::create_directories(c.out, ec);
+  if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", c.out, ec.message()));
   const std::string csv = c.out + "/bench_infer.csv";
   io::write_file_atomic(csv, engine::bench_csv(r));
   io::write_file_atomic(c.out + "/bench_infer.txt",
