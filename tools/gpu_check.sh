@@ -112,9 +112,9 @@ for s in $stages; do
         --gtest_brief=1 2>&1 | tee "$out/engine.log" | tail -n 30
       rc=$((rc | ${PIPESTATUS[0]}))
       echo "== compute-sanitizer memcheck: engine kernels, batched decode"
-      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 180 compute-sanitizer \
+      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 100 compute-sanitizer \
         --tool memcheck --error-exitcode 3 .gpu/bin/kimi_cuda_engine_test --gtest_brief=1 \
-        --gtest_filter='EngineKernels.*:Engine.BatchedDecode*:Engine.Tiny*' >"$out/engine_memcheck.log" 2>&1
+        --gtest_filter='EngineKernels.*:Engine.BatchedDecode*' >"$out/engine_memcheck.log" 2>&1
       r=$?; tail -n 4 "$out/engine_memcheck.log"; echo "engine memcheck exit $r"; rc=$((rc | r))
       # The 48B's bf16 weights are 92 GiB: on a smaller card bench kimi_tiny's checkpoint instead
       # (the CLI, HF loading and timing paths; its floor means little).
@@ -124,7 +124,7 @@ for s in $stages; do
         echo "== ${mib} MiB of GPU memory: the 48B does not fit; bench-infer on kimi_tiny instead"
         model="$PWD/.gpu/golden/kimi_tiny" args="--contexts 4K,128K --batch 1,8,64 --no-max-batch"
       fi
-      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-240}" .gpu/bin/kimi-lab bench-infer \
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-150}" .gpu/bin/kimi-lab bench-infer \
         $model ${ENGINE_BENCH_ARGS:-$args} \
         --out "$out/bench_infer" --no-plot 2>&1 | tee "$out/bench_infer.log" | tail -n 45
       rc=$((rc | ${PIPESTATUS[0]})) ;;
