@@ -280,6 +280,13 @@ const std::vector<BadArgs>& bad_args_table() {
       {{"verify", "{GOLD}/linear_ops_small.safetensors", "--dtype", "f16"}, "--dtype"},
       {{"verify", "{GOLD}/linear_ops_small.safetensors", "--device", "tpu"}, "--device"},
       // bench
+      {{"bench-infer", "--batch", "0"}, "--batch"},
+      {{"bench-infer", "--batch", "4x"}, "--batch"},
+      {{"bench-infer", "--models", "gdn"}, "--models"},
+      {{"bench-infer", "--contexts", "0"}, "--contexts"},
+      {{"bench-infer", "--reps", "0"}, "--reps"},
+      {{"bench-infer", "--warmup", "-1"}, "--warmup"},
+      {{"bench-infer", "--seed", "-1"}, "--seed"},
       {{"bench", "--reps", "0"}, "--reps"},
       {{"bench", "--reps", "-1"}, "--reps"},
       {{"bench", "--reps", "abc"}, "--reps"},

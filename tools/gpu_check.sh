@@ -6,7 +6,8 @@
 # On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
-# attention: kimi_cuda_attention_test (parity, sanitizers, --bench). Logs land in $OUT.
+# attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage engine: the decode
+# engine's tests and a short bench-infer (TARGETS="kimi_cuda_engine_test kimi-lab"). Logs land in $OUT.
 # Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla)
 # (default: tests sanitize bench)
 set -euo pipefail
@@ -119,6 +120,28 @@ for s in $stages; do
         r=$?; tail -n 3 "$out/attention_$tool.log"; echo "attention $tool exit $r"; rc=$((rc | r))
       done
       .gpu/bin/kimi_cuda_attention_test --bench 2>&1 | tee "$out/attention_bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
+    engine)  # the decode engine: kimi_tiny logits, odd sizes vs the f32 model, batched vs one by
+             # one; then a short bench-infer of the 48B hybrid and all-MLA (needs ~100 GB: H200)
+      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_engine_test \
+        --gtest_brief=1 2>&1 | tee "$out/engine.log" | tail -n 30
+      rc=$((rc | ${PIPESTATUS[0]}))
+      echo "== compute-sanitizer memcheck: engine kernels, batched decode"
+      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 100 compute-sanitizer \
+        --tool memcheck --error-exitcode 3 .gpu/bin/kimi_cuda_engine_test --gtest_brief=1 \
+        --gtest_filter='EngineKernels.*:Engine.BatchedDecode*' >"$out/engine_memcheck.log" 2>&1
+      r=$?; tail -n 4 "$out/engine_memcheck.log"; echo "engine memcheck exit $r"; rc=$((rc | r))
+      # The 48B's bf16 weights are 92 GiB: on a smaller card bench kimi_tiny's checkpoint instead
+      # (the CLI, HF loading and timing paths; its floor means little).
+      mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n 1)
+      model="--preset kimi-linear-48b" args="--contexts 4K,128K,1M --batch 1,8,64 --warmup 2 --reps 5"
+      if [ "${mib:-0}" -lt 120000 ]; then
+        echo "== ${mib} MiB of GPU memory: the 48B does not fit; bench-infer on kimi_tiny instead"
+        model="$PWD/.gpu/golden/kimi_tiny" args="--contexts 4K,128K --batch 1,8,64 --no-max-batch"
+      fi
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-150}" .gpu/bin/kimi-lab bench-infer \
+        $model ${ENGINE_BENCH_ARGS:-$args} \
+        --out "$out/bench_infer" --no-plot 2>&1 | tee "$out/bench_infer.log" | tail -n 45
+      rc=$((rc | ${PIPESTATUS[0]})) ;;
     profile)  # the two chunk-forward kernels of one call at T=8192, under Nsight Compute
       timeout 240 ncu --kernel-name regex:chunk_ --launch-skip 4 --launch-count 2 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \

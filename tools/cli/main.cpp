@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   kimi::cli::register_data(app);
   kimi::cli::register_simulate(app);
   kimi::cli::register_scaling(app);
+  kimi::cli::register_bench_infer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

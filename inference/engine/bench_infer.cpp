@@ -1,0 +1,170 @@
+// bench-infer (bench_infer.h): the measurement loop, the floor, the tables and the CSV.
+#include "inference/engine/bench_infer.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/tensor/error.h"
+#include "inference/engine/decode_engine.h"
+#include "inference/sim_args.h"
+
+namespace kimi::inference::engine {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+std::string tokens_label(int64_t n) {
+  if (n >= (1 << 20) && n % (1 << 20) == 0) return fmt::format("{}M", n >> 20);
+  if (n >= (1 << 10) && n % (1 << 10) == 0) return fmt::format("{}K", n >> 10);
+  return std::to_string(n);
+}
+
+}  // namespace
+
+std::vector<ModelKind> parse_bench_models(const std::vector<std::string>& items) {
+  std::vector<ModelKind> out;
+  for (const std::string& s : items) {
+    ModelKind m;
+    if (s == "hybrid")
+      m = ModelKind::kHybrid;
+    else if (s == "mla" || s == "all-mla")
+      m = ModelKind::kAllMla;
+    else
+      throw UserError(fmt::format("--models: '{}' (want hybrid, mla or all-mla)", s));
+    if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  }
+  if (out.empty()) throw UserError("--models: empty list");
+  return out;
+}
+
+std::vector<int64_t> parse_bench_batches(const std::vector<std::string>& items) {
+  std::vector<int64_t> out;
+  for (const std::string& s : items) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || s.empty() || v < 1 || v > 65536)
+      throw UserError(fmt::format("--batch: '{}' (want whole numbers in [1, 65536])", s));
+    out.push_back(v);
+  }
+  if (out.empty()) throw UserError("--batch: empty list");
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+double floor_ms(int64_t weight_bytes, int64_t cache_bytes, double bytes_per_s) {
+  return static_cast<double>(weight_bytes + cache_bytes) / bytes_per_s * 1e3;
+}
+
+BenchResult run_bench_infer(const BenchInferArgs& a,
+                            const std::function<void(const std::string&)>& log) {
+  if (!a.hf_dir.empty() && !a.preset.empty())
+    throw UserError("bench-infer: give a preset or HF_DIR, not both");
+  if (a.warmup < 1 || a.reps < 1) throw UserError("bench-infer: --warmup and --reps must be >= 1");
+  for (int64_t n : a.contexts)
+    if (n < 1) throw UserError(fmt::format("--contexts: {} is not a positive length", n));
+  const std::string preset = a.hf_dir.empty() && a.preset.empty() ? "kimi-linear-48b" : a.preset;
+  const models::KimiLinearConfig hybrid = resolve_model(a.hf_dir, preset);
+  BenchResult r;
+  r.source = model_source(a.hf_dir, preset);
+  for (ModelKind kind : a.models) {
+    const models::KimiLinearConfig c = model_config(hybrid, kind);
+    const WeightLayout layout = make_weight_layout(c);
+    std::unique_ptr<DecodeEngine> e = make_decode_engine(layout);
+    r.device = e->device_name();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (a.hf_dir.empty() || kind == ModelKind::kAllMla)
+      e->init_random(a.seed);
+    else
+      e->load_hf(a.hf_dir);
+    const double build_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r.copy_bytes_per_s == 0) r.copy_bytes_per_s = e->copy_bandwidth();
+    log(
+        fmt::format("{}: {:.2f} GiB of bf16 weights on {} ({}, {:.2f} s), copy bandwidth {:.2f} "
+                    "TB/s",
+                    model_name(kind), layout.total_bytes / kGiB, r.device,
+                    kind == ModelKind::kAllMla || a.hf_dir.empty() ? "random, seeded" : a.hf_dir,
+                    build_s, r.copy_bytes_per_s / 1e12));
+    const int64_t extra = a.warmup + a.reps + 1;
+    for (int64_t ctx : a.contexts) {
+      MemoryRow m;
+      m.model = kind, m.context = ctx, m.weights_bytes = layout.total_bytes;
+      m.cache_per_seq = make_cache_layout(c, 1, ctx).bytes_per_slot();
+      m.max_batch = std::min(e->max_slots(ctx + extra), a.max_batch_cap);
+      r.memory.push_back(m);
+      std::vector<int64_t> batches;
+      for (int64_t b : a.batches)
+        if (b <= m.max_batch) batches.push_back(b);
+      if (a.add_max_batch && m.max_batch > 0 &&
+          std::find(batches.begin(), batches.end(), m.max_batch) == batches.end())
+        batches.push_back(m.max_batch);
+      if (batches.empty())
+        log(fmt::format("{} at {}: not even one sequence fits", model_name(kind),
+                        tokens_label(ctx)));
+      for (int64_t b : batches) {
+        e->allocate_slots(b, ctx + extra);
+        e->fill_synthetic(b, ctx, a.seed + 17);
+        BenchRow row;
+        row.model = kind, row.context = ctx, row.batch = b, row.max_batch = m.max_batch;
+        row.tpot_ms = e->time_steps_ms(b, a.warmup, a.reps);
+        row.tokens_per_s = b / row.tpot_ms * 1e3;
+        row.distinct_experts = e->distinct_experts_last_step();
+        row.kernels = e->graph_nodes();
+        row.weight_bytes = active_weight_bytes(layout, row.distinct_experts, b);
+        // The timed steps ran at lengths ctx .. ctx + warmup + reps; the middle one stands for all.
+        row.cache_bytes = b * e->caches().step_bytes(ctx + a.warmup + a.reps / 2);
+        row.floor_ms = floor_ms(row.weight_bytes, row.cache_bytes, r.copy_bytes_per_s);
+        log(fmt::format("  {} context {} batch {}: TPOT {:.3f} ms, floor {:.3f} ms ({:.2f}x)",
+                        model_name(kind), tokens_label(ctx), b, row.tpot_ms, row.floor_ms,
+                        row.tpot_ms / row.floor_ms));
+        r.rows.push_back(row);
+      }
+    }
+  }
+  return r;
+}
+
+std::string bench_table(const BenchResult& r) {
+  std::string t = fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9} {:>8}\n",
+                              "model", "context", "batch", "TPOT ms", "tokens/s", "floor ms",
+                              "TPOT/fl", "wt GB", "cache GB", "kernels");
+  for (const BenchRow& x : r.rows)
+    t += fmt::format(
+        "{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f} {:>8}\n",
+        model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms, x.tokens_per_s,
+        x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9, x.cache_bytes / 1e9, x.kernels);
+  return t;
+}
+
+std::string memory_table(const BenchResult& r) {
+  std::string t = fmt::format("{:<8} {:>8} {:>12} {:>16} {:>12}\n", "model", "context",
+                              "weights GiB", "cache/seq GiB", "max batch");
+  for (const MemoryRow& m : r.memory)
+    t += fmt::format("{:<8} {:>8} {:>12.2f} {:>16.4f} {:>12}\n", model_name(m.model),
+                     tokens_label(m.context), m.weights_bytes / kGiB, m.cache_per_seq / kGiB,
+                     m.max_batch);
+  return t;
+}
+
+std::string bench_csv(const BenchResult& r) {
+  std::string s = "# bench-infer: decode TPOT on " + r.device + " (" + r.source +
+                  "); caches filled with synthetic values up to each context, not prefilled\n"
+                  "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
+                  "cache_bytes,distinct_experts,kernels,max_batch,copy_gbs,synthetic_cache\n";
+  for (const BenchRow& x : r.rows)
+    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1\n",
+                     model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s, x.floor_ms,
+                     x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes, x.distinct_experts,
+                     x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9);
+  return s;
+}
+
+}  // namespace kimi::inference::engine

@@ -1,0 +1,70 @@
+// `kimi-lab bench-infer`: decode TPOT of the engine for the hybrid and its all-MLA twin, at each
+// context and batch that fits, against the memory floor measured in the same run:
+//   floor = (weight bytes the step reads + cache bytes it reads and writes) / copy bandwidth
+// where the weight bytes count every non-expert weight, the lm_head, the embedding rows of the
+// batch and each routed expert the step actually chose once (distinct experts, read back after
+// the timing), and the copy bandwidth is a 1 GiB device-to-device copy (read + write bytes).
+// Long contexts are not prefilled: the caches are filled with synthetic values (hash noise)
+// and the lengths set, which costs the decode step the same bytes as a real prefix.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "inference/simulator.h"
+
+namespace kimi::inference::engine {
+
+struct BenchInferArgs {
+  std::string hf_dir, preset;  // exactly one; both empty = preset kimi-linear-48b
+  std::vector<int64_t> contexts = {4096, 32768, 131072, 524288, 1048576};
+  std::vector<int64_t> batches = {1, 4, 16, 64, 256};
+  bool add_max_batch = true;  // also the largest batch that fits at each context
+  std::vector<ModelKind> models = {ModelKind::kHybrid, ModelKind::kAllMla};
+  uint64_t seed = 0;
+  int warmup = 3, reps = 10;
+  int64_t max_batch_cap = 1024;
+};
+
+// "hybrid", "mla" or "all-mla", comma lists already split; UserError naming --models.
+std::vector<ModelKind> parse_bench_models(const std::vector<std::string>& items);
+// Positive batch sizes; UserError naming --batch.
+std::vector<int64_t> parse_bench_batches(const std::vector<std::string>& items);
+
+struct BenchRow {
+  ModelKind model = ModelKind::kHybrid;
+  int64_t context = 0, batch = 0, max_batch = 0;
+  double tpot_ms = 0, tokens_per_s = 0, floor_ms = 0;
+  int64_t weight_bytes = 0, cache_bytes = 0;  // read per step
+  int64_t distinct_experts = 0;               // summed over MoE layers
+  int64_t kernels = 0;                        // nodes of the step's CUDA graph
+};
+
+struct MemoryRow {
+  ModelKind model = ModelKind::kHybrid;
+  int64_t context = 0, weights_bytes = 0, cache_per_seq = 0, max_batch = 0;
+};
+
+struct BenchResult {
+  std::string device, source;
+  double copy_bytes_per_s = 0;
+  std::vector<BenchRow> rows;
+  std::vector<MemoryRow> memory;
+};
+
+// The floor of one step in ms at `bytes_per_s`.
+double floor_ms(int64_t weight_bytes, int64_t cache_bytes, double bytes_per_s);
+
+// Runs the whole benchmark on the registered engine; `log` gets one line per row as it goes.
+BenchResult run_bench_infer(const BenchInferArgs& a,
+                            const std::function<void(const std::string&)>& log);
+
+std::string bench_table(const BenchResult& r);
+std::string memory_table(const BenchResult& r);
+// One row per (model, context, batch): readable by `simulate --measured` and
+// tools/plot_simulator.py.
+std::string bench_csv(const BenchResult& r);
+
+}  // namespace kimi::inference::engine

@@ -1,0 +1,75 @@
+// The CUDA decode engine (decode_engine.h): the bf16 weight arena, the per-slot caches and the
+// step buffers sized for all slots; a step enqueues every kernel on one stream (and can be
+// captured once per batch size into a CUDA graph, which the timing replays).
+#pragma once
+
+#include <map>
+#include <vector>
+
+#include "inference/engine/cuda/device_buffer.h"
+#include "inference/engine/cuda/engine_kernels.h"
+#include "inference/engine/decode_engine.h"
+
+namespace kimi::inference::engine::cuda {
+
+class CudaEngine final : public DecodeEngine {
+ public:
+  explicit CudaEngine(const WeightLayout& layout);
+  ~CudaEngine() override;
+
+  const WeightLayout& layout() const override { return layout_; }
+  void init_random(uint64_t seed) override;
+  void load_hf(const std::string& dir) override;
+  std::vector<float> read_weight(const WeightEntry& e) const override;
+  void allocate_slots(int64_t slots, int64_t max_tokens) override;
+  const CacheLayout& caches() const override { return caches_; }
+  void reset() override;
+  void fill_synthetic(int64_t n, int64_t length, uint64_t seed) override;
+  void step(const std::vector<int32_t>& slots, const std::vector<int32_t>& tokens,
+            std::vector<float>* logits) override;
+  int64_t length(int64_t slot) const override;
+  double time_steps_ms(int64_t batch, int warmup, int reps) override;
+  int64_t distinct_experts_last_step() override;
+  int64_t graph_nodes() const override { return graph_nodes_; }
+  double copy_bandwidth() override;
+  int64_t free_device_bytes() const override;
+  int64_t max_slots(int64_t max_tokens) const override;
+  std::string device_name() const override;
+
+ private:
+  // Step buffers for `slots` rows, in bytes (the same formula allocates them).
+  int64_t workspace_bytes(int64_t slots) const;
+  int splits_for(int batch) const;
+  void run_step(int batch);  // enqueues one step of rows [0, batch) of tokens_ / slots_
+  void run_kda(int layer, int batch);
+  void run_mla(int layer, int batch);
+  void run_ffn(int layer, int batch);
+  void clear_graphs();
+  template <class T>
+  T* w(int64_t offset) const {
+    return reinterpret_cast<T*>(arena_.get<char>() + offset);
+  }
+
+  WeightLayout layout_;
+  CacheLayout caches_;
+  cudaStream_t stream_ = nullptr;
+  int sms_ = 132;
+  DeviceBuffer arena_;
+  DeviceBuffer kda_state_, kda_tails_, mla_rows_, lengths_;
+  // Step buffers (workspace_bytes): see allocate_slots.
+  DeviceBuffer work_;
+  float *h_ = nullptr, *xf_ = nullptr, *proj_ = nullptr, *fbuf_ = nullptr, *zbuf_ = nullptr,
+        *qa_ = nullptr;
+  float *part_o_ = nullptr, *part_ml_ = nullptr, *olat_ = nullptr, *scores_ = nullptr;
+  float *wts_ = nullptr, *gu_ = nullptr, *y_ = nullptr, *logits_ = nullptr;
+  bf16 *x_ = nullptr, *attn_ = nullptr, *act_ = nullptr;
+  int *ids_ = nullptr, *tokens_ = nullptr, *slots_ = nullptr;
+  MoePlan plan_{};
+  int64_t proj_cols_ = 0, max_splits_rows_ = 0;
+  int last_batch_ = 0;
+  int64_t graph_nodes_ = 0;
+  std::vector<int64_t> host_len_;
+  std::map<int, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace kimi::inference::engine::cuda

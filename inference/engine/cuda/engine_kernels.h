@@ -1,0 +1,112 @@
+// Launchers of the decode engine's kernels (inference/engine/cuda/*.cu). Raw pointers, sizes and
+// a stream; no framework types (docs/architecture.md). Layouts, row-major throughout:
+//   h       fp32 [B, d]      residual stream
+//   x       bf16 [B, d]      a normed copy of h (the projections' input)
+//   weights bf16 [out, in]   as nn::Linear (y = x W^T)
+// `slots[b]` is the cache slot of batch row b; `lengths[slot]` its tokens before this step.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace kimi::inference::engine::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// --- weights and synthetic caches (init.cu) ---
+// kind: InitKind of weight_layout.h. f32 picks the element type of `dst`.
+void init_tensor(void* dst, bool f32, int64_t n, int kind, float a, float b, uint64_t seed,
+                 uint64_t tensor_id, cudaStream_t s);
+// uniform(-scale, scale) from a hash of (seed, index).
+void fill_uniform(void* dst, bool f32, int64_t n, float scale, uint64_t seed, cudaStream_t s);
+// fp32 host data staged on the device -> the entry's type.
+void convert_f32(void* dst, bool f32, const float* src, int64_t n, cudaStream_t s);
+void set_lengths(int* lengths, int n, int value, cudaStream_t s);
+
+// --- small ops (norm_embed.cu) ---
+void embed(const int* tokens, const bf16* table, int B, int d, float* h, cudaStream_t s);
+// out = bf16(x * rsqrt(mean(x^2) + eps) * w), x rows of `stride` elements; out_f32 (optional)
+// gets the same row unrounded (the MoE router's input: routing near a tie must not depend on
+// the bf16 rounding of its input).
+void rms_norm(const float* x, int64_t stride, const bf16* w, int B, int d, float eps, bf16* out,
+              float* out_f32, cudaStream_t s);
+// out[r, j] = silu(gu[r, j]) * gu[r, h + j]; gu rows of 2h.
+void swiglu(const float* gu, int rows, int h, bf16* out, cudaStream_t s);
+void advance_lengths(const int* slots, int B, int* lengths, cudaStream_t s);
+
+// --- GEMV (gemv.cu): y[r, n] (+)= sum_k W[n, k] x[r, k], every weight row read once per 8
+// rows of x. x is bf16 or fp32 (x_f32) with row stride x_stride; y row stride y_stride.
+void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B, float* y,
+          int64_t y_stride, bool accumulate, cudaStream_t s);
+
+// --- MoE (moe.cu) ---
+// The per-step plan: which experts were chosen and, per chosen expert, its (token, k) slots.
+struct MoePlan {
+  int* n_active;  // [1]
+  int* active;    // [E] expert ids, in id order
+  int* offsets;   // [E + 1] into `sorted`, per active expert
+  int* sorted;    // [B * top_k] slot indices b * top_k + k
+};
+// scores[b, e] = sigmoid(x[b] . router[e]) (x and router fp32, router [E, d]).
+void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
+                cudaStream_t s);
+// Top-k by scores + bias (ties to the lower id); weights = unbiased scores renormalised (top_k
+// > 1) times `scale`. ids, weights: [B, top_k].
+void moe_topk(const float* scores, const float* bias, int B, int E, int top_k, bool renorm,
+              float scale, int* ids, float* weights, cudaStream_t s);
+void moe_plan(const int* ids, int slots_n, int E, const MoePlan& plan, cudaStream_t s);
+// Grouped GEMV over the active experts: for each active expert e and each of its slots r,
+// y[r, n] = sum_k W_e[n, k] x[r / in_div, k], W_e = W0 + e * expert_stride (elements).
+// max_groups bounds the grid (min(E, slots)); each chosen expert's rows are read once per 8 slots.
+void expert_gemv(const bf16* W0, int64_t expert_stride, int N, int K, const bf16* x,
+                 int64_t x_stride, int in_div, const MoePlan& plan, int max_groups, float* y,
+                 int64_t y_stride, cudaStream_t s);
+// h[b, n] += sum_k weights[b, k] y[b * top_k + k, n].
+void moe_combine(const float* y, const float* weights, int B, int top_k, int d, float* h,
+                 cudaStream_t s);
+
+// --- KDA (kda_decode.cu): one fused kernel per (row, head) after the projections ---
+struct KdaStep {
+  int B, H, K, W;  // value dim = K
+  const int* slots;
+  const float* proj;  // [B, proj_stride]: q (HK), k (HK), v (HK), f_a (K), g_a (K), b (H)
+  int64_t proj_stride;
+  const float* f;                        // [B, HK] f_b(f_a) (before dt_bias)
+  const float* z;                        // [B, HK] g_b(g_a) (before its bias)
+  const bf16 *conv_q, *conv_k, *conv_v;  // [HK, W]
+  const float *a_log, *dt_bias;          // [H], [HK]
+  const bf16 *g_bias, *o_norm;           // [HK], [K]
+  float* state;                          // [slots, H, K, K]
+  float* tails;                          // [slots, 3, W-1, HK]
+  float norm_eps;
+  bf16* out;  // [B, HK]
+};
+void kda_decode(const KdaStep& a, cudaStream_t s);
+
+// --- MLA (mla_decode.cu): absorbed attention over the latent cache ---
+struct MlaStep {
+  int B, H, nope, rope, vd, rank;
+  const int* slots;
+  const int* lengths;
+  const float* proj;  // [B, proj_stride]: q (H * (nope + rope)), kv_a (rank + rope)
+  int64_t proj_stride;
+  const bf16* kv_norm;  // [rank]
+  const bf16* kv_b;     // [H * (nope + vd), rank]
+  float norm_eps, scale;
+  bf16* cache;  // [slots, max_tokens, rank + rope]
+  int64_t max_tokens;
+  float* qa;       // [B, H, rank + rope] workspace
+  float* part_o;   // [B, splits, H, rank]
+  float* part_ml;  // [B, splits, H, 2]
+  float* o_lat;    // [B, H, rank]
+  int splits;
+  bf16* out;  // [B, H * vd]
+};
+void mla_decode(const MlaStep& a, cudaStream_t s);
+// Shared memory the attention kernel needs; the layout refuses configs beyond the device's.
+int64_t mla_smem_bytes(int H, int rank, int rope);
+constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
+
+}  // namespace kimi::inference::engine::cuda

@@ -1,0 +1,127 @@
+// MoE routing on the device (models/moe.h's rule, as route_tokens): sigmoid router scores in
+// fp32, top-k by score + correction bias with ties to the lower expert id, weights = the unbiased
+// scores renormalised (top_k > 1) times routed_scaling_factor; then the plan that groups the
+// chosen (token, k) slots by expert for the grouped GEMV, and the weighted sum back into h.
+#include <cfloat>
+
+#include "core/cuda/runtime/check.h"
+#include "inference/engine/cuda/engine_common.cuh"
+
+namespace kimi::inference::engine::cuda {
+namespace {
+
+// One warp per expert row; the row is read once, for every token.
+__global__ void router_kernel(const float* x, const float* router, int B, int d, int E,
+                              float* scores) {
+  const int e = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (e >= E) return;
+  const float* w = router + static_cast<int64_t>(e) * d;
+  for (int b = 0; b < B; ++b) {
+    const float* xr = x + static_cast<int64_t>(b) * d;
+    float acc = 0.f;
+    for (int k = lane; k < d; k += 32) acc = fmaf(w[k], xr[k], acc);
+    acc = warp_sum(acc);
+    if (lane == 0) scores[static_cast<int64_t>(b) * E + e] = sigmoid_f(acc);
+  }
+}
+
+// One warp per token: top_k rounds of a warp arg-max over the biased scores in shared memory.
+__global__ void topk_kernel(const float* scores, const float* bias, int E, int top_k, bool renorm,
+                            float scale, int* ids, float* weights) {
+  extern __shared__ float choice[];
+  const int b = blockIdx.x, lane = threadIdx.x;
+  const float* s = scores + static_cast<int64_t>(b) * E;
+  for (int e = lane; e < E; e += 32) choice[e] = s[e] + bias[e];
+  __syncwarp();
+  float sum = 0.f;
+  for (int k = 0; k < top_k; ++k) {
+    float best = -FLT_MAX;
+    int arg = E;
+    for (int e = lane; e < E; e += 32)
+      if (choice[e] > best) best = choice[e], arg = e;  // lanes scan ids upwards: first wins
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+      if (ob > best || (ob == best && oa < arg)) best = ob, arg = oa;
+    }
+    if (lane == 0) {
+      ids[b * top_k + k] = arg;
+      weights[b * top_k + k] = s[arg];
+      choice[arg] = -FLT_MAX;
+    }
+    sum += s[arg];
+    __syncwarp();
+  }
+  if (lane == 0) {
+    const float norm = (renorm && top_k > 1) ? sum + 1e-20f : 1.f;
+    for (int k = 0; k < top_k; ++k) weights[b * top_k + k] = weights[b * top_k + k] / norm * scale;
+  }
+}
+
+// One block: counts per expert, the active experts in id order, their slot lists.
+__global__ void plan_kernel(const int* ids, int n, int E, MoePlan plan) {
+  extern __shared__ int sm[];
+  int* count = sm;         // [E]
+  int* start = sm + E;     // [E] offset of each expert's list (active ones)
+  int* fill = sm + 2 * E;  // [E]
+  for (int e = threadIdx.x; e < E; e += blockDim.x) count[e] = 0, fill[e] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) atomicAdd(&count[ids[i]], 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int a = 0, off = 0;
+    for (int e = 0; e < E; ++e) {
+      start[e] = off;
+      if (count[e] == 0) continue;
+      plan.active[a] = e;
+      plan.offsets[a] = off;
+      off += count[e];
+      ++a;
+    }
+    plan.offsets[a] = off;
+    *plan.n_active = a;
+  }
+  __syncthreads();
+  // Within an expert the order is arbitrary: each slot's output depends on its row alone.
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int e = ids[i];
+    plan.sorted[start[e] + atomicAdd(&fill[e], 1)] = i;
+  }
+}
+
+__global__ void combine_kernel(const float* y, const float* weights, int top_k, int d, float* h) {
+  const int b = blockIdx.x;
+  for (int n = threadIdx.x; n < d; n += blockDim.x) {
+    float acc = 0.f;
+    for (int k = 0; k < top_k; ++k)
+      acc += weights[b * top_k + k] * y[(static_cast<int64_t>(b) * top_k + k) * d + n];
+    h[static_cast<int64_t>(b) * d + n] += acc;
+  }
+}
+
+}  // namespace
+
+void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
+                cudaStream_t s) {
+  router_kernel<<<(E + 7) / 8, 256, 0, s>>>(x, router, B, d, E, scores);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+void moe_topk(const float* scores, const float* bias, int B, int E, int top_k, bool renorm,
+              float scale, int* ids, float* weights, cudaStream_t s) {
+  topk_kernel<<<B, 32, E * sizeof(float), s>>>(scores, bias, E, top_k, renorm, scale, ids, weights);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+void moe_plan(const int* ids, int slots_n, int E, const MoePlan& plan, cudaStream_t s) {
+  plan_kernel<<<1, 1024, 3 * E * sizeof(int), s>>>(ids, slots_n, E, plan);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+void moe_combine(const float* y, const float* weights, int B, int top_k, int d, float* h,
+                 cudaStream_t s) {
+  combine_kernel<<<B, 256, 0, s>>>(y, weights, top_k, d, h);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace kimi::inference::engine::cuda
