@@ -1,11 +1,14 @@
-// `kimi-lab generate MODEL_DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy]`: decoding with
-// the Kimi-Linear hybrid's caches (KDA state + conv tails, MLA latent), timed per token; and
+// `kimi-lab generate MODEL_DIR --prompt-ids 1,2,3 [--prompt-ids 4,5] --max-new-tokens N
+// [--greedy] [--engine]`: decoding with the Kimi-Linear hybrid's caches (KDA state + conv tails,
+// MLA latent), timed per token, on the f32 model or (--engine) the bf16 decode engine with the
+// prompts batched (inference/engine/generate.h); and
 // `kimi-lab model-info MODEL_DIR | --preset kimi-linear-48b`: layers, parameters (total, active)
 // and decode-cache sizes of the hybrid against an all-MLA model (docs/models.md#kimi-linear-48b).
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -14,6 +17,10 @@
 #include "core/ops/ops.h"
 #include "core/tensor/device_memory.h"
 #include "core/tensor/error.h"
+#include "core/tensor/rng.h"
+#include "inference/engine/decode_engine.h"
+#include "inference/engine/generate.h"
+#include "inference/engine/weight_layout.h"
 #include "models/kimi_linear.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/flag_checks.h"
@@ -22,6 +29,7 @@
 namespace kimi::cli {
 namespace {
 
+namespace engine = inference::engine;
 using models::KimiLinearConfig;
 using models::KimiLinearModel;
 
@@ -33,10 +41,12 @@ std::string human_bytes(double b) {
 }
 
 struct GenerateArgs {
-  std::string dir;
-  std::vector<int64_t> prompt;
-  int64_t max_new = 16;
-  bool greedy = false, random = false;
+  std::string dir, preset;
+  std::vector<std::string> prompt_text;  // one --prompt-ids per prompt, "1,2,3"
+  std::vector<std::vector<int64_t>> prompts;
+  int64_t max_new = 16, stop_id = -1;
+  bool greedy = false, random = false, engine = false;
+  bool dtype_given = false, device_given = false;
   double temperature = 1.0;
   uint64_t seed = 0;
   std::string dtype = "f32";
@@ -47,18 +57,84 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The next id from logits of one position: argmax, or a draw from softmax(logits / temperature).
-int64_t next_token(const Tensor& last, const GenerateArgs& a, Rng& rng) {
-  const std::vector<double> v = last.to_vector<double>();
-  if (a.greedy) return std::max_element(v.begin(), v.end()) - v.begin();
-  const double top = *std::max_element(v.begin(), v.end());
-  std::vector<double> p(v.size());
-  double sum = 0;
-  for (size_t i = 0; i < v.size(); ++i) sum += p[i] = std::exp((v[i] - top) / a.temperature);
-  double u = rng.uniform01() * sum;
-  for (size_t i = 0; i < p.size(); ++i)
-    if ((u -= p[i]) <= 0) return static_cast<int64_t>(i);
-  return static_cast<int64_t>(p.size()) - 1;
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// "1,5,9" -> ids; every fault names --prompt-ids.
+std::vector<int64_t> parse_prompt(const std::string& text) {
+  std::vector<int64_t> ids;
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    int64_t v = 0;
+    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
+      throw UserError(fmt::format("--prompt-ids {}: '{}' is not a token id", text, item));
+    ids.push_back(v);
+    if (comma == text.size()) break;
+    at = comma + 1;
+  }
+  return ids;
+}
+
+constexpr int64_t kMaxNewTokens = 1000000;
+constexpr int64_t kMaxPrompts = 65536;
+
+// The checks both paths share, and the engine's refusals; fills a.prompts.
+void check_args(GenerateArgs& a) {
+  if (a.dir.empty() && a.preset.empty())
+    throw UserError("generate: give MODEL_DIR (or --engine --preset kimi-linear-48b)");
+  if (!a.dir.empty() && !a.preset.empty())
+    throw UserError("generate: give MODEL_DIR or --preset, not both");
+  if (!a.preset.empty() && a.preset != "kimi-linear-48b")
+    throw UserError(fmt::format("--preset {}: unknown (known: kimi-linear-48b)", a.preset));
+  if (!a.preset.empty() && !a.engine)
+    throw UserError(
+        "--preset: only with --engine (the f32 model of the 48B would need about 200 GB)");
+  if (a.engine && a.device_given && a.device == "cpu")
+    throw UserError("--device cpu: the decode engine (--engine) runs on CUDA only");
+  if (a.engine && a.dtype_given)
+    throw UserError(
+        "--dtype: not with --engine (the engine computes in bf16 with an fp32 KDA state)");
+  if (a.prompt_text.empty()) throw UserError("--prompt-ids: give at least one prompt");
+  if (static_cast<int64_t>(a.prompt_text.size()) > kMaxPrompts)
+    throw UserError(fmt::format("--prompt-ids: at most {} prompts", kMaxPrompts));
+  if (a.stop_id < -1)
+    throw UserError(fmt::format("--stop-id {}: want a token id, or -1 for none", a.stop_id));
+  a.prompts.clear();
+  for (const std::string& t : a.prompt_text) a.prompts.push_back(parse_prompt(t));
+  if (!(a.temperature > 0) || !std::isfinite(a.temperature))
+    throw UserError(
+        fmt::format("--temperature must be positive and finite (got {})", a.temperature));
+  // The MLA caches grow with every token; past a million the run would take days.
+  if (a.max_new < 1 || a.max_new > kMaxNewTokens)
+    throw UserError(
+        fmt::format("--max-new-tokens must be in [1, {}] (got {})", kMaxNewTokens, a.max_new));
+}
+
+void check_vocab(const GenerateArgs& a, int64_t vocab) {
+  for (const std::vector<int64_t>& p : a.prompts)
+    for (int64_t id : p)
+      if (id < 0 || id >= vocab)
+        throw UserError(
+            fmt::format("--prompt-ids: id {} outside the vocabulary [0, {})", id, vocab));
+  if (a.stop_id >= vocab)
+    throw UserError(fmt::format("--stop-id {}: outside the vocabulary [0, {})", a.stop_id, vocab));
+}
+
+template <class Ids>
+void print_ids(const GenerateArgs& a, size_t i, const Ids& out, bool stopped) {
+  if (a.prompts.size() == 1) {
+    fmt::print("prompt ids:    {}\n", fmt::join(a.prompts[i], ","));
+    fmt::print("generated ids: {}{}\n", fmt::join(out, ","), stopped ? " (stop id)" : "");
+  } else {
+    fmt::print("prompt {} ids:    {}\n", i + 1, fmt::join(a.prompts[i], ","));
+    fmt::print("generated {} ids: {}{}\n", i + 1, fmt::join(out, ","), stopped ? " (stop id)" : "");
+  }
 }
 
 std::unique_ptr<KimiLinearModel> open_model(const GenerateArgs& a) {
@@ -72,62 +148,132 @@ std::unique_ptr<KimiLinearModel> open_model(const GenerateArgs& a) {
   return std::make_unique<KimiLinearModel>(c, dt, a.seed);
 }
 
-constexpr int64_t kMaxNewTokens = 1000000;
-
-void run_generate(const GenerateArgs& a) {
-  if (a.prompt.empty()) throw UserError("--prompt-ids: give at least one token id");
-  if (!(a.temperature > 0) || !std::isfinite(a.temperature))
-    throw UserError(
-        fmt::format("--temperature must be positive and finite (got {})", a.temperature));
-  // The MLA caches grow with every token; past a million the run would take days.
-  if (a.max_new < 1 || a.max_new > kMaxNewTokens)
-    throw UserError(
-        fmt::format("--max-new-tokens must be in [1, {}] (got {})", kMaxNewTokens, a.max_new));
+// The f32 (or f64) model through the op engine, one prompt after the other.
+void run_model(const GenerateArgs& a) {
   const auto t_load = std::chrono::steady_clock::now();
   const Device dev = resolve_device(a.device);
   auto model = open_model(a);
   if (dev != Device::kCPU && model->parameters().front().dtype() != DType::kF32)
     throw UserError("generate --device cuda: the CUDA backend computes in f32 (use --dtype f32)");
   model->to(dev);
-  const int64_t vocab = model->config().vocab_size;
-  for (int64_t id : a.prompt)
-    if (id < 0 || id >= vocab)
-      throw UserError(fmt::format("--prompt-ids: id {} outside the vocabulary [0, {})", id, vocab));
+  check_vocab(a, model->config().vocab_size);
   fmt::print("model {} ({}, {} parameters) ready in {:.0f} ms\n", a.dir,
              a.random ? "random weights" : "checkpoint", model->num_parameters(), ms_since(t_load));
-  Rng rng(a.seed);
-  models::KimiLinearState state = model->new_state(1);
-  const int64_t T = static_cast<int64_t>(a.prompt.size());
-  auto t0 = std::chrono::steady_clock::now();
-  Tensor logits = model->forward(Tensor::from_vector(a.prompt, {1, T}).to(dev), &state);
-  device_synchronize();  // the GPU's work is queued: time it to the end
-  const double prefill_ms = ms_since(t0);
-  std::vector<int64_t> out;
-  std::vector<double> step_ms;
-  int64_t next = next_token(logits.select(1, T - 1).select(0, 0), a, rng);
-  for (int64_t i = 0; i < a.max_new; ++i) {
-    out.push_back(next);
-    if (i + 1 == a.max_new) break;
-    t0 = std::chrono::steady_clock::now();
-    logits =
-        model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}).to(dev), &state);
-    device_synchronize();
-    step_ms.push_back(ms_since(t0));
-    next = next_token(logits.select(1, 0).select(0, 0), a, rng);
+  const engine::Sampling sampling{a.greedy, a.temperature};
+  for (size_t p = 0; p < a.prompts.size(); ++p) {
+    const std::vector<int64_t>& prompt = a.prompts[p];
+    Rng rng(engine::prompt_seed(a.seed, static_cast<int64_t>(p)));
+    auto pick = [&](const Tensor& last) {
+      const std::vector<double> v = last.to_vector<double>();
+      return engine::pick_token(v.data(), static_cast<int64_t>(v.size()), sampling, rng);
+    };
+    models::KimiLinearState state = model->new_state(1);
+    const int64_t T = static_cast<int64_t>(prompt.size());
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor logits = model->forward(Tensor::from_vector(prompt, {1, T}).to(dev), &state);
+    device_synchronize();  // the GPU's work is queued: time it to the end
+    const double prefill_ms = ms_since(t0);
+    std::vector<int64_t> out;
+    std::vector<double> step_ms;
+    int64_t next = pick(logits.select(1, T - 1).select(0, 0));
+    bool stopped = false;
+    for (int64_t i = 0; i < a.max_new; ++i) {
+      out.push_back(next);
+      if (next == a.stop_id) {
+        stopped = true;
+        break;
+      }
+      if (i + 1 == a.max_new) break;
+      t0 = std::chrono::steady_clock::now();
+      logits =
+          model->forward(Tensor::from_vector(std::vector<int64_t>{next}, {1, 1}).to(dev), &state);
+      device_synchronize();
+      step_ms.push_back(ms_since(t0));
+      next = pick(logits.select(1, 0).select(0, 0));
+    }
+    print_ids(a, p, out, stopped);
+    fmt::print("prefill: {} tokens in {:.2f} ms ({:.3f} ms/token)\n", T, prefill_ms,
+               prefill_ms / T);
+    if (!step_ms.empty()) {
+      double total = 0;
+      for (double m : step_ms) total += m;
+      fmt::print("decode:  {} tokens, {:.3f} ms/token (per token: {:.3f})\n", step_ms.size(),
+                 total / step_ms.size(), fmt::join(step_ms, " "));
+    }
+    const models::CacheUsage u = KimiLinearModel::cache_usage(state);
+    fmt::print("cache after {} tokens: KDA {} ({} layers, fixed), MLA {} ({} layers, grows)\n",
+               u.tokens, human_bytes(u.kda_bytes), u.kda_layers, human_bytes(u.mla_bytes),
+               u.mla_layers);
   }
-  fmt::print("prompt ids:    {}\n", fmt::join(a.prompt, ","));
-  fmt::print("generated ids: {}\n", fmt::join(out, ","));
-  fmt::print("prefill: {} tokens in {:.2f} ms ({:.3f} ms/token)\n", T, prefill_ms, prefill_ms / T);
-  if (!step_ms.empty()) {
-    double total = 0;
-    for (double m : step_ms) total += m;
-    fmt::print("decode:  {} tokens, {:.3f} ms/token (per token: {:.3f})\n", step_ms.size(),
-               total / step_ms.size(), fmt::join(step_ms, " "));
+}
+
+// The bf16 decode engine (inference/engine/generate.h): all prompts batched, one slot each.
+void run_engine(const GenerateArgs& a) {
+  if (!engine::engine_available())
+    throw UserError(
+        "generate --engine: this kimi-lab was built without CUDA (the decode engine needs "
+        "-DKIMI_LAB_CUDA=ON and a GPU)");
+  const KimiLinearConfig c = !a.preset.empty()
+                                 ? models::kimi_linear_48b()
+                                 : models::load_kimi_linear_config(a.dir + "/config.json");
+  const engine::WeightLayout layout = engine::make_weight_layout(c);
+  check_vocab(a, c.vocab_size);
+  const bool random = a.random || !a.preset.empty();
+  const auto t_load = std::chrono::steady_clock::now();
+  std::unique_ptr<engine::DecodeEngine> e;
+  try {
+    e = engine::make_decode_engine(layout);
+  } catch (const UserError& err) {
+    throw UserError(fmt::format("generate --engine: {}", err.what()));
   }
-  const models::CacheUsage u = KimiLinearModel::cache_usage(state);
-  fmt::print("cache after {} tokens: KDA {} ({} layers, fixed), MLA {} ({} layers, grows)\n",
-             u.tokens, human_bytes(u.kda_bytes), u.kda_layers, human_bytes(u.mla_bytes),
-             u.mla_layers);
+  if (random)
+    e->init_random(a.seed);
+  else
+    e->load_hf(a.dir);
+  fmt::print("engine: {} ({}, {:.2f} GiB of bf16 weights) on {}, ready in {:.0f} ms\n",
+             a.preset.empty() ? a.dir : "preset " + a.preset,
+             random ? "random weights, seeded" : "checkpoint", layout.total_bytes / 1073741824.0,
+             e->device_name(), ms_since(t_load));
+  std::vector<std::vector<int32_t>> prompts;
+  for (const std::vector<int64_t>& p : a.prompts) prompts.emplace_back(p.begin(), p.end());
+  engine::GenerateOptions o;
+  o.max_new = a.max_new, o.seed = a.seed, o.stop_id = a.stop_id;
+  o.sampling = {a.greedy, a.temperature};
+  const engine::GenerateOutput out = engine::generate(*e, prompts, o);
+  for (size_t p = 0; p < prompts.size(); ++p) print_ids(a, p, out.ids[p], out.stopped[p]);
+  // Step 1 runs cold (first launches); the others split into steps with prompt tokens and
+  // steps of generated tokens only.
+  const engine::GenerateStep& first = out.steps.front();
+  std::vector<double> prefill, decode;
+  int64_t fed = 0, generated = 0;
+  double total = 0;
+  for (size_t s = 0; s < out.steps.size(); ++s) {
+    const engine::GenerateStep& st = out.steps[s];
+    fed += st.rows, total += st.ms;
+    if (s > 0) (st.prompt_rows > 0 ? prefill : decode).push_back(st.ms);
+  }
+  for (const auto& ids : out.ids) generated += static_cast<int64_t>(ids.size());
+  fmt::print(
+      "steps: {} (one token for each unfinished prompt; batch {} at first), {} tokens fed, {} "
+      "generated in {:.2f} ms ({:.1f} generated tokens/s)\n",
+      out.steps.size(), first.rows, fed, generated, total, generated / total * 1e3);
+  fmt::print("  step 1 (cold): {:.3f} ms\n", first.ms);
+  if (!prefill.empty())
+    fmt::print("  steps with prompt tokens: {}, median {:.3f} ms/step\n", prefill.size(),
+               median(prefill));
+  if (!decode.empty())
+    fmt::print(
+        "  decode-only steps: {}, median {:.3f} ms/step = time per output token of each "
+        "prompt\n",
+        decode.size(), median(decode));
+}
+
+void run_generate(GenerateArgs& a) {
+  check_args(a);
+  if (a.engine)
+    run_engine(a);
+  else
+    run_model(a);
 }
 
 void print_layers(const KimiLinearConfig& c) {
@@ -206,29 +352,52 @@ void run_model_info(const std::string& dir, const std::string& preset) {
 void register_generate(CLI::App& app) {
   auto* gen = app.add_subcommand(
       "generate",
-      "Decode from a Kimi-Linear checkpoint (HF folder) with the KDA / MLA caches,\n"
-      "printing the ids and the per-token time of prefill and decode.");
+      "Decode from a Kimi-Linear checkpoint (HF folder) with the KDA / MLA caches, printing\n"
+      "the ids and the time of prefill and decode. Give --prompt-ids once per prompt.\n"
+      "Without --engine: the f32 (or f64) model of models/ through the op engine, on the CPU\n"
+      "or the GPU (--device), each prompt alone, prefill as one forward pass.\n"
+      "With --engine: the bf16 decode engine of inference/engine (CUDA only; bf16 weights and\n"
+      "activations, fp32 KDA state, bf16 MLA latent), every prompt in its own cache slot, all\n"
+      "batched; prefill is token-by-token decode of each prompt (no chunked prefill). The\n"
+      "B x vocab fp32 logits come back to the host every step, where the next token is picked\n"
+      "(greedy or sampled, as without --engine). MODEL_DIR, or --preset kimi-linear-48b with\n"
+      "random weights built on the GPU (92 GiB of bf16: an H200 or larger).\n"
+      "Sampling: prompt i (from 0) draws from its own stream, seeded --seed for the first\n"
+      "prompt and mix_seed(--seed, i) for the others, on both paths.");
   auto a = std::make_shared<GenerateArgs>();
-  gen->add_option("MODEL_DIR", a->dir, "folder with config.json and model*.safetensors")
-      ->required();
-  gen->add_option("--prompt-ids", a->prompt, "prompt token ids")
-      ->delimiter(',')
+  gen->add_option("MODEL_DIR", a->dir, "folder with config.json and model*.safetensors");
+  gen->add_option("--prompt-ids", a->prompt_text,
+                  "one prompt's token ids, e.g. 1,5,9; repeat the flag for more prompts")
+      ->allow_extra_args(false);
+  gen->add_option("--max-new-tokens", a->max_new, "tokens to generate per prompt (1 to 1,000,000)")
       ->check(kFitsInt64)
-      ->required();
-  gen->add_option("--max-new-tokens", a->max_new, "tokens to generate (1 to 1,000,000)")
+      ->capture_default_str();
+  gen->add_option("--stop-id", a->stop_id,
+                  "end a prompt once it generates this id (kept in the output; -1: none)")
       ->check(kFitsInt64)
       ->capture_default_str();
   gen->add_flag("--greedy", a->greedy, "argmax decoding (otherwise sample at --temperature)");
   gen->add_option("--temperature", a->temperature, "sampling temperature (> 0)")
       ->capture_default_str();
-  gen->add_flag("--random", a->random, "random weights from config.json alone (no checkpoint)");
+  gen->add_flag("--random", a->random,
+                "random weights from config.json alone (no checkpoint; the engine's random "
+                "weights are not the f32 model's)");
   gen->add_option("--seed", a->seed, "seed of the random weights and of sampling")
       ->capture_default_str();
-  gen->add_option("--dtype", a->dtype, "f32 or f64 (cuda: f32)")->capture_default_str();
-  gen->add_option("--device", a->device, "cpu | cuda | auto")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
-      ->capture_default_str();
-  gen->callback([a] { run_generate(*a); });
+  gen->add_flag("--engine", a->engine,
+                "run the bf16 decode engine (CUDA) instead of the f32 model, prompts batched");
+  gen->add_option("--preset", a->preset,
+                  "with --engine: kimi-linear-48b, random seeded weights built on the GPU");
+  auto* dtype = gen->add_option("--dtype", a->dtype, "f32 or f64 (cuda: f32; not with --engine)")
+                    ->capture_default_str();
+  auto* device = gen->add_option("--device", a->device, "cpu | cuda | auto (--engine: cuda)")
+                     ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+                     ->capture_default_str();
+  gen->callback([a, dtype, device] {
+    a->dtype_given = dtype->count() > 0;
+    a->device_given = device->count() > 0;
+    run_generate(*a);
+  });
 
   auto* info =
       app.add_subcommand("model-info",
