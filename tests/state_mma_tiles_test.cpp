@@ -5,6 +5,8 @@
 // chunk recurrence in double precision on random operands. Odd shapes: T not a multiple of 64,
 // K != V, V tiles past V (idle warps), 1..8 warps per block. bf16 operand rounding gives
 // ~1e-3 relative error; an index slip gives O(1).
+#include "core/cuda/delta_rule/state_mma_tiles.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,8 +15,6 @@
 #include <limits>
 #include <random>
 #include <vector>
-
-#include "core/cuda/delta_rule/state_mma_tiles.h"
 
 namespace {
 
@@ -98,8 +98,10 @@ Problem make_problem(int T, int H, int K, int V, uint32_t seed) {
         for (int j = 0; j < kC; ++j) {
           float& a = p.A[((size_t(h) * p.NC + c) * kC + i) * kC + j];
           // Rows past the sequence are never written by the intra kernel: poison them.
-          if (c * kC + i >= T) a = std::numeric_limits<float>::quiet_NaN();
-          else if (j <= i) a = 0.1f * u(rng);
+          if (c * kC + i >= T)
+            a = std::numeric_limits<float>::quiet_NaN();
+          else if (j <= i)
+            a = 0.1f * u(rng);
         }
   p.Eg.resize(size_t(H) * p.NC * K);
   for (float& y : p.Eg) y = d(rng);
@@ -119,13 +121,15 @@ void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht
       for (int i = 0; i < L; ++i)
         for (int v = 0; v < p.V; ++v) {
           double x = p.U[(size_t(t0 + i) * p.H + h) * p.V + v];
-          for (int k = 0; k < p.K; ++k) x -= p.W[(size_t(t0 + i) * p.H + h) * p.K + k] * S[k * p.V + v];
+          for (int k = 0; k < p.K; ++k)
+            x -= p.W[(size_t(t0 + i) * p.H + h) * p.K + k] * S[k * p.V + v];
           Vp[i * p.V + v] = x;
         }
       for (int i = 0; i < L; ++i)
         for (int v = 0; v < p.V; ++v) {
           double x = 0;
-          for (int k = 0; k < p.K; ++k) x += p.Gq[(size_t(t0 + i) * p.H + h) * p.K + k] * S[k * p.V + v];
+          for (int k = 0; k < p.K; ++k)
+            x += p.Gq[(size_t(t0 + i) * p.H + h) * p.K + k] * S[k * p.V + v];
           for (int j = 0; j <= i; ++j)
             x += p.A[((size_t(h) * p.NC + c) * kC + i) * kC + j] * Vp[j * p.V + v];
           o[(size_t(t0 + i) * p.H + h) * p.V + v] = x;
@@ -133,7 +137,8 @@ void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht
       for (int k = 0; k < p.K; ++k)
         for (int v = 0; v < p.V; ++v) {
           double x = p.Eg[(size_t(h) * p.NC + c) * p.K + k] * S[k * p.V + v];
-          for (int i = 0; i < L; ++i) x += p.Kd[(size_t(t0 + i) * p.H + h) * p.K + k] * Vp[i * p.V + v];
+          for (int i = 0; i < L; ++i)
+            x += p.Kd[(size_t(t0 + i) * p.H + h) * p.K + k] * Vp[i * p.V + v];
           S[k * p.V + v] = x;
         }
     }
@@ -180,7 +185,8 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
           const int i = e / (BV / 8), col = (e % (BV / 8)) * 8;
           const bool ok = i < L && v0 + col < p.V;
           for (int x = 0; x < 8; ++x)
-            sU[i * ldu + col + x] = ok ? p.U[(size_t(t0 + i) * p.H + bh) * p.V + v0 + col + x] : 0.f;
+            sU[i * ldu + col + x] =
+                ok ? p.U[(size_t(t0 + i) * p.H + bh) * p.V + v0 + col + x] : 0.f;
         }
         for (int e = 0; e < kC * kC / 4; ++e) {
           const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
@@ -222,8 +228,7 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
                 bfr[l][1][hf] = r[l][i0 + 1][hf];
               }
           };
-          auto mma_into = [&](float (*acc)[8][4], int tile, float (*a)[4][2], int a_stride,
-                              int ai) {
+          auto mma_into = [&](float(*acc)[8][4], int tile, float(*a)[4][2], int a_stride, int ai) {
             float c4[32][4], a4[32][4][2];
             for (int l = 0; l < 32; ++l) {
               for (int e = 0; e < 4; ++e) c4[l][e] = acc[l][tile][e];
@@ -347,12 +352,12 @@ TEST_P(StateMmaTiles, EmulatedKernelMatchesRecurrence) {
   EXPECT_LT(rel_err(ht, ht_ref), 1e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, StateMmaTiles,
-                         ::testing::Values(Shape{130, 2, 48, 40, 4},   // kD 64, partial warp, idle warp
-                                           Shape{77, 1, 128, 96, 4},   // second V tile half idle
-                                           Shape{64, 1, 64, 128, 8},   // kD 128, K < kD, one chunk
-                                           Shape{150, 1, 96, 72, 2},   // V tail of 8 columns
-                                           Shape{100, 1, 128, 128, 1},
-                                           Shape{40, 1, 32, 64, 2}));  // one short chunk
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, StateMmaTiles,
+    ::testing::Values(Shape{130, 2, 48, 40, 4},  // kD 64, partial warp, idle warp
+                      Shape{77, 1, 128, 96, 4},  // second V tile half idle
+                      Shape{64, 1, 64, 128, 8},  // kD 128, K < kD, one chunk
+                      Shape{150, 1, 96, 72, 2},  // V tail of 8 columns
+                      Shape{100, 1, 128, 128, 1}, Shape{40, 1, 32, 64, 2}));  // one short chunk
 
 }  // namespace

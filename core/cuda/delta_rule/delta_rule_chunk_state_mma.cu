@@ -69,8 +69,7 @@ struct StateMmaLayout {
   static constexpr int kStage = kEg + kD * 4;
   static constexpr int kO = 2 * kStage;
   static constexpr int kBytes = kO + kNW * kC * ldo * 2;
-  static_assert(kKd % 16 == 0 && kU % 16 == 0 && kA % 16 == 0 && kEg % 16 == 0 &&
-                    kStage % 128 == 0,
+  static_assert(kKd % 16 == 0 && kU % 16 == 0 && kA % 16 == 0 && kEg % 16 == 0 && kStage % 128 == 0,
                 "cp.async and ldmatrix need 16-byte aligned rows");
 };
 

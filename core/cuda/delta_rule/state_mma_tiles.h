@@ -44,7 +44,9 @@ KIMI_MMA_HD RowCol kd_trans(int lane, int ks, int jp) {
 // Register e (0..3) of a lane's C fragment of a 16 x 8 tile: row lane / 4 (+8 for e >= 2),
 // column 2 (lane % 4) (+1 for odd e). Two adjacent n-tiles (c0c1, c2c3 of the first, then of the
 // second, packed to bf16 pairs) are the A fragment of one 16-wide k-step.
-KIMI_MMA_HD RowCol c_elem(int lane, int e) { return {lane / 4 + (e >> 1) * 8, 2 * (lane % 4) + (e & 1)}; }
+KIMI_MMA_HD RowCol c_elem(int lane, int e) {
+  return {lane / 4 + (e >> 1) * 8, 2 * (lane % 4) + (e & 1)};
+}
 
 // The B fragment of A_qk^T (k = key token s, n = query token t) read from A_qk [t][s] fp32 rows:
 // register r (0: s lo, 1: s + 8), half hf: A_qk[8 nt + lane / 4][16 ks + 2 (lane % 4) + 8 r + hf].
