@@ -238,30 +238,26 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
             for (int l = 0; l < 32; ++l)
               for (int e = 0; e < 4; ++e) acc[l][tile][e] = c4[l][e];
           };
-          for (int kk = 0; kk < kD / 32; ++kk)
-            for (int nt = 0; nt < kC / 8; ++nt) {
-              for (int l = 0; l < 32; ++l) addr[l] = mt::rows_nt(l, nt, kk);
-              ldsm4(sW.data(), ldk, addr, false, r);
-              b_of(0);
-              mma_into(vt, nt, &sa[0][0], 8, 2 * kk);
-              b_of(2);
-              mma_into(vt, nt, &sa[0][0], 8, 2 * kk + 1);
-            }
+          // add_state_times_rows: acc += S^T X^T, X = rows [tokens][k] of a tile.
+          auto add_state_times_rows = [&](float(*acc)[8][4], const std::vector<float>& x) {
+            for (int kk = 0; kk < kD / 32; ++kk)
+              for (int nt = 0; nt < kC / 8; ++nt) {
+                for (int l = 0; l < 32; ++l) addr[l] = mt::rows_nt(l, nt, kk);
+                ldsm4(x.data(), ldk, addr, false, r);
+                b_of(0);
+                mma_into(acc, nt, &sa[0][0], 8, 2 * kk);
+                b_of(2);
+                mma_into(acc, nt, &sa[0][0], 8, 2 * kk + 1);
+              }
+          };
+          add_state_times_rows(vt, sW);
           for (int l = 0; l < 32; ++l)
             for (int ks = 0; ks < kC / 16; ++ks)
               for (int q = 0; q < 4; ++q)
                 for (int hf = 0; hf < 2; ++hf)
                   va[l][ks][q][hf] = bf16_round(-vt[l][2 * ks + q / 2][(q % 2) * 2 + hf]);
           std::memset(ot, 0, sizeof ot);
-          for (int kk = 0; kk < kD / 32; ++kk)
-            for (int nt = 0; nt < kC / 8; ++nt) {
-              for (int l = 0; l < 32; ++l) addr[l] = mt::rows_nt(l, nt, kk);
-              ldsm4(sGq.data(), ldk, addr, false, r);
-              b_of(0);
-              mma_into(ot, nt, &sa[0][0], 8, 2 * kk);
-              b_of(2);
-              mma_into(ot, nt, &sa[0][0], 8, 2 * kk + 1);
-            }
+          add_state_times_rows(ot, sGq);
           for (int nt = 0; nt < kC / 8; ++nt)
             for (int ks = 0; ks <= nt / 2; ++ks) {
               for (int l = 0; l < 32; ++l) {

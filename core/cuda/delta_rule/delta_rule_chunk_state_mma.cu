@@ -54,6 +54,37 @@ __device__ __forceinline__ void unpack_neg(float* f, uint32_t r) {
   f[1] = -__uint_as_float(r & 0xffff0000u);
 }
 
+// C fragments of 2 N adjacent n-tiles (times `sign`) as the bf16 A fragments of N k-steps.
+template <int N>
+__device__ __forceinline__ void c_to_a(const float (&c)[2 * N][4], uint32_t (&a)[N][4],
+                                       float sign) {
+#pragma unroll
+  for (int ks = 0; ks < N; ++ks) {
+    a[ks][0] = pack_bf16(sign * c[2 * ks][0], sign * c[2 * ks][1]);
+    a[ks][1] = pack_bf16(sign * c[2 * ks][2], sign * c[2 * ks][3]);
+    a[ks][2] = pack_bf16(sign * c[2 * ks + 1][0], sign * c[2 * ks + 1][1]);
+    a[ks][3] = pack_bf16(sign * c[2 * ks + 1][2], sign * c[2 * ks + 1][3]);
+  }
+}
+
+// acc (16 x kC, n-tiles of tokens) += S^T X^T for X = a tile [kC tokens][kD] (row stride ldk)
+// and S^T given as the A fragments sa: B fragments of n-tile nt, k-steps 2 kk and 2 kk + 1.
+template <int kD, int ldk>
+__device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
+                                                     const uint32_t (&sa)[kD / 16][4],
+                                                     const __nv_bfloat16* x, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kD / 32; ++kk)
+#pragma unroll
+    for (int nt = 0; nt < kC / 8; ++nt) {
+      uint32_t r[4];
+      const mma_tiles::RowCol a = mma_tiles::rows_nt(lane, nt, kk);
+      ldsm4(r, x + a.row * ldk + a.col);
+      mma_bf16(acc[nt], sa[2 * kk], r[0], r[1]);
+      mma_bf16(acc[nt], sa[2 * kk + 1], r[2], r[3]);
+    }
+}
+
 // Shared memory, in bytes: two stages of operands, then each warp's O staging tile. Row pads
 // of 16 bytes put the 8 rows of an ldmatrix (and of the fragment loads of A_qk) in distinct
 // banks.
@@ -151,13 +182,7 @@ __global__ void __launch_bounds__(32 * kNW, 1)
 
       // S^T in bf16: A fragments of the k-steps over the state rows.
       uint32_t sa[kD / 16][4];
-#pragma unroll
-      for (int ks = 0; ks < kD / 16; ++ks) {
-        sa[ks][0] = pack_bf16(s[2 * ks][0], s[2 * ks][1]);
-        sa[ks][1] = pack_bf16(s[2 * ks][2], s[2 * ks][3]);
-        sa[ks][2] = pack_bf16(s[2 * ks + 1][0], s[2 * ks + 1][1]);
-        sa[ks][3] = pack_bf16(s[2 * ks + 1][2], s[2 * ks + 1][3]);
-      }
+      c_to_a<kD / 16>(s, sa, 1.f);
 
       // -V'^T = S^T W^T - U^T, n-tile nt = tokens 8 nt .. 8 nt + 7. -U^T: ldmatrix.trans of
       // matrices (tokens 16 q | +8) x (the warp's columns | +8): c0c1, c2c3 of n-tiles 2q, 2q+1.
@@ -172,42 +197,17 @@ __global__ void __launch_bounds__(32 * kNW, 1)
         unpack_neg(&vt[2 * q + 1][0], r[2]);
         unpack_neg(&vt[2 * q + 1][2], r[3]);
       }
-      // B of n-tile nt, k-steps 2kk and 2kk+1: matrices (tokens 8 nt..) x (k 32 kk + 8 m).
-#pragma unroll
-      for (int kk = 0; kk < kD / 32; ++kk)
-#pragma unroll
-        for (int nt = 0; nt < kC / 8; ++nt) {
-          uint32_t r[4];
-          const mt::RowCol a = mt::rows_nt(lane, nt, kk);
-          ldsm4(r, sW + a.row * ldk + a.col);
-          mma_bf16(vt[nt], sa[2 * kk], r[0], r[1]);
-          mma_bf16(vt[nt], sa[2 * kk + 1], r[2], r[3]);
-        }
+      add_state_times_rows<kD, ldk>(vt, sa, sW, lane);
       // V'^T in bf16: A fragments of the k-steps over the chunk's tokens.
       uint32_t va[kC / 16][4];
-#pragma unroll
-      for (int ks = 0; ks < kC / 16; ++ks) {
-        va[ks][0] = pack_bf16(-vt[2 * ks][0], -vt[2 * ks][1]);
-        va[ks][1] = pack_bf16(-vt[2 * ks][2], -vt[2 * ks][3]);
-        va[ks][2] = pack_bf16(-vt[2 * ks + 1][0], -vt[2 * ks + 1][1]);
-        va[ks][3] = pack_bf16(-vt[2 * ks + 1][2], -vt[2 * ks + 1][3]);
-      }
+      c_to_a<kC / 16>(vt, va, -1.f);
 
       // O^T = S^T Gq^T + V'^T A_qk^T; A_qk is zero above the diagonal, so n-tile nt (tokens
       // 8 nt..8 nt+7) needs the token k-steps up to nt / 2 only.
       float ot[kC / 8][4];
 #pragma unroll
       for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kD / 32; ++kk)
-#pragma unroll
-        for (int nt = 0; nt < kC / 8; ++nt) {
-          uint32_t r[4];
-          const mt::RowCol a = mt::rows_nt(lane, nt, kk);
-          ldsm4(r, sGq + a.row * ldk + a.col);
-          mma_bf16(ot[nt], sa[2 * kk], r[0], r[1]);
-          mma_bf16(ot[nt], sa[2 * kk + 1], r[2], r[3]);
-        }
+      add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
 #pragma unroll
       for (int nt = 0; nt < kC / 8; ++nt)
 #pragma unroll
