@@ -5,8 +5,9 @@
 // lent H100 (tests/golden/README.md). Timing: CUDA events around each call after warm-up, the
 // median of the repeats. Also measures the device-to-device copy ceiling first.
 // Also the chunkwise gated linear recurrence (bench_linear, first).
-// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear]   (--profile: only the chunk forward
-// at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows)
+// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state]   (--profile: only the chunk
+// forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows; --state:
+// only the forward's state kernels side by side, bench_state)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -91,6 +92,86 @@ void bench_copy() {
               2.0 * n / (ms * 1e-3) / 1e12);
 }
 
+// The chunk benchmarks' inputs, bf16, H=16, K=V=128, B*T = 65,536 tokens: the same buffers
+// serve every T. k is L2-normalised per (token, head).
+struct ChunkInputs {
+  using T = __nv_bfloat16;
+  static constexpr int64_t H = 16, K = 128, V = 128, NT = 65536;
+  Dev<T> dq, dk, dv, dg, dbeta, o, dgs;
+  ChunkInputs()
+      : dq(uniform(NT * H * K, 1, -1, 1)),
+        dk(normalised_k()),
+        dv(uniform(NT * H * V, 3, -1, 1)),
+        dg(uniform(NT * H * K, 4, -0.2, -0.001)),
+        dbeta(uniform(NT * H, 5, 0.05, 0.95)),
+        o(NT * H * V),
+        dgs(uniform(NT * H, 7, -0.2, -0.001)) {}  // GDN's scalar gate; DeltaNet has none
+  static std::vector<double> normalised_k() {
+    std::vector<double> k = uniform(NT * H * K, 2, -1, 1);
+    for (int64_t r = 0; r < NT * H; ++r) {
+      double s = 0;
+      for (int64_t i = 0; i < K; ++i) s += k[r * K + i] * k[r * K + i];
+      for (int64_t i = 0; i < K; ++i) k[r * K + i] /= std::sqrt(s);
+    }
+    return k;
+  }
+  const T* gate(int gi) const { return gi == 0 ? dg.ptr() : gi == 1 ? dgs.ptr() : nullptr; }
+};
+const GateKind gates[3] = {GateKind::kPerChannel, GateKind::kScalar, GateKind::kNone};
+const char* gate_names[3] = {"kda", "gdn", "delta"};
+
+// The chunk forward of gate gi at sequence length seq, `reps` times after two warm-up calls:
+// medians of (total, intra, state) ms from the events around its two kernels.
+struct FwdTimes {
+  double total, intra, state;
+};
+FwdTimes time_chunk_fwd(ChunkInputs& in, int gi, int64_t seq, int reps) {
+  using T = ChunkInputs::T;
+  const int64_t H = in.H, K = in.K, V = in.V, B = in.NT / seq;
+  RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
+  Dev<float> h0(B * H * K * V), ht(B * H * K * V);
+  KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
+  Events ev;
+  const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
+  auto run = [&](const kc::ChunkFwdEvents* e) {
+    kc::delta_rule_chunk_fwd<T>(d, in.dq.ptr(), in.dk.ptr(), in.dv.ptr(), in.gate(gi),
+                                in.dbeta.ptr(), h0.ptr(), in.o.ptr(), ht.ptr(), kc::stream(), e);
+  };
+  for (int i = 0; i < 2; ++i) run(nullptr);
+  std::vector<double> tot, intra, state;
+  for (int i = 0; i < reps; ++i) {
+    run(&ce);
+    KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
+    tot.push_back(ev.ms(ev.a, ev.c));
+    intra.push_back(ev.ms(ev.a, ev.b));
+    state.push_back(ev.ms(ev.b, ev.c));
+  }
+  return {median(tot), median(intra), median(state)};
+}
+
+// The forward's state kernel side by side: the WMMA TF32 kernel (KIMI_CUDA_STATE_KERNEL=old),
+// the tensor-core kernel with its own tile choice, and with 2, 4, 8 warps (V tiles of 32, 64,
+// 128 columns; KIMI_CUDA_STATE_WARPS).
+void bench_state(int reps) {
+  ChunkInputs in;
+  std::printf("\nchunk forward state kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms)\n");
+  std::printf("%8s %6s %6s %8s %10s %10s %10s\n", "T", "B", "gate", "kernel", "total", "intra",
+              "state");
+  for (int gi = 0; gi < 2; ++gi)
+    for (int64_t seq : {2048, 8192, 32768})
+      for (const char* variant : {"old", "auto", "2", "4", "8"}) {
+        const std::string v = variant;
+        if (v == "old") setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
+        if (v != "old" && v != "auto") setenv("KIMI_CUDA_STATE_WARPS", variant, 1);
+        const FwdTimes t = time_chunk_fwd(in, gi, seq, reps);
+        unsetenv("KIMI_CUDA_STATE_KERNEL");
+        unsetenv("KIMI_CUDA_STATE_WARPS");
+        std::printf("%8ld %6ld %6s %8s %10.3f %10.3f %10.3f\n", long(seq), long(in.NT / seq),
+                    gate_names[gi], (v == "old" || v == "auto") ? variant : ("w" + v).c_str(),
+                    t.total, t.intra, t.state);
+      }
+}
+
 void bench_chunk(int reps, bool profile) {
   using T = __nv_bfloat16;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
@@ -98,23 +179,9 @@ void bench_chunk(int reps, bool profile) {
               long(K), long(NT));
   std::printf(
       "(flash-linear-attention chunk_kda on the lent H100: fwd 4.1-4.9 ms, 13-16 M tok/s)\n");
-  // The same buffers serve every T (B*T fixed). k is L2-normalised per (token, head).
-  std::vector<double> k = uniform(NT * H * K, 2, -1, 1);
-  for (int64_t r = 0; r < NT * H; ++r) {
-    double s = 0;
-    for (int64_t i = 0; i < K; ++i) s += k[r * K + i] * k[r * K + i];
-    for (int64_t i = 0; i < K; ++i) k[r * K + i] /= std::sqrt(s);
-  }
-  Dev<T> dq(uniform(NT * H * K, 1, -1, 1)), dk(k), dv(uniform(NT * H * V, 3, -1, 1));
-  Dev<T> dg(uniform(NT * H * K, 4, -0.2, -0.001)), dbeta(uniform(NT * H, 5, 0.05, 0.95));
-  Dev<T> o(NT * H * V);
-  // GDN's scalar gate (one log decay per token and head); DeltaNet has none.
-  Dev<T> dgs(uniform(NT * H, 7, -0.2, -0.001));
-  const GateKind gates[3] = {GateKind::kPerChannel, GateKind::kScalar, GateKind::kNone};
-  const char* gate_names[3] = {"kda", "gdn", "delta"};
-  auto gate_ptr = [&](int gi) -> const T* {
-    return gi == 0 ? dg.ptr() : gi == 1 ? dgs.ptr() : nullptr;
-  };
+  ChunkInputs in;
+  Dev<T>&dq = in.dq, &dk = in.dk, &dv = in.dv, &dg = in.dg, &dbeta = in.dbeta, &o = in.o;
+  auto gate_ptr = [&](int gi) -> const T* { return in.gate(gi); };
   std::printf("%8s %6s %6s %6s %10s %10s %10s %12s\n", "T", "B", "gate", "intra", "total ms",
               "intra ms", "state ms", "M tokens/s");
   for (const char* threads : {"512", "256"}) {
@@ -124,34 +191,15 @@ void bench_chunk(int reps, bool profile) {
       for (int64_t seq : {2048, 8192, 32768}) {
         if (profile && seq != 8192) continue;
         if (gi > 0 && std::strcmp(threads, "512") != 0) continue;  // 256 threads: KDA only
-        const int64_t B = NT / seq;
-        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
-        Dev<float> h0(B * H * K * V), ht(B * H * K * V);
-        KIMI_CUDA_CHECK(cudaMemsetAsync(h0.ptr(), 0, h0.size() * 4, kc::stream()));
-        Events ev;
-        const kc::ChunkFwdEvents ce{ev.a, ev.b, ev.c};
-        auto run = [&](const kc::ChunkFwdEvents* e) {
-          kc::delta_rule_chunk_fwd<T>(d, dq.ptr(), dk.ptr(), dv.ptr(), gate_ptr(gi), dbeta.ptr(),
-                                      h0.ptr(), o.ptr(), ht.ptr(), kc::stream(), e);
-        };
-        for (int i = 0; i < 2; ++i) run(nullptr);
-        if (profile) {
-          run(nullptr);
+        if (profile) {  // three calls (two warm-up), for ncu
+          time_chunk_fwd(in, gi, seq, 1);
           KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
           return;
         }
-        std::vector<double> tot, intra, state;
-        for (int i = 0; i < reps; ++i) {
-          run(&ce);
-          KIMI_CUDA_CHECK(cudaEventSynchronize(ev.c));
-          tot.push_back(ev.ms(ev.a, ev.c));
-          intra.push_back(ev.ms(ev.a, ev.b));
-          state.push_back(ev.ms(ev.b, ev.c));
-        }
-        const double ms = median(tot);
-        std::printf("%8ld %6ld %6s %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(B),
-                    gate_names[gi], threads, ms, median(intra), median(state),
-                    NT / (ms * 1e-3) / 1e6);
+        const FwdTimes t = time_chunk_fwd(in, gi, seq, reps);
+        std::printf("%8ld %6ld %6s %6s %10.3f %10.3f %10.3f %12.2f\n", long(seq), long(NT / seq),
+                    gate_names[gi], threads, t.total, t.intra, t.state,
+                    NT / (t.total * 1e-3) / 1e6);
       }
   }
   unsetenv("KIMI_CUDA_CHUNK_THREADS");
@@ -295,11 +343,12 @@ void bench_decode(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 10;
-  bool profile = false, linear_only = false;
+  bool profile = false, linear_only = false, state_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--profile") == 0) profile = true;
     if (std::strcmp(argv[i], "--linear") == 0) linear_only = true;
+    if (std::strcmp(argv[i], "--state") == 0) state_only = true;
   }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
@@ -312,6 +361,10 @@ int main(int argc, char** argv) {
                 prop.l2CacheSize / 1e6);
     if (profile) {
       bench_chunk(1, true);
+      return 0;
+    }
+    if (state_only) {
+      bench_state(reps);
       return 0;
     }
     bench_linear(reps);

@@ -5,10 +5,12 @@
 // output, final state and gradient is compared by relative error per tensor; outputs are
 // poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
-// Usage: kimi_cuda_tests [--quick] [GOLDEN_DIR]   (default: .gpu/golden, then tests/golden)
-// --quick leaves out the large cases (for runs under compute-sanitizer).
+// Usage: kimi_cuda_tests [--quick] [--state] [GOLDEN_DIR]   (default: .gpu/golden, then
+// tests/golden). --quick leaves out the large cases (for runs under compute-sanitizer); --state
+// runs only the chunk forward's state-kernel cases (state_kernel_cases).
 // Exit status 0 when every check passes or no GPU is present (then it says it skipped).
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -87,6 +89,50 @@ void linear_chunk_cases(Report& rep) {
   }
 }
 
+// The bf16 chunk forward's tensor-core state kernel (delta_rule_chunk_state_mma.cu) with each
+// V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns) and the WMMA TF32 kernel
+// it replaces (KIMI_CUDA_STATE_KERNEL=old), on the shapes where its tiles have tails: V not a
+// multiple of 16 (a warp half past V), tiles past V (idle warps), K < the padded head size,
+// one short chunk, no h0. `quick` keeps two shapes (for the sanitizers).
+void state_kernel_cases(Report& rep, bool quick) {
+  struct Case {
+    int64_t B, T, H, K, V;
+    GateKind gate;
+    bool h0;
+  };
+  const Case cases[] = {
+      {2, 130, 3, 48, 40, GateKind::kScalar, true},
+      {1, 200, 2, 128, 96, GateKind::kPerChannel, true},
+      {2, 64, 2, 64, 128, GateKind::kNone, true},
+      {1, 150, 2, 96, 72, GateKind::kPerChannel, false},
+      {2, 77, 2, 128, 64, GateKind::kScalar, true},
+      {1, 40, 1, 32, 64, GateKind::kPerChannel, true},
+  };
+  uint64_t seed = 700;
+  int n = 0;
+  for (const Case& c : cases) {
+    if (quick && ++n > 2) break;
+    RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
+    Problem p = random_problem(d, true, ++seed);
+    if (!c.h0) p.h0.clear();
+    const Problem pb = as_type<__nv_bfloat16>(p);
+    const Result ref = cpu_reference(pb, false);
+    for (const char* warps : {"1", "2", "4", "8", "old"}) {
+      const bool old = std::string(warps) == "old";
+      if (old)
+        setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
+      else
+        setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+      char tag[128];
+      std::snprintf(tag, sizeof tag, "state %s%s %s %s%s bf16", old ? "old" : "w", old ? "" : warps,
+                    gate_name(c.gate), dims_str(d).c_str(), c.h0 ? "" : " no h0");
+      compare(rep, tag, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16, kTolBf16);
+      unsetenv("KIMI_CUDA_STATE_KERNEL");
+      unsetenv("KIMI_CUDA_STATE_WARPS");
+    }
+  }
+}
+
 // Random problems of odd sizes: every gate kind, delta rule and linear recurrence.
 void random_cases(Report& rep, bool quick) {
   uint64_t seed = 100;
@@ -114,6 +160,7 @@ void random_cases(Report& rep, bool quick) {
       }
     }
   }
+  state_kernel_cases(rep, quick);
   if (quick) return;
   // Head size 128 (four lanes per state column; chunk tiles of the full K), strong decays
   // (exp differences over a chunk reach e^-600), and a backward with the checkpoint interval
@@ -160,11 +207,13 @@ int main(int argc, char** argv) {
     std::printf("SKIP: no CUDA device present (cuda_available() is false); nothing was run\n");
     return 0;
   }
-  bool quick = false;
+  bool quick = false, state_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
       quick = true;
+    else if (std::string(argv[i]) == "--state")
+      state_only = true;
     else
       golden = argv[i];
   }
@@ -186,11 +235,20 @@ int main(int argc, char** argv) {
       {"decode", [&] { decode_cases(rep); }},
   };
   for (const auto& [name, fn] : groups) {
+    if (state_only) break;
     try {
       fn();
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL %s: exception: %s\n", name, e.what());
+    }
+  }
+  if (state_only) {
+    try {
+      state_kernel_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL state: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);

@@ -3,7 +3,9 @@
 //     G = cumsum(g) inside the chunk; A_kk[i,j] = beta_i k_i.(k_j o exp(G_i - G_j)) (j < i),
 //     A_qk[i,j] = scale q_i.(k_j o exp(G_i - G_j)) (j <= i); Tinv = (I + A_kk)^-1 (blocked
 //     forward substitution); W = Tinv (beta exp(G) o k), U = Tinv (beta v).
-//   state kernel, one block per (V tile, batch*head), sequential over chunks:
+//   state kernel, one block per (V tile, batch*head), sequential over chunks (bf16 inputs with
+//     K, V multiples of 8: the tensor-core kernel of delta_rule_chunk_state_mma.cu, unless
+//     KIMI_CUDA_STATE_KERNEL=old; otherwise the WMMA TF32 kernel below):
 //     V' = U - W S;  O = (scale q o exp(G)) S + A_qk V';  S <- exp(G_C) o S + (exp(G_C-G) o k)^T V'
 // Pairwise decays use exponent differences only: for rows i in 16-row block I (first row r)
 // and columns j < r, exp(G_i - G_j) = exp(G_i - G_r) exp(G_r - G_j), two factors <= 1 that
@@ -217,6 +219,12 @@ void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->start, stream));
   launch_intra(p, cd, buf, stream);
   if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->mid, stream));
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>) {
+    if (launch_state_mma(p, cd, buf, stream)) {
+      if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->end, stream));
+      return;
+    }
+  }
   // Fewer than ~2 blocks per multiprocessor with 64-wide V tiles: use 32-wide tiles.
   if (BH * detail::ceil_div(d.V, 64) >= 2 * sm_count())
     launch_state<64>(p, cd, buf, stream);

@@ -150,4 +150,13 @@ template <class Ti>
 void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
                   cudaStream_t stream);
 
+// Launches the state kernel on bf16 tensor cores (delta_rule_chunk_state_mma.cu) and returns
+// true, or returns false where it does not apply (rows that are not whole 16-byte vectors, or
+// KIMI_CUDA_STATE_KERNEL=old): then the caller runs the WMMA TF32 state kernel.
+bool launch_state_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                      const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+// Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
+// multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
+int state_mma_warps(int64_t BH, int V, int sms);
+
 }  // namespace kimi::cuda::detail::chunk

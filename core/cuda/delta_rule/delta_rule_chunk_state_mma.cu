@@ -1,0 +1,324 @@
+// Chunkwise delta rule forward, the sequential state kernel on bf16 tensor cores (mma.sync
+// m16n8k16, fp32 accumulators), for bf16 inputs whose rows are whole 16-byte vectors (K and V
+// multiples of 8); other inputs keep the WMMA TF32 kernel of delta_rule_chunk.cu.
+// One block per (V tile of 16 * kNW columns, batch*head), chunks in order. Warp w owns 16 columns
+// of V and the matching 16 rows of the transposed state S^T (16 x kD, fp32, in registers as the
+// C fragments of kD / 8 n-tiles). Every product is taken transposed, so that the state and V'
+// are the A operands and never leave the warp (no shared-memory round trip, no sync between
+// warps in the recurrence):
+//   -V'^T = S^T W^T - U^T               (B = rows of W by ldmatrix; -U^T by ldmatrix.trans)
+//    O^T  = S^T Gq^T + V'^T A_qk^T      (B = rows of Gq; A_qk fp32 rows, blocks on/below the
+//                                        diagonal only)
+//    S^T <- S^T diag(exp(G_last)) + V'^T Kd   (B = Kd by ldmatrix.trans)
+// The C fragments of two adjacent n-tiles are one A fragment (attention_mma.cuh), so S^T and
+// V'^T feed the next product after a bf16 rounding. Precision as flash-linear-attention's
+// chunk_gated_delta_rule_fwd_h + chunk_fwd_o: bf16 operands (S, V', A_qk rounded), fp32 sums,
+// S kept in fp32. The operands of chunk c+1 (rows of W, Kd, Gq, the U tile, A_qk, exp(G_last))
+// arrive by cp.async in the second of two shared-memory stages while chunk c is computed.
+// KIMI_CUDA_STATE_WARPS=1|2|4|8 fixes the warps per block (V tile = 16 x warps) for experiments.
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "core/cuda/attention/attention_mma.cuh"
+#include "core/cuda/delta_rule/delta_rule_chunk.cuh"
+#include "core/cuda/delta_rule/state_mma_tiles.h"
+#include "core/cuda/runtime/check.h"
+
+namespace kimi::cuda::detail::chunk {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using attn::ldsm4;
+using attn::ldsm4_t;
+using attn::mma_bf16;
+using attn::pack_bf16;
+namespace mt = mma_tiles;
+
+// 16 bytes global -> shared; with ok false nothing is read and the 16 bytes are zero-filled
+// (rows past the sequence, columns past K or V), so padded tiles contribute exact zeros.
+__device__ __forceinline__ void cp16_or_zero(void* dst, const void* src, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
+               "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most one committed group (the chunk being prefetched) is still in flight.
+__device__ __forceinline__ void cp_wait_all_but_one() {
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+// The two halves of a bf16x2 register as floats, negated (the low half is the lower index).
+__device__ __forceinline__ void unpack_neg(float* f, uint32_t r) {
+  f[0] = -__uint_as_float(r << 16);
+  f[1] = -__uint_as_float(r & 0xffff0000u);
+}
+
+// C fragments of 2 N adjacent n-tiles (times `sign`) as the bf16 A fragments of N k-steps.
+template <int N>
+__device__ __forceinline__ void c_to_a(const float (&c)[2 * N][4], uint32_t (&a)[N][4],
+                                       float sign) {
+#pragma unroll
+  for (int ks = 0; ks < N; ++ks) {
+    a[ks][0] = pack_bf16(sign * c[2 * ks][0], sign * c[2 * ks][1]);
+    a[ks][1] = pack_bf16(sign * c[2 * ks][2], sign * c[2 * ks][3]);
+    a[ks][2] = pack_bf16(sign * c[2 * ks + 1][0], sign * c[2 * ks + 1][1]);
+    a[ks][3] = pack_bf16(sign * c[2 * ks + 1][2], sign * c[2 * ks + 1][3]);
+  }
+}
+
+// acc (16 x kC, n-tiles of tokens) += S^T X^T for X = a tile [kC tokens][kD] (row stride ldk)
+// and S^T given as the A fragments sa: B fragments of n-tile nt, k-steps 2 kk and 2 kk + 1.
+template <int kD, int ldk>
+__device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
+                                                     const uint32_t (&sa)[kD / 16][4],
+                                                     const __nv_bfloat16* x, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kD / 32; ++kk)
+#pragma unroll
+    for (int nt = 0; nt < kC / 8; ++nt) {
+      uint32_t r[4];
+      const mma_tiles::RowCol a = mma_tiles::rows_nt(lane, nt, kk);
+      ldsm4(r, x + a.row * ldk + a.col);
+      mma_bf16(acc[nt], sa[2 * kk], r[0], r[1]);
+      mma_bf16(acc[nt], sa[2 * kk + 1], r[2], r[3]);
+    }
+}
+
+// Shared memory, in bytes: two stages of operands, then each warp's O staging tile. Row pads
+// of 16 bytes put the 8 rows of an ldmatrix (and of the fragment loads of A_qk) in distinct
+// banks.
+template <int kD, int kNW>
+struct StateMmaLayout {
+  static constexpr int kThreads = 32 * kNW, BV = 16 * kNW;
+  static constexpr int ldk = kD + 8;  // bf16 rows of W, Kd, Gq
+  static constexpr int ldu = BV + 8;  // bf16 rows of the U tile
+  static constexpr int lda = kC + 8;  // fp32 rows of A_qk
+  static constexpr int ldo = 16 + 8;  // bf16 rows of a warp's O tile (64 tokens x 16 columns)
+  static constexpr int kW = 0, kKd = kW + kC * ldk * 2, kGq = kKd + kC * ldk * 2;
+  static constexpr int kU = kGq + kC * ldk * 2, kA = kU + kC * ldu * 2, kEg = kA + kC * lda * 4;
+  static constexpr int kStage = kEg + kD * 4;
+  static constexpr int kO = 2 * kStage;
+  static constexpr int kBytes = kO + kNW * kC * ldo * 2;
+  static_assert(kKd % 16 == 0 && kU % 16 == 0 && kA % 16 == 0 && kEg % 16 == 0 && kStage % 128 == 0,
+                "cp.async and ldmatrix need 16-byte aligned rows");
+};
+
+template <int kD, int kNW>
+__global__ void __launch_bounds__(32 * kNW, 1)
+    chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in) {
+  using Lay = StateMmaLayout<kD, kNW>;
+  constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
+  constexpr int kKT = kD / 8;  // n-tiles of S^T (8 state rows k each)
+  extern __shared__ __align__(128) unsigned char smem_mma[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int bh = blockIdx.y, b = bh / p.H, h = bh % p.H, v0 = blockIdx.x * BV;
+  const int vw = v0 + 16 * warp;  // first V column of this warp
+  const bool active = vw < p.V;   // a tile past V (V not a multiple of the tile) has nothing to do
+  const int64_t state0 = int64_t(bh) * p.K * p.V;
+
+  // Stage st <- chunk c's operands (all threads; zero past the sequence, K and V).
+  auto load = [&](int c, int st) {
+    unsigned char* base = smem_mma + st * Lay::kStage;
+    bf16* sW = reinterpret_cast<bf16*>(base + Lay::kW);
+    bf16* sKd = reinterpret_cast<bf16*>(base + Lay::kKd);
+    bf16* sGq = reinterpret_cast<bf16*>(base + Lay::kGq);
+    bf16* sU = reinterpret_cast<bf16*>(base + Lay::kU);
+    float* sA = reinterpret_cast<float*>(base + Lay::kA);
+    float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
+    const int t0 = c * kC, L = min(kC, p.T - t0);
+    constexpr int kVK = kD / 8;  // 16-byte vectors per row of W / Kd / Gq
+    for (int e = tid; e < kC * kVK; e += Lay::kThreads) {
+      const int i = e / kVK, col = (e % kVK) * 8;
+      const bool ok = i < L && col < p.K;
+      const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
+      cp16_or_zero(sW + i * ldk + col, in.W + g, ok);
+      cp16_or_zero(sKd + i * ldk + col, in.Kd + g, ok);
+      cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
+    }
+    constexpr int kVU = BV / 8;
+    for (int e = tid; e < kC * kVU; e += Lay::kThreads) {
+      const int i = e / kVU, col = (e % kVU) * 8;
+      const bool ok = i < L && v0 + col < p.V;
+      const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
+      cp16_or_zero(sU + i * ldu + col, in.U + g, ok);
+    }
+    const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
+    for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
+      const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
+      cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
+    }
+    const float* eg = in.EgL + (int64_t(bh) * cd.NC + c) * p.K;
+    for (int e = tid; e < kD / 4; e += Lay::kThreads)
+      cp16_or_zero(sEg + 4 * e, eg + (4 * e < p.K ? 4 * e : 0), 4 * e < p.K);
+  };
+
+  // S^T: n-tile j holds rows v = vw + c_elem.row, columns k = 8 j + c_elem.col.
+  float s[kKT][4];
+#pragma unroll
+  for (int j = 0; j < kKT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
+      s[j][e] = (p.h0 && v < p.V && k < p.K) ? p.h0[state0 + int64_t(k) * p.V + v] : 0.f;
+    }
+
+  load(0, 0);
+  cp_commit();
+  for (int c = 0; c < cd.NC; ++c) {
+    if (c + 1 < cd.NC) load(c + 1, (c + 1) & 1);  // that stage was released by the last sync
+    cp_commit();                                  // (an empty group on the last chunk)
+    cp_wait_all_but_one();
+    __syncthreads();  // chunk c's stage is complete for every thread
+    if (active) {
+      const unsigned char* base = smem_mma + (c & 1) * Lay::kStage;
+      const bf16* sW = reinterpret_cast<const bf16*>(base + Lay::kW);
+      const bf16* sKd = reinterpret_cast<const bf16*>(base + Lay::kKd);
+      const bf16* sGq = reinterpret_cast<const bf16*>(base + Lay::kGq);
+      const bf16* sU = reinterpret_cast<const bf16*>(base + Lay::kU);
+      const float* sA = reinterpret_cast<const float*>(base + Lay::kA);
+      const float* sEg = reinterpret_cast<const float*>(base + Lay::kEg);
+      const int t0 = c * kC, L = min(kC, p.T - t0);
+
+      // S^T in bf16: A fragments of the k-steps over the state rows.
+      uint32_t sa[kD / 16][4];
+      c_to_a<kD / 16>(s, sa, 1.f);
+
+      // -V'^T = S^T W^T - U^T, n-tile nt = tokens 8 nt .. 8 nt + 7. -U^T: ldmatrix.trans of
+      // matrices (tokens 16 q | +8) x (the warp's columns | +8): c0c1, c2c3 of n-tiles 2q, 2q+1.
+      float vt[kC / 8][4];
+#pragma unroll
+      for (int q = 0; q < kC / 16; ++q) {
+        uint32_t r[4];
+        const mt::RowCol a = mt::u_trans(lane, q, warp);
+        ldsm4_t(r, sU + a.row * ldu + a.col);
+        unpack_neg(&vt[2 * q][0], r[0]);
+        unpack_neg(&vt[2 * q][2], r[1]);
+        unpack_neg(&vt[2 * q + 1][0], r[2]);
+        unpack_neg(&vt[2 * q + 1][2], r[3]);
+      }
+      add_state_times_rows<kD, ldk>(vt, sa, sW, lane);
+      // V'^T in bf16: A fragments of the k-steps over the chunk's tokens.
+      uint32_t va[kC / 16][4];
+      c_to_a<kC / 16>(vt, va, -1.f);
+
+      // O^T = S^T Gq^T + V'^T A_qk^T; A_qk is zero above the diagonal, so n-tile nt (tokens
+      // 8 nt..8 nt+7) needs the token k-steps up to nt / 2 only.
+      float ot[kC / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
+      add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+        for (int ks = 0; ks <= nt / 2; ++ks) {
+          const mt::RowCol a = mt::aqk_b(lane, nt, ks, 0);
+          const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
+          const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
+          mma_bf16(ot[nt], va[ks], pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y));
+        }
+      // O to global through the warp's tile (rows = tokens, 16 columns): 32-byte row pieces.
+      bf16* sO = reinterpret_cast<bf16*>(smem_mma + Lay::kO) + warp * kC * ldo;
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {  // O^T element (column c_elem.row, token 8 nt + .col)
+          const mt::RowCol x = mt::c_elem(lane, e);
+          sO[(8 * nt + x.col) * ldo + x.row] = __float2bfloat16(ot[nt][e]);
+        }
+      __syncwarp();
+#pragma unroll
+      for (int e = lane; e < 2 * kC; e += 32) {
+        const int t = e / 2, v = vw + 8 * (e % 2);
+        if (t < L && v < p.V)
+          *reinterpret_cast<uint4*>(p.o + p.vo(b, t0 + t, h) + v) =
+              *reinterpret_cast<const uint4*>(sO + t * ldo + 8 * (e % 2));
+      }
+
+      // S^T <- S^T diag(exp(G_last)) + V'^T Kd. B of token k-step ks, n-tiles 2jp, 2jp+1:
+      // ldmatrix.trans of matrices (tokens 16 ks | +8) x (k 16 jp | +8).
+#pragma unroll
+      for (int j = 0; j < kKT; ++j) {  // columns k = 8 j + c_elem.col of elements 0, 1 (2, 3)
+        const float2 e = *reinterpret_cast<const float2*>(sEg + 8 * j + mt::c_elem(lane, 0).col);
+        s[j][0] *= e.x;
+        s[j][1] *= e.y;
+        s[j][2] *= e.x;
+        s[j][3] *= e.y;
+      }
+#pragma unroll
+      for (int ks = 0; ks < kC / 16; ++ks)
+#pragma unroll
+        for (int jp = 0; jp < kD / 16; ++jp) {
+          uint32_t r[4];
+          const mt::RowCol a = mt::kd_trans(lane, ks, jp);
+          ldsm4_t(r, sKd + a.row * ldk + a.col);
+          mma_bf16(s[2 * jp], va[ks], r[0], r[1]);
+          mma_bf16(s[2 * jp + 1], va[ks], r[2], r[3]);
+        }
+    }
+    __syncthreads();  // every warp is done with stage c & 1 (chunk c + 2 loads into it next)
+  }
+  if (p.ht && active) {
+#pragma unroll
+    for (int j = 0; j < kKT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
+        if (v < p.V && k < p.K) p.ht[state0 + int64_t(k) * p.V + v] = s[j][e];
+      }
+  }
+}
+
+template <int kD, int kNW>
+void launch_mma_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                   cudaStream_t stream) {
+  using Lay = StateMmaLayout<kD, kNW>;
+  KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (mma): shared memory");
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
+  chunk_state_mma_kernel<kD, kNW><<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+template <int kD>
+void launch_mma_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
+                  const ChunkBuffers<bf16>& buf, cudaStream_t stream) {
+  switch (warps) {
+    case 8: return launch_mma_as<kD, 8>(p, cd, buf, stream);
+    case 4: return launch_mma_as<kD, 4>(p, cd, buf, stream);
+    case 2: return launch_mma_as<kD, 2>(p, cd, buf, stream);
+    default: return launch_mma_as<kD, 1>(p, cd, buf, stream);
+  }
+}
+
+}  // namespace
+
+int state_mma_warps(int64_t BH, int V, int sms) {
+  if (const char* e = std::getenv("KIMI_CUDA_STATE_WARPS")) {
+    const int w = std::atoi(e);
+    if (w == 1 || w == 2 || w == 4 || w == 8) return w;
+  }
+  // Wide V tiles load the operands shared by a head's columns (W, Kd, Gq, A_qk) once per tile,
+  // and one block fills a multiprocessor's shared memory: take the widest tile that V needs and
+  // that still gives ~3/4 of the multiprocessors a block.
+  int w = 1;
+  while (w < 8 && 16 * w < V) w *= 2;
+  while (w > 1 && BH * ceil_div(V, 16 * w) < int64_t(sms) * 3 / 4) w /= 2;
+  return w;
+}
+
+bool launch_state_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                      cudaStream_t stream) {
+  if (!use_prefetch(p)) return false;  // rows that are not whole 16-byte vectors
+  if (const char* e = std::getenv("KIMI_CUDA_STATE_KERNEL"); e && std::string_view(e) == "old")
+    return false;
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  if (cd.D == 64)
+    launch_mma_d<64>(warps, p, cd, buf, stream);
+  else
+    launch_mma_d<128>(warps, p, cd, buf, stream);
+  return true;
+}
+
+}  // namespace kimi::cuda::detail::chunk
