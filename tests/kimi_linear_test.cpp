@@ -234,5 +234,35 @@ TEST(KimiLinear, ConfigErrorsNameTheKey) {
   }
 }
 
+// What bf16 weights alone cost on kimi_tiny: every parameter rounded to bf16 (round to nearest
+// even), f32 arithmetic. Measured 0.10 overall (rows whose top-2 expert choice flips at a near
+// tie up to 0.65): above the 2e-2 that issue 10 asked of the bf16 engine against the reference,
+// which is why tests/cuda/engine_test.cpp holds the engine to this floor, measured there again,
+// and to 2e-2 against the f32 model with the same bf16 weights.
+TEST(KimiLinearTinyBf16, RoundedWeightsErrorAgainstTheReference) {
+  KIMI_SKIP_WITHOUT_TINY();
+  const Reference ref = load_reference();
+  auto model = KimiLinearModel::from_pretrained(tiny_dir(), DType::kF32);
+  for (Tensor& p : model->parameters()) {
+    float* d = p.data<float>();
+    for (int64_t i = 0; i < p.numel(); ++i) d[i] = bf16_to_float(float_to_bf16(d[i]));
+  }
+  const std::vector<double> got = model->forward(ref.ids).to_vector<double>();
+  const double err = test::rel_err(got, ref.logits.data);
+  const int64_t V = ref.logits.shape.back(), rows = static_cast<int64_t>(got.size()) / V;
+  std::vector<double> per_row;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<double> a(got.begin() + r * V, got.begin() + (r + 1) * V);
+    std::vector<double> b(ref.logits.data.begin() + r * V, ref.logits.data.begin() + (r + 1) * V);
+    per_row.push_back(test::rel_err(a, b));
+  }
+  std::sort(per_row.begin(), per_row.end());
+  std::printf(
+      "kimi_tiny, bf16-rounded weights, f32 math: rel err %.3g; per row median %.3g, "
+      "p90 %.3g, max %.3g\n",
+      err, per_row[rows / 2], per_row[rows * 9 / 10], per_row.back());
+  EXPECT_GT(err, 2e-2);  // if this fails, the engine test's floor argument no longer holds
+  EXPECT_LT(err, 0.3);
+}
 }  // namespace
 }  // namespace kimi::models

@@ -16,6 +16,7 @@
 #include "core/autograd/autograd.h"
 #include "core/io/safetensors.h"
 #include "core/ops/ops.h"
+#include "core/tensor/dtype.h"
 #include "core/tensor/error.h"
 #include "inference/engine/decode_engine.h"
 #include "inference/engine/generate.h"
@@ -54,6 +55,34 @@ std::vector<float> decode_all(DecodeEngine& e, const std::vector<int64_t>& ids, 
   return out;
 }
 
+// The reference model with every weight rounded to bf16 (what the engine holds), f32 arithmetic.
+std::unique_ptr<models::KimiLinearModel> f32_model_with_bf16_weights(const std::string& dir) {
+  auto m = models::KimiLinearModel::from_pretrained(dir, DType::kF32);
+  for (Tensor& p : m->parameters()) {
+    float* d = p.data<float>();
+    for (int64_t i = 0; i < p.numel(); ++i) d[i] = bf16_to_float(float_to_bf16(d[i]));
+  }
+  return m;
+}
+
+// Relative error of each row of V logits; the median of them.
+double median_row_err(const std::vector<float>& got, const std::vector<double>& want, int64_t V) {
+  std::vector<double> e;
+  for (size_t r = 0; r * V < want.size(); ++r) {
+    std::vector<double> a(got.begin() + r * V, got.begin() + (r + 1) * V);
+    e.push_back(
+        test::rel_err(a, std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
+  }
+  std::nth_element(e.begin(), e.begin() + e.size() / 2, e.end());
+  return e[e.size() / 2];
+}
+
+// The reference logits (f32 HF composition) cannot be met to 2e-2 in bf16 by any engine:
+// kimi_tiny's weights alone, rounded to bf16, move them by 0.10 (rows where the top-2 routing
+// flips near a tie move by up to 0.65; tests/kimi_linear_test.cpp measures it on the CPU). So
+// the engine is held to (a) that floor, measured here, within 1.5x, and (b) a median row error
+// under 2e-2 against the f32 model with the same bf16 weights (its own arithmetic: bf16
+// activations, fused kernels). A wrong tensor or kernel gives errors of order 1.
 TEST(Engine, TinyLogitsMatchTheReference) {
   KIMI_SKIP_WITHOUT_GOLDEN("kimi_tiny/model.safetensors");
   const std::string dir = test::golden_path("kimi_tiny");
@@ -64,11 +93,24 @@ TEST(Engine, TinyLogitsMatchTheReference) {
   const std::vector<int64_t> ids = ref.file().read_i64("input_ids");
   const test::GoldenTensor logits = ref.get("logits");
   const int B = 2, T = 80;
+  const int64_t V = l.config.vocab_size;
   e->allocate_slots(B, T);
   const std::vector<float> got = decode_all(*e, ids, B, T);
-  const double err = test::rel_err(got, logits.data);
-  std::printf("engine kimi_tiny, bf16, 2 sequences x 80 tokens decoded: rel err %.3g\n", err);
-  EXPECT_LT(err, 2e-2);
+  auto m = f32_model_with_bf16_weights(dir);
+  std::vector<double> rounded;
+  {
+    NoGradGuard ng;
+    rounded = m->forward(Tensor::from_vector(ids, {B, T})).to_vector<double>();
+  }
+  const double err = test::rel_err(got, logits.data), floor = test::rel_err(rounded, logits.data);
+  const double median = median_row_err(got, rounded, V);
+  std::printf(
+      "engine kimi_tiny, bf16, 2 sequences x 80 tokens decoded: rel err %.3g vs the reference "
+      "(bf16 weights alone: %.3g, ratio %.2f); median row err %.3g vs the f32 model with the same "
+      "bf16 weights (overall %.3g)\n",
+      err, floor, err / floor, median, test::rel_err(got, rounded));
+  EXPECT_LT(err, 1.5 * floor);
+  EXPECT_LT(median, 2e-2);
   EXPECT_EQ(e->length(0), T);
 }
 
@@ -102,9 +144,9 @@ RowStats row_stats(const double* row, int64_t V) {
 // `kimi-lab generate --engine` on kimi_tiny (engine::generate, the loop the CLI runs): two
 // prompts of different lengths batched give what each gives alone (greedy, sampled, and with a
 // stop id that ends the short one early while the long one goes on in the same slots); and the
-// engine's greedy ids are the f32 model's (checkpoint weights, not bf16-rounded) wherever the
+// engine's greedy ids are the f32 model's (with the same bf16-rounded weights) wherever the
 // f32 model's top-2 gap exceeds 0.2 standard deviations of its logits row (~10x the per-logit
-// bf16 error at kimi_tiny's 2e-2 relative error); closer calls may flip in bf16 and are counted,
+// error of bf16 activations); closer calls may flip in bf16 and are counted,
 // not failed. Each new token is checked teacher-forced (the f32 model reads the engine's own
 // sequence), so one flip does not end the comparison; the f32 model's own greedy run is also
 // compared up to its first close call. (Both slots stay under 32 tokens, so the MLA kernel's
@@ -148,7 +190,7 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
     EXPECT_EQ(all_stop.ids[i], alone(i, stop).ids[0]) << "stop id, prompt " << i;
   }
 
-  auto m = models::KimiLinearModel::from_pretrained(dir, DType::kF32);
+  auto m = f32_model_with_bf16_weights(dir);  // the engine's weights; see TinyLogits for why
   int total_checked = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int64_t P = static_cast<int64_t>(prompts[i].size()), N = o.max_new;
@@ -158,7 +200,7 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
     const std::vector<double> ref = f32_logits(*m, seq);
     const std::vector<double> want(ref.begin() + (P - 1) * V, ref.end());
     const double err = test::rel_err(all.logits[i], want);
-    EXPECT_LT(err, 2e-2) << "prompt " << i;
+    EXPECT_LT(median_row_err(all.logits[i], want, V), 2e-2) << "prompt " << i;
     int checked = 0, close = 0;
     for (int64_t t = 0; t < N; ++t) {
       const RowStats r = row_stats(want.data() + t * V, V);
