@@ -4,11 +4,14 @@
 // ldmatrix and mma.sync m16n8k16 emulated as the PTX ISA defines their fragments, against the
 // chunk recurrence in double precision on random operands. Odd shapes: T not a multiple of 64,
 // K != V, V tiles past V (idle warps), 1..8 warps per block. bf16 operand rounding gives
-// ~1e-3 relative error; an index slip gives O(1).
+// ~1e-3 relative error; an index slip gives O(1). The kernel's store mode (the chunk backward's
+// F2 stage: h_c, the state before each chunk, and V' written through the warp's staging tile)
+// is checked on the same run against the recurrence's h_c and V'.
 #include "core/cuda/delta_rule/state_mma_tiles.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -108,15 +111,20 @@ Problem make_problem(int T, int H, int K, int V, uint32_t seed) {
   return p;
 }
 
-// The chunk recurrence in double: V' = U - W S, O = Gq S + A V', S <- diag(eg) S + Kd^T V'.
-void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht) {
+// The chunk recurrence in double: V' = U - W S, O = Gq S + A V', S <- diag(eg) S + Kd^T V';
+// hs [H][NC][K][V] = S before chunk c, vp [T,H,V] = V'.
+void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht,
+               std::vector<double>& hs, std::vector<double>& vp) {
   o.assign(size_t(p.T) * p.H * p.V, 0);
   ht.assign(size_t(p.H) * p.K * p.V, 0);
+  hs.assign(size_t(p.H) * p.NC * p.K * p.V, 0);
+  vp.assign(size_t(p.T) * p.H * p.V, 0);
   for (int h = 0; h < p.H; ++h) {
     std::vector<double> S(p.h0.begin() + size_t(h) * p.K * p.V,
                           p.h0.begin() + size_t(h + 1) * p.K * p.V);
     for (int c = 0; c < p.NC; ++c) {
       const int t0 = c * kC, L = std::min(kC, p.T - t0);
+      std::copy(S.begin(), S.end(), hs.begin() + (size_t(h) * p.NC + c) * p.K * p.V);
       std::vector<double> Vp(size_t(L) * p.V);
       for (int i = 0; i < L; ++i)
         for (int v = 0; v < p.V; ++v) {
@@ -124,6 +132,7 @@ void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht
           for (int k = 0; k < p.K; ++k)
             x -= p.W[(size_t(t0 + i) * p.H + h) * p.K + k] * S[k * p.V + v];
           Vp[i * p.V + v] = x;
+          vp[(size_t(t0 + i) * p.H + h) * p.V + v] = x;
         }
       for (int i = 0; i < L; ++i)
         for (int v = 0; v < p.V; ++v) {
@@ -148,13 +157,27 @@ void reference(const Problem& p, std::vector<double>& o, std::vector<double>& ht
 
 // The kernel, block by block and warp by warp, as written in delta_rule_chunk_state_mma.cu
 // (one stage of shared memory suffices on the host: the pipelining does not change the values).
-void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>& ht) {
+// Store mode's outputs hs, vp come from the same walk (the kernel skips O there; the values of
+// S and V' do not depend on it).
+void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>& ht,
+             std::vector<float>& hs, std::vector<float>& vp) {
   const int kD = std::max(p.K, p.V) <= 64 ? 64 : 128, BV = 16 * nw, kKT = kD / 8;
   const int ldk = kD + 8, ldu = BV + 8, lda = kC + 8, ldo = 24;
-  o.assign(size_t(p.T) * p.H * p.V, std::numeric_limits<float>::quiet_NaN());
-  ht.assign(size_t(p.H) * p.K * p.V, std::numeric_limits<float>::quiet_NaN());
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  o.assign(size_t(p.T) * p.H * p.V, nan);
+  ht.assign(size_t(p.H) * p.K * p.V, nan);
+  hs.assign(size_t(p.H) * p.NC * p.K * p.V, nan);
+  vp.assign(size_t(p.T) * p.H * p.V, nan);
   std::vector<float> sW(kC * ldk), sKd(kC * ldk), sGq(kC * ldk), sU(kC * ldu), sA(kC * lda),
-      sEg(kD), sO(kC * ldo);
+      sEg(kD), sO(std::max(kC, kD) * ldo);
+  // write_stage: the staging tile's 16-byte pieces, rows < nrows, columns < ncols, to dst(row).
+  auto write_stage = [&](int rows, int nrows, int ncols, auto dst) {
+    for (int i = 0; i < 2 * rows; ++i) {
+      const mt::RowCol x = mt::stage_piece(i);
+      if (x.row < nrows && x.col < ncols)
+        for (int e = 0; e < 8; ++e) *(dst(x.row) + x.col + e) = sO[x.row * ldo + x.col + e];
+    }
+  };
   for (int bh = 0; bh < p.H; ++bh)
     for (int v0 = 0; v0 < p.V; v0 += BV) {
       std::vector<float> s(size_t(nw) * 32 * kKT * 4);  // s[w][lane][j][e]
@@ -204,6 +227,17 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
           static float sa[32][8][4][2], vt[32][8][4], va[32][4][4][2], ot[32][8][4];
           static float r[32][4][2], bfr[32][2][2];
           mt::RowCol addr[32];
+          // Store mode: h_c = S through the staging tile (rows k).
+          std::fill(sO.begin(), sO.end(), nan);
+          for (int l = 0; l < 32; ++l)
+            for (int j = 0; j < kKT; ++j)
+              for (int e = 0; e < 4; ++e) {
+                const mt::RowCol x = mt::stage_at(l, j, e);
+                sO[x.row * ldo + x.col] = bf16_round(S(w, l, j, e));
+              }
+          write_stage(kD, p.K, p.V - vw, [&](int k) {
+            return hs.data() + ((size_t(bh) * p.NC + c) * p.K + k) * p.V + vw;
+          });
           for (int l = 0; l < 32; ++l)
             for (int ks = 0; ks < kD / 16; ++ks)
               for (int q = 0; q < 4; ++q)
@@ -256,6 +290,16 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
               for (int q = 0; q < 4; ++q)
                 for (int hf = 0; hf < 2; ++hf)
                   va[l][ks][q][hf] = bf16_round(-vt[l][2 * ks + q / 2][(q % 2) * 2 + hf]);
+          // Store mode: V' through the staging tile (rows = tokens).
+          std::fill(sO.begin(), sO.end(), nan);
+          for (int l = 0; l < 32; ++l)
+            for (int nt = 0; nt < kC / 8; ++nt)
+              for (int e = 0; e < 4; ++e) {
+                const mt::RowCol x = mt::stage_at(l, nt, e);
+                sO[x.row * ldo + x.col] = bf16_round(-vt[l][nt][e]);
+              }
+          write_stage(kC, L, p.V - vw,
+                      [&](int t) { return vp.data() + (size_t(t0 + t) * p.H + bh) * p.V + vw; });
           std::memset(ot, 0, sizeof ot);
           add_state_times_rows(ot, sGq);
           for (int nt = 0; nt < kC / 8; ++nt)
@@ -269,18 +313,15 @@ void emulate(const Problem& p, int nw, std::vector<float>& o, std::vector<float>
               }
               mma_into(ot, nt, &va[0][0], 4, ks);
             }
+          std::fill(sO.begin(), sO.end(), nan);
           for (int l = 0; l < 32; ++l)
             for (int nt = 0; nt < kC / 8; ++nt)
               for (int e = 0; e < 4; ++e) {
-                const mt::RowCol x = mt::c_elem(l, e);
-                sO[(8 * nt + x.col) * ldo + x.row] = bf16_round(ot[l][nt][e]);
+                const mt::RowCol x = mt::stage_at(l, nt, e);
+                sO[x.row * ldo + x.col] = bf16_round(ot[l][nt][e]);
               }
-          for (int e = 0; e < 2 * kC; ++e) {
-            const int t = e / 2, v = vw + 8 * (e % 2);
-            if (t < L && v < p.V)
-              for (int x = 0; x < 8; ++x)
-                o[(size_t(t0 + t) * p.H + bh) * p.V + v + x] = sO[t * ldo + 8 * (e % 2) + x];
-          }
+          write_stage(kC, L, p.V - vw,
+                      [&](int t) { return o.data() + (size_t(t0 + t) * p.H + bh) * p.V + vw; });
           for (int l = 0; l < 32; ++l)
             for (int j = 0; j < kKT; ++j) {
               const int k = 8 * j + mt::c_elem(l, 0).col;
@@ -340,12 +381,14 @@ class StateMmaTiles : public ::testing::TestWithParam<Shape> {};
 TEST_P(StateMmaTiles, EmulatedKernelMatchesRecurrence) {
   const Shape sh = GetParam();
   const Problem p = make_problem(sh.T, sh.H, sh.K, sh.V, 17u * sh.T + sh.K + 3u * sh.V + sh.nw);
-  std::vector<double> o_ref, ht_ref;
-  reference(p, o_ref, ht_ref);
-  std::vector<float> o, ht;
-  emulate(p, sh.nw, o, ht);
+  std::vector<double> o_ref, ht_ref, hs_ref, vp_ref;
+  reference(p, o_ref, ht_ref, hs_ref, vp_ref);
+  std::vector<float> o, ht, hs, vp;
+  emulate(p, sh.nw, o, ht, hs, vp);
   EXPECT_LT(rel_err(o, o_ref), 1e-2);
   EXPECT_LT(rel_err(ht, ht_ref), 1e-2);
+  EXPECT_LT(rel_err(hs, hs_ref), 1e-2);  // store mode (backward F2): states before each chunk
+  EXPECT_LT(rel_err(vp, vp_ref), 1e-2);  // and V'
 }
 
 INSTANTIATE_TEST_SUITE_P(

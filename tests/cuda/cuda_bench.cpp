@@ -5,9 +5,10 @@
 // lent H100 (tests/golden/README.md). Timing: CUDA events around each call after warm-up, the
 // median of the repeats. Also measures the device-to-device copy ceiling first.
 // Also the chunkwise gated linear recurrence (bench_linear, first).
-// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state]   (--profile: only the chunk
-// forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows; --state:
-// only the forward's state kernels side by side, bench_state)
+// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state]   (--profile:
+// only the chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence
+// rows; --state: only the forward's state kernels side by side, bench_state; --bwd-state: the
+// chunk backward's stages with its F2 walk old and new, bench_bwd_state)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -170,6 +171,57 @@ void bench_state(int reps) {
                     gate_names[gi], (v == "old" || v == "auto") ? variant : ("w" + v).c_str(),
                     t.total, t.intra, t.state);
       }
+}
+
+// The chunk backward's stages (CUDA events, medians) with F2 on the WMMA TF32 walk
+// (KIMI_CUDA_BWD_STATE_KERNEL=old) and on the tensor-core state kernel in store mode (new), KDA
+// and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
+void bench_bwd_state(int reps) {
+  using T = __nv_bfloat16;
+  ChunkInputs in;
+  const int64_t H = in.H, K = in.K, V = in.V, NT = in.NT;
+  Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
+  Dev<T> gg(NT * H * K), gb(NT * H);
+  std::printf(
+      "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; F2 old / new)\n");
+  std::printf("%8s %6s %6s %4s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "F2", "bwd ms",
+              "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
+  std::vector<cudaEvent_t> evs(7);
+  for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
+  kc::ChunkBwdEvents be{};
+  for (int i = 0; i < 7; ++i) be.e[i] = evs[i];
+  for (int gi = 0; gi < 2; ++gi)
+    for (int64_t seq : {2048, 8192, 32768})
+      for (const char* variant : {"old", "new"}) {
+        const bool old = std::strcmp(variant, "old") == 0;
+        if (old) setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
+        const int64_t B = NT / seq;
+        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
+        auto step = [&](const kc::ChunkBwdEvents* e) {
+          kc::delta_rule_chunk_bwd<T>(d, in.dq.ptr(), in.dk.ptr(), in.dv.ptr(), in.gate(gi),
+                                      in.dbeta.ptr(), nullptr, dout.ptr(), nullptr, gq.ptr(),
+                                      gk.ptr(), gv.ptr(), gg.ptr(), gb.ptr(), nullptr, kc::stream(),
+                                      e);
+        };
+        for (int i = 0; i < 2; ++i) step(nullptr);
+        std::vector<double> bwd, st[6];
+        for (int i = 0; i < reps; ++i) {
+          step(&be);
+          KIMI_CUDA_CHECK(cudaEventSynchronize(evs[6]));
+          float m = 0;
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[6]));
+          bwd.push_back(m);
+          for (int k2 = 0; k2 < 6; ++k2) {
+            KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2], evs[k2 + 1]));
+            st[k2].push_back(m);
+          }
+        }
+        unsetenv("KIMI_CUDA_BWD_STATE_KERNEL");
+        std::printf("%8ld %6ld %6s %4s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
+                    long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
+                    median(st[2]), median(st[3]), median(st[4]), median(st[5]));
+      }
+  for (auto& e : evs) cudaEventDestroy(e);
 }
 
 void bench_chunk(int reps, bool profile) {
@@ -343,12 +395,13 @@ void bench_decode(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 10;
-  bool profile = false, linear_only = false, state_only = false;
+  bool profile = false, linear_only = false, state_only = false, bwd_state_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--profile") == 0) profile = true;
     if (std::strcmp(argv[i], "--linear") == 0) linear_only = true;
     if (std::strcmp(argv[i], "--state") == 0) state_only = true;
+    if (std::strcmp(argv[i], "--bwd-state") == 0) bwd_state_only = true;
   }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
@@ -365,6 +418,10 @@ int main(int argc, char** argv) {
     }
     if (state_only) {
       bench_state(reps);
+      return 0;
+    }
+    if (bwd_state_only) {
+      bench_bwd_state(reps);
       return 0;
     }
     bench_linear(reps);

@@ -5,10 +5,11 @@
 // output, final state and gradient is compared by relative error per tensor; outputs are
 // poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
-// Usage: kimi_cuda_tests [--quick] [--state] [GOLDEN_DIR]   (default: .gpu/golden, then
-// tests/golden). --quick leaves out the large cases (for runs under compute-sanitizer); --state
-// runs only the chunk forward's state-kernel cases (state_kernel_cases).
-// Exit status 0 when every check passes or no GPU is present (then it says it skipped).
+// Usage: kimi_cuda_tests [--quick] [--state] [--bwd-state] [GOLDEN_DIR]   (default: .gpu/golden,
+// then tests/golden). --quick leaves out the large cases (for runs under compute-sanitizer);
+// --state runs only the chunk forward's state-kernel cases (state_kernel_cases), --bwd-state only
+// the chunk backward's F2 cases (bwd_state_cases). Exit status 0 when every check passes or no GPU
+// is present (then it says it skipped).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -21,16 +22,18 @@
 
 namespace kimi::cuda_test {
 
+// A chunk backward shape: with `states` h0 and dht are given, else zero; dh0 wanted or not.
+struct ChunkBwdCase {
+  int64_t B, T, H, K, V;
+  GateKind gate;
+  bool states, want_dh0;
+};
+
 // The chunk backward on shapes the random cases leave out: padded head size 128 with K != V
 // (both ways, V not a multiple of 16), one short chunk, T a multiple of the chunk, no h0 / dht
 // (zero), dh0 not wanted; fp32 (TF32 products) and bf16, every gate kind.
 void chunk_bwd_cases(Report& rep) {
-  struct Case {
-    int64_t B, T, H, K, V;
-    GateKind gate;
-    bool states, want_dh0;
-  };
-  const Case cases[] = {
+  const ChunkBwdCase cases[] = {
       {1, 77, 2, 128, 72, GateKind::kPerChannel, true, true},
       {2, 128, 2, 96, 128, GateKind::kScalar, true, false},
       {2, 37, 3, 64, 24, GateKind::kNone, false, true},
@@ -39,7 +42,7 @@ void chunk_bwd_cases(Report& rep) {
   };
   uint64_t seed = 300;
   for (bool delta : {true, false})
-    for (const Case& c : cases) {
+    for (const ChunkBwdCase& c : cases) {
       RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
       Problem p = random_problem(d, delta, ++seed);
       if (!c.states) {
@@ -133,6 +136,51 @@ void state_kernel_cases(Report& rep, bool quick) {
   }
 }
 
+// The bf16 chunk backward with its F2 stage (states h_c and V') on the forward's tensor-core
+// state kernel in store mode (default; V tiles of 1, 2, 8 warps by KIMI_CUDA_STATE_WARPS) and on
+// the WMMA TF32 walk it replaces (KIMI_CUDA_BWD_STATE_KERNEL=old): every gradient against the
+// CPU oracle, and the new path against the old one ("new~old"). Odd shapes: T not a multiple
+// of the chunk, V tails (a warp half past V, idle warps), K < the padded head size, one whole
+// chunk, with and without h0 / dht, dh0 wanted or not. `quick` keeps two shapes.
+void bwd_state_cases(Report& rep, bool quick) {
+  const ChunkBwdCase cases[] = {
+      {1, 77, 2, 128, 72, GateKind::kPerChannel, true, true},
+      {2, 130, 3, 48, 40, GateKind::kScalar, true, false},
+      {1, 200, 2, 96, 128, GateKind::kPerChannel, false, true},
+      {2, 64, 2, 64, 24, GateKind::kNone, true, true},
+      {1, 150, 2, 128, 96, GateKind::kPerChannel, true, true},
+  };
+  uint64_t seed = 900;
+  int n = 0;
+  for (const ChunkBwdCase& c : cases) {
+    if (quick && ++n > 2) break;
+    RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
+    Problem p = random_problem(d, true, ++seed);
+    if (!c.states) {
+      p.h0.clear();
+      p.dht.clear();
+    }
+    const Problem pb = as_type<__nv_bfloat16>(p);
+    const Result ref = cpu_reference(pb, true);
+    setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
+    const Result old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
+    unsetenv("KIMI_CUDA_BWD_STATE_KERNEL");
+    char base[128];
+    std::snprintf(base, sizeof base, "%s %s%s%s bf16", gate_name(c.gate), dims_str(d).c_str(),
+                  c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
+    compare(rep, std::string("bwd state old ") + base, old, ref, kTolBf16, kTolBf16);
+    for (const char* warps : {"auto", "1", "2", "8"}) {
+      const bool fixed = std::string(warps) != "auto";
+      if (fixed) setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
+      unsetenv("KIMI_CUDA_STATE_WARPS");
+      const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + warps + " " + base;
+      compare(rep, tag, got, ref, kTolBf16, kTolBf16);
+      if (!fixed) compare(rep, tag + " new~old", got, old, kTolBf16, kTolBf16);
+    }
+  }
+}
+
 // Random problems of odd sizes: every gate kind, delta rule and linear recurrence.
 void random_cases(Report& rep, bool quick) {
   uint64_t seed = 100;
@@ -207,13 +255,15 @@ int main(int argc, char** argv) {
     std::printf("SKIP: no CUDA device present (cuda_available() is false); nothing was run\n");
     return 0;
   }
-  bool quick = false, state_only = false;
+  bool quick = false, state_only = false, bwd_state_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
       quick = true;
     else if (std::string(argv[i]) == "--state")
       state_only = true;
+    else if (std::string(argv[i]) == "--bwd-state")
+      bwd_state_only = true;
     else
       golden = argv[i];
   }
@@ -233,9 +283,10 @@ int main(int argc, char** argv) {
       {"golden", [&] { golden_cases(rep, golden); }},
       {"random", [&] { random_cases(rep, quick); }},
       {"decode", [&] { decode_cases(rep); }},
+      {"bwd state", [&] { bwd_state_cases(rep, quick); }},
   };
   for (const auto& [name, fn] : groups) {
-    if (state_only) break;
+    if (state_only || bwd_state_only) break;
     try {
       fn();
     } catch (const std::exception& e) {
@@ -249,6 +300,14 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL state: exception: %s\n", e.what());
+    }
+  }
+  if (bwd_state_only) {
+    try {
+      bwd_state_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL bwd state: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);

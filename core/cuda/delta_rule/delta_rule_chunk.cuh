@@ -155,6 +155,12 @@ void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<T
 // KIMI_CUDA_STATE_KERNEL=old): then the caller runs the WMMA TF32 state kernel.
 bool launch_state_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                       const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+// The same kernel in store mode for the chunk backward's F2 stage: no O; h_c (the state before
+// chunk c, [B*H][NC][K][V]) and V' ([B,T,H,V]) written in bf16. False (nothing launched) where
+// launch_state_mma would refuse or KIMI_CUDA_BWD_STATE_KERNEL=old.
+bool launch_state_mma_store(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                            const ChunkBuffers<__nv_bfloat16>& buf, __nv_bfloat16* h,
+                            __nv_bfloat16* vp, cudaStream_t stream);
 // Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
 // multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
 int state_mma_warps(int64_t BH, int V, int sms);

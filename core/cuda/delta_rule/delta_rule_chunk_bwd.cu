@@ -4,6 +4,7 @@
 // state gradients dh_c and dV' from a backward walk), their launchers and delta_rule_chunk_bwd.
 // Products: WMMA, TF32 in, fp32 out.
 #include <algorithm>
+#include <type_traits>
 
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
 #include "core/cuda/runtime/allocator.h"
@@ -316,7 +317,13 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   mark(1);
   // Fewer than ~2 blocks per multiprocessor with 64-wide V tiles: use 32-wide tiles.
   const bool wide = BH * detail::ceil_div(d.V, 64) >= 2 * detail::sm_count();
-  if (wide)
+  // F2: bf16 with 16-byte rows on the forward's tensor-core state kernel in store mode
+  // (KIMI_CUDA_BWD_STATE_KERNEL=old keeps the WMMA TF32 walk below).
+  bool f2_done = false;
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>)
+    f2_done = launch_state_mma_store(p, cd, fw, bw.h, bw.Vp, stream);
+  if (f2_done) {
+  } else if (wide)
     launch_seq<64>(p, cd, fw, bw, nullptr, nullptr, false, stream);
   else
     launch_seq<32>(p, cd, fw, bw, nullptr, nullptr, false, stream);

@@ -16,6 +16,10 @@
 // S kept in fp32. The operands of chunk c+1 (rows of W, Kd, Gq, the U tile, A_qk, exp(G_last))
 // arrive by cp.async in the second of two shared-memory stages while chunk c is computed.
 // KIMI_CUDA_STATE_WARPS=1|2|4|8 fixes the warps per block (V tile = 16 x warps) for experiments.
+// Store mode (kStore, the chunk backward's F2 stage, launch_state_mma_store): no O; the state
+// before each chunk, h_c, and V' are written out in bf16 (the [B*H][NC][K][V] and [B,T,H,V]
+// buffers the backward's B stages read), through the same per-warp staging tile as O; Gq and
+// A_qk are not loaded. KIMI_CUDA_BWD_STATE_KERNEL=old keeps the backward's WMMA TF32 walk.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -88,26 +92,48 @@ __device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
 // Shared memory, in bytes: two stages of operands, then each warp's O staging tile. Row pads
 // of 16 bytes put the 8 rows of an ldmatrix (and of the fragment loads of A_qk) in distinct
 // banks.
-template <int kD, int kNW>
+template <int kD, int kNW, bool kStore = false>
 struct StateMmaLayout {
   static constexpr int kThreads = 32 * kNW, BV = 16 * kNW;
   static constexpr int ldk = kD + 8;  // bf16 rows of W, Kd, Gq
   static constexpr int ldu = BV + 8;  // bf16 rows of the U tile
   static constexpr int lda = kC + 8;  // fp32 rows of A_qk
   static constexpr int ldo = 16 + 8;  // bf16 rows of a warp's O tile (64 tokens x 16 columns)
+  // Store mode: no Gq, no A_qk; the staging tile holds h_c (kD rows) as well as V' (kC rows).
+  static constexpr int kORows = kStore && kD > kC ? kD : kC;
   static constexpr int kW = 0, kKd = kW + kC * ldk * 2, kGq = kKd + kC * ldk * 2;
-  static constexpr int kU = kGq + kC * ldk * 2, kA = kU + kC * ldu * 2, kEg = kA + kC * lda * 4;
+  static constexpr int kU = kGq + (kStore ? 0 : kC * ldk * 2), kA = kU + kC * ldu * 2;
+  static constexpr int kEg = kA + (kStore ? 0 : kC * lda * 4);
   static constexpr int kStage = kEg + kD * 4;
   static constexpr int kO = 2 * kStage;
-  static constexpr int kBytes = kO + kNW * kC * ldo * 2;
+  static constexpr int kBytes = kO + kNW * kORows * ldo * 2;
   static_assert(kKd % 16 == 0 && kU % 16 == 0 && kA % 16 == 0 && kEg % 16 == 0 && kStage % 128 == 0,
                 "cp.async and ldmatrix need 16-byte aligned rows");
 };
 
-template <int kD, int kNW>
+// Where store mode writes: h [B*H][NC][K][V] (state before chunk c), vp [B,T,H,V] (V').
+struct StoreOut {
+  bf16 *h, *vp;
+};
+
+// A warp's staging tile of `rows` rows (16 columns, stride ldo) to global rows `dst(r)` (an
+// element offset, the warp's first column included), rows < nrows and columns < ncols only.
+template <int kRows, int ldo, class Dst>
+__device__ __forceinline__ void write_stage(const bf16* sT, int nrows, int ncols, int lane,
+                                            Dst dst) {
+#pragma unroll
+  for (int i = lane; i < 2 * kRows; i += 32) {
+    const mt::RowCol x = mt::stage_piece(i);
+    if (x.row < nrows && x.col < ncols)
+      *reinterpret_cast<uint4*>(dst(x.row) + x.col) =
+          *reinterpret_cast<const uint4*>(sT + x.row * ldo + x.col);
+  }
+}
+
+template <int kD, int kNW, bool kStore>
 __global__ void __launch_bounds__(32 * kNW, 1)
-    chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in) {
-  using Lay = StateMmaLayout<kD, kNW>;
+    chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, StoreOut so) {
+  using Lay = StateMmaLayout<kD, kNW, kStore>;
   constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
   constexpr int kKT = kD / 8;  // n-tiles of S^T (8 state rows k each)
   extern __shared__ __align__(128) unsigned char smem_mma[];
@@ -134,7 +160,7 @@ __global__ void __launch_bounds__(32 * kNW, 1)
       const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
       cp16_or_zero(sW + i * ldk + col, in.W + g, ok);
       cp16_or_zero(sKd + i * ldk + col, in.Kd + g, ok);
-      cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
+      if constexpr (!kStore) cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
     }
     constexpr int kVU = BV / 8;
     for (int e = tid; e < kC * kVU; e += Lay::kThreads) {
@@ -143,10 +169,12 @@ __global__ void __launch_bounds__(32 * kNW, 1)
       const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
       cp16_or_zero(sU + i * ldu + col, in.U + g, ok);
     }
-    const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
-    for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
-      const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
-      cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
+    if constexpr (!kStore) {
+      const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
+      for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
+        const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
+        cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
+      }
     }
     const float* eg = in.EgL + (int64_t(bh) * cd.NC + c) * p.K;
     for (int e = tid; e < kD / 4; e += Lay::kThreads)
@@ -179,6 +207,22 @@ __global__ void __launch_bounds__(32 * kNW, 1)
       const float* sA = reinterpret_cast<const float*>(base + Lay::kA);
       const float* sEg = reinterpret_cast<const float*>(base + Lay::kEg);
       const int t0 = c * kC, L = min(kC, p.T - t0);
+      bf16* sO = reinterpret_cast<bf16*>(smem_mma + Lay::kO) + warp * Lay::kORows * ldo;
+      const int ncols = p.V - vw;  // columns of this warp inside V (> 0)
+
+      if constexpr (kStore) {  // h_c = S: rows k of the warp's 16 columns
+#pragma unroll
+        for (int j = 0; j < kKT; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const mt::RowCol x = mt::stage_at(lane, j, e);
+            sO[x.row * ldo + x.col] = __float2bfloat16(s[j][e]);
+          }
+        __syncwarp();
+        bf16* hc = so.h + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw;
+        write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return hc + int64_t(k) * p.V; });
+        __syncwarp();
+      }
 
       // S^T in bf16: A fragments of the k-steps over the state rows.
       uint32_t sa[kD / 16][4];
@@ -202,38 +246,46 @@ __global__ void __launch_bounds__(32 * kNW, 1)
       uint32_t va[kC / 16][4];
       c_to_a<kC / 16>(vt, va, -1.f);
 
-      // O^T = S^T Gq^T + V'^T A_qk^T; A_qk is zero above the diagonal, so n-tile nt (tokens
-      // 8 nt..8 nt+7) needs the token k-steps up to nt / 2 only.
-      float ot[kC / 8][4];
+      if constexpr (kStore) {  // V' rows (tokens) of the warp's 16 columns
 #pragma unroll
-      for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
-      add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
+        for (int nt = 0; nt < kC / 8; ++nt)
 #pragma unroll
-      for (int nt = 0; nt < kC / 8; ++nt)
+          for (int e = 0; e < 4; ++e) {
+            const mt::RowCol x = mt::stage_at(lane, nt, e);
+            sO[x.row * ldo + x.col] = __float2bfloat16(-vt[nt][e]);
+          }
+        __syncwarp();
+        write_stage<kC, ldo>(sO, L, ncols, lane,
+                             [&](int t) { return so.vp + p.vo(b, t0 + t, h) + vw; });
+        __syncwarp();
+      } else {
+        // O^T = S^T Gq^T + V'^T A_qk^T; A_qk is zero above the diagonal, so n-tile nt (tokens
+        // 8 nt..8 nt+7) needs the token k-steps up to nt / 2 only.
+        float ot[kC / 8][4];
 #pragma unroll
-        for (int ks = 0; ks <= nt / 2; ++ks) {
-          const mt::RowCol a = mt::aqk_b(lane, nt, ks, 0);
-          const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
-          const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
-          mma_bf16(ot[nt], va[ks], pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y));
-        }
-      // O to global through the warp's tile (rows = tokens, 16 columns): 32-byte row pieces.
-      bf16* sO = reinterpret_cast<bf16*>(smem_mma + Lay::kO) + warp * kC * ldo;
+        for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
+        add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
 #pragma unroll
-      for (int nt = 0; nt < kC / 8; ++nt)
+        for (int nt = 0; nt < kC / 8; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {  // O^T element (column c_elem.row, token 8 nt + .col)
-          const mt::RowCol x = mt::c_elem(lane, e);
-          sO[(8 * nt + x.col) * ldo + x.row] = __float2bfloat16(ot[nt][e]);
-        }
-      __syncwarp();
+          for (int ks = 0; ks <= nt / 2; ++ks) {
+            const mt::RowCol a = mt::aqk_b(lane, nt, ks, 0);
+            const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
+            const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
+            mma_bf16(ot[nt], va[ks], pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y));
+          }
+          // O to global through the warp's tile (rows = tokens, 16 columns): 32-byte row pieces.
 #pragma unroll
-      for (int e = lane; e < 2 * kC; e += 32) {
-        const int t = e / 2, v = vw + 8 * (e % 2);
-        if (t < L && v < p.V)
-          *reinterpret_cast<uint4*>(p.o + p.vo(b, t0 + t, h) + v) =
-              *reinterpret_cast<const uint4*>(sO + t * ldo + 8 * (e % 2));
-      }
+        for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {  // O^T element (column c_elem.row, token 8 nt + .col)
+            const mt::RowCol x = mt::stage_at(lane, nt, e);
+            sO[x.row * ldo + x.col] = __float2bfloat16(ot[nt][e]);
+          }
+        __syncwarp();
+        write_stage<kC, ldo>(sO, L, ncols, lane,
+                             [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
+      }  // !kStore
 
       // S^T <- S^T diag(exp(G_last)) + V'^T Kd. B of token k-step ks, n-tiles 2jp, 2jp+1:
       // ldmatrix.trans of matrices (tokens 16 ks | +8) x (k 16 jp | +8).
@@ -258,7 +310,7 @@ __global__ void __launch_bounds__(32 * kNW, 1)
     }
     __syncthreads();  // every warp is done with stage c & 1 (chunk c + 2 loads into it next)
   }
-  if (p.ht && active) {
+  if (!kStore && p.ht && active) {
 #pragma unroll
     for (int j = 0; j < kKT; ++j)
 #pragma unroll
@@ -269,26 +321,27 @@ __global__ void __launch_bounds__(32 * kNW, 1)
   }
 }
 
-template <int kD, int kNW>
+template <int kD, int kNW, bool kStore>
 void launch_mma_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
-                   cudaStream_t stream) {
-  using Lay = StateMmaLayout<kD, kNW>;
+                   StoreOut so, cudaStream_t stream) {
+  using Lay = StateMmaLayout<kD, kNW, kStore>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW>,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW, kStore>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
-  chunk_state_mma_kernel<kD, kNW><<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  chunk_state_mma_kernel<kD, kNW, kStore>
+      <<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, so);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-template <int kD>
+template <int kD, bool kStore>
 void launch_mma_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
-                  const ChunkBuffers<bf16>& buf, cudaStream_t stream) {
+                  const ChunkBuffers<bf16>& buf, StoreOut so, cudaStream_t stream) {
   switch (warps) {
-    case 8: return launch_mma_as<kD, 8>(p, cd, buf, stream);
-    case 4: return launch_mma_as<kD, 4>(p, cd, buf, stream);
-    case 2: return launch_mma_as<kD, 2>(p, cd, buf, stream);
-    default: return launch_mma_as<kD, 1>(p, cd, buf, stream);
+    case 8: return launch_mma_as<kD, 8, kStore>(p, cd, buf, so, stream);
+    case 4: return launch_mma_as<kD, 4, kStore>(p, cd, buf, so, stream);
+    case 2: return launch_mma_as<kD, 2, kStore>(p, cd, buf, so, stream);
+    default: return launch_mma_as<kD, 1, kStore>(p, cd, buf, so, stream);
   }
 }
 
@@ -315,9 +368,22 @@ bool launch_state_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuf
     return false;
   const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
   if (cd.D == 64)
-    launch_mma_d<64>(warps, p, cd, buf, stream);
+    launch_mma_d<64, false>(warps, p, cd, buf, StoreOut{nullptr, nullptr}, stream);
   else
-    launch_mma_d<128>(warps, p, cd, buf, stream);
+    launch_mma_d<128, false>(warps, p, cd, buf, StoreOut{nullptr, nullptr}, stream);
+  return true;
+}
+
+bool launch_state_mma_store(const Params<bf16>& p, const ChunkDims& cd,
+                            const ChunkBuffers<bf16>& buf, bf16* h, bf16* vp, cudaStream_t stream) {
+  if (!use_prefetch(p)) return false;
+  if (const char* e = std::getenv("KIMI_CUDA_BWD_STATE_KERNEL"); e && std::string_view(e) == "old")
+    return false;
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  if (cd.D == 64)
+    launch_mma_d<64, true>(warps, p, cd, buf, StoreOut{h, vp}, stream);
+  else
+    launch_mma_d<128, true>(warps, p, cd, buf, StoreOut{h, vp}, stream);
   return true;
 }
 

@@ -54,4 +54,16 @@ KIMI_MMA_HD RowCol aqk_b(int lane, int nt, int ks, int r) {
   return {8 * nt + lane / 4, 16 * ks + 2 * (lane % 4) + 8 * r};
 }
 
+// A warp's staging tile [rows][16 columns] (bf16, row stride ldo) for a transposed result X^T
+// held as C fragments (16 warp columns x 8 rows per n-tile): register e of n-tile nt lands at
+// row 8 nt + c_elem.col, column c_elem.row. Used for O, and in the backward's store mode
+// (delta_rule_chunk_state_mma.cu) for the state h_c (rows k) and V' (rows = tokens).
+KIMI_MMA_HD RowCol stage_at(int lane, int nt, int e) {
+  const RowCol x = c_elem(lane, e);
+  return {8 * nt + x.col, x.row};
+}
+
+// The staging tile leaves as 16-byte pieces: piece i is row i / 2, columns 8 (i % 2) .. +7.
+KIMI_MMA_HD RowCol stage_piece(int i) { return {i / 2, 8 * (i % 2)}; }
+
 }  // namespace kimi::cuda::detail::chunk::mma_tiles
