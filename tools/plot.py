@@ -188,6 +188,14 @@ def assign_styles(settings):
                                  else len(MIXER_ORDER), r["label"], r["name"]))
     seen = {}
     dashes = ["-", "--", ":", "-."]
+    # One mixer family only (Table 1's hybrid rows, an ablation): shades of one hue cannot tell
+    # nine lines apart, so each setting gets its own colour of a qualitative palette.
+    if len({st["group"] for st in settings}) == 1 and len(settings) > 2:
+        palette = matplotlib.colormaps["tab10"].colors
+        for i, st in enumerate(settings):
+            _, marker, _ = style(st["group"])
+            st["style"] = (palette[i % 10], marker, dashes[(i // 10) % len(dashes)])
+        return
     for st in settings:
         colour, marker, line = style(st["group"])
         i = seen.get(st["label"], 0)
