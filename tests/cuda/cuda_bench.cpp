@@ -1,14 +1,14 @@
 // CUDA benchmark (kimi_cuda_bench): the chunkwise KDA forward (and forward + backward, with the
 // backward's stages) at bf16, H=16, K=V=128,
 // B*T = 65,536 tokens, T = 2048 / 8192 / 32768, and the KDA decode step (H=32, K=V=128, fp32
-// state in place) at B = 1 / 64 / 256, against flash-linear-attention's anchors measured on the
-// lent H100 (tests/golden/README.md). Timing: CUDA events around each call after warm-up, the
-// median of the repeats. Also measures the device-to-device copy ceiling first.
-// Also the chunkwise gated linear recurrence (bench_linear, first).
-// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state]   (--profile:
-// only the chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence
-// rows; --state: only the forward's state kernels side by side, bench_state; --bwd-state: the
-// chunk backward's stages with its F2 walk old and new, bench_bwd_state)
+// state in place) at B = 1 / 64 / 256. No peer figure is printed here: tools/peer_bench.py times
+// flash-linear-attention and PyTorch beside `kimi-lab bench` in one run. Timing: CUDA events around
+// each call after warm-up, the median of the repeats. Also measures the device-to-device copy
+// ceiling first. Also the chunkwise gated linear recurrence (bench_linear, first). Usage:
+// kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state]   (--profile: only the
+// chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows;
+// --state: only the forward's state kernels side by side, bench_state; --bwd-state: the chunk
+// backward's stages with its F2 walk old and new, bench_bwd_state)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -229,8 +229,6 @@ void bench_chunk(int reps, bool profile) {
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
   std::printf("\nKDA chunk forward, bf16 in, fp32 state, H=%ld K=V=%ld, B*T=%ld tokens\n", long(H),
               long(K), long(NT));
-  std::printf(
-      "(flash-linear-attention chunk_kda on the lent H100: fwd 4.1-4.9 ms, 13-16 M tok/s)\n");
   ChunkInputs in;
   Dev<T>&dq = in.dq, &dk = in.dk, &dv = in.dv, &dg = in.dg, &dbeta = in.dbeta, &o = in.o;
   auto gate_ptr = [&](int gi) -> const T* { return in.gate(gi); };
@@ -259,13 +257,13 @@ void bench_chunk(int reps, bool profile) {
   // by events: F1 intra, F2 states h, B1 dh walk, B2 dGq/dW/dKd, B3 UT bwd, B4 Gram bwd.
   {
     std::printf(
-        "\nKDA chunk forward + backward, bf16, same shape (FLA chunk_kda fwd+bwd: 22-24 ms, "
-        "2.7-2.9 M tok/s; target <= 44 ms)\n");
+        "\nKDA chunk forward + backward, bf16, same shape (peers: tools/peer_bench.py, timed "
+        "in the same run)\n");
     Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
     Dev<T> gg(NT * H * K), gb(NT * H);
-    std::printf("%8s %6s %6s %9s %9s %9s %9s %8s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate",
-                "fwd ms", "bwd ms", "total ms", "M tok/s", "FLA/ours", "F1", "F2 h", "B1 dh", "B2",
-                "B3 ut", "B4");
+    std::printf("%8s %6s %6s %9s %9s %9s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate",
+                "fwd ms", "bwd ms", "total ms", "M tok/s", "F1", "F2 h", "B1 dh", "B2", "B3 ut",
+                "B4");
     std::vector<cudaEvent_t> evs(8);
     for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
     kc::ChunkBwdEvents be{};
@@ -300,11 +298,10 @@ void bench_chunk(int reps, bool profile) {
           }
         }
         const double ms = median(tot);
-        std::printf(
-            "%8ld %6ld %6s %9.3f %9.3f %9.3f %9.2f %8.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
-            long(seq), long(B), gate_names[gi], median(fwd), median(bwd), ms,
-            NT / (ms * 1e-3) / 1e6, 23.0 / ms, median(st[0]), median(st[1]), median(st[2]),
-            median(st[3]), median(st[4]), median(st[5]));
+        std::printf("%8ld %6ld %6s %9.3f %9.3f %9.3f %9.2f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n",
+                    long(seq), long(B), gate_names[gi], median(fwd), median(bwd), ms,
+                    NT / (ms * 1e-3) / 1e6, median(st[0]), median(st[1]), median(st[2]),
+                    median(st[3]), median(st[4]), median(st[5]));
       }
     for (auto& e : evs) cudaEventDestroy(e);
   }
@@ -329,15 +326,13 @@ void bench_linear(int reps) {
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
   std::printf(
       "\nlinear recurrence chunk (simple_gla), bf16 in, fp32 state, H=%ld K=V=%ld, "
-      "B*T=%ld tokens\n(flash-linear-attention chunk_simple_gla fwd: 1.0-1.07 ms; "
-      "recurrent kernels: fwd 10-48 ms, fwd+bwd 269-1700 ms)\n",
+      "B*T=%ld tokens (peers: tools/peer_bench.py)\n",
       long(H), long(K), long(NT));
   Dev<T> q(uniform(NT * H * K, 21, -1, 1)), k(uniform(NT * H * K, 22, -0.2, 0.2));
   Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
   Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
   Dev<T> o(NT * H * V), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V), gg(NT * H * K);
-  std::printf("%8s %6s %8s %9s %9s %10s %9s\n", "T", "B", "gate", "fwd ms", "FLA/ours",
-              "fwd+bwd ms", "M tok/s");
+  std::printf("%8s %6s %8s %9s %10s %9s\n", "T", "B", "gate", "fwd ms", "fwd+bwd ms", "M tok/s");
   for (int64_t seq : {2048, 8192, 32768, -8192}) {
     const bool channel = seq < 0;
     if (channel) seq = -seq;
@@ -363,8 +358,8 @@ void bench_linear(int reps) {
                                          nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
                                          kc::stream());
     });
-    std::printf("%8ld %6ld %8s %9.3f %9.2f %10.3f %9.2f\n", long(seq), long(B),
-                channel ? "channel" : "scalar", fwd, 1.035 / fwd, tot, NT / (tot * 1e-3) / 1e6);
+    std::printf("%8ld %6ld %8s %9.3f %10.3f %9.2f\n", long(seq), long(B),
+                channel ? "channel" : "scalar", fwd, tot, NT / (tot * 1e-3) / 1e6);
   }
 }
 
@@ -372,8 +367,6 @@ void bench_decode(int reps) {
   using T = __nv_bfloat16;
   const int64_t H = 32, K = 128, V = 128;
   std::printf("\nKDA decode step, bf16 q/k/v/g/beta, fp32 state [B,32,128,128] updated in place\n");
-  std::printf(
-      "(flash-linear-attention fused_recurrent_kda: B=1 106 us, B=64 110 us, B=256 378 us)\n");
   std::printf("%6s %10s %14s %10s\n", "B", "us", "state MB r+w", "TB/s");
   for (int64_t B : {1, 64, 256}) {
     RecurrenceDims d{B, 1, H, K, V, GateKind::kPerChannel, 1.0 / std::sqrt(double(K)), 64};

@@ -148,10 +148,11 @@ RowStats row_stats(const double* row, int64_t V) {
 // f32 model's top-2 gap exceeds 0.5 standard deviations of its logits row; closer calls may flip
 // in bf16 and are counted, not failed. (0.2 sd, ~10x the median per-logit error of bf16
 // activations, was measured too tight on an H100: a row with a 0.238 sd gap flipped, because
-// the error is far from uniform across rows, as the bf16-weight floor's p90 shows.) Each new token is checked teacher-forced (the f32 model reads the engine's own
-// sequence), so one flip does not end the comparison; the f32 model's own greedy run is also
-// compared up to its first close call. (Both slots stay under 32 tokens, so the MLA kernel's
-// split count, the only batch-dependent sum order, is 1 batched and alone: logits agree to 1e-5.)
+// the error is far from uniform across rows, as the bf16-weight floor's p90 shows.) Each new token
+// is checked teacher-forced (the f32 model reads the engine's own sequence), so one flip does not
+// end the comparison; the f32 model's own greedy run is also compared up to its first close call.
+// (Both slots stay under 32 tokens, so the MLA kernel's split count, the only batch-dependent sum
+// order, is 1 batched and alone: logits agree to 1e-5.)
 TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
   KIMI_SKIP_WITHOUT_GOLDEN("kimi_tiny/model.safetensors");
   const std::string dir = test::golden_path("kimi_tiny");
