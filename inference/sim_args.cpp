@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <optional>
@@ -64,6 +65,28 @@ std::vector<BatchSpec> parse_batches(const std::vector<std::string>& items) {
 std::string model_source(const std::string& model, const std::string& preset) {
   if (!preset.empty()) return "preset " + preset;
   return std::filesystem::is_directory(model) ? model + "/config.json" : model;
+}
+
+models::KimiLinearConfig first_layers(const models::KimiLinearConfig& c, int64_t n) {
+  if (n == 0 || n == c.num_hidden_layers) return c;
+  if (n < 0 || n > c.num_hidden_layers)
+    throw UserError(fmt::format("--layers {}: the model has {} layers (give 1..{}, or 0 for all)",
+                                n, c.num_hidden_layers, c.num_hidden_layers));
+  models::KimiLinearConfig out = c;
+  out.num_hidden_layers = n;
+  auto keep = [n](std::vector<int64_t>& ids) {  // 1-based layer numbers, as in config.json
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [n](int64_t i) { return i > n; }), ids.end());
+  };
+  keep(out.kda_layers);
+  keep(out.full_attn_layers);
+  return out;
+}
+
+std::string model_source(const std::string& model, const std::string& preset,
+                         const models::KimiLinearConfig& full, int64_t layers) {
+  const std::string s = model_source(model, preset);
+  if (layers == 0 || layers == full.num_hidden_layers) return s;
+  return fmt::format("{}, first {} of {} layers", s, layers, full.num_hidden_layers);
 }
 
 models::KimiLinearConfig resolve_model(const std::string& model, const std::string& preset) {

@@ -21,4 +21,13 @@ models::KimiLinearConfig resolve_model(const std::string& model, const std::stri
 // "preset kimi-linear-48b" or the config file's path, for titles and reports.
 std::string model_source(const std::string& model, const std::string& preset);
 
+// `--layers N` (0 = all): the first N decoder layers of c, each keeping its kind (KDA or MLA) and
+// its MoE, for a model whose depth is cut to fit a smaller GPU (the 48B's 27 layers need ~100
+// GB; 20 fit an 80 GB card). Per-layer costs are unchanged, so TPOT is predicted and measured
+// on the same cut model. N outside 1..num_hidden_layers is one UserError naming --layers.
+models::KimiLinearConfig first_layers(const models::KimiLinearConfig& c, int64_t n);
+// model_source plus ", first N of L layers" when N cuts the model.
+std::string model_source(const std::string& model, const std::string& preset,
+                         const models::KimiLinearConfig& full, int64_t layers);
+
 }  // namespace kimi::inference

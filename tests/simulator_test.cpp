@@ -62,6 +62,12 @@ std::string message_of(const std::function<void()>& f) {
   return "(no UserError)";
 }
 
+// A UserError's message is one line and names what it should.
+void one_line(const std::string& msg, const std::string& names) {
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names), std::string::npos) << msg;
+}
+
 TEST(Simulator, CacheBytesEqualCacheSizesForBothModels) {
   for (const KimiLinearConfig& c : {models::kimi_linear_48b(), tiny()}) {
     const models::CacheSizes s = models::cache_sizes(c, 4, 2);  // model-info's reference dtypes
@@ -304,10 +310,6 @@ TEST(Simulator, MeasuredRowsAreJoinedWithTheirRelativeError) {
 }
 
 TEST(Simulator, BadInputsAreOneClearLine) {
-  auto one_line = [](const std::string& msg, const std::string& names) {
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_NE(msg.find(names), std::string::npos) << msg;
-  };
   one_line(message_of([] { gpu_profile("h300"); }), "h300");
   one_line(message_of([] { gpu_profile("h300"); }), "h200, h100");
   one_line(message_of([] { parse_contexts({"4096", "0"}); }), "--contexts: 0");
@@ -424,10 +426,6 @@ TEST(Simulator, ModelFromPresetFolderOrFileAndBadConfigIsOneLine) {
   EXPECT_EQ(resolve_model(tiny_dir + "/config.json", "").hidden_size, from_dir.hidden_size);
   EXPECT_EQ(model_source(tiny_dir, ""), tiny_dir + "/config.json");
   EXPECT_GT(predict(from_dir, ModelKind::kHybrid, gpu_profile("h200"), 4096, 1, {}).tpot_ms, 0);
-  auto one_line = [](const std::string& msg, const std::string& names) {
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_NE(msg.find(names), std::string::npos) << msg;
-  };
   one_line(message_of([] { resolve_model("", ""); }), "--preset");
   one_line(message_of([] { resolve_model("x", "kimi-linear-48b"); }), "one of them");
   one_line(message_of([] { resolve_model("", "kimi-linear-1t"); }), "kimi-linear-1t");
@@ -447,6 +445,32 @@ TEST(Simulator, ModelFromPresetFolderOrFileAndBadConfigIsOneLine) {
   const std::string msg = message_of([&] { resolve_model(bad, ""); });
   one_line(msg, bad);
   EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg;
+}
+
+// `--layers N` of simulate and bench-infer: the first N layers keep their kinds, the counts and
+// the cache shrink with them, and N outside 1..L is one line naming the flag.
+TEST(Simulator, FirstLayersCutsTheDepthAndKeepsEachLayersKind) {
+  const KimiLinearConfig full = resolve_model("", "kimi-linear-48b");
+  const KimiLinearConfig cut = first_layers(full, 16);
+  EXPECT_EQ(cut.num_hidden_layers, 16);
+  auto upto = [](const std::vector<int64_t>& ids, int64_t n) {
+    return std::count_if(ids.begin(), ids.end(), [n](int64_t i) { return i <= n; });
+  };
+  EXPECT_EQ(static_cast<int64_t>(cut.kda_layers.size()), upto(full.kda_layers, 16));
+  EXPECT_EQ(static_cast<int64_t>(cut.full_attn_layers.size()), upto(full.full_attn_layers, 16));
+  EXPECT_EQ(cut.kda_layers.size() + cut.full_attn_layers.size(), 16u);
+  for (int64_t l = 0; l < 16; ++l) EXPECT_EQ(cut.is_mla(l), full.is_mla(l));
+  EXPECT_EQ(first_layers(full, 0).num_hidden_layers, 27);
+  EXPECT_EQ(first_layers(full, 27).num_hidden_layers, 27);
+  const int64_t n = 1 << 20;
+  const models::CacheSizes a = models::cache_sizes(full, 4, 2), b = models::cache_sizes(cut, 4, 2);
+  EXPECT_LT(b.hybrid(n), a.hybrid(n));
+  EXPECT_LT(models::parameter_count(cut).total, models::parameter_count(full).total);
+  one_line(message_of([&] { first_layers(full, 28); }), "--layers 28");
+  one_line(message_of([&] { first_layers(full, -1); }), "--layers -1");
+  EXPECT_EQ(model_source("", "kimi-linear-48b", full, 16),
+            "preset kimi-linear-48b, first 16 of 27 layers");
+  EXPECT_EQ(model_source("", "kimi-linear-48b", full, 0), "preset kimi-linear-48b");
 }
 
 }  // namespace

@@ -71,9 +71,10 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
   for (int64_t n : a.contexts)
     if (n < 1) throw UserError(fmt::format("--contexts: {} is not a positive length", n));
   const std::string preset = a.hf_dir.empty() && a.preset.empty() ? "kimi-linear-48b" : a.preset;
-  const models::KimiLinearConfig hybrid = resolve_model(a.hf_dir, preset);
+  const models::KimiLinearConfig full = resolve_model(a.hf_dir, preset);
+  const models::KimiLinearConfig hybrid = first_layers(full, a.layers);
   BenchResult r;
-  r.source = model_source(a.hf_dir, preset);
+  r.source = model_source(a.hf_dir, preset, full, a.layers);
   for (ModelKind kind : a.models) {
     const models::KimiLinearConfig c = model_config(hybrid, kind);
     const WeightLayout layout = make_weight_layout(c);

@@ -26,6 +26,7 @@ struct BenchInferArgs {
   uint64_t seed = 0;
   int warmup = 3, reps = 10;
   int64_t max_batch_cap = 1024;
+  int64_t layers = 0;  // > 0: the first `layers` decoder layers only (sim_args.h first_layers)
 };
 
 // "hybrid", "mla" or "all-mla", comma lists already split; UserError naming --models.

@@ -26,7 +26,7 @@ struct BenchInferCli {
   std::vector<std::string> contexts = {"4K", "32K", "128K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "4", "16", "64", "256"};
   std::vector<std::string> models = {"hybrid", "mla"};
-  int64_t seed = 0;
+  int64_t seed = 0, layers = 0;
   int warmup = 3, reps = 10;
   bool no_max = false, no_plot = false;
 };
@@ -63,6 +63,7 @@ void run(const BenchInferCli& c) {
   a.models = engine::parse_bench_models(c.models);
   a.seed = static_cast<uint64_t>(c.seed), a.warmup = c.warmup, a.reps = c.reps,
   a.add_max_batch = !c.no_max;
+  a.layers = c.layers;
   if (!engine::engine_available())
     throw UserError(
         "bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
@@ -118,6 +119,11 @@ void register_bench_infer(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--models", c->models, "hybrid and/or mla (the all-MLA twin)")
       ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--layers", c->layers,
+                  "only the first N decoder layers (0 = all), each keeping its kind and MoE: "
+                  "the 48B cut to fit an 80 GB card (simulate --layers N predicts it)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--seed", c->seed, "weights and synthetic caches")
       ->check(CLI::Range(int64_t{0}, int64_t{4294967295}))

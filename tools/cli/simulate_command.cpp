@@ -28,7 +28,7 @@ struct SimulateArgs {
   std::vector<std::string> contexts = {"4K", "32K", "128K", "256K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "max"};
   GpuOverrides overrides;
-  int64_t prefill_chunk = 16384;
+  int64_t prefill_chunk = 16384, layers = 0;
   bool no_plot = false, explain = false;
 };
 
@@ -69,7 +69,8 @@ void run_simulate(const SimulateArgs& a) {
   if (a.prefill_chunk <= 0) throw UserError("--prefill-chunk: must be a positive token count");
   const std::vector<int64_t> contexts = parse_contexts(a.contexts);
   const std::vector<BatchSpec> batches = parse_batches(a.batches);
-  const models::KimiLinearConfig c = resolve_model(a.dir, a.preset);
+  const models::KimiLinearConfig full = resolve_model(a.dir, a.preset);
+  const models::KimiLinearConfig c = first_layers(full, a.layers);
   const std::vector<Measured> measured =
       a.measured.empty() ? std::vector<Measured>{} : read_measured_csv(a.measured);
   SimOptions o;
@@ -86,7 +87,7 @@ void run_simulate(const SimulateArgs& a) {
   for (const LayerRow& r : layers)
     if (r.context == lo || r.context == hi) shown.push_back(r);
 
-  const std::string source = model_source(a.dir, a.preset);
+  const std::string source = model_source(a.dir, a.preset, full, a.layers);
   std::vector<int64_t> sorted = contexts;
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
@@ -147,6 +148,11 @@ void register_simulate(CLI::App& app) {
       "MODEL", a->dir,
       "a Kimi-Linear config.json, or the folder holding it (e.g. tests/golden/kimi_tiny)");
   cmd->add_option("--preset", a->preset, "built-in config instead of MODEL: kimi-linear-48b");
+  cmd->add_option("--layers", a->layers,
+                  "only the first N decoder layers (0 = all): the depth-cut model bench-infer "
+                  "--layers N measures on a smaller GPU")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--gpu", a->gpu, "GPU profile: h200 | h100 (ceilings measured on the lent GPUs)")
       ->capture_default_str();
   cmd->add_option("--bw", a->overrides.bw_tbs,
