@@ -344,13 +344,12 @@ struct Errors {
 
 Errors run(const Shape& s, Slip slip) {
   const In in = make_input(s.B, s.T, s.H, s.K, s.V, s.decay, 31u * s.T + 7u * s.K + s.V);
-  const kimi::test::IntraOutputs ref =
-      kimi::test::chunk_intra_reference(s.B, s.T, s.H, s.K, s.V, in.scale, in.q, in.k, in.v, in.g,
-                                        in.beta);
+  const kimi::test::IntraOutputs ref = kimi::test::chunk_intra_reference(
+      s.B, s.T, s.H, s.K, s.V, in.scale, in.q, in.k, in.v, in.g, in.beta);
   const Out o = emulate(in, slip);
   using kimi::test::rel_err_of;
-  return {rel_err_of(o.W, ref.W),     rel_err_of(o.U, ref.U),     rel_err_of(o.Gq, ref.Gq),
-          rel_err_of(o.Kd, ref.Kd),   rel_err_of(o.Aqk, ref.Aqk), rel_err_of(o.EgL, ref.EgL)};
+  return {rel_err_of(o.W, ref.W),   rel_err_of(o.U, ref.U),     rel_err_of(o.Gq, ref.Gq),
+          rel_err_of(o.Kd, ref.Kd), rel_err_of(o.Aqk, ref.Aqk), rel_err_of(o.EgL, ref.EgL)};
 }
 
 class IntraMmaTiles : public ::testing::TestWithParam<Shape> {};

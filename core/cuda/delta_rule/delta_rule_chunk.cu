@@ -238,10 +238,11 @@ void delta_rule_chunk_intra(const RecurrenceDims& d, const Ti* q, const Ti* k, c
                             const Ti* g, const Ti* beta, Ti* W, Ti* U, Ti* Gq, Ti* Kd, float* Aqk,
                             float* EgL, cudaStream_t stream) {
   KIMI_CUDA_REQUIRE(d.B >= 0 && d.T > 0 && d.H >= 0 && d.K > 0 && d.V > 0 && d.K <= 128 &&
-                        d.V <= 128 && beta != nullptr && (d.gate == GateKind::kNone) == (g == nullptr),
+                        d.V <= 128 && beta != nullptr &&
+                        (d.gate == GateKind::kNone) == (g == nullptr),
                     "chunk delta rule intra: bad arguments");
   if (d.B * d.H == 0) return;
-  const Params<Ti> p = detail::make_params(d, q, k, v, g, beta, nullptr, nullptr, nullptr);
+  const Params<Ti> p = detail::make_params<Ti>(d, q, k, v, g, beta, nullptr, nullptr, nullptr);
   const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
   launch_intra(p, cd, ChunkBuffers<Ti>{W, U, Gq, Kd, Aqk, EgL}, stream);
 }
@@ -249,10 +250,11 @@ void delta_rule_chunk_intra(const RecurrenceDims& d, const Ti* q, const Ti* k, c
 template void delta_rule_chunk_intra<float>(const RecurrenceDims&, const float*, const float*,
                                             const float*, const float*, const float*, float*,
                                             float*, float*, float*, float*, float*, cudaStream_t);
-template void delta_rule_chunk_intra<__nv_bfloat16>(
-    const RecurrenceDims&, const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*,
-    const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*, __nv_bfloat16*, __nv_bfloat16*,
-    __nv_bfloat16*, float*, float*, cudaStream_t);
+template void delta_rule_chunk_intra<__nv_bfloat16>(const RecurrenceDims&, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    __nv_bfloat16*, __nv_bfloat16*, __nv_bfloat16*,
+                                                    __nv_bfloat16*, float*, float*, cudaStream_t);
 
 template void delta_rule_chunk_fwd<float>(const RecurrenceDims&, const float*, const float*,
                                           const float*, const float*, const float*, const float*,

@@ -10,8 +10,9 @@
 //                registers from k, q (bf16 shared) and G (fp32 shared) with one exp per element;
 //                a diagonal block whose gate span would overflow a factor takes the exact fp32
 //                elementwise path instead (strong decays).
-//   Tinv         (I + A)^-1 in fp32 by the shared blocked forward substitution (delta_rule_chunk.cuh).
-//   W, U         Tinv (beta exp(G) k), Tinv (beta v): Tinv rounded to bf16 as the A operand,
+//   Tinv         (I + A)^-1 in fp32 by the shared blocked forward substitution
+//   (delta_rule_chunk.cuh). W, U         Tinv (beta exp(G) k), Tinv (beta v): Tinv rounded to bf16
+//   as the A operand,
 //                the right-hand sides as bf16 tiles read by ldmatrix.trans, only the causal
 //                k-steps; results leave from the C fragments as bf16 pairs.
 // Precision as flash-linear-attention's chunk_kda (bf16 operands, fp32 sums, the inverse in
@@ -58,7 +59,7 @@ struct IntraMmaLayout {
   static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kC * ldb * 2;
   static constexpr int kAkk = kV + kC * ldb * 2;  // fp32 A = Diag(beta) A_kk, strictly lower
   static constexpr int kG = kAkk + kC * kLdA * 4;
-  static constexpr int kGBytes = kC * ldg * 4 > 2 * kC * kLdA * 4 ? kC * ldg * 4 : 2 * kC * kLdA * 4;
+  static constexpr int kGBytes = kC * ldg * 4 > 2 * kC* kLdA * 4 ? kC* ldg * 4 : 2 * kC* kLdA * 4;
   static constexpr int kBeta = kG + kGBytes;
   static constexpr int kBytes = kBeta + kC * 4;
   static_assert(kQ % 128 == 0 && kV % 128 == 0 && kAkk % 128 == 0 && kG % 128 == 0,
@@ -84,7 +85,8 @@ __device__ void exact_diag_tile(int J, const bf16* sK, const bf16* sQ, const flo
       float akk = 0.f, aqk = 0.f;
       if (j <= i)
         for (int c = 0; c < kD; ++c) {
-          const float kj = __bfloat162float(sK[j * ldb + c]) * __expf(sG[i * ldg + c] - sG[j * ldg + c]);
+          const float kj =
+              __bfloat162float(sK[j * ldb + c]) * __expf(sG[i * ldg + c] - sG[j * ldg + c]);
           akk += __bfloat162float(sK[i * ldb + c]) * kj;
           aqk += __bfloat162float(sQ[i * ldb + c]) * kj;
         }
@@ -117,7 +119,8 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
     for (int e = tid; e < kC * kVec; e += kIntraThreads) {
       const int i = e / kVec, col = (e % kVec) * 8;
       const bool okk = i < L && col < p.K, okv = i < L && col < p.V;
-      const int64_t gk = okk ? p.qk(b, t0 + i, h) + col : 0, gv = okv ? p.vo(b, t0 + i, h) + col : 0;
+      const int64_t gk = okk ? p.qk(b, t0 + i, h) + col : 0,
+                    gv = okv ? p.vo(b, t0 + i, h) + col : 0;
       cp16_or_zero(sK + i * ldb + col, p.k + gk, okk);
       cp16_or_zero(sQ + i * ldb + col, p.q + gk, okk);
       cp16_or_zero(sV + i * ldb + col, p.v + gv, okv);
@@ -195,8 +198,8 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         // may be inf or NaN.
         *reinterpret_cast<float2*>(sAkk + i * kLdA + j) =
             make_float2(j < i ? bi * ck[nt][e] : 0.f, j + 1 < i ? bi * ck[nt][e + 1] : 0.f);
-        *reinterpret_cast<float2*>(aqk_out + i * kC + j) =
-            make_float2(j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
+        *reinterpret_cast<float2*>(aqk_out + i * kC + j) = make_float2(
+            j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
       }
   }
   // The blocks of A_qk above the diagonal are zero (the state kernels read lower blocks only;
