@@ -19,6 +19,7 @@
 // bf16 for W / U). One block of 8 warps per (chunk, batch*head); q, k, v arrive by cp.async,
 // g through registers (as fp32, for the cumulative sums). Shared memory ~102 KB at kD = 128:
 // two blocks per multiprocessor, so one block's loads overlap the other's products.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -49,17 +50,20 @@ __device__ __forceinline__ void cp16_or_zero(void* dst, const void* src, bool ok
 }
 
 // Shared memory, in bytes. bf16 rows padded by 8 elements, fp32 G rows by 8 floats (the float2
-// fragment loads of a half-warp then hit distinct banks). After the Gram products the G region
-// holds Tinv and the substitution's scratch (2 x kC x kLdA floats); k and v become the
-// right-hand sides beta exp(G) k and beta v in place.
+// fragment loads of a half-warp then hit distinct banks). After the Gram products the q region
+// holds Tinv and, once the right-hand sides are made, the G region the substitution's scratch;
+// k and v become the right-hand sides beta exp(G) k and beta v in place.
 template <int kD>
 struct IntraMmaLayout {
-  static constexpr int ldb = kD + 8;  // bf16 rows of k, q, v
-  static constexpr int ldg = kD + 8;  // fp32 rows of G
-  static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kC * ldb * 2;
+  static constexpr int ldb = kD + 8;             // bf16 rows of k, q, v
+  static constexpr int ldg = kD + 8;             // fp32 rows of G
+  static constexpr int kTBytes = kC * kLdA * 4;  // an fp32 C x C matrix
+  // q, then Tinv; G, then the substitution's scratch.
+  static constexpr int kQBytes = std::max(kC * ldb * 2, kTBytes);
+  static constexpr int kGBytes = std::max(kC * ldg * 4, kTBytes);
+  static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kQBytes;
   static constexpr int kAkk = kV + kC * ldb * 2;  // fp32 A = Diag(beta) A_kk, strictly lower
-  static constexpr int kG = kAkk + kC * kLdA * 4;
-  static constexpr int kGBytes = kC * ldg * 4 > 2 * kC* kLdA * 4 ? kC* ldg * 4 : 2 * kC* kLdA * 4;
+  static constexpr int kG = kAkk + kTBytes;
   static constexpr int kBeta = kG + kGBytes;
   static constexpr int kBytes = kBeta + kC * 4;
   static_assert(kQ % 128 == 0 && kV % 128 == 0 && kAkk % 128 == 0 && kG % 128 == 0,
@@ -202,28 +206,26 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
             j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
       }
   }
-  // The blocks of A_qk above the diagonal are zero (the state kernels read lower blocks only;
-  // written for a complete, deterministic buffer).
-  for (int e = tid; e < kC * kC / 4; e += kIntraThreads) {
-    const int i = e / (kC / 4), j = (e % (kC / 4)) * 4;
-    if (j / 16 > i / 16) *reinterpret_cast<float4*>(aqk_out + i * kC + j) = make_float4(0, 0, 0, 0);
-  }
-  __syncthreads();  // k, q, G no longer read by the Gram products; A complete
-
-  // For the state kernel: Gq = scale q exp(G), Kd = k exp(G_last - G), exp(G_last); and the
-  // right-hand sides in place: k <- beta exp(G) k, v <- beta v. 8 columns per thread.
-  {
-    constexpr int kVec = kD / 8;
-    const float* Gl = sG + (kC - 1) * ldg;
-    for (int e = tid; e < kC * kVec; e += kIntraThreads) {
+  // Warps 2.. (one Gram tile each; warps 0, 1 have two), meanwhile: the zero blocks of A_qk
+  // above the diagonal (the state kernels read lower blocks only; written for a complete,
+  // deterministic buffer), and for the state kernel Gq = scale q exp(G), Kd = k exp(G_last - G),
+  // exp(G_last). Reads only, so they may overlap the Gram products. 8 columns per thread.
+  constexpr int kVec = kD / 8;
+  const float* Gl = sG + (kC - 1) * ldg;
+  if (warp >= 2) {
+    constexpr int kFirst = 64, kStride = kIntraThreads - 64;
+    for (int e = tid - kFirst; e < kC * kC / 4; e += kStride) {
+      const int i = e / (kC / 4), j = (e % (kC / 4)) * 4;
+      if (j / 16 > i / 16)
+        *reinterpret_cast<float4*>(aqk_out + i * kC + j) = make_float4(0, 0, 0, 0);
+    }
+    for (int e = tid - kFirst; e < kC * kVec; e += kStride) {
       const int i = e / kVec, col = (e % kVec) * 8;
-      const float bi = sBeta[i];
-      uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldb + col);
+      if (i >= L || col >= p.K) continue;
+      const uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldb + col);
       const uint4 qr = *reinterpret_cast<const uint4*>(sQ + i * ldb + col);
-      uint4 vr = *reinterpret_cast<const uint4*>(sV + i * ldb + col);
-      __nv_bfloat162* kh = reinterpret_cast<__nv_bfloat162*>(&kr);
+      const __nv_bfloat162* kh = reinterpret_cast<const __nv_bfloat162*>(&kr);
       const __nv_bfloat162* qh = reinterpret_cast<const __nv_bfloat162*>(&qr);
-      __nv_bfloat162* vh = reinterpret_cast<__nv_bfloat162*>(&vr);
       uint4 gq, kd;
       __nv_bfloat162* gqh = reinterpret_cast<__nv_bfloat162*>(&gq);
       __nv_bfloat162* kdh = reinterpret_cast<__nv_bfloat162*>(&kd);
@@ -232,28 +234,43 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
         const float2 gl = *reinterpret_cast<const float2*>(Gl + col + 2 * m);
         const float2 kv = __bfloat1622float2(kh[m]), qv = __bfloat1622float2(qh[m]);
-        const float2 vv = __bfloat1622float2(vh[m]);
-        const float e0 = __expf(g.x), e1 = __expf(g.y);
-        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * e0, p.scale * qv.y * e1);
+        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * __expf(g.x), p.scale * qv.y * __expf(g.y));
         kdh[m] = __floats2bfloat162_rn(kv.x * __expf(gl.x - g.x), kv.y * __expf(gl.y - g.y));
-        kh[m] = __floats2bfloat162_rn(bi * e0 * kv.x, bi * e1 * kv.y);
-        vh[m] = __floats2bfloat162_rn(bi * vv.x, bi * vv.y);
       }
-      if (i < L && col < p.K) {
-        const int64_t gk = p.qk(b, t0 + i, h) + col;
-        *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
-        *reinterpret_cast<uint4*>(out.Kd + gk) = kd;
+      const int64_t gk = p.qk(b, t0 + i, h) + col;
+      *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
+      *reinterpret_cast<uint4*>(out.Kd + gk) = kd;
+    }
+    for (int d = tid - kFirst; d < p.K; d += kStride) out.EgL[item * p.K + d] = __expf(Gl[d]);
+  }
+  __syncthreads();  // A complete; q no longer read (its region becomes Tinv)
+
+  // Warps 0-3: the diagonal blocks of Tinv = (I + A)^-1 (fp32) into the q region. Warps 4-7,
+  // meanwhile: the right-hand sides in place, k <- beta exp(G) k, v <- beta v (bf16).
+  float* sT = reinterpret_cast<float*>(smem_intra + Lay::kQ);
+  unit_lower_inverse_diagonal(sAkk, sT, warp, lane);
+  if (warp >= 4) {
+    constexpr int kFirst = 128, kStride = kIntraThreads - 128;
+    for (int e = tid - kFirst; e < kC * kVec; e += kStride) {
+      const int i = e / kVec, col = (e % kVec) * 8;
+      const float bi = sBeta[i];
+      uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldb + col);
+      uint4 vr = *reinterpret_cast<const uint4*>(sV + i * ldb + col);
+      __nv_bfloat162* kh = reinterpret_cast<__nv_bfloat162*>(&kr);
+      __nv_bfloat162* vh = reinterpret_cast<__nv_bfloat162*>(&vr);
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+        const float2 kv = __bfloat1622float2(kh[m]), vv = __bfloat1622float2(vh[m]);
+        kh[m] = __floats2bfloat162_rn(bi * __expf(g.x) * kv.x, bi * __expf(g.y) * kv.y);
+        vh[m] = __floats2bfloat162_rn(bi * vv.x, bi * vv.y);
       }
       *reinterpret_cast<uint4*>(sK + i * ldb + col) = kr;
       *reinterpret_cast<uint4*>(sV + i * ldb + col) = vr;
     }
-    for (int d = tid; d < p.K; d += kIntraThreads) out.EgL[item * p.K + d] = __expf(Gl[d]);
   }
-  __syncthreads();  // G is done: its region becomes Tinv and the scratch
-
-  float* sT = sG;
-  unit_lower_inverse_diagonal(sAkk, sT, warp, lane);
-  unit_lower_inverse_below(sAkk, sT, sT + kC * kLdA);
+  // The blocks below the diagonal (syncs first: G is then free for the scratch).
+  unit_lower_inverse_below(sAkk, sT, sG);
   __syncthreads();
 
   // W = Tinv Rk, U = Tinv Rv: a warp's (row block I, 64 columns) units; row block I needs the
