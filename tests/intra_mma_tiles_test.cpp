@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tests/chunk_intra_reference.h"
@@ -378,7 +379,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Shape{1, 200, 1, 96, 72, 10.0},   // strong: diagonal blocks exact
                       Shape{1, 90, 1, 128, 64, 30.0},   // a split diagonal would overflow
                       Shape{1, 100, 1, 128, 128, 4.0},  // spans near the threshold
-                      Shape{1, 40, 1, 32, 64, 0.05}));  // one short chunk, weak decays
+                      Shape{1, 40, 1, 32, 64, 0.05}),   // one short chunk, weak decays
+    [](const ::testing::TestParamInfo<Shape>& i) {
+      const Shape& s = i.param;
+      return "T" + std::to_string(s.T) + "_K" + std::to_string(s.K) + "_V" + std::to_string(s.V) +
+             "_decay" + std::to_string(int(s.decay * 100)) + "c";
+    });
 
 // Each slip must break the comparison on a shape where it matters (decays of up to 30 per token
 // for the reference row and the exact path: a split diagonal block then overflows).

@@ -24,7 +24,10 @@ namespace {
 class IntraKernelEnv {
  public:
   explicit IntraKernelEnv(const char* v) {
-    if (const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL")) saved_ = e, had_ = true;
+    if (const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL")) {
+      saved_ = e;
+      had_ = true;
+    }
     setenv("KIMI_CUDA_INTRA_KERNEL", v, 1);
   }
   ~IntraKernelEnv() {
