@@ -325,6 +325,10 @@ void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkB
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
   KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  // Two blocks per multiprocessor need the largest shared-memory carveout (a hint otherwise).
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
+                                       cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       int(cudaSharedmemCarveoutMaxShared)));
   const int64_t items = int64_t(cd.NC) * p.B * p.H;
   chunk_intra_mma_kernel<kD><<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
   KIMI_CUDA_CHECK_LAUNCH();
