@@ -8,6 +8,8 @@
 // strong decays (diagonal blocks on the exact fp32 path; decays of 30 per token would overflow
 // a split block). `quick` keeps two shapes (compute-sanitizer runs: kimi_cuda_tests --intra
 // --quick).
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -63,14 +65,26 @@ IntraRun run_intra(const Problem& pb, bool old) {
 }
 
 void check_intra(Report& rep, const std::string& tag, const IntraRun& got,
-                 const test::IntraOutputs& ref, double tol, bool check_egl) {
+                 const test::IntraOutputs& ref, double tol) {
   using test::rel_err_of;
   rep.check(tag, "W", rel_err_of(got.W, ref.W), tol);
   rep.check(tag, "U", rel_err_of(got.U, ref.U), tol);
   rep.check(tag, "Gq", rel_err_of(got.Gq, ref.Gq), tol);
   rep.check(tag, "Kd", rel_err_of(got.Kd, ref.Kd), tol);
   rep.check(tag, "A_qk", rel_err_of(got.Aqk, ref.Aqk), tol);
-  if (check_egl) rep.check(tag, "e^G_L", rel_err_of(got.EgL, ref.EgL), tol);
+  // exp(G_last) leaves fp32's normal range under strong decays (a chunk's summed log-decay
+  // below about -87): those entries are checked to be tiny, the rest relatively.
+  std::vector<double> a, b;
+  double tiny_worst = 0;
+  for (size_t i = 0; i < ref.EgL.size(); ++i) {
+    if (ref.EgL[i] >= 1e-30) {
+      a.push_back(got.EgL[i]), b.push_back(ref.EgL[i]);
+    } else {
+      tiny_worst = std::max(tiny_worst, std::abs(got.EgL[i]));
+    }
+  }
+  if (!a.empty()) rep.check(tag, "e^G_L", rel_err_of(a, b), tol);
+  rep.check(tag, "e^G_L tiny", tiny_worst, 1e-29);
 }
 
 test::IntraOutputs as_ref(const IntraRun& r) { return {r.W, r.U, r.Gq, r.Kd, r.Aqk, r.EgL}; }
@@ -107,10 +121,9 @@ void intra_kernel_cases(Report& rep, bool quick) {
     const test::IntraOutputs ref = test::chunk_intra_reference(
         int(d.B), int(d.T), int(d.H), int(d.K), int(d.V), d.scale, pb.q, pb.k, pb.v, pb.g, pb.beta);
     const IntraRun got = run_intra(pb, false), old = run_intra(pb, true);
-    const bool egl = c.decay <= 10;  // else exp(G_last) is below fp32's range
-    check_intra(rep, std::string("intra new ") + base, got, ref, kTolBf16, egl);
-    check_intra(rep, std::string("intra old ") + base, old, ref, kTolBf16, egl);
-    check_intra(rep, std::string("intra new~old ") + base, got, as_ref(old), kTolBf16, egl);
+    check_intra(rep, std::string("intra new ") + base, got, ref, kTolBf16);
+    check_intra(rep, std::string("intra old ") + base, old, ref, kTolBf16);
+    check_intra(rep, std::string("intra new~old ") + base, got, as_ref(old), kTolBf16);
     // The whole forward: o and the final state, new and old intra kernel.
     const Result fref = cpu_reference(pb, false);
     for (const char* which : {"new", "old"}) {
