@@ -2,13 +2,14 @@
 // backward's stages) at bf16, H=16, K=V=128,
 // B*T = 65,536 tokens, T = 2048 / 8192 / 32768, and the KDA decode step (H=32, K=V=128, fp32
 // state in place) at B = 1 / 64 / 256. No peer figure is printed here: tools/peer_bench.py times
-// flash-linear-attention and PyTorch beside `kimi-lab bench` in one run. Timing: CUDA events around
-// each call after warm-up, the median of the repeats. Also measures the device-to-device copy
-// ceiling first. Also the chunkwise gated linear recurrence (bench_linear, first). Usage:
-// kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state]   (--profile: only the
-// chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence rows;
-// --state: only the forward's state kernels side by side, bench_state; --bwd-state: the chunk
-// backward's stages with its F2 walk old and new, bench_bwd_state)
+// flash-linear-attention and PyTorch beside `kimi-lab bench` in one run. Timing: CUDA events
+// around each call after warm-up, the median of the repeats. Also measures the device-to-device
+// copy ceiling first. Also the chunkwise gated linear recurrence (bench_linear, first).
+// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state] [--intra]
+// (--intra: the KDA intra kernels old and new with forward totals, bench_intra; --profile:
+// only the chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence
+// rows; --state: only the forward's state kernels side by side, bench_state; --bwd-state: the
+// chunk backward's stages with its F2 walk old and new, bench_bwd_state)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +172,22 @@ void bench_state(int reps) {
                     gate_names[gi], (v == "old" || v == "auto") ? variant : ("w" + v).c_str(),
                     t.total, t.intra, t.state);
       }
+}
+
+// The forward's KDA intra kernel side by side: the WMMA TF32 kernel (KIMI_CUDA_INTRA_KERNEL=old)
+// and the bf16 tensor-core kernel (delta_rule_chunk_intra_mma.cu), with the forward totals.
+void bench_intra(int reps) {
+  ChunkInputs in;
+  std::printf("\nchunk forward intra kernel, KDA, bf16, H=16 K=V=128, B*T=65,536 tokens (ms)\n");
+  std::printf("%8s %6s %8s %10s %10s %10s\n", "T", "B", "intra", "total", "intra", "state");
+  for (int64_t seq : {2048, 8192, 32768})
+    for (const char* variant : {"old", "new"}) {
+      setenv("KIMI_CUDA_INTRA_KERNEL", variant, 1);
+      const FwdTimes t = time_chunk_fwd(in, 0, seq, reps);
+      unsetenv("KIMI_CUDA_INTRA_KERNEL");
+      std::printf("%8ld %6ld %8s %10.3f %10.3f %10.3f\n", long(seq), long(in.NT / seq), variant,
+                  t.total, t.intra, t.state);
+    }
 }
 
 // The chunk backward's stages (CUDA events, medians) with F2 on the WMMA TF32 walk
@@ -388,13 +405,15 @@ void bench_decode(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 10;
-  bool profile = false, linear_only = false, state_only = false, bwd_state_only = false;
+  bool profile = false, linear_only = false, state_only = false, bwd_state_only = false,
+       intra_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--profile") == 0) profile = true;
     if (std::strcmp(argv[i], "--linear") == 0) linear_only = true;
     if (std::strcmp(argv[i], "--state") == 0) state_only = true;
     if (std::strcmp(argv[i], "--bwd-state") == 0) bwd_state_only = true;
+    if (std::strcmp(argv[i], "--intra") == 0) intra_only = true;
   }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
@@ -415,6 +434,10 @@ int main(int argc, char** argv) {
     }
     if (bwd_state_only) {
       bench_bwd_state(reps);
+      return 0;
+    }
+    if (intra_only) {
+      bench_intra(reps);
       return 0;
     }
     bench_linear(reps);

@@ -5,11 +5,12 @@
 // output, final state and gradient is compared by relative error per tensor; outputs are
 // poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
-// Usage: kimi_cuda_tests [--quick] [--state] [--bwd-state] [GOLDEN_DIR]   (default: .gpu/golden,
-// then tests/golden). --quick leaves out the large cases (for runs under compute-sanitizer);
-// --state runs only the chunk forward's state-kernel cases (state_kernel_cases), --bwd-state only
-// the chunk backward's F2 cases (bwd_state_cases). Exit status 0 when every check passes or no GPU
-// is present (then it says it skipped).
+// Usage: kimi_cuda_tests [--quick] [--state] [--bwd-state] [--intra] [GOLDEN_DIR]   (default:
+// .gpu/golden, then tests/golden). --quick leaves out the large cases (for runs under
+// compute-sanitizer); --state runs only the chunk forward's state-kernel cases
+// (state_kernel_cases), --bwd-state only the chunk backward's F2 cases (bwd_state_cases),
+// --intra only the KDA intra-kernel cases (intra_kernel_cases, cuda_parity_intra.cpp). Exit status
+// 0 when every check passes or no GPU is present (then it says it skipped).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -255,7 +256,7 @@ int main(int argc, char** argv) {
     std::printf("SKIP: no CUDA device present (cuda_available() is false); nothing was run\n");
     return 0;
   }
-  bool quick = false, state_only = false, bwd_state_only = false;
+  bool quick = false, state_only = false, bwd_state_only = false, intra_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
@@ -264,6 +265,8 @@ int main(int argc, char** argv) {
       state_only = true;
     else if (std::string(argv[i]) == "--bwd-state")
       bwd_state_only = true;
+    else if (std::string(argv[i]) == "--intra")
+      intra_only = true;
     else
       golden = argv[i];
   }
@@ -284,9 +287,10 @@ int main(int argc, char** argv) {
       {"random", [&] { random_cases(rep, quick); }},
       {"decode", [&] { decode_cases(rep); }},
       {"bwd state", [&] { bwd_state_cases(rep, quick); }},
+      {"intra", [&] { intra_kernel_cases(rep, quick); }},
   };
   for (const auto& [name, fn] : groups) {
-    if (state_only || bwd_state_only) break;
+    if (state_only || bwd_state_only || intra_only) break;
     try {
       fn();
     } catch (const std::exception& e) {
@@ -308,6 +312,14 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL bwd state: exception: %s\n", e.what());
+    }
+  }
+  if (intra_only) {
+    try {
+      intra_kernel_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL intra: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);

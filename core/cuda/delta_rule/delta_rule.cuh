@@ -90,6 +90,15 @@ void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
                           const Ti* g, const Ti* beta, const float* h0, Ti* o, float* ht,
                           cudaStream_t stream, const ChunkFwdEvents* events = nullptr);
 
+// The forward's per-chunk stage alone (parity tests and benchmarks of the intra kernels): what it
+// hands the state kernel, into caller buffers: W, Gq, Kd [B,T,H,K] and U [B,T,H,V] (Ti), A_qk
+// (fp32 [B*H][NC][64][64], lower incl. the diagonal) and exp(G_last) (fp32 [B*H][NC][K]), with
+// NC = ceil(T / 64). The same kernel as delta_rule_chunk_fwd's (KIMI_CUDA_INTRA_KERNEL applies).
+template <class Ti>
+void delta_rule_chunk_intra(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                            const Ti* g, const Ti* beta, Ti* W, Ti* U, Ti* Gq, Ti* Kd, float* Aqk,
+                            float* EgL, cudaStream_t stream);
+
 // Backward of the chunkwise form (same arguments as delta_rule_recurrent_bwd: dht nullptr =
 // zero, dh0 nullptr = not wanted, dg unused (may be nullptr) for kNone). Recomputes the
 // forward's per-chunk matrices and the chunk-boundary states, walks the chunks backwards once

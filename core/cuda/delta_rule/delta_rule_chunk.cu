@@ -2,7 +2,9 @@
 //   intra kernel, one block per (chunk, batch*head), in parallel:
 //     G = cumsum(g) inside the chunk; A_kk[i,j] = beta_i k_i.(k_j o exp(G_i - G_j)) (j < i),
 //     A_qk[i,j] = scale q_i.(k_j o exp(G_i - G_j)) (j <= i); Tinv = (I + A_kk)^-1 (blocked
-//     forward substitution); W = Tinv (beta exp(G) o k), U = Tinv (beta v).
+//     forward substitution); W = Tinv (beta exp(G) o k), U = Tinv (beta v). (bf16 inputs with
+//     per-channel gates and K, V multiples of 8: the tensor-core kernel of
+//     delta_rule_chunk_intra_mma.cu, unless KIMI_CUDA_INTRA_KERNEL=old.)
 //   state kernel, one block per (V tile, batch*head), sequential over chunks (bf16 inputs with
 //     K, V multiples of 8: the tensor-core kernel of delta_rule_chunk_state_mma.cu, unless
 //     KIMI_CUDA_STATE_KERNEL=old; otherwise the WMMA TF32 kernel below):
@@ -232,6 +234,29 @@ void delta_rule_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
     launch_state<32>(p, cd, buf, stream);
   if (events) KIMI_CUDA_CHECK(cudaEventRecord(events->end, stream));
 }
+
+template <class Ti>
+void delta_rule_chunk_intra(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
+                            const Ti* g, const Ti* beta, Ti* W, Ti* U, Ti* Gq, Ti* Kd, float* Aqk,
+                            float* EgL, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(d.B >= 0 && d.T > 0 && d.H >= 0 && d.K > 0 && d.V > 0 && d.K <= 128 &&
+                        d.V <= 128 && beta != nullptr &&
+                        (d.gate == GateKind::kNone) == (g == nullptr),
+                    "chunk delta rule intra: bad arguments");
+  if (d.B * d.H == 0) return;
+  const Params<Ti> p = detail::make_params<Ti>(d, q, k, v, g, beta, nullptr, nullptr, nullptr);
+  const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
+  launch_intra(p, cd, ChunkBuffers<Ti>{W, U, Gq, Kd, Aqk, EgL}, stream);
+}
+
+template void delta_rule_chunk_intra<float>(const RecurrenceDims&, const float*, const float*,
+                                            const float*, const float*, const float*, float*,
+                                            float*, float*, float*, float*, float*, cudaStream_t);
+template void delta_rule_chunk_intra<__nv_bfloat16>(const RecurrenceDims&, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    const __nv_bfloat16*, const __nv_bfloat16*,
+                                                    __nv_bfloat16*, __nv_bfloat16*, __nv_bfloat16*,
+                                                    __nv_bfloat16*, float*, float*, cudaStream_t);
 
 template void delta_rule_chunk_fwd<float>(const RecurrenceDims&, const float*, const float*,
                                           const float*, const float*, const float*, const float*,

@@ -150,6 +150,13 @@ template <class Ti>
 void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
                   cudaStream_t stream);
 
+// Launches the KDA intra kernel on bf16 tensor cores (delta_rule_chunk_intra_mma.cu) and returns
+// true, or returns false where it does not apply (gates other than per-channel, rows that are
+// not whole 16-byte vectors, or KIMI_CUDA_INTRA_KERNEL=old): then launch_intra runs the WMMA
+// TF32 kernel.
+bool launch_intra_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                      const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+
 // Launches the state kernel on bf16 tensor cores (delta_rule_chunk_state_mma.cu) and returns
 // true, or returns false where it does not apply (rows that are not whole 16-byte vectors, or
 // KIMI_CUDA_STATE_KERNEL=old): then the caller runs the WMMA TF32 state kernel.

@@ -1,0 +1,351 @@
+// Chunkwise delta rule forward, the intra kernel for per-channel gates (KDA) on bf16 tensor cores
+// (mma.sync m16n8k16, fp32 accumulators), for bf16 inputs whose rows are whole 16-byte vectors
+// (K and V multiples of 8); the WMMA TF32 kernel of delta_rule_chunk_intra.cu stays the oracle
+// and the fallback (fp32 / tf32 inputs, other head sizes, KIMI_CUDA_INTRA_KERNEL=old). Same
+// outputs (W, U, Gq, Kd in bf16; A_qk, exp(G_last) in fp32), same algorithm (the top of
+// delta_rule_chunk.cu); what changes is how the products are taken:
+//   Gram tiles   A_kk, A_qk over the 10 lower 16 x 16 tiles, one warp per tile (both matrices
+//                share the decayed keys): exp(G_i - G_j) split at a reference row
+//                (intra_tiles::gate_ref_row), both factors folded into bf16 operands built in
+//                registers from k, q (bf16 shared) and G (fp32 shared) with one exp per element;
+//                a diagonal block whose gate span would overflow a factor takes the exact fp32
+//                elementwise path instead (strong decays).
+//   Tinv         (I + A)^-1 in fp32 by the shared blocked forward substitution
+//   (delta_rule_chunk.cuh). W, U         Tinv (beta exp(G) k), Tinv (beta v): Tinv rounded to bf16
+//   as the A operand,
+//                the right-hand sides as bf16 tiles read by ldmatrix.trans, only the causal
+//                k-steps; results leave from the C fragments as bf16 pairs.
+// Precision as flash-linear-attention's chunk_kda (bf16 operands, fp32 sums, the inverse in
+// bf16 for W / U). One block of 8 warps per (chunk, batch*head); q, k, v arrive by cp.async,
+// g through registers (as fp32, for the cumulative sums). Shared memory ~102 KB at kD = 128:
+// two blocks per multiprocessor, so one block's loads overlap the other's products.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "core/cuda/attention/attention_mma.cuh"
+#include "core/cuda/delta_rule/delta_rule_chunk.cuh"
+#include "core/cuda/delta_rule/intra_mma_tiles.h"
+#include "core/cuda/runtime/check.h"
+
+namespace kimi::cuda::detail::chunk {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using attn::ldsm4_t;
+using attn::mma_bf16;
+using attn::pack_bf16;
+namespace it = intra_tiles;
+namespace mt = mma_tiles;
+
+constexpr int kIntraWarps = 8;
+constexpr int kIntraThreads = 32 * kIntraWarps;
+
+// 16 bytes global -> shared, zero-filled when !ok (rows past the sequence, columns past K / V).
+__device__ __forceinline__ void cp16_or_zero(void* dst, const void* src, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
+               "r"(ok ? 16 : 0));
+}
+
+// Shared memory, in bytes. bf16 rows padded by 8 elements, fp32 G rows by 8 floats (the float2
+// fragment loads of a half-warp then hit distinct banks). After the Gram products the q region
+// holds Tinv and, once the right-hand sides are made, the G region the substitution's scratch;
+// k and v become the right-hand sides beta exp(G) k and beta v in place.
+template <int kD>
+struct IntraMmaLayout {
+  static constexpr int ldb = kD + 8;             // bf16 rows of k, q, v
+  static constexpr int ldg = kD + 8;             // fp32 rows of G
+  static constexpr int kTBytes = kC * kLdA * 4;  // an fp32 C x C matrix
+  // q, then Tinv; G, then the substitution's scratch.
+  static constexpr int kQBytes = std::max(kC * ldb * 2, kTBytes);
+  static constexpr int kGBytes = std::max(kC * ldg * 4, kTBytes);
+  static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kQBytes;
+  static constexpr int kAkk = kV + kC * ldb * 2;  // fp32 A = Diag(beta) A_kk, strictly lower
+  static constexpr int kG = kAkk + kTBytes;
+  static constexpr int kBeta = kG + kGBytes;
+  static constexpr int kBytes = kBeta + kC * 4;
+  static_assert(kQ % 128 == 0 && kV % 128 == 0 && kAkk % 128 == 0 && kG % 128 == 0,
+                "16-byte aligned rows");
+};
+
+__device__ __forceinline__ float2 ld_bf2(const bf16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+
+// One diagonal tile (J, J) of A_kk and A_qk exactly: fp32 products with one exp(G_i - G_j) per
+// channel and pair, as the old kernel does every diagonal block. Lane-strided over the 256
+// entries; only for blocks whose gate span is too wide for the split (strong decays).
+template <int kD, int ldb, int ldg>
+__device__ void exact_diag_tile(int J, const bf16* sK, const bf16* sQ, const float* sG, int lane,
+                                float (&ck)[2][4], float (&cq)[2][4]) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const mt::RowCol x = mt::c_elem(lane, e);
+      const int i = 16 * J + x.row, j = 16 * J + 8 * nt + x.col;
+      float akk = 0.f, aqk = 0.f;
+      if (j <= i)
+        for (int c = 0; c < kD; ++c) {
+          const float kj =
+              __bfloat162float(sK[j * ldb + c]) * __expf(sG[i * ldg + c] - sG[j * ldg + c]);
+          akk += __bfloat162float(sK[i * ldb + c]) * kj;
+          aqk += __bfloat162float(sQ[i * ldb + c]) * kj;
+        }
+      ck[nt][e] = akk;
+      cq[nt][e] = aqk;
+    }
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kIntraThreads, 2)
+    chunk_intra_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> out) {
+  using Lay = IntraMmaLayout<kD>;
+  constexpr int ldb = Lay::ldb, ldg = Lay::ldg;
+  extern __shared__ __align__(128) unsigned char smem_intra[];
+  bf16* sK = reinterpret_cast<bf16*>(smem_intra + Lay::kK);
+  bf16* sQ = reinterpret_cast<bf16*>(smem_intra + Lay::kQ);
+  bf16* sV = reinterpret_cast<bf16*>(smem_intra + Lay::kV);
+  float* sAkk = reinterpret_cast<float*>(smem_intra + Lay::kAkk);
+  float* sG = reinterpret_cast<float*>(smem_intra + Lay::kG);
+  float* sBeta = reinterpret_cast<float*>(smem_intra + Lay::kBeta);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int c = blockIdx.x % cd.NC, bh = blockIdx.x / cd.NC, b = bh / p.H, h = bh % p.H;
+  const int t0 = c * kC, L = min(kC, p.T - t0);
+  const int64_t rs_k = int64_t(p.H) * p.K;
+  const int64_t item = int64_t(bh) * cd.NC + c;
+
+  // Loads: q, k, v by cp.async (zero past L, K, V); g as fp32 rows; beta per token.
+  {
+    constexpr int kVec = kD / 8;
+    for (int e = tid; e < kC * kVec; e += kIntraThreads) {
+      const int i = e / kVec, col = (e % kVec) * 8;
+      const bool okk = i < L && col < p.K, okv = i < L && col < p.V;
+      const int64_t gk = okk ? p.qk(b, t0 + i, h) + col : 0,
+                    gv = okv ? p.vo(b, t0 + i, h) + col : 0;
+      cp16_or_zero(sK + i * ldb + col, p.k + gk, okk);
+      cp16_or_zero(sQ + i * ldb + col, p.q + gk, okk);
+      cp16_or_zero(sV + i * ldb + col, p.v + gv, okv);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    load_rows<bf16, kC, kD>(sG, ldg, p.g, RowsSpec{p.qk(b, t0, h), rs_k, L, p.K, 0});
+    if (tid < kC) sBeta[tid] = tid < L ? ld(p.beta + p.tok(b, t0 + tid, h)) : 0.f;
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  }
+  cumsum_rows<kD>(sG, ldg);  // syncs before and after; rows past L hold g = 0
+
+  // Gram tiles (I, J <= I): A_kk to shared (times beta_i, strictly lower), A_qk to global
+  // (times scale, lower with the diagonal).
+  float* aqk_out = out.Aqk + item * kC * kC;
+  for (int u = warp; u < 10; u += kIntraWarps) {
+    const mt::RowCol tile = it::gram_tile(u);
+    const int I = tile.row, J = tile.col, ref = it::gate_ref_row(I, J);
+    float ck[2][4] = {}, cq[2][4] = {};
+    bool exact = false;
+    if (I == J) {  // the diagonal block's span: max |G_i - G_ref| over its rows and channels
+      float m = 0.f;
+      for (int e = lane; e < 16 * kD; e += 32) {
+        const int i = 16 * J + e / kD, col = e % kD;
+        m = fmaxf(m, fabsf(sG[i * ldg + col] - sG[ref * ldg + col]));
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      exact = !(m <= it::kMaxSplitExp);  // NaN gates too
+    }
+    if (exact) {
+      exact_diag_tile<kD, ldb, ldg>(J, sK, sQ, sG, lane, ck, cq);
+    } else {
+      const float* gref = sG + ref * ldg;
+#pragma unroll 2
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        if (16 * ks >= p.K) break;  // zero columns past K
+        const int c0 = 16 * ks;
+        uint32_t ak[4], aq[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {  // rows i of block I: k_i, q_i times exp(G_i - G_ref)
+          const mt::RowCol a = it::a_pair(lane, r);
+          const int i = 16 * I + a.row, col = c0 + a.col;
+          const float2 gi = *reinterpret_cast<const float2*>(sG + i * ldg + col);
+          const float2 gr = *reinterpret_cast<const float2*>(gref + col);
+          const float e0 = __expf(gi.x - gr.x), e1 = __expf(gi.y - gr.y);
+          const float2 kv = ld_bf2(sK + i * ldb + col), qv = ld_bf2(sQ + i * ldb + col);
+          ak[r] = pack_bf16(kv.x * e0, kv.y * e1);
+          aq[r] = pack_bf16(qv.x * e0, qv.y * e1);
+        }
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {  // rows j of block J: k_j exp(G_ref - G_j)
+          uint32_t bk[2];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const mt::RowCol x = it::b_pair(lane, r);
+            const int j = 16 * J + 8 * nt + x.row, col = c0 + x.col;
+            const float2 gj = *reinterpret_cast<const float2*>(sG + j * ldg + col);
+            const float2 gr = *reinterpret_cast<const float2*>(gref + col);
+            const float2 kv = ld_bf2(sK + j * ldb + col);
+            bk[r] = pack_bf16(kv.x * __expf(gr.x - gj.x), kv.y * __expf(gr.y - gj.y));
+          }
+          mma_bf16(ck[nt], ak, bk[0], bk[1]);
+          mma_bf16(cq[nt], aq, bk[0], bk[1]);
+        }
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {  // elements e, e + 1: columns j, j + 1 of row i
+        const mt::RowCol x = mt::c_elem(lane, e);
+        const int i = 16 * I + x.row, j = 16 * J + 8 * nt + x.col;
+        const float bi = sBeta[i];
+        // Selects, never products with the mask: the upper entries of a split diagonal block
+        // may be inf or NaN.
+        *reinterpret_cast<float2*>(sAkk + i * kLdA + j) =
+            make_float2(j < i ? bi * ck[nt][e] : 0.f, j + 1 < i ? bi * ck[nt][e + 1] : 0.f);
+        *reinterpret_cast<float2*>(aqk_out + i * kC + j) = make_float2(
+            j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
+      }
+  }
+  // Warps 2.. (one Gram tile each; warps 0, 1 have two), meanwhile: the zero blocks of A_qk
+  // above the diagonal (the state kernels read lower blocks only; written for a complete,
+  // deterministic buffer), and for the state kernel Gq = scale q exp(G), Kd = k exp(G_last - G),
+  // exp(G_last). Reads only, so they may overlap the Gram products. 8 columns per thread.
+  constexpr int kVec = kD / 8;
+  const float* Gl = sG + (kC - 1) * ldg;
+  if (warp >= 2) {
+    constexpr int kFirst = 64, kStride = kIntraThreads - 64;
+    for (int e = tid - kFirst; e < kC * kC / 4; e += kStride) {
+      const int i = e / (kC / 4), j = (e % (kC / 4)) * 4;
+      if (j / 16 > i / 16)
+        *reinterpret_cast<float4*>(aqk_out + i * kC + j) = make_float4(0, 0, 0, 0);
+    }
+    for (int e = tid - kFirst; e < kC * kVec; e += kStride) {
+      const int i = e / kVec, col = (e % kVec) * 8;
+      if (i >= L || col >= p.K) continue;
+      const uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldb + col);
+      const uint4 qr = *reinterpret_cast<const uint4*>(sQ + i * ldb + col);
+      const __nv_bfloat162* kh = reinterpret_cast<const __nv_bfloat162*>(&kr);
+      const __nv_bfloat162* qh = reinterpret_cast<const __nv_bfloat162*>(&qr);
+      uint4 gq, kd;
+      __nv_bfloat162* gqh = reinterpret_cast<__nv_bfloat162*>(&gq);
+      __nv_bfloat162* kdh = reinterpret_cast<__nv_bfloat162*>(&kd);
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+        const float2 gl = *reinterpret_cast<const float2*>(Gl + col + 2 * m);
+        const float2 kv = __bfloat1622float2(kh[m]), qv = __bfloat1622float2(qh[m]);
+        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * __expf(g.x), p.scale * qv.y * __expf(g.y));
+        kdh[m] = __floats2bfloat162_rn(kv.x * __expf(gl.x - g.x), kv.y * __expf(gl.y - g.y));
+      }
+      const int64_t gk = p.qk(b, t0 + i, h) + col;
+      *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
+      *reinterpret_cast<uint4*>(out.Kd + gk) = kd;
+    }
+    for (int d = tid - kFirst; d < p.K; d += kStride) out.EgL[item * p.K + d] = __expf(Gl[d]);
+  }
+  __syncthreads();  // A complete; q no longer read (its region becomes Tinv)
+
+  // Warps 0-3: the diagonal blocks of Tinv = (I + A)^-1 (fp32) into the q region. Warps 4-7,
+  // meanwhile: the right-hand sides in place, k <- beta exp(G) k, v <- beta v (bf16).
+  float* sT = reinterpret_cast<float*>(smem_intra + Lay::kQ);
+  unit_lower_inverse_diagonal(sAkk, sT, warp, lane);
+  if (warp >= 4) {
+    constexpr int kFirst = 128, kStride = kIntraThreads - 128;
+    for (int e = tid - kFirst; e < kC * kVec; e += kStride) {
+      const int i = e / kVec, col = (e % kVec) * 8;
+      const float bi = sBeta[i];
+      uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldb + col);
+      uint4 vr = *reinterpret_cast<const uint4*>(sV + i * ldb + col);
+      __nv_bfloat162* kh = reinterpret_cast<__nv_bfloat162*>(&kr);
+      __nv_bfloat162* vh = reinterpret_cast<__nv_bfloat162*>(&vr);
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+        const float2 kv = __bfloat1622float2(kh[m]), vv = __bfloat1622float2(vh[m]);
+        kh[m] = __floats2bfloat162_rn(bi * __expf(g.x) * kv.x, bi * __expf(g.y) * kv.y);
+        vh[m] = __floats2bfloat162_rn(bi * vv.x, bi * vv.y);
+      }
+      *reinterpret_cast<uint4*>(sK + i * ldb + col) = kr;
+      *reinterpret_cast<uint4*>(sV + i * ldb + col) = vr;
+    }
+  }
+  // The blocks below the diagonal (syncs first: G is then free for the scratch).
+  unit_lower_inverse_below(sAkk, sT, sG);
+  __syncthreads();
+
+  // W = Tinv Rk, U = Tinv Rv: a warp's (row block I, 64 columns) units; row block I needs the
+  // k-steps 0..I of Tinv (lower triangular).
+  for (int n = 0;; ++n) {
+    int grp = 0;
+    const int I = it::wu_row_block(kD, kIntraWarps, warp, n, &grp);
+    if (I < 0) break;
+    const bool is_u = grp >= kD / 64;
+    const int col0 = (is_u ? grp - kD / 64 : grp) * 64, ncols = is_u ? p.V : p.K;
+    if (col0 >= ncols) continue;
+    const bf16* rhs = is_u ? sV : sK;
+    float acc[8][4] = {};
+    for (int ks = 0; ks <= I; ++ks) {
+      uint32_t a[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const mt::RowCol x = it::a_pair(lane, r);
+        const float2 tv =
+            *reinterpret_cast<const float2*>(sT + (16 * I + x.row) * kLdA + 16 * ks + x.col);
+        a[r] = pack_bf16(tv.x, tv.y);
+      }
+#pragma unroll
+      for (int n16 = 0; n16 < 4; ++n16) {
+        const mt::RowCol x = it::rhs_trans(lane, ks, n16);
+        uint32_t r[4];
+        ldsm4_t(r, rhs + x.row * ldb + col0 + x.col);
+        mma_bf16(acc[2 * n16], a, r[0], r[1]);
+        mma_bf16(acc[2 * n16 + 1], a, r[2], r[3]);
+      }
+    }
+    bf16* dst = is_u ? out.U : out.W;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {
+        const mt::RowCol x = mt::c_elem(lane, e);
+        const int i = 16 * I + x.row, j = col0 + 8 * nt + x.col;
+        if (i < L && j < ncols) {
+          const int64_t o = (is_u ? p.vo(b, t0 + i, h) : p.qk(b, t0 + i, h)) + j;
+          *reinterpret_cast<__nv_bfloat162*>(dst + o) =
+              __floats2bfloat162_rn(acc[nt][e], acc[nt][e + 1]);
+        }
+      }
+  }
+}
+
+template <int kD>
+void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                        cudaStream_t stream) {
+  using Lay = IntraMmaLayout<kD>;
+  KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  // Two blocks per multiprocessor need the largest shared-memory carveout (a hint otherwise).
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
+                                       cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       int(cudaSharedmemCarveoutMaxShared)));
+  const int64_t items = int64_t(cd.NC) * p.B * p.H;
+  chunk_intra_mma_kernel<kD><<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool launch_intra_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                      cudaStream_t stream) {
+  if (p.gate != GateKind::kPerChannel || !use_prefetch(p)) return false;
+  if (const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL"); e && std::string_view(e) == "old")
+    return false;
+  if (cd.D == 64)
+    launch_intra_mma_d<64>(p, cd, buf, stream);
+  else
+    launch_intra_mma_d<128>(p, cd, buf, stream);
+  return true;
+}
+
+}  // namespace kimi::cuda::detail::chunk
