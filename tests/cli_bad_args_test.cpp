@@ -238,6 +238,11 @@ const std::vector<BadArgs>& bad_args_table() {
       {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--only", "abc", "--dry-run"}, "--only"},
       {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--only", "99", "--dry-run"}, "99"},
       {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--bogus"}, "--bogus"},
+      {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--shard", "2/2", "--dry-run"},
+       "--shard 2/2"},
+      {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--shard", "x", "--dry-run"}, "--shard x"},
+      {{"sweep", "{SRC}/experiments/sweep_quick.yaml", "--summarize", "--only", "0"},
+       "--summarize"},
       // eval: the run, the mode, lengths, batch size, checkpoint, device
       {{"eval"}, "run_dir"},
       {{"eval", "{TMP}/nope", "--seq-lens", "128"}, "nope"},

@@ -237,6 +237,57 @@ TEST(Sweep, SummaryHasOneRowPerRunWithDottedConfigColumns) {
   EXPECT_EQ(f.run().actions[1], PointAction::kSkipped);
 }
 
+// --shard I/N: N shards take every point exactly once, each shard's run leaves a summary of
+// what is finished so far, and --summarize rebuilds the merged summary after point directories
+// trained elsewhere are copied in (the Slurm job array of tools/slurm_sweep.sh).
+TEST(Sweep, ShardsSplitThePointsAndSummarizeMergesThem) {
+  SweepFixture f("shard", "grid:\n  model.mixer: [kda, gdn, deltanet]\n  train.lr: [1.0e-3]\n");
+  SweepOptions o;
+  o.progress = false;
+  o.shard = parse_shard("1/2");
+  EXPECT_EQ(chosen_points(o, 5), (std::vector<bool>{false, true, false, true, false}));
+  o.only = {0, 1, 3};
+  EXPECT_EQ(chosen_points(o, 5), (std::vector<bool>{false, true, false, true, false}));
+  o.only.clear();
+  // Shard 0 of 2 trains points 0 and 2 here; shard 1 trains point 1 in another folder (another
+  // machine), whose point directory is then copied in.
+  SweepOptions s0 = o;
+  s0.shard = parse_shard("0/2");
+  const SweepReport r0 = run_sweep(f.file(), s0);
+  EXPECT_EQ(r0.actions, (std::vector<PointAction>{PointAction::kTrained, PointAction::kNotSelected,
+                                                  PointAction::kTrained}));
+  EXPECT_EQ(lines(read_file(f.dir() / "summary.csv")).size(), 3u);  // header + 2 rows
+  SweepFixture other("shard_other",
+                     "grid:\n  model.mixer: [kda, gdn, deltanet]\n  train.lr: [1.0e-3]\n");
+  SweepOptions s1 = o;
+  s1.shard = parse_shard("1/2");
+  const SweepReport r1 = run_sweep(other.file(), s1);
+  EXPECT_EQ(r1.actions[1], PointAction::kTrained);
+  const std::string point = r1.points[1].name;
+  fs::copy(other.dir() / point, f.dir() / point, fs::copy_options::recursive);
+  fs::remove(f.dir() / point / ".lock");
+  SweepOptions merge;
+  merge.summarize = true;
+  const SweepReport m = run_sweep(f.file(), merge);
+  for (auto a : m.actions) EXPECT_EQ(a, PointAction::kNotSelected);  // nothing trained
+  EXPECT_EQ(m.finished_dirs.size(), 3u);
+  const auto rows = lines(read_file(f.dir() / "summary.csv"));
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_NE(rows[2].find(point), std::string::npos) << rows[2];
+  // Bad shards are one line naming the flag; --summarize needs a started sweep.
+  for (const char* bad : {"2/2", "-1/2", "0/0", "1", "a/b", "1/2/3", ""}) {
+    try {
+      parse_shard(bad);
+      ADD_FAILURE() << bad;
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("--shard"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+    }
+  }
+  SweepFixture fresh("shard_fresh", "grid:\n  model.mixer: [kda]\n");
+  EXPECT_THROW(run_sweep(fresh.file(), merge), UserError);
+}
+
 TEST(Sweep, AChangedSweepFileIsDetected) {
   SweepFixture f("changed", "grid:\n  train.lr: [1.0e-3]\n");
   f.run();

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -82,16 +83,6 @@ std::string run_dir_difference(const SweepPoint& p) {
     if (have.contains(key) && have[key] != value)
       return fmt::format("{} is {} there, {} in the sweep", key, have[key].dump(), value.dump());
   return "";
-}
-
-std::vector<bool> selection(const std::vector<int>& only, size_t n) {
-  std::vector<bool> chosen(n, only.empty());
-  for (int i : only) {
-    if (i < 0 || static_cast<size_t>(i) >= n)
-      throw UserError(fmt::format("--only {}: the sweep has points 0..{}", i, n - 1));
-    chosen[i] = true;
-  }
-  return chosen;
 }
 
 std::string last_eval_text(const RunResult& r) {
@@ -320,13 +311,39 @@ void run_in_process(SweepReport& rep, const std::vector<bool>& chosen,
 
 }  // namespace
 
+Shard parse_shard(const std::string& text) {
+  Shard s;
+  const size_t slash = text.find('/');
+  auto whole = [](const std::string& t, int* v) {
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), *v);
+    return !t.empty() && ec == std::errc() && end == t.data() + t.size();
+  };
+  if (slash == std::string::npos || !whole(text.substr(0, slash), &s.index) ||
+      !whole(text.substr(slash + 1), &s.count) || s.count < 1 || s.index < 0 || s.index >= s.count)
+    throw UserError(fmt::format(
+        "--shard {}: give I/N with 0 <= I < N (this process's share of N, e.g. 0/4)", text));
+  return s;
+}
+
+std::vector<bool> chosen_points(const SweepOptions& opt, size_t n) {
+  std::vector<bool> chosen(n, opt.only.empty());
+  for (int i : opt.only) {
+    if (i < 0 || static_cast<size_t>(i) >= n)
+      throw UserError(fmt::format("--only {}: the sweep has points 0..{}", i, n - 1));
+    chosen[i] = true;
+  }
+  for (size_t i = 0; i < n; ++i)
+    chosen[i] = chosen[i] && static_cast<int>(i % opt.shard.count) == opt.shard.index;
+  return chosen;
+}
+
 SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   SweepReport rep;
   rep.spec = load_sweep_spec(sweep_file);
   rep.points = expand_grid(rep.spec);
   validate_points(rep.spec, rep.points);  // every point, before anything runs
-  const std::vector<bool> chosen = selection(opt.only, rep.points.size());
+  const std::vector<bool> chosen = chosen_points(opt, rep.points.size());
   const std::string dir = rep.spec.dir();
   const nlohmann::json current = spec_json(rep.spec, rep.points);
   const nlohmann::json stored = stored_spec(dir);
@@ -334,6 +351,17 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   for (const auto& p : rep.points) rep.states.push_back(point_state(p));
   rep.actions.assign(rep.points.size(), PointAction::kNotSelected);
   if (opt.dry_run) return rep;
+  if (opt.summarize) {
+    if (stored.is_null())
+      throw UserError(
+          fmt::format("--summarize: {} has no sweep.json (run the sweep, or copy "
+                      "its directory here, first)",
+                      dir));
+    const DirLock sweep_lock = lock_sweep_dir(dir);
+    rep.finished_dirs = write_sweep_summary(dir, rep.points);
+    rep.wall_s = seconds_since(t0);
+    return rep;
+  }
   if (opt.jobs < 1) throw UserError(fmt::format("--jobs {}: give 1 or more", opt.jobs));
   if (opt.jobs > 1 && opt.worker_command.empty())
     throw UserError("--jobs > 1 needs a worker command (the kimi-lab binary)");

@@ -107,13 +107,25 @@ enum class PointState {
 PointState point_state(const SweepPoint& point);
 const char* state_name(PointState state);  // pending, interrupted, done, stopped_early, failed
 
+// `--shard I/N`: this process takes the points whose index is I modulo N (after --only), so N
+// processes on one or several machines split a sweep without overlap.
+struct Shard {
+  int index = 0, count = 1;
+};
+// "I/N" with 0 <= I < N; anything else is one UserError naming --shard.
+Shard parse_shard(const std::string& text);
+
 struct SweepOptions {
   std::string device;     // "" = each config's train.device
   std::vector<int> only;  // point indices to train this time (empty = all)
-  bool dry_run = false;   // fill the report (points, states); write and train nothing
-  bool force = false;     // accept a changed sweep file: keep unchanged points, retrain the rest
-  bool progress = true;   // a progress bar per run on a terminal
-  int64_t stop_at = 0;    // > 0: checkpoint and stop every point at this step (resume later)
+  Shard shard;            // the share of the (--only) points this process takes
+  // Write summary.csv / summary.jsonl from the run directories present and train nothing: the
+  // merge step after shards ran on other machines and their point directories were copied in.
+  bool summarize = false;
+  bool dry_run = false;  // fill the report (points, states); write and train nothing
+  bool force = false;    // accept a changed sweep file: keep unchanged points, retrain the rest
+  bool progress = true;  // a progress bar per run on a terminal
+  int64_t stop_at = 0;   // > 0: checkpoint and stop every point at this step (resume later)
   // Points trained at once, each in its own process (jobs > 1 needs worker_command). When the
   // user has not set CUDA_VISIBLE_DEVICES and the driver lists n > 1 GPUs, child slot k gets
   // CUDA_VISIBLE_DEVICES=k mod n; otherwise the children share the device. Children split the
@@ -159,6 +171,10 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& options
 // 4 held by another process. UserError when the sweep changed since the parent stored it.
 int run_sweep_point(const std::string& sweep_file, int index, const SweepOptions& options);
 inline constexpr int kPointLockedStatus = 4;
+
+// The points this call takes: --only (all when empty) intersected with the shard. UserError
+// naming --only for an index outside the sweep.
+std::vector<bool> chosen_points(const SweepOptions& options, size_t n);
 
 // Rewrites <sweep dir>/summary.csv and summary.jsonl from the run directories of `points`
 // (finished and failed ones; others are left out). Returns the directories of the rows.

@@ -18,7 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void print_plan(const SweepReport& rep, const std::vector<int>& only) {
+void print_plan(const SweepReport& rep, const SweepOptions& opt) {
+  const std::vector<bool> take = chosen_points(opt, rep.points.size());
   const auto& s = rep.spec;
   fmt::print("sweep {}: {} points, base {}, directory {}\n", s.name, rep.points.size(),
              s.base.empty() ? "(defaults)" : s.base, s.dir());
@@ -31,7 +32,7 @@ void print_plan(const SweepReport& rep, const std::vector<int>& only) {
   for (const auto& p : rep.points) width = std::max(width, p.name.size());
   for (size_t i = 0; i < rep.points.size(); ++i) {
     const auto& p = rep.points[i];
-    const bool chosen = only.empty() || std::find(only.begin(), only.end(), p.index) != only.end();
+    const bool chosen = take[i];
     std::string values;
     for (const auto& [key, value] : p.values) {
       values += " " + key + "=" + value;
@@ -117,6 +118,14 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("--only", opt->only,
                   "train only these point indices (0-based, as --dry-run lists them), e.g. 0,2")
       ->delimiter(',');
+  auto shard = std::make_shared<std::string>();
+  cmd->add_option("--shard", *shard,
+                  "I/N: train only the points whose index is I modulo N (with --only: of those),\n"
+                  "so N processes or machines split one sweep; tools/slurm_sweep.sh runs it as a\n"
+                  "job array. Shards sharing the directory write a merged summary as they finish");
+  cmd->add_flag("--summarize", opt->summarize,
+                "train nothing: rewrite summary.csv / summary.jsonl (and the plots) from the run\n"
+                "directories present, e.g. after copying in the points other machines trained");
   cmd->add_option("--device", opt->device,
                   "cpu | cuda | auto (default: each config's train.device)");
   cmd->add_flag(
@@ -138,8 +147,11 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("--worker-point", *worker_point)->group("");
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
-  cmd->callback([file, opt, no_plot, no_progress, worker_point] {
+  cmd->callback([file, opt, no_plot, no_progress, worker_point, shard] {
     opt->progress = !*no_progress;
+    if (!shard->empty()) opt->shard = parse_shard(*shard);
+    if (opt->summarize && (opt->dry_run || !opt->only.empty() || !shard->empty()))
+      throw UserError("--summarize reads every point; it takes no --dry-run, --only or --shard");
     if (*worker_point >= 0) {
       opt->progress = false;
       const int status = run_sweep_point(*file, *worker_point, *opt);
@@ -150,7 +162,7 @@ void register_sweep(CLI::App& app) {
     opt->worker_command.push_back("--no-progress");  // children log to worker.log
     SweepReport rep = run_sweep(*file, *opt);
     if (opt->dry_run) {
-      print_plan(rep, opt->only);
+      print_plan(rep, *opt);
       return;
     }
     const std::string dir = rep.spec.dir();
