@@ -57,6 +57,7 @@ class CudaEngine final : public DecodeEngine {
     int* tokens;
     float *h, *xf, *proj, *f, *z, *qa, *olat, *scores, *wts, *gu, *ys, *logits;
     float *q, *k, *v, *g, *beta, *o;
+    float *kv_b, *up;  // MLA: kv_b in fp32, the up-projection's fp32 output
     bf16 *x, *attn, *xs, *act;
     int *ids, *inv;
     MoePlan plan;

@@ -8,10 +8,12 @@
 //     products): the decode step computes them in fp32, and bf16 inputs move the state ~8x
 //     more (2^-9 against 2^-11 per operand), enough to flip a near-tie MoE routing downstream;
 //     the KDA kernels are a small part of a prefill's time next to the GEMMs;
-//   - MLA appends all n latent rows to the cache first, then attends in the absorbed form with
-//     the n queries x heads stacked as the rows of two TF32 GEMMs per tile of queries (scores
-//     over the cached rows 0 .. L + tile end, a causal softmax that lets query i see L + i + 1
-//     rows, then probabilities x latent), so no score matrix larger than a tile exists.
+//   - MLA appends all n latent rows to the cache first, absorbs the queries (per-head batched
+//     fp32 GEMMs), then attends in the absorbed form with the n queries x heads stacked as the
+//     rows of two TF32 GEMMs per tile of queries (scores over the cached rows 0 .. L + tile end,
+//     a causal softmax that lets query i see L + i + 1 rows, then probabilities x latent), so
+//     no score matrix larger than a tile exists; the tile's scores do go through memory (a
+//     flash-style kernel that keeps them on chip is the next step).
 // The only host synchronisation inside a chunk is one per MoE layer: the experts' row counts
 // (which size the per-expert GEMMs) are read back after the routing.
 #include <fmt/format.h>
@@ -73,6 +75,8 @@ int64_t CudaEngine::prefill_bytes(int64_t n, PrefillBuffers* pb) const {
   t.g = k.take<float>(n * HK), t.beta = k.take<float>(n * H), t.o = k.take<float>(n * HK);
   t.attn = k.take<bf16>(n * std::max(HK, Hm * c.v_head_dim));
   t.qa = k.take<float>(n * Hm * D), t.olat = k.take<float>(n * Hm * c.kv_lora_rank);
+  t.kv_b = k.take<float>(Hm * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank);
+  t.up = k.take<float>(n * Hm * c.v_head_dim);
   t.scores = k.take<float>(n * E);  // the router's
   t.ids = k.take<int>(S), t.wts = k.take<float>(S);
   t.plan.n_active = k.take<int>(1), t.plan.active = k.take<int>(E);
@@ -232,24 +236,26 @@ void CudaEngine::prefill_mla(int layer, int slot, int64_t L, int n) {
   const models::KimiLinearConfig& c = layout_.config;
   const LayerOffsets& o = layout_.layers[layer];
   const int d = static_cast<int>(c.hidden_size), rows = static_cast<int>(layout_.mla_rows);
+  const int H = static_cast<int>(c.num_attention_heads), nope = static_cast<int>(c.qk_nope_head_dim);
+  const int rope = static_cast<int>(c.qk_rope_head_dim), vd = static_cast<int>(c.v_head_dim);
+  const int rank = static_cast<int>(c.kv_lora_rank), D = rank + rope;
+  const float scale = 1.f / std::sqrt(static_cast<float>(nope + rope));
   gemm(blas_, GemmType::kBF16, n, rows, d, pb_.x, d, w<bf16>(o.mla_in), d, true, pb_.proj, rows,
        false);
-  MlaStep a{};
-  a.B = n, a.H = static_cast<int>(c.num_attention_heads);
-  a.nope = static_cast<int>(c.qk_nope_head_dim), a.rope = static_cast<int>(c.qk_rope_head_dim);
-  a.vd = static_cast<int>(c.v_head_dim), a.rank = static_cast<int>(c.kv_lora_rank);
-  a.proj = pb_.proj, a.proj_stride = rows;
-  a.kv_norm = w<bf16>(o.kv_norm), a.kv_b = w<bf16>(o.kv_b);
-  a.norm_eps = static_cast<float>(c.mla_norm_eps);
-  a.scale = 1.f / std::sqrt(static_cast<float>(a.nope + a.rope));
-  a.qa = pb_.qa, a.o_lat = pb_.olat, a.out = pb_.attn;
-  const int D = a.rank + a.rope, H = a.H;
   bf16* cache = mla_rows_.get<bf16>() +
                 (caches_.mla_index[layer] * caches_.slots + slot) * caches_.max_tokens * D;
-  mla_prefill_append(pb_.proj, rows, static_cast<int64_t>(H) * (a.nope + a.rope), n, a.rank, a.rope,
-                     a.kv_norm, a.norm_eps, cache + L * D, stream_);
-  mla_absorb(a, stream_);
-  // The attention's operands in fp32 (TF32 products): the latent rows 0 .. L + n, once.
+  mla_prefill_append(pb_.proj, rows, static_cast<int64_t>(H) * (nope + rope), n, rank, rope,
+                     w<bf16>(o.kv_norm), static_cast<float>(c.mla_norm_eps), cache + L * D,
+                     stream_);
+  // Absorb (as mla_decode's absorb kernel, exact fp32 like it): per head h,
+  // qa_h[:, :rank] = scale q_nope,h W_k,h with W_k,h = kv_b rows h (nope + vd) .. + nope, and
+  // qa_h[:, rank:] = scale q_rope,h. kv_b in fp32 once per layer and chunk.
+  const int64_t head_rows = static_cast<int64_t>(nope + vd) * rank;
+  bf16_to_f32(w<bf16>(o.kv_b), H * head_rows, pb_.kv_b, stream_);
+  gemm_batched(blas_, GemmType::kF32, H, n, rank, nope, pb_.proj, rows, nope + rope, pb_.kv_b,
+               rank, head_rows, false, pb_.qa, static_cast<int64_t>(H) * D, D, scale);
+  mla_prefill_rope(pb_.proj, rows, n, H, nope, rope, rank, scale, pb_.qa, stream_);
+  // Attention over the latent rows 0 .. L + n, in fp32 (TF32 products), by tiles of queries.
   const int64_t N_all = L + n;
   bf16_to_f32(cache, N_all * D, latent_f32_, stream_);
   const int64_t tile = std::clamp<int64_t>(score_floats_ / (H * N_all), 1, n);
@@ -260,11 +266,16 @@ void CudaEngine::prefill_mla(int layer, int slot, int64_t L, int n) {
     gemm(blas_, GemmType::kTF32, M, N, D, pb_.qa + static_cast<int64_t>(q0) * H * D, D,
          latent_f32_, D, true, score_tile_, N, false);
     causal_softmax(score_tile_, M, N, H, L, q0, stream_);
-    gemm(blas_, GemmType::kTF32, M, a.rank, N, score_tile_, N, latent_f32_, D, false,
-         pb_.olat + static_cast<int64_t>(q0) * H * a.rank, a.rank, false);
+    gemm(blas_, GemmType::kTF32, M, rank, N, score_tile_, N, latent_f32_, D, false,
+         pb_.olat + static_cast<int64_t>(q0) * H * rank, rank, false);
   }
-  mla_up(a, stream_);
-  const int hv = H * a.vd;
+  // Up (exact fp32, as the decode's up kernel): out_h = o_lat,h W_v,h^T, W_v,h = kv_b rows
+  // h (nope + vd) + nope .. + vd; then bf16 for o_proj.
+  gemm_batched(blas_, GemmType::kF32, H, n, vd, rank, pb_.olat, static_cast<int64_t>(H) * rank,
+               rank, pb_.kv_b + static_cast<int64_t>(nope) * rank, rank, head_rows, true, pb_.up,
+               static_cast<int64_t>(H) * vd, vd, 1.f);
+  const int hv = H * vd;
+  f32_to_bf16(pb_.up, static_cast<int64_t>(n) * hv, pb_.attn, stream_);
   gemm(blas_, GemmType::kBF16, n, d, hv, pb_.attn, hv, w<bf16>(o.o_proj), hv, true, pb_.h, d, true);
 }
 

@@ -106,9 +106,6 @@ struct MlaStep {
   bf16* out;  // [B, H * vd]
 };
 void mla_decode(const MlaStep& a, cudaStream_t s);
-// Its stages for rows [0, a.B) on their own (the prefill): qa from proj, and out from o_lat.
-void mla_absorb(const MlaStep& a, cudaStream_t s);
-void mla_up(const MlaStep& a, cudaStream_t s);
 // Shared memory the attention kernel needs; the layout refuses configs beyond the device's.
 int64_t mla_smem_bytes(int H, int rank, int rope);
 constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
@@ -120,6 +117,10 @@ constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
 enum class GemmType { kBF16, kF32, kTF32 };
 void gemm(cublasHandle_t h, GemmType t, int M, int N, int K, const void* A, int64_t lda,
           const void* B, int64_t ldb, bool b_nk, float* C, int64_t ldc, bool accumulate);
+// `batch` such products, operand i at A + i * stride_a (elements; likewise B, C), C = alpha A op(B).
+void gemm_batched(cublasHandle_t h, GemmType t, int batch, int M, int N, int K, const void* A,
+                  int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
+                  bool b_nk, float* C, int64_t ldc, int64_t stride_c, float alpha);
 
 // --- prefill (prefill.cu): one chunk of n rows of ONE slot ---
 struct KdaPrefill {
@@ -146,6 +147,11 @@ void kda_prefill_out(const KdaPrefill& a, cudaStream_t s);
 void mla_prefill_append(const float* proj, int64_t proj_stride, int64_t kv_col, int n, int rank,
                         int rope, const bf16* kv_norm, float eps, bf16* rows, cudaStream_t s);
 void bf16_to_f32(const bf16* x, int64_t n, float* y, cudaStream_t s);
+void f32_to_bf16(const float* x, int64_t n, bf16* y, cudaStream_t s);
+// The rope part of the absorbed queries: qa[i, h, rank + j] = scale * q_rope[i, h, j] (proj rows
+// as MlaStep's; qa [n, H, rank + rope]).
+void mla_prefill_rope(const float* proj, int64_t proj_stride, int n, int H, int nope, int rope,
+                      int rank, float scale, float* qa, cudaStream_t s);
 // scores [rows, cols]: row r is query q0 + r / heads of the chunk, which sees the first
 // first + q0 + r / heads + 1 columns; softmax over those in place, zero after.
 void causal_softmax(float* scores, int rows, int64_t cols, int heads, int64_t first, int q0,

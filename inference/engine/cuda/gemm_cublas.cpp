@@ -20,4 +20,18 @@ void gemm(cublasHandle_t h, GemmType t, int M, int N, int K, const void* A, int6
                                  C, CUDA_R_32F, static_cast<int>(ldc), ct, CUBLAS_GEMM_DEFAULT));
 }
 
+void gemm_batched(cublasHandle_t h, GemmType t, int batch, int M, int N, int K, const void* A,
+                  int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
+                  bool b_nk, float* C, int64_t ldc, int64_t stride_c, float alpha) {
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  const float beta = 0.f;
+  const cudaDataType_t in = t == GemmType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t ct =
+      t == GemmType::kTF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  KIMI_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      h, b_nk ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, B, in,
+      static_cast<int>(ldb), stride_b, A, in, static_cast<int>(lda), stride_a, &beta, C,
+      CUDA_R_32F, static_cast<int>(ldc), stride_c, batch, ct, CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace kimi::inference::engine::cuda

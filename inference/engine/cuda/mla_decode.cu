@@ -177,7 +177,11 @@ void mla_decode(const MlaStep& a, cudaStream_t s) {
                     "mla_decode: num_heads * kv_lora_rank <= 16384");
   append_kernel<<<a.B, 256, 0, s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();
-  mla_absorb(a, s);
+  // q_nope's shared copy, padded to 4 floats: nvcc may read the unrolled loop's tail as one
+  // 12/16-byte load past nope (unused values, but memcheck flags them and they may leave the
+  // allocation).
+  absorb_kernel<<<dim3(a.B, a.H), 256, (a.nope + 3) / 4 * 4 * sizeof(float), s>>>(a);
+  KIMI_CUDA_CHECK_LAUNCH();
   const int64_t smem = mla_smem_bytes(a.H, a.rank, a.rope);
   static int64_t configured = 0;  // the attribute is per function; set it once it grows
   if (smem > 48 * 1024 && smem > configured) {
@@ -189,20 +193,6 @@ void mla_decode(const MlaStep& a, cudaStream_t s) {
   KIMI_CUDA_CHECK_LAUNCH();
   merge_kernel<<<dim3(a.B, a.H), 128, 0, s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();
-  mla_up(a, s);
-}
-
-void mla_absorb(const MlaStep& a, cudaStream_t s) {
-  if (a.B <= 0) return;
-  // q_nope's shared copy, padded to 4 floats: nvcc may read the unrolled loop's tail as one
-  // 12/16-byte load past nope (unused values, but memcheck flags them and they may leave the
-  // allocation).
-  absorb_kernel<<<dim3(a.B, a.H), 256, (a.nope + 3) / 4 * 4 * sizeof(float), s>>>(a);
-  KIMI_CUDA_CHECK_LAUNCH();
-}
-
-void mla_up(const MlaStep& a, cudaStream_t s) {
-  if (a.B <= 0) return;
   const int64_t warps = static_cast<int64_t>(a.B) * a.H * a.vd;
   up_kernel<<<static_cast<unsigned>((warps + 7) / 8), 256, 0, s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();

@@ -102,6 +102,23 @@ __global__ void bf16_to_f32_kernel(const bf16* x, int64_t n, float* y) {
     y[i] = __bfloat162float(x[i]);
 }
 
+__global__ void f32_to_bf16_kernel(const float* x, int64_t n, bf16* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16(x[i]);
+}
+
+// Block i: qa[i, h, rank + j] = scale * proj[i, h * (nope + rope) + nope + j].
+__global__ void mla_rope_kernel(const float* proj, int64_t proj_stride, int H, int nope, int rope,
+                                int rank, float scale, float* qa) {
+  const int i = blockIdx.x, D = rank + rope;
+  for (int e = threadIdx.x; e < H * rope; e += blockDim.x) {
+    const int h = e / rope, j = e % rope;
+    qa[(static_cast<int64_t>(i) * H + h) * D + rank + j] =
+        scale * proj[i * proj_stride + static_cast<int64_t>(h) * (nope + rope) + nope + j];
+  }
+}
+
 // Block r: row r of the scores (query q0 + r / heads) sees columns [0, first + q0 + r / heads],
 // softmax over them in place, zeros after.
 __global__ void causal_softmax_kernel(float* s, int64_t cols, int heads, int64_t first, int q0) {
@@ -192,6 +209,19 @@ void mla_prefill_append(const float* proj, int64_t proj_stride, int64_t kv_col, 
 void bf16_to_f32(const bf16* x, int64_t n, float* y, cudaStream_t s) {
   if (n <= 0) return;
   bf16_to_f32_kernel<<<blocks_for(n, 256), 256, 0, s>>>(x, n, y);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+void f32_to_bf16(const float* x, int64_t n, bf16* y, cudaStream_t s) {
+  if (n <= 0) return;
+  f32_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, s>>>(x, n, y);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+void mla_prefill_rope(const float* proj, int64_t proj_stride, int n, int H, int nope, int rope,
+                      int rank, float scale, float* qa, cudaStream_t s) {
+  if (n <= 0 || rope <= 0) return;
+  mla_rope_kernel<<<n, 128, 0, s>>>(proj, proj_stride, H, nope, rope, rank, scale, qa);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
