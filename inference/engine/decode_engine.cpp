@@ -1,9 +1,9 @@
-// The engine registry (decode_engine.h).
+// The engine registry and the prefill's host-side rules (decode_engine.h).
 #include "inference/engine/decode_engine.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/tensor/error.h"
 

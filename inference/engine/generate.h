@@ -53,7 +53,7 @@ struct GenerateStep {
 struct GenerateOutput {
   std::vector<std::vector<int32_t>> ids;  // new tokens per prompt
   std::vector<bool> stopped;              // ended on stop_id (else on max_new)
-  std::vector<GenerateStep> steps;  // the prefills (one per prompt), then the decode steps
+  std::vector<GenerateStep> steps;        // the prefills (one per prompt), then the decode steps
   // With keep_logits: per prompt, the fp32 logits that each new token was picked from
   // ([new tokens, vocab], row-major).
   std::vector<std::vector<float>> logits;

@@ -215,10 +215,11 @@ RowStats row_stats(const double* row, int64_t V) {
 // f32 model's top-2 gap exceeds 0.5 standard deviations of its logits row; closer calls may flip
 // in bf16 and are counted, not failed. (0.2 sd, ~10x the median per-logit error of bf16
 // activations, was measured too tight on an H100: a row with a 0.238 sd gap flipped, because
-// the error is far from uniform across rows, as the bf16-weight floor's p90 shows.) Each new token is checked teacher-forced (the f32 model reads the engine's own
-// sequence), so one flip does not end the comparison; the f32 model's own greedy run is also
-// compared up to its first close call. (Both slots stay under 32 tokens, so the MLA kernel's
-// split count, the only batch-dependent sum order, is 1 batched and alone: logits agree to 1e-5.)
+// the error is far from uniform across rows, as the bf16-weight floor's p90 shows.) Each new token
+// is checked teacher-forced (the f32 model reads the engine's own sequence), so one flip does not
+// end the comparison; the f32 model's own greedy run is also compared up to its first close call.
+// (Both slots stay under 32 tokens, so the MLA kernel's split count, the only batch-dependent sum
+// order, is 1 batched and alone: logits agree to 1e-5.)
 TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
   KIMI_SKIP_WITHOUT_GOLDEN("kimi_tiny/model.safetensors");
   const std::string dir = test::golden_path("kimi_tiny");
@@ -403,8 +404,8 @@ void prefill_matches_decode(DecodeEngine& e, const char* name) {
     EXPECT_LT(mla_err, 2e-2) << name << " case " << ci << ": MLA latent rows";
     std::vector<float> both;
     for (int s = 0; s < greedy; ++s) {
-      const int32_t next = static_cast<int32_t>(std::max_element(want.begin(), want.end()) -
-                                                want.begin());
+      const int32_t next =
+          static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
       e.step({0, 1}, {next, next}, &both);
       want.assign(both.begin(), both.begin() + V);
       got.assign(both.begin() + V, both.end());
@@ -426,7 +427,8 @@ void prefill_matches_decode(DecodeEngine& e, const char* name) {
   std::vector<double> sorted = row_errs;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2], mx = sorted.back();
-  const int64_t over = std::count_if(sorted.begin(), sorted.end(), [](double x) { return x >= 5e-2; });
+  const int64_t over =
+      std::count_if(sorted.begin(), sorted.end(), [](double x) { return x >= 5e-2; });
   std::printf("engine %s prefill vs decode: %zu rows, median %.3g, max %.3g, %lld above 5e-2\n",
               name, sorted.size(), median, mx, static_cast<long long>(over));
   EXPECT_LT(median, 2e-2) << name;

@@ -251,8 +251,8 @@ void run_engine(const GenerateArgs& a) {
     total += st.ms;
     if (st.prompt_rows > 0) {
       fed += st.prompt_rows;
-      fmt::print("prefill {}: {} tokens in {:.3f} ms ({:.0f} tokens/s, chunks of {}){}\n",
-                 s + 1, st.prompt_rows, st.ms, st.prompt_rows / st.ms * 1e3, e->prefill_chunk(),
+      fmt::print("prefill {}: {} tokens in {:.3f} ms ({:.0f} tokens/s, chunks of {}){}\n", s + 1,
+                 st.prompt_rows, st.ms, st.prompt_rows / st.ms * 1e3, e->prefill_chunk(),
                  s == 0 ? " (cold)" : "");
     } else {
       fed += st.rows;

@@ -225,9 +225,10 @@ void CudaEngine::prefill_kda(int layer, int slot, int n) {
   // The slot's state is h0 and ht at once: each block of the chunk kernels reads its tile of
   // h0 before its first chunk and writes the same tile of ht after its last.
   float* state = kda_state_.get<float>() + (ki * caches_.slots + slot) * caches_.state_elems;
-  RecurrenceDims dims{1, n, H, K, K, GateKind::kPerChannel, 1.0 / std::sqrt(static_cast<double>(K))};
+  RecurrenceDims dims{
+      1, n, H, K, K, GateKind::kPerChannel, 1.0 / std::sqrt(static_cast<double>(K))};
   kimi::cuda::delta_rule_chunk_fwd<float>(dims, pb_.q, pb_.k, pb_.v, pb_.g, pb_.beta, state, pb_.o,
-                                         state, stream_);
+                                          state, stream_);
   kda_prefill_out(a, stream_);
   gemm(blas_, GemmType::kBF16, n, d, HK, pb_.attn, HK, w<bf16>(o.o_proj), HK, true, pb_.h, d, true);
 }
@@ -236,7 +237,8 @@ void CudaEngine::prefill_mla(int layer, int slot, int64_t L, int n) {
   const models::KimiLinearConfig& c = layout_.config;
   const LayerOffsets& o = layout_.layers[layer];
   const int d = static_cast<int>(c.hidden_size), rows = static_cast<int>(layout_.mla_rows);
-  const int H = static_cast<int>(c.num_attention_heads), nope = static_cast<int>(c.qk_nope_head_dim);
+  const int H = static_cast<int>(c.num_attention_heads),
+            nope = static_cast<int>(c.qk_nope_head_dim);
   const int rope = static_cast<int>(c.qk_rope_head_dim), vd = static_cast<int>(c.v_head_dim);
   const int rank = static_cast<int>(c.kv_lora_rank), D = rank + rope;
   const float scale = 1.f / std::sqrt(static_cast<float>(nope + rope));
@@ -252,8 +254,8 @@ void CudaEngine::prefill_mla(int layer, int slot, int64_t L, int n) {
   // qa_h[:, rank:] = scale q_rope,h. kv_b in fp32 once per layer and chunk.
   const int64_t head_rows = static_cast<int64_t>(nope + vd) * rank;
   bf16_to_f32(w<bf16>(o.kv_b), H * head_rows, pb_.kv_b, stream_);
-  gemm_batched(blas_, GemmType::kF32, H, n, rank, nope, pb_.proj, rows, nope + rope, pb_.kv_b,
-               rank, head_rows, false, pb_.qa, static_cast<int64_t>(H) * D, D, scale);
+  gemm_batched(blas_, GemmType::kF32, H, n, rank, nope, pb_.proj, rows, nope + rope, pb_.kv_b, rank,
+               head_rows, false, pb_.qa, static_cast<int64_t>(H) * D, D, scale);
   mla_prefill_rope(pb_.proj, rows, n, H, nope, rope, rank, scale, pb_.qa, stream_);
   // Attention over the latent rows 0 .. L + n, in fp32 (TF32 products), by tiles of queries.
   const int64_t N_all = L + n;
@@ -263,8 +265,8 @@ void CudaEngine::prefill_mla(int layer, int slot, int64_t L, int n) {
     const int q1 = static_cast<int>(std::min<int64_t>(n, q0 + tile));
     const int M = (q1 - q0) * H;
     const int N = static_cast<int>(L + q1);  // the rows the tile's last query sees
-    gemm(blas_, GemmType::kTF32, M, N, D, pb_.qa + static_cast<int64_t>(q0) * H * D, D,
-         latent_f32_, D, true, score_tile_, N, false);
+    gemm(blas_, GemmType::kTF32, M, N, D, pb_.qa + static_cast<int64_t>(q0) * H * D, D, latent_f32_,
+         D, true, score_tile_, N, false);
     causal_softmax(score_tile_, M, N, H, L, q0, stream_);
     gemm(blas_, GemmType::kTF32, M, rank, N, score_tile_, N, latent_f32_, D, false,
          pb_.olat + static_cast<int64_t>(q0) * H * rank, rank, false);

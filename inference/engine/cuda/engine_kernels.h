@@ -117,7 +117,8 @@ constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
 enum class GemmType { kBF16, kF32, kTF32 };
 void gemm(cublasHandle_t h, GemmType t, int M, int N, int K, const void* A, int64_t lda,
           const void* B, int64_t ldb, bool b_nk, float* C, int64_t ldc, bool accumulate);
-// `batch` such products, operand i at A + i * stride_a (elements; likewise B, C), C = alpha A op(B).
+// `batch` such products, operand i at A + i * stride_a (elements; likewise B, C), C = alpha A
+// op(B).
 void gemm_batched(cublasHandle_t h, GemmType t, int batch, int M, int N, int K, const void* A,
                   int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
                   bool b_nk, float* C, int64_t ldc, int64_t stride_c, float alpha);
@@ -135,7 +136,7 @@ struct KdaPrefill {
   float norm_eps;
   float *q, *k, *v, *g, *beta;  // the chunk kernel's inputs: [n, H, K] ([n, H] for beta)
   const float* o;               // its output [n, H, K]
-  bf16* out;                   // [n, HK]
+  bf16* out;                    // [n, HK]
 };
 // q, k, v (short conv over [tail, rows], silu, l2norm), g (log decay), beta; reads the old tails.
 void kda_prefill_prep(const KdaPrefill& a, cudaStream_t s);

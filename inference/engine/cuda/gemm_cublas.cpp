@@ -30,8 +30,8 @@ void gemm_batched(cublasHandle_t h, GemmType t, int batch, int M, int N, int K, 
       t == GemmType::kTF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   KIMI_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       h, b_nk ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, B, in,
-      static_cast<int>(ldb), stride_b, A, in, static_cast<int>(lda), stride_a, &beta, C,
-      CUDA_R_32F, static_cast<int>(ldc), stride_c, batch, ct, CUBLAS_GEMM_DEFAULT));
+      static_cast<int>(ldb), stride_b, A, in, static_cast<int>(lda), stride_a, &beta, C, CUDA_R_32F,
+      static_cast<int>(ldc), stride_c, batch, ct, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace kimi::inference::engine::cuda
