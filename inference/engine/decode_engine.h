@@ -8,7 +8,8 @@
 // of them in one pass, appends to their caches in place and advances their lengths; nothing in
 // a step waits for the host. A prefill appends a whole prompt to one slot in chunks: every
 // layer runs over a chunk's rows in one pass (GEMMs, the chunk delta rule, causal attention over
-// the latent), and the caches end exactly as that many decode steps would leave them.
+// the latent), and the caches end as that many decode steps would leave them (up to the order
+// of sums and the TF32 products of the chunk kernels and the attention: ~1e-3).
 #pragma once
 
 #include <cstdint>
@@ -46,8 +47,8 @@ class DecodeEngine {
                     std::vector<float>* logits) = 0;
   // Chunked prefill: appends `tokens` to slot `slot` (at length(slot) tokens now), in chunks of
   // at most prefill_chunk() tokens, each chunk one pass of every layer over its rows; the caches
-  // end as tokens.size() decode steps would leave them. logits: the fp32 logits [vocab] after
-  // the last token (host), or null. Throws UserError as check_prefill does.
+  // end as tokens.size() decode steps would leave them (to ~1e-3). logits: the fp32 logits [vocab]
+  // after the last token (host), or null. Throws UserError as check_prefill does.
   virtual void prefill(int32_t slot, const std::vector<int32_t>& tokens,
                        std::vector<float>* logits) = 0;
   // Tokens per prefill chunk, in [1, kMaxPrefillChunk] (check_prefill_chunk).
