@@ -93,6 +93,10 @@ int64_t CudaEngine::prefill_bytes(int64_t n, PrefillBuffers* pb) const {
 
 void CudaEngine::release_prefill() {
   pwork_.reset(), pattn_.reset();
+  // The chunk delta rule's workspaces come from the core caching allocator and stay cached
+  // between prefills (a timed prefill mallocs nothing); hand them back here, with the engine's
+  // own prefill buffers, so that allocate_slots and max_slots see the memory again.
+  kimi::cuda::empty_cache();
   prefill_rows_ = prefill_context_ = 0;
   latent_f32_ = score_tile_ = nullptr;
   score_floats_ = 0;
@@ -169,9 +173,6 @@ void CudaEngine::prefill(int32_t slot, const std::vector<int32_t>& tokens,
                                     cudaMemcpyDeviceToHost, stream_));
   }
   KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  // The chunk delta rule's workspaces come from the core caching allocator: hand them back so
-  // that free_device_bytes() (max_slots, allocate_slots) sees the memory again.
-  kimi::cuda::empty_cache();
 }
 
 void CudaEngine::run_prefill_chunk(int slot, int64_t L, int n, bool logits) {
