@@ -18,9 +18,9 @@
 namespace kimi::inference::engine {
 namespace {
 
-// A stand-in engine: slot s's logits after its tokens t_1..t_n are a hash of (t_1..t_n, v).
-// It checks what the real engine checks (slots in range and distinct, room left, ids in the
-// vocabulary) and records every step.
+// A stand-in engine: slot s's logits after its tokens t_1..t_n are a hash of (t_1..t_n, v),
+// whether the tokens came by prefill or by steps. It checks what the real engine checks (slots
+// in range and distinct, room left, ids in the vocabulary) and records every step and prefill.
 class FakeEngine final : public DecodeEngine {
  public:
   FakeEngine()
@@ -52,18 +52,27 @@ class FakeEngine final : public DecodeEngine {
     steps.push_back(slots);
     logits->assign(slots.size() * V, 0.f);
     for (size_t r = 0; r < slots.size(); ++r) {
-      std::vector<int32_t>& h = history_[slots[r]];
-      h.push_back(tokens[r]);
-      uint64_t key = 0x1234;
-      for (int32_t t : h) key = mix_seed(key, static_cast<uint64_t>(t));
-      for (int64_t v = 0; v < V; ++v)
-        (*logits)[r * V + v] =
-            static_cast<float>(mix_seed(key, static_cast<uint64_t>(v)) >> 40) / (1 << 20);
+      history_[slots[r]].push_back(tokens[r]);
+      row(slots[r], logits->data() + r * V);
     }
   }
+  void prefill(int32_t slot, const std::vector<int32_t>& tokens,
+               std::vector<float>* logits) override {
+    check_prefill(caches_, slot, slot >= 0 && slot < caches_.slots ? length(slot) : 0, tokens,
+                  layout_.config.vocab_size);
+    prefills.emplace_back(slot, static_cast<int64_t>(tokens.size()));
+    history_[slot].insert(history_[slot].end(), tokens.begin(), tokens.end());
+    if (logits) {
+      logits->assign(layout_.config.vocab_size, 0.f);
+      row(slot, logits->data());
+    }
+  }
+  void set_prefill_chunk(int64_t tokens) override { check_prefill_chunk(tokens); }
+  int64_t prefill_chunk() const override { return kDefaultPrefillChunk; }
   int64_t length(int64_t slot) const override {
     return static_cast<int64_t>(history_.at(slot).size());
   }
+  std::vector<float> read_slot(int64_t, bool) const override { return {}; }
   double time_steps_ms(int64_t, int, int) override { return 0; }
   int64_t graph_nodes() const override { return 0; }
   int64_t distinct_experts_last_step() override { return 0; }
@@ -72,10 +81,19 @@ class FakeEngine final : public DecodeEngine {
   int64_t max_slots(int64_t) const override { return 0; }
   std::string device_name() const override { return "fake"; }
 
-  std::vector<std::vector<int32_t>> steps;  // the slots of every step
+  std::vector<std::vector<int32_t>> steps;            // the slots of every step
+  std::vector<std::pair<int32_t, int64_t>> prefills;  // (slot, tokens) of every prefill
   std::vector<std::vector<int32_t>> history_;
 
  private:
+  // The logits of `slot` after its history so far.
+  void row(int32_t slot, float* out) const {
+    uint64_t key = 0x1234;
+    for (int32_t t : history_[slot]) key = mix_seed(key, static_cast<uint64_t>(t));
+    for (int64_t v = 0; v < layout_.config.vocab_size; ++v)
+      out[v] = static_cast<float>(mix_seed(key, static_cast<uint64_t>(v)) >> 40) / (1 << 20);
+  }
+
   WeightLayout layout_;
   CacheLayout caches_;
 };
@@ -103,24 +121,26 @@ TEST(EngineGenerate, BatchedEqualsEachPromptAlone) {
   }
 }
 
-TEST(EngineGenerate, FinishedSlotsAreNotSteppedAgain) {
+TEST(EngineGenerate, PromptsArePrefilledAndFinishedSlotsNotSteppedAgain) {
   GenerateOptions o;
   o.max_new = 4, o.sampling.greedy = true;
   FakeEngine e;
   const GenerateOutput out = generate(e, kPrompts, o);
-  // Prompt i needs P_i + 4 - 1 steps; the longest sets the count, and a slot leaves the batch
-  // for good once done.
-  ASSERT_EQ(out.steps.size(), 10u);
-  ASSERT_EQ(e.steps.size(), 10u);
-  for (size_t k = 0; k < e.steps.size(); ++k) {
-    std::vector<int32_t> want;
-    for (int32_t i = 0; i < 3; ++i)
-      if (k < kPrompts[i].size() + 3) want.push_back(i);
-    EXPECT_EQ(e.steps[k], want) << "step " << k;
-    EXPECT_EQ(out.steps[k].rows, static_cast<int64_t>(want.size()));
-    int64_t prompt_rows = 0;
-    for (int32_t i : want) prompt_rows += k < kPrompts[i].size();
-    EXPECT_EQ(out.steps[k].prompt_rows, prompt_rows) << "step " << k;
+  // One prefill per prompt (its first new token from the prefill's logits), then max_new - 1
+  // decode steps of every prompt together.
+  ASSERT_EQ(e.prefills.size(), 3u);
+  for (int32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(e.prefills[i].first, i);
+    EXPECT_EQ(e.prefills[i].second, static_cast<int64_t>(kPrompts[i].size()));
+  }
+  ASSERT_EQ(out.steps.size(), 6u);
+  ASSERT_EQ(e.steps.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(out.steps[k].rows, 1);
+    EXPECT_EQ(out.steps[k].prompt_rows, static_cast<int64_t>(kPrompts[k].size()));
+    EXPECT_EQ(e.steps[k], (std::vector<int32_t>{0, 1, 2})) << "step " << k;
+    EXPECT_EQ(out.steps[3 + k].rows, 3);
+    EXPECT_EQ(out.steps[3 + k].prompt_rows, 0);
   }
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(e.length(i), static_cast<int64_t>(kPrompts[i].size()) + 3);
@@ -128,6 +148,58 @@ TEST(EngineGenerate, FinishedSlotsAreNotSteppedAgain) {
   }
   // Longest prompt + max_new tokens per slot were allocated: room for all it feeds.
   EXPECT_EQ(e.caches().max_tokens, 7 + 4);
+}
+
+// A slot that finishes early (max_new 1: the prefill's token is the last) is never stepped.
+TEST(EngineGenerate, OneNewTokenNeedsNoDecodeStep) {
+  GenerateOptions o;
+  o.max_new = 1, o.sampling.greedy = true;
+  FakeEngine e;
+  const GenerateOutput out = generate(e, kPrompts, o);
+  EXPECT_TRUE(e.steps.empty());
+  EXPECT_EQ(e.prefills.size(), 3u);
+  for (size_t i = 0; i < kPrompts.size(); ++i) EXPECT_EQ(out.ids[i].size(), 1u);
+}
+
+// The prefill's host-side rules (decode_engine.h): chunk splitting and one-line refusals.
+TEST(EnginePrefill, ChunksCoverThePromptInOrder) {
+  using Chunks = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(prefill_chunks(1, 16), (Chunks{{0, 1}}));
+  EXPECT_EQ(prefill_chunks(37, 16), (Chunks{{0, 16}, {16, 32}, {32, 37}}));
+  EXPECT_EQ(prefill_chunks(32, 16), (Chunks{{0, 16}, {16, 32}}));
+  EXPECT_TRUE(prefill_chunks(0, 16).empty());
+  const Chunks big = prefill_chunks(131072 + 5, kDefaultPrefillChunk);
+  ASSERT_EQ(big.size(), 9u);
+  EXPECT_EQ(big.back(), (std::pair<int64_t, int64_t>{131072, 131077}));
+  EXPECT_THROW(prefill_chunks(5, 0), UserError);
+  EXPECT_THROW(prefill_chunks(5, kMaxPrefillChunk + 1), UserError);
+}
+
+TEST(EnginePrefill, RefusesInOneLine) {
+  CacheLayout c;
+  auto error_of = [&](int64_t slot, int64_t length, const std::vector<int32_t>& t) {
+    try {
+      check_prefill(c, slot, length, t, 128);
+    } catch (const UserError& err) {
+      return std::string(err.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of(0, 0, {1}).find("allocate_slots"), std::string::npos);
+  c.slots = 2, c.max_tokens = 10;
+  EXPECT_EQ(error_of(1, 3, {1, 2, 3}), "");
+  EXPECT_EQ(error_of(0, 0, std::vector<int32_t>(10, 5)), "");  // exactly full
+  EXPECT_NE(error_of(2, 0, {1}).find("slot 2"), std::string::npos);
+  EXPECT_NE(error_of(-1, 0, {1}).find("slot -1"), std::string::npos);
+  EXPECT_NE(error_of(0, 0, {}).find("no tokens"), std::string::npos);
+  EXPECT_NE(error_of(0, 0, {1, 128}).find("token 128 out of range [0, 128)"), std::string::npos);
+  const std::string full = error_of(1, 8, {1, 2, 3});
+  EXPECT_NE(full.find("3 tokens onto slot 1 at 8 tokens overflows its 10"), std::string::npos);
+  EXPECT_EQ(full.find('\n'), std::string::npos);
+  FakeEngine e;
+  e.allocate_slots(1, 4);
+  EXPECT_THROW(e.set_prefill_chunk(0), UserError);
+  EXPECT_THROW(e.prefill(0, {1, 2, 3, 4, 5}, nullptr), UserError);
 }
 
 TEST(EngineGenerate, StopIdEndsOnlyThatPrompt) {

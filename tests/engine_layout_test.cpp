@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -214,12 +215,43 @@ TEST(BenchInferArgs, CsvIsReadBySimulateMeasured) {
   row.model = ModelKind::kAllMla, row.context = 4096, row.batch = 2, row.tpot_ms = 3.5;
   row.tokens_per_s = 571.4, row.floor_ms = 2.0, row.max_batch = 9;
   r.rows.push_back(row);
-  const std::vector<Measured> m = parse_measured_csv(bench_csv(r), "bench_infer.csv");
-  ASSERT_EQ(m.size(), 1u);
+  row.batch = 4, row.prefill_ms = 250.0;  // the same context prefilled: a prefill column
+  r.rows.push_back(row);
+  const std::string csv = bench_csv(r);
+  const std::vector<Measured> m = parse_measured_csv(csv, "bench_infer.csv");
+  ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m[0].model, ModelKind::kAllMla);
   EXPECT_EQ(m[0].context, 4096);
   EXPECT_DOUBLE_EQ(*m[0].tpot_ms, 3.5);
+  EXPECT_FALSE(m[0].prefill_ms.has_value());  // not measured: an empty cell
+  EXPECT_DOUBLE_EQ(*m[1].prefill_ms, 250.0);
+  EXPECT_NE(csv.find(",prefill_ms,prefill_tokens_per_s\n"), std::string::npos);
+  EXPECT_NE(csv.find(",1,250.0000,16384.0\n"), std::string::npos) << csv;
+  const std::string table = bench_table(r);
+  EXPECT_NE(table.find("prefill ms"), std::string::npos);
+  EXPECT_NE(table.find("250.00"), std::string::npos) << table;
   EXPECT_NEAR(floor_ms(2'000'000'000, 2'000'000'000, 4e12), 1.0, 1e-12);
+}
+
+TEST(BenchInferArgs, PrefillFlags) {
+  EXPECT_EQ(parse_prefill_max("128K"), 131072);
+  EXPECT_EQ(parse_prefill_max("0"), 0);
+  EXPECT_NE(error_of([] { parse_prefill_max("lots"); }).find("--prefill-max"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_prefill_max("-4"); }).find("--prefill-max"), std::string::npos);
+  EXPECT_EQ(parse_prefill_chunk("16K"), 16384);
+  EXPECT_EQ(parse_prefill_chunk("37"), 37);
+  EXPECT_NE(error_of([] { parse_prefill_chunk("128K"); }).find("--prefill-chunk"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_prefill_chunk("0"); }).find("--prefill-chunk"), std::string::npos);
+  const std::vector<int32_t> p = bench_prompt(1000, 53, 7);
+  ASSERT_EQ(p.size(), 1000u);
+  EXPECT_EQ(p, bench_prompt(1000, 53, 7));
+  EXPECT_EQ(*std::min_element(p.begin(), p.end()), 0);
+  EXPECT_EQ(*std::max_element(p.begin(), p.end()), 52);
+  BenchInferArgs a;
+  a.prefill_chunk = 0;
+  EXPECT_NE(error_of([&] { run_bench_infer(a, [](const std::string&) {}); }).find("prefill chunk"),
+            std::string::npos);
 }
 
 TEST(BenchInferArgs, WithoutCudaTheEngineSaysSoInOneLine) {

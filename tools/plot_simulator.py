@@ -80,7 +80,8 @@ def main():
     parser.add_argument("--title", default="Kimi-Linear-48B decoding")
     args = parser.parse_args()
     with open(args.csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+        # bench-infer's CSV opens with a '#' comment line (measured_csv.h reads it the same way)
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
     if not rows:
         sys.exit(f"plot_simulator.py: {args.csv} has no rows")
     data = series(rows)

@@ -59,6 +59,65 @@ std::vector<int64_t> parse_bench_batches(const std::vector<std::string>& items) 
   return out;
 }
 
+int64_t parse_prefill_max(const std::string& item) {
+  if (item == "0") return 0;
+  try {
+    return parse_contexts({item}).at(0);
+  } catch (const UserError&) {
+    throw UserError(fmt::format(
+        "--prefill-max: '{}' (want a length such as 32K or 1M, or 0 for no prefill)", item));
+  }
+}
+
+int64_t parse_prefill_chunk(const std::string& item) {
+  int64_t v = 0;
+  try {
+    v = parse_contexts({item}).at(0);
+  } catch (const UserError&) {
+    v = 0;
+  }
+  if (v < 1 || v > kMaxPrefillChunk)
+    throw UserError(fmt::format("--prefill-chunk: '{}' (want a length in [1, {}], e.g. 16K)", item,
+                                tokens_label(kMaxPrefillChunk)));
+  return v;
+}
+
+std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> ids(n);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int64_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;  // an LCG: cheap, fixed by the seed
+    ids[i] = static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return ids;
+}
+
+namespace {
+
+// One sequence of `ctx` tokens prefilled in slot 0 after an untimed chunk; ms, or -1 with the
+// reason logged when it does not fit.
+double time_prefill(DecodeEngine& e, int64_t ctx, int64_t extra, const BenchInferArgs& a,
+                    const std::function<void(const std::string&)>& log) {
+  try {
+    e.allocate_slots(1, ctx + extra);
+    e.set_prefill_chunk(a.prefill_chunk);
+    const std::vector<int32_t> ids = bench_prompt(ctx, e.layout().config.vocab_size, a.seed);
+    // Warm-up (cuBLAS heuristics, first launches, the prefill buffers): one chunk, then empty.
+    e.prefill(0, std::vector<int32_t>(ids.begin(), ids.begin() + std::min(ctx, a.prefill_chunk)),
+              nullptr);
+    e.reset();
+    std::vector<float> logits;
+    const auto t0 = std::chrono::steady_clock::now();
+    e.prefill(0, ids, &logits);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  } catch (const UserError& err) {
+    log(fmt::format("  prefill of {} tokens skipped: {}", tokens_label(ctx), err.what()));
+    return -1;
+  }
+}
+
+}  // namespace
+
 double floor_ms(int64_t weight_bytes, int64_t cache_bytes, double bytes_per_s) {
   return static_cast<double>(weight_bytes + cache_bytes) / bytes_per_s * 1e3;
 }
@@ -68,6 +127,8 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
   if (!a.hf_dir.empty() && !a.preset.empty())
     throw UserError("bench-infer: give a preset or HF_DIR, not both");
   if (a.warmup < 1 || a.reps < 1) throw UserError("bench-infer: --warmup and --reps must be >= 1");
+  if (a.prefill_max < 0) throw UserError("--prefill-max: must be >= 0");
+  check_prefill_chunk(a.prefill_chunk);
   for (int64_t n : a.contexts)
     if (n < 1) throw UserError(fmt::format("--contexts: {} is not a positive length", n));
   const std::string preset = a.hf_dir.empty() && a.preset.empty() ? "kimi-linear-48b" : a.preset;
@@ -110,11 +171,20 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
       if (batches.empty())
         log(fmt::format("{} at {}: not even one sequence fits", model_name(kind),
                         tokens_label(ctx)));
+      double prefill_ms = -1;
+      if (!batches.empty() && ctx <= a.prefill_max) {
+        prefill_ms = time_prefill(*e, ctx, extra, a, log);
+        if (prefill_ms > 0)
+          log(fmt::format("  {} context {}: prefill {:.2f} ms ({:.0f} tokens/s, chunks of {})",
+                          model_name(kind), tokens_label(ctx), prefill_ms, ctx / prefill_ms * 1e3,
+                          tokens_label(a.prefill_chunk)));
+      }
       for (int64_t b : batches) {
         e->allocate_slots(b, ctx + extra);
         e->fill_synthetic(b, ctx, a.seed + 17);
         BenchRow row;
         row.model = kind, row.context = ctx, row.batch = b, row.max_batch = m.max_batch;
+        row.prefill_ms = prefill_ms;
         row.tpot_ms = e->time_steps_ms(b, a.warmup, a.reps);
         row.tokens_per_s = b / row.tpot_ms * 1e3;
         row.distinct_experts = e->distinct_experts_last_step();
@@ -134,14 +204,20 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
 }
 
 std::string bench_table(const BenchResult& r) {
-  std::string t = fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9} {:>8}\n",
-                              "model", "context", "batch", "TPOT ms", "tokens/s", "floor ms",
-                              "TPOT/fl", "wt GB", "cache GB", "kernels");
-  for (const BenchRow& x : r.rows)
+  std::string t =
+      fmt::format("{:<8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8} {:>9} {:>9} {:>8} {:>11} {:>12}\n",
+                  "model", "context", "batch", "TPOT ms", "tokens/s", "floor ms", "TPOT/fl",
+                  "wt GB", "cache GB", "kernels", "prefill ms", "prefill t/s");
+  for (const BenchRow& x : r.rows) {
+    const bool pre = x.prefill_ms > 0;
     t += fmt::format(
-        "{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f} {:>8}\n",
+        "{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f} {:>8} {:>11} "
+        "{:>12}\n",
         model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms, x.tokens_per_s,
-        x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9, x.cache_bytes / 1e9, x.kernels);
+        x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9, x.cache_bytes / 1e9, x.kernels,
+        pre ? fmt::format("{:.2f}", x.prefill_ms) : "-",
+        pre ? fmt::format("{:.0f}", x.context / x.prefill_ms * 1e3) : "-");
+  }
   return t;
 }
 
@@ -157,14 +233,21 @@ std::string memory_table(const BenchResult& r) {
 
 std::string bench_csv(const BenchResult& r) {
   std::string s = "# bench-infer: decode TPOT on " + r.device + " (" + r.source +
-                  "); caches filled with synthetic values up to each context, not prefilled\n"
+                  "); decode on caches filled with synthetic values up to each context; "
+                  "prefill_ms: one sequence of `context` tokens prefilled for real in chunks "
+                  "(empty: not measured)\n"
                   "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
-                  "cache_bytes,distinct_experts,kernels,max_batch,copy_gbs,synthetic_cache\n";
-  for (const BenchRow& x : r.rows)
-    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1\n",
+                  "cache_bytes,distinct_experts,kernels,max_batch,copy_gbs,synthetic_cache,"
+                  "prefill_ms,prefill_tokens_per_s\n";
+  for (const BenchRow& x : r.rows) {
+    const bool pre = x.prefill_ms > 0;
+    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1,{},{}\n",
                      model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s, x.floor_ms,
                      x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes, x.distinct_experts,
-                     x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9);
+                     x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9,
+                     pre ? fmt::format("{:.4f}", x.prefill_ms) : "",
+                     pre ? fmt::format("{:.1f}", x.context / x.prefill_ms * 1e3) : "");
+  }
   return s;
 }
 

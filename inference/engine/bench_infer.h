@@ -4,8 +4,11 @@
 // where the weight bytes count every non-expert weight, the lm_head, the embedding rows of the
 // batch and each routed expert the step actually chose once (distinct experts, read back after
 // the timing), and the copy bandwidth is a 1 GiB device-to-device copy (read + write bytes).
-// Long contexts are not prefilled: the caches are filled with synthetic values (hash noise)
-// and the lengths set, which costs the decode step the same bytes as a real prefix.
+// Decode always runs on caches filled with synthetic values (hash noise) and the lengths set,
+// which costs the decode step the same bytes as a real prefix. Prefill is measured apart: for
+// each context up to prefill_max, one sequence of that many (synthetic) tokens is prefilled for
+// real in chunks of prefill_chunk (DecodeEngine::prefill), after one untimed chunk; its wall
+// time (logits copy included) is prefill_ms. Longer contexts report no prefill.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "inference/engine/decode_engine.h"
 #include "inference/simulator.h"
 
 namespace kimi::inference::engine {
@@ -27,7 +31,18 @@ struct BenchInferArgs {
   int warmup = 3, reps = 10;
   int64_t max_batch_cap = 1024;
   int64_t layers = 0;  // > 0: the first `layers` decoder layers only (sim_args.h first_layers)
+  int64_t prefill_max = 131072;  // longest context prefilled for real; 0 = none
+  int64_t prefill_chunk = kDefaultPrefillChunk;
 };
+
+// --prefill-max: a length as --contexts spells it (4K, 1M) or 0 (no prefill); UserError
+// naming the flag.
+int64_t parse_prefill_max(const std::string& item);
+// --prefill-chunk: a length in [1, kMaxPrefillChunk] (16K); UserError naming the flag.
+int64_t parse_prefill_chunk(const std::string& item);
+// Synthetic prompt of n ids in [0, vocab) (the prefill's input; its content does not change
+// the cost).
+std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed);
 
 // "hybrid", "mla" or "all-mla", comma lists already split; UserError naming --models.
 std::vector<ModelKind> parse_bench_models(const std::vector<std::string>& items);
@@ -41,6 +56,9 @@ struct BenchRow {
   int64_t weight_bytes = 0, cache_bytes = 0;  // read per step
   int64_t distinct_experts = 0;               // summed over MoE layers
   int64_t kernels = 0;                        // nodes of the step's CUDA graph
+  // One sequence of `context` tokens prefilled (the same for every batch of the context);
+  // negative = not measured (context > prefill_max, or the prefill did not fit).
+  double prefill_ms = -1;
 };
 
 struct MemoryRow {

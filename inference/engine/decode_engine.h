@@ -6,13 +6,17 @@
 // allocate_slots() ran, its caches for `slots` sequences (cache_layout.h). A decode step takes
 // one token for each of `n` slots (any slots, each at its own length), runs every layer for all
 // of them in one pass, appends to their caches in place and advances their lengths; nothing in
-// a step waits for the host.
+// a step waits for the host. A prefill appends a whole prompt to one slot in chunks: every
+// layer runs over a chunk's rows in one pass (GEMMs, the chunk delta rule, causal attention over
+// the latent), and the caches end as that many decode steps would leave them (up to the order
+// of sums and the TF32 products of the chunk kernels and the attention: ~1e-3).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "inference/engine/cache_layout.h"
@@ -41,7 +45,19 @@ class DecodeEngine {
   // One decode step: tokens[i] goes to slot slots[i]. logits: fp32 [n, vocab] (host), or null.
   virtual void step(const std::vector<int32_t>& slots, const std::vector<int32_t>& tokens,
                     std::vector<float>* logits) = 0;
+  // Chunked prefill: appends `tokens` to slot `slot` (at length(slot) tokens now), in chunks of
+  // at most prefill_chunk() tokens, each chunk one pass of every layer over its rows; the caches
+  // end as tokens.size() decode steps would leave them (to ~1e-3). logits: the fp32 logits [vocab]
+  // after the last token (host), or null. Throws UserError as check_prefill does.
+  virtual void prefill(int32_t slot, const std::vector<int32_t>& tokens,
+                       std::vector<float>* logits) = 0;
+  // Tokens per prefill chunk, in [1, kMaxPrefillChunk] (check_prefill_chunk).
+  virtual void set_prefill_chunk(int64_t tokens) = 0;
+  virtual int64_t prefill_chunk() const = 0;
   virtual int64_t length(int64_t slot) const = 0;
+  // A slot's caches as fp32 on the host (tests: prefill against decode): with kda, every KDA
+  // layer's state then tails; else every MLA layer's rows [0, length(slot)).
+  virtual std::vector<float> read_slot(int64_t slot, bool kda) const = 0;
   // Median of `reps` timed steps (CUDA events, one captured graph, after `warmup` steps) of
   // slots [0, batch), ms. The lengths advance by warmup + reps.
   virtual double time_steps_ms(int64_t batch, int warmup, int reps) = 0;
@@ -57,6 +73,19 @@ class DecodeEngine {
   virtual int64_t max_slots(int64_t max_tokens) const = 0;
   virtual std::string device_name() const = 0;
 };
+
+// The simulator's prefill chunk (inference/simulator.h SimOptions::prefill_chunk).
+inline constexpr int64_t kDefaultPrefillChunk = 16384;
+inline constexpr int64_t kMaxPrefillChunk = 65536;
+
+// [begin, end) of each chunk of a prefill of `tokens` tokens in chunks of `chunk` (the last one
+// shorter); none for 0 tokens. UserError for a chunk outside [1, kMaxPrefillChunk].
+std::vector<std::pair<int64_t, int64_t>> prefill_chunks(int64_t tokens, int64_t chunk);
+void check_prefill_chunk(int64_t chunk);
+// The prefill's refusals, one line each: no caches, a slot out of range, no tokens, an id
+// outside [0, vocab), more tokens than the slot has room for.
+void check_prefill(const CacheLayout& caches, int64_t slot, int64_t length,
+                   const std::vector<int32_t>& tokens, int64_t vocab);
 
 using EngineFactory = std::function<std::unique_ptr<DecodeEngine>(const WeightLayout&)>;
 // Called by the CUDA library's registrar.

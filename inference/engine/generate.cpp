@@ -50,40 +50,49 @@ GenerateOutput generate(DecodeEngine& e, const std::vector<std::vector<int32_t>>
   if (o.keep_logits) out.logits.assign(n, {});
   std::vector<Rng> rngs;
   for (int64_t i = 0; i < n; ++i) rngs.emplace_back(prompt_seed(o.seed, i));
-  std::vector<int64_t> fed(n, 0);  // tokens each slot has taken
   std::vector<bool> done(n, false);
-  std::vector<int32_t> slots, tokens;
   std::vector<float> logits;
   std::vector<double> row(V);
-  for (;;) {
-    slots.clear(), tokens.clear();
-    GenerateStep st;
-    for (int64_t i = 0; i < n; ++i) {
-      if (done[i]) continue;
-      const int64_t P = static_cast<int64_t>(prompts[i].size());
-      slots.push_back(static_cast<int32_t>(i));
-      tokens.push_back(fed[i] < P ? prompts[i][fed[i]] : out.ids[i].back());
-      st.prompt_rows += fed[i] < P;
-    }
-    if (slots.empty()) break;
-    st.rows = static_cast<int64_t>(slots.size());
-    const auto t0 = std::chrono::steady_clock::now();
-    e.step(slots, tokens, &logits);
-    for (size_t r = 0; r < slots.size(); ++r) {
-      const int64_t i = slots[r];
-      if (++fed[i] < static_cast<int64_t>(prompts[i].size())) continue;  // inside the prompt
-      const float* lg = logits.data() + static_cast<int64_t>(r) * V;
-      std::copy(lg, lg + V, row.begin());
-      const int32_t next = static_cast<int32_t>(pick_token(row.data(), V, o.sampling, rngs[i]));
-      out.ids[i].push_back(next);
-      if (o.keep_logits) out.logits[i].insert(out.logits[i].end(), lg, lg + V);
-      if (o.stop_id >= 0 && next == o.stop_id) out.stopped[i] = true;
-      if (out.stopped[i] || static_cast<int64_t>(out.ids[i].size()) >= o.max_new) done[i] = true;
-    }
+  // Picks prompt i's next token from its logits row `lg`.
+  auto take = [&](int64_t i, const float* lg) {
+    std::copy(lg, lg + V, row.begin());
+    const int32_t next = static_cast<int32_t>(pick_token(row.data(), V, o.sampling, rngs[i]));
+    out.ids[i].push_back(next);
+    if (o.keep_logits) out.logits[i].insert(out.logits[i].end(), lg, lg + V);
+    if (o.stop_id >= 0 && next == o.stop_id) out.stopped[i] = true;
+    if (out.stopped[i] || static_cast<int64_t>(out.ids[i].size()) >= o.max_new) done[i] = true;
+  };
+  auto finish = [&](GenerateStep& st, std::chrono::steady_clock::time_point t0) {
     st.ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     out.steps.push_back(st);
     if (on_step) on_step(st);
+  };
+  // Each prompt in one chunked prefill of its slot; its logits give the first new token.
+  for (int64_t i = 0; i < n; ++i) {
+    GenerateStep st;
+    st.rows = 1, st.prompt_rows = static_cast<int64_t>(prompts[i].size());
+    const auto t0 = std::chrono::steady_clock::now();
+    e.prefill(static_cast<int32_t>(i), prompts[i], &logits);
+    take(i, logits.data());
+    finish(st, t0);
+  }
+  std::vector<int32_t> slots, tokens;
+  for (;;) {
+    slots.clear(), tokens.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      if (done[i]) continue;
+      slots.push_back(static_cast<int32_t>(i));
+      tokens.push_back(out.ids[i].back());
+    }
+    if (slots.empty()) break;
+    GenerateStep st;
+    st.rows = static_cast<int64_t>(slots.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    e.step(slots, tokens, &logits);
+    for (size_t r = 0; r < slots.size(); ++r)
+      take(slots[r], logits.data() + static_cast<int64_t>(r) * V);
+    finish(st, t0);
   }
   return out;
 }

@@ -1,10 +1,10 @@
 // Generation on the decode engine (`kimi-lab generate --engine`): several prompts at once, each
-// in its own cache slot. Every step feeds one token to each unfinished prompt: its next prompt
-// token while its prompt lasts (prefill = token-by-token decode, there is no chunked prefill),
-// then the token it generated last. The logits after a prompt's last token give its first new
-// token. A prompt is finished after `max_new` new tokens or after generating `stop_id`; finished
-// prompts are left out of later steps (their slots are not stepped again), so prompts of
-// different lengths run side by side and never touch each other's caches.
+// in its own cache slot. First each prompt is prefilled into its slot (DecodeEngine::prefill,
+// chunked; one prompt after the other), and the logits after its last token give its first new
+// token. Then every step feeds each unfinished prompt the token it generated last, all of them
+// batched. A prompt is finished after `max_new` new tokens or after generating `stop_id`;
+// finished prompts are left out of later steps (their slots are not stepped again), so prompts
+// of different lengths run side by side and never touch each other's caches.
 //
 // The next token is picked on the host from the step's fp32 logits (copied back every step, B x
 // vocab floats): argmax (greedy), or a draw from softmax(logits / temperature). pick_token is
@@ -42,16 +42,18 @@ struct GenerateOptions {
   bool keep_logits = false;
 };
 
+// One engine call: a prefill of one prompt (rows 1, prompt_rows = its tokens) or a decode step
+// (rows = prompts stepped, prompt_rows 0).
 struct GenerateStep {
-  int64_t rows = 0;         // prompts stepped (the batch of this step)
-  int64_t prompt_rows = 0;  // of which were fed a prompt token (prefill)
-  double ms = 0;            // wall time of the step, logits copy and picking included
+  int64_t rows = 0;
+  int64_t prompt_rows = 0;  // prompt tokens fed (a prefill)
+  double ms = 0;            // wall time of the call, logits copy and picking included
 };
 
 struct GenerateOutput {
   std::vector<std::vector<int32_t>> ids;  // new tokens per prompt
   std::vector<bool> stopped;              // ended on stop_id (else on max_new)
-  std::vector<GenerateStep> steps;
+  std::vector<GenerateStep> steps;        // the prefills (one per prompt), then the decode steps
   // With keep_logits: per prompt, the fp32 logits that each new token was picked from
   // ([new tokens, vocab], row-major).
   std::vector<std::vector<float>> logits;

@@ -1,6 +1,7 @@
 // `kimi-lab bench-infer [--preset kimi-linear-48b | HF_DIR]`: the decode engine's TPOT for the
-// hybrid and its all-MLA twin against the memory floor (inference/engine/bench_infer.h), a table,
-// bench_infer.csv (readable by `simulate --measured`) and a plot (tools/plot_simulator.py).
+// hybrid and its all-MLA twin against the memory floor, and the chunked prefill's time per
+// context (inference/engine/bench_infer.h), a table, bench_infer.csv (readable by
+// `simulate --measured`) and a plot (tools/plot_simulator.py).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -26,6 +27,7 @@ struct BenchInferCli {
   std::vector<std::string> contexts = {"4K", "32K", "128K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "4", "16", "64", "256"};
   std::vector<std::string> models = {"hybrid", "mla"};
+  std::string prefill_max = "128K", prefill_chunk = "16K";
   int64_t seed = 0, layers = 0;
   int warmup = 3, reps = 10;
   bool no_max = false, no_plot = false;
@@ -64,15 +66,18 @@ void run(const BenchInferCli& c) {
   a.seed = static_cast<uint64_t>(c.seed), a.warmup = c.warmup, a.reps = c.reps,
   a.add_max_batch = !c.no_max;
   a.layers = c.layers;
+  a.prefill_max = engine::parse_prefill_max(c.prefill_max);
+  a.prefill_chunk = engine::parse_prefill_chunk(c.prefill_chunk);
   if (!engine::engine_available())
     throw UserError(
         "bench-infer: this kimi-lab was built without CUDA (the decode engine needs "
         "-DKIMI_LAB_CUDA=ON and a GPU)");
   fmt::print(
-      "bench-infer: bf16 weights, fp32 KDA state, bf16 MLA latent cache; caches filled with "
-      "SYNTHETIC values up to each context (no prefill); TPOT = median of {} CUDA-graph steps "
-      "after {} warm-up\n",
-      a.reps, a.warmup);
+      "bench-infer: bf16 weights, fp32 KDA state, bf16 MLA latent cache; decode on caches filled "
+      "with SYNTHETIC values up to each context; TPOT = median of {} CUDA-graph steps after {} "
+      "warm-up; prefill: one sequence per context up to {} tokens, chunks of {}, after one "
+      "untimed chunk ('-' beyond)\n",
+      a.reps, a.warmup, a.prefill_max, a.prefill_chunk);
   const engine::BenchResult r =
       engine::run_bench_infer(a, [](const std::string& line) { fmt::print("{}\n", line); });
   fmt::print(
@@ -104,7 +109,9 @@ void register_bench_infer(CLI::App& app) {
       "Measure the decode engine (CUDA, bf16 weights built on the GPU): TPOT and tokens/s of\n"
       "the Kimi-Linear hybrid and its all-MLA twin for each context and batch that fits, against\n"
       "the memory floor (weights + cache bytes per step at the copy bandwidth measured in the\n"
-      "same run). Caches are filled with synthetic values up to each context (no prefill).\n"
+      "same run), decoding on caches filled with synthetic values up to each context; and the\n"
+      "chunked prefill of one sequence of each context up to --prefill-max (prefill ms and\n"
+      "tokens/s; '-' beyond).\n"
       "Writes OUT/bench_infer.csv (atomic; `simulate --measured` reads it), bench_infer.txt and\n"
       "bench_infer.{png,svg}.");
   auto c = std::make_shared<BenchInferCli>();
@@ -133,6 +140,12 @@ void register_bench_infer(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reps", c->reps, "timed steps (median)")
       ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--prefill-max", c->prefill_max,
+                  "longest context prefilled for real (e.g. 32K; 0 = no prefill)")
+      ->capture_default_str();
+  cmd->add_option("--prefill-chunk", c->prefill_chunk,
+                  "tokens per prefill chunk, at most 64K (the simulator's is 16K)")
       ->capture_default_str();
   cmd->add_option("--out", c->out, "output folder")->capture_default_str();
   cmd->add_flag("--no-max-batch", c->no_max, "skip the largest batch that fits at each context");

@@ -241,31 +241,36 @@ void run_engine(const GenerateArgs& a) {
   o.sampling = {a.greedy, a.temperature};
   const engine::GenerateOutput out = engine::generate(*e, prompts, o);
   for (size_t p = 0; p < prompts.size(); ++p) print_ids(a, p, out.ids[p], out.stopped[p]);
-  // Step 1 runs cold (first launches); the others split into steps with prompt tokens and
-  // steps of generated tokens only.
-  const engine::GenerateStep& first = out.steps.front();
-  std::vector<double> prefill, decode;
+  // The prefills (one per prompt; the first runs cold: cuBLAS and first launches), then the
+  // decode steps, the first of which is cold too.
+  std::vector<double> decode;
   int64_t fed = 0, generated = 0;
   double total = 0;
   for (size_t s = 0; s < out.steps.size(); ++s) {
     const engine::GenerateStep& st = out.steps[s];
-    fed += st.rows, total += st.ms;
-    if (s > 0) (st.prompt_rows > 0 ? prefill : decode).push_back(st.ms);
+    total += st.ms;
+    if (st.prompt_rows > 0) {
+      fed += st.prompt_rows;
+      fmt::print("prefill {}: {} tokens in {:.3f} ms ({:.0f} tokens/s, chunks of {}){}\n", s + 1,
+                 st.prompt_rows, st.ms, st.prompt_rows / st.ms * 1e3, e->prefill_chunk(),
+                 s == 0 ? " (cold)" : "");
+    } else {
+      fed += st.rows;
+      decode.push_back(st.ms);
+    }
   }
   for (const auto& ids : out.ids) generated += static_cast<int64_t>(ids.size());
   fmt::print(
-      "steps: {} (one token for each unfinished prompt; batch {} at first), {} tokens fed, {} "
-      "generated in {:.2f} ms ({:.1f} generated tokens/s)\n",
-      out.steps.size(), first.rows, fed, generated, total, generated / total * 1e3);
-  fmt::print("  step 1 (cold): {:.3f} ms\n", first.ms);
-  if (!prefill.empty())
-    fmt::print("  steps with prompt tokens: {}, median {:.3f} ms/step\n", prefill.size(),
-               median(prefill));
-  if (!decode.empty())
+      "{} prompts prefilled, then {} decode steps (one token for each unfinished prompt): {} "
+      "tokens fed, {} generated in {:.2f} ms ({:.1f} generated tokens/s)\n",
+      prompts.size(), decode.size(), fed, generated, total, generated / total * 1e3);
+  if (!decode.empty()) fmt::print("  decode step 1 (cold): {:.3f} ms\n", decode.front());
+  if (decode.size() > 1) {
+    decode.erase(decode.begin());
     fmt::print(
-        "  decode-only steps: {}, median {:.3f} ms/step = time per output token of each "
-        "prompt\n",
+        "  decode steps 2..: {}, median {:.3f} ms/step = time per output token of each prompt\n",
         decode.size(), median(decode));
+  }
 }
 
 void run_generate(GenerateArgs& a) {
@@ -357,9 +362,10 @@ void register_generate(CLI::App& app) {
       "Without --engine: the f32 (or f64) model of models/ through the op engine, on the CPU\n"
       "or the GPU (--device), each prompt alone, prefill as one forward pass.\n"
       "With --engine: the bf16 decode engine of inference/engine (CUDA only; bf16 weights and\n"
-      "activations, fp32 KDA state, bf16 MLA latent), every prompt in its own cache slot, all\n"
-      "batched; prefill is token-by-token decode of each prompt (no chunked prefill). The\n"
-      "B x vocab fp32 logits come back to the host every step, where the next token is picked\n"
+      "activations, fp32 KDA state, bf16 MLA latent), every prompt in its own cache slot:\n"
+      "each prompt prefilled in chunks of 16K tokens (one pass of every layer per chunk), then\n"
+      "all prompts decoded batched. The fp32 logits of each prefill's last token and of every\n"
+      "step (B x vocab) come back to the host, where the next token is picked\n"
       "(greedy or sampled, as without --engine). MODEL_DIR, or --preset kimi-linear-48b with\n"
       "random weights built on the GPU (92 GiB of bf16: an H200 or larger).\n"
       "Sampling: prompt i (from 0) draws from its own stream, seeded --seed for the first\n"

@@ -69,6 +69,7 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
 
 CudaEngine::~CudaEngine() {
   clear_graphs();
+  if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -175,7 +176,7 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
 int64_t CudaEngine::max_slots(int64_t max_tokens) const {
   const CacheLayout one = make_cache_layout(layout_.config, 1, max_tokens);
   const int64_t held = kda_state_.bytes() + kda_tails_.bytes() + mla_rows_.bytes() +
-                       lengths_.bytes() + work_.bytes();
+                       lengths_.bytes() + work_.bytes() + pwork_.bytes() + pattn_.bytes();
   const int64_t avail = free_device_bytes() + held - kMargin;
   const int64_t fixed = workspace_bytes(0);
   const int64_t per = one.bytes_per_slot() + (workspace_bytes(64) - fixed + 63) / 64 + 4;
@@ -184,6 +185,7 @@ int64_t CudaEngine::max_slots(int64_t max_tokens) const {
 
 void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   clear_graphs();
+  release_prefill();  // its buffers are sized again by the next prefill
   kda_state_.reset(), kda_tails_.reset(), mla_rows_.reset(), lengths_.reset(), work_.reset();
   const CacheLayout cl = make_cache_layout(layout_.config, slots, max_tokens);
   const int64_t need = cl.kda_bytes() + cl.mla_bytes() + workspace_bytes(slots) + slots * 4;
@@ -268,6 +270,38 @@ int64_t CudaEngine::length(int64_t slot) const {
   if (slot < 0 || slot >= static_cast<int64_t>(host_len_.size()))
     throw UserError(fmt::format("decode engine: no slot {}", slot));
   return host_len_[slot];
+}
+
+std::vector<float> CudaEngine::read_slot(int64_t slot, bool kda) const {
+  const CacheLayout& cl = caches_;
+  const int64_t len = length(slot);
+  std::vector<float> out;
+  if (kda) {
+    for (int64_t i = 0; i < cl.kda_layers; ++i) {
+      const size_t at = out.size();
+      out.resize(at + cl.state_elems + cl.conv_elems);
+      KIMI_CUDA_CHECK(cudaMemcpy(out.data() + at,
+                                 kda_state_.get<float>() + (i * cl.slots + slot) * cl.state_elems,
+                                 cl.state_elems * 4, cudaMemcpyDeviceToHost));
+      KIMI_CUDA_CHECK(cudaMemcpy(out.data() + at + cl.state_elems,
+                                 kda_tails_.get<float>() + (i * cl.slots + slot) * cl.conv_elems,
+                                 cl.conv_elems * 4, cudaMemcpyDeviceToHost));
+    }
+    return out;
+  }
+  std::vector<uint16_t> raw(len * cl.row_elems);
+  for (int64_t i = 0; i < cl.mla_layers; ++i) {
+    KIMI_CUDA_CHECK(cudaMemcpy(
+        raw.data(), mla_rows_.get<bf16>() + (i * cl.slots + slot) * cl.max_tokens * cl.row_elems,
+        raw.size() * 2, cudaMemcpyDeviceToHost));
+    for (uint16_t r : raw) {
+      const uint32_t bits = static_cast<uint32_t>(r) << 16;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      out.push_back(f);
+    }
+  }
+  return out;
 }
 
 void CudaEngine::step(const std::vector<int32_t>& slots, const std::vector<int32_t>& tokens,

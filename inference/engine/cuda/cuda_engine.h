@@ -1,6 +1,8 @@
 // The CUDA decode engine (decode_engine.h): the bf16 weight arena, the per-slot caches and the
 // step buffers sized for all slots; a step enqueues every kernel on one stream (and can be
-// captured once per batch size into a CUDA graph, which the timing replays).
+// captured once per batch size into a CUDA graph, which the timing replays). The chunked
+// prefill (cuda_engine_prefill.cpp) has buffers of its own, sized for one chunk and grown on
+// demand, and a cuBLAS handle on the engine's stream.
 #pragma once
 
 #include <map>
@@ -27,7 +29,12 @@ class CudaEngine final : public DecodeEngine {
   void fill_synthetic(int64_t n, int64_t length, uint64_t seed) override;
   void step(const std::vector<int32_t>& slots, const std::vector<int32_t>& tokens,
             std::vector<float>* logits) override;
+  void prefill(int32_t slot, const std::vector<int32_t>& tokens,
+               std::vector<float>* logits) override;
+  void set_prefill_chunk(int64_t tokens) override;
+  int64_t prefill_chunk() const override { return prefill_chunk_; }
   int64_t length(int64_t slot) const override;
+  std::vector<float> read_slot(int64_t slot, bool kda) const override;
   double time_steps_ms(int64_t batch, int warmup, int reps) override;
   int64_t distinct_experts_last_step() override;
   int64_t graph_nodes() const override { return graph_nodes_; }
@@ -45,6 +52,23 @@ class CudaEngine final : public DecodeEngine {
   void run_mla(int layer, int batch);
   void run_ffn(int layer, int batch);
   void clear_graphs();
+  // The prefill (cuda_engine_prefill.cpp): one chunk of n rows of `slot`, whose caches hold L.
+  struct PrefillBuffers {
+    int* tokens;
+    float *h, *xf, *proj, *f, *z, *qa, *olat, *scores, *wts, *gu, *ys, *logits;
+    float *q, *k, *v, *g, *beta, *o;
+    float *kv_b, *up;  // MLA: kv_b in fp32, the up-projection's fp32 output
+    bf16 *x, *attn, *xs, *act;
+    int *ids, *inv;
+    MoePlan plan;
+  };
+  int64_t prefill_bytes(int64_t n, PrefillBuffers* carve) const;
+  void reserve_prefill(int64_t n, int64_t context);
+  void release_prefill();
+  void run_prefill_chunk(int slot, int64_t L, int n, bool logits);
+  void prefill_kda(int layer, int slot, int n);
+  void prefill_mla(int layer, int slot, int64_t L, int n);
+  void prefill_ffn(int layer, int n);
   template <class T>
   T* w(int64_t offset) const {
     return reinterpret_cast<T*>(arena_.get<char>() + offset);
@@ -70,6 +94,14 @@ class CudaEngine final : public DecodeEngine {
   int64_t graph_nodes_ = 0;
   std::vector<int64_t> host_len_;
   std::map<int, cudaGraphExec_t> graphs_;
+  // Prefill state: buffers for prefill_rows_ rows, the attention's fp32 latent copy and score
+  // tiles (pattn_, for a context of prefill_context_ tokens), the cuBLAS handle.
+  int64_t prefill_chunk_ = kDefaultPrefillChunk, prefill_rows_ = 0, prefill_context_ = 0;
+  DeviceBuffer pwork_, pattn_;
+  PrefillBuffers pb_{};
+  float *latent_f32_ = nullptr, *score_tile_ = nullptr;
+  int64_t score_floats_ = 0;
+  cublasHandle_t blas_ = nullptr;
 };
 
 }  // namespace kimi::inference::engine::cuda

@@ -6,6 +6,7 @@
 // `slots[b]` is the cache slot of batch row b; `lengths[slot]` its tokens before this step.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -108,5 +109,60 @@ void mla_decode(const MlaStep& a, cudaStream_t s);
 // Shared memory the attention kernel needs; the layout refuses configs beyond the device's.
 int64_t mla_smem_bytes(int H, int rank, int rope);
 constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
+
+// --- GEMMs for the prefill (gemm_cublas.cpp): row-major C [M, N] (+)= A [M, K] op(B), B stored
+// [N, K] (b_nk: an nn::Linear weight, op = transpose) or [K, N]; C fp32, fp32 accumulation.
+//   kBF16: A, B bf16 (the projections and experts);  kF32: fp32, exact (the router: routing near
+//   a tie must not move);  kTF32: fp32 on TF32 tensor cores (the latent attention's products).
+enum class GemmType { kBF16, kF32, kTF32 };
+void gemm(cublasHandle_t h, GemmType t, int M, int N, int K, const void* A, int64_t lda,
+          const void* B, int64_t ldb, bool b_nk, float* C, int64_t ldc, bool accumulate);
+// `batch` such products, operand i at A + i * stride_a (elements; likewise B, C), C = alpha A
+// op(B).
+void gemm_batched(cublasHandle_t h, GemmType t, int batch, int M, int N, int K, const void* A,
+                  int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
+                  bool b_nk, float* C, int64_t ldc, int64_t stride_c, float alpha);
+
+// --- prefill (prefill.cu): one chunk of n rows of ONE slot ---
+struct KdaPrefill {
+  int n, H, K, W;     // value dim = K
+  const float* proj;  // [n, proj_stride] as KdaStep
+  int64_t proj_stride;
+  const float *f, *z;                    // [n, HK]
+  const bf16 *conv_q, *conv_k, *conv_v;  // [HK, W]
+  const float *a_log, *dt_bias;          // [H], [HK]
+  const bf16 *g_bias, *o_norm;           // [HK], [K]
+  float* tails;                          // this slot's [3, W-1, HK]
+  float norm_eps;
+  float *q, *k, *v, *g, *beta;  // the chunk kernel's inputs: [n, H, K] ([n, H] for beta)
+  const float* o;               // its output [n, H, K]
+  bf16* out;                    // [n, HK]
+};
+// q, k, v (short conv over [tail, rows], silu, l2norm), g (log decay), beta; reads the old tails.
+void kda_prefill_prep(const KdaPrefill& a, cudaStream_t s);
+// The tails after the chunk's rows (after kda_prefill_prep, which reads the old ones).
+void kda_prefill_tails(const KdaPrefill& a, cudaStream_t s);
+// out = rmsnorm(o) * o_norm * sigmoid(z + g_bias).
+void kda_prefill_out(const KdaPrefill& a, cudaStream_t s);
+// Rows [0, n) of proj (kv_a at column kv_col) -> latent rows `rows` [n, rank + rope].
+void mla_prefill_append(const float* proj, int64_t proj_stride, int64_t kv_col, int n, int rank,
+                        int rope, const bf16* kv_norm, float eps, bf16* rows, cudaStream_t s);
+void bf16_to_f32(const bf16* x, int64_t n, float* y, cudaStream_t s);
+void f32_to_bf16(const float* x, int64_t n, bf16* y, cudaStream_t s);
+// The rope part of the absorbed queries: qa[i, h, rank + j] = scale * q_rope[i, h, j] (proj rows
+// as MlaStep's; qa [n, H, rank + rope]).
+void mla_prefill_rope(const float* proj, int64_t proj_stride, int n, int H, int nope, int rope,
+                      int rank, float scale, float* qa, cudaStream_t s);
+// scores [rows, cols]: row r is query q0 + r / heads of the chunk, which sees the first
+// first + q0 + r / heads + 1 columns; softmax over those in place, zero after.
+void causal_softmax(float* scores, int rows, int64_t cols, int heads, int64_t first, int q0,
+                    cudaStream_t s);
+void sigmoid_inplace(float* x, int64_t n, cudaStream_t s);
+// xs[j] = x[sorted[j] / top_k] (bf16 rows of d), inv[sorted[j]] = j, for j < slots_n.
+void moe_gather(const bf16* x, int d, int top_k, const int* sorted, int slots_n, bf16* xs, int* inv,
+                cudaStream_t s);
+// h[b] += sum_k weights[b, k] ys[inv[b * top_k + k]].
+void moe_combine_sorted(const float* ys, const int* inv, const float* weights, int B, int top_k,
+                        int d, float* h, cudaStream_t s);
 
 }  // namespace kimi::inference::engine::cuda
