@@ -15,7 +15,10 @@ cd "$(dirname "$0")/.."
 dir="${BUILD_DIR:-build-cuda}"
 stage="${STAGE:-.gpu}"  # another folder (e.g. .gpu-mine) keeps concurrent stagings apart
 jobs="${JOBS:-2}"
-cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON \
+# ccache, when installed, lets several checkouts (helpers' worktrees) share compiled objects.
+launch=()
+command -v ccache >/dev/null && launch=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON "${launch[@]}" \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=OFF -DKIMI_LAB_NATIVE=OFF \
   "-DKIMI_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_90,code=compute_90" \
   >/dev/null
