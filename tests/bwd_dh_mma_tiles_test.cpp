@@ -125,7 +125,7 @@ void emulate(const Problem& p, int nw, std::vector<float>& dh, std::vector<float
   static float dv[32][8][4], acc[32][16][4];
   mt::RowCol addr[32];
   // acc[l][tile] += a[l][ai] * bfr (one mma.sync).
-  auto mma_into = [&](float (*c)[16][4], int tile, const float* a, int a_stride, int ai) {
+  auto mma_into = [&](float(*c)[16][4], int tile, const float* a, int a_stride, int ai) {
     float c4[32][4], a4[32][4][2];
     for (int l = 0; l < 32; ++l) {
       for (int e = 0; e < 4; ++e) c4[l][e] = c[l][tile][e];

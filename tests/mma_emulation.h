@@ -23,7 +23,8 @@ inline float bf16_round(float x) {  // round to nearest even, as cvt.rn.bf16 (no
 }
 
 // ldmatrix .x4 over a row-major tile of floats (stride ld); addr[l] = (row, col) given by lane l.
-inline void ldsm4(const float* tile, int ld, const mt::RowCol* addr, bool trans, float out[32][4][2]) {
+inline void ldsm4(const float* tile, int ld, const mt::RowCol* addr, bool trans,
+                  float out[32][4][2]) {
   for (int l = 0; l < 32; ++l)
     for (int i = 0; i < 4; ++i)
       for (int hf = 0; hf < 2; ++hf) {

@@ -260,9 +260,9 @@ void bench_bwd_state(int reps) {
   std::printf("%8s %6s | %9s %9s %7s | %11s %11s\n", "T", "gate", "B1 old", "B1 new", "ratio",
               "bwd B1 old", "bwd B1 new");
   for (const Pair& pr : pairs)
-    std::printf("%8ld %6s | %9.3f %9.3f %6.1fx | %11.3f %11.3f\n", long(pr.seq),
-                gate_names[pr.gi], pr.b1_old, pr.b1_new, pr.b1_new > 0 ? pr.b1_old / pr.b1_new : 0.0,
-                pr.bwd_old, pr.bwd_new);
+    std::printf("%8ld %6s | %9.3f %9.3f %6.1fx | %11.3f %11.3f\n", long(pr.seq), gate_names[pr.gi],
+                pr.b1_old, pr.b1_new, pr.b1_new > 0 ? pr.b1_old / pr.b1_new : 0.0, pr.bwd_old,
+                pr.bwd_new);
   for (auto& e : evs) cudaEventDestroy(e);
 }
 

@@ -16,8 +16,10 @@
 // rounds dS, dV' and A_qk to bf16 as operands (the old one: TF32, 2^-11), each ~2e-3 relative
 // per product term, accumulated over <= 5 chunks in fp32: 2-6e-3 expected against 1e-2. The
 // gradients pass through B2-B4 as before and keep the suite's bf16 tolerance, 2e-2.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -37,7 +39,7 @@ class DhKernel {
 };
 
 struct DhRun {
-  Result r;               // dq, dk, dv, dg, dbeta, dh0
+  Result r;                // dq, dk, dv, dg, dbeta, dh0
   std::vector<double> dh;  // [B*H][NC][K][V]
 };
 
@@ -102,8 +104,7 @@ std::vector<double> reference_dh(const Problem& p) {
       g0 = cpu_reference(s, true).dh0;
     }
     for (int64_t bh = 0; bh < d.B * d.H; ++bh)
-      std::copy(g0.begin() + bh * KV, g0.begin() + (bh + 1) * KV,
-                dh.begin() + (bh * NC + c) * KV);
+      std::copy(g0.begin() + bh * KV, g0.begin() + (bh + 1) * KV, dh.begin() + (bh * NC + c) * KV);
   }
   return dh;
 }

@@ -83,10 +83,10 @@ struct DhMmaLayout {
 };
 
 struct DhIO {
-  const bf16* do_;    // [B,T,H,V]
-  const float* dht;   // [B*H][K][V] or nullptr (zero)
-  bf16 *dh, *dvp;     // [B*H][NC][K][V], [B,T,H,V]
-  float* dh0;         // [B*H][K][V] or nullptr (not wanted)
+  const bf16* do_;   // [B,T,H,V]
+  const float* dht;  // [B*H][K][V] or nullptr (zero)
+  bf16 *dh, *dvp;    // [B*H][NC][K][V], [B,T,H,V]
+  float* dh0;        // [B*H][K][V] or nullptr (not wanted)
 };
 
 template <int kD, int kNW>
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(32 * kNW, 1)
           const float* x = sA + a.row * lda + a.col;
           mma_bf16(dv[nt], oa[ks], pack_bf16(x[0], x[lda]), pack_bf16(x[8 * lda], x[9 * lda]));
         }
-      // dV' rows (tokens) of the warp's 16 columns.
+        // dV' rows (tokens) of the warp's 16 columns.
 #pragma unroll
       for (int nt = 0; nt < kC / 8; ++nt)
 #pragma unroll
@@ -265,7 +265,8 @@ template <int kD, int kNW>
 void launch_dh_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                   DhIO io, cudaStream_t stream) {
   using Lay = DhMmaLayout<kD, kNW>;
-  KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule bwd (dh mma): shared memory");
+  KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(),
+                    "chunk delta rule bwd (dh mma): shared memory");
   KIMI_CUDA_CHECK(cudaFuncSetAttribute(bwd_dh_mma_kernel<kD, kNW>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));

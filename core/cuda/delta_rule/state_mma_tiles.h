@@ -1,10 +1,11 @@
 // Where the lanes of a warp point ldmatrix in the tensor-core state kernels
-// (delta_rule_chunk_state_mma.cu, and the backward's dh walk delta_rule_chunk_bwd_dh_mma.cu), and which element of a 16 x 8 tile a C fragment register is.
-// Plain C++ so that tests/state_mma_tiles_test.cpp can run the kernel's index arithmetic on the
-// host against an emulation of ldmatrix and mma.sync m16n8k16 (PTX ISA, "warp-level matrix
-// fragments"): the GPU is lent, index slips are cheaper to find here.
-// ldmatrix .x4: lane l gives the address of row l % 8 of matrix l / 8 (8 rows of 8 b16 each);
-// every lane then holds, of each matrix i, register i = row l / 4, columns 2 (l % 4), +1
+// (delta_rule_chunk_state_mma.cu, and the backward's dh walk delta_rule_chunk_bwd_dh_mma.cu), and
+// which element of a 16 x 8 tile a C fragment register is. Plain C++ so that
+// tests/state_mma_tiles_test.cpp can run the kernel's index arithmetic on the host against an
+// emulation of ldmatrix and mma.sync m16n8k16 (PTX ISA, "warp-level matrix fragments"): the GPU is
+// lent, index slips are cheaper to find here. ldmatrix .x4: lane l gives the address of row l % 8
+// of matrix l / 8 (8 rows of 8 b16 each); every lane then holds, of each matrix i, register i = row
+// l / 4, columns 2 (l % 4), +1
 // (.trans: of the transposed matrix). Tiles are row-major in shared memory; RowCol is the
 // (row, first column) of the 8-element row piece that a lane points at.
 #pragma once
