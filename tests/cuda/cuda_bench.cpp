@@ -9,7 +9,7 @@
 // (--intra: the KDA intra kernels old and new with forward totals, bench_intra; --profile:
 // only the chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence
 // rows; --state: only the forward's state kernels side by side, bench_state; --bwd-state: the
-// chunk backward's stages with its F2 walk old and new, bench_bwd_state)
+// chunk backward's stages with its F2 and B1 walks old and new, bench_bwd_state)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -191,8 +191,11 @@ void bench_intra(int reps) {
 }
 
 // The chunk backward's stages (CUDA events, medians) with F2 on the WMMA TF32 walk
-// (KIMI_CUDA_BWD_STATE_KERNEL=old) and on the tensor-core state kernel in store mode (new), KDA
-// and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
+// (KIMI_CUDA_BWD_STATE_KERNEL=old) or on the tensor-core state kernel in store mode, and B1 on
+// the WMMA TF32 walk (force_chunk_bwd_dh_kernel(kOld), as KIMI_CUDA_BWD_DH_KERNEL=old) or on
+// the tensor-core dh walk: rows old/old, new/old, new/new (F2/B1), then B1 old and new side by
+// side with the backward totals. KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape
+// (no h0 / dht / dh0).
 void bench_bwd_state(int reps) {
   using T = __nv_bfloat16;
   ChunkInputs in;
@@ -200,18 +203,28 @@ void bench_bwd_state(int reps) {
   Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
   Dev<T> gg(NT * H * K), gb(NT * H);
   std::printf(
-      "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; F2 old / new)\n");
-  std::printf("%8s %6s %6s %4s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "F2", "bwd ms",
-              "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
+      "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; F2/B1 old or new)\n");
+  std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "F2/B1",
+              "bwd ms", "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
   std::vector<cudaEvent_t> evs(7);
   for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
   kc::ChunkBwdEvents be{};
   for (int i = 0; i < 7; ++i) be.e[i] = evs[i];
+  struct Pair {
+    int gi;
+    int64_t seq;
+    double b1_old, bwd_old, b1_new, bwd_new;
+  };
+  std::vector<Pair> pairs;
   for (int gi = 0; gi < 2; ++gi)
-    for (int64_t seq : {2048, 8192, 32768})
-      for (const char* variant : {"old", "new"}) {
-        const bool old = std::strcmp(variant, "old") == 0;
-        if (old) setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
+    for (int64_t seq : {2048, 8192, 32768}) {
+      Pair pr{gi, seq, 0, 0, 0, 0};
+      for (const char* variant : {"old/old", "new/old", "new/new"}) {
+        const bool f2_old = std::strncmp(variant, "old", 3) == 0;
+        const bool b1_old = std::strcmp(variant + 4, "old") == 0;
+        if (f2_old) setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
+        kc::force_chunk_bwd_dh_kernel(b1_old ? kc::ChunkBwdDhKernel::kOld
+                                             : kc::ChunkBwdDhKernel::kNew);
         const int64_t B = NT / seq;
         RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
         auto step = [&](const kc::ChunkBwdEvents* e) {
@@ -234,10 +247,22 @@ void bench_bwd_state(int reps) {
           }
         }
         unsetenv("KIMI_CUDA_BWD_STATE_KERNEL");
-        std::printf("%8ld %6ld %6s %4s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
+        kc::force_chunk_bwd_dh_kernel(kc::ChunkBwdDhKernel::kEnv);
+        std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
                     long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
                     median(st[2]), median(st[3]), median(st[4]), median(st[5]));
+        if (!f2_old && b1_old) pr.b1_old = median(st[2]), pr.bwd_old = median(bwd);
+        if (!f2_old && !b1_old) pr.b1_new = median(st[2]), pr.bwd_new = median(bwd);
       }
+      pairs.push_back(pr);
+    }
+  std::printf("\nB1 dh walk old vs new (F2 new in both), same shape (ms)\n");
+  std::printf("%8s %6s | %9s %9s %7s | %11s %11s\n", "T", "gate", "B1 old", "B1 new", "ratio",
+              "bwd B1 old", "bwd B1 new");
+  for (const Pair& pr : pairs)
+    std::printf("%8ld %6s | %9.3f %9.3f %6.1fx | %11.3f %11.3f\n", long(pr.seq), gate_names[pr.gi],
+                pr.b1_old, pr.b1_new, pr.b1_new > 0 ? pr.b1_old / pr.b1_new : 0.0, pr.bwd_old,
+                pr.bwd_new);
   for (auto& e : evs) cudaEventDestroy(e);
 }
 

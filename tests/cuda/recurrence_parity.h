@@ -158,6 +158,7 @@ inline std::string dims_str(const RecurrenceDims& d) {
 // cuda_parity_golden.cpp: golden files, decoding, device memory).
 void random_cases(Report& rep, bool quick);
 void intra_kernel_cases(Report& rep, bool quick);  // cuda_parity_intra.cpp
+void bwd_dh_cases(Report& rep, bool quick);        // cuda_parity_bwd_dh.cpp
 void golden_cases(Report& rep, const std::string& dir);
 void decode_cases(Report& rep);
 void memory_cases(Report& rep);

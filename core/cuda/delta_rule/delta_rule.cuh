@@ -112,10 +112,21 @@ void delta_rule_chunk_intra(const RecurrenceDims& d, const Ti* q, const Ti* k, c
 struct ChunkBwdEvents {
   cudaEvent_t e[7];
 };
+// `dh_out` (parity tests): the state gradients the B1 walk hands the later stages, dh_c = the
+// gradient of the state after chunk c, copied out as [B*H][NC][K][V] (Ti), NC = ceil(T / 64).
 template <class Ti>
 void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                           const Ti* g, const Ti* beta, const float* h0, const Ti* do_,
                           const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta, float* dh0,
-                          cudaStream_t stream, const ChunkBwdEvents* events = nullptr);
+                          cudaStream_t stream, const ChunkBwdEvents* events = nullptr,
+                          Ti* dh_out = nullptr);
+
+// The chunk backward's B1 walk (dh_c, dV'): bf16 with K, V multiples of 8 runs it on tensor
+// cores (delta_rule_chunk_bwd_dh_mma.cu), everything else and KIMI_CUDA_BWD_DH_KERNEL=old on the
+// WMMA TF32 kernel. The variable is read once, at the first backward; tests pick either kernel
+// with force_chunk_bwd_dh_kernel (kEnv: back to the variable).
+enum class ChunkBwdDhKernel { kEnv, kNew, kOld };
+void force_chunk_bwd_dh_kernel(ChunkBwdDhKernel k);
+bool chunk_bwd_dh_old();  // the choice in force now
 
 }  // namespace kimi::cuda

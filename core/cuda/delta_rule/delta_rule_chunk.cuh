@@ -168,6 +168,14 @@ bool launch_state_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 bool launch_state_mma_store(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                             const ChunkBuffers<__nv_bfloat16>& buf, __nv_bfloat16* h,
                             __nv_bfloat16* vp, cudaStream_t stream);
+// The chunk backward's B1 walk on bf16 tensor cores (delta_rule_chunk_bwd_dh_mma.cu): dh_c
+// ([B*H][NC][K][V]) and dV' ([B,T,H,V]) in bf16 from dO, the intra buffers and dht (nullptr =
+// zero); dh0 (fp32, nullptr = not wanted). False (nothing launched) where the rows are not whole
+// 16-byte vectors or the old kernel is chosen (chunk_bwd_dh_old).
+bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                       const ChunkBuffers<__nv_bfloat16>& buf, const __nv_bfloat16* do_,
+                       const float* dht, __nv_bfloat16* dh, __nv_bfloat16* dvp, float* dh0,
+                       cudaStream_t stream);
 // Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
 // multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
 int state_mma_warps(int64_t BH, int V, int sms);

@@ -2,7 +2,9 @@
 // docs/math.md#chunkwise-backward; the stages are listed in delta_rule_chunk_bwd.cuh): this file
 // holds the two sequential kernels (F2: the chunk states h_c and V' from a forward walk; B1: the
 // state gradients dh_c and dV' from a backward walk), their launchers and delta_rule_chunk_bwd.
-// Products: WMMA, TF32 in, fp32 out.
+// Products: WMMA, TF32 in, fp32 out. bf16 with K, V multiples of 8 runs F2 on the forward's
+// tensor-core state kernel (store mode) and B1 on its backward twin
+// (delta_rule_chunk_bwd_dh_mma.cu); the kernels here stay for the rest and as the oracle.
 #include <algorithm>
 #include <type_traits>
 
@@ -265,7 +267,7 @@ template <class Ti>
 void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, const Ti* v,
                           const Ti* g, const Ti* beta, const float* h0, const Ti* do_,
                           const float* dht, Ti* dq, Ti* dk, Ti* dv, Ti* dg, Ti* dbeta, float* dh0,
-                          cudaStream_t stream, const ChunkBwdEvents* events) {
+                          cudaStream_t stream, const ChunkBwdEvents* events, Ti* dh_out) {
   KIMI_CUDA_REQUIRE(d.B >= 0 && d.T >= 0 && d.H >= 0 && d.K > 0 && d.V > 0,
                     "chunk delta rule backward: bad dims");
   KIMI_CUDA_REQUIRE((d.gate == GateKind::kNone) == (g == nullptr),
@@ -328,10 +330,18 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   else
     launch_seq<32>(p, cd, fw, bw, nullptr, nullptr, false, stream);
   mark(2);
-  if (wide)
+  // B1: the same split (KIMI_CUDA_BWD_DH_KERNEL=old keeps the WMMA TF32 walk for bf16).
+  bool b1_done = false;
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>)
+    b1_done = launch_bwd_dh_mma(p, cd, fw, do_, dht, bw.dh, bw.dVp, dh0, stream);
+  if (b1_done) {
+  } else if (wide)
     launch_seq<64>(p, cd, fw, bw, dht, dh0, true, stream);
   else
     launch_seq<32>(p, cd, fw, bw, dht, dh0, true, stream);
+  if (dh_out)
+    KIMI_CUDA_CHECK(cudaMemcpyAsync(dh_out, bw.dh, size_t(items * d.K * d.V) * sizeof(Ti),
+                                    cudaMemcpyDeviceToDevice, stream));
   mark(3);
   launch_dhv(p, cd, bw, stream);
   mark(4);
@@ -351,7 +361,7 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   template void delta_rule_chunk_bwd<Ti>(const RecurrenceDims&, const Ti*, const Ti*, const Ti*, \
                                          const Ti*, const Ti*, const float*, const Ti*,          \
                                          const float*, Ti*, Ti*, Ti*, Ti*, Ti*, float*,          \
-                                         cudaStream_t, const ChunkBwdEvents*);
+                                         cudaStream_t, const ChunkBwdEvents*, Ti*);
 KIMI_INSTANTIATE(float)
 KIMI_INSTANTIATE(__nv_bfloat16)
 #undef KIMI_INSTANTIATE

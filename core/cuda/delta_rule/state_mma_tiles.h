@@ -1,10 +1,11 @@
-// Where the lanes of a warp point ldmatrix in the tensor-core state kernel
-// (delta_rule_chunk_state_mma.cu), and which element of a 16 x 8 tile a C fragment register is.
-// Plain C++ so that tests/state_mma_tiles_test.cpp can run the kernel's index arithmetic on the
-// host against an emulation of ldmatrix and mma.sync m16n8k16 (PTX ISA, "warp-level matrix
-// fragments"): the GPU is lent, index slips are cheaper to find here.
-// ldmatrix .x4: lane l gives the address of row l % 8 of matrix l / 8 (8 rows of 8 b16 each);
-// every lane then holds, of each matrix i, register i = row l / 4, columns 2 (l % 4), +1
+// Where the lanes of a warp point ldmatrix in the tensor-core state kernels
+// (delta_rule_chunk_state_mma.cu, and the backward's dh walk delta_rule_chunk_bwd_dh_mma.cu), and
+// which element of a 16 x 8 tile a C fragment register is. Plain C++ so that
+// tests/state_mma_tiles_test.cpp can run the kernel's index arithmetic on the host against an
+// emulation of ldmatrix and mma.sync m16n8k16 (PTX ISA, "warp-level matrix fragments"): the GPU is
+// lent, index slips are cheaper to find here. ldmatrix .x4: lane l gives the address of row l % 8
+// of matrix l / 8 (8 rows of 8 b16 each); every lane then holds, of each matrix i, register i = row
+// l / 4, columns 2 (l % 4), +1
 // (.trans: of the transposed matrix). Tiles are row-major in shared memory; RowCol is the
 // (row, first column) of the 8-element row piece that a lane points at.
 #pragma once
@@ -52,6 +53,15 @@ KIMI_MMA_HD RowCol c_elem(int lane, int e) {
 // register r (0: s lo, 1: s + 8), half hf: A_qk[8 nt + lane / 4][16 ks + 2 (lane % 4) + 8 r + hf].
 KIMI_MMA_HD RowCol aqk_b(int lane, int nt, int ks, int r) {
   return {8 * nt + lane / 4, 16 * ks + 2 * (lane % 4) + 8 * r};
+}
+
+// The B fragment of A_qk itself (k = query token s, n = key token t; the backward's B1 walk,
+// dV'^T = dO^T A_qk) read from A_qk [s][t] fp32 rows: register r (0: s lo, 1: s + 8), half hf:
+// A_qk[16 ks + 2 (lane % 4) + 8 r + hf][8 nt + lane / 4], i.e. the element at this (row, col)
+// and the one a row below. With a row stride of 4 mod 32 floats the 32 lanes' loads fall in
+// distinct banks.
+KIMI_MMA_HD RowCol aqk_b_rows(int lane, int nt, int ks, int r) {
+  return {16 * ks + 2 * (lane % 4) + 8 * r, 8 * nt + lane / 4};
 }
 
 // A warp's staging tile [rows][16 columns] (bf16, row stride ldo) for a transposed result X^T

@@ -1,0 +1,304 @@
+// The chunk backward's B1 stage (the reverse walk over chunks that carries dS, the gradient of
+// the state after the current chunk) on bf16 tensor cores (mma.sync m16n8k16, fp32
+// accumulators), for bf16 inputs whose rows are whole 16-byte vectors (K and V multiples of 8);
+// other inputs, and KIMI_CUDA_BWD_DH_KERNEL=old, keep the WMMA TF32 walk of
+// delta_rule_chunk_bwd.cu. Per chunk c, from the last to the first:
+//   dh_c = dS;  dV' = A_qk^T dO + Kd dS;  dS <- diag(exp(G_last)) dS + Gq^T dO - W^T dV'.
+// The forward state kernel's design (delta_rule_chunk_state_mma.cu), transposed the same way:
+// one block per (V tile of 16 * kNW columns, batch*head); warp w owns 16 columns of V and dS^T
+// (16 x kD, fp32) as the C fragments of kD / 8 n-tiles in registers, so every product has a
+// register-resident A operand and no warp waits for another inside the recurrence:
+//   dV'^T = dS^T Kd^T + dO^T A_qk          (B = rows of Kd by ldmatrix; A_qk fp32 rows,
+//                                            blocks on/below the diagonal only)
+//   dS^T <- dS^T diag(e^G_last) + dO^T Gq - dV'^T W   (B = Gq, W by ldmatrix.trans)
+// dO^T comes straight from the dO tile as A fragments (ldmatrix.trans); dS^T and dV'^T become A
+// fragments from their C fragments after a bf16 rounding. Precision as flash-linear-attention's
+// chunk_gated_delta_rule_bwd_dhu: bf16 operands (dS, dV', A_qk rounded), fp32 sums, dS kept in
+// fp32 across chunks; the state update uses the bf16 dV' that is stored for B2/B3 (the old walk
+// used its fp32 dV' and TF32 operands). dh_c and dV' leave in bf16 through a per-warp staging
+// tile; dh0 in fp32 from the registers. Operands of chunk c-1 arrive by cp.async in the second
+// of two shared stages while chunk c is computed.
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "core/cuda/delta_rule/delta_rule.cuh"
+#include "core/cuda/delta_rule/state_mma.cuh"
+#include "core/cuda/runtime/check.h"
+
+namespace kimi::cuda {
+namespace {
+// -1: not yet read from the environment; 0: new (tensor cores); 1: old (WMMA TF32).
+std::atomic<int> g_env_old{-1};
+std::atomic<int> g_forced{int(ChunkBwdDhKernel::kEnv)};
+}  // namespace
+
+void force_chunk_bwd_dh_kernel(ChunkBwdDhKernel k) { g_forced.store(int(k)); }
+
+bool chunk_bwd_dh_old() {
+  const auto f = ChunkBwdDhKernel(g_forced.load());
+  if (f != ChunkBwdDhKernel::kEnv) return f == ChunkBwdDhKernel::kOld;
+  int v = g_env_old.load();
+  if (v < 0) {
+    const char* e = std::getenv("KIMI_CUDA_BWD_DH_KERNEL");
+    v = (e && std::string_view(e) == "old") ? 1 : 0;
+    g_env_old.store(v);
+  }
+  return v == 1;
+}
+
+}  // namespace kimi::cuda
+
+namespace kimi::cuda::detail::chunk {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using attn::ldsm4_t;
+using attn::mma_bf16;
+using attn::pack_bf16;
+using namespace state_mma;
+namespace mt = mma_tiles;
+
+// Shared memory, in bytes: two stages of operands, then each warp's staging tile (dh_c: kD rows,
+// dV': kC rows). bf16 rows padded by 16 bytes (ldmatrix rows in distinct banks); A_qk rows of
+// kC + 4 floats, so that the column-wise fragment loads of mt::aqk_b_rows are conflict-free.
+template <int kD, int kNW>
+struct DhMmaLayout {
+  static constexpr int kThreads = 32 * kNW, BV = 16 * kNW;
+  static constexpr int ldk = kD + 8;  // bf16 rows of Gq, Kd, W
+  static constexpr int ldu = BV + 8;  // bf16 rows of the dO tile
+  static constexpr int lda = kC + 4;  // fp32 rows of A_qk
+  static constexpr int ldo = 16 + 8;  // bf16 rows of a warp's staging tile
+  static constexpr int kORows = kD > kC ? kD : kC;
+  static constexpr int kGq = 0, kKd = kGq + kC * ldk * 2, kW = kKd + kC * ldk * 2;
+  static constexpr int kDo = kW + kC * ldk * 2, kA = kDo + kC * ldu * 2;
+  static constexpr int kEg = kA + kC * lda * 4;
+  static constexpr int kStage = (kEg + kD * 4 + 127) / 128 * 128;
+  static constexpr int kO = 2 * kStage;
+  static constexpr int kBytes = kO + kNW * kORows * ldo * 2;
+  static_assert(kKd % 16 == 0 && kW % 16 == 0 && kDo % 16 == 0 && kA % 16 == 0 && kEg % 16 == 0 &&
+                    (lda * 4) % 16 == 0,
+                "cp.async and ldmatrix need 16-byte aligned rows");
+};
+
+struct DhIO {
+  const bf16* do_;   // [B,T,H,V]
+  const float* dht;  // [B*H][K][V] or nullptr (zero)
+  bf16 *dh, *dvp;    // [B*H][NC][K][V], [B,T,H,V]
+  float* dh0;        // [B*H][K][V] or nullptr (not wanted)
+};
+
+template <int kD, int kNW>
+__global__ void __launch_bounds__(32 * kNW, 1)
+    bwd_dh_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, DhIO io) {
+  using Lay = DhMmaLayout<kD, kNW>;
+  constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
+  constexpr int kKT = kD / 8;  // n-tiles of dS^T (8 state rows k each)
+  extern __shared__ __align__(128) unsigned char smem_dh[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int bh = blockIdx.y, b = bh / p.H, h = bh % p.H, v0 = blockIdx.x * BV;
+  const int vw = v0 + 16 * warp;  // first V column of this warp
+  const bool active = vw < p.V;   // a warp past V (V not a multiple of the tile) idles
+  const int64_t state0 = int64_t(bh) * p.K * p.V;
+
+  // Stage st <- chunk c's operands (all threads; zero past the sequence, K and V).
+  auto load = [&](int c, int st) {
+    unsigned char* base = smem_dh + st * Lay::kStage;
+    bf16* sGq = reinterpret_cast<bf16*>(base + Lay::kGq);
+    bf16* sKd = reinterpret_cast<bf16*>(base + Lay::kKd);
+    bf16* sW = reinterpret_cast<bf16*>(base + Lay::kW);
+    bf16* sDo = reinterpret_cast<bf16*>(base + Lay::kDo);
+    float* sA = reinterpret_cast<float*>(base + Lay::kA);
+    float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
+    const int t0 = c * kC, L = min(kC, p.T - t0);
+    constexpr int kVK = kD / 8;
+    for (int e = tid; e < kC * kVK; e += Lay::kThreads) {
+      const int i = e / kVK, col = (e % kVK) * 8;
+      const bool ok = i < L && col < p.K;
+      const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
+      cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
+      cp16_or_zero(sKd + i * ldk + col, in.Kd + g, ok);
+      cp16_or_zero(sW + i * ldk + col, in.W + g, ok);
+    }
+    constexpr int kVU = BV / 8;
+    for (int e = tid; e < kC * kVU; e += Lay::kThreads) {
+      const int i = e / kVU, col = (e % kVU) * 8;
+      const bool ok = i < L && v0 + col < p.V;
+      const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
+      cp16_or_zero(sDo + i * ldu + col, io.do_ + g, ok);
+    }
+    // Rows of A_qk past the sequence are not written by the intra kernel: zeros instead.
+    const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
+    for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
+      const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
+      cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
+    }
+    const float* eg = in.EgL + (int64_t(bh) * cd.NC + c) * p.K;
+    for (int e = tid; e < kD / 4; e += Lay::kThreads)
+      cp16_or_zero(sEg + 4 * e, eg + (4 * e < p.K ? 4 * e : 0), 4 * e < p.K);
+  };
+
+  // dS^T: n-tile j holds rows v = vw + c_elem.row, columns k = 8 j + c_elem.col.
+  float ds[kKT][4];
+#pragma unroll
+  for (int j = 0; j < kKT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
+      ds[j][e] = (io.dht && v < p.V && k < p.K) ? io.dht[state0 + int64_t(k) * p.V + v] : 0.f;
+    }
+
+  load(cd.NC - 1, 0);
+  cp_commit();
+  for (int n = 0; n < cd.NC; ++n) {
+    const int c = cd.NC - 1 - n;
+    if (c > 0) load(c - 1, (n + 1) & 1);  // that stage was released by the last sync
+    cp_commit();                          // (an empty group on the last chunk)
+    cp_wait_all_but_one();
+    __syncthreads();  // chunk c's stage is complete for every thread
+    if (active) {
+      const unsigned char* base = smem_dh + (n & 1) * Lay::kStage;
+      const bf16* sGq = reinterpret_cast<const bf16*>(base + Lay::kGq);
+      const bf16* sKd = reinterpret_cast<const bf16*>(base + Lay::kKd);
+      const bf16* sW = reinterpret_cast<const bf16*>(base + Lay::kW);
+      const bf16* sDo = reinterpret_cast<const bf16*>(base + Lay::kDo);
+      const float* sA = reinterpret_cast<const float*>(base + Lay::kA);
+      const float* sEg = reinterpret_cast<const float*>(base + Lay::kEg);
+      const int t0 = c * kC, L = min(kC, p.T - t0);
+      bf16* sO = reinterpret_cast<bf16*>(smem_dh + Lay::kO) + warp * Lay::kORows * ldo;
+      const int ncols = p.V - vw;  // columns of this warp inside V (> 0)
+
+      // dh_c = dS: rows k of the warp's 16 columns.
+#pragma unroll
+      for (int j = 0; j < kKT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const mt::RowCol x = mt::stage_at(lane, j, e);
+          sO[x.row * ldo + x.col] = __float2bfloat16(ds[j][e]);
+        }
+      __syncwarp();
+      bf16* dhc = io.dh + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw;
+      write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return dhc + int64_t(k) * p.V; });
+      __syncwarp();
+
+      // dV'^T = dS^T Kd^T + dO^T A_qk, n-tile nt = tokens 8 nt .. 8 nt + 7.
+      float dv[kC / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt) dv[nt][0] = dv[nt][1] = dv[nt][2] = dv[nt][3] = 0.f;
+      {
+        uint32_t sa[kD / 16][4];
+        c_to_a<kD / 16>(ds, sa, 1.f);
+        add_state_times_rows<kD, ldk>(dv, sa, sKd, lane);
+      }
+      // dO^T as A fragments of the token k-steps: the matrices mt::u_trans names are
+      // a0..a3 of k-step q (v lo / hi, tokens lo / hi).
+      uint32_t oa[kC / 16][4];
+#pragma unroll
+      for (int q = 0; q < kC / 16; ++q) {
+        const mt::RowCol a = mt::u_trans(lane, q, warp);
+        ldsm4_t(oa[q], sDo + a.row * ldu + a.col);
+      }
+      // A_qk[s][t] is zero for s < t: n-tile nt (keys t = 8 nt..) needs the query k-steps
+      // ks >= nt / 2 only.
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+        for (int ks = nt / 2; ks < kC / 16; ++ks) {
+          const mt::RowCol a = mt::aqk_b_rows(lane, nt, ks, 0);
+          const float* x = sA + a.row * lda + a.col;
+          mma_bf16(dv[nt], oa[ks], pack_bf16(x[0], x[lda]), pack_bf16(x[8 * lda], x[9 * lda]));
+        }
+        // dV' rows (tokens) of the warp's 16 columns.
+#pragma unroll
+      for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const mt::RowCol x = mt::stage_at(lane, nt, e);
+          sO[x.row * ldo + x.col] = __float2bfloat16(dv[nt][e]);
+        }
+      __syncwarp();
+      write_stage<kC, ldo>(sO, L, ncols, lane,
+                           [&](int t) { return io.dvp + p.vo(b, t0 + t, h) + vw; });
+      __syncwarp();
+      uint32_t va[kC / 16][4];  // -dV'^T, the same bf16 values as stored
+      c_to_a<kC / 16>(dv, va, -1.f);
+
+      // dS^T <- dS^T diag(e^G_last) + dO^T Gq - dV'^T W. B of token k-step ks, n-tiles 2jp,
+      // 2jp+1: ldmatrix.trans of (tokens 16 ks | +8) x (k 16 jp | +8), as Kd in the forward.
+#pragma unroll
+      for (int j = 0; j < kKT; ++j) {
+        const float2 e = *reinterpret_cast<const float2*>(sEg + 8 * j + mt::c_elem(lane, 0).col);
+        ds[j][0] *= e.x;
+        ds[j][1] *= e.y;
+        ds[j][2] *= e.x;
+        ds[j][3] *= e.y;
+      }
+#pragma unroll
+      for (int ks = 0; ks < kC / 16; ++ks)
+#pragma unroll
+        for (int jp = 0; jp < kD / 16; ++jp) {
+          uint32_t r[4], w[4];
+          const mt::RowCol a = mt::kd_trans(lane, ks, jp);
+          ldsm4_t(r, sGq + a.row * ldk + a.col);
+          ldsm4_t(w, sW + a.row * ldk + a.col);
+          mma_bf16(ds[2 * jp], oa[ks], r[0], r[1]);
+          mma_bf16(ds[2 * jp + 1], oa[ks], r[2], r[3]);
+          mma_bf16(ds[2 * jp], va[ks], w[0], w[1]);
+          mma_bf16(ds[2 * jp + 1], va[ks], w[2], w[3]);
+        }
+    }
+    __syncthreads();  // every warp is done with stage n & 1 (chunk c - 2 loads into it next)
+  }
+  if (io.dh0 && active) {
+#pragma unroll
+    for (int j = 0; j < kKT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
+        if (v < p.V && k < p.K) io.dh0[state0 + int64_t(k) * p.V + v] = ds[j][e];
+      }
+  }
+}
+
+template <int kD, int kNW>
+void launch_dh_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                  DhIO io, cudaStream_t stream) {
+  using Lay = DhMmaLayout<kD, kNW>;
+  KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(),
+                    "chunk delta rule bwd (dh mma): shared memory");
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(bwd_dh_mma_kernel<kD, kNW>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
+  bwd_dh_mma_kernel<kD, kNW><<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, io);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
+template <int kD>
+void launch_dh_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
+                 const ChunkBuffers<bf16>& buf, DhIO io, cudaStream_t stream) {
+  switch (warps) {
+    case 8: return launch_dh_as<kD, 8>(p, cd, buf, io, stream);
+    case 4: return launch_dh_as<kD, 4>(p, cd, buf, io, stream);
+    case 2: return launch_dh_as<kD, 2>(p, cd, buf, io, stream);
+    default: return launch_dh_as<kD, 1>(p, cd, buf, io, stream);
+  }
+}
+
+}  // namespace
+
+bool launch_bwd_dh_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                       const bf16* do_, const float* dht, bf16* dh, bf16* dvp, float* dh0,
+                       cudaStream_t stream) {
+  if (!use_prefetch(p) || chunk_bwd_dh_old()) return false;
+  // The same V-tile choice as the forward walk (KIMI_CUDA_STATE_WARPS overrides both).
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  const DhIO io{do_, dht, dh, dvp, dh0};
+  if (cd.D == 64)
+    launch_dh_d<64>(warps, p, cd, buf, io, stream);
+  else
+    launch_dh_d<128>(warps, p, cd, buf, io, stream);
+  return true;
+}
+
+}  // namespace kimi::cuda::detail::chunk

@@ -1,0 +1,82 @@
+// Warp-level pieces shared by the tensor-core state walks of the chunkwise delta rule (not a
+// public API): the forward state kernel and the backward's F2 stage
+// (delta_rule_chunk_state_mma.cu) and the backward's B1 dh walk (delta_rule_chunk_bwd_dh_mma.cu).
+// A warp owns 16 columns of V and holds a transposed K x 16 state (S^T or dS^T) as mma.sync
+// m16n8k16 C fragments; the index arithmetic lives in state_mma_tiles.h (checked on the host).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "core/cuda/attention/attention_mma.cuh"
+#include "core/cuda/delta_rule/delta_rule_chunk.cuh"
+#include "core/cuda/delta_rule/state_mma_tiles.h"
+
+namespace kimi::cuda::detail::chunk::state_mma {
+
+// 16 bytes global -> shared; with ok false nothing is read and the 16 bytes are zero-filled
+// (rows past the sequence, columns past K or V), so padded tiles contribute exact zeros.
+__device__ __forceinline__ void cp16_or_zero(void* dst, const void* src, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
+               "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most one committed group (the chunk being prefetched) is still in flight.
+__device__ __forceinline__ void cp_wait_all_but_one() {
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+// The two halves of a bf16x2 register as floats, negated (the low half is the lower index).
+__device__ __forceinline__ void unpack_neg(float* f, uint32_t r) {
+  f[0] = -__uint_as_float(r << 16);
+  f[1] = -__uint_as_float(r & 0xffff0000u);
+}
+
+// C fragments of 2 N adjacent n-tiles (times `sign`) as the bf16 A fragments of N k-steps.
+template <int N>
+__device__ __forceinline__ void c_to_a(const float (&c)[2 * N][4], uint32_t (&a)[N][4],
+                                       float sign) {
+#pragma unroll
+  for (int ks = 0; ks < N; ++ks) {
+    a[ks][0] = attn::pack_bf16(sign * c[2 * ks][0], sign * c[2 * ks][1]);
+    a[ks][1] = attn::pack_bf16(sign * c[2 * ks][2], sign * c[2 * ks][3]);
+    a[ks][2] = attn::pack_bf16(sign * c[2 * ks + 1][0], sign * c[2 * ks + 1][1]);
+    a[ks][3] = attn::pack_bf16(sign * c[2 * ks + 1][2], sign * c[2 * ks + 1][3]);
+  }
+}
+
+// acc (16 x kC, n-tiles of tokens) += S^T X^T for X = a tile [kC tokens][kD] (row stride ldk)
+// and S^T given as the A fragments sa: B fragments of n-tile nt, k-steps 2 kk and 2 kk + 1.
+template <int kD, int ldk>
+__device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
+                                                     const uint32_t (&sa)[kD / 16][4],
+                                                     const __nv_bfloat16* x, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kD / 32; ++kk)
+#pragma unroll
+    for (int nt = 0; nt < kC / 8; ++nt) {
+      uint32_t r[4];
+      const mma_tiles::RowCol a = mma_tiles::rows_nt(lane, nt, kk);
+      attn::ldsm4(r, x + a.row * ldk + a.col);
+      attn::mma_bf16(acc[nt], sa[2 * kk], r[0], r[1]);
+      attn::mma_bf16(acc[nt], sa[2 * kk + 1], r[2], r[3]);
+    }
+}
+
+// A warp's staging tile of `rows` rows (16 columns, stride ldo) to global rows `dst(r)` (an
+// element offset, the warp's first column included), rows < nrows and columns < ncols only.
+template <int kRows, int ldo, class Dst>
+__device__ __forceinline__ void write_stage(const __nv_bfloat16* sT, int nrows, int ncols, int lane,
+                                            Dst dst) {
+#pragma unroll
+  for (int i = lane; i < 2 * kRows; i += 32) {
+    const mma_tiles::RowCol x = mma_tiles::stage_piece(i);
+    if (x.row < nrows && x.col < ncols)
+      *reinterpret_cast<uint4*>(dst(x.row) + x.col) =
+          *reinterpret_cast<const uint4*>(sT + x.row * ldo + x.col);
+  }
+}
+
+}  // namespace kimi::cuda::detail::chunk::state_mma
