@@ -115,13 +115,14 @@ void check_attend(const Shape& sh, const std::vector<int>& n, int splits, std::m
       const float* q = &qa[(size_t(b) * H + h) * D];
       // s: the scores with the fp32 queries; sb: with the queries rounded to bf16 (the tensor
       // kernel's input); abs_qc: sum |q_bf16 c| (the fp32 accumulation's scale).
-      std::vector<double> s(n[b]), sb(n[b]);
+      std::vector<double> s(n[b]), sb(n[b]), qb(D);
+      for (int e = 0; e < D; ++e) qb[e] = bf16_val(bf16_bits(q[e]));
       double m = -1e300, mb = -1e300, abs_qc = 0, dq = 0;
       for (int t = 0; t < n[b]; ++t) {
         double x = 0, xb = 0, ab = 0;
         for (int e = 0; e < D; ++e) {
-          const double c = rows[size_t(t) * D + e], qb = bf16_val(bf16_bits(q[e]));
-          x += q[e] * c, xb += qb * c, ab += std::abs(qb * c);
+          const double c = rows[size_t(t) * D + e];
+          x += q[e] * c, xb += qb[e] * c, ab += std::abs(qb[e] * c);
         }
         s[t] = x, sb[t] = xb, m = std::max(m, x), mb = std::max(mb, xb);
         abs_qc = std::max(abs_qc, ab), dq = std::max(dq, std::abs(x - xb));
@@ -165,9 +166,9 @@ void check_attend(const Shape& sh, const std::vector<int>& n, int splits, std::m
           ok = ok && e_tc <= tol_tc && e_x <= tol_x;
           if (!ok && failures < 8)
             ADD_FAILURE() << "b " << b << " h " << h << " r " << r << " n " << n[b] << " splits "
-                          << splits << ": old " << o_old[at] << " tc " << o_tc[at] << " ref "
-                          << ref << " ref(q bf16) " << refb << " tol old " << tol_old
-                          << " tol tc " << tol_tc;
+                          << splits << ": old " << o_old[at] << " tc " << o_tc[at] << " ref " << ref
+                          << " ref(q bf16) " << refb << " tol old " << tol_old << " tol tc "
+                          << tol_tc;
         } else if (!ok && failures < 8) {
           ADD_FAILURE() << "b " << b << " h " << h << " r " << r << " n " << n[b] << " splits "
                         << splits << ": old " << o_old[at] << " ref " << ref;
@@ -181,9 +182,10 @@ void check_attend(const Shape& sh, const std::vector<int>& n, int splits, std::m
 }
 
 void print_worst(const char* name, const Worst& w) {
-  std::printf("[ mla attend ] %s: worst error / bound: fp32 kernel vs ref %.3f, tensor vs ref(q "
-              "bf16) %.3f, tensor vs fp32 kernel %.3f\n",
-              name, w.old_ref, w.tc_ref, w.tc_old);
+  std::printf(
+      "[ mla attend ] %s: worst error / bound: fp32 kernel vs ref %.3f, tensor vs ref(q "
+      "bf16) %.3f, tensor vs fp32 kernel %.3f\n",
+      name, w.old_ref, w.tc_ref, w.tc_old);
 }
 
 TEST(EngineKernels, MlaAttendTensorCoresMatchFp32AndHostOn48BShape) {
@@ -192,8 +194,8 @@ TEST(EngineKernels, MlaAttendTensorCoresMatchFp32AndHostOn48BShape) {
   ASSERT_TRUE(mla_attend_tc_fits(sh.H, sh.rank, sh.rope));
   std::mt19937 rng(21);
   Worst w;
-  const std::vector<int> lens =
-      quick() ? std::vector<int>{1, 33, 200} : std::vector<int>{1, 31, 32, 33, 63, 64, 65, 1000, 4097};
+  const std::vector<int> lens = quick() ? std::vector<int>{1, 33, 200}
+                                        : std::vector<int>{1, 31, 32, 33, 63, 64, 65, 1000, 4097};
   const std::vector<int> splits = quick() ? std::vector<int>{1, 3} : std::vector<int>{1, 7, 64};
   for (int n : lens)
     for (int sp : splits) check_attend(sh, {n}, sp, rng, w);

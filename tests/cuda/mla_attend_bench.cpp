@@ -20,14 +20,13 @@ using namespace kimi::inference::engine::cuda;
 
 namespace {
 
-#define CK(x)                                                                         \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x,                  \
-                   cudaGetErrorString(e_));                                           \
-      std::exit(1);                                                                   \
-    }                                                                                 \
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
 
 int engine_splits(int sms, int B, int64_t max_tokens, int per_sm) {
@@ -62,9 +61,12 @@ int main(int argc, char** argv) {
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
-    if (s == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
-    else if (s == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
-    else if (s == "--quick") quick = true;
+    if (s == "--reps" && i + 1 < argc)
+      reps = std::atoi(argv[++i]);
+    else if (s == "--warmup" && i + 1 < argc)
+      warmup = std::atoi(argv[++i]);
+    else if (s == "--quick")
+      quick = true;
     else {
       std::fprintf(stderr, "usage: %s [--reps N] [--warmup N] [--quick]\n", argv[0]);
       return 2;

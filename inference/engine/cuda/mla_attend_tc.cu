@@ -182,7 +182,8 @@ __global__ void __launch_bounds__(kThreads, 1) attend_tc_kernel(MlaStep a) {
       const int h = warp * HPW + i;
       const float x0 = s_s[h * kSld + lane], x1 = s_s[h * kSld + lane + 32];
       const float m_new = fmaxf(m_run[i], warp_max(fmaxf(x0, x1)));  // finite: row t is valid
-      const bf16 p0 = __float2bfloat16(__expf(x0 - m_new)), p1 = __float2bfloat16(__expf(x1 - m_new));
+      const bf16 p0 = __float2bfloat16(__expf(x0 - m_new)),
+                 p1 = __float2bfloat16(__expf(x1 - m_new));
       p_s[h * kPld + lane] = p0, p_s[h * kPld + lane + 32] = p1;
       const float alpha = __expf(m_run[i] - m_new);
       l_run[i] = l_run[i] * alpha + warp_sum(__bfloat162float(p0) + __bfloat162float(p1));

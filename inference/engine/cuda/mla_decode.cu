@@ -185,7 +185,8 @@ MlaKernel mla_kernel_from_env() {
 }
 
 void mla_attend(const MlaStep& a, MlaKernel kernel, cudaStream_t s) {
-  if (kernel == MlaKernel::kAuto && mla_attend_tc_fits(a.H, a.rank, a.rope)) kernel = MlaKernel::kTensorCore;
+  if (kernel == MlaKernel::kAuto && mla_attend_tc_fits(a.H, a.rank, a.rope))
+    kernel = MlaKernel::kTensorCore;
   if (kernel == MlaKernel::kTensorCore) {
     mla_attend_tc(a, s);
   } else {
