@@ -36,7 +36,8 @@ int engine_splits(int sms, int B, int64_t max_tokens, int per_sm) {
 
 float time_ms(const MlaStep& a, MlaKernel k, int warmup, int reps) {
   cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0)), CK(cudaEventCreate(&e1));
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
   for (int i = 0; i < warmup; ++i) mla_attend(a, k, nullptr);
   CK(cudaDeviceSynchronize());
   std::vector<float> ms;
@@ -49,7 +50,8 @@ float time_ms(const MlaStep& a, MlaKernel k, int warmup, int reps) {
     CK(cudaEventElapsedTime(&t, e0, e1));
     ms.push_back(t);
   }
-  CK(cudaEventDestroy(e0)), CK(cudaEventDestroy(e1));
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
