@@ -322,39 +322,49 @@ models::KimiLinearConfig odd_config() {
   return c;
 }
 
-TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
-  for (bool all_mla : {false, true}) {
-    const models::KimiLinearConfig c = all_mla ? models::all_mla_twin(odd_config()) : odd_config();
-    const WeightLayout l = make_weight_layout(c);
-    ENGINE_OR_SKIP(e, l);
-    e->init_random(7);
-    // The reference model gets the engine's (bf16-rounded) weights, by name.
-    models::KimiLinearModel m(c, DType::kF32);
-    std::map<std::string, Tensor> params;
-    for (auto& [n, t] : m.named_parameters()) params.emplace(n, t);
-    for (const WeightEntry& w : l.entries) {
-      Tensor& p = params.at(models::hf_to_kimi_name(w.name));
-      const std::vector<float> v = e->read_weight(w);
-      p.copy_(Tensor::from_vector(v, p.shape()));
-    }
-    const int B = 2, T = 12;
-    std::vector<int64_t> ids(B * T);
-    for (int i = 0; i < B * T; ++i) ids[i] = (i * 17 + 5) % c.vocab_size;
-    e->allocate_slots(B, T);
-    const std::vector<float> got = decode_all(*e, ids, B, T);
-    models::KimiLinearState st = m.new_state(B);
-    std::vector<double> want;
-    {
-      NoGradGuard ng;
-      Tensor x = Tensor::from_vector(ids, {B, T});
-      Tensor out = m.forward(x, &st);  // [B, T, V]
-      want = out.to_vector<double>();
-    }
-    const double err = test::rel_err(got, want);
-    std::printf("engine odd sizes (%s) vs f32 model: rel err %.3g\n",
-                all_mla ? "all-MLA" : "hybrid", err);
-    EXPECT_LT(err, 2e-2);
+// B sequences of T tokens decoded together against the f32 model with the engine's weights.
+void engine_matches_f32_model(const models::KimiLinearConfig& c, int B, int T, const char* name) {
+  const WeightLayout l = make_weight_layout(c);
+  ENGINE_OR_SKIP(e, l);
+  e->init_random(7);
+  // The reference model gets the engine's (bf16-rounded) weights, by name.
+  models::KimiLinearModel m(c, DType::kF32);
+  std::map<std::string, Tensor> params;
+  for (auto& [n, t] : m.named_parameters()) params.emplace(n, t);
+  for (const WeightEntry& w : l.entries) {
+    Tensor& p = params.at(models::hf_to_kimi_name(w.name));
+    const std::vector<float> v = e->read_weight(w);
+    p.copy_(Tensor::from_vector(v, p.shape()));
   }
+  std::vector<int64_t> ids(B * T);
+  for (int i = 0; i < B * T; ++i) ids[i] = (i * 17 + 5) % c.vocab_size;
+  e->allocate_slots(B, T);
+  const std::vector<float> got = decode_all(*e, ids, B, T);
+  models::KimiLinearState st = m.new_state(B);
+  std::vector<double> want;
+  {
+    NoGradGuard ng;
+    Tensor x = Tensor::from_vector(ids, {B, T});
+    Tensor out = m.forward(x, &st);  // [B, T, V]
+    want = out.to_vector<double>();
+  }
+  const double err = test::rel_err(got, want);
+  std::printf("engine %s vs f32 model: rel err %.3g\n", name, err);
+  EXPECT_LT(err, 2e-2) << name;
+}
+
+TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
+  engine_matches_f32_model(odd_config(), 2, 12, "odd sizes (hybrid)");
+  engine_matches_f32_model(models::all_mla_twin(odd_config()), 2, 12, "odd sizes (all-MLA)");
+}
+
+// The odd config with an MLA shape the tensor-core attend kernel takes (16 heads, rank 128,
+// rope 16; mla_attend_tc.cu), all-MLA, 70 tokens: two tiles of 64 rows. With
+// KIMI_ENGINE_MLA_KERNEL=old the same through the fp32 kernel.
+TEST(Engine, TensorCoreMlaShapeMatchesTheF32ReferenceModel) {
+  models::KimiLinearConfig c = odd_config();
+  c.num_attention_heads = 16, c.kv_lora_rank = 128, c.qk_rope_head_dim = 16;
+  engine_matches_f32_model(models::all_mla_twin(c), 2, 70, "MLA 16 heads rank 128 (all-MLA)");
 }
 
 // Chunked prefill against token-by-token decode on one engine: slot 0 takes every token by

@@ -106,9 +106,19 @@ struct MlaStep {
   bf16* out;  // [B, H * vd]
 };
 void mla_decode(const MlaStep& a, cudaStream_t s);
-// Shared memory the attention kernel needs; the layout refuses configs beyond the device's.
+// Shared memory the fp32 attention kernel needs; the layout refuses configs beyond the device's.
 int64_t mla_smem_bytes(int H, int rank, int rope);
-constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256
+constexpr int kMlaMaxAccPerThread = 64;  // H * rank <= 64 * 256 (the fp32 kernel)
+// The attention alone, a.qa -> a.o_lat through part_o / part_ml (attend + merge), with the
+// kernel named: kAuto = the tensor-core one where mla_attend_tc_fits, else the fp32 one (kOld).
+// mla_decode passes mla_kernel_from_env(): kOld when KIMI_ENGINE_MLA_KERNEL=old (read once).
+enum class MlaKernel { kAuto, kOld, kTensorCore };
+void mla_attend(const MlaStep& a, MlaKernel kernel, cudaStream_t s);
+MlaKernel mla_kernel_from_env();
+// The tensor-core kernel's shapes (mla_attend_tc.cu): H 16 or 32, rank a multiple of 128 up to
+// 512, rope a multiple of 16, shared memory within the device's limit.
+bool mla_attend_tc_fits(int H, int rank, int rope);
+void mla_attend_tc(const MlaStep& a, cudaStream_t s);  // attend only (part_o / part_ml)
 
 // --- GEMMs for the prefill (gemm_cublas.cpp): row-major C [M, N] (+)= A [M, K] op(B), B stored
 // [N, K] (b_nk: an nn::Linear weight, op = transpose) or [K, N]; C fp32, fp32 accumulation.

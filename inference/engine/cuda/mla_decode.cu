@@ -6,10 +6,14 @@
 //            each block keeps a running max and sum per head, a second kernel merges the splits)
 //   up:      out_h = W_v,h o_lat,h
 // Every head reads the same rows, so a block loads a tile of rows once for all heads.
-// The scores and the weighted sum run on CUDA cores in fp32: at long contexts this kernel is
-// compute-bound (about 35 kFLOP per cached row and step for 32 heads), not at the copy
-// bandwidth; a tensor-core (mma) version is the next step.
+// Two attend kernels: the tensor-core one (mla_attend_tc.cu: bf16 mma, fp32 softmax) wherever
+// its shape limits allow (H 16 or 32, rank a multiple of 128 up to 512, rope a multiple of 16:
+// the 48B model's 32 / 512 / 64), and this file's fp32 CUDA-core kernel otherwise (the small
+// test configs) or when KIMI_ENGINE_MLA_KERNEL=old. The fp32 one is compute-bound at long
+// contexts (about 35 kFMA per cached row and step for 32 heads); it stays as the oracle.
 #include <cfloat>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/cuda/runtime/check.h"
 #include "inference/engine/cuda/engine_common.cuh"
@@ -172,9 +176,37 @@ int64_t mla_smem_bytes(int H, int rank, int rope) {
   return (H * D + kTile * (D + 1) + H * kTile + 3 * H) * sizeof(float);
 }
 
+MlaKernel mla_kernel_from_env() {
+  static const MlaKernel k = [] {
+    const char* v = std::getenv("KIMI_ENGINE_MLA_KERNEL");
+    return v && std::strcmp(v, "old") == 0 ? MlaKernel::kOld : MlaKernel::kAuto;
+  }();
+  return k;
+}
+
+void mla_attend(const MlaStep& a, MlaKernel kernel, cudaStream_t s) {
+  if (kernel == MlaKernel::kAuto && mla_attend_tc_fits(a.H, a.rank, a.rope))
+    kernel = MlaKernel::kTensorCore;
+  if (kernel == MlaKernel::kTensorCore) {
+    mla_attend_tc(a, s);
+  } else {
+    KIMI_CUDA_REQUIRE(a.H * a.rank <= kMlaMaxAccPerThread * kThreads,
+                      "mla_decode: num_heads * kv_lora_rank <= 16384");
+    const int64_t smem = mla_smem_bytes(a.H, a.rank, a.rope);
+    static int64_t configured = 0;  // the attribute is per function; set it once it grows
+    if (smem > 48 * 1024 && smem > configured) {
+      KIMI_CUDA_CHECK(cudaFuncSetAttribute(
+          attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      configured = smem;
+    }
+    attend_kernel<<<dim3(a.B, a.splits), kThreads, smem, s>>>(a);
+    KIMI_CUDA_CHECK_LAUNCH();
+  }
+  merge_kernel<<<dim3(a.B, a.H), 128, 0, s>>>(a);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
+
 void mla_decode(const MlaStep& a, cudaStream_t s) {
-  KIMI_CUDA_REQUIRE(a.H * a.rank <= kMlaMaxAccPerThread * kThreads,
-                    "mla_decode: num_heads * kv_lora_rank <= 16384");
   append_kernel<<<a.B, 256, 0, s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();
   // q_nope's shared copy, padded to 4 floats: nvcc may read the unrolled loop's tail as one
@@ -182,17 +214,7 @@ void mla_decode(const MlaStep& a, cudaStream_t s) {
   // allocation).
   absorb_kernel<<<dim3(a.B, a.H), 256, (a.nope + 3) / 4 * 4 * sizeof(float), s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();
-  const int64_t smem = mla_smem_bytes(a.H, a.rank, a.rope);
-  static int64_t configured = 0;  // the attribute is per function; set it once it grows
-  if (smem > 48 * 1024 && smem > configured) {
-    KIMI_CUDA_CHECK(cudaFuncSetAttribute(attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
-    configured = smem;
-  }
-  attend_kernel<<<dim3(a.B, a.splits), kThreads, smem, s>>>(a);
-  KIMI_CUDA_CHECK_LAUNCH();
-  merge_kernel<<<dim3(a.B, a.H), 128, 0, s>>>(a);
-  KIMI_CUDA_CHECK_LAUNCH();
+  mla_attend(a, mla_kernel_from_env(), s);
   const int64_t warps = static_cast<int64_t>(a.B) * a.H * a.vd;
   up_kernel<<<static_cast<unsigned>((warps + 7) / 8), 256, 0, s>>>(a);
   KIMI_CUDA_CHECK_LAUNCH();
