@@ -40,15 +40,16 @@ __device__ __forceinline__ uint4 load_piece(const bf16* src, int k, int K) {
 }
 
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads)
+// 4 blocks per SM (128 registers): 64 KB of loads in flight per SM.
+__global__ void __launch_bounds__(kThreads, 4)
     expert_mma_kernel(const bf16* W0, int64_t estride, int N, int K, const bf16* x, int64_t xs,
                       int in_div, MoePlan plan, float* y, int64_t ys) {
   const int g = blockIdx.x;
   if (g >= *plan.n_active) return;
   __shared__ __align__(128) char raw[kSmemBytes];
-  auto* xs = reinterpret_cast<bf16(*)[kLd]>(raw);
-  auto* ws = reinterpret_cast<bf16(*)[kLd]>(raw + kM * kLd * 2);
-  auto* cs = reinterpret_cast<float(*)[kLdc]>(raw);
+  auto* xt = reinterpret_cast<bf16(*)[kLd]>(raw);
+  auto* wt = reinterpret_cast<bf16(*)[kLd]>(raw + kM * kLd * 2);
+  auto* ct = reinterpret_cast<float(*)[kLdc]>(raw);
   const int n0 = blockIdx.y * kN;
   const int begin = plan.offsets[g], count = plan.offsets[g + 1] - begin;
   const bf16* W = W0 + static_cast<int64_t>(plan.active[g]) * estride;
@@ -82,8 +83,8 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();  // the previous stage (or tile's epilogue) is done with the buffers
 #pragma unroll
       for (int i = 0; i < kChunks; ++i) {
-        *reinterpret_cast<uint4*>(&ws[row[i]][col[i]]) = wr[i];
-        *reinterpret_cast<uint4*>(&xs[row[i]][col[i]]) = xr[i];
+        *reinterpret_cast<uint4*>(&wt[row[i]][col[i]]) = wr[i];
+        *reinterpret_cast<uint4*>(&xt[row[i]][col[i]]) = xr[i];
       }
       __syncthreads();
       if (k0 + kK < K) {
@@ -96,12 +97,12 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int kk = 0; kk < kK; kk += 16) {
           wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-          wmma::load_matrix_sync(a, &xs[warp * 16][kk], kLd);
+          wmma::load_matrix_sync(a, &xt[warp * 16][kk], kLd);
 #pragma unroll
           for (int j = 0; j < kN / 16; ++j) {
             // B (k, n) = W[n, k]: the weight tile read column-major.
             wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-            wmma::load_matrix_sync(b, &ws[j * 16][kk], kLd);
+            wmma::load_matrix_sync(b, &wt[j * 16][kk], kLd);
             wmma::mma_sync(acc[j], a, b, acc[j]);
           }
         }
@@ -111,13 +112,13 @@ __global__ void __launch_bounds__(kThreads)
     if (busy) {
 #pragma unroll
       for (int j = 0; j < kN / 16; ++j)
-        wmma::store_matrix_sync(&cs[warp * 16][j * 16], acc[j], kLdc, wmma::mem_row_major);
+        wmma::store_matrix_sync(&ct[warp * 16][j * 16], acc[j], kLdc, wmma::mem_row_major);
     }
     __syncthreads();
     for (int e = threadIdx.x; e < rows * kN; e += kThreads) {
       const int r = e / kN, n = e % kN;
       if (n0 + n < N)
-        y[static_cast<int64_t>(plan.sorted[begin + t0 + r]) * ys + n0 + n] = cs[r][n];
+        y[static_cast<int64_t>(plan.sorted[begin + t0 + r]) * ys + n0 + n] = ct[r][n];
     }
   }
 }
