@@ -2,13 +2,12 @@
 // up to what the floor counts (active_weight_bytes + cache bytes + logits), each part reads
 // what its layers hold (no KDA part in the all-MLA twin, experts scale with the distinct count),
 // and the table's GB/s and floor columns are the bytes over the time and over the bandwidth.
-#include "inference/engine/step_breakdown.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "inference/engine/cache_layout.h"
+#include "inference/engine/step_breakdown.h"
 #include "inference/engine/weight_layout.h"
 #include "inference/sim_args.h"
 
@@ -31,7 +30,8 @@ TEST(StepBreakdown, PartBytesAddUpToTheFloorsBytes) {
       const double want = static_cast<double>(active_weight_bytes(l, distinct, B)) +
                           static_cast<double>(B * make_cache_layout(m, 1, ctx + 1).step_bytes(ctx));
       // Apart from rounding: the fp32 A_log / dt_bias counted as bf16, one latent row.
-      EXPECT_NEAR(sum - logits, want, 1e-3 * want) << (all_mla ? "all-MLA" : "hybrid") << " B " << B;
+      EXPECT_NEAR(sum - logits, want, 1e-3 * want)
+          << (all_mla ? "all-MLA" : "hybrid") << " B " << B;
     }
     const StepPartMs one = step_part_bytes(m, 1, 4096, 100), two = step_part_bytes(m, 1, 4096, 200);
     EXPECT_DOUBLE_EQ(at(two, StepPart::kExperts), 2 * at(one, StepPart::kExperts));

@@ -267,11 +267,10 @@ std::string breakdown_csv(const BenchResult& r) {
     if (!x.has_parts) continue;
     for (int i = 0; i < kStepParts; ++i) {
       if (x.part_ms[i] == 0 && x.part_bytes[i] == 0) continue;
-      s += fmt::format("{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(x.model), x.context,
-                       x.batch, step_part_name(static_cast<StepPart>(i)), x.part_ms[i],
-                       x.part_bytes[i],
-                       x.part_ms[i] > 0 ? x.part_bytes[i] / (x.part_ms[i] * 1e-3) / 1e9 : 0.0,
-                       x.tpot_ms);
+      s += fmt::format(
+          "{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(x.model), x.context, x.batch,
+          step_part_name(static_cast<StepPart>(i)), x.part_ms[i], x.part_bytes[i],
+          x.part_ms[i] > 0 ? x.part_bytes[i] / (x.part_ms[i] * 1e-3) / 1e9 : 0.0, x.tpot_ms);
     }
   }
   return s;

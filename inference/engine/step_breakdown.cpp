@@ -65,11 +65,10 @@ StepPartMs step_part_bytes(const models::KimiLinearConfig& c, int64_t batch, int
   at(StepPart::kRoute) = moe_layers * kF32 * static_cast<double>(p.router + p.router_bias);
   at(StepPart::kExperts) =
       static_cast<double>(distinct_experts) * kBf16 * static_cast<double>(p.expert);
-  at(StepPart::kFfn) =
-      kBf16 * (moe_layers * static_cast<double>(c.num_shared_experts * p.expert) +
-               dense_layers * static_cast<double>(p.dense_ffn));
-  at(StepPart::kHead) = kBf16 * static_cast<double>(p.head) +
-                        B * static_cast<double>(c.vocab_size) * kF32;
+  at(StepPart::kFfn) = kBf16 * (moe_layers * static_cast<double>(c.num_shared_experts * p.expert) +
+                                dense_layers * static_cast<double>(p.dense_ffn));
+  at(StepPart::kHead) =
+      kBf16 * static_cast<double>(p.head) + B * static_cast<double>(c.vocab_size) * kF32;
   return b;
 }
 

@@ -153,7 +153,7 @@ TEST(EngineKernels, ExpertMmaMatchesTheHostAndTheGemv) {
     int K, N, E, top_k, tokens, in_div;
   };
   const std::vector<Case> cases = {
-      {64, 48, 6, 3, 1, 3},    {40, 24, 6, 3, 9, 3},   {60, 18, 6, 3, 17, 1},
+      {64, 48, 6, 3, 1, 3},    {40, 24, 6, 3, 9, 3},    {60, 18, 6, 3, 17, 1},
       {136, 130, 5, 2, 64, 2}, {100, 70, 3, 2, 100, 1}, {264, 64, 4, 1, 65, 1},
       {72, 65, 2, 2, 200, 2},  {18, 60, 6, 3, 9, 1},
   };
@@ -195,8 +195,9 @@ TEST(EngineKernels, ExpertMmaMatchesTheHostAndTheGemv) {
                  x.vals[static_cast<size_t>(r) * c.K + k];
         const float got = y[static_cast<size_t>(i) * c.N + n];
         worst = std::max(worst, std::abs(ref - got) / (1 + std::abs(ref)));
-        worst_gemv = std::max(worst_gemv, std::abs(double(g[static_cast<size_t>(i) * c.N + n]) -
-                                                   got) / (1 + std::abs(ref)));
+        worst_gemv =
+            std::max(worst_gemv, std::abs(double(g[static_cast<size_t>(i) * c.N + n]) - got) /
+                                     (1 + std::abs(ref)));
       }
     EXPECT_LT(worst, 1e-4) << "K " << c.K << " N " << c.N << " tokens " << c.tokens;
     EXPECT_LT(worst_gemv, 1e-4) << "K " << c.K << " N " << c.N << " tokens " << c.tokens;

@@ -5,8 +5,8 @@
 // f32 reference model (models/kimi_linear.*) with the same bf16-rounded weights on a config of
 // odd sizes (no dimension a multiple of 8: the kernels' scalar paths); the chunked prefill
 // against token-by-token decode (logits, the greedy decode after it, the caches); the
-// tensor-core batch path against the GEMV and one-by-one decoding; batched generation (generate --engine) against one-by-one and the f32 model's greedy ids. Skips
-// without a GPU.
+// tensor-core batch path against the GEMV and one-by-one decoding; batched generation (generate
+// --engine) against one-by-one and the f32 model's greedy ids. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -374,9 +374,7 @@ TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
 // or alone: logits [steps, B, V], slot order within a step.
 void decode_mixed(DecodeEngine& e, int B, int steps, std::vector<float>* out, bool alone) {
   const int64_t V = e.layout().config.vocab_size;
-  auto token = [&](int s, int t) {
-    return static_cast<int32_t>((s * 31 + t * 7 + 2) % V);
-  };
+  auto token = [&](int s, int t) { return static_cast<int32_t>((s * 31 + t * 7 + 2) % V); };
   auto prefix = [](int s) { return s % 4; };  // slots at lengths 0..3 when the batch starts
   e.reset();
   std::vector<float> lg;
@@ -405,8 +403,9 @@ std::vector<double> row_errs(const std::vector<float>& got, const std::vector<fl
                              int64_t V) {
   std::vector<double> e;
   for (size_t r = 0; r * V < want.size(); ++r)
-    e.push_back(test::rel_err(std::vector<double>(got.begin() + r * V, got.begin() + (r + 1) * V),
-                              std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
+    e.push_back(
+        test::rel_err(std::vector<double>(got.begin() + r * V, got.begin() + (r + 1) * V),
+                      std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
   std::sort(e.begin(), e.end());
   return e;
 }

@@ -156,9 +156,9 @@ void register_bench_infer(CLI::App& app) {
   cmd->add_flag("--no-max-batch", c->no_max, "skip the largest batch that fits at each context");
   cmd->add_flag("--no-plot", c->no_plot, "write no PNG / SVG");
   cmd->add_flag("--breakdown", c->breakdown,
-                 "also time each part of the step un-graphed (embed, norms, projections, KDA\n"
-                 "update, MLA attend, routing, experts, shared/dense FFN, lm_head) against the\n"
-                 "bytes it must read; writes bench_breakdown.csv");
+                "also time each part of the step un-graphed (embed, norms, projections, KDA\n"
+                "update, MLA attend, routing, experts, shared/dense FFN, lm_head) against the\n"
+                "bytes it must read; writes bench_breakdown.csv");
   cmd->callback([c] { run(*c); });
 }
 

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <set>
+#include <string>
 
 #include "core/tensor/error.h"
 #include "inference/engine/hf_loader.h"

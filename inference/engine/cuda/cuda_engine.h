@@ -59,8 +59,8 @@ class CudaEngine final : public DecodeEngine {
   // keeps the GEMV at every batch (the oracle).
   bool batched(int batch) const { return !gemv_old_ && batch > kGemvTile; }
   // y [B, N] (+)= x [B, K] W^T for bf16 x (row stride xs) and a bf16 weight [N, K].
-  void project(const bf16* W, int N, int K, const bf16* x, int64_t xs, int B, float* y,
-               int64_t ys, bool accumulate);
+  void project(const bf16* W, int N, int K, const bf16* x, int64_t xs, int B, float* y, int64_t ys,
+               bool accumulate);
   // Part boundaries of a timed un-graphed step (time_step_parts); nothing otherwise.
   void mark(StepPart part);
   void clear_graphs();

@@ -135,8 +135,8 @@ void CudaEngine::run_ffn(int layer, int B) {
     auto experts = batched(B) ? expert_mma : expert_gemv;
     experts(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h, stream_);
     swiglu(gu_, S, h, act_, stream_);
-    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups, y_,
-            d, stream_);
+    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups, y_, d,
+            stream_);
     moe_combine(y_, wts_, B, K, d, h_, stream_);
     if (o.mlp_gate_up < 0) return;  // no shared expert
   }
@@ -209,7 +209,8 @@ StepPartMs CudaEngine::time_step_parts(int64_t batch, int reps) {
   for (int r = 0; r < reps; ++r) {
     marks.clear();
     KIMI_CUDA_CHECK(cudaMemcpyAsync(slots_, slots.data(), B * 4, cudaMemcpyHostToDevice, stream_));
-    KIMI_CUDA_CHECK(cudaMemcpyAsync(tokens_, tokens.data(), B * 4, cudaMemcpyHostToDevice, stream_));
+    KIMI_CUDA_CHECK(
+        cudaMemcpyAsync(tokens_, tokens.data(), B * 4, cudaMemcpyHostToDevice, stream_));
     marks_ = &marks;
     try {
       run_step(B);

@@ -14,17 +14,17 @@ namespace {
 
 namespace wmma = nvcuda::wmma;
 
-constexpr int kM = 64;           // slots per tile
-constexpr int kN = 64;           // weight rows per block
-constexpr int kK = 64;           // reduction columns per stage
-constexpr int kLd = kK + 8;      // smem row (bf16): 16-byte rows, staggered banks
-constexpr int kLdc = kN + 4;     // epilogue row (fp32)
-constexpr int kThreads = 128;    // 4 warps, each 16 slots x 64 rows
+constexpr int kM = 64;                           // slots per tile
+constexpr int kN = 64;                           // weight rows per block
+constexpr int kK = 64;                           // reduction columns per stage
+constexpr int kLd = kK + 8;                      // smem row (bf16): 16-byte rows, staggered banks
+constexpr int kLdc = kN + 4;                     // epilogue row (fp32)
+constexpr int kThreads = 128;                    // 4 warps, each 16 slots x 64 rows
 constexpr int kChunks = kM * kK / 8 / kThreads;  // 8-element pieces per thread per operand
 
 // The slot and weight tiles, and over them (after the last stage) the fp32 output tile.
 constexpr int kInBytes = (kM + kN) * kLd * 2;
-constexpr int kSmemBytes = kInBytes > kM * kLdc * 4 ? kInBytes : kM * kLdc * 4;
+constexpr int kSmemBytes = kInBytes > kM* kLdc * 4 ? kInBytes : kM* kLdc * 4;
 
 // Eight elements of row `src` from column k (zeros past K or for a missing row). kVec: K is a
 // multiple of 8 and the rows 16-byte aligned, so a piece is all in or all out.
@@ -68,8 +68,9 @@ __global__ void __launch_bounds__(kThreads, 4)
     const bf16* xrow[kChunks];
 #pragma unroll
     for (int i = 0; i < kChunks; ++i)
-      xrow[i] = row[i] < rows ? x + static_cast<int64_t>(plan.sorted[begin + t0 + row[i]] / in_div) * xs
-                              : nullptr;
+      xrow[i] = row[i] < rows
+                    ? x + static_cast<int64_t>(plan.sorted[begin + t0 + row[i]] / in_div) * xs
+                    : nullptr;
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kN / 16];
 #pragma unroll
     for (int j = 0; j < kN / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
@@ -117,8 +118,7 @@ __global__ void __launch_bounds__(kThreads, 4)
     __syncthreads();
     for (int e = threadIdx.x; e < rows * kN; e += kThreads) {
       const int r = e / kN, n = e % kN;
-      if (n0 + n < N)
-        y[static_cast<int64_t>(plan.sorted[begin + t0 + r]) * ys + n0 + n] = ct[r][n];
+      if (n0 + n < N) y[static_cast<int64_t>(plan.sorted[begin + t0 + r]) * ys + n0 + n] = ct[r][n];
     }
   }
 }
