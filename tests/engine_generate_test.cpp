@@ -74,6 +74,7 @@ class FakeEngine final : public DecodeEngine {
   }
   std::vector<float> read_slot(int64_t, bool) const override { return {}; }
   double time_steps_ms(int64_t, int, int) override { return 0; }
+  StepPartMs time_step_parts(int64_t, int) override { return {}; }
   int64_t graph_nodes() const override { return 0; }
   int64_t distinct_experts_last_step() override { return 0; }
   double copy_bandwidth() override { return 0; }

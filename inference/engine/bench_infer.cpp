@@ -155,7 +155,7 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
                     model_name(kind), layout.total_bytes / kGiB, r.device,
                     kind == ModelKind::kAllMla || a.hf_dir.empty() ? "random, seeded" : a.hf_dir,
                     build_s, r.copy_bytes_per_s / 1e12));
-    const int64_t extra = a.warmup + a.reps + 1;
+    const int64_t extra = a.warmup + a.reps + 1 + (a.breakdown ? a.reps + 1 : 0);
     for (int64_t ctx : a.contexts) {
       MemoryRow m;
       m.model = kind, m.context = ctx, m.weights_bytes = layout.total_bytes;
@@ -196,6 +196,12 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
         log(fmt::format("  {} context {} batch {}: TPOT {:.3f} ms, floor {:.3f} ms ({:.2f}x)",
                         model_name(kind), tokens_label(ctx), b, row.tpot_ms, row.floor_ms,
                         row.tpot_ms / row.floor_ms));
+        if (a.breakdown) {
+          row.has_parts = true;
+          row.part_ms = e->time_step_parts(b, a.reps);
+          row.part_bytes = step_part_bytes(c, b, ctx + a.warmup + a.reps, row.distinct_experts);
+          log(breakdown_table(row.part_ms, row.part_bytes, row.tpot_ms, r.copy_bytes_per_s));
+        }
         r.rows.push_back(row);
       }
     }
@@ -247,6 +253,25 @@ std::string bench_csv(const BenchResult& r) {
                      x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9,
                      pre ? fmt::format("{:.4f}", x.prefill_ms) : "",
                      pre ? fmt::format("{:.1f}", x.context / x.prefill_ms * 1e3) : "");
+  }
+  return s;
+}
+
+std::string breakdown_csv(const BenchResult& r) {
+  std::string s =
+      "# bench-infer --breakdown on " + r.device + " (" + r.source +
+      "): each part of a decode step, un-graphed (CUDA events between parts), ms summed over "
+      "layers; bytes the part must read (step_breakdown.h)\n"
+      "model,context,batch,part,ms,bytes,gb_per_s,tpot_ms\n";
+  for (const BenchRow& x : r.rows) {
+    if (!x.has_parts) continue;
+    for (int i = 0; i < kStepParts; ++i) {
+      if (x.part_ms[i] == 0 && x.part_bytes[i] == 0) continue;
+      s += fmt::format(
+          "{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(x.model), x.context, x.batch,
+          step_part_name(static_cast<StepPart>(i)), x.part_ms[i], x.part_bytes[i],
+          x.part_ms[i] > 0 ? x.part_bytes[i] / (x.part_ms[i] * 1e-3) / 1e9 : 0.0, x.tpot_ms);
+    }
   }
   return s;
 }

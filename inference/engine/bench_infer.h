@@ -33,6 +33,9 @@ struct BenchInferArgs {
   int64_t layers = 0;  // > 0: the first `layers` decoder layers only (sim_args.h first_layers)
   int64_t prefill_max = 131072;  // longest context prefilled for real; 0 = none
   int64_t prefill_chunk = kDefaultPrefillChunk;
+  // Per row, also time the step's parts un-graphed (DecodeEngine::time_step_parts) and log
+  // them beside the bytes each must read (step_breakdown.h).
+  bool breakdown = false;
 };
 
 // --prefill-max: a length as --contexts spells it (4K, 1M) or 0 (no prefill); UserError
@@ -59,6 +62,9 @@ struct BenchRow {
   // One sequence of `context` tokens prefilled (the same for every batch of the context);
   // negative = not measured (context > prefill_max, or the prefill did not fit).
   double prefill_ms = -1;
+  // With --breakdown: each part's ms (un-graphed, summed over layers) and bytes; else empty.
+  bool has_parts = false;
+  StepPartMs part_ms{}, part_bytes{};
 };
 
 struct MemoryRow {
@@ -85,5 +91,7 @@ std::string memory_table(const BenchResult& r);
 // One row per (model, context, batch): readable by `simulate --measured` and
 // tools/plot_simulator.py.
 std::string bench_csv(const BenchResult& r);
+// With --breakdown: one row per (model, context, batch, part): ms, bytes, GB/s.
+std::string breakdown_csv(const BenchResult& r);
 
 }  // namespace kimi::inference::engine

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "inference/engine/cache_layout.h"
+#include "inference/engine/step_breakdown.h"
 #include "inference/engine/weight_layout.h"
 
 namespace kimi::inference::engine {
@@ -61,6 +62,10 @@ class DecodeEngine {
   // Median of `reps` timed steps (CUDA events, one captured graph, after `warmup` steps) of
   // slots [0, batch), ms. The lengths advance by warmup + reps.
   virtual double time_steps_ms(int64_t batch, int warmup, int reps) = 0;
+  // The parts of a step (step_breakdown.h), ms summed over layers: `reps` un-graphed steps of
+  // slots [0, batch) after one untimed, CUDA events between the parts, the mean. The lengths
+  // advance by reps + 1.
+  virtual StepPartMs time_step_parts(int64_t batch, int reps) = 0;
   // Nodes (kernel launches and copies) of the last captured step graph; 0 before any.
   virtual int64_t graph_nodes() const = 0;
   // Distinct experts the last step chose, summed over MoE layers.

@@ -1,12 +1,14 @@
 // The decode engine's kernels one by one against host references (part of kimi_cuda_engine_test):
 // the GEMV on aligned and odd widths (its 16-byte and scalar paths) and batch sizes across the
-// 8-row tile, the grouped expert GEMV through the MoE plan, and the device routing against
-// models::route_tokens. Skips without a GPU.
+// 8-row tile, the grouped expert GEMV through the MoE plan, the device routing against
+// models::route_tokens, and the tensor-core grouped product (expert_mma) against the host and the
+// GEMV on aligned and odd widths, slot counts across its 64-slot tile. Skips without a GPU.
 #include "inference/engine/cuda/engine_kernels.h"
 
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -138,6 +140,71 @@ TEST(EngineKernels, RoutingAndExpertGemvMatchTheHostRule) {
        {(void*)ds, (void*)db, (void*)ids, (void*)wts, (void*)dw, (void*)dx, (void*)dy,
         (void*)plan.n_active, (void*)plan.active, (void*)plan.offsets, (void*)plan.sorted})
     cudaFree(p);
+}
+
+// expert_mma against the host sums and expert_gemv (its oracle), both with the same plan: widths
+// K aligned (16-byte loads) and odd (element loads), K past one 64-column stage and with a tail,
+// N below and across the 64-row block; per-expert slot counts from 1 past the 64-slot tile (few
+// experts, many tokens); inputs per token (in_div = top_k, gate_up) and per slot (down).
+TEST(EngineKernels, ExpertMmaMatchesTheHostAndTheGemv) {
+  GPU_OR_SKIP();
+  std::mt19937 rng(21);
+  struct Case {
+    int K, N, E, top_k, tokens, in_div;
+  };
+  const std::vector<Case> cases = {
+      {64, 48, 6, 3, 1, 3},    {40, 24, 6, 3, 9, 3},    {60, 18, 6, 3, 17, 1},
+      {136, 130, 5, 2, 64, 2}, {100, 70, 3, 2, 100, 1}, {264, 64, 4, 1, 65, 1},
+      {72, 65, 2, 2, 200, 2},  {18, 60, 6, 3, 9, 1},
+  };
+  for (const Case& c : cases) {
+    const int S = c.tokens * c.top_k, rows = c.in_div == 1 ? S : c.tokens;
+    // Each token picks top_k distinct experts at random.
+    std::vector<int> ids(S);
+    for (int t = 0; t < c.tokens; ++t) {
+      std::vector<int> e(c.E);
+      for (int i = 0; i < c.E; ++i) e[i] = i;
+      std::shuffle(e.begin(), e.end(), rng);
+      for (int k = 0; k < c.top_k; ++k) ids[t * c.top_k + k] = e[k];
+    }
+    int* dids = upload(ids);
+    MoePlan plan{upload(std::vector<int>(1)), upload(std::vector<int>(c.E)),
+                 upload(std::vector<int>(c.E + 1)), upload(std::vector<int>(S))};
+    moe_plan(dids, S, c.E, plan, nullptr);
+    const Bf16Data w = random_bf16(static_cast<size_t>(c.E) * c.N * c.K, rng);
+    const Bf16Data x = random_bf16(static_cast<size_t>(rows) * c.K, rng);
+    auto* dw = upload(w.bits);
+    auto* dx = upload(x.bits);
+    float* dy = upload(std::vector<float>(static_cast<size_t>(S) * c.N, -7.f));
+    float* dg = upload(std::vector<float>(static_cast<size_t>(S) * c.N, -7.f));
+    const auto* W = reinterpret_cast<const bf16*>(dw);
+    const auto* X = reinterpret_cast<const bf16*>(dx);
+    const int groups = std::min(c.E, S);
+    expert_mma(W, int64_t{c.N} * c.K, c.N, c.K, X, c.K, c.in_div, plan, groups, dy, c.N, nullptr);
+    expert_gemv(W, int64_t{c.N} * c.K, c.N, c.K, X, c.K, c.in_div, plan, groups, dg, c.N, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> y = download(dy, static_cast<size_t>(S) * c.N);
+    const std::vector<float> g = download(dg, static_cast<size_t>(S) * c.N);
+    double worst = 0, worst_gemv = 0;
+    for (int i = 0; i < S; ++i)
+      for (int n = 0; n < c.N; ++n) {
+        const int e = ids[i], r = i / c.in_div;
+        double ref = 0;
+        for (int k = 0; k < c.K; ++k)
+          ref += double(w.vals[(static_cast<size_t>(e) * c.N + n) * c.K + k]) *
+                 x.vals[static_cast<size_t>(r) * c.K + k];
+        const float got = y[static_cast<size_t>(i) * c.N + n];
+        worst = std::max(worst, std::abs(ref - got) / (1 + std::abs(ref)));
+        worst_gemv =
+            std::max(worst_gemv, std::abs(double(g[static_cast<size_t>(i) * c.N + n]) - got) /
+                                     (1 + std::abs(ref)));
+      }
+    EXPECT_LT(worst, 1e-4) << "K " << c.K << " N " << c.N << " tokens " << c.tokens;
+    EXPECT_LT(worst_gemv, 1e-4) << "K " << c.K << " N " << c.N << " tokens " << c.tokens;
+    for (void* p : {(void*)dids, (void*)dw, (void*)dx, (void*)dy, (void*)dg, (void*)plan.n_active,
+                    (void*)plan.active, (void*)plan.offsets, (void*)plan.sorted})
+      cudaFree(p);
+  }
 }
 
 }  // namespace

@@ -4,14 +4,15 @@
 // engine (fused KDA step, MLA latent decode, device MoE routing, grouped expert GEMV) against the
 // f32 reference model (models/kimi_linear.*) with the same bf16-rounded weights on a config of
 // odd sizes (no dimension a multiple of 8: the kernels' scalar paths); the chunked prefill
-// against token-by-token decode (logits, the greedy decode after it, the caches); batched
-// generation (generate --engine) against one-by-one and the f32 model's greedy ids. Skips
-// without a GPU.
+// against token-by-token decode (logits, the greedy decode after it, the caches); the
+// tensor-core batch path against the GEMV and one-by-one decoding; batched generation (generate
+// --engine) against one-by-one and the f32 model's greedy ids. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <string>
@@ -353,9 +354,15 @@ void engine_matches_f32_model(const models::KimiLinearConfig& c, int B, int T, c
   EXPECT_LT(err, 2e-2) << name;
 }
 
+// B = 2: the GEMV; 9, 17, 64: the tensor-core products (cuBLAS, expert_mma) unless
+// KIMI_ENGINE_GEMV=old.
 TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
-  engine_matches_f32_model(odd_config(), 2, 12, "odd sizes (hybrid)");
-  engine_matches_f32_model(models::all_mla_twin(odd_config()), 2, 12, "odd sizes (all-MLA)");
+  for (int B : {2, 9, 17, 64}) {
+    const std::string hybrid = "odd sizes (hybrid) B " + std::to_string(B);
+    const std::string all_mla = "odd sizes (all-MLA) B " + std::to_string(B);
+    engine_matches_f32_model(odd_config(), B, 12, hybrid.c_str());
+    engine_matches_f32_model(models::all_mla_twin(odd_config()), B, 12, all_mla.c_str());
+  }
 }
 
 // The odd config with an MLA shape the tensor-core attend kernel takes (16 heads, rank 128,
@@ -365,6 +372,127 @@ TEST(Engine, TensorCoreMlaShapeMatchesTheF32ReferenceModel) {
   models::KimiLinearConfig c = odd_config();
   c.num_attention_heads = 16, c.kv_lora_rank = 128, c.qk_rope_head_dim = 16;
   engine_matches_f32_model(models::all_mla_twin(c), 2, 70, "MLA 16 heads rank 128 (all-MLA)");
+}
+
+// The batch-size switch (KIMI_ENGINE_GEMV unset: tensor-core GEMMs above 8 rows) against the
+// GEMV (KIMI_ENGINE_GEMV=old) and against each slot decoded alone (batch 1: the GEMV either
+// way), at B = 9, 17, 64 of slots at different lengths, on the odd sizes (scalar loads) and an
+// aligned twin (16-byte loads). Only the order of fp32 sums differs (and with it, now and then,
+// a bf16 rounding of an activation), so with dense routing (every expert chosen, nothing can
+// flip) every row of logits must agree to 5e-3; with top-3 of 6 a near-tie may pick another
+// expert and move that slot's later rows, so there the median row must agree to 1e-3 and 90%
+// of the rows to 5e-3. A wrong row, slot or accumulate moves rows by O(1).
+// Slots 0..B-1 at lengths s % 4, then `steps` tokens each, batched (rows in reverse slot order)
+// or alone: logits [steps, B, V], slot order within a step.
+void decode_mixed(DecodeEngine& e, int B, int steps, std::vector<float>* out, bool alone) {
+  const int64_t V = e.layout().config.vocab_size;
+  auto token = [&](int s, int t) { return static_cast<int32_t>((s * 31 + t * 7 + 2) % V); };
+  auto prefix = [](int s) { return s % 4; };  // slots at lengths 0..3 when the batch starts
+  e.reset();
+  std::vector<float> lg;
+  for (int s = 0; s < B; ++s)
+    for (int t = 0; t < prefix(s); ++t) e.step({s}, {token(s, t)}, nullptr);
+  out->assign(static_cast<size_t>(B) * steps * V, 0.f);
+  for (int j = 0; j < steps; ++j) {
+    if (alone) {
+      for (int s = 0; s < B; ++s) {
+        e.step({s}, {token(s, prefix(s) + j)}, &lg);
+        std::copy(lg.begin(), lg.end(), out->begin() + (static_cast<int64_t>(j) * B + s) * V);
+      }
+      continue;
+    }
+    // Rows in reverse slot order: the batch row and the slot differ.
+    std::vector<int32_t> slots, toks;
+    for (int s = B - 1; s >= 0; --s) slots.push_back(s), toks.push_back(token(s, prefix(s) + j));
+    e.step(slots, toks, &lg);
+    for (int r = 0; r < B; ++r)
+      std::copy(lg.begin() + r * V, lg.begin() + (r + 1) * V,
+                out->begin() + (static_cast<int64_t>(j) * B + slots[r]) * V);
+  }
+}
+
+std::vector<double> row_errs(const std::vector<float>& got, const std::vector<float>& want,
+                             int64_t V) {
+  std::vector<double> e;
+  for (size_t r = 0; r * V < want.size(); ++r)
+    e.push_back(
+        test::rel_err(std::vector<double>(got.begin() + r * V, got.begin() + (r + 1) * V),
+                      std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
+  std::sort(e.begin(), e.end());
+  return e;
+}
+
+class EnvGuard {
+ public:
+  EnvGuard(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (had_)
+      setenv(name_, old_.c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
+
+TEST(Engine, TensorCoreBatchesEqualTheGemvAndOneByOne) {
+  for (bool aligned : {false, true})
+    for (bool dense : {true, false}) {
+      models::KimiLinearConfig c = odd_config();
+      if (aligned) {  // every width a multiple of 8
+        c.hidden_size = 64, c.intermediate_size = 48, c.moe_intermediate_size = 24;
+        c.kda_head_dim = 16, c.kv_lora_rank = 24, c.qk_nope_head_dim = 16, c.qk_rope_head_dim = 8;
+        c.v_head_dim = 16, c.head_dim = 16, c.vocab_size = 64;
+      }
+      if (dense) c.num_experts_per_token = c.num_experts;
+      const WeightLayout l = make_weight_layout(c);
+      std::unique_ptr<DecodeEngine> fresh, old;
+      {
+        EnvGuard g("KIMI_ENGINE_GEMV", nullptr);
+        fresh = engine_or_skip(l);
+      }
+      {
+        EnvGuard g("KIMI_ENGINE_GEMV", "old");
+        old = engine_or_skip(l);
+      }
+      if (!fresh || !old) GTEST_SKIP() << "no CUDA device";
+      fresh->init_random(5), old->init_random(5);
+      const int64_t V = c.vocab_size;
+      const int steps = 3;
+      fresh->allocate_slots(64, 8), old->allocate_slots(64, 8);
+      for (int B : {9, 17, 64}) {
+        std::vector<float> got, gemv, alone;
+        decode_mixed(*fresh, B, steps, &got, false);
+        decode_mixed(*old, B, steps, &gemv, false);
+        decode_mixed(*fresh, B, steps, &alone, true);
+        for (const auto& [name, want] :
+             {std::pair<const char*, const std::vector<float>*>{"the GEMV", &gemv},
+              {"one by one", &alone}}) {
+          const std::vector<double> e = row_errs(got, *want, V);
+          const double median = e[e.size() / 2], p90 = e[e.size() * 9 / 10], worst = e.back();
+          std::printf("engine %s%s B %d vs %s: row errs median %.2g, 90%% %.2g, max %.2g\n",
+                      aligned ? "aligned" : "odd", dense ? " dense routing" : " top-3", B, name,
+                      median, p90, worst);
+          if (dense) {
+            EXPECT_LT(worst, 5e-3) << "B " << B << " vs " << name;
+          } else {
+            EXPECT_LT(median, 1e-3) << "B " << B << " vs " << name;
+            EXPECT_LT(p90, 5e-3) << "B " << B << " vs " << name;
+          }
+        }
+      }
+    }
 }
 
 // Chunked prefill against token-by-token decode on one engine: slot 0 takes every token by

@@ -30,7 +30,7 @@ struct BenchInferCli {
   std::string prefill_max = "128K", prefill_chunk = "16K";
   int64_t seed = 0, layers = 0;
   int warmup = 3, reps = 10;
-  bool no_max = false, no_plot = false;
+  bool no_max = false, no_plot = false, breakdown = false;
 };
 
 std::string quote(const std::string& s) {
@@ -66,6 +66,7 @@ void run(const BenchInferCli& c) {
   a.seed = static_cast<uint64_t>(c.seed), a.warmup = c.warmup, a.reps = c.reps,
   a.add_max_batch = !c.no_max;
   a.layers = c.layers;
+  a.breakdown = c.breakdown;
   a.prefill_max = engine::parse_prefill_max(c.prefill_max);
   a.prefill_chunk = engine::parse_prefill_chunk(c.prefill_chunk);
   if (!engine::engine_available())
@@ -96,6 +97,10 @@ void run(const BenchInferCli& c) {
   io::write_file_atomic(c.out + "/bench_infer.txt",
                         engine::bench_table(r) + "\n" + engine::memory_table(r));
   fmt::print("wrote {} (simulate --measured reads it)\n", csv);
+  if (c.breakdown) {
+    io::write_file_atomic(c.out + "/bench_breakdown.csv", engine::breakdown_csv(r));
+    fmt::print("wrote {}/bench_breakdown.csv\n", c.out);
+  }
   if (!c.no_plot)
     plot(csv, c.out + "/bench_infer",
          fmt::format("Kimi-Linear decode on {} (engine, measured; synthetic caches)", r.device));
@@ -150,6 +155,10 @@ void register_bench_infer(CLI::App& app) {
   cmd->add_option("--out", c->out, "output folder")->capture_default_str();
   cmd->add_flag("--no-max-batch", c->no_max, "skip the largest batch that fits at each context");
   cmd->add_flag("--no-plot", c->no_plot, "write no PNG / SVG");
+  cmd->add_flag("--breakdown", c->breakdown,
+                "also time each part of the step un-graphed (embed, norms, projections, KDA\n"
+                "update, MLA attend, routing, experts, shared/dense FFN, lm_head) against the\n"
+                "bytes it must read; writes bench_breakdown.csv");
   cmd->callback([c] { run(*c); });
 }
 

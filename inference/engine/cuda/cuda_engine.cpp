@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
+#include <string>
 
 #include "core/tensor/error.h"
 #include "inference/engine/hf_loader.h"
@@ -16,6 +18,7 @@ namespace {
 
 constexpr int64_t kGiB = int64_t{1} << 30;
 constexpr int64_t kMargin = 512 << 20;  // left free for the runtime and cuBLAS-free launches
+constexpr size_t kBlasWorkspace = size_t{32} << 20;
 
 double gib(int64_t b) { return static_cast<double>(b) / kGiB; }
 
@@ -65,10 +68,23 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
   arena_ = DeviceBuffer(layout_.total_bytes);
   KIMI_CUDA_CHECK(cudaMemsetAsync(arena_.get(), 0, layout_.total_bytes, stream_));
   KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const char* mode = std::getenv("KIMI_ENGINE_GEMV");
+  gemv_old_ = mode != nullptr && std::string(mode) == "old";
+  KIMI_CUBLAS_CHECK(cublasCreate(&blas_));
+  KIMI_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  // A workspace of our own, set before any capture: a captured cuBLAS call must not allocate.
+  blas_ws_ = DeviceBuffer(kBlasWorkspace);
+  KIMI_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
+  // As core/cuda/gemm: fp32 compute stays fp32 unless a call asks for TF32, and split-K
+  // partial sums stay fp32.
+  KIMI_CUBLAS_CHECK(cublasSetMathMode(
+      blas_, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
 }
 
 CudaEngine::~CudaEngine() {
   clear_graphs();
+  for (cudaEvent_t e : mark_events_) cudaEventDestroy(e);
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }

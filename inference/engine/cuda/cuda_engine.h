@@ -2,10 +2,12 @@
 // step buffers sized for all slots; a step enqueues every kernel on one stream (and can be
 // captured once per batch size into a CUDA graph, which the timing replays). The chunked
 // prefill (cuda_engine_prefill.cpp) has buffers of its own, sized for one chunk and grown on
-// demand, and a cuBLAS handle on the engine's stream.
+// demand. One cuBLAS handle on the engine's stream, with a fixed workspace, serves the
+// prefill's GEMMs and the decode step's above 8 rows (captured into the step's graph).
 #pragma once
 
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "inference/engine/cuda/device_buffer.h"
@@ -36,6 +38,7 @@ class CudaEngine final : public DecodeEngine {
   int64_t length(int64_t slot) const override;
   std::vector<float> read_slot(int64_t slot, bool kda) const override;
   double time_steps_ms(int64_t batch, int warmup, int reps) override;
+  StepPartMs time_step_parts(int64_t batch, int reps) override;
   int64_t distinct_experts_last_step() override;
   int64_t graph_nodes() const override { return graph_nodes_; }
   double copy_bandwidth() override;
@@ -51,6 +54,15 @@ class CudaEngine final : public DecodeEngine {
   void run_kda(int layer, int batch);
   void run_mla(int layer, int batch);
   void run_ffn(int layer, int batch);
+  // Above 8 rows the GEMV re-reads each weight row once per 8 (gemv.cu); a tensor-core GEMM
+  // (cuBLAS, or expert_mma for the routed experts) reads it about once. KIMI_ENGINE_GEMV=old
+  // keeps the GEMV at every batch (the oracle).
+  bool batched(int batch) const { return !gemv_old_ && batch > kGemvTile; }
+  // y [B, N] (+)= x [B, K] W^T for bf16 x (row stride xs) and a bf16 weight [N, K].
+  void project(const bf16* W, int N, int K, const bf16* x, int64_t xs, int B, float* y, int64_t ys,
+               bool accumulate);
+  // Part boundaries of a timed un-graphed step (time_step_parts); nothing otherwise.
+  void mark(StepPart part);
   void clear_graphs();
   // The prefill (cuda_engine_prefill.cpp): one chunk of n rows of `slot`, whose caches hold L.
   struct PrefillBuffers {
@@ -102,6 +114,11 @@ class CudaEngine final : public DecodeEngine {
   float *latent_f32_ = nullptr, *score_tile_ = nullptr;
   int64_t score_floats_ = 0;
   cublasHandle_t blas_ = nullptr;
+  DeviceBuffer blas_ws_;  // cuBLAS's workspace, fixed before any capture (graph-safe)
+  static constexpr int kGemvTile = 8;
+  bool gemv_old_ = false;
+  std::vector<std::pair<StepPart, cudaEvent_t>>* marks_ = nullptr;
+  std::vector<cudaEvent_t> mark_events_;
 };
 
 }  // namespace kimi::inference::engine::cuda

@@ -140,15 +140,6 @@ void CudaEngine::prefill(int32_t slot, const std::vector<int32_t>& tokens,
                          std::vector<float>* logits) {
   check_prefill(caches_, slot, slot >= 0 && slot < caches_.slots ? host_len_[slot] : 0, tokens,
                 layout_.config.vocab_size);
-  if (!blas_) {
-    KIMI_CUBLAS_CHECK(cublasCreate(&blas_));
-    KIMI_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-    // As core/cuda/gemm: fp32 compute stays fp32 unless a call asks for TF32, and split-K
-    // partial sums stay fp32.
-    KIMI_CUBLAS_CHECK(cublasSetMathMode(
-        blas_, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
-                                         CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
-  }
   const int64_t P = static_cast<int64_t>(tokens.size());
   const auto chunks = prefill_chunks(P, prefill_chunk_);
   reserve_prefill(std::min(P, prefill_chunk_), host_len_[slot] + P);

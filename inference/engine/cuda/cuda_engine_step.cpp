@@ -14,21 +14,47 @@ void CudaEngine::run_step(int B) {
   const models::KimiLinearConfig& c = layout_.config;
   const int d = static_cast<int>(c.hidden_size);
   const float eps = static_cast<float>(c.rms_norm_eps);
+  mark(StepPart::kEmbed);
   embed(tokens_, w<bf16>(layout_.embed), B, d, h_, stream_);
   for (size_t i = 0; i < layout_.layers.size(); ++i) {
     const LayerOffsets& o = layout_.layers[i];
+    mark(StepPart::kNorm);
     rms_norm(h_, d, w<bf16>(o.input_norm), B, d, eps, x_, nullptr, stream_);
     if (o.is_mla)
       run_mla(static_cast<int>(i), B);
     else
       run_kda(static_cast<int>(i), B);
+    mark(StepPart::kNorm);
     rms_norm(h_, d, w<bf16>(o.post_norm), B, d, eps, x_, o.is_moe ? xf_ : nullptr, stream_);
     run_ffn(static_cast<int>(i), B);
   }
+  mark(StepPart::kNorm);
   rms_norm(h_, d, w<bf16>(layout_.final_norm), B, d, eps, x_, nullptr, stream_);
-  gemv(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, x_, false, d, B, logits_,
-       c.vocab_size, false, stream_);
+  mark(StepPart::kHead);
+  project(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, x_, d, B, logits_,
+          c.vocab_size, false);
   advance_lengths(slots_, B, lengths_.get<int>(), stream_);
+  mark(StepPart::kCount);
+}
+
+void CudaEngine::project(const bf16* W, int N, int K, const bf16* x, int64_t xs, int B, float* y,
+                         int64_t ys, bool accumulate) {
+  if (batched(B))
+    gemm(blas_, GemmType::kBF16, B, N, K, x, xs, W, K, true, y, ys, accumulate);
+  else
+    gemv(W, N, K, x, false, xs, B, y, ys, accumulate, stream_);
+}
+
+void CudaEngine::mark(StepPart part) {
+  if (!marks_) return;
+  const size_t i = marks_->size();
+  if (i == mark_events_.size()) {
+    cudaEvent_t e = nullptr;
+    KIMI_CUDA_CHECK(cudaEventCreate(&e));
+    mark_events_.push_back(e);
+  }
+  KIMI_CUDA_CHECK(cudaEventRecord(mark_events_[i], stream_));
+  marks_->emplace_back(part, mark_events_[i]);
 }
 
 void CudaEngine::run_kda(int layer, int B) {
@@ -37,7 +63,9 @@ void CudaEngine::run_kda(int layer, int B) {
   const int d = static_cast<int>(c.hidden_size), K = static_cast<int>(c.kda_head_dim);
   const int H = static_cast<int>(c.kda_num_heads), HK = H * K;
   const int rows = static_cast<int>(layout_.kda_rows);
-  gemv(w<bf16>(o.kda_in), rows, d, x_, false, d, B, proj_, rows, false, stream_);
+  mark(StepPart::kKdaProj);
+  project(w<bf16>(o.kda_in), rows, d, x_, d, B, proj_, rows, false);
+  // f_b and g_b take fp32 inputs of 128 columns: 1 MB of weights, re-read from L2.
   gemv(w<bf16>(o.f_b), HK, K, proj_ + 3 * HK, true, rows, B, fbuf_, HK, false, stream_);
   gemv(w<bf16>(o.g_b), HK, K, proj_ + 3 * HK + K, true, rows, B, zbuf_, HK, false, stream_);
   const int64_t ki = caches_.kda_index[layer];
@@ -52,15 +80,18 @@ void CudaEngine::run_kda(int layer, int B) {
   a.tails = kda_tails_.get<float>() + ki * caches_.slots * caches_.conv_elems;
   a.norm_eps = static_cast<float>(c.rms_norm_eps);
   a.out = attn_;
+  mark(StepPart::kKdaUpdate);
   kda_decode(a, stream_);
-  gemv(w<bf16>(o.o_proj), d, HK, attn_, false, HK, B, h_, d, true, stream_);
+  mark(StepPart::kKdaOut);
+  project(w<bf16>(o.o_proj), d, HK, attn_, HK, B, h_, d, true);
 }
 
 void CudaEngine::run_mla(int layer, int B) {
   const models::KimiLinearConfig& c = layout_.config;
   const LayerOffsets& o = layout_.layers[layer];
   const int d = static_cast<int>(c.hidden_size), rows = static_cast<int>(layout_.mla_rows);
-  gemv(w<bf16>(o.mla_in), rows, d, x_, false, d, B, proj_, rows, false, stream_);
+  mark(StepPart::kMlaProj);
+  project(w<bf16>(o.mla_in), rows, d, x_, d, B, proj_, rows, false);
   MlaStep a{};
   a.B = B, a.H = static_cast<int>(c.num_attention_heads);
   a.nope = static_cast<int>(c.qk_nope_head_dim), a.rope = static_cast<int>(c.qk_rope_head_dim);
@@ -76,9 +107,11 @@ void CudaEngine::run_mla(int layer, int B) {
   a.qa = qa_, a.part_o = part_o_, a.part_ml = part_ml_, a.o_lat = olat_;
   a.splits = splits_for(B);
   a.out = attn_;
+  mark(StepPart::kMlaAttend);
   mla_decode(a, stream_);
   const int hv = a.H * a.vd;
-  gemv(w<bf16>(o.o_proj), d, hv, attn_, false, hv, B, h_, d, true, stream_);
+  mark(StepPart::kMlaOut);
+  project(w<bf16>(o.o_proj), d, hv, attn_, hv, B, h_, d, true);
 }
 
 void CudaEngine::run_ffn(int layer, int B) {
@@ -91,23 +124,27 @@ void CudaEngine::run_ffn(int layer, int B) {
     int moe_index = 0;
     for (int i = 0; i < layer; ++i) moe_index += layout_.layers[i].is_moe;
     int* ids = ids_ + static_cast<int64_t>(moe_index) * caches_.slots * K;
+    mark(StepPart::kRoute);
     moe_router(xf_, w<float>(o.router), B, d, E, scores_, stream_);
     moe_topk(scores_, w<float>(o.router_bias), B, E, K, c.moe_renormalize,
              static_cast<float>(c.routed_scaling_factor), ids, wts_, stream_);
     moe_plan(ids, S, E, plan_, stream_);
     const int64_t stride = o.expert_stride / 2;
     const int groups = std::min(E, S);
-    expert_gemv(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h, stream_);
+    mark(StepPart::kExperts);
+    auto experts = batched(B) ? expert_mma : expert_gemv;
+    experts(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h, stream_);
     swiglu(gu_, S, h, act_, stream_);
-    expert_gemv(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups,
-                y_, d, stream_);
+    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups, y_, d,
+            stream_);
     moe_combine(y_, wts_, B, K, d, h_, stream_);
     if (o.mlp_gate_up < 0) return;  // no shared expert
   }
   const int hid = static_cast<int>(o.is_moe ? layout_.shared_hidden : layout_.mlp_hidden);
-  gemv(w<bf16>(o.mlp_gate_up), 2 * hid, d, x_, false, d, B, proj_, 2 * hid, false, stream_);
+  mark(StepPart::kFfn);
+  project(w<bf16>(o.mlp_gate_up), 2 * hid, d, x_, d, B, proj_, 2 * hid, false);
   swiglu(proj_, B, hid, act_, stream_);
-  gemv(w<bf16>(o.mlp_down), d, hid, act_, false, hid, B, h_, d, true, stream_);
+  project(w<bf16>(o.mlp_down), d, hid, act_, hid, B, h_, d, true);
 }
 
 double CudaEngine::time_steps_ms(int64_t batch, int warmup, int reps) {
@@ -155,6 +192,45 @@ double CudaEngine::time_steps_ms(int64_t batch, int warmup, int reps) {
   last_batch_ = B;
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+StepPartMs CudaEngine::time_step_parts(int64_t batch, int reps) {
+  if (batch < 1 || batch > caches_.slots || reps < 1)
+    throw UserError("decode engine: time_step_parts needs 1 <= batch <= slots, reps >= 1");
+  for (int64_t s = 0; s < batch; ++s)
+    if (host_len_[s] + reps + 1 > caches_.max_tokens)
+      throw UserError("decode engine: slot caches too short for the timed steps");
+  const int B = static_cast<int>(batch);
+  std::vector<int32_t> slots(B), tokens(B);
+  for (int b = 0; b < B; ++b) slots[b] = b, tokens[b] = (b * 7919 + 13) % layout_.config.vocab_size;
+  step(slots, tokens, nullptr);  // untimed: first launches, cuBLAS heuristics
+  StepPartMs sum{};
+  std::vector<std::pair<StepPart, cudaEvent_t>> marks;
+  for (int r = 0; r < reps; ++r) {
+    marks.clear();
+    KIMI_CUDA_CHECK(cudaMemcpyAsync(slots_, slots.data(), B * 4, cudaMemcpyHostToDevice, stream_));
+    KIMI_CUDA_CHECK(
+        cudaMemcpyAsync(tokens_, tokens.data(), B * 4, cudaMemcpyHostToDevice, stream_));
+    marks_ = &marks;
+    try {
+      run_step(B);
+    } catch (...) {
+      marks_ = nullptr;
+      throw;
+    }
+    marks_ = nullptr;
+    KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    // Each interval belongs to the part whose mark opened it; the last mark closes the step.
+    for (size_t i = 0; i + 1 < marks.size(); ++i) {
+      float t = 0;
+      KIMI_CUDA_CHECK(cudaEventElapsedTime(&t, marks[i].second, marks[i + 1].second));
+      sum[static_cast<int>(marks[i].first)] += t;
+    }
+    for (int b = 0; b < B; ++b) ++host_len_[b];
+  }
+  last_batch_ = B;
+  for (double& v : sum) v /= reps;
+  return sum;
 }
 
 double CudaEngine::copy_bandwidth() {

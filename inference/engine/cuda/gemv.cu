@@ -1,8 +1,8 @@
 // Dense and grouped (MoE) GEMV for decode: one warp per weight row, the row streamed once per
 // tile of 8 input rows (16-byte loads when every row is 8-element aligned), fp32 accumulation,
 // a warp reduction per output. At batch <= 8 every weight byte is read once per step; larger
-// batches re-read each row once per 8 inputs (mostly from L2). A tensor-core GEMM for large
-// batches is not written yet.
+// batches re-read each row once per 8 inputs, so above 8 rows the engine takes tensor-core
+// products instead (cuBLAS, expert_mma.cu) unless KIMI_ENGINE_GEMV=old.
 #include "core/cuda/runtime/check.h"
 #include "inference/engine/cuda/engine_common.cuh"
 

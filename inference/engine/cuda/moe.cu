@@ -11,12 +11,17 @@ namespace kimi::inference::engine::cuda {
 namespace {
 
 // One warp per expert row; the row is read once, for every token.
+constexpr int kRouterRows = 8;
+
 __global__ void router_kernel(const float* x, const float* router, int B, int d, int E,
                               float* scores) {
   const int e = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (e >= E) return;
   const float* w = router + static_cast<int64_t>(e) * d;
-  for (int b = 0; b < B; ++b) {
+  // Rows split over grid.y (kRouterRows each): at batch 640 one warp per expert walking every
+  // row took ~1 ms a layer. Each score's sum is the same sequence of operations either way.
+  const int b_end = min(B, static_cast<int>(blockIdx.y + 1) * kRouterRows);
+  for (int b = blockIdx.y * kRouterRows; b < b_end; ++b) {
     const float* xr = x + static_cast<int64_t>(b) * d;
     float acc = 0.f;
     for (int k = lane; k < d; k += 32) acc = fmaf(w[k], xr[k], acc);
@@ -103,7 +108,8 @@ __global__ void combine_kernel(const float* y, const float* weights, int top_k, 
 
 void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
                 cudaStream_t s) {
-  router_kernel<<<(E + 7) / 8, 256, 0, s>>>(x, router, B, d, E, scores);
+  router_kernel<<<dim3((E + 7) / 8, (B + kRouterRows - 1) / kRouterRows), 256, 0, s>>>(
+      x, router, B, d, E, scores);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
