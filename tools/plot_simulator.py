@@ -6,7 +6,7 @@ Reads the CSV of `kimi-lab simulate` (predictions, with measured_* columns when 
 the engine's bench-infer (model, context, batch, tpot_ms, tokens_per_s); lines per model and
 batch (B=1 and the largest batch that fits), measured values as open markers.
 
-Usage: plot_simulator.py CSV OUT_PREFIX [--title TEXT]   (writes OUT_PREFIX.{png,svg}
+Usage: plot_simulator.py CSV OUT_PREFIX [--title TEXT] [--measured]   (writes OUT_PREFIX.{png,svg}
 atomically). Needs python3 with matplotlib (Debian: python3-matplotlib).
 """
 import argparse
@@ -78,7 +78,11 @@ def main():
     parser.add_argument("csv", help="simulate.csv or a bench-infer CSV")
     parser.add_argument("out_prefix", help="output path without extension")
     parser.add_argument("--title", default="Kimi-Linear-48B decoding")
+    parser.add_argument("--measured", action="store_true",
+                        help="the CSV's tpot_ms / tokens_per_s are measurements (bench-infer), "
+                             "not predictions: the lines are labelled so")
     args = parser.parse_args()
+    kind = "measured" if args.measured else "predicted"
     with open(args.csv, newline="") as f:
         # bench-infer's CSV opens with a '#' comment line (measured_csv.h reads it the same way)
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
@@ -99,7 +103,7 @@ def main():
             pred = [(c, p[i]) for c, p in zip(ctx, pts) if p[i] is not None]
             if pred:
                 ax.plot(*zip(*pred), color=colour, linestyle=line, marker=marker, markersize=5,
-                        linewidth=1.8, label=f"{name}, predicted")
+                        linewidth=1.8, label=f"{name}, {kind}")
             meas = [(c, p[mi]) for c, p in zip(ctx, pts) if p[mi] is not None]
             if meas:
                 ax.plot(*zip(*meas), color=colour, linestyle="none", marker=marker,
@@ -113,7 +117,7 @@ def main():
         if both:
             ratio = [hyb[c] / mla[c] for c in both]
             ax_q.plot(both, ratio, color="#333333", linestyle=line, marker="o", markersize=5,
-                      label=f"{label}, predicted")
+                      label=f"{label}, {kind}")
             ax_q.annotate(f"{ratio[-1]:.2f}x", (both[-1], ratio[-1]), textcoords="offset points",
                           xytext=(-10, 6), ha="right", fontsize=9)
     ax_q.axhline(1.0, color="#999999", linewidth=1)

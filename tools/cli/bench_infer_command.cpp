@@ -49,8 +49,8 @@ void plot(const std::string& csv, const std::string& prefix, const std::string& 
     }
   if (script.empty()) return spdlog::warn("tools/plot_simulator.py not found; no plot");
   const std::string cmd =
-      fmt::format("python3 {} {} {} --title {} >/dev/null", quote(script.string()), quote(csv),
-                  quote(prefix), quote(title));
+      fmt::format("python3 {} {} {} --title {} --measured >/dev/null", quote(script.string()),
+                  quote(csv), quote(prefix), quote(title));
   if (std::system(cmd.c_str()) != 0)
     spdlog::warn("plotting failed (is python3-matplotlib installed?); the CSV is written");
   else
