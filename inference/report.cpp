@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace kimi::inference {
 
@@ -234,6 +235,42 @@ std::string explain_speedup(const KimiLinearConfig& hybrid, const GpuProfile& g,
       per_tok_m / cache_tok_h, per_tok_m, per_tok_m / 11.48e-3 / 1e3, cache_tok_h,
       cache_tok_h / 1.84e-3 / 1e3, g.bandwidth / 1e12);
   return s;
+}
+
+std::string engine_parts_csv(const models::KimiLinearConfig& hybrid,
+                             const std::vector<Prediction>& rows, const EngineProfile& e) {
+  std::string s = "model,context,batch,part,ms,bytes,gb_per_s,tpot_ms\n";
+  for (const Prediction& p : rows) {
+    const EngineStep st = engine_step(model_config(hybrid, p.model), e, p.batch, p.context);
+    for (int i = 0; i < engine::kStepParts; ++i) {
+      if (st.seconds[i] == 0) continue;  // a part the model has not (KDA in all-MLA)
+      s += fmt::format("{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(p.model),
+                       p.context, p.batch,
+                       engine::step_part_name(static_cast<engine::StepPart>(i)),
+                       1e3 * st.seconds[i], st.bytes[i], st.bytes[i] / st.seconds[i] / 1e9,
+                       1e3 * st.total_s());
+    }
+  }
+  return s;
+}
+
+std::string fit_summary(const std::vector<Prediction>& rows, double tolerance) {
+  int n = 0, within = 0;
+  std::string misses;
+  for (const Prediction& p : rows) {
+    if (!p.measured || !p.measured->tpot_ms) continue;
+    ++n;
+    const double err = relative_error(p.tpot_ms, *p.measured->tpot_ms);
+    if (std::abs(err) <= tolerance) {
+      ++within;
+    } else {
+      misses += fmt::format("  {} {} B={}: {:+.1f}%\n", model_name(p.model), p.context, p.batch,
+                            100 * err);
+    }
+  }
+  if (n == 0) return {};
+  return fmt::format("{} of {} measured TPOTs within {:.0f}%{}\n{}", within, n, 100 * tolerance,
+                     within == n ? "" : "; outside:", misses);
 }
 
 }  // namespace kimi::inference

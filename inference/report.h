@@ -52,4 +52,12 @@ std::string ratios_csv(const std::vector<ContextRatio>& rows);
 std::string explain_speedup(const models::KimiLinearConfig& hybrid, const GpuProfile& g,
                             int64_t context, const SimOptions& o);
 
+// The engine model's parts for every row: model,context,batch,part,ms,bytes,gb_per_s,tpot_ms,
+// the columns of bench-infer --breakdown's CSV, so the two join part by part.
+std::string engine_parts_csv(const models::KimiLinearConfig& hybrid,
+                             const std::vector<Prediction>& rows, const EngineProfile& e);
+// How many measured TPOTs the prediction meets within `tolerance` (0.15 = 15%), and which do
+// not; empty when no row is measured.
+std::string fit_summary(const std::vector<Prediction>& rows, double tolerance);
+
 }  // namespace kimi::inference

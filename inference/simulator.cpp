@@ -23,6 +23,16 @@ ModelKind parse_model_name(const std::string& s, const std::string& where) {
   throw UserError(fmt::format("{}: model '{}' is neither 'hybrid' nor 'all-mla'", where, s));
 }
 
+TimeModel parse_time_model(const std::string& s) {
+  if (s == "roofline") return TimeModel::kRoofline;
+  if (s == "engine") return TimeModel::kEngine;
+  throw UserError(fmt::format("--model {}: unknown time model (known: roofline, engine)", s));
+}
+
+const char* time_model_name(TimeModel m) {
+  return m == TimeModel::kRoofline ? "roofline" : "engine";
+}
+
 KimiLinearConfig model_config(const KimiLinearConfig& hybrid, ModelKind m) {
   return m == ModelKind::kHybrid ? hybrid : models::all_mla_twin(hybrid);
 }
@@ -98,7 +108,8 @@ Prediction predict(const KimiLinearConfig& hybrid, ModelKind m, const GpuProfile
   const double compute_s =
       w.gemm_flops / g.gemm_flops + w.attn_flops / g.attention_flops + w.recur_flops / g.fp32_flops;
   p.bound = compute_s > w.bytes() / g.bandwidth ? "compute" : "memory";
-  const double s = step_seconds(step, g, Phase::kDecode);
+  const double s = o.engine ? engine_step(c, *o.engine, batch, context).total_s()
+                            : step_seconds(step, g, Phase::kDecode);
   p.tpot_ms = 1e3 * s;
   p.tokens_per_s = static_cast<double>(batch) / s;
   p.prefill_ms = 1e3 * prefill_seconds(c, g, context, o);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "inference/engine_model.h"
 #include "inference/gpu_profile.h"
 #include "inference/layer_costs.h"
 #include "models/kimi_linear_config.h"
@@ -27,9 +28,18 @@ models::KimiLinearConfig model_config(const models::KimiLinearConfig& hybrid, Mo
 
 enum class Phase { kDecode, kPrefill };
 
+// How a decode step's time is modelled: the roofline of the GPU's ceilings, or the engine model
+// (engine_model.h) of the CUDA engine's measured kernels. Prefill stays the roofline's.
+enum class TimeModel { kRoofline, kEngine };
+// "roofline" or "engine"; anything else is one UserError naming --model.
+TimeModel parse_time_model(const std::string& s);
+const char* time_model_name(TimeModel m);
+
 struct SimOptions {
   Dtypes dtypes;
   int64_t prefill_chunk = 16384;  // tokens per prefill chunk (one sequence)
+  // Set: decode TPOT by the engine model with this profile; unset: by the roofline.
+  std::optional<EngineProfile> engine;
 };
 
 // One sublayer's time: max(memory, compute) + launch. KDA's recurrence runs at the chunk

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 using namespace kimi::inference;
 
 struct SimulateArgs {
-  std::string dir, preset, gpu = "h200", measured, out;
+  std::string dir, preset, gpu = "h200", measured, out, model = "roofline";
   std::vector<std::string> contexts = {"4K", "32K", "128K", "256K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "max"};
   GpuOverrides overrides;
@@ -75,6 +75,8 @@ void run_simulate(const SimulateArgs& a) {
       a.measured.empty() ? std::vector<Measured>{} : read_measured_csv(a.measured);
   SimOptions o;
   o.prefill_chunk = a.prefill_chunk;
+  const TimeModel tm = parse_time_model(a.model);
+  if (tm == TimeModel::kEngine) o.engine = engine_profile(g.name);
   const std::vector<Prediction> rows = simulate(c, g, contexts, batches, measured, o);
 
   std::vector<LayerRow> layers;
@@ -92,11 +94,20 @@ void run_simulate(const SimulateArgs& a) {
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
   const std::vector<ContextRatio> ratios = throughput_ratios(c, g, sorted, o);
-  std::string text = fmt::format(
-      "simulate: {} on {} (roofline: per sublayer max(bytes / "
-      "bandwidth, FLOPs / ceiling) + launch)\n",
-      source, g.name);
+  std::string text =
+      tm == TimeModel::kEngine
+          ? fmt::format(
+                "simulate: {} on {} (engine model: decode TPOT = the CUDA engine's parts, each "
+                "max(bytes / achieved bandwidth, FLOPs / achieved rate) + latency, less the CUDA "
+                "graph's gain; prefill and the layer table below: roofline)\n",
+                source, g.name)
+          : fmt::format(
+                "simulate: {} on {} (roofline: per sublayer max(bytes / "
+                "bandwidth, FLOPs / ceiling) + launch)\n",
+                source, g.name);
   for (const std::string& s : g.sources) text += "  " + s + "\n";
+  if (o.engine)
+    for (const std::string& s : o.engine->sources) text += "  " + s + "\n";
   text += fmt::format(
       "\nPer layer type, per token (decode: one step at batch 1; prefill: a whole prompt of "
       "that length, chunks of {} tokens):\n{}",
@@ -109,6 +120,8 @@ void run_simulate(const SimulateArgs& a) {
       "\nHybrid against all-MLA, each at its largest batch (ratio max = decoding throughput "
       "ratio; ratio B=1 = TPOT ratio at batch 1):\n{}",
       ratios_table(ratios));
+  const std::string fit = fit_summary(rows, 0.15);
+  if (!fit.empty()) text += "\n" + fit;
   const std::string why = explain_speedup(c, g, hi, o);
   fmt::print("{}", text);
   if (a.explain) fmt::print("\n{}", why);
@@ -122,11 +135,14 @@ void run_simulate(const SimulateArgs& a) {
   io::write_file_atomic(out + "/layers.csv", layers_csv(layers));
   io::write_file_atomic(out + "/ratios.csv", ratios_csv(ratios));
   io::write_file_atomic(out + "/report.txt", text);
-  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}\n", out,
+  if (o.engine) io::write_file_atomic(out + "/engine_parts.csv", engine_parts_csv(c, rows, *o.engine));
+  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}{2}\n", out,
+             o.engine ? fmt::format(", {}/engine_parts.csv", out) : std::string(),
              a.explain ? "" : " (--explain prints where the paper's \"up to 6x\" comes from)");
   if (!a.no_plot && plot(out + "/simulate.csv", out + "/simulate",
-                         fmt::format("Kimi-Linear decoding on one {} ({}; simulated{})", g.name,
-                                     source, measured.empty() ? "" : ", with measurements")))
+                         fmt::format("Kimi-Linear decoding on one {} ({}; simulated, {} model{})",
+                                     g.name, source, time_model_name(tm),
+                                     measured.empty() ? "" : ", with measurements")))
     fmt::print("wrote {0}/simulate.png and {0}/simulate.svg\n", out);
 }
 
@@ -152,6 +168,10 @@ void register_simulate(CLI::App& app) {
                   "only the first N decoder layers (0 = all): the depth-cut model bench-infer "
                   "--layers N measures on a smaller GPU")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--model", a->model,
+                  "decode time model: roofline (the GPU's ceilings) | engine (the CUDA engine's "
+                  "measured kernels; h200 only; also writes OUT/engine_parts.csv)")
       ->capture_default_str();
   cmd->add_option("--gpu", a->gpu, "GPU profile: h200 | h100 (ceilings measured on the lent GPUs)")
       ->capture_default_str();
