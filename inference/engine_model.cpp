@@ -39,13 +39,13 @@ EngineProfile h200_engine() {
   e.gemv_kernels[at(StepPart::kFfn)] = 2;
   e.gemv_kernels[at(StepPart::kHead)] = 0;  // the head sets gemv_bw: its latency is inside it
   e.tc_bw = 4.007e12;
-  e.tc_layer_s[at(StepPart::kKdaProj)] = 60.7e-6;
+  e.tc_layer_s[at(StepPart::kKdaProj)] = 24.3e-6;
   e.tc_layer_s[at(StepPart::kKdaOut)] = 9.67e-6;
   e.tc_layer_s[at(StepPart::kMlaProj)] = 6.61e-6;
   e.tc_layer_s[at(StepPart::kMlaOut)] = 8.42e-6;
   e.tc_layer_s[at(StepPart::kFfn)] = 15.8e-6;
   e.tc_layer_s[at(StepPart::kHead)] = 0;
-  e.tc_rate[at(StepPart::kKdaProj)] = 80.5e12;
+  e.tc_rate[at(StepPart::kKdaProj)] = 74.8e12;
   e.tc_rate[at(StepPart::kKdaOut)] = 739e12;
   e.tc_rate[at(StepPart::kMlaProj)] = 695e12;
   e.tc_rate[at(StepPart::kMlaOut)] = 829e12;
@@ -55,7 +55,10 @@ EngineProfile h200_engine() {
   e.kda_update_bw = 1.432e12;
   e.attend_bw = 1.729e12;
   e.attend_split_s = 0.925e-6;
-  e.attend_seq_s = 2.96e-6;
+  e.attend_rest_s = 0.96e-6;
+  e.attend_step_s = 9.05e-6;
+  e.attend_layer_s = 103.5e-6;
+  e.attend_seq_s = 1.34e-6;
   e.route_s = 34.8e-6;
   e.route_step_s = 6.63e-6;
   e.route_seq_s = 0.336e-6;
@@ -77,17 +80,18 @@ EngineProfile h200_engine() {
       "GEMV alpha 0.246: the dense parts' sum at " + bd +
           " B=8 over B=1 is 1 + 7 alpha (the kernel re-streams weights per sequence)",
       "TC (B > 8) 4.01 TB/s: lm_head at " + bd + " B=64 (797 MB in 0.199 ms)",
-      "TC latency per layer 60.7/9.7/6.6/8.4/15.8/0 us (kda.proj/kda.o_proj/mla.proj/mla.o_proj/"
-      "ffn/head): each part at " + bd + " B=64 less its bytes at 4.01 TB/s",
-      "TC rate 80/739/695/829/590/725 TFLOP/s (same order; 2 FLOPs per weight per sequence): "
-      "each part at " + bd + " B=639 less its latency",
+      "TC latency per layer 24.3/9.7/6.6/8.4/15.8/0 us and rate 75/739/695/829/590/725 TFLOP/s "
+      "(kda.proj/kda.o_proj/mla.proj/mla.o_proj/ffn/head; 2 FLOPs per weight and sequence): "
+      "kda.proj compute-bound through " + bd + " B=64 and B=639; the others memory-bound at "
+      "B=64 (latency = time less bytes at 4.01 TB/s) and compute-bound at B=639 (rate)",
       "KDA update 38.6 us per layer: " + bd + " B=1 (0.772 ms over 20 layers); 1.43 TB/s of state: " +
           bd + " B=639 (57.4 GB in 40.1 ms)",
       "MLA attend 1.73 TB/s of latent + 0.925 us per split: through the microbenchmark's B=1 1M "
       "(264 splits, 1208 MB, 0.943 ms) and B=64 32K (5 splits, 2416 MB, 1.402 ms); splits = "
       "min(ceil(264 / B), ceil(tokens / 32)) as the engine picks them",
-      "MLA absorb + append + up-projection 2.96 us per layer and sequence: " + bd +
-          " B=64 attend (2.58 ms over 7 layers) less the kernel above",
+      "MLA append + absorb + up-projection per layer, the attend part less the kernel above: "
+      "0.96 us + 9.05 us per extra sequence to B=8 (" + bd + " B=1, B=8); 103.5 us + 1.34 us "
+      "per sequence above (" + bd + " B=64, B=639)",
       "routing 34.8 us per MoE layer at B=1, +6.63 us per sequence to B=8 (" + bd +
           " B=1, B=8), at least 0.336 us per sequence (" + bd + " B=639)",
       "routed experts GEMV 2.40 TB/s + 27.2 us per MoE layer: " + bd +
@@ -179,7 +183,9 @@ EngineStep engine_step(const models::KimiLinearConfig& c, const EngineProfile& e
     const double kernel =
         part_seconds(cache, e.attend_bw, 0, 0,
                      static_cast<double>(attend_splits(e, batch, context)) * e.attend_split_s);
-    s.seconds[at(StepPart::kMlaAttend)] = mla * (kernel + B * e.attend_seq_s);
+    const double rest = gemv ? e.attend_rest_s + e.attend_step_s * (B - 1)
+                             : e.attend_layer_s + e.attend_seq_s * B;
+    s.seconds[at(StepPart::kMlaAttend)] = mla * (kernel + rest);
   }
   if (moe > 0) {
     const double small = e.route_s + e.route_step_s * static_cast<double>(

@@ -38,7 +38,9 @@ struct EngineProfile {
   double kda_update_bw = 0;            // its state bandwidth (read + written)
   double attend_bw = 0;                // MLA attend kernel: latent cache bytes/s
   double attend_split_s = 0;           // its fixed cost per split (a partial written, merged)
-  double attend_seq_s = 0;             // append + kv_b absorb + up-projection, per layer and seq
+  // The rest of the attend part (append, kv_b absorb, up-projection) per layer: at B <= 8
+  // attend_rest_s + attend_step_s (B - 1), above it attend_layer_s + attend_seq_s B.
+  double attend_rest_s = 0, attend_step_s = 0, attend_layer_s = 0, attend_seq_s = 0;
   double route_s = 0;                  // router per MoE layer at B=1
   double route_step_s = 0;             // added per extra sequence up to gemv_max_batch
   double route_seq_s = 0;              // per sequence at large batch (the larger bound wins)

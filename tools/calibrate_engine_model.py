@@ -30,15 +30,20 @@ P["gemv_kernel_s"] = rest / kern * 1e-3
 # Each extra sequence of a GEMV batch costs alpha of its B=1 time (summed over the GEMM parts).
 s1 = sum(t(1, p) for p in gemm); s8 = sum(t(8, p) for p in gemm)
 P["gemv_alpha"] = (s8 / s1 - 1) / 7
-# Tensor-core path (b > 8): the head at B=64 sets the bandwidth, each part's latency per layer
-# from B=64, each part's rate from B=639 (FLOPs = 2 b params = b * weight bytes).
+# Tensor-core path (b > 8): the head at B=64 sets the bandwidth. Each part's rate and latency per
+# layer from B=64 and B=639: compute-bound at both when that solves with the B=64 compute above
+# its memory time, else memory-bound at B=64 (latency) and compute-bound at B=639 (rate).
+# FLOPs = 2 b params = b * weight bytes (the B=1 bytes; the head's B=1 logits are 0.1% of them).
 P["tc_bw"] = by(64, "lm_head") / t(64, "lm_head") * 1e3
 for p, (n, kk) in gemm.items():
-    mem = by(64, p) / P["tc_bw"] * 1e3
-    lat = max(0.0, t(64, p) - mem) / n
-    P[f"tc_lat_ms[{p}]"] = lat
-    # weight bytes: the B=1 bytes (the head's B=1 logits are 0.1% of them)
-    P[f"tc_rate[{p}]"] = 639 * by(1, p) / ((t(639, p) - n * lat) * 1e-3)
+    w = by(1, p)
+    rate = 575 * w / ((t(639, p) - t(64, p)) * 1e-3)
+    lat = (t(64, p) * 1e-3 - 64 * w / rate) / n
+    if lat < 0 or 64 * w / rate < by(64, p) / P["tc_bw"]:
+        lat = max(0.0, t(64, p) * 1e-3 - by(64, p) / P["tc_bw"]) / n
+        rate = 639 * w / (t(639, p) * 1e-3 - n * lat)
+    P[f"tc_layer_s[{p}]"] = lat
+    P[f"tc_rate[{p}]"] = rate
 # KDA update: latency per layer (B=1), state bandwidth (B=639).
 P["kda_update_layer_s"] = t(1, "kda.update") / nK * 1e-3
 P["kda_update_bw"] = by(639, "kda.update") / t(639, "kda.update") * 1e3
@@ -48,13 +53,20 @@ a2, n2, b2 = 1.402e-3, 5, 2415.9e6     # B=64 32K: 5 splits
 x = (a2 * n1 - a1 * n2) / (b2 * n1 - b1 * n2)  # s per byte
 P["attend_bw"] = 1 / x
 P["attend_split_s"] = (a1 - b1 * x) / n1
-# The rest of the attend part per layer (append, kv_b absorb and up-projection), per sequence,
-# from the breakdown at B=64 less the kernel above (at B=1 it is ~1 us of 123).
+# The rest of the attend part per layer (append, kv_b absorb and up-projection): a + s b through
+# the breakdown at B=64 and B=639 less the kernel above.
 def kernel_s(b, n):
     splits = min(math.ceil(264 / b), math.ceil((n + 1) / 32))
     return splits * P["attend_split_s"] + b * (n + 1) * 1152 / P["attend_bw"]
 o64 = t(64, "mla.attend") * 1e-3 / nM - kernel_s(64, 4096)
-P["attend_seq_s"] = o64 / 64
+o639 = t(639, "mla.attend") * 1e-3 / nM - kernel_s(639, 4096)
+P["attend_seq_s"] = (o639 - o64) / 575
+P["attend_layer_s"] = o64 - 64 * P["attend_seq_s"]
+# Up to B=8 (GEMV absorb) the rest grows from ~0 at B=1 by a step per extra sequence (B=8).
+o1 = t(1, "mla.attend") * 1e-3 / nM - kernel_s(1, 4096)
+o8 = t(8, "mla.attend") * 1e-3 / nM - kernel_s(8, 4096)
+P["attend_rest_b1_s"] = o1
+P["attend_step_s"] = (o8 - o1) / 7
 # Routing per MoE layer: B=1, the step to B=8, per sequence at B=639.
 P["route_s"] = t(1, "moe.route") / nMoE * 1e-3
 P["route_step_s"] = (t(8, "moe.route") - t(1, "moe.route")) / 7 / nMoE * 1e-3
