@@ -82,16 +82,22 @@ EngineProfile h200_engine() {
       "TC (B > 8) 4.01 TB/s: lm_head at " + bd + " B=64 (797 MB in 0.199 ms)",
       "TC latency per layer 24.3/9.7/6.6/8.4/15.8/0 us and rate 75/739/695/829/590/725 TFLOP/s "
       "(kda.proj/kda.o_proj/mla.proj/mla.o_proj/ffn/head; 2 FLOPs per weight and sequence): "
-      "kda.proj compute-bound through " + bd + " B=64 and B=639; the others memory-bound at "
-      "B=64 (latency = time less bytes at 4.01 TB/s) and compute-bound at B=639 (rate)",
-      "KDA update 38.6 us per layer: " + bd + " B=1 (0.772 ms over 20 layers); 1.43 TB/s of state: " +
-          bd + " B=639 (57.4 GB in 40.1 ms)",
+      "kda.proj compute-bound through " +
+          bd +
+          " B=64 and B=639; the others memory-bound at "
+          "B=64 (latency = time less bytes at 4.01 TB/s) and compute-bound at B=639 (rate)",
+      "KDA update 38.6 us per layer: " + bd +
+          " B=1 (0.772 ms over 20 layers); 1.43 TB/s of state: " + bd +
+          " B=639 (57.4 GB in 40.1 ms)",
       "MLA attend 1.73 TB/s of latent + 0.925 us per split: through the microbenchmark's B=1 1M "
       "(264 splits, 1208 MB, 0.943 ms) and B=64 32K (5 splits, 2416 MB, 1.402 ms); splits = "
       "min(ceil(264 / B), ceil(tokens / 32)) as the engine picks them",
       "MLA append + absorb + up-projection per layer, the attend part less the kernel above: "
-      "0.96 us + 9.05 us per extra sequence to B=8 (" + bd + " B=1, B=8); 103.5 us + 1.34 us "
-      "per sequence above (" + bd + " B=64, B=639)",
+      "0.96 us + 9.05 us per extra sequence to B=8 (" +
+          bd +
+          " B=1, B=8); 103.5 us + 1.34 us "
+          "per sequence above (" +
+          bd + " B=64, B=639)",
       "routing 34.8 us per MoE layer at B=1, +6.63 us per sequence to B=8 (" + bd +
           " B=1, B=8), at least 0.336 us per sequence (" + bd + " B=639)",
       "routed experts GEMV 2.40 TB/s + 27.2 us per MoE layer: " + bd +
@@ -175,21 +181,21 @@ EngineStep engine_step(const models::KimiLinearConfig& c, const EngineProfile& e
   s.seconds[at(StepPart::kEmbed)] = e.embed_s;
   s.seconds[at(StepPart::kNorm)] = (2 * layers + 1) * e.norm_s;
   if (kda > 0)
-    s.seconds[at(StepPart::kKdaUpdate)] = std::max(
-        s.bytes[at(StepPart::kKdaUpdate)] / e.kda_update_bw, kda * e.kda_update_layer_s);
+    s.seconds[at(StepPart::kKdaUpdate)] =
+        std::max(s.bytes[at(StepPart::kKdaUpdate)] / e.kda_update_bw, kda * e.kda_update_layer_s);
   if (mla > 0) {
     const double cache = B * static_cast<double>(context + 1) *
                          static_cast<double>((c.kv_lora_rank + c.qk_rope_head_dim) * 2);
     const double kernel =
         part_seconds(cache, e.attend_bw, 0, 0,
                      static_cast<double>(attend_splits(e, batch, context)) * e.attend_split_s);
-    const double rest = gemv ? e.attend_rest_s + e.attend_step_s * (B - 1)
-                             : e.attend_layer_s + e.attend_seq_s * B;
+    const double rest =
+        gemv ? e.attend_rest_s + e.attend_step_s * (B - 1) : e.attend_layer_s + e.attend_seq_s * B;
     s.seconds[at(StepPart::kMlaAttend)] = mla * (kernel + rest);
   }
   if (moe > 0) {
-    const double small = e.route_s + e.route_step_s * static_cast<double>(
-                                                          std::min(batch, e.gemv_max_batch) - 1);
+    const double small =
+        e.route_s + e.route_step_s * static_cast<double>(std::min(batch, e.gemv_max_batch) - 1);
     s.seconds[at(StepPart::kRoute)] = moe * std::max(small, B * e.route_seq_s);
     const double expert_bytes = 2.0 * static_cast<double>(layer_params(c).expert);
     const double flops = B * static_cast<double>(c.num_experts_per_token) * moe * expert_bytes;

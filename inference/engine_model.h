@@ -26,30 +26,30 @@ double part_seconds(double bytes, double bandwidth, double flops, double rate, d
 struct EngineProfile {
   std::string gpu;
   int64_t gemv_max_batch = 8;
-  int64_t sms = 0;                     // the engine's attend splits: min(2 SMs / B, tokens / 32)
-  double gemv_bw = 0;                  // bytes/s of a GEMV kernel's weight stream
-  double gemv_kernel_s = 0;            // fixed cost of one GEMV kernel
-  double gemv_alpha = 0;               // each extra sequence adds this share of the B=1 time
+  int64_t sms = 0;           // the engine's attend splits: min(2 SMs / B, tokens / 32)
+  double gemv_bw = 0;        // bytes/s of a GEMV kernel's weight stream
+  double gemv_kernel_s = 0;  // fixed cost of one GEMV kernel
+  double gemv_alpha = 0;     // each extra sequence adds this share of the B=1 time
   std::array<int, engine::kStepParts> gemv_kernels{};  // GEMV kernels per layer of each part
-  double tc_bw = 0;                    // bytes/s of the tensor-core path's weight stream
+  double tc_bw = 0;  // bytes/s of the tensor-core path's weight stream
   std::array<double, engine::kStepParts> tc_layer_s{};  // fixed cost per layer, TC path
   std::array<double, engine::kStepParts> tc_rate{};     // achieved FLOP/s, TC path
-  double kda_update_layer_s = 0;       // the fused KDA update's floor per layer
-  double kda_update_bw = 0;            // its state bandwidth (read + written)
-  double attend_bw = 0;                // MLA attend kernel: latent cache bytes/s
-  double attend_split_s = 0;           // its fixed cost per split (a partial written, merged)
+  double kda_update_layer_s = 0;                        // the fused KDA update's floor per layer
+  double kda_update_bw = 0;                             // its state bandwidth (read + written)
+  double attend_bw = 0;                                 // MLA attend kernel: latent cache bytes/s
+  double attend_split_s = 0;  // its fixed cost per split (a partial written, merged)
   // The rest of the attend part (append, kv_b absorb, up-projection) per layer: at B <= 8
   // attend_rest_s + attend_step_s (B - 1), above it attend_layer_s + attend_seq_s B.
   double attend_rest_s = 0, attend_step_s = 0, attend_layer_s = 0, attend_seq_s = 0;
-  double route_s = 0;                  // router per MoE layer at B=1
-  double route_step_s = 0;             // added per extra sequence up to gemv_max_batch
-  double route_seq_s = 0;              // per sequence at large batch (the larger bound wins)
+  double route_s = 0;       // router per MoE layer at B=1
+  double route_step_s = 0;  // added per extra sequence up to gemv_max_batch
+  double route_seq_s = 0;   // per sequence at large batch (the larger bound wins)
   double experts_gemv_bw = 0, experts_tc_bw = 0;  // routed experts' weight stream
   double experts_layer_s = 0;                     // fixed cost per MoE layer
   double experts_tc_rate = 0;                     // achieved FLOP/s above gemv_max_batch
   double norm_s = 0;                              // one RMSNorm
   double embed_s = 0;                             // the embedding gather, per step
-  double graph_gain_layer_s = 0;  // launch gaps per layer the captured graph removes
+  double graph_gain_layer_s = 0;     // launch gaps per layer the captured graph removes
   std::vector<std::string> sources;  // one line per number: value and its calibration row
 };
 

@@ -244,9 +244,8 @@ std::string engine_parts_csv(const models::KimiLinearConfig& hybrid,
     const EngineStep st = engine_step(model_config(hybrid, p.model), e, p.batch, p.context);
     for (int i = 0; i < engine::kStepParts; ++i) {
       if (st.seconds[i] == 0) continue;  // a part the model has not (KDA in all-MLA)
-      s += fmt::format("{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(p.model),
-                       p.context, p.batch,
-                       engine::step_part_name(static_cast<engine::StepPart>(i)),
+      s += fmt::format("{},{},{},{},{:.4f},{:.0f},{:.1f},{:.4f}\n", model_name(p.model), p.context,
+                       p.batch, engine::step_part_name(static_cast<engine::StepPart>(i)),
                        1e3 * st.seconds[i], st.bytes[i], st.bytes[i] / st.seconds[i] / 1e9,
                        1e3 * st.total_s());
     }

@@ -276,6 +276,11 @@ const std::vector<BadArgs>& bad_args_table() {
       {{"eval", "{RUN}", "--data", "{TMP}/no_labels.safetensors"},
        "slice 'unscored': no scored labels"},
       {{"eval", "{RUN}", "--data", "{TMP}/good.safetensors", "--batch-size", "0"}, "--batch-size"},
+      // simulate --model
+      {{"simulate", "--preset", "kimi-linear-48b", "--model", "fast"},
+       "--model fast: unknown time model (known: roofline, engine)"},
+      {{"simulate", "--preset", "kimi-linear-48b", "--gpu", "h100", "--model", "engine"},
+       "no engine profile for GPU 'h100'"},
       // plot
       {{"plot"}, "runs"},
       {{"plot", "{TMP}/nope"}, "nope"},

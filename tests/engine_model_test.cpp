@@ -76,14 +76,20 @@ TEST(EngineModel, ReproducesItsCalibrationRows) {
     engine::StepPartMs ms;  // bench_breakdown.csv, in StepPart order
   };
   const Row rows[] = {
-      {1, 6.0207, {0.0103, 0.5293, 0.6843, 0.7720, 0.2828, 0.1233, 0.8614, 0.1022, 0.9054, 1.9337,
-                   0.5544, 0.2629}},
-      {8, 18.2888, {0.0129, 0.5116, 1.6664, 0.7635, 0.8467, 0.3496, 0.8168, 0.3003, 2.1116, 9.5658,
-                    1.5137, 0.7970}},
-      {64, 35.6668, {0.0146, 0.4997, 1.5134, 4.4341, 0.288, 0.100, 2.581, 0.092, 2.209, 24.200,
-                     0.549, 0.199}},
-      {639, 110.1871, {0.031, 0.555, 10.741, 40.077, 0.520, 0.246, 18.940, 0.161, 5.584, 32.926,
-                       0.962, 0.666}},
+      {1,
+       6.0207,
+       {0.0103, 0.5293, 0.6843, 0.7720, 0.2828, 0.1233, 0.8614, 0.1022, 0.9054, 1.9337, 0.5544,
+        0.2629}},
+      {8,
+       18.2888,
+       {0.0129, 0.5116, 1.6664, 0.7635, 0.8467, 0.3496, 0.8168, 0.3003, 2.1116, 9.5658, 1.5137,
+        0.7970}},
+      {64,
+       35.6668,
+       {0.0146, 0.4997, 1.5134, 4.4341, 0.288, 0.100, 2.581, 0.092, 2.209, 24.200, 0.549, 0.199}},
+      {639,
+       110.1871,
+       {0.031, 0.555, 10.741, 40.077, 0.520, 0.246, 18.940, 0.161, 5.584, 32.926, 0.962, 0.666}},
   };
   const EngineProfile e = engine_profile("h200");
   const models::KimiLinearConfig h = models::kimi_linear_48b();
@@ -110,8 +116,10 @@ TEST(EngineModel, SelectedByOptionAndRefusedWithoutAProfile) {
   EXPECT_EQ(parse_time_model("roofline"), TimeModel::kRoofline);
   EXPECT_EQ(parse_time_model("engine"), TimeModel::kEngine);
   for (const auto& [msg, names] :
-       {std::pair{message_of([] { parse_time_model("analytic"); }), std::string("--model analytic")},
-        std::pair{message_of([] { parse_time_model("analytic"); }), std::string("roofline, engine")},
+       {std::pair{message_of([] { parse_time_model("analytic"); }),
+                  std::string("--model analytic")},
+        std::pair{message_of([] { parse_time_model("analytic"); }),
+                  std::string("roofline, engine")},
         std::pair{message_of([] { engine_profile("h100"); }), std::string("'h100'")},
         std::pair{message_of([] { engine_profile("h100"); }), std::string("--model roofline")}}) {
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;

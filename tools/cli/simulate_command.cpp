@@ -135,14 +135,15 @@ void run_simulate(const SimulateArgs& a) {
   io::write_file_atomic(out + "/layers.csv", layers_csv(layers));
   io::write_file_atomic(out + "/ratios.csv", ratios_csv(ratios));
   io::write_file_atomic(out + "/report.txt", text);
-  if (o.engine) io::write_file_atomic(out + "/engine_parts.csv", engine_parts_csv(c, rows, *o.engine));
-  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}{2}\n", out,
-             o.engine ? fmt::format(", {}/engine_parts.csv", out) : std::string(),
+  if (o.engine)
+    io::write_file_atomic(out + "/engine_parts.csv", engine_parts_csv(c, rows, *o.engine));
+  fmt::print("\nwrote {0}/simulate.csv, {0}/layers.csv, {0}/ratios.csv, {0}/report.txt{1}{2}\n",
+             out, o.engine ? fmt::format(", {}/engine_parts.csv", out) : std::string(),
              a.explain ? "" : " (--explain prints where the paper's \"up to 6x\" comes from)");
-  if (!a.no_plot && plot(out + "/simulate.csv", out + "/simulate",
-                         fmt::format("Kimi-Linear decoding on one {} ({}; simulated, {} model{})",
-                                     g.name, source, time_model_name(tm),
-                                     measured.empty() ? "" : ", with measurements")))
+  if (!a.no_plot &&
+      plot(out + "/simulate.csv", out + "/simulate",
+           fmt::format("Kimi-Linear decoding on one {} ({}; simulated, {} model{})", g.name, source,
+                       time_model_name(tm), measured.empty() ? "" : ", with measurements")))
     fmt::print("wrote {0}/simulate.png and {0}/simulate.svg\n", out);
 }
 
