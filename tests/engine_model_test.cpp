@@ -6,9 +6,11 @@
 
 #include <functional>
 #include <numeric>
+#include <optional>
 
 #include "core/tensor/error.h"
 #include "inference/layer_costs.h"
+#include "inference/report.h"
 #include "inference/simulator.h"
 
 namespace kimi::inference {
@@ -125,6 +127,20 @@ TEST(EngineModel, SelectedByOptionAndRefusedWithoutAProfile) {
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     EXPECT_NE(msg.find(names), std::string::npos) << msg;
   }
+}
+
+TEST(EngineModel, FitSummaryCountsRowsWithinTheToleranceAndNamesTheOthers) {
+  auto row = [](int64_t batch, double predicted, std::optional<double> measured) {
+    Prediction p;
+    p.batch = batch, p.context = 4096, p.tpot_ms = predicted;
+    if (measured) p.measured = Measured{ModelKind::kHybrid, 4096, batch, {}, measured, {}};
+    return p;
+  };
+  EXPECT_EQ(fit_summary({row(1, 1.0, std::nullopt)}, 0.15), "");
+  const std::string s = fit_summary(
+      {row(1, 1.10, 1.0), row(8, 0.80, 1.0), row(64, 2.0, std::nullopt), row(9, 0.86, 1.0)}, 0.15);
+  EXPECT_EQ(s, "2 of 3 measured TPOTs within 15%; outside:\n  hybrid 4096 B=8: -20.0%\n") << s;
+  EXPECT_EQ(fit_summary({row(1, 1.0, 1.0)}, 0.15), "1 of 1 measured TPOTs within 15%\n");
 }
 
 }  // namespace
