@@ -62,6 +62,17 @@ int64_t typical_train_len(const RunConfig& cfg) {
 
 }  // namespace
 
+double scale_to_batch(double t_small, int64_t small_rows, double t_big, int64_t big_rows,
+                      int64_t batch) {
+  if (big_rows == small_rows)
+    return t_big * static_cast<double>(batch) / static_cast<double>(big_rows);
+  const double per_row =
+      std::max(0.0, (t_big - t_small) / static_cast<double>(big_rows - small_rows));
+  const double fixed = std::max(0.0, t_big - per_row * static_cast<double>(big_rows));
+  // Never below what the timed rows took: noise cannot make the batch cheaper than them.
+  return std::max(t_big, fixed + per_row * static_cast<double>(batch));
+}
+
 CostEstimate estimate_cpu_cost(const RunConfig& cfg, int64_t steps) {
   if (cfg.train.threads > 0) {
 #ifdef _OPENMP
@@ -97,17 +108,10 @@ CostEstimate estimate_cpu_cost(const RunConfig& cfg, int64_t steps) {
   };
   const PassTimes big = best_of_two(est.rows_timed);
   const PassTimes small = est.rows_timed > small_rows ? best_of_two(small_rows) : big;
-  const auto scaled = [&](double t_small, double t_big) {
-    if (est.rows_timed == small_rows)
-      return t_big * static_cast<double>(t.batch_size) / static_cast<double>(est.rows_timed);
-    const double per_row =
-        std::max(0.0, (t_big - t_small) / static_cast<double>(est.rows_timed - small_rows));
-    const double fixed = std::max(0.0, t_big - per_row * static_cast<double>(est.rows_timed));
-    // Never below what the timed rows took: noise cannot make the batch cheaper than them.
-    return std::max(t_big, fixed + per_row * static_cast<double>(t.batch_size));
-  };
   const PassTimes& pass = big;
-  est.step_s = scaled(small.forward + small.backward, big.forward + big.backward) + big.update;
+  est.step_s = scale_to_batch(small.forward + small.backward, small_rows,
+                              big.forward + big.backward, est.rows_timed, t.batch_size) +
+               big.update;
   // Evaluation is a forward pass per slice; taken per token from the training length (an
   // attention layer's cost grows faster than that with length: an underestimate there).
   const double forward_per_token = pass.forward / static_cast<double>(est.rows_timed * len);

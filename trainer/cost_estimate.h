@@ -29,6 +29,12 @@ struct CostEstimate {
 // when under a second) and fits a fixed + per-row cost, scaled to the batch.
 CostEstimate estimate_cpu_cost(const RunConfig& cfg, int64_t steps);
 
+// The fit estimate_cpu_cost scales its timings with: a pass of `small_rows` rows took t_small
+// and one of `big_rows` rows t_big; fixed + per-row cost through the two, evaluated at `batch`
+// rows, never below t_big (one row count alone: t_big scaled by batch / big_rows).
+double scale_to_batch(double t_small, int64_t small_rows, double t_big, int64_t big_rows,
+                      int64_t batch);
+
 // Overrides that make this config's task small enough for a CPU (the quickstart's model and
 // length: d_model 64, 2 x 32 heads, T=128, 1500 steps with an early stop at 99%).
 std::vector<std::string> cpu_sized_overrides(const RunConfig& cfg);
