@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tests/chunk_intra_reference.h"
+#include "tests/mma_emulation.h"
 
 namespace {
 
@@ -31,51 +32,11 @@ namespace mt = kimi::cuda::detail::chunk::mma_tiles;
 constexpr int kC = 64, kLdA = kC + 4, kWarps = 8;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-float bf16_round(float x) {  // round to nearest even, as cvt.rn.bf16 (inf stays inf)
-  if (std::isnan(x)) return x;
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+using kimi::test::mma_emu::bf16_round;
+using kimi::test::mma_emu::mma;
 
-// mma.sync m16n8k16 row.col: c[l] += A B, A (16 x 16) from a[l][4][2], B (16 x 8) from
-// b[l][2][2], with the PTX ISA's fragment layouts written out here, not taken from the header.
-void mma(float c[32][4], const float a[32][4][2], const float b[32][2][2]) {
-  float A[16][16], B[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    for (int hf = 0; hf < 2; ++hf) {
-      A[g][2 * t + hf] = a[l][0][hf];
-      A[g + 8][2 * t + hf] = a[l][1][hf];
-      A[g][8 + 2 * t + hf] = a[l][2][hf];
-      A[g + 8][8 + 2 * t + hf] = a[l][3][hf];
-      B[2 * t + hf][g] = b[l][0][hf];
-      B[8 + 2 * t + hf][g] = b[l][1][hf];
-    }
-  }
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    for (int e = 0; e < 4; ++e) {
-      const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
-      double acc = 0;
-      for (int k = 0; k < 16; ++k) acc += double(A[row][k]) * B[k][col];
-      c[l][e] += float(acc);
-    }
-  }
-}
-
-// ldmatrix .x4 .trans over a row-major tile (stride ld): lane l gives the row address of matrix
-// l / 8, row l % 8; lane l receives, of matrix i, the transposed matrix's row l / 4, columns
-// 2 (l % 4), +1.
 void ldsm4_trans(const float* tile, int ld, const mt::RowCol* addr, float out[32][4][2]) {
-  for (int l = 0; l < 32; ++l)
-    for (int i = 0; i < 4; ++i)
-      for (int hf = 0; hf < 2; ++hf) {
-        const mt::RowCol a = addr[8 * i + 2 * (l % 4) + hf];
-        out[l][i][hf] = tile[a.row * ld + a.col + l / 4];
-      }
+  kimi::test::mma_emu::ldsm4(tile, ld, addr, true, out);
 }
 
 struct In {

@@ -129,4 +129,13 @@ enum class ChunkBwdDhKernel { kEnv, kNew, kOld };
 void force_chunk_bwd_dh_kernel(ChunkBwdDhKernel k);
 bool chunk_bwd_dh_old();  // the choice in force now
 
+// B3 (the UT / WY backward) and B4 (the Gram backward): bf16 inputs run their per-chunk
+// products on bf16 mma.sync (core/cuda/delta_rule/bwd_mma.cuh), fp32 inputs and
+// KIMI_CUDA_BWD_WY_KERNEL=old / KIMI_CUDA_BWD_GRAM_KERNEL=old on WMMA TF32. Read once, at the
+// first backward; the force_* functions as for B1.
+void force_chunk_bwd_wy_kernel(ChunkBwdDhKernel k);
+void force_chunk_bwd_gram_kernel(ChunkBwdDhKernel k);
+bool chunk_bwd_wy_old();
+bool chunk_bwd_gram_old();
+
 }  // namespace kimi::cuda

@@ -8,11 +8,24 @@
 // scalar gates, by scalar_dg_kernel). The products are channel-separable: one block per
 // (chunk, batch*head, KS channels). Off-diagonal 16 x 16 blocks factor the decays at the row
 // block's first row r (exp(G_i - G_r) exp(G_r - G_j), both <= 1) and run on the tensor cores;
-// the diagonal blocks take each exp(G_i - G_j) directly.
+// the diagonal blocks take each exp(G_i - G_j) directly. With kMma (bf16 inputs, unless
+// KIMI_CUDA_BWD_GRAM_KERNEL=old) the off-diagonal products run on bf16 mma.sync (bwd_mma.cuh:
+// X1, X2 and the decayed q / k rows rounded to bf16, as the forward's intra kernel rounds its
+// operands; fp32 sums), else on WMMA TF32.
 #include <algorithm>
 
+#include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
+#include "core/cuda/delta_rule/kernel_choice.h"
 #include "core/cuda/runtime/check.h"
+
+namespace kimi::cuda {
+namespace {
+detail::KernelChoice g_gram_choice("KIMI_CUDA_BWD_GRAM_KERNEL");
+}  // namespace
+void force_chunk_bwd_gram_kernel(ChunkBwdDhKernel k) { g_gram_choice.force(k); }
+bool chunk_bwd_gram_old() { return g_gram_choice.old(); }
+}  // namespace kimi::cuda
 
 namespace kimi::cuda::detail::chunk_bwd {
 namespace {
@@ -24,7 +37,7 @@ namespace {
 // only with kPre: bf16 rows of whole vectors). Shared (floats): sQ, sK, sG, sdQ, sdK, sdG
 // (kC x ld), sX1, sX2 (kC x kLdA), sB (48 x ld: b o K, then the Z product), sAQ, sAK, sY1,
 // sY2 (16 x ld), sPart (kNT), sDel (KS).
-template <class Ti, int kD, int KS, bool kPre>
+template <class Ti, int kD, int KS, bool kPre, bool kMma>
 __global__ void __launch_bounds__(kNT, 1)
     gram_bwd_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
   static_assert(kNT % KS == 0, "one column per thread in the partials pass");
@@ -130,20 +143,39 @@ __global__ void __launch_bounds__(kNT, 1)
       // Y1, Y2 of block I (without the factor exp(G_i - G_r)) = X[I, :r] sB.
       for (int t = warp; t < 2 * nks; t += kNW) {
         const int which = t / nks, N = t % nks;
-        FragC acc;
-        wmma::fill_fragment(acc, 0.f);
-        mma_16x16<false, false>(acc, (which ? sX2 : sX1) + r * kLdA, kLdA, sB + N * kBS, ld, r);
-        wmma::store_matrix_sync((which ? sY2 : sY1) + N * kBS, acc, ld, wmma::mem_row_major);
+        const float* x = (which ? sX2 : sX1) + r * kLdA;
+        float* y = (which ? sY2 : sY1) + N * kBS;
+        if constexpr (kMma) {
+          float acc[2][4];
+          bwd_mma::zero_16x16(acc);
+          bwd_mma::mma_16x16_bf16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
+          bwd_mma::store_16x16(y, ld, acc);
+        } else {
+          FragC acc;
+          wmma::fill_fragment(acc, 0.f);
+          mma_16x16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
+          wmma::store_matrix_sync(y, acc, ld, wmma::mem_row_major);
+        }
       }
       __syncthreads();
       // Z rows j < r (without the factor exp(G_r - G_j)) = X1[I, :r]^T aQ + X2[I, :r]^T aK.
       for (int t = warp; t < I * nks; t += kNW) {
         const int J = t / nks, N = t % nks;
-        FragC acc;
-        wmma::fill_fragment(acc, 0.f);
-        mma_16x16<true, false>(acc, sX1 + r * kLdA + J * kBS, kLdA, sAQ + N * kBS, ld, kBS);
-        mma_16x16<true, false>(acc, sX2 + r * kLdA + J * kBS, kLdA, sAK + N * kBS, ld, kBS);
-        wmma::store_matrix_sync(sB + J * kBS * ld + N * kBS, acc, ld, wmma::mem_row_major);
+        const float *x1 = sX1 + r * kLdA + J * kBS, *x2 = sX2 + r * kLdA + J * kBS;
+        float* z = sB + J * kBS * ld + N * kBS;
+        if constexpr (kMma) {
+          float acc[2][4];
+          bwd_mma::zero_16x16(acc);
+          bwd_mma::mma_16x16_bf16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
+          bwd_mma::mma_16x16_bf16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
+          bwd_mma::store_16x16(z, ld, acc);
+        } else {
+          FragC acc;
+          wmma::fill_fragment(acc, 0.f);
+          mma_16x16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
+          mma_16x16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
+          wmma::store_matrix_sync(z, acc, ld, wmma::mem_row_major);
+        }
       }
       __syncthreads();
     }
@@ -197,15 +229,15 @@ __global__ void __launch_bounds__(kNT, 1)
   }
 }
 
-template <class Ti, int kD, bool kPre>
+template <class Ti, int kD, bool kPre, bool kMma>
 void launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                     cudaStream_t stream) {
   constexpr int KS = 64;
   const size_t smem =
       size_t(6 * kC * (KS + 4) + 2 * kC * kLdA + 7 * kBS * (KS + 4) + kNT + KS) * sizeof(float);
-  set_smem(gram_bwd_kernel<Ti, kD, KS, kPre>, smem);
+  set_smem(gram_bwd_kernel<Ti, kD, KS, kPre, kMma>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H), unsigned(detail::ceil_div(p.K, KS)));
-  gram_bwd_kernel<Ti, kD, KS, kPre><<<grid, kNT, smem, stream>>>(p, cd, bw);
+  gram_bwd_kernel<Ti, kD, KS, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -215,13 +247,20 @@ template <class Ti>
 void launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                      cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
-    if (use_prefetch(p)) {
-      if (cd.D == 64) return launch_gram_as<Ti, 64, true>(p, cd, bw, stream);
-      return launch_gram_as<Ti, 128, true>(p, cd, bw, stream);
+    const bool pre = use_prefetch(p);
+    if (!chunk_bwd_gram_old()) {
+      if (pre && cd.D == 64) return launch_gram_as<Ti, 64, true, true>(p, cd, bw, stream);
+      if (pre) return launch_gram_as<Ti, 128, true, true>(p, cd, bw, stream);
+      if (cd.D == 64) return launch_gram_as<Ti, 64, false, true>(p, cd, bw, stream);
+      return launch_gram_as<Ti, 128, false, true>(p, cd, bw, stream);
+    }
+    if (pre) {
+      if (cd.D == 64) return launch_gram_as<Ti, 64, true, false>(p, cd, bw, stream);
+      return launch_gram_as<Ti, 128, true, false>(p, cd, bw, stream);
     }
   }
-  if (cd.D == 64) return launch_gram_as<Ti, 64, false>(p, cd, bw, stream);
-  launch_gram_as<Ti, 128, false>(p, cd, bw, stream);
+  if (cd.D == 64) return launch_gram_as<Ti, 64, false, false>(p, cd, bw, stream);
+  launch_gram_as<Ti, 128, false, false>(p, cd, bw, stream);
 }
 
 template void launch_gram_bwd<float>(const Params<float>&, const ChunkDims&,

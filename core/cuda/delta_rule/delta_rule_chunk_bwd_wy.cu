@@ -3,11 +3,32 @@
 // as in core/cpu/delta_rule_chunk_bwd.cpp.
 #include <algorithm>
 
+#include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
+#include "core/cuda/delta_rule/kernel_choice.h"
 #include "core/cuda/runtime/check.h"
+
+namespace kimi::cuda {
+namespace {
+detail::KernelChoice g_wy_choice("KIMI_CUDA_BWD_WY_KERNEL");
+}  // namespace
+void force_chunk_bwd_wy_kernel(ChunkBwdDhKernel k) { g_wy_choice.force(k); }
+bool chunk_bwd_wy_old() { return g_wy_choice.old(); }
+}  // namespace kimi::cuda
 
 namespace kimi::cuda::detail::chunk_bwd {
 namespace {
+
+// B3's products: bf16 mma.sync with kMma, WMMA TF32 otherwise (same arguments as block_gemm).
+template <bool kMma, bool kAT, bool kBT>
+__device__ __forceinline__ void ut_gemm(float* C, int ldc, const float* A, int lda, const float* B,
+                                        int ldb, int M, int N, int kdim, float alpha,
+                                        bool accumulate) {
+  if constexpr (kMma)
+    bwd_mma::block_gemm_bf16<kAT, kBT>(C, ldc, A, lda, B, ldb, M, N, kdim, alpha, accumulate);
+  else
+    block_gemm<kAT, kBT>(C, ldc, A, lda, B, ldb, M, N, kdim, alpha, accumulate);
+}
 
 // B2, one block per (chunk, batch*head), V streamed in tiles of BV: with h = h_c, dh = dh_c,
 //   dGq = dO h^T, dW = -dV' h^T, dKd = V' dh^T (kC x kD), dA_qk = dO V'^T (lower 16 x 16
@@ -137,7 +158,11 @@ __device__ __forceinline__ void row_sums_add(float* acc, int n, F&& f) {
 // With kPre (bf16 rows of whole vectors) dV', v, U and W are loaded into registers at the
 // start, while A_kk and T are computed. Shared (floats): sK, sG, sX1, sX2 (kC x ldk), sAkk,
 // sA (later dA), sT (kC x kLdA), beta, dbeta.
-template <class Ti, int kD, bool kPre>
+// With kMma (bf16 inputs unless KIMI_CUDA_BWD_WY_KERNEL=old) the off-diagonal blocks of A_kk and
+// the four UT products run on bf16 mma.sync (operands rounded to bf16 as they are gathered:
+// decayed k rows, T, dV', U, dW, W, dR_U, dR_W; fp32 sums). The inverse T itself stays fp32 on
+// the CUDA cores (forward substitution: rounding A there would compound down the rows).
+template <class Ti, int kD, bool kPre, bool kMma>
 __global__ void __launch_bounds__(kNT, 1)
     ut_bwd_kernel(Params<Ti> p, ChunkDims cd, ChunkBuffers<Ti> fw, BwdBuffers<Ti> bw) {
   extern __shared__ __align__(128) float smem[];
@@ -209,10 +234,18 @@ __global__ void __launch_bounds__(kNT, 1)
     }
     __syncthreads();
     if (warp < I) {
-      FragC acc;
-      wmma::fill_fragment(acc, 0.f);
-      mma_16x16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk, kD);
-      wmma::store_matrix_sync(sAkk + r * kLdA + warp * kBS, acc, kLdA, wmma::mem_row_major);
+      if constexpr (kMma) {
+        float acc[2][4];
+        bwd_mma::zero_16x16(acc);
+        bwd_mma::mma_16x16_bf16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk,
+                                             kD);
+        bwd_mma::store_16x16(sAkk + r * kLdA + warp * kBS, kLdA, acc);
+      } else {
+        FragC acc;
+        wmma::fill_fragment(acc, 0.f);
+        mma_16x16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk, kD);
+        wmma::store_matrix_sync(sAkk + r * kLdA + warp * kBS, acc, kLdA, wmma::mem_row_major);
+      }
     }
   }
   __syncthreads();
@@ -233,7 +266,7 @@ __global__ void __launch_bounds__(kNT, 1)
   // dA = -dR_U U^T.
   load(pdv, bw.dVp, vspec);
   __syncthreads();
-  block_gemm<true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  ut_gemm<kMma, true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
   __syncthreads();
   load(pv, p.v, vspec);
   __syncthreads();
@@ -243,16 +276,16 @@ __global__ void __launch_bounds__(kNT, 1)
   __syncthreads();
   load(pu, fw.U, vspec);
   __syncthreads();
-  block_gemm<false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, false);
+  ut_gemm<kMma, false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, false);
   __syncthreads();
   // --- key side: dR_W = T^T dW (sX2); dA -= dR_W W^T; dbeta += rowsum(dR_W o Gk).
   load_rows<float, kC, kD>(sX1, ldk, bw.ws1, wspec);
   __syncthreads();
-  block_gemm<true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  ut_gemm<kMma, true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
   __syncthreads();
   load(pw, fw.W, kspec);
   __syncthreads();
-  block_gemm<false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, true);
+  ut_gemm<kMma, false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, true);
   row_sums_add(sDb, kD, [&](int i, int d) {
     return sX2[i * ldk + d] * sK[i * ldk + d] * __expf(sG[i * ldk + d]);
   });
@@ -285,13 +318,13 @@ void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-template <class Ti, int kD, bool kPre>
+template <class Ti, int kD, bool kPre, bool kMma>
 void launch_ut_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                   const BwdBuffers<Ti>& bw, cudaStream_t stream) {
   const size_t smem = size_t(4 * kC * (kD + 4) + 3 * kC * kLdA + 2 * kC) * sizeof(float);
-  set_smem(ut_bwd_kernel<Ti, kD, kPre>, smem);
+  set_smem(ut_bwd_kernel<Ti, kD, kPre, kMma>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
-  ut_bwd_kernel<Ti, kD, kPre><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
+  ut_bwd_kernel<Ti, kD, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -314,13 +347,20 @@ template <class Ti>
 void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                    const BwdBuffers<Ti>& bw, cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
-    if (use_prefetch(p)) {
-      if (cd.D == 64) return launch_ut_as<Ti, 64, true>(p, cd, fw, bw, stream);
-      return launch_ut_as<Ti, 128, true>(p, cd, fw, bw, stream);
+    const bool pre = use_prefetch(p);
+    if (!chunk_bwd_wy_old()) {
+      if (pre && cd.D == 64) return launch_ut_as<Ti, 64, true, true>(p, cd, fw, bw, stream);
+      if (pre) return launch_ut_as<Ti, 128, true, true>(p, cd, fw, bw, stream);
+      if (cd.D == 64) return launch_ut_as<Ti, 64, false, true>(p, cd, fw, bw, stream);
+      return launch_ut_as<Ti, 128, false, true>(p, cd, fw, bw, stream);
+    }
+    if (pre) {
+      if (cd.D == 64) return launch_ut_as<Ti, 64, true, false>(p, cd, fw, bw, stream);
+      return launch_ut_as<Ti, 128, true, false>(p, cd, fw, bw, stream);
     }
   }
-  if (cd.D == 64) return launch_ut_as<Ti, 64, false>(p, cd, fw, bw, stream);
-  launch_ut_as<Ti, 128, false>(p, cd, fw, bw, stream);
+  if (cd.D == 64) return launch_ut_as<Ti, 64, false, false>(p, cd, fw, bw, stream);
+  launch_ut_as<Ti, 128, false, false>(p, cd, fw, bw, stream);
 }
 
 #define KIMI_INSTANTIATE(Ti)                                                                    \
