@@ -5,11 +5,13 @@
 // flash-linear-attention and PyTorch beside `kimi-lab bench` in one run. Timing: CUDA events
 // around each call after warm-up, the median of the repeats. Also measures the device-to-device
 // copy ceiling first. Also the chunkwise gated linear recurrence (bench_linear, first).
-// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state] [--intra]
+// Usage: kimi_cuda_bench [--reps N] [--profile] [--linear] [--state] [--bwd-state] [--bwd-wy]
+// [--intra]
 // (--intra: the KDA intra kernels old and new with forward totals, bench_intra; --profile:
 // only the chunk forward at T = 8192, three calls, for ncu; --linear: only the linear recurrence
 // rows; --state: only the forward's state kernels side by side, bench_state; --bwd-state: the
-// chunk backward's stages with its F2 and B1 walks old and new, bench_bwd_state)
+// chunk backward's stages with its F2 and B1 walks old and new, bench_bwd_state; --bwd-wy: the
+// same stages with B3 / B4 on WMMA TF32 (old) or bf16 mma.sync (new), bench_bwd_wy_gram)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -266,6 +268,85 @@ void bench_bwd_state(int reps) {
   for (auto& e : evs) cudaEventDestroy(e);
 }
 
+// The chunk backward's stages (CUDA events, medians) with B3 (UT backward) and B4 (Gram
+// backward) on WMMA TF32 (force_chunk_bwd_{wy,gram}_kernel(kOld), as KIMI_CUDA_BWD_WY_KERNEL=old
+// / KIMI_CUDA_BWD_GRAM_KERNEL=old) or on bf16 mma.sync: rows old/old, new/old, old/new, new/new
+// (B3/B4; F2 and B1 as the environment picks), then B3 and B4 old and new side by side. KDA and
+// GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
+void bench_bwd_wy_gram(int reps) {
+  using T = __nv_bfloat16;
+  ChunkInputs in;
+  const int64_t H = in.H, K = in.K, V = in.V, NT = in.NT;
+  Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
+  Dev<T> gg(NT * H * K), gb(NT * H);
+  std::printf("\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; B3/B4 old or new)\n");
+  std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "B3/B4",
+              "bwd ms", "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
+  std::vector<cudaEvent_t> evs(7);
+  for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
+  kc::ChunkBwdEvents be{};
+  for (int i = 0; i < 7; ++i) be.e[i] = evs[i];
+  struct Row {
+    int gi;
+    int64_t seq;
+    double b3[2], b4[2], bwd[2];  // [old, new]
+  };
+  std::vector<Row> rows;
+  auto pick = [](bool is_new) {
+    return is_new ? kc::ChunkBwdDhKernel::kNew : kc::ChunkBwdDhKernel::kOld;
+  };
+  for (int gi = 0; gi < 2; ++gi)
+    for (int64_t seq : {2048, 8192, 32768}) {
+      Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}};
+      for (const char* variant : {"old/old", "new/old", "old/new", "new/new"}) {
+        const bool b3_new = std::strncmp(variant, "new", 3) == 0;
+        const bool b4_new = std::strcmp(variant + 4, "new") == 0;
+        kc::force_chunk_bwd_wy_kernel(pick(b3_new));
+        kc::force_chunk_bwd_gram_kernel(pick(b4_new));
+        const int64_t B = NT / seq;
+        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
+        auto step = [&](const kc::ChunkBwdEvents* e) {
+          kc::delta_rule_chunk_bwd<T>(d, in.dq.ptr(), in.dk.ptr(), in.dv.ptr(), in.gate(gi),
+                                      in.dbeta.ptr(), nullptr, dout.ptr(), nullptr, gq.ptr(),
+                                      gk.ptr(), gv.ptr(), gg.ptr(), gb.ptr(), nullptr, kc::stream(),
+                                      e);
+        };
+        for (int i = 0; i < 2; ++i) step(nullptr);
+        std::vector<double> bwd, st[6];
+        for (int i = 0; i < reps; ++i) {
+          step(&be);
+          KIMI_CUDA_CHECK(cudaEventSynchronize(evs[6]));
+          float m = 0;
+          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[6]));
+          bwd.push_back(m);
+          for (int k2 = 0; k2 < 6; ++k2) {
+            KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2], evs[k2 + 1]));
+            st[k2].push_back(m);
+          }
+        }
+        kc::force_chunk_bwd_wy_kernel(kc::ChunkBwdDhKernel::kEnv);
+        kc::force_chunk_bwd_gram_kernel(kc::ChunkBwdDhKernel::kEnv);
+        std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
+                    long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
+                    median(st[2]), median(st[3]), median(st[4]), median(st[5]));
+        if (b3_new == b4_new) {
+          row.b3[b3_new] = median(st[4]);
+          row.b4[b3_new] = median(st[5]);
+          row.bwd[b3_new] = median(bwd);
+        }
+      }
+      rows.push_back(row);
+    }
+  std::printf("\nB3 and B4 old vs new, same shape (ms)\n");
+  std::printf("%8s %6s | %7s %7s %6s | %7s %7s %6s | %8s %8s\n", "T", "gate", "B3 old", "B3 new",
+              "ratio", "B4 old", "B4 new", "ratio", "bwd old", "bwd new");
+  for (const Row& r : rows)
+    std::printf("%8ld %6s | %7.3f %7.3f %5.2fx | %7.3f %7.3f %5.2fx | %8.3f %8.3f\n",
+                long(r.seq), gate_names[r.gi], r.b3[0], r.b3[1], r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0,
+                r.b4[0], r.b4[1], r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.bwd[0], r.bwd[1]);
+  for (auto& e : evs) cudaEventDestroy(e);
+}
+
 void bench_chunk(int reps, bool profile) {
   using T = __nv_bfloat16;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
@@ -431,7 +512,7 @@ void bench_decode(int reps) {
 int main(int argc, char** argv) {
   int reps = 10;
   bool profile = false, linear_only = false, state_only = false, bwd_state_only = false,
-       intra_only = false;
+       intra_only = false, bwd_wy_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--profile") == 0) profile = true;
@@ -439,6 +520,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--state") == 0) state_only = true;
     if (std::strcmp(argv[i], "--bwd-state") == 0) bwd_state_only = true;
     if (std::strcmp(argv[i], "--intra") == 0) intra_only = true;
+    if (std::strcmp(argv[i], "--bwd-wy") == 0) bwd_wy_only = true;
   }
   if (!kc::device_present()) {
     std::printf("SKIP: no CUDA device present\n");
@@ -463,6 +545,10 @@ int main(int argc, char** argv) {
     }
     if (intra_only) {
       bench_intra(reps);
+      return 0;
+    }
+    if (bwd_wy_only) {
+      bench_bwd_wy_gram(reps);
       return 0;
     }
     bench_linear(reps);

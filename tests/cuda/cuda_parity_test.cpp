@@ -5,12 +5,14 @@
 // output, final state and gradient is compared by relative error per tensor; outputs are
 // poisoned with NaN before each run. Tolerances: fp32
 // kernels 1e-5 (outputs) / 1e-4 (gradients), TF32 chunk kernels 5e-3, bf16 2e-2 (golden/README).
-// Usage: kimi_cuda_tests [--quick] [--state] [--bwd-state] [--bwd-dh] [--intra] [GOLDEN_DIR]
+// Usage: kimi_cuda_tests [--quick] [--state] [--bwd-state] [--bwd-dh] [--bwd-wy] [--intra]
+// [GOLDEN_DIR]
 // (default:
 // .gpu/golden, then tests/golden). --quick leaves out the large cases (for runs under
 // compute-sanitizer); --state runs only the chunk forward's state-kernel cases
 // (state_kernel_cases), --bwd-state only the chunk backward's F2 cases (bwd_state_cases),
-// --bwd-dh only the chunk backward's B1 cases (bwd_dh_cases, cuda_parity_bwd_dh.cpp), --intra
+// --bwd-dh only the chunk backward's B1 cases (bwd_dh_cases, cuda_parity_bwd_dh.cpp), --bwd-wy
+// (or --bwd-gram) only its B3 / B4 cases (bwd_wy_gram_cases, cuda_parity_bwd_wy_gram.cpp), --intra
 // only the KDA intra-kernel cases (intra_kernel_cases, cuda_parity_intra.cpp). Exit status
 // 0 when every check passes or no GPU is present (then it says it skipped).
 #include <cstdio>
@@ -259,7 +261,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   bool quick = false, state_only = false, bwd_state_only = false, intra_only = false,
-       bwd_dh_only = false;
+       bwd_dh_only = false, bwd_wy_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
@@ -272,6 +274,8 @@ int main(int argc, char** argv) {
       intra_only = true;
     else if (std::string(argv[i]) == "--bwd-dh")
       bwd_dh_only = true;
+    else if (std::string(argv[i]) == "--bwd-wy" || std::string(argv[i]) == "--bwd-gram")
+      bwd_wy_only = true;
     else
       golden = argv[i];
   }
@@ -294,9 +298,10 @@ int main(int argc, char** argv) {
       {"bwd state", [&] { bwd_state_cases(rep, quick); }},
       {"intra", [&] { intra_kernel_cases(rep, quick); }},
       {"bwd dh", [&] { bwd_dh_cases(rep, quick); }},
+      {"bwd wy/gram", [&] { bwd_wy_gram_cases(rep, quick); }},
   };
   for (const auto& [name, fn] : groups) {
-    if (state_only || bwd_state_only || intra_only || bwd_dh_only) break;
+    if (state_only || bwd_state_only || intra_only || bwd_dh_only || bwd_wy_only) break;
     try {
       fn();
     } catch (const std::exception& e) {
@@ -334,6 +339,14 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL bwd dh: exception: %s\n", e.what());
+    }
+  }
+  if (bwd_wy_only) {
+    try {
+      bwd_wy_gram_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL bwd wy/gram: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);
