@@ -94,6 +94,10 @@ std::vector<float> random_tile(int rows, int ld, std::mt19937& rng) {
 template <bool kAT, bool kBT>
 double gemm_error(int M, int N, int kdim, int lda, int ldb, int ldc, float alpha, bool accumulate,
                   Slip slip, uint32_t seed) {
+  if (lda < (kAT ? M : kdim) || ldb < (kBT ? kdim : N) || ldc < N) {
+    ADD_FAILURE() << "a stride shorter than its tile's rows";
+    return std::numeric_limits<double>::infinity();
+  }
   std::mt19937 rng(seed);
   const auto A = random_tile(kAT ? kdim : M, lda, rng), B = random_tile(kBT ? N : kdim, ldb, rng);
   const auto C0 = random_tile(M, ldc, rng);
@@ -132,11 +136,14 @@ constexpr double kTol = 1e-5;  // fp32 sums of exact bf16 products (kdim <= 128)
 TEST(BwdMmaTiles, UtProducts) {
   for (int kD : {128, 64}) {
     const int ldk = kD + 4, ldA = 68;
-    EXPECT_LT((gemm_error<true, false>(64, kD, 64, ldA, ldk, ldk, 1.f, false, Slip::kNone, 1)), kTol)
+    EXPECT_LT((gemm_error<true, false>(64, kD, 64, ldA, ldk, ldk, 1.f, false, Slip::kNone, 1)),
+              kTol)
         << "T^T X, kD " << kD;
-    EXPECT_LT((gemm_error<false, true>(64, 64, kD, ldA, ldk, ldA, -1.f, false, Slip::kNone, 2)), kTol)
+    EXPECT_LT((gemm_error<false, true>(64, 64, kD, ldk, ldk, ldA, -1.f, false, Slip::kNone, 2)),
+              kTol)
         << "-dR U^T, kD " << kD;
-    EXPECT_LT((gemm_error<false, true>(64, 64, kD, ldk, ldk, ldA, -1.f, true, Slip::kNone, 3)), kTol)
+    EXPECT_LT((gemm_error<false, true>(64, 64, kD, ldk, ldk, ldA, -1.f, true, Slip::kNone, 3)),
+              kTol)
         << "dA -= dR W^T, kD " << kD;
   }
 }
@@ -166,13 +173,15 @@ TEST(BwdMmaTiles, GramProducts) {
     for (int i = 0; i < 16; ++i)
       for (int j = 0; j < 64; ++j) {
         double s = 0;
-        for (int k = 0; k < r; ++k) s += double(bf16_round(X[(r + i) * ldA + k])) * bf16_round(sB[k * ld + j]);
+        for (int k = 0; k < r; ++k)
+          s += double(bf16_round(X[(r + i) * ldA + k])) * bf16_round(sB[k * ld + j]);
         ey = std::isnan(Y[i * ld + j]) ? kInf : std::max(ey, std::abs(Y[i * ld + j] - s));
       }
     for (int m = 0; m < r; ++m)
       for (int j = 0; j < 64; ++j) {
         double s = 0;
-        for (int k = 0; k < 16; ++k) s += double(bf16_round(X[(r + k) * ldA + m])) * bf16_round(sB[k * ld + j]);
+        for (int k = 0; k < 16; ++k)
+          s += double(bf16_round(X[(r + k) * ldA + m])) * bf16_round(sB[k * ld + j]);
         ez = std::isnan(Z[m * ld + j]) ? kInf : std::max(ez, std::abs(Z[m * ld + j] - s));
       }
     EXPECT_LT(ey, 1e-4) << "Y, r " << r;  // |Y| <= r: absolute (inf: an element left unwritten)
@@ -185,8 +194,9 @@ TEST(BwdMmaTiles, GramProducts) {
 TEST(BwdMmaTiles, SlipsAreCaught) {
   EXPECT_GT((gemm_error<true, false>(64, 128, 64, 68, 132, 132, 1.f, false, Slip::kCTransposed, 6)),
             5e-2);
-  EXPECT_GT((gemm_error<false, true>(64, 64, 128, 68, 132, 68, 1.f, false, Slip::kBHalfSwapped, 7)),
-            5e-2);
+  EXPECT_GT(
+      (gemm_error<false, true>(64, 64, 128, 132, 132, 68, 1.f, false, Slip::kBHalfSwapped, 7)),
+      5e-2);
 }
 
 }  // namespace

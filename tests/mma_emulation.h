@@ -1,8 +1,9 @@
 // ldmatrix .x4 and mma.sync m16n8k16 (bf16 in, fp32 accumulate) emulated on the host as the PTX
 // ISA defines their fragments ("warp-level matrix fragments"), for the host checks of the
 // tensor-core kernels' index arithmetic (tests/state_mma_tiles_test.cpp,
-// tests/bwd_dh_mma_tiles_test.cpp, tests/intra_mma_tiles_test.cpp, tests/bwd_mma_tiles_test.cpp). Tiles are floats holding bf16 values; a lane's registers
-// are float pairs ([0] = the low half = the lower index).
+// tests/bwd_dh_mma_tiles_test.cpp, tests/intra_mma_tiles_test.cpp, tests/bwd_mma_tiles_test.cpp).
+// Tiles are floats holding bf16 values; a lane's registers are float pairs ([0] = the low half =
+// the lower index).
 #pragma once
 
 #include <cmath>
@@ -16,7 +17,7 @@ namespace kimi::test::mma_emu {
 namespace mt = kimi::cuda::detail::chunk::mma_tiles;
 
 inline float bf16_round(float x) {  // round to nearest even, as cvt.rn.bf16 (inf stays inf)
-  if (std::isnan(x)) return x;       // poisoned tiles (NaN rows) must stay NaN
+  if (std::isnan(x)) return x;      // poisoned tiles (NaN rows) must stay NaN
   uint32_t u;
   std::memcpy(&u, &x, 4);
   u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;

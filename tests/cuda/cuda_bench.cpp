@@ -279,7 +279,8 @@ void bench_bwd_wy_gram(int reps) {
   const int64_t H = in.H, K = in.K, V = in.V, NT = in.NT;
   Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
   Dev<T> gg(NT * H * K), gb(NT * H);
-  std::printf("\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; B3/B4 old or new)\n");
+  std::printf(
+      "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; B3/B4 old or new)\n");
   std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "B3/B4",
               "bwd ms", "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
   std::vector<cudaEvent_t> evs(7);
@@ -341,9 +342,9 @@ void bench_bwd_wy_gram(int reps) {
   std::printf("%8s %6s | %7s %7s %6s | %7s %7s %6s | %8s %8s\n", "T", "gate", "B3 old", "B3 new",
               "ratio", "B4 old", "B4 new", "ratio", "bwd old", "bwd new");
   for (const Row& r : rows)
-    std::printf("%8ld %6s | %7.3f %7.3f %5.2fx | %7.3f %7.3f %5.2fx | %8.3f %8.3f\n",
-                long(r.seq), gate_names[r.gi], r.b3[0], r.b3[1], r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0,
-                r.b4[0], r.b4[1], r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.bwd[0], r.bwd[1]);
+    std::printf("%8ld %6s | %7.3f %7.3f %5.2fx | %7.3f %7.3f %5.2fx | %8.3f %8.3f\n", long(r.seq),
+                gate_names[r.gi], r.b3[0], r.b3[1], r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0, r.b4[0],
+                r.b4[1], r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.bwd[0], r.bwd[1]);
   for (auto& e : evs) cudaEventDestroy(e);
 }
 

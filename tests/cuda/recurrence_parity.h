@@ -159,7 +159,7 @@ inline std::string dims_str(const RecurrenceDims& d) {
 void random_cases(Report& rep, bool quick);
 void intra_kernel_cases(Report& rep, bool quick);  // cuda_parity_intra.cpp
 void bwd_dh_cases(Report& rep, bool quick);        // cuda_parity_bwd_dh.cpp
-void bwd_wy_gram_cases(Report& rep, bool quick);  // cuda_parity_bwd_wy_gram.cpp
+void bwd_wy_gram_cases(Report& rep, bool quick);   // cuda_parity_bwd_wy_gram.cpp
 void golden_cases(Report& rep, const std::string& dir);
 void decode_cases(Report& rep);
 void memory_cases(Report& rep);

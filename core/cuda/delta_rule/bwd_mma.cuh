@@ -26,8 +26,9 @@ __device__ __forceinline__ void mma_16x16_bf16(float (&acc)[2][4], const float* 
     bwd_mma_tiles::gather_a<kAT>(a, lda, k0, lane, fa);
     bwd_mma_tiles::gather_b<kBT>(b, ldb, k0, 0, lane, fb[0]);
     bwd_mma_tiles::gather_b<kBT>(b, ldb, k0, 8, lane, fb[1]);
-    const uint32_t ua[4] = {attn::pack_bf16(fa[0][0], fa[0][1]), attn::pack_bf16(fa[1][0], fa[1][1]),
-                            attn::pack_bf16(fa[2][0], fa[2][1]), attn::pack_bf16(fa[3][0], fa[3][1])};
+    const uint32_t ua[4] = {
+        attn::pack_bf16(fa[0][0], fa[0][1]), attn::pack_bf16(fa[1][0], fa[1][1]),
+        attn::pack_bf16(fa[2][0], fa[2][1]), attn::pack_bf16(fa[3][0], fa[3][1])};
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
       attn::mma_bf16(acc[nt], ua, attn::pack_bf16(fb[nt][0][0], fb[nt][0][1]),

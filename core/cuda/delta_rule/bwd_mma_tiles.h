@@ -22,9 +22,13 @@ KIMI_MMA_HD RowCol a_elem(int lane, int r, int h) {
   return {(lane >> 2) + 8 * (r & 1), 2 * (lane & 3) + h + 8 * (r >> 1)};
 }
 // (k, n) inside the 16 x 8 B tile.
-KIMI_MMA_HD RowCol b_elem(int lane, int r, int h) { return {2 * (lane & 3) + h + 8 * r, lane >> 2}; }
+KIMI_MMA_HD RowCol b_elem(int lane, int r, int h) {
+  return {2 * (lane & 3) + h + 8 * r, lane >> 2};
+}
 // (row, column) inside the 16 x 8 C tile.
-KIMI_MMA_HD RowCol c_elem(int lane, int e) { return {(lane >> 2) + 8 * (e >> 1), 2 * (lane & 3) + (e & 1)}; }
+KIMI_MMA_HD RowCol c_elem(int lane, int e) {
+  return {(lane >> 2) + 8 * (e >> 1), 2 * (lane & 3) + (e & 1)};
+}
 
 // The A fragment of k-step k0 of op(A) (16 rows from a): op(A) = A stored row-major (16 x kdim,
 // stride lda) or, with kAT, A^T for A stored kdim x 16 (stride lda).
