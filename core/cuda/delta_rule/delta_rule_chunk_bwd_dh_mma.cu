@@ -112,31 +112,12 @@ __global__ void __launch_bounds__(32 * kNW, 1)
     float* sA = reinterpret_cast<float*>(base + Lay::kA);
     float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
     const int t0 = c * kC, L = min(kC, p.T - t0);
-    constexpr int kVK = kD / 8;
-    for (int e = tid; e < kC * kVK; e += Lay::kThreads) {
-      const int i = e / kVK, col = (e % kVK) * 8;
-      const bool ok = i < L && col < p.K;
-      const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
-      cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
-      cp16_or_zero(sKd + i * ldk + col, in.Kd + g, ok);
-      cp16_or_zero(sW + i * ldk + col, in.W + g, ok);
-    }
-    constexpr int kVU = BV / 8;
-    for (int e = tid; e < kC * kVU; e += Lay::kThreads) {
-      const int i = e / kVU, col = (e % kVU) * 8;
-      const bool ok = i < L && v0 + col < p.V;
-      const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
-      cp16_or_zero(sDo + i * ldu + col, io.do_ + g, ok);
-    }
-    // Rows of A_qk past the sequence are not written by the intra kernel: zeros instead.
-    const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
-    for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
-      const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
-      cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
-    }
-    const float* eg = in.EgL + (int64_t(bh) * cd.NC + c) * p.K;
-    for (int e = tid; e < kD / 4; e += Lay::kThreads)
-      cp16_or_zero(sEg + 4 * e, eg + (4 * e < p.K ? 4 * e : 0), 4 * e < p.K);
+    bf16* const dst[3] = {sGq, sKd, sW};
+    const bf16* const src[3] = {in.Gq, in.Kd, in.W};
+    stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    stage_v_rows<BV, Lay::kThreads>(sDo, io.do_, ldu, p, b, h, t0, L, v0, tid);
+    stage_aqk<Lay::kThreads>(sA, lda, in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC, L, tid);
+    stage_egl<kD, Lay::kThreads>(sEg, in.EgL + (int64_t(bh) * cd.NC + c) * p.K, p.K, tid);
   };
 
   // dS^T: n-tile j holds rows v = vw + c_elem.row, columns k = 8 j + c_elem.col.

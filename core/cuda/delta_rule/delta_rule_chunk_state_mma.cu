@@ -90,32 +90,19 @@ __global__ void __launch_bounds__(32 * kNW, 1)
     float* sA = reinterpret_cast<float*>(base + Lay::kA);
     float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
     const int t0 = c * kC, L = min(kC, p.T - t0);
-    constexpr int kVK = kD / 8;  // 16-byte vectors per row of W / Kd / Gq
-    for (int e = tid; e < kC * kVK; e += Lay::kThreads) {
-      const int i = e / kVK, col = (e % kVK) * 8;
-      const bool ok = i < L && col < p.K;
-      const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
-      cp16_or_zero(sW + i * ldk + col, in.W + g, ok);
-      cp16_or_zero(sKd + i * ldk + col, in.Kd + g, ok);
-      if constexpr (!kStore) cp16_or_zero(sGq + i * ldk + col, in.Gq + g, ok);
+    if constexpr (kStore) {
+      bf16* const dst[2] = {sW, sKd};
+      const bf16* const src[2] = {in.W, in.Kd};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    } else {
+      bf16* const dst[3] = {sW, sKd, sGq};
+      const bf16* const src[3] = {in.W, in.Kd, in.Gq};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
     }
-    constexpr int kVU = BV / 8;
-    for (int e = tid; e < kC * kVU; e += Lay::kThreads) {
-      const int i = e / kVU, col = (e % kVU) * 8;
-      const bool ok = i < L && v0 + col < p.V;
-      const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
-      cp16_or_zero(sU + i * ldu + col, in.U + g, ok);
-    }
-    if constexpr (!kStore) {
-      const float* a = in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC;
-      for (int e = tid; e < kC * kC / 4; e += Lay::kThreads) {
-        const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
-        cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
-      }
-    }
-    const float* eg = in.EgL + (int64_t(bh) * cd.NC + c) * p.K;
-    for (int e = tid; e < kD / 4; e += Lay::kThreads)
-      cp16_or_zero(sEg + 4 * e, eg + (4 * e < p.K ? 4 * e : 0), 4 * e < p.K);
+    stage_v_rows<BV, Lay::kThreads>(sU, in.U, ldu, p, b, h, t0, L, v0, tid);
+    if constexpr (!kStore)
+      stage_aqk<Lay::kThreads>(sA, lda, in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC, L, tid);
+    stage_egl<kD, Lay::kThreads>(sEg, in.EgL + (int64_t(bh) * cd.NC + c) * p.K, p.K, tid);
   };
 
   // S^T: n-tile j holds rows v = vw + c_elem.row, columns k = 8 j + c_elem.col.

@@ -1,6 +1,7 @@
-// Warp-level pieces shared by the tensor-core state walks of the chunkwise delta rule (not a
-// public API): the forward state kernel and the backward's F2 stage
-// (delta_rule_chunk_state_mma.cu) and the backward's B1 dh walk (delta_rule_chunk_bwd_dh_mma.cu).
+// Pieces shared by the tensor-core state walks of the chunkwise delta rule (not a public API):
+// the cp.async operand stages and warp-level fragment helpers of the forward state kernel and the
+// backward's F2 stage (delta_rule_chunk_state_mma.cu) and of the backward's B1 dh walk
+// (delta_rule_chunk_bwd_dh_mma.cu).
 // A warp owns 16 columns of V and holds a transposed K x 16 state (S^T or dS^T) as mma.sync
 // m16n8k16 C fragments; the index arithmetic lives in state_mma_tiles.h (checked on the host).
 #pragma once
@@ -26,6 +27,53 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 // Waits until at most one committed group (the chunk being prefetched) is still in flight.
 __device__ __forceinline__ void cp_wait_all_but_one() {
   asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+// The operand stages of the state walks (forward / F2 and B1), filled by every thread of the
+// block (tid of kThreads) with 16-byte cp.async; whatever lies past the chunk's L rows, K or V is
+// zero-filled, so padded tiles contribute exact zeros.
+// Chunk rows [t0, t0 + L) of kN [B,T,H,K] bf16 tensors into tiles of kC x kD (row stride ldk).
+template <int kD, int kThreads, int kN>
+__device__ __forceinline__ void stage_k_rows(__nv_bfloat16* const (&dst)[kN],
+                                             const __nv_bfloat16* const (&src)[kN], int ldk,
+                                             const Params<__nv_bfloat16>& p, int b, int h, int t0,
+                                             int L, int tid) {
+  constexpr int kVK = kD / 8;  // 16-byte vectors per row
+  for (int e = tid; e < kC * kVK; e += kThreads) {
+    const int i = e / kVK, col = (e % kVK) * 8;
+    const bool ok = i < L && col < p.K;
+    const int64_t g = ok ? p.qk(b, t0 + i, h) + col : 0;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) cp16_or_zero(dst[n] + i * ldk + col, src[n] + g, ok);
+  }
+}
+// Columns [v0, v0 + BV) of the chunk's rows of a [B,T,H,V] bf16 tensor (row stride ldu).
+template <int BV, int kThreads>
+__device__ __forceinline__ void stage_v_rows(__nv_bfloat16* dst, const __nv_bfloat16* src, int ldu,
+                                             const Params<__nv_bfloat16>& p, int b, int h, int t0,
+                                             int L, int v0, int tid) {
+  constexpr int kVU = BV / 8;
+  for (int e = tid; e < kC * kVU; e += kThreads) {
+    const int i = e / kVU, col = (e % kVU) * 8;
+    const bool ok = i < L && v0 + col < p.V;
+    const int64_t g = ok ? p.vo(b, t0 + i, h) + v0 + col : 0;
+    cp16_or_zero(dst + i * ldu + col, src + g, ok);
+  }
+}
+// The chunk's A_qk (fp32 kC x kC at a, row stride lda in shared memory). Rows past the sequence
+// are not written by the intra kernel: zeros instead.
+template <int kThreads>
+__device__ __forceinline__ void stage_aqk(float* sA, int lda, const float* a, int L, int tid) {
+  for (int e = tid; e < kC * kC / 4; e += kThreads) {
+    const int i = e / (kC / 4), col = (e % (kC / 4)) * 4;
+    cp16_or_zero(sA + i * lda + col, a + (i < L ? i * kC + col : 0), i < L);
+  }
+}
+// The chunk's exp(G_last) (K floats at eg) into kD floats.
+template <int kD, int kThreads>
+__device__ __forceinline__ void stage_egl(float* sEg, const float* eg, int K, int tid) {
+  for (int e = tid; e < kD / 4; e += kThreads)
+    cp16_or_zero(sEg + 4 * e, eg + (4 * e < K ? 4 * e : 0), 4 * e < K);
 }
 
 // The two halves of a bf16x2 register as floats, negated (the low half is the lower index).
