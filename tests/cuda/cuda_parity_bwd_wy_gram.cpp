@@ -8,13 +8,15 @@
 // Odd shapes: T not a multiple of the chunk (100, 257 = four chunks and one token, 77, 1), one
 // whole chunk, K != V both ways, padded head sizes 64 and 128, K and V not multiples of 8 (no
 // register prefetch: the load_rows path), every gate kind, strong (10 per token) and weak (0.05)
-// decays, 1-3 heads and batches, with and without h0 / dht. `quick` keeps two shapes
-// (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick).
-// Tolerances: the suite's bf16 2e-2 against the oracle (old kernels 3-6e-3 there); new~old: the
-// products' operands rounded to bf16 (2^-9) instead of TF32 (2^-11), ~2e-3 relative per
-// product term summed in fp32: 1-5e-3 expected, checked against 1e-2.
+// decays, 1-3 heads and batches, with and without h0 / dht; B4 with 32 channels per block as well
+// (KIMI_CUDA_GRAM_KS=32: several column blocks, the last one partly past K). `quick` keeps two
+// shapes (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). Tolerances: the suite's bf16 2e-2
+// against the oracle (old kernels 3-6e-3 there); new~old: the products' operands rounded to bf16
+// (2^-9) instead of TF32 (2^-11), ~2e-3 relative per product term summed in fp32: 1-5e-3 expected,
+// checked against 1e-2.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "tests/cuda/recurrence_parity.h"
@@ -91,6 +93,14 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
     }
+    // B4 with 32 channels per block, two blocks per SM (KIMI_CUDA_GRAM_KS=32, bf16 rows of whole
+    // vectors; other shapes fall back to the 64-channel kernel and must agree all the same).
+    setenv("KIMI_CUDA_GRAM_KS", "32", 1);
+    const Result ks32 = run(true, true);
+    unsetenv("KIMI_CUDA_GRAM_KS");
+    const std::string tag = std::string("bwd wy/gram new/new ks32 ") + base;
+    compare(rep, tag, ks32, ref, kTolBf16, kTolBf16);
+    compare(rep, tag + " ~old", ks32, old, kTolNewOld, kTolNewOld);
   }
 }
 

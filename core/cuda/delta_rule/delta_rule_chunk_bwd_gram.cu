@@ -13,6 +13,8 @@
 // X1, X2 and the decayed q / k rows rounded to bf16, as the forward's intra kernel rounds its
 // operands; fp32 sums), else on WMMA TF32.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
@@ -37,8 +39,10 @@ namespace {
 // only with kPre: bf16 rows of whole vectors). Shared (floats): sQ, sK, sG, sdQ, sdK, sdG
 // (kC x ld), sX1, sX2 (kC x kLdA), sB (48 x ld: b o K, then the Z product), sAQ, sAK, sY1,
 // sY2 (16 x ld), sPart (kNT), sDel (KS).
+// KS = 32 (opt-in, KIMI_CUDA_GRAM_KS=32): 108 KB of shared memory and <= 64 registers, so that
+// two blocks share an SM and one block's loads overlap the other's serial phases.
 template <class Ti, int kD, int KS, bool kPre, bool kMma>
-__global__ void __launch_bounds__(kNT, 1)
+__global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
     gram_bwd_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
   static_assert(kNT % KS == 0, "one column per thread in the partials pass");
   extern __shared__ __align__(128) float smem[];
@@ -229,16 +233,26 @@ __global__ void __launch_bounds__(kNT, 1)
   }
 }
 
-template <class Ti, int kD, bool kPre, bool kMma>
+template <class Ti, int kD, bool kPre, bool kMma, int KS = 64>
 void launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                     cudaStream_t stream) {
-  constexpr int KS = 64;
   const size_t smem =
       size_t(6 * kC * (KS + 4) + 2 * kC * kLdA + 7 * kBS * (KS + 4) + kNT + KS) * sizeof(float);
   set_smem(gram_bwd_kernel<Ti, kD, KS, kPre, kMma>, smem);
+  if constexpr (KS == 32)  // two blocks per SM need the whole carveout as shared memory
+    KIMI_CUDA_CHECK(cudaFuncSetAttribute(gram_bwd_kernel<Ti, kD, KS, kPre, kMma>,
+                                         cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         int(cudaSharedmemCarveoutMaxShared)));
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H), unsigned(detail::ceil_div(p.K, KS)));
   gram_bwd_kernel<Ti, kD, KS, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
+}
+
+// KIMI_CUDA_GRAM_KS=32 (read at every launch, for experiments and the tests): the new B4 with 32
+// channels per block and two blocks per SM (bf16 rows of whole vectors only).
+bool gram_ks32() {
+  const char* e = std::getenv("KIMI_CUDA_GRAM_KS");
+  return e && std::string_view(e) == "32";
 }
 
 }  // namespace
@@ -248,6 +262,10 @@ void launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<
                      cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
     const bool pre = use_prefetch(p);
+    if (!chunk_bwd_gram_old() && pre && gram_ks32()) {
+      if (cd.D == 64) return launch_gram_as<Ti, 64, true, true, 32>(p, cd, bw, stream);
+      return launch_gram_as<Ti, 128, true, true, 32>(p, cd, bw, stream);
+    }
     if (!chunk_bwd_gram_old()) {
       if (pre && cd.D == 64) return launch_gram_as<Ti, 64, true, true>(p, cd, bw, stream);
       if (pre) return launch_gram_as<Ti, 128, true, true>(p, cd, bw, stream);
