@@ -1,4 +1,5 @@
-// Parity cases of the chunk backward's B3 (UT / WY backward, delta_rule_chunk_bwd_wy.cu) and B4
+// Parity cases of the chunk backward's B3 (UT / WY backward, delta_rule_chunk_bwd_wy.cu; new: A_kk
+// and T handed over by F1's tensor-core KDA intra kernel where it runs, else recomputed) and B4
 // (Gram backward, delta_rule_chunk_bwd_gram.cu) with their per-chunk products on bf16 mma.sync
 // (bwd_mma.cuh) against the WMMA TF32 kernels they replace (force_chunk_bwd_{wy,gram}_kernel(
 // kOld), what KIMI_CUDA_BWD_WY_KERNEL=old / KIMI_CUDA_BWD_GRAM_KERNEL=old select) and against the
@@ -94,13 +95,19 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
     }
     // B4 with 32 channels per block, two blocks per SM (KIMI_CUDA_GRAM_KS=32, bf16 rows of whole
-    // vectors; other shapes fall back to the 64-channel kernel and must agree all the same).
-    setenv("KIMI_CUDA_GRAM_KS", "32", 1);
-    const Result ks32 = run(true, true);
-    unsetenv("KIMI_CUDA_GRAM_KS");
-    const std::string tag = std::string("bwd wy/gram new/new ks32 ") + base;
-    compare(rep, tag, ks32, ref, kTolBf16, kTolBf16);
-    compare(rep, tag + " ~old", ks32, old, kTolNewOld, kTolNewOld);
+    // vectors; other shapes fall back to the 64-channel kernel and must agree all the same);
+    // B3 recomputing A_kk and T itself (KIMI_CUDA_BWD_WY_RECOMPUTE=1) where F1 would hand them
+    // over (KDA, bf16 rows of whole vectors: the default new/new rows take F1's).
+    for (const char* var : {"KIMI_CUDA_GRAM_KS", "KIMI_CUDA_BWD_WY_RECOMPUTE"}) {
+      const bool ks = std::string(var) == "KIMI_CUDA_GRAM_KS";
+      setenv(var, ks ? "32" : "1", 1);
+      const Result got = run(true, true);
+      unsetenv(var);
+      const std::string tag =
+          std::string("bwd wy/gram new/new ") + (ks ? "ks32 " : "recompute ") + base;
+      compare(rep, tag, got, ref, kTolBf16, kTolBf16);
+      compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
+    }
   }
 }
 

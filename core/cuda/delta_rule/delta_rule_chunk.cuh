@@ -133,10 +133,15 @@ __device__ __forceinline__ void unit_lower_inverse_below(const float* sA, float*
 // What the intra kernel hands the state kernel, per chunk: W = T (exp(G) o k), U = T v and
 // Gq = scale q o exp(G), Kd = k o exp(G_last - G) ([B,T,H,K] / [B,T,H,V], type Ti); A_qk
 // (fp32, [B*H][NC][kC][kC], lower triangle incl. diagonal) and exp(G_last) (fp32, [B*H][NC][K]).
+// Akk, Tinv (the backward's F1 on the tensor-core KDA intra kernel only, else nullptr): A_kk
+// (fp32 [B*H][NC][kC][kC], strictly lower; the blocks above the diagonal are not written) and
+// T = (I + Diag(beta) A_kk)^-1 (Ti, every entry) for B3, which then need not recompute them.
 template <class Ti>
 struct ChunkBuffers {
   Ti *W, *U, *Gq, *Kd;
   float *Aqk, *EgL;
+  float* Akk = nullptr;
+  Ti* Tinv = nullptr;
 };
 
 // Register prefetch: bf16 rows that are whole 16-byte vectors (K, V multiples of 8).
@@ -156,6 +161,8 @@ void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<T
 // TF32 kernel.
 bool launch_intra_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                       const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+// Whether launch_intra_mma would run (and so honour buf.Akk / buf.Tinv) for these inputs.
+bool intra_mma_applies(const Params<__nv_bfloat16>& p);
 
 // Launches the state kernel on bf16 tensor cores (delta_rule_chunk_state_mma.cu) and returns
 // true, or returns false where it does not apply (rows that are not whole 16-byte vectors, or

@@ -6,6 +6,7 @@
 // tensor-core state kernel (store mode) and B1 on its backward twin
 // (delta_rule_chunk_bwd_dh_mma.cu); the kernels here stay for the rest and as the oracle.
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
@@ -286,8 +287,8 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   Buffer W(size_t(BTH * d.K) * sizeof(Ti)), U(size_t(BTH * d.V) * sizeof(Ti));
   Buffer Gq(size_t(BTH * d.K) * sizeof(Ti)), Kd(size_t(BTH * d.K) * sizeof(Ti));
   Buffer Aqk(size_t(items * kC * kC) * sizeof(float)), EgL(size_t(items * d.K) * sizeof(float));
-  const ChunkBuffers<Ti> fw{W.as<Ti>(),  U.as<Ti>(),      Gq.as<Ti>(),
-                            Kd.as<Ti>(), Aqk.as<float>(), EgL.as<float>()};
+  ChunkBuffers<Ti> fw{W.as<Ti>(),  U.as<Ti>(),      Gq.as<Ti>(),
+                      Kd.as<Ti>(), Aqk.as<float>(), EgL.as<float>()};
   Buffer hb(size_t(items * d.K * d.V) * sizeof(Ti)), dhb(size_t(items * d.K * d.V) * sizeof(Ti));
   Buffer Vp(size_t(BTH * d.V) * sizeof(Ti)), dVp(size_t(BTH * d.V) * sizeof(Ti));
   const size_t ws_bytes = size_t(items * kC * cd.D) * sizeof(float);
@@ -295,6 +296,19 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   Buffer dAqk(size_t(items * kC * kC) * sizeof(float)),
       dAkk(size_t(items * kC * kC) * sizeof(float));
   Buffer deL(size_t(items * cd.D) * sizeof(float));
+  // F1 on the tensor-core KDA intra kernel hands B3 A_kk (through dAkk, which B3 overwrites
+  // with dA_kk after reading it) and T (bf16), so that B3 (new products) need not recompute them.
+  // KIMI_CUDA_BWD_WY_RECOMPUTE=1 (read at every call; tests, benchmarks) has B3 recompute them.
+  bool f1_stores = false;
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>) {
+    const char* rec = std::getenv("KIMI_CUDA_BWD_WY_RECOMPUTE");
+    f1_stores = !chunk_bwd_wy_old() && intra_mma_applies(p) && !(rec && rec[0] == '1');
+  }
+  Buffer Tinv(f1_stores ? size_t(items * kC * kC) * sizeof(Ti) : 0);
+  if (f1_stores) {
+    fw.Akk = dAkk.as<float>();
+    fw.Tinv = Tinv.as<Ti>();
+  }
   const BwdBuffers<Ti> bw{hb.as<Ti>(),
                           dhb.as<Ti>(),
                           Vp.as<Ti>(),

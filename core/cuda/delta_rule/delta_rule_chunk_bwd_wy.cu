@@ -162,7 +162,10 @@ __device__ __forceinline__ void row_sums_add(float* acc, int n, F&& f) {
 // the four UT products run on bf16 mma.sync (operands rounded to bf16 as they are gathered:
 // decayed k rows, T, dV', U, dW, W, dR_U, dR_W; fp32 sums). The inverse T itself stays fp32 on
 // the CUDA cores (forward substitution: rounding A there would compound down the rows).
-template <class Ti, int kD, bool kPre, bool kMma>
+// With kStored (F1 ran the tensor-core KDA intra kernel with fw.Akk / fw.Tinv set) A_kk and T
+// are read from F1 instead of recomputed: the first half of the kernel (the exps of the
+// diagonal blocks, three barrier-separated off-diagonal rounds, the serial substitutions) goes.
+template <class Ti, int kD, bool kPre, bool kMma, bool kStored = false>
 __global__ void __launch_bounds__(kNT, 1)
     ut_bwd_kernel(Params<Ti> p, ChunkDims cd, ChunkBuffers<Ti> fw, BwdBuffers<Ti> bw) {
   extern __shared__ __align__(128) float smem[];
@@ -203,48 +206,55 @@ __global__ void __launch_bounds__(kNT, 1)
     sBeta[threadIdx.x] = threadIdx.x < L ? ld(p.beta + p.tok(b, t0 + threadIdx.x, h)) : 0.f;
     sDb[threadIdx.x] = 0.f;
   }
-  load_gates<Ti, kD>(sG, ldk, p, b, h, t0, L, 0);  // syncs
-  // --- A_kk: diagonal 16 x 16 blocks elementwise (j < i), off-diagonal blocks on the tensor
-  // cores with exp(G_i - G_j) = exp(G_i - G_r) exp(G_r - G_j) (r: the row block's first row).
-  for (int w = threadIdx.x; w < 4 * kBS * kBS; w += blockDim.x) {
-    const int I = w / (kBS * kBS), i = I * kBS + (w / kBS) % kBS, j = I * kBS + w % kBS;
-    float akk = 0.f;
-    if (j < i) {
-      const float4 *Gi = reinterpret_cast<const float4*>(sG + i * ldk),
-                   *Gj = reinterpret_cast<const float4*>(sG + j * ldk),
-                   *ki = reinterpret_cast<const float4*>(sK + i * ldk),
-                   *kj = reinterpret_cast<const float4*>(sK + j * ldk);
-      for (int d = 0; d < kD / 4; ++d) {
-        const float4 gi = Gi[d], gj = Gj[d], a = ki[d], kk = kj[d];
-        akk += a.x * kk.x * __expf(gi.x - gj.x) + a.y * kk.y * __expf(gi.y - gj.y) +
-               a.z * kk.z * __expf(gi.z - gj.z) + a.w * kk.w * __expf(gi.w - gj.w);
-      }
-    }
-    sAkk[i * kLdA + j] = akk;
+  if constexpr (kStored) {  // A_kk and T from F1 (the blocks of A_kk above the diagonal: masked)
+    const RowsSpec aspec{item * kC * kC, kC, kC, kC, 0};
+    load_rows<float, kC, kC>(sAkk, kLdA, fw.Akk, aspec);
+    load_rows<Ti, kC, kC>(sT, kLdA, fw.Tinv, aspec);
   }
-  for (int I = 1; I < 4; ++I) {
-    const int r = I * kBS;
-    __syncthreads();  // sX1 free again
-    for (int e = threadIdx.x; e < (kBS + r) * kD; e += blockDim.x) {
-      const int row = e / kD, d = e % kD;
-      const int i = row < kBS ? r + row : row - kBS;
-      const float x = row < kBS ? __expf(sG[i * ldk + d] - sG[r * ldk + d])
-                                : __expf(sG[r * ldk + d] - sG[i * ldk + d]);
-      sX1[row * ldk + d] = sK[i * ldk + d] * x;
+  load_gates<Ti, kD>(sG, ldk, p, b, h, t0, L, 0);  // syncs
+  if constexpr (!kStored) {
+    // --- A_kk: diagonal 16 x 16 blocks elementwise (j < i), off-diagonal blocks on the tensor
+    // cores with exp(G_i - G_j) = exp(G_i - G_r) exp(G_r - G_j) (r: the row block's first row).
+    for (int w = threadIdx.x; w < 4 * kBS * kBS; w += blockDim.x) {
+      const int I = w / (kBS * kBS), i = I * kBS + (w / kBS) % kBS, j = I * kBS + w % kBS;
+      float akk = 0.f;
+      if (j < i) {
+        const float4 *Gi = reinterpret_cast<const float4*>(sG + i * ldk),
+                     *Gj = reinterpret_cast<const float4*>(sG + j * ldk),
+                     *ki = reinterpret_cast<const float4*>(sK + i * ldk),
+                     *kj = reinterpret_cast<const float4*>(sK + j * ldk);
+        for (int d = 0; d < kD / 4; ++d) {
+          const float4 gi = Gi[d], gj = Gj[d], a = ki[d], kk = kj[d];
+          akk += a.x * kk.x * __expf(gi.x - gj.x) + a.y * kk.y * __expf(gi.y - gj.y) +
+                 a.z * kk.z * __expf(gi.z - gj.z) + a.w * kk.w * __expf(gi.w - gj.w);
+        }
+      }
+      sAkk[i * kLdA + j] = akk;
     }
-    __syncthreads();
-    if (warp < I) {
-      if constexpr (kMma) {
-        float acc[2][4];
-        bwd_mma::zero_16x16(acc);
-        bwd_mma::mma_16x16_bf16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk,
-                                             kD);
-        bwd_mma::store_16x16(sAkk + r * kLdA + warp * kBS, kLdA, acc);
-      } else {
-        FragC acc;
-        wmma::fill_fragment(acc, 0.f);
-        mma_16x16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk, kD);
-        wmma::store_matrix_sync(sAkk + r * kLdA + warp * kBS, acc, kLdA, wmma::mem_row_major);
+    for (int I = 1; I < 4; ++I) {
+      const int r = I * kBS;
+      __syncthreads();  // sX1 free again
+      for (int e = threadIdx.x; e < (kBS + r) * kD; e += blockDim.x) {
+        const int row = e / kD, d = e % kD;
+        const int i = row < kBS ? r + row : row - kBS;
+        const float x = row < kBS ? __expf(sG[i * ldk + d] - sG[r * ldk + d])
+                                  : __expf(sG[r * ldk + d] - sG[i * ldk + d]);
+        sX1[row * ldk + d] = sK[i * ldk + d] * x;
+      }
+      __syncthreads();
+      if (warp < I) {
+        if constexpr (kMma) {
+          float acc[2][4];
+          bwd_mma::zero_16x16(acc);
+          bwd_mma::mma_16x16_bf16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk,
+                                               kD);
+          bwd_mma::store_16x16(sAkk + r * kLdA + warp * kBS, kLdA, acc);
+        } else {
+          FragC acc;
+          wmma::fill_fragment(acc, 0.f);
+          mma_16x16<false, true>(acc, sX1, ldk, sX1 + (kBS + warp * kBS) * ldk, ldk, kD);
+          wmma::store_matrix_sync(sAkk + r * kLdA + warp * kBS, acc, kLdA, wmma::mem_row_major);
+        }
       }
     }
   }
@@ -254,14 +264,16 @@ __global__ void __launch_bounds__(kNT, 1)
     const float a = j < i ? sAkk[i * kLdA + j] : 0.f;
     sAkk[i * kLdA + j] = a;
     sA[i * kLdA + j] = sBeta[i] * a;
-    sT[i * kLdA + j] = 0.f;
+    if constexpr (!kStored) sT[i * kLdA + j] = 0.f;
   }
   __syncthreads();
   // --- T = (I + A)^-1 (unit lower): diagonal blocks by forward substitution (lane = column),
   // then T_IJ = -T_II sum_{M=J}^{I-1} A_IM T_MJ, row blocks in order (scratch sP in sX2).
-  unit_lower_inverse_diagonal(sA, sT, warp, lane);
-  unit_lower_inverse_below(sA, sT, sX2);
-  __syncthreads();
+  if constexpr (!kStored) {
+    unit_lower_inverse_diagonal(sA, sT, warp, lane);
+    unit_lower_inverse_below(sA, sT, sX2);
+    __syncthreads();
+  }
   // --- UT backward, value side: dR_U = T^T dV' (sX2); dv; dbeta += rowsum(dR_U o v);
   // dA = -dR_U U^T.
   load(pdv, bw.dVp, vspec);
@@ -318,13 +330,13 @@ void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-template <class Ti, int kD, bool kPre, bool kMma>
+template <class Ti, int kD, bool kPre, bool kMma, bool kStored = false>
 void launch_ut_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                   const BwdBuffers<Ti>& bw, cudaStream_t stream) {
   const size_t smem = size_t(4 * kC * (kD + 4) + 3 * kC * kLdA + 2 * kC) * sizeof(float);
-  set_smem(ut_bwd_kernel<Ti, kD, kPre, kMma>, smem);
+  set_smem(ut_bwd_kernel<Ti, kD, kPre, kMma, kStored>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
-  ut_bwd_kernel<Ti, kD, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
+  ut_bwd_kernel<Ti, kD, kPre, kMma, kStored><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -348,6 +360,10 @@ void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<
                    const BwdBuffers<Ti>& bw, cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
     const bool pre = use_prefetch(p);
+    if (!chunk_bwd_wy_old() && pre && fw.Tinv) {  // F1 handed over A_kk and T
+      if (cd.D == 64) return launch_ut_as<Ti, 64, true, true, true>(p, cd, fw, bw, stream);
+      return launch_ut_as<Ti, 128, true, true, true>(p, cd, fw, bw, stream);
+    }
     if (!chunk_bwd_wy_old()) {
       if (pre && cd.D == 64) return launch_ut_as<Ti, 64, true, true>(p, cd, fw, bw, stream);
       if (pre) return launch_ut_as<Ti, 128, true, true>(p, cd, fw, bw, stream);

@@ -204,6 +204,9 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
             make_float2(j < i ? bi * ck[nt][e] : 0.f, j + 1 < i ? bi * ck[nt][e + 1] : 0.f);
         *reinterpret_cast<float2*>(aqk_out + i * kC + j) = make_float2(
             j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
+        if (out.Akk)  // the backward's B3 reads A_kk (without beta) instead of recomputing it
+          *reinterpret_cast<float2*>(out.Akk + item * kC * kC + i * kC + j) =
+              make_float2(j < i ? ck[nt][e] : 0.f, j + 1 < i ? ck[nt][e + 1] : 0.f);
       }
   }
   // Warps 2.. (one Gram tile each; warps 0, 1 have two), meanwhile: the zero blocks of A_qk
@@ -272,6 +275,20 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
   // The blocks below the diagonal (syncs first: G is then free for the scratch).
   unit_lower_inverse_below(sAkk, sT, sG);
   __syncthreads();
+  if (out.Tinv) {  // for the backward's B3: Tinv in bf16 (as W / U use it), zero above the
+                   // diagonal blocks (never written in sT); reads only, beside the W / U units
+    bf16* tg = out.Tinv + item * kC * kC;
+    for (int e = tid; e < kC * kC / 8; e += kIntraThreads) {
+      const int i = e / (kC / 8), j = (e % (kC / 8)) * 8;
+      const bool above = j / 16 > i / 16;
+      uint4 v;
+      uint32_t* w = reinterpret_cast<uint32_t*>(&v);
+#pragma unroll
+      for (int m = 0; m < 4; ++m)
+        w[m] = above ? 0u : pack_bf16(sT[i * kLdA + j + 2 * m], sT[i * kLdA + j + 2 * m + 1]);
+      *reinterpret_cast<uint4*>(tg + i * kC + j) = v;
+    }
+  }
 
   // W = Tinv Rk, U = Tinv Rv: a warp's (row block I, 64 columns) units; row block I needs the
   // k-steps 0..I of Tinv (lower triangular).
@@ -336,11 +353,15 @@ void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkB
 
 }  // namespace
 
+bool intra_mma_applies(const Params<bf16>& p) {
+  if (p.gate != GateKind::kPerChannel || !use_prefetch(p)) return false;
+  const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL");
+  return !(e && std::string_view(e) == "old");
+}
+
 bool launch_intra_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                       cudaStream_t stream) {
-  if (p.gate != GateKind::kPerChannel || !use_prefetch(p)) return false;
-  if (const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL"); e && std::string_view(e) == "old")
-    return false;
+  if (!intra_mma_applies(p)) return false;
   if (cd.D == 64)
     launch_intra_mma_d<64>(p, cd, buf, stream);
   else
