@@ -6,6 +6,7 @@
 #include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
 #include "core/cuda/delta_rule/kernel_choice.h"
+#include "core/cuda/delta_rule/state_mma.cuh"
 #include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda {
@@ -157,7 +158,7 @@ __device__ __forceinline__ void row_sums_add(float* acc, int n, F&& f) {
 //   dGk = beta o dR_W (into ws1, over dW).
 // With kPre (bf16 rows of whole vectors) dV', v, U and W are loaded into registers at the
 // start, while A_kk and T are computed. Shared (floats): sK, sG, sX1, sX2 (kC x ldk), sAkk,
-// sA (later dA), sT (kC x kLdA), beta, dbeta.
+// sA (later dA), sT (kC x kLdA), beta, dbeta; with kMma also sWs (kC x ldk: dW by cp.async).
 // With kMma (bf16 inputs unless KIMI_CUDA_BWD_WY_KERNEL=old) the off-diagonal blocks of A_kk and
 // the four UT products run on bf16 mma.sync (operands rounded to bf16 as they are gathered:
 // decayed k rows, T, dV', U, dW, W, dR_U, dR_W; fp32 sums). The inverse T itself stays fp32 on
@@ -179,6 +180,7 @@ __global__ void __launch_bounds__(kNT, 1)
   float* sT = sA + kC * kLdA;
   float* sBeta = sT + kC * kLdA;
   float* sDb = sBeta + kC;
+  float* sWs = sDb + kC;  // kMma: dW (fp32 kC x ldk), by cp.async from the start
   const int c = blockIdx.x, bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t0 = c * kC, L = min(kC, p.T - t0);
@@ -193,6 +195,14 @@ __global__ void __launch_bounds__(kNT, 1)
     pv.issue(p.v, vspec);
     pu.issue(fw.U, vspec);
     pw.issue(fw.W, kspec);
+  }
+  if constexpr (kMma) {  // dW, needed halfway: in flight behind everything before it
+    const float* ws = bw.ws1 + item * kC * kD;
+    for (int e = threadIdx.x; e < kC * kD / 4; e += kNT) {
+      const int i = e / (kD / 4), col = (e % (kD / 4)) * 4;
+      state_mma::cp16_or_zero(sWs + i * ldk + col, ws + i * kD + col, true);
+    }
+    state_mma::cp_commit();
   }
   // load(): a tile of the UT backward, from the prefetch registers or from global memory.
   auto load = [&](RowsPrefetch<Ti, kC, kD, kSl>& pf, const Ti* src, const RowsSpec& spec) {
@@ -291,9 +301,15 @@ __global__ void __launch_bounds__(kNT, 1)
   ut_gemm<kMma, false, true>(sA, kLdA, sX2, ldk, sX1, ldk, kC, kC, kD, -1.f, false);
   __syncthreads();
   // --- key side: dR_W = T^T dW (sX2); dA -= dR_W W^T; dbeta += rowsum(dR_W o Gk).
-  load_rows<float, kC, kD>(sX1, ldk, bw.ws1, wspec);
-  __syncthreads();
-  ut_gemm<kMma, true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  if constexpr (kMma) {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+    ut_gemm<kMma, true, false>(sX2, ldk, sT, kLdA, sWs, ldk, kC, kD, kC, 1.f, false);
+  } else {
+    load_rows<float, kC, kD>(sX1, ldk, bw.ws1, wspec);
+    __syncthreads();
+    ut_gemm<kMma, true, false>(sX2, ldk, sT, kLdA, sX1, ldk, kC, kD, kC, 1.f, false);
+  }
   __syncthreads();
   load(pw, fw.W, kspec);
   __syncthreads();
@@ -333,7 +349,9 @@ void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti
 template <class Ti, int kD, bool kPre, bool kMma, bool kStored = false>
 void launch_ut_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                   const BwdBuffers<Ti>& bw, cudaStream_t stream) {
-  const size_t smem = size_t(4 * kC * (kD + 4) + 3 * kC * kLdA + 2 * kC) * sizeof(float);
+  // kMma: a fifth kC x (kD + 4) tile for dW (222 KB at kD = 128, within the 227 KB opt-in).
+  const size_t smem =
+      size_t((kMma ? 5 : 4) * kC * (kD + 4) + 3 * kC * kLdA + 2 * kC) * sizeof(float);
   set_smem(ut_bwd_kernel<Ti, kD, kPre, kMma, kStored>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
   ut_bwd_kernel<Ti, kD, kPre, kMma, kStored><<<grid, kNT, smem, stream>>>(p, cd, fw, bw);
