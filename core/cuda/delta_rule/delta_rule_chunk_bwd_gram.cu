@@ -217,11 +217,32 @@ __global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
   }
   store_rows(bw.dk, p.qk(b, t0, h), rs_k, col0, L, ncols, sdK, ld);
   if (p.gate == GateKind::kNone) return;
-  for (int d = threadIdx.x; d < KS; d += blockDim.x) {
+  if constexpr (kMma) {
+    // The reverse cumulative sum by kSeg row segments per column (every thread: a column d and
+    // a segment s): segment sums, then each segment's scan from the sum of those below it; a
+    // chain of ~kC / kSeg + kSeg dependent steps instead of kC on KS threads.
+    constexpr int kSeg = kNT / KS, R = kC / kSeg;
+    static_assert(kC % kSeg == 0, "whole row segments");
+    const int d = threadIdx.x % KS, sg = threadIdx.x / KS;
+    float part = 0.f;
+#pragma unroll
+    for (int i = 0; i < R; ++i) part += sdG[(sg * R + i) * ld + d];
+    sPart[threadIdx.x] = part;
+    __syncthreads();
     float acc = 0.f;
-    for (int i = kC - 1; i >= 0; --i) {
-      acc += sdG[i * ld + d];
-      sdG[i * ld + d] = acc;
+    for (int u = sg + 1; u < kSeg; ++u) acc += sPart[u * KS + d];
+#pragma unroll
+    for (int i = R - 1; i >= 0; --i) {
+      acc += sdG[(sg * R + i) * ld + d];
+      sdG[(sg * R + i) * ld + d] = acc;
+    }
+  } else {
+    for (int d = threadIdx.x; d < KS; d += blockDim.x) {
+      float acc = 0.f;
+      for (int i = kC - 1; i >= 0; --i) {
+        acc += sdG[i * ld + d];
+        sdG[i * ld + d] = acc;
+      }
     }
   }
   __syncthreads();
