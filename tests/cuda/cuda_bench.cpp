@@ -271,8 +271,8 @@ void bench_bwd_state(int reps) {
 // The chunk backward's stages (CUDA events, medians) with B3 (UT backward) and B4 (Gram
 // backward) on WMMA TF32 (force_chunk_bwd_{wy,gram}_kernel(kOld), as KIMI_CUDA_BWD_WY_KERNEL=old
 // / KIMI_CUDA_BWD_GRAM_KERNEL=old) or on bf16 mma.sync: rows old/old, new/old, old/new, new/new
-// (B3/B4; F2 and B1 as the environment picks), new/n32 (B4 with 32 channels per block, two
-// blocks per SM: KIMI_CUDA_GRAM_KS=32) and rec/new (B3 recomputing A_kk and T instead of taking
+// (B3/B4; F2 and B1 as the environment picks), new/n64 (B4 with 64 channels per block, one
+// block per SM: KIMI_CUDA_GRAM_KS=64; new/new runs 32) and rec/new (B3 recomputing A_kk and T instead of taking
 // F1's: KIMI_CUDA_BWD_WY_RECOMPUTE=1), then B3 and B4 old and new side by side. KDA and
 // GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
 void bench_bwd_wy_gram(int reps) {
@@ -293,7 +293,7 @@ void bench_bwd_wy_gram(int reps) {
     int gi;
     int64_t seq;
     double b3[2], b4[2], bwd[2];  // [old, new]
-    double b4_32;                 // new B4, 32 channels per block (KIMI_CUDA_GRAM_KS=32)
+    double b4_64;                 // new B4, 64 channels per block (KIMI_CUDA_GRAM_KS=64)
     double b3_rec;                // new B3 recomputing A_kk and T (KIMI_CUDA_BWD_WY_RECOMPUTE=1)
   };
   std::vector<Row> rows;
@@ -304,13 +304,13 @@ void bench_bwd_wy_gram(int reps) {
     for (int64_t seq : {2048, 8192, 32768}) {
       Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}, 0, 0};
       for (const char* variant :
-           {"old/old", "new/old", "old/new", "new/new", "new/n32", "rec/new"}) {
+           {"old/old", "new/old", "old/new", "new/new", "new/n64", "rec/new"}) {
         const bool b3_new = std::strncmp(variant, "old", 3) != 0;
         const bool rec = std::strncmp(variant, "rec", 3) == 0;
         if (rec) setenv("KIMI_CUDA_BWD_WY_RECOMPUTE", "1", 1);
         const bool b4_new = std::strcmp(variant + 4, "old") != 0;
-        const bool ks32 = std::strcmp(variant + 4, "n32") == 0;
-        if (ks32) setenv("KIMI_CUDA_GRAM_KS", "32", 1);
+        const bool ks64 = std::strcmp(variant + 4, "n64") == 0;
+        if (ks64) setenv("KIMI_CUDA_GRAM_KS", "64", 1);
         kc::force_chunk_bwd_wy_kernel(pick(b3_new));
         kc::force_chunk_bwd_gram_kernel(pick(b4_new));
         const int64_t B = NT / seq;
@@ -341,9 +341,9 @@ void bench_bwd_wy_gram(int reps) {
         std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
                     long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
                     median(st[2]), median(st[3]), median(st[4]), median(st[5]));
-        if (ks32) row.b4_32 = median(st[5]);
+        if (ks64) row.b4_64 = median(st[5]);
         if (rec) row.b3_rec = median(st[4]);
-        if (b3_new == b4_new && !ks32 && !rec) {
+        if (b3_new == b4_new && !ks64 && !rec) {
           row.b3[b3_new] = median(st[4]);
           row.b4[b3_new] = median(st[5]);
           row.bwd[b3_new] = median(bwd);
@@ -353,13 +353,13 @@ void bench_bwd_wy_gram(int reps) {
     }
   std::printf("\nB3 and B4 old vs new, same shape (ms)\n");
   std::printf("%8s %6s | %7s %7s %6s %7s | %7s %7s %6s %7s | %8s %8s\n", "T", "gate", "B3 old",
-              "B3 new", "ratio", "B3 rec", "B4 old", "B4 new", "ratio", "B4 n32", "bwd old",
+              "B3 new", "ratio", "B3 rec", "B4 old", "B4 new", "ratio", "B4 n64", "bwd old",
               "bwd new");
   for (const Row& r : rows)
     std::printf("%8ld %6s | %7.3f %7.3f %5.2fx %7.3f | %7.3f %7.3f %5.2fx %7.3f | %8.3f %8.3f\n",
                 long(r.seq), gate_names[r.gi], r.b3[0], r.b3[1],
                 r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0, r.b3_rec, r.b4[0], r.b4[1],
-                r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.b4_32, r.bwd[0], r.bwd[1]);
+                r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.b4_64, r.bwd[0], r.bwd[1]);
   for (auto& e : evs) cudaEventDestroy(e);
 }
 

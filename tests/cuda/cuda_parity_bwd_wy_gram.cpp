@@ -94,17 +94,17 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
     }
-    // B4 with 32 channels per block, two blocks per SM (KIMI_CUDA_GRAM_KS=32, bf16 rows of whole
-    // vectors; other shapes fall back to the 64-channel kernel and must agree all the same);
+    // B4 with 64 channels per block, one block per SM (KIMI_CUDA_GRAM_KS=64; the default new/new
+    // rows run 32 on bf16 rows of whole vectors, and other shapes 64 either way);
     // B3 recomputing A_kk and T itself (KIMI_CUDA_BWD_WY_RECOMPUTE=1) where F1 would hand them
     // over (KDA, bf16 rows of whole vectors: the default new/new rows take F1's).
     for (const char* var : {"KIMI_CUDA_GRAM_KS", "KIMI_CUDA_BWD_WY_RECOMPUTE"}) {
       const bool ks = std::string(var) == "KIMI_CUDA_GRAM_KS";
-      setenv(var, ks ? "32" : "1", 1);
+      setenv(var, ks ? "64" : "1", 1);
       const Result got = run(true, true);
       unsetenv(var);
       const std::string tag =
-          std::string("bwd wy/gram new/new ") + (ks ? "ks32 " : "recompute ") + base;
+          std::string("bwd wy/gram new/new ") + (ks ? "ks64 " : "recompute ") + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
     }
