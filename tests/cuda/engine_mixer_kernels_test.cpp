@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
@@ -66,10 +67,11 @@ std::vector<uint16_t> to_bits(std::vector<float>& v) {
 double silu(double x) { return x / (1 + std::exp(-x)); }
 double sigm(double x) { return 1 / (1 + std::exp(-x)); }
 
-TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+// One KDA case: head_dim K, the value columns over vsplit blocks (1: the one-block kernel).
+void kda_case(int K, int vsplit) {
+  SCOPED_TRACE("K " + std::to_string(K) + " vsplit " + std::to_string(vsplit));
   std::mt19937 rng(11);
-  const int H = 2, K = 12, W = 4, HK = H * K, slots = 3, B = 2, steps = 3;
+  const int H = 2, W = 4, HK = H * K, slots = 3, B = 2, steps = 3;
   const int rows = 3 * HK + 2 * K + H;
   std::vector<float> cq = randn(HK * W, rng, 0.5f), ck = randn(HK * W, rng, 0.5f),
                      cv = randn(HK * W, rng, 0.5f), gb = randn(HK, rng, 0.3f),
@@ -97,8 +99,12 @@ TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
     a.a_log = d_alog.p, a.dt_bias = d_dt.p, a.g_bias = d_gb.b(), a.o_norm = d_on.b();
     a.state = d_state.p, a.tails = d_tails.p, a.norm_eps = 1e-5f;
     a.out = reinterpret_cast<bf16*>(d_out.p);
+    Dev<float> d_opart(std::vector<float>(B * HK)), d_ss(std::vector<float>(B * H * vsplit));
+    Dev<unsigned> d_tickets(std::vector<unsigned>(B * H, 0u));
+    a.vsplit = vsplit, a.o_part = d_opart.p, a.ss_part = d_ss.p, a.tickets = d_tickets.p;
     kda_decode(a, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    for (unsigned t : d_tickets.get()) EXPECT_EQ(t, 0u) << "a ticket not left at zero";
     const std::vector<uint16_t> out = d_out.get();
     for (int b = 0; b < B; ++b) {
       const int s = slot_of[b];
@@ -151,6 +157,14 @@ TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
   for (size_t i = 0; i < S.size(); ++i) worst = std::max(worst, std::abs(got_s[i] - S[i]));
   for (size_t i = 0; i < T.size(); ++i) worst = std::max(worst, std::abs(got_t[i] - T[i]));
   EXPECT_LT(worst, 1e-4) << "state / tails (slot 1 untouched, slots 0 and 2 stepped)";
+}
+
+// The one-block kernel and the split one (columns over 2..5 blocks, one block with no columns
+// at K 12 / 5) against the host, on an odd head_dim and the 48B model's 128.
+TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  for (int vsplit : {1, 2, 3, 5}) kda_case(12, vsplit);
+  for (int vsplit : {1, 4}) kda_case(128, vsplit);
 }
 
 TEST(EngineKernels, MlaDecodeMatchesTheHostAbsorbedAttention) {

@@ -77,6 +77,7 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
                                                   : GemvMode::kSplit;
   routing_old_ = env_is("KIMI_ENGINE_ROUTING", "old");
   norm_old_ = env_is("KIMI_ENGINE_NORM", "old");
+  kda_old_ = env_is("KIMI_ENGINE_KDA", "old");
   KIMI_CUBLAS_CHECK(cublasCreate(&blas_));
   KIMI_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   // A workspace of our own, set before any capture: a captured cuBLAS call must not allocate.
@@ -194,6 +195,8 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
   k.take<float>(slots * c.vocab_size);     // logits
   k.take<int>(slots), k.take<int>(slots);  // tokens, slots
   k.take<unsigned>(1);                     // ticket
+  k.take<float>(slots * HK), k.take<float>(slots * c.kda_num_heads * kKdaMaxSplit);
+  k.take<unsigned>(slots * c.kda_num_heads);  // the split KDA update's
   return k.at;
 }
 
@@ -257,6 +260,9 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   logits_ = k.take<float>(slots * c.vocab_size);
   tokens_ = k.take<int>(slots), slots_ = k.take<int>(slots);
   ticket_ = k.take<unsigned>(1);
+  kda_opart_ = k.take<float>(slots * HK);
+  kda_ss_ = k.take<float>(slots * c.kda_num_heads * kKdaMaxSplit);
+  kda_tickets_ = k.take<unsigned>(slots * c.kda_num_heads);
   reset();
 }
 

@@ -106,7 +106,9 @@ class CudaEngine final : public DecodeEngine {
   float *wts_ = nullptr, *gu_ = nullptr, *y_ = nullptr, *logits_ = nullptr;
   bf16 *x_ = nullptr, *attn_ = nullptr, *act_ = nullptr;
   int *ids_ = nullptr, *tokens_ = nullptr, *slots_ = nullptr;
-  unsigned* ticket_ = nullptr;  // moe_route_fused's (zeroed by reset, left zero by the kernel)
+  unsigned* ticket_ = nullptr;
+  float *kda_opart_ = nullptr, *kda_ss_ = nullptr;  // the split KDA update's partial o, sums
+  unsigned* kda_tickets_ = nullptr;  // moe_route_fused's (zeroed by reset, left zero by the kernel)
   MoePlan plan_{};
   int64_t proj_cols_ = 0, max_splits_rows_ = 0;
   int last_batch_ = 0;
@@ -127,6 +129,10 @@ class CudaEngine final : public DecodeEngine {
   // KIMI_ENGINE_ROUTING=old: router, top-k and plan as three kernels (else moe_route_fused at
   // B <= 8); KIMI_ENGINE_NORM=old: moe_combine then rms_norm (else moe_combine_norm).
   bool routing_old_ = false, norm_old_ = false;
+  // KIMI_ENGINE_KDA=old: the KDA update as one block per (row, head) at every batch (else the
+  // value columns split over up to kKdaMaxSplit blocks while B * heads < SMs).
+  bool kda_old_ = false;
+  static constexpr int kKdaMaxSplit = 4;
   std::vector<std::pair<StepPart, cudaEvent_t>>* marks_ = nullptr;
   std::vector<cudaEvent_t> mark_events_;
 };

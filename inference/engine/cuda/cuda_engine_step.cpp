@@ -95,6 +95,10 @@ void CudaEngine::run_kda(int layer, int B) {
   a.tails = kda_tails_.get<float>() + ki * caches_.slots * caches_.conv_elems;
   a.norm_eps = static_cast<float>(c.rms_norm_eps);
   a.out = attn_;
+  // Value columns over up to 4 blocks per (row, head) while the heads alone leave SMs idle.
+  a.vsplit = 1;
+  while (!kda_old_ && a.vsplit < kKdaMaxSplit && int64_t{B} * H * a.vsplit < sms_) a.vsplit *= 2;
+  a.o_part = kda_opart_, a.ss_part = kda_ss_, a.tickets = kda_tickets_;
   mark(StepPart::kKdaUpdate);
   kda_decode(a, stream_);
   mark(StepPart::kKdaOut);

@@ -110,6 +110,12 @@ struct KdaStep {
   float* tails;                          // [slots, 3, W-1, HK]
   float norm_eps;
   bf16* out;  // [B, HK]
+  // vsplit > 1: the value columns over vsplit blocks per (row, head) (kda_decode.cu's split
+  // kernel), with o_part [B, HK], ss_part [B, H, vsplit] and tickets [B * H] (zero, left zero).
+  int vsplit = 1;
+  float* o_part = nullptr;
+  float* ss_part = nullptr;
+  unsigned* tickets = nullptr;
 };
 void kda_decode(const KdaStep& a, cudaStream_t s);
 
