@@ -129,11 +129,12 @@ TEST(Engine, BatchedDecodeOfDifferentLengthsEqualsOneByOne) {
 }
 
 // The issue-10 kernels (gemv_split and expert_gemv_split, moe_route_fused, moe_combine_norm with
-// the shared expert added before the routed sum) against the session-14 step (KIMI_ENGINE_GEMV=v1
-// KIMI_ENGINE_ROUTING=old KIMI_ENGINE_NORM=old) and against each slot alone, at B = 1, 3, 8
-// (the GEMV's batches), odd and aligned widths, dense and top-3 routing. The bounds are those
-// of TensorCoreBatchesEqualTheGemvAndOneByOne (only sum orders differ); the fused routing picks
-// the same experts as the old kernels from the same input (its own test checks that bit for
+// the shared expert added before the routed sum, the KDA update split over value columns: the
+// odd configs' 3 heads always split) against the session-14 step (KIMI_ENGINE_GEMV=v1
+// KIMI_ENGINE_ROUTING=old KIMI_ENGINE_NORM=old KIMI_ENGINE_KDA=old) and against each slot alone, at
+// B = 1, 3, 8 (the GEMV's batches), odd and aligned widths, dense and top-3 routing. The bounds are
+// those of TensorCoreBatchesEqualTheGemvAndOneByOne (only sum orders differ); the fused routing
+// picks the same experts as the old kernels from the same input (its own test checks that bit for
 // bit), so flips come from the inputs' last bits alone.
 TEST(Engine, FusedDecodeKernelsEqualTheOldOnesAndOneByOne) {
   for (bool aligned : {false, true})
@@ -145,12 +146,12 @@ TEST(Engine, FusedDecodeKernelsEqualTheOldOnesAndOneByOne) {
       std::unique_ptr<DecodeEngine> fresh, old;
       {
         EnvGuard g("KIMI_ENGINE_GEMV", nullptr), r("KIMI_ENGINE_ROUTING", nullptr),
-            n("KIMI_ENGINE_NORM", nullptr);
+            n("KIMI_ENGINE_NORM", nullptr), k("KIMI_ENGINE_KDA", nullptr);
         fresh = engine_or_skip(l);
       }
       {
         EnvGuard g("KIMI_ENGINE_GEMV", "v1"), r("KIMI_ENGINE_ROUTING", "old"),
-            n("KIMI_ENGINE_NORM", "old");
+            n("KIMI_ENGINE_NORM", "old"), k("KIMI_ENGINE_KDA", "old");
         old = engine_or_skip(l);
       }
       if (!fresh || !old) GTEST_SKIP() << "no CUDA device";

@@ -284,8 +284,8 @@ void engine_matches_f32_model(const models::KimiLinearConfig& c, int B, int T, c
   EXPECT_LT(err, 2e-2) << name;
 }
 
-// B = 2: the GEMV; 9, 17, 64: the tensor-core products (cuBLAS, expert_mma) unless
-// KIMI_ENGINE_GEMV=old.
+// B = 2: the GEMV (gemv_split unless KIMI_ENGINE_GEMV=v1|old); 9, 17, 64: the tensor-core
+// products (cuBLAS, expert_mma) unless KIMI_ENGINE_GEMV=old.
 TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
   for (int B : {2, 9, 17, 64}) {
     const std::string hybrid = "odd sizes (hybrid) B " + std::to_string(B);
