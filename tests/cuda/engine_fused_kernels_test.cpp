@@ -155,6 +155,89 @@ TEST(EngineFusedKernels, ExpertGemvSplitMatchesExpertGemvAndTheHost) {
     }
 }
 
+// The down projections from the gate_up output (gemv_swiglu, expert_swiglu) against swiglu()
+// then gemv_split / expert_gemv_split (the same sums of the same bf16 inputs) and the host.
+TEST(EngineFusedKernels, SwigluDownProjectionsEqualSwigluThenTheGemv) {
+  GPU_OR_SKIP();
+  std::mt19937 rng(39);
+  struct Case {
+    int N, K, pad;
+  };
+  for (const Case& c : {Case{37, 18, 0}, Case{64, 24, 8}, Case{130, 1024, 0}, Case{45, 100, 3}})
+    for (int B : {1, 3, 8}) {
+      const int gs = 2 * c.K + c.pad;  // gate_up row stride
+      std::vector<float> w = randn(size_t(c.N) * c.K, rng);
+      const auto wb = to_bits(w);
+      const std::vector<float> gu = randn(size_t(B) * gs, rng);
+      Dev<uint16_t> dw(wb), act(std::vector<uint16_t>(size_t(B) * c.K));
+      Dev<float> dgu(gu), y_new(std::vector<float>(size_t(B) * c.N, 0.5f)),
+          y_old(std::vector<float>(size_t(B) * c.N, 0.5f));
+      // swiglu() reads rows of 2h with no padding: give it a packed copy.
+      std::vector<float> packed;
+      for (int b = 0; b < B; ++b)
+        packed.insert(packed.end(), gu.begin() + size_t(b) * gs,
+                      gu.begin() + size_t(b) * gs + 2 * c.K);
+      Dev<float> dpacked(packed);
+      swiglu(dpacked.p, B, c.K, reinterpret_cast<bf16*>(act.p), nullptr);
+      gemv_split(dw.b(), c.N, c.K, act.p, false, c.K, B, y_old.p, c.N, true, nullptr);
+      gemv_swiglu(dw.b(), c.N, c.K, dgu.p, gs, B, y_new.p, c.N, true, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> yn = y_new.get(), yo = y_old.get();
+      double worst = 0, worst_host = 0;
+      for (int b = 0; b < B; ++b)
+        for (int n = 0; n < c.N; ++n) {
+          double ref = 0.5, mag = 1;
+          for (int k = 0; k < c.K; ++k) {
+            const double g = gu[size_t(b) * gs + k], u = gu[size_t(b) * gs + c.K + k];
+            const double a = g / (1 + std::exp(-g)) * u;
+            ref += w[size_t(n) * c.K + k] * a, mag += std::abs(w[size_t(n) * c.K + k] * a);
+          }
+          const size_t at = size_t(b) * c.N + n;
+          worst = std::max(worst, std::abs(double(yn[at]) - yo[at]) / mag);
+          // The host's activations are not rounded to bf16: 2^-8 of the magnitude.
+          worst_host = std::max(worst_host, std::abs(ref - yn[at]) / mag);
+        }
+      EXPECT_LT(worst, 1e-6) << "vs swiglu + gemv_split: N " << c.N << " K " << c.K << " B " << B;
+      EXPECT_LT(worst_host, 4e-3) << "vs the host: N " << c.N << " K " << c.K << " B " << B;
+
+      // The routed experts: 5 experts, top-2 per token, gu per slot.
+      const int E = 5, top_k = 2, S = B * top_k;
+      std::vector<int> ids(S);
+      for (int t = 0; t < B; ++t) {
+        std::vector<int> e = {0, 1, 2, 3, 4};
+        std::shuffle(e.begin(), e.end(), rng);
+        ids[t * top_k] = e[0], ids[t * top_k + 1] = e[1];
+      }
+      Dev<int> dids(ids);
+      PlanBufs bufs(E, S);
+      const MoePlan plan = bufs.plan();
+      moe_plan(dids.p, S, E, plan, nullptr);
+      std::vector<float> we = randn(size_t(E) * c.N * c.K, rng);
+      const auto web = to_bits(we);
+      const std::vector<float> gs_e = randn(size_t(S) * 2 * c.K, rng);
+      Dev<uint16_t> dwe(web), act_e(std::vector<uint16_t>(size_t(S) * c.K));
+      Dev<float> dgs(gs_e), ye_new(std::vector<float>(size_t(S) * c.N)),
+          ye_old(std::vector<float>(size_t(S) * c.N));
+      const int64_t stride = int64_t{c.N} * c.K;
+      swiglu(dgs.p, S, c.K, reinterpret_cast<bf16*>(act_e.p), nullptr);
+      expert_gemv_split(dwe.b(), stride, c.N, c.K, act_e.b(), c.K, 1, plan, std::min(E, S), B,
+                        ye_old.p, c.N, nullptr);
+      expert_swiglu(dwe.b(), stride, c.N, c.K, dgs.p, 2 * c.K, plan, std::min(E, S), B, ye_new.p,
+                    c.N, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> en = ye_new.get(), eo = ye_old.get();
+      double worst_e = 0;
+      for (size_t i = 0; i < en.size(); ++i)
+        worst_e = std::max(worst_e, std::abs(double(en[i]) - eo[i]) / (1 + std::abs(eo[i])));
+      EXPECT_LT(worst_e, 1e-6) << "experts vs swiglu + expert_gemv_split: N " << c.N << " K " << c.K
+                               << " B " << B;
+      // Not vacuous: every slot's row was written (the old buffer started at zero).
+      double sum_abs = 0;
+      for (float v : en) sum_abs += std::abs(v);
+      EXPECT_GT(sum_abs, 0.0);
+    }
+}
+
 // The plan's lists per expert as sets (their order within an expert is free).
 std::vector<std::set<int>> plan_sets(const MoePlan& p, int E) {
   int n = 0;

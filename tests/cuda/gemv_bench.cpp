@@ -1,9 +1,10 @@
 // The decode step's small-batch kernels alone at the 48B model's shapes (issue 10), old against
-// new: gemv vs gemv_split per dense product, expert_gemv vs expert_gemv_split over the chosen
-// experts (gate_up, then down), moe_router + moe_topk + moe_plan vs moe_route_fused, moe_combine +
-// rms_norm vs moe_combine_norm. Microseconds per call (median of --reps timings of 20 calls
-// back to back) and, for the products, TB/s of the weight bytes they must read. The weights
-// cycle over copies totalling > 512 MB (the experts over all 256), so none is served from L2.
+// new: gemv vs gemv_split per dense product; expert_gemv + swiglu + expert_gemv vs
+// expert_gemv_split + expert_swiglu over the chosen experts (the MoE layer's expert part);
+// moe_router + moe_topk + moe_plan vs moe_route_fused; moe_combine + rms_norm vs
+// moe_combine_norm. Microseconds per call (median of --reps timings of 20 calls back to back)
+// and, for the products, TB/s of the weight bytes they must read. The weights cycle over copies
+// totalling > 512 MB (the experts over all 256), so none is served from L2.
 //   kimi_cuda_gemv_bench [--reps N] [--batch 1,8]
 #include <cuda_runtime.h>
 
@@ -181,10 +182,11 @@ int main(int argc, char** argv) {
             if (split) {
               expert_gemv_split(EW, stride, 2 * h, d, xb, d, top_k, pl, groups, B, gu, 2 * h,
                                 nullptr);
-              expert_gemv_split(EW + 2 * int64_t{h} * d, stride, d, h, act, h, 1, pl, groups, B, yo,
-                                d, nullptr);
+              expert_swiglu(EW + 2 * int64_t{h} * d, stride, d, h, gu, 2 * h, pl, groups, B, yo, d,
+                            nullptr);
             } else {
               expert_gemv(EW, stride, 2 * h, d, xb, d, top_k, pl, groups, gu, 2 * h, nullptr);
+              swiglu(gu, S, h, act, nullptr);
               expert_gemv(EW + 2 * int64_t{h} * d, stride, d, h, act, h, 1, pl, groups, yo, d,
                           nullptr);
             }
@@ -194,7 +196,7 @@ int main(int argc, char** argv) {
     const double old_us = run(false), new_us = run(true);
     const double tb = 2.0 * stride * (double(distinct_sum) / sets) / 1e6;
     std::printf("%-26s %3d %10.1f %10.1f %9.2f %9.2f   (%.1f experts a step on average)\n",
-                "gate_up + down", B, old_us, new_us, tb / old_us, tb / new_us,
+                "gate_up, swiglu, down", B, old_us, new_us, tb / old_us, tb / new_us,
                 double(distinct_sum) / sets);
     CK(cudaFree(gu));
     CK(cudaFree(act));

@@ -138,9 +138,16 @@ bool CudaEngine::run_ffn(int layer, int B, const bf16* next_norm) {
   const LayerOffsets& o = layout_.layers[layer];
   const int d = static_cast<int>(c.hidden_size);
   const int hid = static_cast<int>(o.is_moe ? layout_.shared_hidden : layout_.mlp_hidden);
+  // The down projections read SwiGLU's output straight from the gate_up output (no swiglu
+  // launch) where the split GEMV runs.
+  const bool fuse_swiglu = gemv_mode_ == GemvMode::kSplit && !batched(B);
   auto dense_ffn = [&] {
     mark(StepPart::kFfn);
     project(w<bf16>(o.mlp_gate_up), 2 * hid, d, x_, d, B, proj_, 2 * hid, false);
+    if (fuse_swiglu) {
+      gemv_swiglu(w<bf16>(o.mlp_down), d, hid, proj_, 2 * hid, B, h_, d, true, stream_);
+      return;
+    }
     swiglu(proj_, B, hid, act_, stream_);
     project(w<bf16>(o.mlp_down), d, hid, act_, hid, B, h_, d, true);
   };
@@ -177,8 +184,13 @@ bool CudaEngine::run_ffn(int layer, int B, const bf16* next_norm) {
       expert_gemv(W0, stride, N, Kd, x, xs, in_div, plan_, groups, y, ys, stream_);
   };
   experts(w<bf16>(o.experts), 2 * h, d, x_, d, K, gu_, 2 * h);
-  swiglu(gu_, S, h, act_, stream_);
-  experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, d, h, act_, h, 1, y_, d);
+  if (fuse_swiglu) {
+    expert_swiglu(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, gu_, 2 * h, plan_, groups,
+                  B, y_, d, stream_);
+  } else {
+    swiglu(gu_, S, h, act_, stream_);
+    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, d, h, act_, h, 1, y_, d);
+  }
   if (norm_old_) {
     moe_combine(y_, wts_, B, K, d, h_, stream_);
     if (o.mlp_gate_up >= 0) dense_ffn();

@@ -46,6 +46,10 @@ void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stri
 // grid the resident blocks. The default B <= 8 path; gemv is kept for KIMI_ENGINE_GEMV=old|v1.
 void gemv_split(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B,
                 float* y, int64_t y_stride, bool accumulate, cudaStream_t s, int rows_per_warp = 0);
+// gemv_split of swiglu's output without it: x[r, k] = bf16(silu(gu[r, k]) * gu[r, K + k]), gu
+// fp32 rows [gate K | up K] of stride gu_stride (the down projection of an MLP; no act buffer).
+void gemv_swiglu(const bf16* W, int N, int K, const float* gu, int64_t gu_stride, int B, float* y,
+                 int64_t y_stride, bool accumulate, cudaStream_t s, int rows_per_warp = 0);
 
 // --- MoE (moe.cu) ---
 // The per-step plan: which experts were chosen and, per chosen expert, its (token, k) slots.
@@ -75,6 +79,11 @@ void expert_gemv_split(const bf16* W0, int64_t expert_stride, int N, int K, cons
                        int64_t x_stride, int in_div, const MoePlan& plan, int max_groups,
                        int max_count, float* y, int64_t y_stride, cudaStream_t s,
                        int rows_per_warp = 0);
+// expert_gemv_split of swiglu's output (as gemv_swiglu): the routed experts' down projection
+// straight from the gate_up output gu [slots, 2K] (in_div 1).
+void expert_swiglu(const bf16* W0, int64_t expert_stride, int N, int K, const float* gu,
+                   int64_t gu_stride, const MoePlan& plan, int max_groups, int max_count, float* y,
+                   int64_t y_stride, cudaStream_t s, int rows_per_warp = 0);
 // Router, top-k and plan in one launch (moe_route.cu), the results of moe_router + moe_topk +
 // moe_plan: blocks score 8 experts each; the last block to finish (a ticket, zero before the
 // call and left zero) picks every token's top_k and builds the plan. scores [B, E] workspace.

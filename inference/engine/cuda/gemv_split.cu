@@ -35,11 +35,34 @@ __device__ __forceinline__ void load8(const float* p, float* f) {
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
+// Input loads. kGate: the row holds [gate (K) | up (K)] in fp32 and the input is SwiGLU's
+// bf16(silu(gate) * up), as swiglu() would have written it (the act buffer and its launch saved).
+__device__ __forceinline__ float gated(float g, float u) {
+  return __bfloat162float(__float2bfloat16(silu_f(g) * u));
+}
+template <bool kGate, class TIn>
+__device__ __forceinline__ void load_x8(const TIn* p, int K, float* f) {
+  load8(p, f);
+  if constexpr (kGate) {
+    float u[8];
+    load8(p + K, u);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) f[j] = gated(f[j], u[j]);
+  }
+}
+template <bool kGate, class TIn>
+__device__ __forceinline__ float load_x1(const TIn* p, int K) {
+  if constexpr (kGate)
+    return gated(to_f(p[0]), to_f(p[K]));
+  else
+    return to_f(p[0]);
+}
+
 // One block's tile: rows [n_base, n_base + (8 / kw) * RB) of W (rows past N are clamped for the
 // loads and not stored), for the `count` input rows of the group (row i = list[i] or i, read
 // from x row list[i] / in_div), NB input rows per pass. Every thread of the block must call it
 // (it synchronises).
-template <class TIn, int RB, int NB, bool kVec>
+template <class TIn, int RB, int NB, bool kVec, bool kGate>
 __device__ void block_tile(const bf16* __restrict__ W, int N, int K, int kw, int n_base,
                            const TIn* __restrict__ x, int64_t xs, const int* __restrict__ list,
                            int in_div, int count, float* __restrict__ y, int64_t ys,
@@ -73,7 +96,7 @@ __device__ void block_tile(const bf16* __restrict__ W, int N, int K, int kw, int
         for (int t = 0; t < NB; ++t) {
           if (t >= nt) break;
           float xf[8];
-          load8(xr[t] + k, xf);
+          load_x8<kGate>(xr[t] + k, K, xf);
 #pragma unroll
           for (int r = 0; r < RB; ++r)
 #pragma unroll
@@ -106,7 +129,7 @@ __device__ void block_tile(const bf16* __restrict__ W, int N, int K, int kw, int
 #pragma unroll
         for (int t = 0; t < NB; ++t) {
           if (t >= nt) break;
-          const float xv = to_f(xr[t][k]);
+          const float xv = load_x1<kGate>(xr[t] + k, K);
 #pragma unroll
           for (int r = 0; r < RB; ++r) acc[r][t] = fmaf(wf[r], xv, acc[r][t]);
         }
@@ -136,22 +159,22 @@ __device__ void block_tile(const bf16* __restrict__ W, int N, int K, int kw, int
   }
 }
 
-template <class TIn, int RB, int NB, bool kVec>
+template <class TIn, int RB, int NB, bool kVec, bool kGate>
 __global__ void __launch_bounds__(kWarps * 32)
     dense_kernel(const bf16* W, int N, int K, int kw, const TIn* x, int64_t xs, int B, float* y,
                  int64_t ys, bool accumulate) {
   __shared__ float red[kWarps * RB * NB];
   const int rows = kWarps / kw * RB, tiles = (N + rows - 1) / rows;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x)
-    block_tile<TIn, RB, NB, kVec>(W, N, K, kw, tile * rows, x, xs, nullptr, 1, B, y, ys, accumulate,
-                                  red);
+    block_tile<TIn, RB, NB, kVec, kGate>(W, N, K, kw, tile * rows, x, xs, nullptr, 1, B, y, ys,
+                                         accumulate, red);
 }
 
 // Work item idx = (active expert, row tile), expert-major: items past the active experts are
 // the last ones, so a block stops at the first of them.
-template <int RB, int NB, bool kVec>
+template <class TIn, int RB, int NB, bool kVec, bool kGate>
 __global__ void __launch_bounds__(kWarps * 32)
-    expert_kernel(const bf16* W0, int64_t estride, int N, int K, int kw, const bf16* x, int64_t xs,
+    expert_kernel(const bf16* W0, int64_t estride, int N, int K, int kw, const TIn* x, int64_t xs,
                   int in_div, MoePlan plan, int max_groups, float* y, int64_t ys) {
   __shared__ float red[kWarps * RB * NB];
   const int rows = kWarps / kw * RB, tiles = (N + rows - 1) / rows, active = *plan.n_active;
@@ -159,9 +182,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int g = idx / tiles, tile = idx % tiles;
     if (g >= active) break;
     const int begin = plan.offsets[g], count = plan.offsets[g + 1] - begin;
-    block_tile<bf16, RB, NB, kVec>(W0 + static_cast<int64_t>(plan.active[g]) * estride, N, K, kw,
-                                   tile * rows, x, xs, plan.sorted + begin, in_div, count, y, ys,
-                                   false, red);
+    block_tile<TIn, RB, NB, kVec, kGate>(W0 + static_cast<int64_t>(plan.active[g]) * estride, N, K,
+                                         kw, tile * rows, x, xs, plan.sorted + begin, in_div, count,
+                                         y, ys, false, red);
   }
 }
 
@@ -204,10 +227,10 @@ int rows_per_group(int64_t row_sets, int N, int groups) {
   return 1;
 }
 
-template <class TIn, int RB, int NB, bool kVec>
+template <class TIn, int RB, int NB, bool kVec, bool kGate>
 void launch_dense(const bf16* W, int N, int K, int kw, const TIn* x, int64_t xs, int B, float* y,
                   int64_t ys, bool accumulate, cudaStream_t s) {
-  auto kernel = dense_kernel<TIn, RB, NB, kVec>;
+  auto kernel = dense_kernel<TIn, RB, NB, kVec, kGate>;
   const int rows = kWarps / kw * RB, tiles = (N + rows - 1) / rows;
   static const int resident = resident_blocks(kernel);
   const int grid = std::min(tiles, resident);
@@ -215,11 +238,11 @@ void launch_dense(const bf16* W, int N, int K, int kw, const TIn* x, int64_t xs,
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-template <int RB, int NB, bool kVec>
-void launch_expert(const bf16* W0, int64_t estride, int N, int K, int kw, const bf16* x, int64_t xs,
+template <class TIn, int RB, int NB, bool kVec, bool kGate>
+void launch_expert(const bf16* W0, int64_t estride, int N, int K, int kw, const TIn* x, int64_t xs,
                    int in_div, const MoePlan& plan, int max_groups, float* y, int64_t ys,
                    cudaStream_t s) {
-  auto kernel = expert_kernel<RB, NB, kVec>;
+  auto kernel = expert_kernel<TIn, RB, NB, kVec, kGate>;
   const int rows = kWarps / kw * RB, tiles = (N + rows - 1) / rows;
   const int64_t items = int64_t{max_groups} * tiles;
   static const int resident = resident_blocks(kernel);
@@ -264,12 +287,26 @@ void gemv_split(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t 
   const int kw = warps_along_k(K);
   const int rb = rows_per_warp > 0 ? rows_per_warp : rows_per_group(1, N, kWarps / kw);
   dispatch(rb, B == 1, vec, [&](auto R, auto NB, auto V) {
+    constexpr int r = decltype(R)::value, nb = decltype(NB)::value;
+    constexpr bool v = decltype(V)::value;
     if (x_f32)
-      launch_dense<float, decltype(R)::value, decltype(NB)::value, decltype(V)::value>(
-          W, N, K, kw, static_cast<const float*>(x), x_stride, B, y, y_stride, accumulate, s);
+      launch_dense<float, r, nb, v, false>(W, N, K, kw, static_cast<const float*>(x), x_stride, B,
+                                           y, y_stride, accumulate, s);
     else
-      launch_dense<bf16, decltype(R)::value, decltype(NB)::value, decltype(V)::value>(
-          W, N, K, kw, static_cast<const bf16*>(x), x_stride, B, y, y_stride, accumulate, s);
+      launch_dense<bf16, r, nb, v, false>(W, N, K, kw, static_cast<const bf16*>(x), x_stride, B, y,
+                                          y_stride, accumulate, s);
+  });
+}
+
+void gemv_swiglu(const bf16* W, int N, int K, const float* gu, int64_t gu_stride, int B, float* y,
+                 int64_t y_stride, bool accumulate, cudaStream_t s, int rows_per_warp) {
+  if (N <= 0 || B <= 0) return;
+  const bool vec = K % 8 == 0 && gu_stride % 8 == 0 && aligned16(W) && aligned16(gu);
+  const int kw = warps_along_k(K);
+  const int rb = rows_per_warp > 0 ? rows_per_warp : rows_per_group(1, N, kWarps / kw);
+  dispatch(rb, B == 1, vec, [&](auto R, auto NB, auto V) {
+    launch_dense<float, decltype(R)::value, decltype(NB)::value, decltype(V)::value, true>(
+        W, N, K, kw, gu, gu_stride, B, y, y_stride, accumulate, s);
   });
 }
 
@@ -283,8 +320,22 @@ void expert_gemv_split(const bf16* W0, int64_t expert_stride, int N, int K, cons
   const int kw = warps_along_k(K);
   const int rb = rows_per_warp > 0 ? rows_per_warp : rows_per_group(max_groups, N, kWarps / kw);
   dispatch(rb, max_count == 1, vec, [&](auto R, auto NB, auto V) {
-    launch_expert<decltype(R)::value, decltype(NB)::value, decltype(V)::value>(
+    launch_expert<bf16, decltype(R)::value, decltype(NB)::value, decltype(V)::value, false>(
         W0, expert_stride, N, K, kw, x, x_stride, in_div, plan, max_groups, y, y_stride, s);
+  });
+}
+
+void expert_swiglu(const bf16* W0, int64_t expert_stride, int N, int K, const float* gu,
+                   int64_t gu_stride, const MoePlan& plan, int max_groups, int max_count, float* y,
+                   int64_t y_stride, cudaStream_t s, int rows_per_warp) {
+  if (N <= 0 || max_groups <= 0) return;
+  const bool vec =
+      K % 8 == 0 && gu_stride % 8 == 0 && expert_stride % 8 == 0 && aligned16(W0) && aligned16(gu);
+  const int kw = warps_along_k(K);
+  const int rb = rows_per_warp > 0 ? rows_per_warp : rows_per_group(max_groups, N, kWarps / kw);
+  dispatch(rb, max_count == 1, vec, [&](auto R, auto NB, auto V) {
+    launch_expert<float, decltype(R)::value, decltype(NB)::value, decltype(V)::value, true>(
+        W0, expert_stride, N, K, kw, gu, gu_stride, 1, plan, max_groups, y, y_stride, s);
   });
 }
 
