@@ -127,6 +127,12 @@ void moe_route_fused(const float* x, const float* router, const float* bias, int
   if (B <= 0 || E <= 0) return;
   const dim3 grid((E + kWarpsPerBlock - 1) / kWarpsPerBlock, (B + kRows - 1) / kRows);
   const size_t smem = (static_cast<size_t>(kWarpsPerBlock) + 3) * E * sizeof(float);
+  if (smem > 48 * 1024) {  // E > 1117: past the default shared memory, the three kernels
+    moe_router(x, router, B, d, E, scores, s);
+    moe_topk(scores, bias, B, E, top_k, renorm, scale, ids, weights, s);
+    moe_plan(ids, B * top_k, E, plan, s);
+    return;
+  }
   route_kernel<<<grid, kThreads, smem, s>>>(x, router, bias, B, d, E, top_k, renorm, scale, scores,
                                             ids, weights, plan, ticket);
   KIMI_CUDA_CHECK_LAUNCH();
