@@ -8,68 +8,29 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
+#include "tests/cuda/engine_kernel_util.h"
 
 namespace kimi::inference::engine::cuda {
 namespace {
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-float bf16_val(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Device copies that free themselves.
-template <class T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& v) : n(v.size()) {
-    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> v(n);
-    EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return v;
-  }
-  const bf16* b() const { return reinterpret_cast<const bf16*>(p); }
-};
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float s = 1.f) {
-  std::normal_distribution<float> nd(0.f, s);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
-}
-// bf16 bits and their exact float values.
-std::vector<uint16_t> to_bits(std::vector<float>& v) {
-  std::vector<uint16_t> b(v.size());
-  for (size_t i = 0; i < v.size(); ++i) b[i] = bf16_bits(v[i]), v[i] = bf16_val(b[i]);
-  return b;
-}
+using ktest::bf16_val;
+using ktest::Dev;
+using ktest::have_gpu;
+using ktest::randn;
+using ktest::to_bits;
 
 double silu(double x) { return x / (1 + std::exp(-x)); }
 double sigm(double x) { return 1 / (1 + std::exp(-x)); }
 
-TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+// One KDA case: head_dim K, the value columns over vsplit blocks (1: the one-block kernel).
+void kda_case(int K, int vsplit) {
+  SCOPED_TRACE("K " + std::to_string(K) + " vsplit " + std::to_string(vsplit));
   std::mt19937 rng(11);
-  const int H = 2, K = 12, W = 4, HK = H * K, slots = 3, B = 2, steps = 3;
+  const int H = 2, W = 4, HK = H * K, slots = 3, B = 2, steps = 3;
   const int rows = 3 * HK + 2 * K + H;
   std::vector<float> cq = randn(HK * W, rng, 0.5f), ck = randn(HK * W, rng, 0.5f),
                      cv = randn(HK * W, rng, 0.5f), gb = randn(HK, rng, 0.3f),
@@ -97,8 +58,12 @@ TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
     a.a_log = d_alog.p, a.dt_bias = d_dt.p, a.g_bias = d_gb.b(), a.o_norm = d_on.b();
     a.state = d_state.p, a.tails = d_tails.p, a.norm_eps = 1e-5f;
     a.out = reinterpret_cast<bf16*>(d_out.p);
+    Dev<float> d_opart(std::vector<float>(B * HK)), d_ss(std::vector<float>(B * H * vsplit));
+    Dev<unsigned> d_tickets(std::vector<unsigned>(B * H, 0u));
+    a.vsplit = vsplit, a.o_part = d_opart.p, a.ss_part = d_ss.p, a.tickets = d_tickets.p;
     kda_decode(a, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    for (unsigned t : d_tickets.get()) EXPECT_EQ(t, 0u) << "a ticket not left at zero";
     const std::vector<uint16_t> out = d_out.get();
     for (int b = 0; b < B; ++b) {
       const int s = slot_of[b];
@@ -153,6 +118,14 @@ TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
   EXPECT_LT(worst, 1e-4) << "state / tails (slot 1 untouched, slots 0 and 2 stepped)";
 }
 
+// The one-block kernel and the split one (columns over 2..5 blocks, one block with no columns
+// at K 12 / 5) against the host, on an odd head_dim and the 48B model's 128.
+TEST(EngineKernels, KdaDecodeMatchesTheHostRecurrence) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  for (int vsplit : {1, 2, 3, 5}) kda_case(12, vsplit);
+  for (int vsplit : {1, 4}) kda_case(128, vsplit);
+}
+
 TEST(EngineKernels, MlaDecodeMatchesTheHostAbsorbedAttention) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(13);
@@ -205,20 +178,13 @@ TEST(EngineKernels, MlaDecodeMatchesTheHostAbsorbedAttention) {
         for (int i = 0; i < nope; ++i)
           qa[r] += q[i] * kvb[(size_t(h) * (nope + vd) + i) * rank + r];
       for (int i = 0; i < rope; ++i) qa[rank + i] = q[nope + i];
-      std::vector<double> p(n);
-      double mx = -1e300, sum = 0;
-      for (int t = 0; t < n; ++t) {
-        double sc = 0;
-        for (int e = 0; e < D; ++e) sc += qa[e] * cache_f[(size_t(s) * max_tokens + t) * D + e];
-        p[t] = sc * a.scale, mx = std::max(mx, p[t]);
-      }
-      for (double& x : p) x = std::exp(x - mx), sum += x;
+      const ktest::Softmax sm =
+          ktest::softmax_rows(qa.data(), &cache_f[size_t(s) * max_tokens * D], n, D, a.scale);
       for (int v = 0; v < vd; ++v) {
         double want = 0;
         for (int r = 0; r < rank; ++r) {
           double ol = 0;
-          for (int t = 0; t < n; ++t)
-            ol += p[t] / sum * cache_f[(size_t(s) * max_tokens + t) * D + r];
+          for (int t = 0; t < n; ++t) ol += sm.w[t] * cache_f[(size_t(s) * max_tokens + t) * D + r];
           want += ol * kvb[(size_t(h) * (nope + vd) + nope + v) * rank + r];
         }
         const double got = bf16_val(out[(b * H + h) * vd + v]);

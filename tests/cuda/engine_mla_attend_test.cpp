@@ -18,46 +18,20 @@
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
+#include "tests/cuda/engine_kernel_util.h"
 
 namespace kimi::inference::engine::cuda {
 namespace {
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using ktest::bf16_bits;
+using ktest::bf16_val;
+using ktest::Dev;
+using ktest::have_gpu;
+
 bool quick() {
   const char* v = std::getenv("KIMI_MLA_TEST_QUICK");
   return v && *v && std::strcmp(v, "0") != 0;
 }
-
-uint16_t bf16_bits(float f) {  // round to nearest even
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-float bf16_val(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-template <class T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& v) : n(v.size()) {
-    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> v(n);
-    EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return v;
-  }
-};
 
 struct Shape {
   int H, rank, rope;
@@ -115,21 +89,17 @@ void check_attend(const Shape& sh, const std::vector<int>& n, int splits, std::m
       const float* q = &qa[(size_t(b) * H + h) * D];
       // s: the scores with the fp32 queries; sb: with the queries rounded to bf16 (the tensor
       // kernel's input); abs_qc: sum |q_bf16 c| (the fp32 accumulation's scale).
-      std::vector<double> s(n[b]), sb(n[b]), qb(D);
+      std::vector<double> qb(D);
       for (int e = 0; e < D; ++e) qb[e] = bf16_val(bf16_bits(q[e]));
-      double m = -1e300, mb = -1e300, abs_qc = 0, dq = 0;
+      const ktest::Softmax sm = ktest::softmax_rows(q, rows, n[b], D, 1.0);
+      const ktest::Softmax smb = ktest::softmax_rows(qb.data(), rows, n[b], D, 1.0);
+      const std::vector<double>&s = sm.w, &sb = smb.w;  // normalised weights
+      double abs_qc = 0, dq = 0;
       for (int t = 0; t < n[b]; ++t) {
-        double x = 0, xb = 0, ab = 0;
-        for (int e = 0; e < D; ++e) {
-          const double c = rows[size_t(t) * D + e];
-          x += q[e] * c, xb += qb[e] * c, ab += std::abs(qb[e] * c);
-        }
-        s[t] = x, sb[t] = xb, m = std::max(m, x), mb = std::max(mb, xb);
-        abs_qc = std::max(abs_qc, ab), dq = std::max(dq, std::abs(x - xb));
+        double ab = 0;
+        for (int e = 0; e < D; ++e) ab += std::abs(qb[e] * rows[size_t(t) * D + e]);
+        abs_qc = std::max(abs_qc, ab), dq = std::max(dq, std::abs(sm.score[t] - smb.score[t]));
       }
-      double l = 0, lb = 0;
-      for (int t = 0; t < n[b]; ++t) s[t] = std::exp(s[t] - m), l += s[t];
-      for (int t = 0; t < n[b]; ++t) sb[t] = std::exp(sb[t] - mb), lb += sb[t];
       // The tensor kernel's output is sum_t p^_t c_t / sum_t p^_t with p^_t = bf16(p~_t), p~_t
       // = exp(s~_t - m) from fp32 scores s~_t of the bf16 queries: p^_t = p_t e^{d_t} (1 + e_t),
       // |e_t| <= u = 2^-9 (bf16's rounding), |d_t| <= eta (the fp32 accumulation of the score,
@@ -151,7 +121,6 @@ void check_attend(const Shape& sh, const std::vector<int>& n, int splits, std::m
           ref += s[t] * c, refb += sb[t] * c;
           aw += s[t] * std::abs(c), awb += sb[t] * std::abs(c), cmax = std::max(cmax, std::abs(c));
         }
-        ref /= l, refb /= lb, aw /= l, awb /= lb;
         const size_t at = (size_t(b) * H + h) * R + r;
         const double tol_old = 1e-4 * cmax + 1e-6;
         const double e_old = std::abs(o_old[at] - ref);

@@ -1,18 +1,16 @@
-// The decode engine on the GPU (kimi_cuda_engine_test): kimi_tiny's reference logits through the
-// bf16 engine (token-by-token decode of both sequences batched, and chunked prefill + decode),
-// batched decode of sequences at different lengths equal to one-by-one decoding, and the whole
-// engine (fused KDA step, MLA latent decode, device MoE routing, grouped expert GEMV) against the
-// f32 reference model (models/kimi_linear.*) with the same bf16-rounded weights on a config of
-// odd sizes (no dimension a multiple of 8: the kernels' scalar paths); the chunked prefill
-// against token-by-token decode (logits, the greedy decode after it, the caches); the
-// tensor-core batch path against the GEMV and one-by-one decoding; batched generation (generate
-// --engine) against one-by-one and the f32 model's greedy ids. Skips without a GPU.
+// The decode engine on the GPU against references (kimi_cuda_engine_test; the prefill and batch
+// subjects are engine_prefill_test.cpp and engine_batch_test.cpp): kimi_tiny's reference logits
+// through the bf16 engine (token-by-token decode of both sequences batched, and chunked prefill +
+// decode), batched generation (generate --engine) against one-by-one and the f32 model's greedy
+// ids, and the whole engine (fused KDA step, MLA latent decode, device MoE routing, grouped
+// expert GEMV) against the f32 reference model (models/kimi_linear.*) with the same
+// bf16-rounded weights on a config of odd sizes (no dimension a multiple of 8: the kernels'
+// scalar paths); the refusals. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <string>
@@ -21,72 +19,19 @@
 #include "core/autograd/autograd.h"
 #include "core/io/safetensors.h"
 #include "core/ops/ops.h"
-#include "core/tensor/dtype.h"
-#include "core/tensor/error.h"
-#include "inference/engine/decode_engine.h"
 #include "inference/engine/generate.h"
-#include "models/kimi_linear.h"
-#include "tests/golden.h"
+#include "tests/cuda/engine_test_util.h"
 
 namespace kimi::inference::engine {
 namespace {
 
-std::unique_ptr<DecodeEngine> engine_or_skip(const WeightLayout& l) {
-  try {
-    return make_decode_engine(l);
-  } catch (const UserError& e) {
-    if (std::string(e.what()).find("no CUDA device") != std::string::npos) return nullptr;
-    throw;
-  }
-}
-
-#define ENGINE_OR_SKIP(var, layout)  \
-  auto var = engine_or_skip(layout); \
-  if (!var) GTEST_SKIP() << "no CUDA device";
-
-std::string fmt_err(double x) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2g", x);
-  return b;
-}
-
-// Token-by-token decode of ids [B, T] (row-major) in slots 0..B-1 together -> logits [B, T, V].
-std::vector<float> decode_all(DecodeEngine& e, const std::vector<int64_t>& ids, int B, int T) {
-  const int64_t V = e.layout().config.vocab_size;
-  std::vector<float> out(static_cast<size_t>(B) * T * V), step;
-  std::vector<int32_t> slots(B), tokens(B);
-  std::iota(slots.begin(), slots.end(), 0);
-  for (int t = 0; t < T; ++t) {
-    for (int b = 0; b < B; ++b) tokens[b] = static_cast<int32_t>(ids[b * T + t]);
-    e.step(slots, tokens, &step);
-    for (int b = 0; b < B; ++b)
-      std::copy(step.begin() + b * V, step.begin() + (b + 1) * V,
-                out.begin() + (static_cast<int64_t>(b) * T + t) * V);
-  }
-  return out;
-}
-
-// The reference model with every weight rounded to bf16 (what the engine holds), f32 arithmetic.
-std::unique_ptr<models::KimiLinearModel> f32_model_with_bf16_weights(const std::string& dir) {
-  auto m = models::KimiLinearModel::from_pretrained(dir, DType::kF32);
-  for (Tensor& p : m->parameters()) {
-    float* d = p.data<float>();
-    for (int64_t i = 0; i < p.numel(); ++i) d[i] = bf16_to_float(float_to_bf16(d[i]));
-  }
-  return m;
-}
-
-// Relative error of each row of V logits; the median of them.
-double median_row_err(const std::vector<float>& got, const std::vector<double>& want, int64_t V) {
-  std::vector<double> e;
-  for (size_t r = 0; r * V < want.size(); ++r) {
-    std::vector<double> a(got.begin() + r * V, got.begin() + (r + 1) * V);
-    e.push_back(
-        test::rel_err(a, std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
-  }
-  std::nth_element(e.begin(), e.begin() + e.size() / 2, e.end());
-  return e[e.size() / 2];
-}
+using etest::decode_all;
+using etest::engine_or_skip;
+using etest::EnvGuard;
+using etest::f32_model_with_bf16_weights;
+using etest::fmt_err;
+using etest::median_row_err;
+using etest::odd_config;
 
 // Prefill of ids[b, :P] into slot b (chunks of `chunk`), then tokens P .. T-1 decoded for both
 // sequences batched: the logits rows P-1 .. T-1 of each sequence, [B, T-P+1, V].
@@ -308,21 +253,6 @@ TEST(Engine, TinyGenerateBatchedEqualsAloneAndTheF32Model) {
   EXPECT_GE(total_checked, 6) << "too few clear argmaxes to check";
 }
 
-// A hybrid of odd sizes: KDA head_dim 12 (3 heads), MLA rank 20 + rope 6, d 60, 6 experts top-3.
-models::KimiLinearConfig odd_config() {
-  models::KimiLinearConfig c;
-  c.vocab_size = 53, c.hidden_size = 60, c.num_hidden_layers = 4;
-  c.num_attention_heads = 3, c.head_dim = 10, c.intermediate_size = 44;
-  c.kv_lora_rank = 20, c.q_lora_rank = 0, c.qk_nope_head_dim = 10, c.qk_rope_head_dim = 6;
-  c.v_head_dim = 14;
-  c.kda_head_dim = 12, c.kda_num_heads = 3, c.short_conv_kernel_size = 4;
-  c.kda_layers = {1, 2, 4}, c.full_attn_layers = {3};
-  c.num_experts = 6, c.num_experts_per_token = 3, c.num_shared_experts = 1;
-  c.moe_intermediate_size = 18, c.first_k_dense_replace = 1;
-  c.routed_scaling_factor = 2.446;
-  return c;
-}
-
 // B sequences of T tokens decoded together against the f32 model with the engine's weights.
 void engine_matches_f32_model(const models::KimiLinearConfig& c, int B, int T, const char* name) {
   const WeightLayout l = make_weight_layout(c);
@@ -354,8 +284,8 @@ void engine_matches_f32_model(const models::KimiLinearConfig& c, int B, int T, c
   EXPECT_LT(err, 2e-2) << name;
 }
 
-// B = 2: the GEMV; 9, 17, 64: the tensor-core products (cuBLAS, expert_mma) unless
-// KIMI_ENGINE_GEMV=old.
+// B = 2: the GEMV (gemv_split unless KIMI_ENGINE_GEMV=v1|old); 9, 17, 64: the tensor-core
+// products (cuBLAS, expert_mma) unless KIMI_ENGINE_GEMV=old.
 TEST(Engine, OddSizesMatchTheF32ReferenceModel) {
   for (int B : {2, 9, 17, 64}) {
     const std::string hybrid = "odd sizes (hybrid) B " + std::to_string(B);
@@ -372,283 +302,6 @@ TEST(Engine, TensorCoreMlaShapeMatchesTheF32ReferenceModel) {
   models::KimiLinearConfig c = odd_config();
   c.num_attention_heads = 16, c.kv_lora_rank = 128, c.qk_rope_head_dim = 16;
   engine_matches_f32_model(models::all_mla_twin(c), 2, 70, "MLA 16 heads rank 128 (all-MLA)");
-}
-
-// The batch-size switch (KIMI_ENGINE_GEMV unset: tensor-core GEMMs above 8 rows) against the
-// GEMV (KIMI_ENGINE_GEMV=old) and against each slot decoded alone (batch 1: the GEMV either
-// way), at B = 9, 17, 64 of slots at different lengths, on the odd sizes (scalar loads) and an
-// aligned twin (16-byte loads). Only the order of fp32 sums differs (and with it, now and then,
-// a bf16 rounding of an activation), so with dense routing (every expert chosen, nothing can
-// flip) every row of logits must agree to 5e-3; with top-3 of 6 a near-tie may pick another
-// expert and move that slot's later rows, so there the median row must agree to 1e-3 and 90%
-// of the rows to 5e-3. A wrong row, slot or accumulate moves rows by O(1).
-// Slots 0..B-1 at lengths s % 4, then `steps` tokens each, batched (rows in reverse slot order)
-// or alone: logits [steps, B, V], slot order within a step.
-void decode_mixed(DecodeEngine& e, int B, int steps, std::vector<float>* out, bool alone) {
-  const int64_t V = e.layout().config.vocab_size;
-  auto token = [&](int s, int t) { return static_cast<int32_t>((s * 31 + t * 7 + 2) % V); };
-  auto prefix = [](int s) { return s % 4; };  // slots at lengths 0..3 when the batch starts
-  e.reset();
-  std::vector<float> lg;
-  for (int s = 0; s < B; ++s)
-    for (int t = 0; t < prefix(s); ++t) e.step({s}, {token(s, t)}, nullptr);
-  out->assign(static_cast<size_t>(B) * steps * V, 0.f);
-  for (int j = 0; j < steps; ++j) {
-    if (alone) {
-      for (int s = 0; s < B; ++s) {
-        e.step({s}, {token(s, prefix(s) + j)}, &lg);
-        std::copy(lg.begin(), lg.end(), out->begin() + (static_cast<int64_t>(j) * B + s) * V);
-      }
-      continue;
-    }
-    // Rows in reverse slot order: the batch row and the slot differ.
-    std::vector<int32_t> slots, toks;
-    for (int s = B - 1; s >= 0; --s) slots.push_back(s), toks.push_back(token(s, prefix(s) + j));
-    e.step(slots, toks, &lg);
-    for (int r = 0; r < B; ++r)
-      std::copy(lg.begin() + r * V, lg.begin() + (r + 1) * V,
-                out->begin() + (static_cast<int64_t>(j) * B + slots[r]) * V);
-  }
-}
-
-std::vector<double> row_errs(const std::vector<float>& got, const std::vector<float>& want,
-                             int64_t V) {
-  std::vector<double> e;
-  for (size_t r = 0; r * V < want.size(); ++r)
-    e.push_back(
-        test::rel_err(std::vector<double>(got.begin() + r * V, got.begin() + (r + 1) * V),
-                      std::vector<double>(want.begin() + r * V, want.begin() + (r + 1) * V)));
-  std::sort(e.begin(), e.end());
-  return e;
-}
-
-class EnvGuard {
- public:
-  EnvGuard(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~EnvGuard() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
-
-TEST(Engine, TensorCoreBatchesEqualTheGemvAndOneByOne) {
-  for (bool aligned : {false, true})
-    for (bool dense : {true, false}) {
-      models::KimiLinearConfig c = odd_config();
-      if (aligned) {  // every width a multiple of 8
-        c.hidden_size = 64, c.intermediate_size = 48, c.moe_intermediate_size = 24;
-        c.kda_head_dim = 16, c.kv_lora_rank = 24, c.qk_nope_head_dim = 16, c.qk_rope_head_dim = 8;
-        c.v_head_dim = 16, c.head_dim = 16, c.vocab_size = 64;
-      }
-      if (dense) c.num_experts_per_token = c.num_experts;
-      const WeightLayout l = make_weight_layout(c);
-      std::unique_ptr<DecodeEngine> fresh, old;
-      {
-        EnvGuard g("KIMI_ENGINE_GEMV", nullptr);
-        fresh = engine_or_skip(l);
-      }
-      {
-        EnvGuard g("KIMI_ENGINE_GEMV", "old");
-        old = engine_or_skip(l);
-      }
-      if (!fresh || !old) GTEST_SKIP() << "no CUDA device";
-      fresh->init_random(5), old->init_random(5);
-      const int64_t V = c.vocab_size;
-      const int steps = 3;
-      fresh->allocate_slots(64, 8), old->allocate_slots(64, 8);
-      for (int B : {9, 17, 64}) {
-        std::vector<float> got, gemv, alone;
-        decode_mixed(*fresh, B, steps, &got, false);
-        decode_mixed(*old, B, steps, &gemv, false);
-        decode_mixed(*fresh, B, steps, &alone, true);
-        for (const auto& [name, want] :
-             {std::pair<const char*, const std::vector<float>*>{"the GEMV", &gemv},
-              {"one by one", &alone}}) {
-          const std::vector<double> e = row_errs(got, *want, V);
-          const double median = e[e.size() / 2], p90 = e[e.size() * 9 / 10], worst = e.back();
-          std::printf("engine %s%s B %d vs %s: row errs median %.2g, 90%% %.2g, max %.2g\n",
-                      aligned ? "aligned" : "odd", dense ? " dense routing" : " top-3", B, name,
-                      median, p90, worst);
-          if (dense) {
-            EXPECT_LT(worst, 5e-3) << "B " << B << " vs " << name;
-          } else {
-            EXPECT_LT(median, 1e-3) << "B " << B << " vs " << name;
-            EXPECT_LT(p90, 5e-3) << "B " << B << " vs " << name;
-          }
-        }
-      }
-    }
-}
-
-// Chunked prefill against token-by-token decode on one engine: slot 0 takes every token by
-// step(), slot 1 the same tokens by prefill (after a prefix by steps or by an earlier prefill),
-// then both decode greedily together (slot 0's argmax fed to both). Per case: the logits after
-// the prompt and after each greedy step (the median row error < 2e-2, every row < 5e-2), and
-// the caches after the prompt (every KDA state and conv tail, every MLA latent row; < 2e-2).
-// The prefill differs from decode only in arithmetic order and precision (GEMMs, TF32 products
-// in the chunk delta rule and the latent attention): ~1e-3. A top-k routing at a near tie can
-// still flip between the two, and a flip in the prompt moves the caches and every later row
-// of that case by up to ~0.1. So `strict` (dense routing, top_k = all experts: nothing can
-// flip) holds every case to the bounds; otherwise (kimi_tiny, the odd config's top-3 of 6) the
-// median row error over all cases must be < 2e-2 and at least 3 of the 5 cases must meet every
-// bound (a bug in chunking, tails, the state handoff or the causal offset breaks them all).
-struct PrefillCase {
-  int prefix_steps, prefix_prefill, prompt;
-  int64_t chunk;
-};
-
-void prefill_matches_decode(DecodeEngine& e, const char* name, bool strict) {
-  const int64_t V = e.layout().config.vocab_size;
-  const std::vector<PrefillCase> cases = {
-      {0, 0, 1, 16},   // one token
-      {0, 0, 37, 16},  // 3 chunks, the last of 5
-      {0, 0, 70, 32},  // 3 chunks, the last of 6
-      {0, 13, 21, 8},  // after a prefix prefilled in 2 chunks: 3 more chunks at L = 13
-      {5, 0, 37, 16},  // after 5 decode steps: L = 5
-  };
-  const int greedy = 6;
-  e.allocate_slots(2, 13 + 70 + greedy + 1);
-  std::vector<double> row_errs;
-  int agree = 0;
-  for (size_t ci = 0; ci < cases.size(); ++ci) {
-    const PrefillCase& pc = cases[ci];
-    e.reset();
-    const int L = pc.prefix_steps + pc.prefix_prefill, n = L + pc.prompt;
-    std::vector<int32_t> ids(n);
-    for (int i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 17 + 5 + 3 * ci) % V);
-    std::vector<float> want, got;
-    for (int i = 0; i < n; ++i) e.step({0}, {ids[i]}, &want);
-    e.set_prefill_chunk(pc.chunk);
-    for (int i = 0; i < pc.prefix_steps; ++i) e.step({1}, {ids[i]}, nullptr);
-    if (pc.prefix_prefill > 0)
-      e.prefill(1, std::vector<int32_t>(ids.begin(), ids.begin() + L), nullptr);
-    ASSERT_EQ(e.length(1), L);
-    e.prefill(1, std::vector<int32_t>(ids.begin() + L, ids.end()), &got);
-    ASSERT_EQ(e.length(1), n);
-    std::vector<double> errs = {test::rel_err(got, want)};
-    const double kda_err = test::rel_err(e.read_slot(1, true), e.read_slot(0, true));
-    const double mla_err = test::rel_err(e.read_slot(1, false), e.read_slot(0, false));
-    std::vector<float> both;
-    for (int s = 0; s < greedy; ++s) {
-      const int32_t next =
-          static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
-      e.step({0, 1}, {next, next}, &both);
-      want.assign(both.begin(), both.begin() + V);
-      got.assign(both.begin() + V, both.end());
-      errs.push_back(test::rel_err(got, want));
-    }
-    const double worst = *std::max_element(errs.begin(), errs.end());
-    const bool ok = worst < 5e-2 && kda_err < 2e-2 && mla_err < 2e-2;
-    agree += ok;
-    std::string list;
-    for (double x : errs) list += fmt_err(x) + " ";
-    std::printf(
-        "engine %s prefill case %zu (L %d, prompt %d, chunks of %lld): row errs vs decode %s; "
-        "caches: KDA %.3g, MLA %.3g%s\n",
-        name, ci, L, pc.prompt, static_cast<long long>(pc.chunk), list.c_str(), kda_err, mla_err,
-        ok ? "" : "  <- beyond the bounds");
-    if (strict) {
-      EXPECT_LT(worst, 5e-2) << name << " case " << ci << ": logits rows";
-      EXPECT_LT(kda_err, 2e-2) << name << " case " << ci << ": KDA states and tails";
-      EXPECT_LT(mla_err, 2e-2) << name << " case " << ci << ": MLA latent rows";
-    }
-    row_errs.insert(row_errs.end(), errs.begin(), errs.end());
-  }
-  std::sort(row_errs.begin(), row_errs.end());
-  const double median = row_errs[row_errs.size() / 2];
-  std::printf(
-      "engine %s prefill vs decode: %zu rows, median %.3g, max %.3g; %d of %zu cases "
-      "within every bound\n",
-      name, row_errs.size(), median, row_errs.back(), agree, cases.size());
-  EXPECT_LT(median, 2e-2) << name;
-  EXPECT_GE(agree, strict ? static_cast<int>(cases.size()) : 3) << name;
-}
-
-TEST(Engine, PrefillEqualsTokenByTokenDecodeTiny) {
-  KIMI_SKIP_WITHOUT_GOLDEN("kimi_tiny/model.safetensors");
-  const std::string dir = test::golden_path("kimi_tiny");
-  const WeightLayout l = make_weight_layout(models::load_kimi_linear_config(dir + "/config.json"));
-  ENGINE_OR_SKIP(e, l);
-  e->load_hf(dir);
-  prefill_matches_decode(*e, "kimi_tiny", false);
-}
-
-// The odd-size config (hybrid and all-MLA twin) as it is (top-3 of 6 experts), and with dense
-// routing (all 6 chosen) where every case must agree.
-TEST(Engine, PrefillEqualsTokenByTokenDecodeOddSizes) {
-  for (bool dense : {true, false})
-    for (bool all_mla : {false, true}) {
-      models::KimiLinearConfig c = all_mla ? models::all_mla_twin(odd_config()) : odd_config();
-      if (dense) c.num_experts_per_token = c.num_experts;
-      const WeightLayout l = make_weight_layout(c);
-      ENGINE_OR_SKIP(e, l);
-      e->init_random(11);
-      const std::string name = std::string(all_mla ? "odd all-MLA" : "odd hybrid") +
-                               (dense ? ", dense routing" : ", top-3 of 6");
-      prefill_matches_decode(*e, name.c_str(), dense);
-    }
-}
-
-// Slots at different lengths decoded together give what each gives alone.
-TEST(Engine, BatchedDecodeOfDifferentLengthsEqualsOneByOne) {
-  const models::KimiLinearConfig c = odd_config();
-  const WeightLayout l = make_weight_layout(c);
-  ENGINE_OR_SKIP(e, l);
-  e->init_random(3);
-  const int S = 4, joint = 5;
-  const int prefix[S] = {1, 6, 3, 9};
-  auto token = [&](int s, int t) {
-    return static_cast<int32_t>((s * 31 + t * 7 + 2) % c.vocab_size);
-  };
-  e->allocate_slots(S, 16);
-  const int64_t V = c.vocab_size;
-  // Alone: each slot's prefix, then its `joint` tokens, batch 1.
-  std::vector<std::vector<float>> alone(S);
-  std::vector<float> lg;
-  for (int s = 0; s < S; ++s)
-    for (int t = 0; t < prefix[s] + joint; ++t) {
-      e->step({s}, {token(s, t)}, &lg);
-      if (t >= prefix[s]) alone[s].insert(alone[s].end(), lg.begin(), lg.end());
-    }
-  e->reset();
-  for (int s = 0; s < S; ++s)
-    for (int t = 0; t < prefix[s]; ++t) e->step({s}, {token(s, t)}, nullptr);
-  const std::vector<int32_t> order = {2, 0, 3, 1};  // rows in another order than the slots
-  std::vector<std::vector<float>> together(S);
-  for (int j = 0; j < joint; ++j) {
-    std::vector<int32_t> toks;
-    for (int32_t s : order) toks.push_back(token(s, prefix[s] + j));
-    e->step(order, toks, &lg);
-    for (size_t r = 0; r < order.size(); ++r)
-      together[order[r]].insert(together[order[r]].end(), lg.begin() + r * V,
-                                lg.begin() + (r + 1) * V);
-  }
-  for (int s = 0; s < S; ++s) {
-    const double err = test::rel_err(together[s], alone[s]);
-    // Only the MLA split count depends on the batch (it changes the order of a sum).
-    EXPECT_LT(err, 1e-5) << "slot " << s;
-    EXPECT_EQ(e->length(s), prefix[s] + joint);
-  }
-  // The graph-timed path runs and advances the lengths.
-  const double ms = e->time_steps_ms(2, 1, 2);
-  EXPECT_GT(ms, 0);
-  EXPECT_EQ(e->length(0), prefix[0] + joint + 3);
-  EXPECT_GT(e->distinct_experts_last_step(), 0);
 }
 
 TEST(Engine, RefusesFullSlotsAndBadTokens) {

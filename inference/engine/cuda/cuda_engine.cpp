@@ -68,8 +68,16 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
   arena_ = DeviceBuffer(layout_.total_bytes);
   KIMI_CUDA_CHECK(cudaMemsetAsync(arena_.get(), 0, layout_.total_bytes, stream_));
   KIMI_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  const char* mode = std::getenv("KIMI_ENGINE_GEMV");
-  gemv_old_ = mode != nullptr && std::string(mode) == "old";
+  auto env_is = [](const char* key, const char* value) {
+    const char* v = std::getenv(key);
+    return v != nullptr && std::string(v) == value;
+  };
+  gemv_mode_ = env_is("KIMI_ENGINE_GEMV", "old")  ? GemvMode::kOld
+               : env_is("KIMI_ENGINE_GEMV", "v1") ? GemvMode::kV1
+                                                  : GemvMode::kSplit;
+  routing_old_ = env_is("KIMI_ENGINE_ROUTING", "old");
+  norm_old_ = env_is("KIMI_ENGINE_NORM", "old");
+  kda_old_ = env_is("KIMI_ENGINE_KDA", "old");
   KIMI_CUBLAS_CHECK(cublasCreate(&blas_));
   KIMI_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   // A workspace of our own, set before any capture: a captured cuBLAS call must not allocate.
@@ -186,6 +194,9 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
   k.take<float>(S * d);                    // y
   k.take<float>(slots * c.vocab_size);     // logits
   k.take<int>(slots), k.take<int>(slots);  // tokens, slots
+  k.take<unsigned>(1);                     // ticket
+  k.take<float>(slots * HK), k.take<float>(slots * c.kda_num_heads * kKdaMaxSplit);
+  k.take<unsigned>(slots * c.kda_num_heads);  // the split KDA update's
   return k.at;
 }
 
@@ -248,6 +259,10 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   y_ = k.take<float>(S * d);
   logits_ = k.take<float>(slots * c.vocab_size);
   tokens_ = k.take<int>(slots), slots_ = k.take<int>(slots);
+  ticket_ = k.take<unsigned>(1);
+  kda_opart_ = k.take<float>(slots * HK);
+  kda_ss_ = k.take<float>(slots * c.kda_num_heads * kKdaMaxSplit);
+  kda_tickets_ = k.take<unsigned>(slots * c.kda_num_heads);
   reset();
 }
 

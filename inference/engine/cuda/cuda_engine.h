@@ -53,11 +53,17 @@ class CudaEngine final : public DecodeEngine {
   void run_step(int batch);  // enqueues one step of rows [0, batch) of tokens_ / slots_
   void run_kda(int layer, int batch);
   void run_mla(int layer, int batch);
-  void run_ffn(int layer, int batch);
+  // Returns whether it left next_norm's output of the new h in x_ (moe_combine_norm).
+  bool run_ffn(int layer, int batch, const bf16* next_norm);
   // Above 8 rows the GEMV re-reads each weight row once per 8 (gemv.cu); a tensor-core GEMM
   // (cuBLAS, or expert_mma for the routed experts) reads it about once. KIMI_ENGINE_GEMV=old
-  // keeps the GEMV at every batch (the oracle).
-  bool batched(int batch) const { return !gemv_old_ && batch > kGemvTile; }
+  // keeps the one-warp-per-row GEMV at every batch (the oracle), =v1 at B <= 8 only (the
+  // session-14 engine); unset, B <= 8 takes gemv_split / expert_gemv_split.
+  enum class GemvMode { kSplit, kV1, kOld };
+  bool batched(int batch) const { return gemv_mode_ != GemvMode::kOld && batch > kGemvTile; }
+  // The B <= 8 product of the mode (gemv_split or gemv).
+  void small_gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t xs, int B,
+                  float* y, int64_t ys, bool accumulate);
   // y [B, N] (+)= x [B, K] W^T for bf16 x (row stride xs) and a bf16 weight [N, K].
   void project(const bf16* W, int N, int K, const bf16* x, int64_t xs, int B, float* y, int64_t ys,
                bool accumulate);
@@ -100,6 +106,9 @@ class CudaEngine final : public DecodeEngine {
   float *wts_ = nullptr, *gu_ = nullptr, *y_ = nullptr, *logits_ = nullptr;
   bf16 *x_ = nullptr, *attn_ = nullptr, *act_ = nullptr;
   int *ids_ = nullptr, *tokens_ = nullptr, *slots_ = nullptr;
+  unsigned* ticket_ = nullptr;
+  float *kda_opart_ = nullptr, *kda_ss_ = nullptr;  // the split KDA update's partial o, sums
+  unsigned* kda_tickets_ = nullptr;  // moe_route_fused's (zeroed by reset, left zero by the kernel)
   MoePlan plan_{};
   int64_t proj_cols_ = 0, max_splits_rows_ = 0;
   int last_batch_ = 0;
@@ -116,7 +125,14 @@ class CudaEngine final : public DecodeEngine {
   cublasHandle_t blas_ = nullptr;
   DeviceBuffer blas_ws_;  // cuBLAS's workspace, fixed before any capture (graph-safe)
   static constexpr int kGemvTile = 8;
-  bool gemv_old_ = false;
+  GemvMode gemv_mode_ = GemvMode::kSplit;
+  // KIMI_ENGINE_ROUTING=old: router, top-k and plan as three kernels (else moe_route_fused at
+  // B <= 8); KIMI_ENGINE_NORM=old: moe_combine then rms_norm (else moe_combine_norm).
+  bool routing_old_ = false, norm_old_ = false;
+  // KIMI_ENGINE_KDA=old: the KDA update as one block per (row, head) at every batch (else the
+  // value columns split over up to kKdaMaxSplit blocks while B * heads < SMs).
+  bool kda_old_ = false;
+  static constexpr int kKdaMaxSplit = 4;
   std::vector<std::pair<StepPart, cudaEvent_t>>* marks_ = nullptr;
   std::vector<cudaEvent_t> mark_events_;
 };

@@ -186,8 +186,8 @@ void CudaEngine::run_prefill_chunk(int slot, int64_t L, int n, bool logits) {
   // Only the last row's logits: the decode step's norm and GEMV on that one row.
   rms_norm(pb_.h + static_cast<int64_t>(n - 1) * d, d, w<bf16>(layout_.final_norm), 1, d, eps,
            pb_.x, nullptr, stream_);
-  gemv(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, pb_.x, false, d, 1, pb_.logits,
-       c.vocab_size, false, stream_);
+  small_gemv(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, pb_.x, false, d, 1,
+             pb_.logits, c.vocab_size, false);
 }
 
 void CudaEngine::prefill_kda(int layer, int slot, int n) {

@@ -16,20 +16,27 @@ void CudaEngine::run_step(int B) {
   const float eps = static_cast<float>(c.rms_norm_eps);
   mark(StepPart::kEmbed);
   embed(tokens_, w<bf16>(layout_.embed), B, d, h_, stream_);
+  bool normed = false;  // x_ already holds the next norm's output (moe_combine_norm)
   for (size_t i = 0; i < layout_.layers.size(); ++i) {
     const LayerOffsets& o = layout_.layers[i];
-    mark(StepPart::kNorm);
-    rms_norm(h_, d, w<bf16>(o.input_norm), B, d, eps, x_, nullptr, stream_);
+    if (!normed) {
+      mark(StepPart::kNorm);
+      rms_norm(h_, d, w<bf16>(o.input_norm), B, d, eps, x_, nullptr, stream_);
+    }
     if (o.is_mla)
       run_mla(static_cast<int>(i), B);
     else
       run_kda(static_cast<int>(i), B);
     mark(StepPart::kNorm);
     rms_norm(h_, d, w<bf16>(o.post_norm), B, d, eps, x_, o.is_moe ? xf_ : nullptr, stream_);
-    run_ffn(static_cast<int>(i), B);
+    const bool last = i + 1 == layout_.layers.size();
+    normed = run_ffn(static_cast<int>(i), B,
+                     w<bf16>(last ? layout_.final_norm : layout_.layers[i + 1].input_norm));
   }
-  mark(StepPart::kNorm);
-  rms_norm(h_, d, w<bf16>(layout_.final_norm), B, d, eps, x_, nullptr, stream_);
+  if (!normed) {
+    mark(StepPart::kNorm);
+    rms_norm(h_, d, w<bf16>(layout_.final_norm), B, d, eps, x_, nullptr, stream_);
+  }
   mark(StepPart::kHead);
   project(w<bf16>(layout_.lm_head), static_cast<int>(c.vocab_size), d, x_, d, B, logits_,
           c.vocab_size, false);
@@ -42,7 +49,15 @@ void CudaEngine::project(const bf16* W, int N, int K, const bf16* x, int64_t xs,
   if (batched(B))
     gemm(blas_, GemmType::kBF16, B, N, K, x, xs, W, K, true, y, ys, accumulate);
   else
-    gemv(W, N, K, x, false, xs, B, y, ys, accumulate, stream_);
+    small_gemv(W, N, K, x, false, xs, B, y, ys, accumulate);
+}
+
+void CudaEngine::small_gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t xs,
+                            int B, float* y, int64_t ys, bool accumulate) {
+  if (gemv_mode_ == GemvMode::kSplit)
+    gemv_split(W, N, K, x, x_f32, xs, B, y, ys, accumulate, stream_);
+  else
+    gemv(W, N, K, x, x_f32, xs, B, y, ys, accumulate, stream_);
 }
 
 void CudaEngine::mark(StepPart part) {
@@ -66,8 +81,8 @@ void CudaEngine::run_kda(int layer, int B) {
   mark(StepPart::kKdaProj);
   project(w<bf16>(o.kda_in), rows, d, x_, d, B, proj_, rows, false);
   // f_b and g_b take fp32 inputs of 128 columns: 1 MB of weights, re-read from L2.
-  gemv(w<bf16>(o.f_b), HK, K, proj_ + 3 * HK, true, rows, B, fbuf_, HK, false, stream_);
-  gemv(w<bf16>(o.g_b), HK, K, proj_ + 3 * HK + K, true, rows, B, zbuf_, HK, false, stream_);
+  small_gemv(w<bf16>(o.f_b), HK, K, proj_ + 3 * HK, true, rows, B, fbuf_, HK, false);
+  small_gemv(w<bf16>(o.g_b), HK, K, proj_ + 3 * HK + K, true, rows, B, zbuf_, HK, false);
   const int64_t ki = caches_.kda_index[layer];
   KdaStep a{};
   a.B = B, a.H = H, a.K = K, a.W = static_cast<int>(c.short_conv_kernel_size);
@@ -80,6 +95,10 @@ void CudaEngine::run_kda(int layer, int B) {
   a.tails = kda_tails_.get<float>() + ki * caches_.slots * caches_.conv_elems;
   a.norm_eps = static_cast<float>(c.rms_norm_eps);
   a.out = attn_;
+  // Value columns over up to 4 blocks per (row, head) while the heads alone leave SMs idle.
+  a.vsplit = 1;
+  while (!kda_old_ && a.vsplit < kKdaMaxSplit && int64_t{B} * H * a.vsplit < sms_) a.vsplit *= 2;
+  a.o_part = kda_opart_, a.ss_part = kda_ss_, a.tickets = kda_tickets_;
   mark(StepPart::kKdaUpdate);
   kda_decode(a, stream_);
   mark(StepPart::kKdaOut);
@@ -114,37 +133,75 @@ void CudaEngine::run_mla(int layer, int B) {
   project(w<bf16>(o.o_proj), d, hv, attn_, hv, B, h_, d, true);
 }
 
-void CudaEngine::run_ffn(int layer, int B) {
+bool CudaEngine::run_ffn(int layer, int B, const bf16* next_norm) {
   const models::KimiLinearConfig& c = layout_.config;
   const LayerOffsets& o = layout_.layers[layer];
   const int d = static_cast<int>(c.hidden_size);
-  if (o.is_moe) {
-    const int E = static_cast<int>(c.num_experts), K = static_cast<int>(c.num_experts_per_token);
-    const int h = static_cast<int>(c.moe_intermediate_size), S = B * K;
-    int moe_index = 0;
-    for (int i = 0; i < layer; ++i) moe_index += layout_.layers[i].is_moe;
-    int* ids = ids_ + static_cast<int64_t>(moe_index) * caches_.slots * K;
-    mark(StepPart::kRoute);
-    moe_router(xf_, w<float>(o.router), B, d, E, scores_, stream_);
-    moe_topk(scores_, w<float>(o.router_bias), B, E, K, c.moe_renormalize,
-             static_cast<float>(c.routed_scaling_factor), ids, wts_, stream_);
-    moe_plan(ids, S, E, plan_, stream_);
-    const int64_t stride = o.expert_stride / 2;
-    const int groups = std::min(E, S);
-    mark(StepPart::kExperts);
-    auto experts = batched(B) ? expert_mma : expert_gemv;
-    experts(w<bf16>(o.experts), stride, 2 * h, d, x_, d, K, plan_, groups, gu_, 2 * h, stream_);
-    swiglu(gu_, S, h, act_, stream_);
-    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, act_, h, 1, plan_, groups, y_, d,
-            stream_);
-    moe_combine(y_, wts_, B, K, d, h_, stream_);
-    if (o.mlp_gate_up < 0) return;  // no shared expert
-  }
   const int hid = static_cast<int>(o.is_moe ? layout_.shared_hidden : layout_.mlp_hidden);
-  mark(StepPart::kFfn);
-  project(w<bf16>(o.mlp_gate_up), 2 * hid, d, x_, d, B, proj_, 2 * hid, false);
-  swiglu(proj_, B, hid, act_, stream_);
-  project(w<bf16>(o.mlp_down), d, hid, act_, hid, B, h_, d, true);
+  // The down projections read SwiGLU's output straight from the gate_up output (no swiglu
+  // launch) where the split GEMV runs.
+  const bool fuse_swiglu = gemv_mode_ == GemvMode::kSplit && !batched(B);
+  auto dense_ffn = [&] {
+    mark(StepPart::kFfn);
+    project(w<bf16>(o.mlp_gate_up), 2 * hid, d, x_, d, B, proj_, 2 * hid, false);
+    if (fuse_swiglu) {
+      gemv_swiglu(w<bf16>(o.mlp_down), d, hid, proj_, 2 * hid, B, h_, d, true, stream_);
+      return;
+    }
+    swiglu(proj_, B, hid, act_, stream_);
+    project(w<bf16>(o.mlp_down), d, hid, act_, hid, B, h_, d, true);
+  };
+  if (!o.is_moe) {
+    dense_ffn();
+    return false;
+  }
+  const int E = static_cast<int>(c.num_experts), K = static_cast<int>(c.num_experts_per_token);
+  const int h = static_cast<int>(c.moe_intermediate_size), S = B * K;
+  int moe_index = 0;
+  for (int i = 0; i < layer; ++i) moe_index += layout_.layers[i].is_moe;
+  int* ids = ids_ + static_cast<int64_t>(moe_index) * caches_.slots * K;
+  mark(StepPart::kRoute);
+  const float scale = static_cast<float>(c.routed_scaling_factor);
+  if (!routing_old_ && !batched(B)) {
+    moe_route_fused(xf_, w<float>(o.router), w<float>(o.router_bias), B, d, E, K, c.moe_renormalize,
+                    scale, scores_, ids, wts_, plan_, ticket_, stream_);
+  } else {
+    moe_router(xf_, w<float>(o.router), B, d, E, scores_, stream_);
+    moe_topk(scores_, w<float>(o.router_bias), B, E, K, c.moe_renormalize, scale, ids, wts_,
+             stream_);
+    moe_plan(ids, S, E, plan_, stream_);
+  }
+  const int64_t stride = o.expert_stride / 2;
+  const int groups = std::min(E, S);
+  mark(StepPart::kExperts);
+  auto experts = [&](const bf16* W0, int N, int Kd, const bf16* x, int64_t xs, int in_div, float* y,
+                     int64_t ys) {
+    if (batched(B))
+      expert_mma(W0, stride, N, Kd, x, xs, in_div, plan_, groups, y, ys, stream_);
+    else if (gemv_mode_ == GemvMode::kSplit)
+      expert_gemv_split(W0, stride, N, Kd, x, xs, in_div, plan_, groups, B, y, ys, stream_);
+    else
+      expert_gemv(W0, stride, N, Kd, x, xs, in_div, plan_, groups, y, ys, stream_);
+  };
+  experts(w<bf16>(o.experts), 2 * h, d, x_, d, K, gu_, 2 * h);
+  if (fuse_swiglu) {
+    expert_swiglu(w<bf16>(o.experts) + 2 * int64_t{h} * d, stride, d, h, gu_, 2 * h, plan_, groups,
+                  B, y_, d, stream_);
+  } else {
+    swiglu(gu_, S, h, act_, stream_);
+    experts(w<bf16>(o.experts) + 2 * int64_t{h} * d, d, h, act_, h, 1, y_, d);
+  }
+  if (norm_old_) {
+    moe_combine(y_, wts_, B, K, d, h_, stream_);
+    if (o.mlp_gate_up >= 0) dense_ffn();
+    return false;
+  }
+  // The shared expert first (it reads x_), then the routed sum and the next norm in one kernel.
+  if (o.mlp_gate_up >= 0) dense_ffn();
+  mark(StepPart::kExperts);
+  moe_combine_norm(y_, wts_, B, K, d, h_, next_norm, static_cast<float>(c.rms_norm_eps), x_,
+                   stream_);
+  return true;
 }
 
 double CudaEngine::time_steps_ms(int64_t batch, int warmup, int reps) {

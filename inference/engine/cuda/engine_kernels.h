@@ -41,6 +41,15 @@ void advance_lengths(const int* slots, int B, int* lengths, cudaStream_t s);
 // rows of x. x is bf16 or fp32 (x_f32) with row stride x_stride; y row stride y_stride.
 void gemv(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B, float* y,
           int64_t y_stride, bool accumulate, cudaStream_t s);
+// The same product streamed at the copy rate (gemv_split.cu): 8-warp blocks, warps of a block
+// splitting K and each taking rows_per_warp rows (1, 2 or 4; 0 = chosen from N and K), the
+// grid the resident blocks. The default B <= 8 path; gemv is kept for KIMI_ENGINE_GEMV=old|v1.
+void gemv_split(const bf16* W, int N, int K, const void* x, bool x_f32, int64_t x_stride, int B,
+                float* y, int64_t y_stride, bool accumulate, cudaStream_t s, int rows_per_warp = 0);
+// gemv_split of swiglu's output without it: x[r, k] = bf16(silu(gu[r, k]) * gu[r, K + k]), gu
+// fp32 rows [gate K | up K] of stride gu_stride (the down projection of an MLP; no act buffer).
+void gemv_swiglu(const bf16* W, int N, int K, const float* gu, int64_t gu_stride, int B, float* y,
+                 int64_t y_stride, bool accumulate, cudaStream_t s, int rows_per_warp = 0);
 
 // --- MoE (moe.cu) ---
 // The per-step plan: which experts were chosen and, per chosen expert, its (token, k) slots.
@@ -64,6 +73,28 @@ void moe_plan(const int* ids, int slots_n, int E, const MoePlan& plan, cudaStrea
 void expert_gemv(const bf16* W0, int64_t expert_stride, int N, int K, const bf16* x,
                  int64_t x_stride, int in_div, const MoePlan& plan, int max_groups, float* y,
                  int64_t y_stride, cudaStream_t s);
+// expert_gemv as gemv_split: one launch over (chosen expert, row tile) items. max_count (a
+// bound on any expert's slots, e.g. the batch size) only picks the kernel's input tile.
+void expert_gemv_split(const bf16* W0, int64_t expert_stride, int N, int K, const bf16* x,
+                       int64_t x_stride, int in_div, const MoePlan& plan, int max_groups,
+                       int max_count, float* y, int64_t y_stride, cudaStream_t s,
+                       int rows_per_warp = 0);
+// expert_gemv_split of swiglu's output (as gemv_swiglu): the routed experts' down projection
+// straight from the gate_up output gu [slots, 2K] (in_div 1).
+void expert_swiglu(const bf16* W0, int64_t expert_stride, int N, int K, const float* gu,
+                   int64_t gu_stride, const MoePlan& plan, int max_groups, int max_count, float* y,
+                   int64_t y_stride, cudaStream_t s, int rows_per_warp = 0);
+// Router, top-k and plan in one launch (moe_route.cu), the results of moe_router + moe_topk +
+// moe_plan: blocks score 8 experts each; the last block to finish (a ticket, zero before the
+// call and left zero) picks every token's top_k and builds the plan. scores [B, E] workspace.
+// For decode batches (B <= 8: the one block's top-k and plan stay short).
+void moe_route_fused(const float* x, const float* router, const float* bias, int B, int d, int E,
+                     int top_k, bool renorm, float scale, float* scores, int* ids, float* weights,
+                     const MoePlan& plan, unsigned* ticket, cudaStream_t s);
+// moe_combine, then rms_norm of the new h (norm_w, eps) into out: the MoE layer's residual add
+// and the next layer's input norm in one kernel (a block per row).
+void moe_combine_norm(const float* y, const float* weights, int B, int top_k, int d, float* h,
+                      const bf16* norm_w, float eps, bf16* out, cudaStream_t s);
 // expert_gemv on tensor cores (expert_mma.cu): each chosen expert's rows read once per 64 of
 // its slots instead of once per 8. The same arguments and result (to the order of fp32 sums).
 void expert_mma(const bf16* W0, int64_t expert_stride, int N, int K, const bf16* x,
@@ -88,6 +119,12 @@ struct KdaStep {
   float* tails;                          // [slots, 3, W-1, HK]
   float norm_eps;
   bf16* out;  // [B, HK]
+  // vsplit > 1: the value columns over vsplit blocks per (row, head) (kda_decode.cu's split
+  // kernel), with o_part [B, HK], ss_part [B, H, vsplit] and tickets [B * H] (zero, left zero).
+  int vsplit = 1;
+  float* o_part = nullptr;
+  float* ss_part = nullptr;
+  unsigned* tickets = nullptr;
 };
 void kda_decode(const KdaStep& a, cudaStream_t s);
 

@@ -104,7 +104,33 @@ __global__ void combine_kernel(const float* y, const float* weights, int top_k, 
   }
 }
 
+// combine_kernel's sum, then the row's RMSNorm (rms_norm_kernel's) from the values just written.
+__global__ void combine_norm_kernel(const float* y, const float* weights, int top_k, int d,
+                                    float* h, const bf16* norm_w, float eps, bf16* out) {
+  __shared__ float scratch[33];
+  const int b = blockIdx.x;
+  float* hr = h + static_cast<int64_t>(b) * d;
+  float ss = 0.f;
+  for (int n = threadIdx.x; n < d; n += blockDim.x) {
+    float acc = 0.f;
+    for (int k = 0; k < top_k; ++k)
+      acc += weights[b * top_k + k] * y[(static_cast<int64_t>(b) * top_k + k) * d + n];
+    const float v = hr[n] + acc;
+    hr[n] = v;
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss, scratch) / d + eps);
+  for (int n = threadIdx.x; n < d; n += blockDim.x)
+    out[static_cast<int64_t>(b) * d + n] = __float2bfloat16(hr[n] * r * to_f(norm_w[n]));
+}
+
 }  // namespace
+
+void moe_combine_norm(const float* y, const float* weights, int B, int top_k, int d, float* h,
+                      const bf16* norm_w, float eps, bf16* out, cudaStream_t s) {
+  combine_norm_kernel<<<B, 256, 0, s>>>(y, weights, top_k, d, h, norm_w, eps, out);
+  KIMI_CUDA_CHECK_LAUNCH();
+}
 
 void moe_router(const float* x, const float* router, int B, int d, int E, float* scores,
                 cudaStream_t s) {
