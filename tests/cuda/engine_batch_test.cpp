@@ -145,7 +145,7 @@ TEST(Engine, FusedDecodeKernelsEqualTheOldOnesAndOneByOne) {
       const WeightLayout l = make_weight_layout(c);
       std::unique_ptr<DecodeEngine> fresh, old;
       {
-        EnvGuard g("KIMI_ENGINE_GEMV", nullptr), r("KIMI_ENGINE_ROUTING", nullptr),
+        EnvGuard g("KIMI_ENGINE_GEMV", "split"), r("KIMI_ENGINE_ROUTING", nullptr),
             n("KIMI_ENGINE_NORM", nullptr), k("KIMI_ENGINE_KDA", nullptr);
         fresh = engine_or_skip(l);
       }

@@ -57,8 +57,8 @@ class CudaEngine final : public DecodeEngine {
   bool run_ffn(int layer, int batch, const bf16* next_norm);
   // Above 8 rows the GEMV re-reads each weight row once per 8 (gemv.cu); a tensor-core GEMM
   // (cuBLAS, or expert_mma for the routed experts) reads it about once. KIMI_ENGINE_GEMV=old
-  // keeps the one-warp-per-row GEMV at every batch (the oracle), =v1 at B <= 8 only (the
-  // session-14 engine); unset, B <= 8 takes gemv_split / expert_gemv_split.
+  // keeps the one-warp-per-row GEMV at every batch (the oracle); unset or =v1, it runs at B <= 8
+  // only; =split, B <= 8 takes gemv_split / expert_gemv_split instead (opt-in: not faster yet).
   enum class GemvMode { kSplit, kV1, kOld };
   bool batched(int batch) const { return gemv_mode_ != GemvMode::kOld && batch > kGemvTile; }
   // The B <= 8 product of the mode (gemv_split or gemv).
@@ -125,7 +125,7 @@ class CudaEngine final : public DecodeEngine {
   cublasHandle_t blas_ = nullptr;
   DeviceBuffer blas_ws_;  // cuBLAS's workspace, fixed before any capture (graph-safe)
   static constexpr int kGemvTile = 8;
-  GemvMode gemv_mode_ = GemvMode::kSplit;
+  GemvMode gemv_mode_ = GemvMode::kV1;
   // KIMI_ENGINE_ROUTING=old: router, top-k and plan as three kernels (else moe_route_fused at
   // B <= 8); KIMI_ENGINE_NORM=old: moe_combine then rms_norm (else moe_combine_norm).
   bool routing_old_ = false, norm_old_ = false;
