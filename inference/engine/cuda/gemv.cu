@@ -12,23 +12,6 @@ namespace {
 constexpr int kTile = 8;   // input rows per pass over a weight row
 constexpr int kWarps = 8;  // weight rows per block
 
-__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
-  const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __bfloat1622float2(p[i]);
-    f[2 * i] = t.x, f[2 * i + 1] = t.y;
-  }
-}
-
-__device__ __forceinline__ void load8(const bf16* p, float* f) {
-  unpack8(*reinterpret_cast<const uint4*>(p), f);
-}
-__device__ __forceinline__ void load8(const float* p, float* f) {
-  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
-  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-}
-
 // y[out_r, n] (+)= W[n, :] . x[in_r, :] for the `count` rows of a group; row i of the group is
 // list[i] (or i without a list), read from input row list[i] / in_div.
 template <class TIn, bool kVec>

@@ -30,37 +30,13 @@ __global__ void router_kernel(const float* x, const float* router, int B, int d,
   }
 }
 
-// One warp per token: top_k rounds of a warp arg-max over the biased scores in shared memory.
+// One warp per token (warp_topk).
 __global__ void topk_kernel(const float* scores, const float* bias, int E, int top_k, bool renorm,
                             float scale, int* ids, float* weights) {
   extern __shared__ float choice[];
-  const int b = blockIdx.x, lane = threadIdx.x;
-  const float* s = scores + static_cast<int64_t>(b) * E;
-  for (int e = lane; e < E; e += 32) choice[e] = s[e] + bias[e];
-  __syncwarp();
-  float sum = 0.f;
-  for (int k = 0; k < top_k; ++k) {
-    float best = -FLT_MAX;
-    int arg = E;
-    for (int e = lane; e < E; e += 32)
-      if (choice[e] > best) best = choice[e], arg = e;  // lanes scan ids upwards: first wins
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-      if (ob > best || (ob == best && oa < arg)) best = ob, arg = oa;
-    }
-    if (lane == 0) {
-      ids[b * top_k + k] = arg;
-      weights[b * top_k + k] = s[arg];
-      choice[arg] = -FLT_MAX;
-    }
-    sum += s[arg];
-    __syncwarp();
-  }
-  if (lane == 0) {
-    const float norm = (renorm && top_k > 1) ? sum + 1e-20f : 1.f;
-    for (int k = 0; k < top_k; ++k) weights[b * top_k + k] = weights[b * top_k + k] / norm * scale;
-  }
+  const int b = blockIdx.x;
+  warp_topk(scores + static_cast<int64_t>(b) * E, bias, E, top_k, renorm, scale, b, choice, ids,
+            weights);
 }
 
 // One block: counts per expert, the active experts in id order, their slot lists.

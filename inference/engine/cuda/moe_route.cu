@@ -13,37 +13,6 @@ namespace {
 
 constexpr int kThreads = 256, kWarpsPerBlock = kThreads / 32, kRows = 8;
 
-// This warp's top_k of token b over the biased scores; `choice` is this warp's E floats.
-__device__ void warp_topk(const float* s, const float* bias, int E, int top_k, bool renorm,
-                          float scale, int b, float* choice, int* ids, float* weights) {
-  const int lane = threadIdx.x & 31;
-  for (int e = lane; e < E; e += 32) choice[e] = __ldcg(s + e) + bias[e];  // other blocks' writes
-  __syncwarp();
-  float sum = 0.f;
-  for (int k = 0; k < top_k; ++k) {
-    float best = -FLT_MAX;
-    int arg = E;
-    for (int e = lane; e < E; e += 32)
-      if (choice[e] > best) best = choice[e], arg = e;  // lanes scan ids upwards: first wins
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-      if (ob > best || (ob == best && oa < arg)) best = ob, arg = oa;
-    }
-    if (lane == 0) {
-      ids[b * top_k + k] = arg;
-      weights[b * top_k + k] = __ldcg(s + arg);
-      choice[arg] = -FLT_MAX;
-    }
-    sum += __ldcg(s + arg);
-    __syncwarp();
-  }
-  if (lane == 0) {
-    const float norm = (renorm && top_k > 1) ? sum + 1e-20f : 1.f;
-    for (int k = 0; k < top_k; ++k) weights[b * top_k + k] = weights[b * top_k + k] / norm * scale;
-  }
-}
-
 __global__ void __launch_bounds__(kThreads)
     route_kernel(const float* x, const float* router, const float* bias, int B, int d, int E,
                  int top_k, bool renorm, float scale, float* scores, int* ids, float* weights,
