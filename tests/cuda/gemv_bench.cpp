@@ -19,19 +19,11 @@
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
+#include "tests/cuda/bench_check.h"
 
 using namespace kimi::inference::engine::cuda;
 
 namespace {
-
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 constexpr int kCalls = 20;
 

@@ -15,19 +15,11 @@
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
+#include "tests/cuda/bench_check.h"
 
 using namespace kimi::inference::engine::cuda;
 
 namespace {
-
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 int engine_splits(int sms, int B, int64_t max_tokens, int per_sm) {
   const int64_t by_sm = (per_sm * int64_t{sms} + B - 1) / B, by_len = (max_tokens + 31) / 32;
