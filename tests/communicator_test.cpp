@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/dist/communicator.h"
+#include "core/dist/grad_buckets.h"
 #include "core/tensor/error.h"
 
 using namespace kimi;
@@ -209,4 +210,42 @@ TEST(Communicator, RendezvousFromTheEnvironmentRefusesBadValues) {
   ::unsetenv("RANK");
   ::unsetenv("MASTER_PORT");
   EXPECT_EQ(rendezvous_from_env().world_size, 1);
+}
+
+TEST(GradBuckets, PlanPacksInOrderAndGivesABigParameterABucketOfItsOwn) {
+  std::vector<Tensor> ps;
+  for (int64_t n : {5, 1, 7, 3}) ps.push_back(Tensor::zeros({n}));
+  using Plan = std::vector<std::vector<size_t>>;
+  EXPECT_EQ(plan_buckets(ps, 16), (Plan{{0}, {1}, {2}, {3}}));
+  EXPECT_EQ(plan_buckets(ps, 48), (Plan{{0, 1}, {2, 3}}));
+  EXPECT_EQ(plan_buckets(ps, 64), (Plan{{0, 1, 2, 3}}));
+}
+
+TEST(GradBuckets, ThreeRanksSumOddGradientsInSmallBucketsAndAMissingGradientCountsAsZero) {
+  const std::vector<int64_t> sizes{5, 1, 7, 3};
+  std::vector<std::vector<std::vector<float>>> got(3);
+  auto errors = run_ranks(3, 20, [&](int r, Communicator& c) {
+    std::vector<Tensor> ps;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      Tensor p = Tensor::zeros({sizes[i]});
+      p.set_requires_grad(true);
+      if (!(r == 1 && i == 2)) {
+        Tensor g = Tensor::empty({sizes[i]});
+        for (int64_t k = 0; k < sizes[i]; ++k) g.data<float>()[k] = value(r, size_t(k) + 10 * i);
+        p.set_grad(g);
+      }
+      ps.push_back(p);
+    }
+    all_reduce_grads(ps, c, 16, 0.5f);
+    for (const auto& p : ps) got[size_t(r)].push_back(p.grad().to_vector<float>());
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  for (size_t i = 0; i < sizes.size(); ++i)
+    for (int64_t k = 0; k < sizes[i]; ++k) {
+      float want = 0;
+      for (int r = 0; r < 3; ++r)
+        if (!(r == 1 && i == 2)) want += value(r, size_t(k) + 10 * i);
+      for (int r = 0; r < 3; ++r)
+        EXPECT_EQ(got[size_t(r)][i][size_t(k)], 0.5f * want) << "param " << i << " k " << k;
+    }
 }
