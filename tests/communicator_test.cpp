@@ -1,6 +1,8 @@
 // The TCP communicator (issue 14), each rank a thread of this process with its own sockets, as
 // separate processes would have: collectives on odd sizes, shard ranges, and the failure lines
 // (a rank that dies, one that hangs, one that never comes, NCCL asked for without NCCL).
+#include "core/dist/communicator.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -15,7 +17,6 @@
 #include <thread>
 #include <vector>
 
-#include "core/dist/communicator.h"
 #include "core/dist/grad_buckets.h"
 #include "core/tensor/error.h"
 
@@ -42,7 +43,7 @@ int free_port() {
 std::vector<std::string> run_ranks(int world, double timeout_s,
                                    const std::function<void(int, Communicator&)>& body) {
   const int port = free_port();
-  std::vector<std::string> errors(size_t(world));
+  std::vector<std::string> errors(static_cast<size_t>(world));
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
@@ -83,8 +84,9 @@ TEST(ShardRange, CoversOddCountsContiguouslyWithinOneElement) {
 TEST(TcpCommunicator, CollectivesOnOddSizesMatchTheRankOrderedSum) {
   for (int world : {2, 3}) {
     for (size_t n : {1u, 7u, 2053u}) {
-      std::vector<std::vector<float>> reduced(size_t(world)), scattered(size_t(world)),
-          gathered(size_t(world)), bcast(size_t(world));
+      std::vector<std::vector<float>> reduced(static_cast<size_t>(world)),
+          scattered(static_cast<size_t>(world)), gathered(static_cast<size_t>(world)),
+          bcast(static_cast<size_t>(world));
       auto errors = run_ranks(world, 20, [&](int r, Communicator& c) {
         ASSERT_EQ(c.rank(), r);
         ASSERT_EQ(c.world_size(), world);

@@ -32,8 +32,8 @@ struct Layer {
 constexpr Layer kLayers[] = {
     {"core/kernels", 0}, {"core/tensor", 1},   {"core/backend", 2}, {"core/cpu", 3},
     {"core/cuda", 3},    {"core/autograd", 4}, {"core/ops", 5},     {"core/nn", 6},
-    {"core/optim", 6},   {"core/io", 6},       {"core/dist", 6},       {"models", 7},       {"tasks", 7},
-    {"trainer", 8},      {"inference", 8},     {"tools/cli", 9},
+    {"core/optim", 6},   {"core/io", 6},       {"core/dist", 6},    {"models", 7},
+    {"tasks", 7},        {"trainer", 8},       {"inference", 8},    {"tools/cli", 9},
 };
 
 struct Exception {

@@ -1,9 +1,10 @@
 // The parts common to every transport: shard ranges, the environment, the world of one and the
 // choice of transport.
+#include "core/dist/communicator.h"
+
 #include <cstdlib>
 #include <cstring>
 
-#include "core/dist/communicator.h"
 #include "core/tensor/error.h"
 
 namespace kimi::dist {

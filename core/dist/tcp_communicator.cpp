@@ -145,9 +145,9 @@ class TcpCommunicator final : public Communicator {
   }
 
   [[noreturn]] void lost(int peer, const char* what) const {
-    throw UserError(fmt::format(
-        "dist: rank {} lost rank {}: {} (did it die? timeout {} s, MASTER_PORT {})", info_.rank,
-        peer, what, info_.timeout_s, info_.master_port));
+    throw UserError(
+        fmt::format("dist: rank {} lost rank {}: {} (did it die? timeout {} s, MASTER_PORT {})",
+                    info_.rank, peer, what, info_.timeout_s, info_.master_port));
   }
 
   void send_to(int fd, int peer, const void* p, size_t bytes) {
@@ -221,9 +221,9 @@ class TcpCommunicator final : public Communicator {
       pollfd p{ls, POLLIN, 0};
       if (left <= 0 || ::poll(&p, 1, int(left)) <= 0) {
         ::close(ls);
-        throw UserError(fmt::format(
-            "dist: rank 0 saw {} of {} ranks join on port {} within {} s (WORLD_SIZE)", joined,
-            info_.world_size, info_.master_port, info_.timeout_s));
+        throw UserError(
+            fmt::format("dist: rank 0 saw {} of {} ranks join on port {} within {} s (WORLD_SIZE)",
+                        joined, info_.world_size, info_.master_port, info_.timeout_s));
       }
       const int fd = ::accept(ls, nullptr, nullptr);
       if (fd < 0) continue;
@@ -239,9 +239,10 @@ class TcpCommunicator final : public Communicator {
       if (w != info_.world_size || r <= 0 || r >= info_.world_size || peers_[size_t(r)] >= 0) {
         ::close(fd);
         ::close(ls);
-        throw UserError(fmt::format("dist: a peer joined as rank {} of {}; rank 0 expects ranks "
-                                    "1..{} of {} once each (RANK, WORLD_SIZE)",
-                                    r, w, info_.world_size - 1, info_.world_size));
+        throw UserError(
+            fmt::format("dist: a peer joined as rank {} of {}; rank 0 expects ranks "
+                        "1..{} of {} once each (RANK, WORLD_SIZE)",
+                        r, w, info_.world_size - 1, info_.world_size));
       }
       peers_[size_t(r)] = fd;
       ++joined;
