@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <numeric>
 #include <string>
@@ -26,7 +27,19 @@ using namespace kimi::dist;
 
 namespace {
 
-float value(int rank, size_t i) { return 0.1f * float(rank + 1) + 0.37f * float(i) - 1.5f; }
+// Inexact floats (so the order of the additions shows), computed once into a table: with
+// -march=native the compiler may contract the formula into an FMA at one call site and not at
+// another, and the test would then compare two roundings of the same value.
+float value(int rank, size_t i) {
+  static const std::vector<std::vector<float>> table = [] {
+    std::vector<std::vector<float>> t(4, std::vector<float>(2100));
+    for (size_t r = 0; r < t.size(); ++r)
+      for (size_t k = 0; k < t[r].size(); ++k)
+        t[r][k] = std::sin(float(r * 2100 + k) * 0.37f) * float(1 + k % 5) - 0.01f * float(k);
+    return t;
+  }();
+  return table.at(size_t(rank)).at(i);
+}
 
 }  // namespace
 
