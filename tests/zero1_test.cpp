@@ -9,6 +9,7 @@
 
 #include "core/dist/communicator.h"
 #include "tests/dist_ranks.h"
+#include "trainer/data_parallel.h"
 
 using namespace kimi;
 
@@ -141,4 +142,19 @@ TEST(Zero1AdamW, AStateWithoutAMomentIsOneLineNamingTheKey) {
   });
   EXPECT_NE(errors[0].find("optimizer state is missing 'optim.m.w1'"), std::string::npos)
       << errors[0];
+}
+
+TEST(DataParallelRows, RanksTakeContiguousBlocksAndAnIndivisibleBatchIsOneLine) {
+  EXPECT_EQ(rank_rows(12, 3, 0).begin, 0);
+  EXPECT_EQ(rank_rows(12, 3, 2).begin, 8);
+  EXPECT_EQ(rank_rows(12, 3, 2).count, 4);
+  EXPECT_EQ(rank_rows(7, 1, 0).count, 7);
+  try {
+    rank_rows(10, 3, 1);
+    FAIL() << "a batch of 10 rows on 3 ranks was split";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.batch_size 10 does not divide by the 3 ranks"),
+              std::string::npos)
+        << e.what();
+  }
 }

@@ -8,7 +8,7 @@ namespace kimi {
 
 Zero1AdamW::Zero1AdamW(nn::NamedTensors params, optim::AdamWOptions opt, dist::Communicator& comm,
                        optim::DecayFilter decay)
-    : params_(std::move(params)), comm_(comm) {
+    : Optimizer(std::move(params)), comm_(comm) {
   std::map<std::string, bool> decays;
   for (const auto& [name, p] : params_) {
     KIMI_CHECK(p.device() == Device::kCPU && p.dtype() == DType::kF32 && p.is_contiguous(),
@@ -24,6 +24,7 @@ Zero1AdamW::Zero1AdamW(nn::NamedTensors params, optim::AdamWOptions opt, dist::C
 }
 
 void Zero1AdamW::step(double lr) {
+  ++steps_;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor g = params_[i].second.grad();
     Tensor& s = shards_[i].second;
@@ -80,6 +81,7 @@ void Zero1AdamW::load_state_dict(const std::map<std::string, Tensor>& state) {
   if (st == state.end()) throw UserError("optimizer state is missing 'optim.step'");
   shard["optim.step"] = st->second;
   inner_->load_state_dict(shard);
+  steps_ = inner_->steps();
 }
 
 }  // namespace kimi
