@@ -5,7 +5,7 @@
 // core/io). The order
 // (CMakeLists.txt builds one library per layer or group along it):
 //   0 core/kernels   1 core/tensor   2 core/backend   3 core/cpu, core/cuda   4 core/autograd
-//   5 core/ops   6 core/nn, core/optim, core/io   7 models, tasks   8 trainer, inference
+//   5 core/ops   6 core/nn, core/optim, core/io, core/dist   7 models, tasks   8 trainer, inference
 //   9 tools/cli
 // A deliberate break is listed in kExceptions with its reason; an exception that no longer
 // matches any include fails too, so the list cannot go stale.
@@ -32,8 +32,8 @@ struct Layer {
 constexpr Layer kLayers[] = {
     {"core/kernels", 0}, {"core/tensor", 1},   {"core/backend", 2}, {"core/cpu", 3},
     {"core/cuda", 3},    {"core/autograd", 4}, {"core/ops", 5},     {"core/nn", 6},
-    {"core/optim", 6},   {"core/io", 6},       {"models", 7},       {"tasks", 7},
-    {"trainer", 8},      {"inference", 8},     {"tools/cli", 9},
+    {"core/optim", 6},   {"core/io", 6},       {"core/dist", 6},    {"models", 7},
+    {"tasks", 7},        {"trainer", 8},       {"inference", 8},    {"tools/cli", 9},
 };
 
 struct Exception {
