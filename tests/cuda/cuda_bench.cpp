@@ -272,9 +272,9 @@ void bench_bwd_state(int reps) {
 // backward) on WMMA TF32 (force_chunk_bwd_{wy,gram}_kernel(kOld), as KIMI_CUDA_BWD_WY_KERNEL=old
 // / KIMI_CUDA_BWD_GRAM_KERNEL=old) or on bf16 mma.sync: rows old/old, new/old, old/new, new/new
 // (B3/B4; F2 and B1 as the environment picks), new/n64 (B4 with 64 channels per block, one
-// block per SM: KIMI_CUDA_GRAM_KS=64; new/new runs 32) and rec/new (B3 recomputing A_kk and T instead of taking
-// F1's: KIMI_CUDA_BWD_WY_RECOMPUTE=1), then B3 and B4 old and new side by side. KDA and
-// GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
+// block per SM: KIMI_CUDA_GRAM_KS=64; new/new runs 32) and rec/new (B3 recomputing A_kk and T
+// instead of taking F1's: KIMI_CUDA_BWD_WY_RECOMPUTE=1), then B3 and B4 old and new side by side.
+// KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
 void bench_bwd_wy_gram(int reps) {
   using T = __nv_bfloat16;
   ChunkInputs in;
