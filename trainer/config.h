@@ -47,6 +47,11 @@ struct TrainConfig {
   int64_t threads = 0;  // 0 = all cores
 };
 
+// Data-parallel runs (WORLD_SIZE > 1, or `run --ranks N`; README, "Several GPUs").
+struct DistConfig {
+  double bucket_mb = 25;  // gradients are summed over ranks in buckets of this many MiB
+};
+
 struct RunConfig {
   std::string name;              // run name; empty = "<task>_<mixers>" (resolved at load)
   std::string out_dir = "runs";  // the run directory is out_dir/name
@@ -54,6 +59,7 @@ struct RunConfig {
   ModelConfig model;
   TrainConfig train;
   EvalConfig eval;
+  DistConfig dist;
 };
 
 // Reads yaml_path ("" = defaults only), applies `dotted.key=value` overrides (values parsed as

@@ -88,6 +88,7 @@ void visit_fields(C& c, V&& v) {
   v("eval.num_examples", c.eval.num_examples);
   v("eval.batch_size", c.eval.batch_size);
   v("eval.seed", c.eval.seed);
+  v("dist.bucket_mb", c.dist.bucket_mb);
 }
 
 // Fills defaults that depend on other keys; validates every value. Throws UserError.

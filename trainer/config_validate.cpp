@@ -233,6 +233,7 @@ void resolve_and_validate(RunConfig& c) {
   validate_train(c.train);
   if (c.eval.seq_lens.empty()) c.eval.seq_lens = {c.train.seq_len};
   validate_eval(c.eval);
+  require(c.dist.bucket_mb > 0, "dist.bucket_mb", "> 0", c.dist.bucket_mb);
   validate_sizes(c);
   if (c.name.empty()) {
     std::vector<std::string> kinds;  // distinct mixers in layer order: "mqar_kda-attention"

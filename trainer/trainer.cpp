@@ -20,11 +20,13 @@
 #endif
 
 #include "core/backend/precision.h"
+#include "core/dist/communicator.h"
 #include "core/io/atomic_file.h"
 #include "core/optim/optimizer.h"
 #include "core/tensor/device_memory.h"
 #include "tasks/eval_set.h"
 #include "trainer/checkpoint.h"
+#include "trainer/data_parallel.h"
 #include "trainer/dir_lock.h"
 #include "trainer/grad_accum.h"
 #include "trainer/lm_metrics.h"
@@ -33,6 +35,7 @@
 #include "trainer/run_dir.h"
 #include "trainer/run_lock.h"
 #include "trainer/run_status.h"
+#include "trainer/zero1.h"
 
 namespace kimi {
 
@@ -87,7 +90,10 @@ struct Session {
   std::vector<tasks::EvalSet> eval_sets;
   tasks::SequenceFilter filter;
   std::unique_ptr<models::LanguageModel> model;
-  std::unique_ptr<optim::AdamW> opt;
+  std::unique_ptr<optim::Optimizer> opt;  // AdamW; Zero1AdamW in a data-parallel run
+  // Set in a data-parallel run (WORLD_SIZE > 1). Only rank 0 (root) writes the run directory.
+  dist::Communicator* comm = nullptr;
+  bool root = true;
   int64_t start_step = 0;
   std::string last_checkpoint;
   std::optional<double> checkpoint_loss;  // the loss stored with the checkpoint resumed from
@@ -146,10 +152,11 @@ void check_not_finished(const std::string& dir, const RunConfig& cfg) {
 // (eval.seq_lens, eval.num_examples and eval.seed are not among them: training batches are
 // redrawn when they equal an eval row, so the eval sets shape the training data.)
 bool resume_may_change(const std::string& key) {
-  static const char* const kKeys[] = {
-      "train.log_every",        "train.eval_every",      "train.checkpoint_every",
-      "train.keep_checkpoints", "train.target_accuracy", "train.device",
-      "train.precision",        "train.threads",         "eval.batch_size"};
+  static const char* const kKeys[] = {"train.log_every",        "train.eval_every",
+                                      "train.checkpoint_every", "train.keep_checkpoints",
+                                      "train.target_accuracy",  "train.device",
+                                      "train.precision",        "train.threads",
+                                      "eval.batch_size",        "dist.bucket_mb"};
   for (const char* k : kKeys)
     if (key == k) return true;
   return false;
@@ -180,8 +187,8 @@ std::vector<std::string> check_resume_overrides(const RunConfig& stored, RunConf
     throw UserError(fmt::format(
         "{}: cannot change on resume ({}): it would change what was trained or the learning-rate "
         "schedule; start a new run instead. On resume only train.steps, log_every, eval_every, "
-        "checkpoint_every, keep_checkpoints, target_accuracy, device, precision, threads and "
-        "eval.batch_size may change",
+        "checkpoint_every, keep_checkpoints, target_accuracy, device, precision, threads, "
+        "eval.batch_size and dist.bucket_mb may change",
         key, change));
   }
   if (wanted.train.steps != stored.train.steps && stored.train.schedule_steps == 0) {
@@ -191,8 +198,19 @@ std::vector<std::string> check_resume_overrides(const RunConfig& stored, RunConf
   return overrides;
 }
 
-Session open_session(const RunRequest& req) {
+// A data-parallel run trains on the CPU over TCP; never silently on one GPU.
+void check_data_parallel(const Session& s, Device device) {
+  if (!s.comm) return;
+  if (device == Device::kCUDA)
+    throw UserError(
+        "device cuda: data-parallel runs need the NCCL transport, not built yet; use --device cpu");
+  rank_rows(s.cfg.train.batch_size, s.comm->world_size(), s.comm->rank());  // divides, or one line
+}
+
+Session open_session(const RunRequest& req, dist::Communicator* comm) {
   Session s;
+  s.comm = comm;
+  s.root = !comm || comm->rank() == 0;
   std::vector<std::string> overrides = req.overrides;
   std::optional<RunIdentity> identity;
   if (!req.resume_dir.empty()) {
@@ -200,8 +218,9 @@ Session open_session(const RunRequest& req) {
     if (!fs::exists(cfg_path))
       throw UserError(fmt::format("{}: no config.yaml; not a run directory", req.resume_dir));
     s.dir = req.resume_dir;
-    if (!req.caller_holds_lock) s.lock = lock_run_dir(s.dir);
+    if (!req.caller_holds_lock && s.root) s.lock = lock_run_dir(s.dir);
     s.cfg = load_config(cfg_path.string(), overrides);
+    check_data_parallel(s, resolve_device(req.device.empty() ? s.cfg.train.device : req.device));
     if (!overrides.empty()) {
       const auto latest = find_latest_checkpoint(s.dir);
       overrides = check_resume_overrides(load_config(cfg_path.string(), {}), s.cfg, overrides,
@@ -211,13 +230,16 @@ Session open_session(const RunRequest& req) {
     identity = read_run_identity(s.dir);
   } else {
     s.cfg = load_config(req.config_path, overrides);
-    resolve_device(req.device.empty() ? s.cfg.train.device : req.device);  // fail before writing
-    s.dir = req.out_dir.empty() ? fresh_run_dir(s.cfg, &s.lock)
-                                : named_run_dir(req.out_dir, req.caller_holds_lock, &s.lock);
+    // fail before writing
+    check_data_parallel(s, resolve_device(req.device.empty() ? s.cfg.train.device : req.device));
+    // Ranks other than 0 write nothing: they need no directory.
+    if (s.root)
+      s.dir = req.out_dir.empty() ? fresh_run_dir(s.cfg, &s.lock)
+                                  : named_run_dir(req.out_dir, req.caller_holds_lock, &s.lock);
   }
   // Left by a process killed mid-write; no one else writes here while we hold the lock.
-  s.removed_temp_files = io::remove_atomic_temp_files(s.dir);
-  if (req.resume_dir.empty()) {
+  if (s.root) s.removed_temp_files = io::remove_atomic_temp_files(s.dir);
+  if (req.resume_dir.empty() && s.root) {
     create_run_dir(s.cfg, overrides, s.dir);
     identity = read_run_identity(s.dir);
   }
@@ -237,8 +259,17 @@ Session open_session(const RunRequest& req) {
   const bool autocast = s.device == Device::kCUDA && compute_precision() == ComputePrecision::kBF16;
   set_activation_dtype(autocast ? DType::kBF16 : DType::kF32);
   const auto& t = s.cfg.train;
-  s.opt = std::make_unique<optim::AdamW>(
-      s.model->named_parameters(), optim::AdamWOptions{t.beta1, t.beta2, t.eps, t.weight_decay});
+  const optim::AdamWOptions adamw{t.beta1, t.beta2, t.eps, t.weight_decay};
+  if (s.comm) {
+    // The expert-bias update follows each rank's own routed loads, so the ranks would drift.
+    if (!s.model->moe_layers().empty())
+      throw UserError(
+          "data-parallel runs of MoE models are not supported yet (the expert-bias update would "
+          "need the loads summed over ranks); train it on one rank");
+    s.opt = std::make_unique<Zero1AdamW>(s.model->named_parameters(), adamw, *s.comm);
+  } else {
+    s.opt = std::make_unique<optim::AdamW>(s.model->named_parameters(), adamw);
+  }
   if (!req.resume_dir.empty()) {
     if (auto ckpt = find_latest_checkpoint(s.dir)) {
       CheckpointChecks checks;
@@ -254,13 +285,14 @@ Session open_session(const RunRequest& req) {
       s.last_checkpoint = ckpt->path;
     }
     // Everything is checked: now the directory may change.
+    if (!s.root) return s;
     if (!identity) {
       identity = RunIdentity{new_run_id(), s.start_step};
       write_run_identity(s.dir, *identity);
     }
     record_resume_overrides(s.dir, s.cfg, overrides, s.start_step);
   }
-  s.run_id = identity->run_id;
+  if (identity) s.run_id = identity->run_id;
   return s;
 }
 
@@ -269,6 +301,68 @@ int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
   const auto& lens = cfg.task.train_seq_lens;
   if (!cfg.task.mixed_lengths || lens.empty()) return cfg.train.seq_len;
   return lens[splitmix64(step_seed ^ 0x5eed1e9u) % lens.size()];
+}
+
+// What the ranks of a data-parallel run learn from rank 0 after each step (one broadcast float).
+enum StepFlags : int { kCheckpointNow = 1, kEndNow = 2 };
+
+float broadcast_from_root(dist::Communicator& comm, float value) {
+  comm.broadcast(&value, 1, 0);
+  return value;
+}
+
+struct StepOutcome {
+  double loss = 0, grad_norm = 0, lr = 0;
+  int64_t rows = 0, seq_len = 0;
+};
+
+// The forward, backward and optimizer step of step `step` (0-based), on one rank or on all of a
+// data-parallel run's (each its rows of the same global batch; the same update everywhere).
+// `fail` gets a non-finite loss or gradient norm and must throw.
+template <class Fail>
+StepOutcome step_model(Session& s, int64_t step, optim::Schedule schedule, Fail&& fail) {
+  const auto& t = s.cfg.train;
+  const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(step));
+  // train.grad_accum slices of train.batch_size rows: the rows one larger batch would hold.
+  tasks::Batch batch = tasks::sample_filtered(*s.task, t.batch_size * t.grad_accum,
+                                              step_seq_len(s.cfg, step_seed), step_seed, s.filter);
+  StepOutcome o;
+  s.opt->zero_grad();
+  o.loss = s.comm ? data_parallel_forward_backward(
+                        *s.model, batch, t.grad_accum, s.device, *s.comm,
+                        static_cast<size_t>(s.cfg.dist.bucket_mb * 1024 * 1024))
+                  : forward_backward_accumulated(*s.model, batch, t.grad_accum, s.device);
+  if (!std::isfinite(o.loss))
+    fail(fmt::format("non-finite loss ({}) at step {}", o.loss, step + 1));
+  o.grad_norm = optim::clip_grad_norm(s.model->parameters(), t.grad_clip);
+  if (!std::isfinite(o.grad_norm))
+    fail(fmt::format("non-finite gradient norm at step {}", step + 1));
+  o.lr = optim::lr_at(step, t.schedule_steps > 0 ? t.schedule_steps : t.steps, t.warmup_steps, t.lr,
+                      t.min_lr_ratio, schedule);
+  s.opt->step(o.lr);
+  s.model->after_optimizer_step();  // MoE: the auxiliary-loss-free bias update
+  o.rows = batch.batch;
+  o.seq_len = batch.seq_len;
+  return o;
+}
+
+// A data-parallel rank other than 0: the same steps as rank 0, joining its collectives (the
+// gradient sums, the optimizer's gathers, its checkpoints' state_dict) and ending when rank 0
+// says; it writes nothing. Evaluation runs on rank 0 alone (it needs no collective).
+RunResult follow_root(Session& s) {
+  RunResult result;
+  if (broadcast_from_root(*s.comm, 0) == 0) return result;  // rank 0: already finished
+  const auto schedule = optim::schedule_from_name(s.cfg.train.schedule);
+  for (int64_t step = s.start_step; step < s.cfg.train.steps; ++step) {
+    const StepOutcome o =
+        step_model(s, step, schedule, [](const std::string& what) { throw UserError(what); });
+    result.final_loss = o.loss;
+    result.steps_done = step + 1;
+    const int flags = static_cast<int>(broadcast_from_root(*s.comm, 0));
+    if (flags & kCheckpointNow) (void)s.opt->state_dict();  // collective
+    if (flags & kEndNow) break;
+  }
+  return result;
 }
 
 // One training run over an open session: steps, logging, evals, checkpoints, summary, status.
@@ -306,18 +400,27 @@ class TrainLoop {
 
   RunResult run() {
     status_.set(RunState::kRunning, step_, "training");
-    if (finished_before_its_summary()) return result_;
-    while (step_ < t_.steps && !signals_.received()) {
+    const bool finished = finished_before_its_summary();
+    if (s_.comm) broadcast_from_root(*s_.comm, finished ? 0 : 1);
+    if (finished) return result_;
+    // A data-parallel run reads the signal once a step, so that the other ranks (told by the
+    // broadcast below) stop at the same step.
+    while (step_ < t_.steps && (s_.comm || !signals_.received())) {
       const StepStats st = train_step(step_);
       ++step_;
       log_step(step_, st);
       const bool pause = req_.stop_at > 0 && step_ >= req_.stop_at;
+      const int sig = signals_.received();
       bool stop = false;
       if ((t_.eval_every > 0 && step_ % t_.eval_every == 0) || step_ == t_.steps)
         stop = evaluate(step_, /*record=*/true);
-      if ((t_.checkpoint_every > 0 && step_ % t_.checkpoint_every == 0) || step_ == t_.steps ||
-          stop || pause || signals_.received())
-        checkpoint(step_, st.loss);
+      const bool save = (t_.checkpoint_every > 0 && step_ % t_.checkpoint_every == 0) ||
+                        step_ == t_.steps || stop || pause || sig;
+      if (s_.comm)
+        broadcast_from_root(*s_.comm, static_cast<float>((save ? kCheckpointNow : 0) |
+                                                         (stop || pause || sig ? kEndNow : 0)));
+      if (save) checkpoint(step_, st.loss);
+      if (s_.comm && sig) break;
       bar_.update(step_,
                   fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
                               last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_),
@@ -394,27 +497,15 @@ class TrainLoop {
   // Step `step` (0-based) trains on the batch drawn with seed mix(train.seed, step).
   StepStats train_step(int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t step_seed =
-        mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step));
-    // train.grad_accum slices of train.batch_size rows: the rows one larger batch would hold.
-    tasks::Batch batch =
-        tasks::sample_filtered(*s_.task, t_.batch_size * t_.grad_accum,
-                               step_seq_len(s_.cfg, step_seed), step_seed, s_.filter);
+    const StepOutcome o =
+        step_model(s_, step, schedule_, [this](const std::string& what) { fail(what); });
     StepStats st;
-    s_.opt->zero_grad();
-    st.loss = forward_backward_accumulated(*s_.model, batch, t_.grad_accum, s_.device);
-    if (!std::isfinite(st.loss))
-      fail(fmt::format("non-finite loss ({}) at step {}", st.loss, step + 1));
-    st.grad_norm = optim::clip_grad_norm(s_.model->parameters(), t_.grad_clip);
-    if (!std::isfinite(st.grad_norm))
-      fail(fmt::format("non-finite gradient norm at step {}", step + 1));
-    st.lr = optim::lr_at(step, t_.schedule_steps > 0 ? t_.schedule_steps : t_.steps,
-                         t_.warmup_steps, t_.lr, t_.min_lr_ratio, schedule_);
-    s_.opt->step(st.lr);
-    s_.model->after_optimizer_step();  // MoE: the auxiliary-loss-free bias update
+    st.loss = o.loss;
+    st.grad_norm = o.grad_norm;
+    st.lr = o.lr;
     st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    st.tok_s = static_cast<double>(batch.batch * batch.seq_len) / std::max(st.secs, 1e-9);
-    lm_.add_step(batch.batch * batch.seq_len, batch.seq_len);
+    st.tok_s = static_cast<double>(o.rows * o.seq_len) / std::max(st.secs, 1e-9);
+    lm_.add_step(o.rows * o.seq_len, o.seq_len);
     result_.final_loss = st.loss;
     return st;
   }
@@ -535,7 +626,31 @@ class TrainLoop {
 }  // namespace
 
 RunResult run_training(const RunRequest& req) {
-  Session s = open_session(req);
+  // An external launcher (torchrun, `run --ranks N`) sets WORLD_SIZE > 1: a data-parallel run.
+  const dist::RendezvousInfo rendezvous = dist::rendezvous_from_env();
+  std::unique_ptr<dist::Communicator> comm;
+  if (rendezvous.world_size > 1) {
+    if (req.device == "cuda")
+      throw UserError(
+          "device cuda: data-parallel runs need the NCCL transport, not built yet; use --device "
+          "cpu");
+    comm = dist::make_tcp_communicator(rendezvous);
+  }
+  Session s = open_session(req, comm.get());
+  if (comm) {
+    // Every rank resumes from the checkpoint rank 0 chose.
+    const auto root_start =
+        static_cast<int64_t>(broadcast_from_root(*comm, static_cast<float>(s.start_step)));
+    if (root_start != s.start_step)
+      throw UserError(fmt::format(
+          "rank {}: resumes at step {} but rank 0 at step {} (the run directory changed under "
+          "the ranks)",
+          comm->rank(), s.start_step, root_start));
+  }
+  if (!s.root) {
+    StopSignals signals;  // a Ctrl-C reaches every rank: rank 0 alone decides when to stop
+    return follow_root(s);
+  }
   const auto log_file = setup_logging(s.dir);
   // SIGINT/SIGTERM from here on stop the run cleanly; before, nothing but config.yaml and
   // run.json was written, and the default action is right.

@@ -3,11 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "tools/cli/commands.h"
 #include "tools/cli/flag_checks.h"
 #include "tools/cli/plotting.h"
+#include "tools/cli/run_ranks.h"
 #include "trainer/cost_estimate.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"
@@ -70,6 +72,7 @@ void register_run(CLI::App& app) {
   auto no_plot = std::make_shared<bool>(false);
   auto no_progress = std::make_shared<bool>(false);
   auto no_estimate = std::make_shared<bool>(false);
+  auto ranks = std::make_shared<int>(1);
   cmd->add_option(
       "args", *args,
       "CONFIG.yaml followed by key=value overrides of any config key (dotted, typed as YAML:\n"
@@ -94,6 +97,14 @@ void register_run(CLI::App& app) {
          "long run across sessions")
       ->check(kFitsInt64)
       ->check(CLI::PositiveNumber);
+  cmd->add_option(
+         "--ranks", *ranks,
+         "data-parallel training on this host's CPU: starts N processes of this binary (RANK,\n"
+         "WORLD_SIZE, MASTER_ADDR/PORT set, as torchrun does), each training its share of the\n"
+         "train.batch_size rows (which must divide by N); rank 0 alone writes the run directory.\n"
+         "The same numbers as one process, up to rounding. CPU only for now (README, 'Several\n"
+         "GPUs')")
+      ->check(CLI::Range(1, 1024));
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
   cmd->add_flag(
@@ -102,7 +113,31 @@ void register_run(CLI::App& app) {
       "of the batch is timed before training, and a run estimated at more than 30 minutes (a\n"
       "GPU-sized config such as experiments/mqar.yaml) gets a warning with the estimate and a\n"
       "CPU-sized variant; the run goes on either way");
-  cmd->callback([req, args, no_plot, no_progress, no_estimate] {
+  cmd->callback([req, args, no_plot, no_progress, no_estimate, ranks] {
+    if (*ranks > 1) {
+      if (req->device == "cuda")
+        throw UserError(
+            "run --ranks: data-parallel runs need the NCCL transport, not built yet; use "
+            "--device cpu");
+      if (std::getenv("WORLD_SIZE") != nullptr)
+        throw UserError("run --ranks: WORLD_SIZE is set: this process is a rank already");
+      std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
+                                       "run"};
+      argv.insert(argv.end(), args->begin(), args->end());
+      const std::pair<const char*, const std::string*> options[] = {
+          {"--device", &req->device}, {"--out", &req->out_dir}, {"--resume", &req->resume_dir}};
+      for (const auto& [flag, value] : options)
+        if (!value->empty()) argv.insert(argv.end(), {flag, *value});
+      if (req->stop_at > 0) argv.insert(argv.end(), {"--stop-at", std::to_string(req->stop_at)});
+      if (*no_plot) argv.push_back("--no-plot");
+      if (*no_progress) argv.push_back("--no-progress");
+      if (*no_estimate) argv.push_back("--no-estimate");
+      run_ranks(argv, *ranks);
+      return;
+    }
+    // In a data-parallel run, rank 0 alone estimates, reports and plots.
+    const char* rank_env = std::getenv("RANK");
+    const bool root = rank_env == nullptr || std::string(rank_env) == "0";
     std::vector<std::string> rest = *args;
     if (req->resume_dir.empty()) {
       if (rest.empty() || rest[0].find('=') != std::string::npos)
@@ -113,8 +148,9 @@ void register_run(CLI::App& app) {
     }
     req->overrides = rest;
     req->progress = !*no_progress;
-    if (!*no_estimate) warn_if_long_on_cpu(*req);
+    if (!*no_estimate && root) warn_if_long_on_cpu(*req);
     RunResult r = run_training(*req);
+    if (r.run_dir.empty()) return;  // a data-parallel rank other than 0
     fmt::print("\nrun directory: {}\n", r.run_dir);
     for (const auto& e : r.last_eval)
       fmt::print("  {} T={:<5} accuracy {:.4f}  exact match {:.4f}  loss {:.4f}\n", e.task,
