@@ -454,6 +454,79 @@ TEST(SweepJobs, GpusAreHandedOutOnlyWhenSeveralAreVisibleAndTheUserSetNone) {
   EXPECT_EQ(gpus_to_hand_out(nullptr, 3), (std::vector<std::string>{"0", "1", "2"}));
 }
 
+// --mps: a fake nvidia-cuda-mps-control on PATH logs how it was called; the children must see
+// the daemon's pipe folder, and the daemon must be told to quit when the sweep ends.
+struct PathGuard {
+  std::string old = std::getenv("PATH") ? std::getenv("PATH") : "";
+  explicit PathGuard(const std::string& front) { setenv("PATH", (front + ":" + old).c_str(), 1); }
+  ~PathGuard() { setenv("PATH", old.c_str(), 1); }
+};
+
+TEST(SweepJobs, MpsStartsAPrivateDaemonForTheChildrenAndStopsIt) {
+  ASSERT_EQ(std::getenv("CUDA_MPS_PIPE_DIRECTORY"), nullptr);
+  SweepFixture f("jobs_mps", "overrides: [train.device=auto]\ngrid:\n  model.mixer: [kda, gdn]\n");
+  const fs::path bin = f.root / "bin", calls = f.root / "calls.txt", seen = f.root / "seen";
+  fs::create_directories(bin);
+  fs::create_directories(seen);
+  write_file(
+      bin / "nvidia-cuda-mps-control",
+      fmt::format("#!/bin/sh\nif [ \"$1\" = -d ]; then echo \"start $CUDA_MPS_PIPE_DIRECTORY\" "
+                  ">> {0}; else echo \"$(cat) $CUDA_MPS_PIPE_DIRECTORY\" >> {0}; fi\n",
+                  calls.string()));
+  fs::permissions(bin / "nvidia-cuda-mps-control", fs::perms::owner_all);
+  const PathGuard path(bin.string());
+  SweepOptions opt;
+  opt.progress = false;
+  opt.jobs = 2;
+  opt.mps = true;
+  opt.worker_command = {"/bin/sh", "-c", "echo $CUDA_MPS_PIPE_DIRECTORY > " + seen.string() + "/$$",
+                        "worker"};
+  run_sweep(f.file(), opt);
+
+  const auto log = lines(read_file(calls));
+  ASSERT_EQ(log.size(), 2u) << read_file(calls);
+  ASSERT_EQ(log[0].rfind("start ", 0), 0u) << log[0];
+  const std::string pipe = log[0].substr(6);
+  EXPECT_EQ(log[1], "quit " + pipe);  // told to quit, through the same pipe folder
+  EXPECT_EQ(pipe.rfind("/tmp/kimi-lab-mps-", 0), 0u) << pipe;
+  size_t children = 0;
+  for (const auto& e : fs::directory_iterator(seen)) {
+    EXPECT_EQ(lines(read_file(e.path())).at(0), pipe);
+    ++children;
+  }
+  EXPECT_EQ(children, 2u);
+  EXPECT_EQ(std::getenv("CUDA_MPS_PIPE_DIRECTORY"), nullptr);  // restored
+  EXPECT_FALSE(fs::exists(fs::path(pipe).parent_path()));      // its folder removed
+}
+
+TEST(SweepJobs, MpsIsRefusedWithOneJobOnTheCpuOrWithoutItsControlProgram) {
+  SweepFixture f("jobs_mps_bad", "grid:\n  model.mixer: [kda, gdn]\n");
+  SweepOptions opt;
+  opt.progress = false;
+  opt.mps = true;
+  opt.worker_command = {"/bin/true"};
+  auto message = [&] {
+    try {
+      run_sweep(f.file(), opt);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message().find("--jobs 2 or more"), std::string::npos);
+  opt.jobs = 2;  // and the fixture's points run on the CPU
+  EXPECT_NE(message().find("every point runs on the CPU"), std::string::npos);
+  opt.device = "auto";
+  const fs::path empty = f.root / "empty";
+  fs::create_directories(empty);
+  const std::string old = std::getenv("PATH") ? std::getenv("PATH") : "";
+  setenv("PATH", empty.c_str(), 1);  // no nvidia-cuda-mps-control anywhere
+  const std::string missing = message();
+  setenv("PATH", old.c_str(), 1);
+  EXPECT_NE(missing.find("cannot run nvidia-cuda-mps-control"), std::string::npos) << missing;
+  EXPECT_EQ(std::getenv("CUDA_MPS_PIPE_DIRECTORY"), nullptr);
+}
+
 // ---- seeds ---------------------------------------------------------------------------------
 
 TEST(SweepSeeds, SeedStatIsMeanSampleSdAndCountOverFiniteValues) {

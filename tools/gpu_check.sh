@@ -8,7 +8,8 @@
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
 # attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage engine: the decode
 # engine's tests and a short bench-infer (TARGETS="kimi_cuda_engine_test kimi-lab"). Logs land in $OUT.
-# Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla)
+# Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla);
+# JOBS_FLAGS=--mps runs stage jobs under a private MPS daemon (runs and logs named jobs_mps_N)
 # (default: tests sanitize bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,20 +95,22 @@ for s in $stages; do
         --no-progress --no-plot >"$out/sweep.log" 2>&1
       r=$?; grep -E "finished|summary|error" "$out/sweep.log" | tail -n 12; echo "sweep exit $r"; rc=$((rc | r))
       tar czf "$out/sweep_runs.tgz" --exclude='*.safetensors' runs ;;
-    jobs)  # sweep --jobs N = 1 2 4 8 on one GPU: wall time of the same 8 points (JOBS_NS picks N)
+    jobs)  # sweep --jobs N = 1 2 4 8 on one GPU: wall time of the same 8 points (JOBS_NS picks N;
+           # JOBS_FLAGS adds sweep flags; with --mps the runs and logs are named jobs_mps_N)
+      tag=jobs_; case "${JOBS_FLAGS:-}" in *--mps*) tag=jobs_mps_ ;; esac
       for n in ${JOBS_NS:-1 2 4 8}; do
-        sw="experiments/gpu/jobs_$n.yaml"
-        sed "s/^name: .*/name: jobs_$n/" experiments/gpu/sweep_jobs_throughput.yaml >"$sw"
-        rm -rf "runs/jobs_$n"; t0=$(date +%s.%N)
+        sw="experiments/gpu/$tag$n.yaml"
+        sed "s/^name: .*/name: $tag$n/" experiments/gpu/sweep_jobs_throughput.yaml >"$sw"
+        rm -rf "runs/$tag$n"; t0=$(date +%s.%N)
         LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${SWEEP_TIMEOUT:-300}" .gpu/bin/kimi-lab sweep "$sw" --device cuda \
-          --jobs "$n" --no-progress --no-plot >"$out/jobs_$n.log" 2>&1
+          --jobs "$n" ${JOBS_FLAGS:-} --no-progress --no-plot >"$out/$tag$n.log" 2>&1
         r=$?; t1=$(date +%s.%N)
-        awk -v n="$n" -v a="$t0" -v b="$t1" -v r="$r" 'BEGIN { w = b - a;
-          printf "jobs %d: 8 points x 400 steps in %.1f s = %.2f points/min, %.0f steps/s (exit %d)\n", n, w, 8 * 60 / w, 3200 / w, r }' |
+        awk -v n="$n" -v t="$tag" -v a="$t0" -v b="$t1" -v r="$r" 'BEGIN { w = b - a;
+          printf "%s%d: 8 points x 400 steps in %.1f s = %.2f points/min, %.0f steps/s (exit %d)\n", t, n, w, 8 * 60 / w, 3200 / w, r }' |
           tee -a "$out/jobs.txt"
         rc=$((rc | r))
       done
-      tar czf "$out/jobs_runs.tgz" --exclude='*.safetensors' runs ;;
+      tar czf "$out/${tag}runs.tgz" --exclude='*.safetensors' runs/$tag* ;;
     train)  # a training run on the GPU: TRAIN_CONFIG (default the paper-size MQAR model at T=1024),
             # TRAIN_ARGS overrides, TRAIN_NAME names the run directory under $OUT
       cfg="${TRAIN_CONFIG:-experiments/mqar.yaml}"; name="${TRAIN_NAME:-run_$(basename "$cfg" .yaml)}"

@@ -13,12 +13,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
 #include "trainer/dir_lock.h"
 #include "trainer/metrics_writer.h"
+#include "trainer/mps_daemon.h"
 #include "trainer/run_lock.h"
 #include "trainer/sweep_workers.h"
 #include "trainer/trainer.h"
@@ -365,7 +367,14 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
   if (opt.jobs < 1) throw UserError(fmt::format("--jobs {}: give 1 or more", opt.jobs));
   if (opt.jobs > 1 && opt.worker_command.empty())
     throw UserError("--jobs > 1 needs a worker command (the kimi-lab binary)");
+  if (opt.mps && opt.jobs < 2)
+    throw UserError("--mps shares one GPU among the --jobs children: give --jobs 2 or more");
   const std::vector<bool> stale = check_sweep(sweep_file, rep, chosen, opt);
+  if (opt.mps && std::all_of(rep.points.begin(), rep.points.end(), [&](const SweepPoint& p) {
+        return (opt.device.empty() ? p.config.train.device : opt.device) == "cpu";
+      }))
+    throw UserError(
+        "--mps shares a GPU, but every point runs on the CPU (train.device / --device)");
 
   fs::create_directories(dir);
   // Shared, not exclusive: disjoint --only runs and the --jobs children (run_sweep_point) take
@@ -383,6 +392,8 @@ SweepReport run_sweep(const std::string& sweep_file, const SweepOptions& opt) {
     for (size_t i = 0; i < rep.points.size(); ++i)
       if (chosen[i] && std::find(todo.begin(), todo.end(), i) == todo.end())
         rep.actions[i] = PointAction::kSkipped;  // finished or failed earlier
+    std::optional<MpsDaemon> mps;
+    if (opt.mps && !todo.empty()) mps.emplace();
     sweep_detail::run_in_workers(rep, todo, stale, sweep_file, opt);
   } else {
     run_in_process(rep, chosen, stale, opt);

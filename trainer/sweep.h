@@ -132,6 +132,10 @@ struct SweepOptions {
   // CPU cores (OMP_NUM_THREADS = cores / jobs unless it is set). SIGINT/SIGTERM are passed on
   // to the children, whose points then resume from their last checkpoint.
   int jobs = 1;
+  // With jobs > 1: run the children under a CUDA MPS daemon (trainer/mps_daemon.h; the one of
+  // CUDA_MPS_PIPE_DIRECTORY, or a private one for the sweep's lifetime) so that they share the
+  // GPU at once instead of time-slicing it.
+  bool mps = false;
   // The command that trains one point in a child process; the parent appends
   // `SWEEP_FILE --worker-point I [--device D] [--stop-at N]` (kimi-lab: {exe, "sweep"}).
   std::vector<std::string> worker_command;

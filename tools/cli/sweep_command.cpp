@@ -142,6 +142,11 @@ void register_sweep(CLI::App& app) {
                   "go to <point>/worker.log; a failed point does not stop the others; Ctrl-C\n"
                   "is passed to the children (their points resume on the next run)")
       ->capture_default_str();
+  cmd->add_flag("--mps", opt->mps,
+                "with --jobs N on one GPU: run the children under a CUDA MPS daemon (the one\n"
+                "CUDA_MPS_PIPE_DIRECTORY names, else a private one started and stopped with the\n"
+                "sweep) so their kernels run at once; without it they time-slice the GPU and\n"
+                "small models gain nothing from N > 1 (results/sweep_jobs)");
   auto worker_point = std::make_shared<int>(-1);
   // Internal: the child side of --jobs (one point, no summaries or plots); hidden from --help.
   cmd->add_option("--worker-point", *worker_point)->group("");
