@@ -150,6 +150,8 @@ def load_run(run_dir):
         "seq_len": int(num(dig(config, "train.seq_len", "nan"))) if not math.isnan(
             num(dig(config, "train.seq_len", "nan"))) else None,
         "seed": dig(config, "train.seed"),
+        "steps": int(num(dig(config, "train.steps", "nan"))) if not math.isnan(
+            num(dig(config, "train.steps", "nan"))) else None,
         "key": json.dumps(key_config, sort_keys=True),
         "stopped_early": bool(summary.get("stopped_early", False)),
         "metrics": read_csv(os.path.join(run_dir, "metrics.csv")),
@@ -476,9 +478,15 @@ def plot_figure4(settings, prefix, final, steps_len=1024):
         if bottom.lines:
             bottom.legend(frameon=True, fontsize=7)
     seeds = max(st["seeds"] for st in settings)
-    fig.suptitle("Figure 4 reproduced: " + (f"{seeds_text(seeds)}, error bars and bands ±1 sd; "
-                 if seeds > 1 else "one seed; ") + "best lr per point by the mean over seeds",
-                 fontsize=10)
+    # The step budget goes in the title: a figure of 2,000-step runs must not pass for the
+    # paper's 20,000.
+    steps = sorted({r["steps"] for st in settings for r in st["runs"] if r["steps"]})
+    budget = f"at most {steps[-1]:,} steps; " if steps else ""
+    if len(tasks) < 3:  # one line would be wider than one or two columns
+        budget = budget.rstrip("; ") + "\n" if budget else ""
+    fig.suptitle("Figure 4 layout: " + budget + (f"{seeds_text(seeds)}, error bars and bands "
+                 "±1 sd; " if seeds > 1 else "one seed; ") + "best lr per point by the mean over "
+                 "seeds", fontsize=10)
     fig.tight_layout()
     save(fig, prefix, "figure4")
 

@@ -299,7 +299,8 @@ std::optional<PaperValue> paper_figure4(const std::string& task, const std::stri
 }
 
 SweepReportText make_sweep_report(const std::string& sweep_dir) {
-  const std::vector<SweepPoint> points = load_sweep_points(sweep_dir);
+  size_t total_points = 0;
+  const std::vector<SweepPoint> points = load_sweep_points(sweep_dir, &total_points);
   const std::vector<SweepRun> runs = read_sweep_runs(points);
   if (runs.empty())
     throw UserError(fmt::format("{}: no point has finished yet; nothing to report", sweep_dir));
@@ -321,12 +322,13 @@ SweepReportText make_sweep_report(const std::string& sweep_dir) {
   std::string md =
       fmt::format("# {}: results against the paper\n\n", fs::path(sweep_dir).filename().string());
   md += fmt::format(
-      "{} runs finished or failed of {} points. Accuracy: token accuracy (%) at the training "
+      "{} of the sweep's {} points have finished or failed. Accuracy: token accuracy (%) at the "
+      "training "
       "length, the best over the run's evals, **mean ± sd over {} seed(s)** ({}); the lr of each "
       "row (grid: {}) is the one with the best mean, as the paper reports the best lr per point. "
       "No number below is one seed's maximum. Paper: the tech report's Figure 4 as read off the "
       "plot (DESIGN.md section 6; `~` = approximate).\n\n",
-      runs.size(), points.size(), seeds.size(), fmt::join(seeds, ", "), fmt::join(lr_list, ", "));
+      runs.size(), total_points, seeds.size(), fmt::join(seeds, ", "), fmt::join(lr_list, ", "));
   md += "## Task and training details (the paper leaves these unstated)\n\n";
   md += task_details(first, lengths) + "\n";
 

@@ -202,7 +202,8 @@ std::string header(const std::string& sweep_dir, const Group& ref, size_t runs, 
       si(static_cast<double>(train_tokens(c))), c.train.seq_len,
       si(static_cast<double>(c.train.batch_size * c.train.grad_accum * c.train.seq_len)));
   md += fmt::format(
-      "{} runs finished or failed of {} points. Train PPL = exp(mean training loss over the last "
+      "{} of the sweep's {} points have finished or failed. Train PPL = exp(mean training loss "
+      "over the last "
       "10% of steps, metrics.csv); val PPL = exp(validation loss at the last eval, eval.csv); "
       "mean ± sd over seeds. Ranks: 1 = lowest perplexity, among the rows the paper reports "
       "(ties share the mean rank).\n\n",
@@ -213,7 +214,8 @@ std::string header(const std::string& sweep_dir, const Group& ref, size_t runs, 
 }  // namespace
 
 SweepReportText make_table1_report(const std::string& sweep_dir) {
-  const std::vector<SweepPoint> points = load_sweep_points(sweep_dir);
+  size_t total_points = 0;
+  const std::vector<SweepPoint> points = load_sweep_points(sweep_dir, &total_points);
   const std::vector<SweepRun> runs = read_sweep_runs(points);
   if (runs.empty())
     throw UserError(fmt::format("{}: no point has finished yet; nothing to report", sweep_dir));
@@ -224,7 +226,7 @@ SweepReportText make_table1_report(const std::string& sweep_dir) {
   const Group& ref = *reference(groups);
   const double ref_flops = train_flops(*ref.config);
 
-  std::string md = header(sweep_dir, ref, runs.size(), points.size());
+  std::string md = header(sweep_dir, ref, runs.size(), total_points);
   md +=
       "| row | train PPL | val PPL | paper train | paper val | rank val (ours / paper) | rank "
       "train (ours / paper) | steps | tokens | train FLOPs / token | train FLOPs | FLOPs vs 3:1 "

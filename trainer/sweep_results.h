@@ -56,7 +56,8 @@ std::set<std::string> best_lr_groups(
 
 // The points of an existing sweep directory, from its sweep.json, with each started point's
 // config read from its own config.yaml (points never started are left out). UserError when the
-// directory has no readable sweep.json.
-std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir);
+// directory has no readable sweep.json. `total`, when given, receives the sweep's whole point
+// count, started or not (a report says how much of the grid it covers).
+std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir, size_t* total = nullptr);
 
 }  // namespace kimi

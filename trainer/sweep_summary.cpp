@@ -229,7 +229,7 @@ std::set<std::string> best_lr_groups(
   return out;
 }
 
-std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir) {
+std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir, size_t* total) {
   const fs::path path = fs::path(sweep_dir) / "sweep.json";
   if (!fs::exists(path))
     throw UserError(fmt::format("{}: not a sweep directory (no sweep.json)", sweep_dir));
@@ -240,7 +240,9 @@ std::vector<SweepPoint> load_sweep_points(const std::string& sweep_dir) {
     throw UserError(fmt::format("{}: unreadable ({})", path.string(), e.what()));
   }
   std::vector<SweepPoint> points;
-  for (const auto& sp : spec.value("points", nlohmann::json::array())) {
+  const nlohmann::json listed = spec.value("points", nlohmann::json::array());
+  if (total) *total = listed.size();
+  for (const auto& sp : listed) {
     SweepPoint p;
     p.index = sp.value("index", 0);
     p.name = sp.value("name", "");
