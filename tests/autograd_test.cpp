@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -173,6 +174,38 @@ TEST(Autograd, MissingBackwardIsAnError) {
   Tensor y = record("no_backward", Tensor::zeros({2}, DType::kF64), {x}, nullptr);
   std::string msg = error_of([&] { y.backward(Tensor::ones({2}, DType::kF64)); });
   EXPECT_NE(msg.find("no_backward"), std::string::npos) << msg;
+}
+
+}  // namespace
+
+namespace {
+
+// LeafGradReady: each leaf is announced once, with its final gradient, and a leaf only the
+// last op uses is announced before one the first op uses (the order data-parallel buckets
+// are summed in while the backward goes on).
+TEST(Autograd, LeafReadyHookFiresOnceWithTheFinalGradientInBackwardOrder) {
+  Tensor a = leaf({1, 2}, {2}), b = leaf({3, 4}, {2}), c = leaf({5, 6}, {2});
+  Tensor unused = leaf({7, 8}, {2});
+  Tensor h = mul(a, b);                       // a: used here first ...
+  Tensor h2 = add(h, mul(a, c));              // ... and again deeper in the forward
+  Tensor loss = sum(mul(h2, c), {0}, false);  // c: used last, so final only after mul(a, c)
+  Tensor d = leaf({1, 1}, {2});
+  Tensor total = add(loss, sum(mul(d, d), {0}, false));  // d: used by the last ops only
+  std::vector<std::pair<const void*, std::vector<double>>> seen;
+  run_backward({total}, {Tensor::ones(total.shape(), total.dtype())}, [&](const Tensor& t) {
+    seen.push_back({t.impl().get(), t.grad().to_vector<double>()});
+  });
+  ASSERT_EQ(seen.size(), 4u);  // a, b, c, d; not `unused`
+  for (const Tensor* t : {&a, &b, &c, &d}) {
+    const auto it = std::find_if(seen.begin(), seen.end(),
+                                 [&](const auto& s) { return s.first == t->impl().get(); });
+    ASSERT_NE(it, seen.end());
+    EXPECT_EQ(it->second, t->grad().to_vector<double>());  // final when announced
+  }
+  EXPECT_EQ(seen.front().first, d.impl().get());  // the last op's leaf, first
+  EXPECT_FALSE(unused.grad().defined());
+  // a's gradient: b + c (through h and mul(a, c)) times c: {3*5 + 5*5, 4*6 + 6*6}
+  expect_near_vec(a.grad(), {40, 60});
 }
 
 }  // namespace

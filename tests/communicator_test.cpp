@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/dist/grad_buckets.h"
+#include "core/dist/overlapped_reducer.h"
 #include "core/tensor/error.h"
 #include "tests/dist_ranks.h"
 
@@ -231,3 +232,81 @@ TEST(GradBuckets, ThreeRanksSumOddGradientsInSmallBucketsAndAMissingGradientCoun
         EXPECT_EQ(got[size_t(r)][i][size_t(k)], 0.5f * want) << "param " << i << " k " << k;
     }
 }
+
+namespace kimi::dist {
+namespace {
+
+// Parameters of `sizes` with gradients value(rank, 10 * i + k), except where `has_grad` says no.
+std::vector<Tensor> params_with_grads(int rank, const std::vector<int64_t>& sizes,
+                                      const std::function<bool(int, size_t)>& has_grad) {
+  std::vector<Tensor> ps;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Tensor p = Tensor::zeros({sizes[i]});
+    p.set_requires_grad(true);
+    if (has_grad(rank, i)) {
+      Tensor g = Tensor::empty({sizes[i]});
+      for (int64_t k = 0; k < sizes[i]; ++k) g.data<float>()[k] = value(rank, size_t(k) + 10 * i);
+      p.set_grad(g);
+    }
+    ps.push_back(p);
+  }
+  return ps;
+}
+
+// The overlapped reducer gives bitwise the sums of all_reduce_grads (same weights), whatever
+// order the ranks report their gradients in, for a rank that reports none (no labelled rows:
+// it runs no backward), and for gradients never reported (earlier micro-batches only).
+TEST(OverlappedReducer, SumsAsAllReduceGradsWhateverTheRanksReportAndWhen) {
+  const std::vector<int64_t> sizes{5, 1, 7, 3, 4};
+  const auto has_grad = [](int r, size_t i) { return !(r == 1 && i == 2); };
+  const std::vector<double> weight{0.25, 0.5, 0.25};
+  std::vector<std::vector<std::vector<float>>> want(3), got(3);
+  auto errors = run_ranks(3, 20, [&](int r, Communicator& c) {
+    auto ps = params_with_grads(r, sizes, has_grad);
+    for (auto& p : ps) {  // the old path: scale in place, then sum
+      if (!p.grad().defined()) continue;
+      float* d = p.grad().data<float>();
+      for (int64_t k = 0; k < p.numel(); ++k) d[k] = float(double(d[k]) * weight[size_t(r)]);
+    }
+    all_reduce_grads(ps, c, 16, 1.0f);
+    for (const auto& p : ps) want[size_t(r)].push_back(p.grad().to_vector<float>());
+
+    auto qs = params_with_grads(r, sizes, has_grad);
+    OverlappedReducer red(qs, c, 16, weight[size_t(r)]);
+    const LeafGradReady hook = red.hook();
+    if (r == 0)
+      for (size_t i = sizes.size(); i-- > 0;) hook(qs[i]);  // backward order
+    if (r == 2)
+      for (size_t i : {0, 3, 1}) hook(qs[i]);  // another order; 2 and 4 never reported
+    red.finish();                              // rank 1 reports nothing
+    for (const auto& p : qs) got[size_t(r)].push_back(p.grad().to_vector<float>());
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "rank " << r;
+  EXPECT_EQ(got[0], got[2]);
+}
+
+// The point of it: a bucket whose gradients are all reported is summed before the backward
+// ends (before finish()), while the rest of the gradients are still being computed.
+TEST(OverlappedReducer, AFullBucketIsSummedBeforeTheBackwardEnds) {
+  const std::vector<int64_t> sizes{4, 4, 4, 4};
+  std::vector<size_t> early(2);
+  auto errors = run_ranks(2, 20, [&](int r, Communicator& c) {
+    auto ps = params_with_grads(r, sizes, [](int, size_t) { return true; });
+    OverlappedReducer red(ps, c, 16, 1.0);  // one parameter a bucket, the last one first
+    red.hook()(ps[3]);
+    for (int i = 0; i < 500 && red.buckets_started_early() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    early[size_t(r)] = red.buckets_started_early();
+    for (size_t i : {2, 1, 0}) red.hook()(ps[i]);
+    red.finish();
+    EXPECT_EQ(red.num_buckets(), 4u);
+    EXPECT_EQ(ps[3].grad().to_vector<float>()[0], value(0, 30) + value(1, 30));
+  });
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  EXPECT_GE(early[0], 1u);
+  EXPECT_GE(early[1], 1u);
+}
+
+}  // namespace
+}  // namespace kimi::dist

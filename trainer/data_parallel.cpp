@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/dist/grad_buckets.h"
+#include "core/dist/overlapped_reducer.h"
 #include "core/tensor/error.h"
 #include "trainer/grad_accum.h"
 
@@ -34,21 +34,16 @@ double data_parallel_forward_backward(models::LanguageModel& model, const tasks:
   comm.all_reduce_sum(&n_total, 1);
   KIMI_CHECK(n_total < 16777216.f, "{} labelled positions in one step overflow the f32 count",
              n_total);
+  // The sums run on a thread of the reducer while this rank's backward goes on; the
+  // communicator is the reducer's until finish() returns.
+  dist::OverlappedReducer reducer(model.parameters(), comm, bucket_bytes,
+                                  n_total > 0 ? double(n_mine) / double(n_total) : 0.0);
   float loss = 0;
-  if (n_mine > 0) {
-    const double weight = double(n_mine) / double(n_total);
-    loss = float(forward_backward_accumulated(model, mine, micro_batches, device) * weight);
-    for (const Tensor& p : model.parameters()) {
-      const Tensor g = p.grad();
-      if (!g.defined()) continue;
-      KIMI_CHECK(g.device() == Device::kCPU && g.dtype() == DType::kF32 && g.is_contiguous(),
-                 "data-parallel: gradient {} (CPU F32 only for now)", g.str());
-      float* d = g.data<float>();
-      for (int64_t k = 0; k < g.numel(); ++k) d[k] = float(double(d[k]) * weight);
-    }
-  }
+  if (n_mine > 0)
+    loss = float(forward_backward_accumulated(model, mine, micro_batches, device, reducer.hook()) *
+                 double(n_mine) / double(n_total));
+  reducer.finish();
   comm.all_reduce_sum(&loss, 1);
-  dist::all_reduce_grads(model.parameters(), comm, bucket_bytes, 1.0f);
   return loss;
 }
 

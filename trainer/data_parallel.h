@@ -23,10 +23,10 @@ RowBlock rank_rows(int64_t batch_size, int world_size, int rank);
 
 // One data-parallel forward and backward of the global batch: this rank's rows (rank_rows), in
 // micro_batches slices (train.grad_accum), its gradient weighted by its share of the global
-// batch's labelled positions, then summed over ranks in buckets of bucket_bytes. Afterwards
-// every rank holds the gradient of the global batch's mean loss, as one rank would; returns
-// that mean loss. The sum runs after the backward (no overlap: the autograd engine has no
-// "gradient ready" hook). CPU F32 parameters (the TCP communicator).
+// batch's labelled positions, then summed over ranks in buckets of bucket_bytes while the
+// backward goes on (dist::OverlappedReducer). Afterwards every rank holds the gradient of the
+// global batch's mean loss, as one rank would; returns that mean loss. CPU F32 parameters (the
+// TCP communicator).
 double data_parallel_forward_backward(models::LanguageModel& model, const tasks::Batch& batch,
                                       int64_t micro_batches, Device device,
                                       dist::Communicator& comm, size_t bucket_bytes);

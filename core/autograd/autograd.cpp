@@ -105,7 +105,25 @@ static std::vector<std::shared_ptr<Node>> topo_order(const std::vector<Tensor>& 
   return order;  // children before parents
 }
 
-void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) {
+// For the LeafGradReady hook: the leaves (by storage) that require grad, each listed at the
+// last position of the reverse-topological walk whose node takes it as an input. After the
+// walk passes that position (whether gradient flowed through the node or not) nothing else
+// can add to the leaf's gradient.
+static std::vector<std::vector<Tensor>> leaves_by_last_use(
+    const std::vector<std::shared_ptr<Node>>& order) {
+  std::vector<std::vector<Tensor>> at(order.size());
+  std::unordered_set<const TensorImpl*> placed;
+  for (size_t pos = 0; pos < order.size(); ++pos) {  // walked last-to-first below
+    for (const Tensor& in : order[pos]->inputs())
+      if (in.defined() && in.requires_grad() && !in.grad_fn() &&
+          placed.insert(in.impl().get()).second)
+        at[order.size() - 1 - pos].push_back(in);
+  }
+  return at;
+}
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                  const LeafGradReady& on_leaf_ready) {
   KIMI_CHECK(roots.size() == grads.size(), "run_backward: {} roots, {} gradients", roots.size(),
              grads.size());
   NoGradGuard no_grad;
@@ -132,10 +150,30 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     accumulate(slots[r.output_nr()], gr);
   }
   std::vector<std::shared_ptr<Node>> order = topo_order(roots);
+  std::vector<std::vector<Tensor>> ready_after;
+  if (on_leaf_ready) ready_after = leaves_by_last_use(order);
+  // Calls the hook for the leaves whose last consumer is at walk position `step`.
+  auto announce = [&](size_t step) {
+    if (!on_leaf_ready) return;
+    for (const Tensor& leaf : ready_after[step])
+      if (leaf.grad().defined()) on_leaf_ready(leaf);
+    ready_after[step].clear();
+  };
+  for (const Tensor& r : roots)  // leaf roots no node feeds are complete already
+    if (on_leaf_ready && !r.grad_fn() && r.grad().defined()) {
+      bool fed = false;
+      for (const auto& at : ready_after)
+        for (const Tensor& leaf : at) fed = fed || leaf.impl() == r.impl();
+      if (!fed) on_leaf_ready(r);
+    }
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const size_t step = static_cast<size_t>(it - order.rbegin());
     Node* node = it->get();
     auto found = pending.find(node);
-    if (found == pending.end()) continue;  // nothing flowed here
+    if (found == pending.end()) {  // nothing flowed here
+      announce(step);
+      continue;
+    }
     std::vector<Tensor> gout = std::move(found->second);
     pending.erase(found);
     gout.resize(node->num_outputs());
@@ -162,6 +200,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       }
     }
     node->release();
+    announce(step);
   }
 }
 

@@ -62,9 +62,16 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
 std::vector<Tensor> record_multi(const char* name, std::vector<Tensor> outs,
                                  const std::vector<Tensor>& inputs, BackwardFn fn);
 
+// Called during a backward with a leaf (a handle sharing the leaf's storage and .grad()) once
+// its gradient from this backward is complete: no node still to run feeds it. Data-parallel
+// training starts summing a bucket of gradients over ranks while the backward goes on.
+using LeafGradReady = std::function<void(const Tensor& leaf)>;
+
 // Backward from `roots` with upstream gradients `grads` (same length). Leaves that require
-// grad accumulate into .grad(). Frees the graph as it goes.
-void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads);
+// grad accumulate into .grad(). Frees the graph as it goes. `on_leaf_ready`, when set, is called
+// once per leaf that received a gradient, as soon as that gradient is final.
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                  const LeafGradReady& on_leaf_ready = nullptr);
 
 // Reduces a broadcast gradient back to `shape` (sums over expanded dims).
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape);
