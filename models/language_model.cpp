@@ -77,9 +77,9 @@ Tensor LanguageModel::forward(const Tensor& ids, ModelState* state) {
   return linear(h, nn::cast_like(embeddings_->weight, h));
 }
 
-void LanguageModel::after_optimizer_step() {
+void LanguageModel::after_optimizer_step(const LoadSum& sum_over_ranks) {
   for (const auto& layer : layers_)
-    if (layer->moe) layer->moe->after_optimizer_step();
+    if (layer->moe) layer->moe->after_optimizer_step(sum_over_ranks);
 }
 
 std::vector<std::vector<double>> LanguageModel::moe_expert_load() const {

@@ -43,7 +43,7 @@ class LanguageModel : public nn::Module {
   const std::vector<std::string>& layer_kinds() const { return kinds_; }
   // MoE: the bias update of every MoE layer (SparseMoeBlock::after_optimizer_step); the trainer
   // calls it once after each optimizer step. Nothing happens without MoE layers.
-  void after_optimizer_step();
+  void after_optimizer_step(const LoadSum& sum_over_ranks = nullptr);
   // Per MoE layer (in layer order), the fraction of routed tokens each expert got over the last
   // optimizer step (SparseMoeBlock::expert_load). Empty without MoE layers.
   std::vector<std::vector<double>> moe_expert_load() const;

@@ -193,10 +193,12 @@ Tensor SparseMoeBlock::forward(const Tensor& x) {
   return out.reshape(x.shape());
 }
 
-void SparseMoeBlock::after_optimizer_step() {
-  if (!counts_.defined()) return;
-  std::vector<double> load = counts_.to_vector<double>();
+void SparseMoeBlock::after_optimizer_step(const LoadSum& sum_over_ranks) {
+  if (!counts_.defined() && !sum_over_ranks) return;
+  std::vector<double> load = counts_.defined() ? counts_.to_vector<double>()
+                                               : std::vector<double>(size_t(opt_.num_experts), 0.0);
   counts_ = Tensor();
+  if (sum_over_ranks) sum_over_ranks(load);
   const double total = std::accumulate(load.begin(), load.end(), 0.0);
   if (total <= 0) return;
   if (opt_.bias_update_rate > 0) {

@@ -13,6 +13,7 @@
 // loss (aux_loss_coef > 0) adds its gradient during backward without changing the forward.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct MoeOptions {
   DType dtype = DType::kF32;
   double init_std = 0.02;
 };
+
+// Sums per-expert token counts over the ranks of a data-parallel run, in place (every rank
+// calls it for every MoE layer, in layer order, after each optimizer step).
+using LoadSum = std::function<void(std::vector<double>& counts)>;
 
 // Routing of N tokens, row-major [N, top_k]: chosen expert ids (by decreasing biased score) and
 // their weights.
@@ -76,8 +81,10 @@ class SparseMoeBlock : public nn::Module {
   // The routing of x [N, d], read back to the host (tests, inspection).
   Routing route(const Tensor& x2d) const;
   // Applies the bias update from the loads counted since the last call (if bias_update_rate > 0)
-  // and keeps those loads for expert_load(). Call once after each optimizer step.
-  void after_optimizer_step();
+  // and keeps those loads for expert_load(). Call once after each optimizer step. With
+  // `sum_over_ranks` the loads are first summed over the ranks (a rank that routed nothing
+  // gives zeros), so every rank moves its bias as one process would over the global batch.
+  void after_optimizer_step(const LoadSum& sum_over_ranks = nullptr);
   // Per expert, the fraction of routed (token, slot) pairs it received over the forwards of the
   // last optimizer step (the ones counted before the last after_optimizer_step(); before the
   // first, those counted so far). Sums to 1 once anything was routed; empty before.

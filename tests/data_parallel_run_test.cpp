@@ -134,6 +134,27 @@ TEST_F(DataParallelRun, CudaIsRefusedInOneLine) {
   }
 }
 
+// MoE with the auxiliary-loss-free bias update: the loads are summed over the ranks before
+// each update, so 2 ranks log the loads (moe_load.csv) and numbers of 1; the load-balance loss
+// (per rank's rows, not the global batch) is refused in one line.
+TEST_F(DataParallelRun, MoeTrainsLikeOneRankAndItsBalanceLossIsRefused) {
+  const std::string moe =
+      "model.mlp=true model.moe.num_experts=4 model.moe.top_k=2 model.moe.expert_hidden=8 "
+      "model.moe.bias_update_rate=0.05 ";
+  ASSERT_EQ(run_cli("run " + tiny(moe + "--out one"), tmp_), 0) << slurp(tmp_ / "stderr.txt");
+  ASSERT_EQ(run_cli("run " + tiny(moe + "--out two --ranks 2"), tmp_), 0)
+      << slurp(tmp_ / "stderr.txt");
+  expect_same_columns(tmp_ / "one/metrics.csv", tmp_ / "two/metrics.csv",
+                      {"step", "loss", "grad_norm"});
+  expect_same_columns(tmp_ / "one/moe_load.csv", tmp_ / "two/moe_load.csv",
+                      {"step", "layer", "expert", "load"});
+  EXPECT_NE(run_cli("run " + tiny(moe + "model.moe.aux_loss_coef=0.01 --out aux --ranks 2"), tmp_),
+            0);
+  const std::string err = slurp(tmp_ / "stderr.txt");
+  EXPECT_NE(err.find("model.moe.aux_loss_coef > 0 with several ranks"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(tmp_ / "aux"));
+}
+
 TEST_F(DataParallelRun, BatchThatDoesNotDivideIsRefused) {
   EXPECT_NE(run_cli("run " + tiny("--out odd --ranks 2 train.batch_size=3"), tmp_), 0);
   EXPECT_NE(slurp(tmp_ / "stderr.txt").find("train.batch_size 3 does not divide by the 2 ranks"),

@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/optim/optimizer.h"
 #include "models/model_config.h"
@@ -17,8 +19,14 @@
 namespace kimi {
 namespace {
 
-ModelConfig tiny_model() {
+ModelConfig tiny_model(bool moe = false) {
   ModelConfig m;
+  if (moe) {  // 4 experts, top 2, a fast bias update so that it moves within the test's steps
+    m.moe.num_experts = 4;
+    m.moe.top_k = 2;
+    m.moe.expert_hidden = 8;
+    m.moe.bias_update_rate = 0.05;
+  }
   m.d_model = 16;
   m.n_layers = 1;
   m.mixer = {"attention"};
@@ -45,7 +53,16 @@ const optim::AdamWOptions kOpt{0.9, 0.95, 1e-8, 0.1};
 struct Trace {
   std::vector<double> losses;
   std::vector<float> params;
+  std::vector<float> biases;  // the MoE routers' correction biases
 };
+
+std::vector<float> router_biases(const models::LanguageModel& m) {
+  std::vector<float> out;
+  for (const auto& [name, p] : m.named_parameters())
+    if (name.find("e_score_correction_bias") != std::string::npos)
+      for (float x : p.to_vector<float>()) out.push_back(x);
+  return out;
+}
 
 std::vector<float> flat_params(const models::LanguageModel& m) {
   std::vector<float> out;
@@ -54,16 +71,18 @@ std::vector<float> flat_params(const models::LanguageModel& m) {
   return out;
 }
 
-Trace single_run() {
-  models::LanguageModel model(tiny_model(), 11, 7);
+Trace single_run(bool moe = false) {
+  models::LanguageModel model(tiny_model(moe), 11, 7);
   optim::AdamW opt(model.named_parameters(), kOpt);
   Trace t;
   for (int s = 0; s < kSteps; ++s) {
     t.losses.push_back(forward_backward_accumulated(model, batch_at(s), 1, Device::kCPU));
     opt.step(0.01);
     opt.zero_grad();
+    model.after_optimizer_step();
   }
   t.params = flat_params(model);
+  t.biases = router_biases(model);
   return t;
 }
 
@@ -100,6 +119,49 @@ TEST(DataParallel, TwoAndThreeRanksTrainLikeOneWithTheSameGlobalBatch) {
       EXPECT_EQ(g.params, got[0].params) << "world " << world << " rank " << r;
     }
   }
+}
+
+// MoE: the routers' correction biases move by the loads of the global batch (summed over the
+// ranks, as the trainer's step does), so 2 and 3 ranks keep training as one process does;
+// the biases get no gradient on any rank and so no optimizer update, as in one process.
+TEST(DataParallel, MoeBiasUpdatesFollowTheGlobalLoadsOnTwoAndThreeRanks) {
+  const Trace want = single_run(/*moe=*/true);
+  for (int world : {2, 3}) {
+    std::vector<Trace> got(static_cast<size_t>(world));
+    auto errors = dist::run_ranks(world, 30, [&](int r, dist::Communicator& c) {
+      models::LanguageModel model(tiny_model(true), 11, 7);
+      Zero1AdamW opt(model.named_parameters(), kOpt, c);
+      const models::LoadSum sum = [&c](std::vector<double>& counts) {
+        std::vector<float> f(counts.begin(), counts.end());
+        c.all_reduce_sum(f.data(), f.size());
+        counts.assign(f.begin(), f.end());
+      };
+      for (int s = 0; s < kSteps; ++s) {
+        got[size_t(r)].losses.push_back(
+            data_parallel_forward_backward(model, batch_at(s), 1, Device::kCPU, c, 256));
+        opt.step(0.01);
+        opt.zero_grad();
+        model.after_optimizer_step(sum);
+      }
+      got[size_t(r)].params = flat_params(model);
+      got[size_t(r)].biases = router_biases(model);
+    });
+    for (const auto& e : errors) ASSERT_EQ(e, "") << "world " << world;
+    for (int r = 0; r < world; ++r) {
+      const Trace& g = got[size_t(r)];
+      for (int s = 0; s < kSteps; ++s)
+        EXPECT_NEAR(g.losses[size_t(s)], want.losses[size_t(s)], 1e-5)
+            << "world " << world << " rank " << r << " step " << s;
+      EXPECT_EQ(g.biases, want.biases) << "world " << world << " rank " << r;
+      double max_err = 0;
+      for (size_t i = 0; i < g.params.size(); ++i)
+        max_err = std::max(max_err, std::abs(double(g.params[i]) - want.params[i]));
+      EXPECT_LT(max_err, 2e-5) << "world " << world << " rank " << r;
+    }
+  }
+  // The biases did move from their zeros (else a wrong load sum could pass unseen).
+  ASSERT_FALSE(want.biases.empty());
+  EXPECT_TRUE(std::any_of(want.biases.begin(), want.biases.end(), [](float b) { return b != 0; }));
 }
 
 TEST(DataParallel, AGlobalBatchThatDoesNotDivideIsRefusedOnEveryRank) {

@@ -205,6 +205,13 @@ void check_data_parallel(const Session& s, Device device) {
     throw UserError(
         "device cuda: data-parallel runs need the NCCL transport, not built yet; use --device cpu");
   rank_rows(s.cfg.train.batch_size, s.comm->world_size(), s.comm->rank());  // divides, or one line
+  // The load-balance loss is a product of per-batch means: over each rank's rows it is not the
+  // global batch's, so the ranks would not train as one process does.
+  if (s.cfg.model.moe.num_experts > 0 && s.cfg.model.moe.aux_loss_coef > 0)
+    throw UserError(
+        "model.moe.aux_loss_coef > 0 with several ranks: the load-balance loss would be taken "
+        "over each rank's rows, not the global batch; use the auxiliary-loss-free bias update "
+        "(model.moe.aux_loss_coef=0, model.moe.bias_update_rate > 0) or one rank");
 }
 
 Session open_session(const RunRequest& req, dist::Communicator* comm) {
@@ -261,11 +268,6 @@ Session open_session(const RunRequest& req, dist::Communicator* comm) {
   const auto& t = s.cfg.train;
   const optim::AdamWOptions adamw{t.beta1, t.beta2, t.eps, t.weight_decay};
   if (s.comm) {
-    // The expert-bias update follows each rank's own routed loads, so the ranks would drift.
-    if (!s.model->moe_layers().empty())
-      throw UserError(
-          "data-parallel runs of MoE models are not supported yet (the expert-bias update would "
-          "need the loads summed over ranks); train it on one rank");
     s.opt = std::make_unique<Zero1AdamW>(s.model->named_parameters(), adamw, *s.comm);
   } else {
     s.opt = std::make_unique<optim::AdamW>(s.model->named_parameters(), adamw);
@@ -311,6 +313,19 @@ float broadcast_from_root(dist::Communicator& comm, float value) {
   return value;
 }
 
+// MoE loads (token counts per expert) summed over the ranks. Counts travel as floats: exact
+// below 2^24 routed tokens per expert per step.
+models::LoadSum sum_loads_over_ranks(dist::Communicator& comm) {
+  return [&comm](std::vector<double>& counts) {
+    std::vector<float> f(counts.begin(), counts.end());
+    for (float c : f)
+      KIMI_CHECK(c < 16777216.f,
+                 "{} tokens routed to one expert in one step overflow the f32 count", c);
+    comm.all_reduce_sum(f.data(), f.size());
+    counts.assign(f.begin(), f.end());
+  };
+}
+
 struct StepOutcome {
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t rows = 0, seq_len = 0;
@@ -340,7 +355,8 @@ StepOutcome step_model(Session& s, int64_t step, optim::Schedule schedule, Fail&
   o.lr = optim::lr_at(step, t.schedule_steps > 0 ? t.schedule_steps : t.steps, t.warmup_steps, t.lr,
                       t.min_lr_ratio, schedule);
   s.opt->step(o.lr);
-  s.model->after_optimizer_step();  // MoE: the auxiliary-loss-free bias update
+  // MoE: the auxiliary-loss-free bias update, from the loads of the global batch.
+  s.model->after_optimizer_step(s.comm ? sum_loads_over_ranks(*s.comm) : models::LoadSum());
   o.rows = batch.batch;
   o.seq_len = batch.seq_len;
   return o;

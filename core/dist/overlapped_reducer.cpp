@@ -11,7 +11,7 @@ namespace kimi::dist {
 
 OverlappedReducer::OverlappedReducer(const std::vector<Tensor>& params, Communicator& comm,
                                      size_t bucket_bytes, double weight)
-    : params_(params), comm_(comm), weight_(weight) {
+    : params_(params), had_grad_(params.size(), 0.f), comm_(comm), weight_(weight) {
   std::vector<Tensor> reversed(params.rbegin(), params.rend());
   for (const auto& plan : plan_buckets(reversed, bucket_bytes)) {
     Bucket b;
@@ -52,6 +52,7 @@ void OverlappedReducer::copy_in(size_t b, size_t slot) {
   bucket.copied[slot] = true;
   const Tensor g = p.grad();
   if (!g.defined()) return;  // zeros
+  had_grad_[bucket.params[slot]] = 1.f;
   const Tensor c = g.contiguous();
   KIMI_CHECK(c.device() == Device::kCPU && c.dtype() == DType::kF32,
              "data-parallel: gradient {} (CPU F32 only for now)", c.str());
@@ -116,8 +117,10 @@ void OverlappedReducer::finish() {
   }
   thread_.join();
   if (error_) std::rethrow_exception(error_);
+  comm_.all_reduce_sum(had_grad_.data(), had_grad_.size());
   for (const Bucket& bucket : buckets_)
     for (size_t s = 0; s < bucket.params.size(); ++s) {
+      if (had_grad_[bucket.params[s]] == 0.f) continue;  // no rank has one
       const Tensor& p = params_[bucket.params[s]];
       Tensor g = Tensor::empty(p.shape(), DType::kF32);
       std::memcpy(g.data<float>(), bucket.data.data() + bucket.offset[s],

@@ -37,8 +37,9 @@ class OverlappedReducer {
   LeafGradReady hook();
   // Hands over every bucket not yet full (a parameter never reported contributes its
   // gradient as it stands, from earlier micro-batches, or zeros when it has none), waits
-  // for all sums, and sets every parameter's gradient to the sum over ranks. Rethrows a
-  // communication error.
+  // for all sums, and sets every parameter's gradient to the sum over ranks. A parameter with
+  // no gradient on any rank (an MoE router's correction bias) keeps none, as in one process:
+  // the optimizer skips it. Rethrows a communication error.
   void finish();
   // Buckets whose sum had started before finish() was called: the overlap achieved.
   size_t buckets_started_early() const { return started_early_; }
@@ -59,6 +60,7 @@ class OverlappedReducer {
   void communicate();
 
   std::vector<Tensor> params_;
+  std::vector<float> had_grad_;  // per parameter: 1 when this rank's gradient was defined
   Communicator& comm_;
   double weight_;
   std::vector<Bucket> buckets_;
