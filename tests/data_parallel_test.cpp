@@ -88,80 +88,72 @@ Trace single_run(bool moe = false) {
 
 }  // namespace
 
-TEST(DataParallel, TwoAndThreeRanksTrainLikeOneWithTheSameGlobalBatch) {
-  const Trace want = single_run();
-  for (int world : {1, 2, 3}) {
-    std::vector<Trace> got(static_cast<size_t>(world));
-    auto errors = dist::run_ranks(world, 30, [&](int r, dist::Communicator& c) {
-      models::LanguageModel model(tiny_model(), 11, 7);  // the same seed on every rank
-      Zero1AdamW opt(model.named_parameters(), kOpt, c);
-      const int64_t micro = world == 3 ? 2 : 1;  // with train.grad_accum inside each rank
-      for (int s = 0; s < kSteps; ++s) {
-        got[size_t(r)].losses.push_back(
-            data_parallel_forward_backward(model, batch_at(s), micro, Device::kCPU, c, 256));
-        opt.step(0.01);
-        opt.zero_grad();
-      }
-      got[size_t(r)].params = flat_params(model);
-    });
-    for (const auto& e : errors) ASSERT_EQ(e, "") << "world " << world;
-    for (int r = 0; r < world; ++r) {
-      const Trace& g = got[size_t(r)];
-      for (int s = 0; s < kSteps; ++s)
-        EXPECT_NEAR(g.losses[size_t(s)], want.losses[size_t(s)], 1e-5)
-            << "world " << world << " rank " << r << " step " << s;
-      ASSERT_EQ(g.params.size(), want.params.size());
-      double max_err = 0;
-      for (size_t i = 0; i < g.params.size(); ++i)
-        max_err = std::max(max_err, std::abs(double(g.params[i]) - want.params[i]));
-      EXPECT_LT(max_err, 2e-5) << "world " << world << " rank " << r;
-      // The ranks hold the same bits: every rank received the same gathered parameters.
-      EXPECT_EQ(g.params, got[0].params) << "world " << world << " rank " << r;
+namespace {
+
+// The same steps on `world` ranks (threads with their own models and sockets): ZeRO-1 AdamW,
+// `micro` micro-batches inside each rank, MoE loads summed over the ranks as the trainer does.
+std::vector<Trace> train_on_ranks(int world, bool moe, int64_t micro) {
+  std::vector<Trace> got(static_cast<size_t>(world));
+  auto errors = dist::run_ranks(world, 30, [&](int r, dist::Communicator& c) {
+    models::LanguageModel model(tiny_model(moe), 11, 7);  // the same seed on every rank
+    Zero1AdamW opt(model.named_parameters(), kOpt, c);
+    const models::LoadSum sum = [&c](std::vector<double>& counts) {
+      std::vector<float> f(counts.begin(), counts.end());
+      c.all_reduce_sum(f.data(), f.size());
+      counts.assign(f.begin(), f.end());
+    };
+    for (int s = 0; s < kSteps; ++s) {
+      got[size_t(r)].losses.push_back(
+          data_parallel_forward_backward(model, batch_at(s), micro, Device::kCPU, c, 256));
+      opt.step(0.01);
+      opt.zero_grad();
+      model.after_optimizer_step(sum);
     }
+    got[size_t(r)].params = flat_params(model);
+    got[size_t(r)].biases = router_biases(model);
+  });
+  for (const auto& e : errors) EXPECT_EQ(e, "") << "world " << world;
+  return got;
+}
+
+// Every rank's losses (1e-5), parameters (2e-5) and router biases (bitwise) are the single
+// process's, and the ranks hold the same bits.
+void expect_trains_like_one(const Trace& want, const std::vector<Trace>& got) {
+  const size_t world = got.size();
+  for (size_t r = 0; r < world; ++r) {
+    const Trace& g = got[r];
+    ASSERT_EQ(g.losses.size(), want.losses.size()) << "world " << world << " rank " << r;
+    for (size_t s = 0; s < want.losses.size(); ++s)
+      EXPECT_NEAR(g.losses[s], want.losses[s], 1e-5)
+          << "world " << world << " rank " << r << " step " << s;
+    ASSERT_EQ(g.params.size(), want.params.size());
+    double max_err = 0;
+    for (size_t i = 0; i < g.params.size(); ++i)
+      max_err = std::max(max_err, std::abs(double(g.params[i]) - want.params[i]));
+    EXPECT_LT(max_err, 2e-5) << "world " << world << " rank " << r;
+    EXPECT_EQ(g.biases, want.biases) << "world " << world << " rank " << r;
+    // Every rank received the same gathered parameters.
+    EXPECT_EQ(g.params, got[0].params) << "world " << world << " rank " << r;
   }
 }
 
+}  // namespace
+
+TEST(DataParallel, TwoAndThreeRanksTrainLikeOneWithTheSameGlobalBatch) {
+  const Trace want = single_run();
+  for (int world : {1, 2, 3})  // with train.grad_accum 2 inside each of 3 ranks
+    expect_trains_like_one(want, train_on_ranks(world, false, world == 3 ? 2 : 1));
+}
+
 // MoE: the routers' correction biases move by the loads of the global batch (summed over the
-// ranks, as the trainer's step does), so 2 and 3 ranks keep training as one process does;
-// the biases get no gradient on any rank and so no optimizer update, as in one process.
+// ranks), so 2 and 3 ranks keep training as one process does; the biases get no gradient on
+// any rank and so no optimizer update, as in one process.
 TEST(DataParallel, MoeBiasUpdatesFollowTheGlobalLoadsOnTwoAndThreeRanks) {
   const Trace want = single_run(/*moe=*/true);
-  for (int world : {2, 3}) {
-    std::vector<Trace> got(static_cast<size_t>(world));
-    auto errors = dist::run_ranks(world, 30, [&](int r, dist::Communicator& c) {
-      models::LanguageModel model(tiny_model(true), 11, 7);
-      Zero1AdamW opt(model.named_parameters(), kOpt, c);
-      const models::LoadSum sum = [&c](std::vector<double>& counts) {
-        std::vector<float> f(counts.begin(), counts.end());
-        c.all_reduce_sum(f.data(), f.size());
-        counts.assign(f.begin(), f.end());
-      };
-      for (int s = 0; s < kSteps; ++s) {
-        got[size_t(r)].losses.push_back(
-            data_parallel_forward_backward(model, batch_at(s), 1, Device::kCPU, c, 256));
-        opt.step(0.01);
-        opt.zero_grad();
-        model.after_optimizer_step(sum);
-      }
-      got[size_t(r)].params = flat_params(model);
-      got[size_t(r)].biases = router_biases(model);
-    });
-    for (const auto& e : errors) ASSERT_EQ(e, "") << "world " << world;
-    for (int r = 0; r < world; ++r) {
-      const Trace& g = got[size_t(r)];
-      for (int s = 0; s < kSteps; ++s)
-        EXPECT_NEAR(g.losses[size_t(s)], want.losses[size_t(s)], 1e-5)
-            << "world " << world << " rank " << r << " step " << s;
-      EXPECT_EQ(g.biases, want.biases) << "world " << world << " rank " << r;
-      double max_err = 0;
-      for (size_t i = 0; i < g.params.size(); ++i)
-        max_err = std::max(max_err, std::abs(double(g.params[i]) - want.params[i]));
-      EXPECT_LT(max_err, 2e-5) << "world " << world << " rank " << r;
-    }
-  }
   // The biases did move from their zeros (else a wrong load sum could pass unseen).
   ASSERT_FALSE(want.biases.empty());
   EXPECT_TRUE(std::any_of(want.biases.begin(), want.biases.end(), [](float b) { return b != 0; }));
+  for (int world : {2, 3}) expect_trains_like_one(want, train_on_ranks(world, true, 1));
 }
 
 TEST(DataParallel, AGlobalBatchThatDoesNotDivideIsRefusedOnEveryRank) {
