@@ -13,6 +13,7 @@
 #include "core/optim/optimizer.h"
 #include "models/model_config.h"
 #include "tests/dist_ranks.h"
+#include "tests/tiny_lm.h"
 #include "trainer/grad_accum.h"
 #include "trainer/zero1.h"
 
@@ -20,19 +21,13 @@ namespace kimi {
 namespace {
 
 ModelConfig tiny_model(bool moe = false) {
-  ModelConfig m;
+  ModelConfig m = tiny_attention_model();
   if (moe) {  // 4 experts, top 2, a fast bias update so that it moves within the test's steps
     m.moe.num_experts = 4;
     m.moe.top_k = 2;
     m.moe.expert_hidden = 8;
     m.moe.bias_update_rate = 0.05;
   }
-  m.d_model = 16;
-  m.n_layers = 1;
-  m.mixer = {"attention"};
-  m.num_heads = 2;
-  m.head_dim = 8;
-  m.num_kv_heads = 2;
   return m;
 }
 

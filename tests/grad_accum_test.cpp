@@ -8,21 +8,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include "tests/tiny_lm.h"
 #include "trainer/trainer.h"
 
 namespace kimi {
 namespace {
 
-ModelConfig tiny_model() {
-  ModelConfig m;
-  m.d_model = 16;
-  m.n_layers = 1;
-  m.mixer = {"attention"};
-  m.num_heads = 2;
-  m.head_dim = 8;
-  m.num_kv_heads = 2;
-  return m;
-}
+ModelConfig tiny_model() { return tiny_attention_model(); }
 
 tasks::Batch ragged_batch() {
   tasks::Batch b = tasks::empty_batch(4, 6);
