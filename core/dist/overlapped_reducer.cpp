@@ -82,7 +82,7 @@ void OverlappedReducer::communicate() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return abort_ || buckets_[b].handed; });
-      if (abort_ && !buckets_[b].handed) return;
+      if (abort_) return;  // the step failed on this rank: its sums are dropped
       if (!finishing_) ++started_early_;
     }
     try {
