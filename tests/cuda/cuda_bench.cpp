@@ -192,6 +192,75 @@ void bench_intra(int reps) {
     }
 }
 
+// The chunk backward of one shape timed stage by stage (CUDA events, medians over `reps` after
+// two warm-up runs): the whole backward and its stages F1, F2 h, B1 dh, B2, B3 ut, B4. The
+// kernel variants are whatever the caller forced or set in the environment.
+struct BwdStages {
+  double bwd = 0, st[6] = {};
+};
+class BwdStageTimer {
+ public:
+  using T = __nv_bfloat16;
+  explicit BwdStageTimer(const ChunkInputs& in)
+      : in_(in),
+        dout_(uniform(in.NT * in.H * in.V, 6, -1, 1)),
+        gq_(in.NT * in.H * in.K),
+        gk_(in.NT * in.H * in.K),
+        gv_(in.NT * in.H * in.V),
+        gg_(in.NT * in.H * in.K),
+        gb_(in.NT * in.H) {
+    for (int i = 0; i < 7; ++i) {
+      KIMI_CUDA_CHECK(cudaEventCreate(&be_.e[i]));
+    }
+  }
+  ~BwdStageTimer() {
+    for (cudaEvent_t e : be_.e) cudaEventDestroy(e);
+  }
+  BwdStageTimer(const BwdStageTimer&) = delete;
+  BwdStageTimer& operator=(const BwdStageTimer&) = delete;
+
+  // `what` names the variant column (e.g. "F2/B1").
+  static void print_header(const char* what) {
+    std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", what, "bwd ms",
+                "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
+  }
+  BwdStages time(int gi, int64_t seq, int reps, const char* variant) {
+    const int64_t B = in_.NT / seq;
+    RecurrenceDims d{B, seq, in_.H, in_.K, in_.V, gates[gi], 1.0 / std::sqrt(double(in_.K)), 64};
+    auto step = [&](const kc::ChunkBwdEvents* e) {
+      kc::delta_rule_chunk_bwd<T>(d, in_.dq.ptr(), in_.dk.ptr(), in_.dv.ptr(), in_.gate(gi),
+                                  in_.dbeta.ptr(), nullptr, dout_.ptr(), nullptr, gq_.ptr(),
+                                  gk_.ptr(), gv_.ptr(), gg_.ptr(), gb_.ptr(), nullptr, kc::stream(),
+                                  e);
+    };
+    for (int i = 0; i < 2; ++i) step(nullptr);
+    std::vector<double> bwd, st[6];
+    for (int i = 0; i < reps; ++i) {
+      step(&be_);
+      KIMI_CUDA_CHECK(cudaEventSynchronize(be_.e[6]));
+      float m = 0;
+      KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, be_.e[0], be_.e[6]));
+      bwd.push_back(m);
+      for (int k = 0; k < 6; ++k) {
+        KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, be_.e[k], be_.e[k + 1]));
+        st[k].push_back(m);
+      }
+    }
+    BwdStages out;
+    out.bwd = median(bwd);
+    for (int k = 0; k < 6; ++k) out.st[k] = median(st[k]);
+    std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
+                long(B), gate_names[gi], variant, out.bwd, out.st[0], out.st[1], out.st[2],
+                out.st[3], out.st[4], out.st[5]);
+    return out;
+  }
+
+ private:
+  const ChunkInputs& in_;
+  Dev<T> dout_, gq_, gk_, gv_, gg_, gb_;
+  kc::ChunkBwdEvents be_{};
+};
+
 // The chunk backward's stages (CUDA events, medians) with F2 on the WMMA TF32 walk
 // (KIMI_CUDA_BWD_STATE_KERNEL=old) or on the tensor-core state kernel in store mode, and B1 on
 // the WMMA TF32 walk (force_chunk_bwd_dh_kernel(kOld), as KIMI_CUDA_BWD_DH_KERNEL=old) or on
@@ -199,19 +268,11 @@ void bench_intra(int reps) {
 // side with the backward totals. KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape
 // (no h0 / dht / dh0).
 void bench_bwd_state(int reps) {
-  using T = __nv_bfloat16;
   ChunkInputs in;
-  const int64_t H = in.H, K = in.K, V = in.V, NT = in.NT;
-  Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
-  Dev<T> gg(NT * H * K), gb(NT * H);
+  BwdStageTimer timer(in);
   std::printf(
       "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; F2/B1 old or new)\n");
-  std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "F2/B1",
-              "bwd ms", "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
-  std::vector<cudaEvent_t> evs(7);
-  for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
-  kc::ChunkBwdEvents be{};
-  for (int i = 0; i < 7; ++i) be.e[i] = evs[i];
+  BwdStageTimer::print_header("F2/B1");
   struct Pair {
     int gi;
     int64_t seq;
@@ -227,34 +288,11 @@ void bench_bwd_state(int reps) {
         if (f2_old) setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
         kc::force_chunk_bwd_dh_kernel(b1_old ? kc::ChunkBwdDhKernel::kOld
                                              : kc::ChunkBwdDhKernel::kNew);
-        const int64_t B = NT / seq;
-        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
-        auto step = [&](const kc::ChunkBwdEvents* e) {
-          kc::delta_rule_chunk_bwd<T>(d, in.dq.ptr(), in.dk.ptr(), in.dv.ptr(), in.gate(gi),
-                                      in.dbeta.ptr(), nullptr, dout.ptr(), nullptr, gq.ptr(),
-                                      gk.ptr(), gv.ptr(), gg.ptr(), gb.ptr(), nullptr, kc::stream(),
-                                      e);
-        };
-        for (int i = 0; i < 2; ++i) step(nullptr);
-        std::vector<double> bwd, st[6];
-        for (int i = 0; i < reps; ++i) {
-          step(&be);
-          KIMI_CUDA_CHECK(cudaEventSynchronize(evs[6]));
-          float m = 0;
-          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[6]));
-          bwd.push_back(m);
-          for (int k2 = 0; k2 < 6; ++k2) {
-            KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2], evs[k2 + 1]));
-            st[k2].push_back(m);
-          }
-        }
+        const BwdStages t = timer.time(gi, seq, reps, variant);
         unsetenv("KIMI_CUDA_BWD_STATE_KERNEL");
         kc::force_chunk_bwd_dh_kernel(kc::ChunkBwdDhKernel::kEnv);
-        std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
-                    long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
-                    median(st[2]), median(st[3]), median(st[4]), median(st[5]));
-        if (!f2_old && b1_old) pr.b1_old = median(st[2]), pr.bwd_old = median(bwd);
-        if (!f2_old && !b1_old) pr.b1_new = median(st[2]), pr.bwd_new = median(bwd);
+        if (!f2_old && b1_old) pr.b1_old = t.st[2], pr.bwd_old = t.bwd;
+        if (!f2_old && !b1_old) pr.b1_new = t.st[2], pr.bwd_new = t.bwd;
       }
       pairs.push_back(pr);
     }
@@ -265,7 +303,6 @@ void bench_bwd_state(int reps) {
     std::printf("%8ld %6s | %9.3f %9.3f %6.1fx | %11.3f %11.3f\n", long(pr.seq), gate_names[pr.gi],
                 pr.b1_old, pr.b1_new, pr.b1_new > 0 ? pr.b1_old / pr.b1_new : 0.0, pr.bwd_old,
                 pr.bwd_new);
-  for (auto& e : evs) cudaEventDestroy(e);
 }
 
 // The chunk backward's stages (CUDA events, medians) with B3 (UT backward) and B4 (Gram
@@ -276,19 +313,11 @@ void bench_bwd_state(int reps) {
 // instead of taking F1's: KIMI_CUDA_BWD_WY_RECOMPUTE=1), then B3 and B4 old and new side by side.
 // KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
 void bench_bwd_wy_gram(int reps) {
-  using T = __nv_bfloat16;
   ChunkInputs in;
-  const int64_t H = in.H, K = in.K, V = in.V, NT = in.NT;
-  Dev<T> dout(uniform(NT * H * V, 6, -1, 1)), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V);
-  Dev<T> gg(NT * H * K), gb(NT * H);
+  BwdStageTimer timer(in);
   std::printf(
       "\nchunk backward stages, bf16, H=16 K=V=128, B*T=65,536 tokens (ms; B3/B4 old or new)\n");
-  std::printf("%8s %6s %6s %7s %9s | %6s %6s %6s %6s %6s %6s\n", "T", "B", "gate", "B3/B4",
-              "bwd ms", "F1", "F2 h", "B1 dh", "B2", "B3 ut", "B4");
-  std::vector<cudaEvent_t> evs(7);
-  for (auto& e : evs) KIMI_CUDA_CHECK(cudaEventCreate(&e));
-  kc::ChunkBwdEvents be{};
-  for (int i = 0; i < 7; ++i) be.e[i] = evs[i];
+  BwdStageTimer::print_header("B3/B4");
   struct Row {
     int gi;
     int64_t seq;
@@ -313,40 +342,17 @@ void bench_bwd_wy_gram(int reps) {
         if (ks64) setenv("KIMI_CUDA_GRAM_KS", "64", 1);
         kc::force_chunk_bwd_wy_kernel(pick(b3_new));
         kc::force_chunk_bwd_gram_kernel(pick(b4_new));
-        const int64_t B = NT / seq;
-        RecurrenceDims d{B, seq, H, K, V, gates[gi], 1.0 / std::sqrt(double(K)), 64};
-        auto step = [&](const kc::ChunkBwdEvents* e) {
-          kc::delta_rule_chunk_bwd<T>(d, in.dq.ptr(), in.dk.ptr(), in.dv.ptr(), in.gate(gi),
-                                      in.dbeta.ptr(), nullptr, dout.ptr(), nullptr, gq.ptr(),
-                                      gk.ptr(), gv.ptr(), gg.ptr(), gb.ptr(), nullptr, kc::stream(),
-                                      e);
-        };
-        for (int i = 0; i < 2; ++i) step(nullptr);
-        std::vector<double> bwd, st[6];
-        for (int i = 0; i < reps; ++i) {
-          step(&be);
-          KIMI_CUDA_CHECK(cudaEventSynchronize(evs[6]));
-          float m = 0;
-          KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[0], evs[6]));
-          bwd.push_back(m);
-          for (int k2 = 0; k2 < 6; ++k2) {
-            KIMI_CUDA_CHECK(cudaEventElapsedTime(&m, evs[k2], evs[k2 + 1]));
-            st[k2].push_back(m);
-          }
-        }
+        const BwdStages t = timer.time(gi, seq, reps, variant);
         kc::force_chunk_bwd_wy_kernel(kc::ChunkBwdDhKernel::kEnv);
         kc::force_chunk_bwd_gram_kernel(kc::ChunkBwdDhKernel::kEnv);
         unsetenv("KIMI_CUDA_GRAM_KS");
         unsetenv("KIMI_CUDA_BWD_WY_RECOMPUTE");
-        std::printf("%8ld %6ld %6s %7s %9.3f | %6.2f %6.2f %6.2f %6.2f %6.2f %6.2f\n", long(seq),
-                    long(B), gate_names[gi], variant, median(bwd), median(st[0]), median(st[1]),
-                    median(st[2]), median(st[3]), median(st[4]), median(st[5]));
-        if (ks64) row.b4_64 = median(st[5]);
-        if (rec) row.b3_rec = median(st[4]);
+        if (ks64) row.b4_64 = t.st[5];
+        if (rec) row.b3_rec = t.st[4];
         if (b3_new == b4_new && !ks64 && !rec) {
-          row.b3[b3_new] = median(st[4]);
-          row.b4[b3_new] = median(st[5]);
-          row.bwd[b3_new] = median(bwd);
+          row.b3[b3_new] = t.st[4];
+          row.b4[b3_new] = t.st[5];
+          row.bwd[b3_new] = t.bwd;
         }
       }
       rows.push_back(row);
@@ -360,7 +366,6 @@ void bench_bwd_wy_gram(int reps) {
                 long(r.seq), gate_names[r.gi], r.b3[0], r.b3[1],
                 r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0, r.b3_rec, r.b4[0], r.b4[1],
                 r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.b4_64, r.bwd[0], r.bwd[1]);
-  for (auto& e : evs) cudaEventDestroy(e);
 }
 
 void bench_chunk(int reps, bool profile) {
