@@ -127,6 +127,23 @@ TEST(Trainer, ResumeGivesTheSameNumbersAsAnUninterruptedRun) {
     EXPECT_EQ(t.to_vector<float>(), pb.at(name).to_vector<float>()) << name;
 }
 
+// A run directory copied without its checkpoints (GPU slices carry only the CSVs between
+// machines) resumes from step 0 with one warning in its log, and ends with the numbers of an
+// uninterrupted run: the rows logged before are replaced, not duplicated.
+TEST(Trainer, ResumeWithoutACheckpointRetrainsFromStepZeroAndSaysSo) {
+  std::string a = fresh_dir("whole_s0"), b = fresh_dir("no_ckpt");
+  train(a, tiny_overrides("kda"));
+  train(b, tiny_overrides("kda"), /*stop_at=*/6);
+  for (const auto& e : std::filesystem::directory_iterator(b))
+    if (e.path().extension() == ".safetensors") std::filesystem::remove(e.path());
+  ASSERT_FALSE(find_latest_checkpoint(b).has_value());
+  EXPECT_EQ(train(b, {}, 0, /*resume=*/true).steps_done, 12);
+  EXPECT_EQ(deterministic_metrics(a + "/metrics.csv"), deterministic_metrics(b + "/metrics.csv"));
+  EXPECT_EQ(read_file(a + "/eval.csv"), read_file(b + "/eval.csv"));
+  EXPECT_NE(read_file(b + "/log.txt").find("holds no checkpoint; training from step 0"),
+            std::string::npos);
+}
+
 TEST(Trainer, WritesTheDocumentedFiles) {
   std::string dir = fresh_dir("files");
   std::vector<std::string> o = tiny_overrides("kda");

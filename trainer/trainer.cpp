@@ -85,6 +85,7 @@ struct Session {
   DirLock lock;  // held for the whole run: a second process on this directory is refused
   std::string run_id;
   std::vector<std::string> removed_temp_files;
+  bool resumed_from_scratch = false;  // --resume found no checkpoint (copied without them)
   Device device = Device::kCPU;
   std::unique_ptr<tasks::Task> task;
   std::vector<tasks::EvalSet> eval_sets;
@@ -285,6 +286,8 @@ Session open_session(const RunRequest& req, dist::Communicator* comm) {
       s.start_step = loaded.step;
       s.checkpoint_loss = loaded.stamp.loss;
       s.last_checkpoint = ckpt->path;
+    } else {
+      s.resumed_from_scratch = true;
     }
     // Everything is checked: now the directory may change.
     if (!s.root) return s;
@@ -673,6 +676,11 @@ RunResult run_training(const RunRequest& req) {
   StopSignals signals;
   for (const auto& name : s.removed_temp_files)
     spdlog::info("removed {}, a temp file left by a process killed mid-write", name);
+  if (s.resumed_from_scratch)
+    spdlog::warn(
+        "resume: {} holds no checkpoint; training from step 0 (metrics and evals "
+        "logged so far are replaced)",
+        s.dir);
   spdlog::info("run dir {}; {} layers [{}], {} parameters, task {} (vocab {}), device {}{}", s.dir,
                s.model->layer_kinds().size(), fmt::join(s.model->layer_kinds(), ","),
                s.model->num_parameters(), s.task->name(), s.task->vocab_size(),
