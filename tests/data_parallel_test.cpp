@@ -92,11 +92,7 @@ std::vector<Trace> train_on_ranks(int world, bool moe, int64_t micro) {
   auto errors = dist::run_ranks(world, 30, [&](int r, dist::Communicator& c) {
     models::LanguageModel model(tiny_model(moe), 11, 7);  // the same seed on every rank
     Zero1AdamW opt(model.named_parameters(), kOpt, c);
-    const models::LoadSum sum = [&c](std::vector<double>& counts) {
-      std::vector<float> f(counts.begin(), counts.end());
-      c.all_reduce_sum(f.data(), f.size());
-      counts.assign(f.begin(), f.end());
-    };
+    const models::LoadSum sum = sum_loads_over_ranks(c);
     for (int s = 0; s < kSteps; ++s) {
       got[size_t(r)].losses.push_back(
           data_parallel_forward_backward(model, batch_at(s), micro, Device::kCPU, c, 256));

@@ -1,6 +1,7 @@
 #include "trainer/data_parallel.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/dist/overlapped_reducer.h"
 #include "core/tensor/error.h"
@@ -45,6 +46,17 @@ double data_parallel_forward_backward(models::LanguageModel& model, const tasks:
   reducer.finish();
   comm.all_reduce_sum(&loss, 1);
   return loss;
+}
+
+models::LoadSum sum_loads_over_ranks(dist::Communicator& comm) {
+  return [&comm](std::vector<double>& counts) {
+    std::vector<float> f(counts.begin(), counts.end());
+    for (float c : f)
+      KIMI_CHECK(c < 16777216.f,
+                 "{} tokens routed to one expert in one step overflow the f32 count", c);
+    comm.all_reduce_sum(f.data(), f.size());
+    counts.assign(f.begin(), f.end());
+  };
 }
 
 }  // namespace kimi

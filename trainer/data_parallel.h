@@ -31,4 +31,9 @@ double data_parallel_forward_backward(models::LanguageModel& model, const tasks:
                                       int64_t micro_batches, Device device,
                                       dist::Communicator& comm, size_t bucket_bytes);
 
+// The MoE loads (routed tokens per expert) of one layer summed over the ranks, for
+// LanguageModel::after_optimizer_step: every rank then moves its router biases as one process
+// would over the global batch. Counts travel as floats: exact below 2^24 per expert per step.
+models::LoadSum sum_loads_over_ranks(dist::Communicator& comm);
+
 }  // namespace kimi

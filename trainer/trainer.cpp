@@ -316,19 +316,6 @@ float broadcast_from_root(dist::Communicator& comm, float value) {
   return value;
 }
 
-// MoE loads (token counts per expert) summed over the ranks. Counts travel as floats: exact
-// below 2^24 routed tokens per expert per step.
-models::LoadSum sum_loads_over_ranks(dist::Communicator& comm) {
-  return [&comm](std::vector<double>& counts) {
-    std::vector<float> f(counts.begin(), counts.end());
-    for (float c : f)
-      KIMI_CHECK(c < 16777216.f,
-                 "{} tokens routed to one expert in one step overflow the f32 count", c);
-    comm.all_reduce_sum(f.data(), f.size());
-    counts.assign(f.begin(), f.end());
-  };
-}
-
 struct StepOutcome {
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t rows = 0, seq_len = 0;
