@@ -12,7 +12,7 @@ GdnLayer::GdnLayer(const MixerOptions& opt, Rng& rng)
   a_proj = register_module("a_proj", std::make_shared<nn::Linear>(d, H_, false, rng, init));
   b_proj = register_module("b_proj", std::make_shared<nn::Linear>(d, H_, false, rng, init));
   A_log = register_parameter("A_log", init_a_log(H_, 0, 16, rng, opt.dtype));
-  dt_bias = register_parameter("dt_bias", init_dt_bias(H_, rng, opt.dtype));
+  dt_bias = register_parameter("dt_bias", init_dt_bias(H_, opt, rng));
   register_convs(rng);
   if (opt.output_gate != "none")
     g_proj = register_module("g_proj", std::make_shared<nn::Linear>(d, H_ * V_, false, rng, init));

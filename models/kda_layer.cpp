@@ -13,7 +13,7 @@ KdaLayer::KdaLayer(const MixerOptions& opt, Rng& rng)
   f_proj = register_module("f_proj", std::make_shared<LowRank>(d, V_, H_ * K_, false, rng, init));
   b_proj = register_module("b_proj", std::make_shared<nn::Linear>(d, H_, false, rng, init));
   A_log = register_parameter("A_log", init_a_log(H_, 1, 16, rng, opt.dtype));
-  dt_bias = register_parameter("dt_bias", init_dt_bias(H_ * K_, rng, opt.dtype));
+  dt_bias = register_parameter("dt_bias", init_dt_bias(H_ * K_, opt, rng));
   if (opt.output_gate != "none")
     g_proj = register_module("g_proj", std::make_shared<LowRank>(d, V_, H_ * V_, true, rng, init));
   o_norm = register_module("o_norm", std::make_shared<nn::RMSNorm>(V_, opt.norm_eps, opt.dtype));

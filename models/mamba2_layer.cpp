@@ -23,7 +23,7 @@ Mamba2Layer::Mamba2Layer(const MixerOptions& opt, Rng& rng) : opt_(opt) {
       "in_proj", std::make_shared<nn::Linear>(d, d_inner_ + conv_dim_ + H_, false, rng, init));
   conv1d = register_module(
       "conv1d", std::make_shared<ShortConv>(conv_dim_, opt.conv_size, true, true, rng, opt.dtype));
-  dt_bias = register_parameter("dt_bias", init_dt_bias(H_, rng, opt.dtype));
+  dt_bias = register_parameter("dt_bias", init_dt_bias(H_, opt, rng));
   std::vector<double> a(H_);
   for (int64_t h = 0; h < H_; ++h) a[h] = std::log(static_cast<double>(h + 1));  // A = 1..H (HF)
   A_log = register_parameter("A_log", Tensor::from_vector(a, {H_}).to(opt.dtype));

@@ -38,14 +38,14 @@ Tensor init_a_log(int64_t n, double lo, double hi, Rng& rng, DType dtype) {
   return Tensor::from_vector(v, {n}).to(dtype);
 }
 
-Tensor init_dt_bias(int64_t n, Rng& rng, DType dtype) {
+Tensor init_dt_bias(int64_t n, const MixerOptions& opt, Rng& rng) {
   std::vector<double> v(n);
-  const double lo = std::log(1e-3), hi = std::log(1e-1);
+  const double lo = std::log(opt.dt_min), hi = std::log(opt.dt_max);
   for (double& b : v) {
     const double dt = std::max(std::exp(lo + (hi - lo) * rng.uniform01()), 1e-4);
     b = dt + std::log(-std::expm1(-dt));  // softplus(b) = dt
   }
-  return Tensor::from_vector(v, {n}).to(dtype);
+  return Tensor::from_vector(v, {n}).to(opt.dtype);
 }
 
 nn::InitOptions init_options(const MixerOptions& opt) {

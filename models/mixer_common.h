@@ -39,8 +39,9 @@ void check_output_gate(const std::string& act, const char* layer);
 
 // log(U(lo, hi)) per entry: FLA's A_log init (KDA U(1,16), GDN U(0,16)).
 Tensor init_a_log(int64_t n, double lo, double hi, Rng& rng, DType dtype);
-// inverse_softplus(dt), dt = exp(U(log 1e-3, log 1e-1)) clamped below at 1e-4 (FLA, Mamba2).
-Tensor init_dt_bias(int64_t n, Rng& rng, DType dtype);
+// inverse_softplus(dt), dt = exp(U(log opt.dt_min, log opt.dt_max)) clamped below at 1e-4
+// (FLA, Mamba2; defaults 1e-3, 1e-1).
+Tensor init_dt_bias(int64_t n, const MixerOptions& opt, Rng& rng);
 
 // Value dim per head = expand_v * head_dim; a UserError if that is not a whole number.
 int64_t value_head_dim(const MixerOptions& opt, const char* layer);

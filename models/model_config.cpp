@@ -137,6 +137,8 @@ MixerOptions mixer_options(const ModelConfig& cfg, const std::string& kind) {
   o.expand = cfg.mamba2.expand;
   o.norm_eps = cfg.norm_eps;
   o.init_std = cfg.init_std;
+  o.dt_min = cfg.dt_min;
+  o.dt_max = cfg.dt_max;
   return o;
 }
 

@@ -51,6 +51,10 @@ struct ModelConfig {
   Mamba2Config mamba2;
   MoeConfig moe;
   double init_std = 0.02;
+  // Initial step sizes softplus(dt_bias) of the decay gates of kda, gdn and mamba2, drawn
+  // log-uniform in [dt_min, dt_max] (Mamba's names; FLA's defaults). A channel's initial
+  // log-decay is -A dt: smaller values start the layer remembering longer.
+  double dt_min = 1e-3, dt_max = 1e-1;
 };
 
 // The mixer of each layer: model.hybrid "a:b=x:y" gives [a]*x then [b]*y per group (the global

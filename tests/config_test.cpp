@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -272,6 +273,40 @@ TEST_F(Config, RopeWithMlaNeedsItsRopeSlice) {
   m.qk_rope_dim = 8;
   EXPECT_NO_THROW(models::make_mixer(models::mixer_options(m, "mla"), rng));
   EXPECT_NO_THROW(models::make_mixer(models::mixer_options(m, "attention"), rng));
+}
+
+TEST_F(Config, DecayStepInitRangeIsAKeyOfEveryGatedMixer) {
+  EXPECT_HAS(error_of("", {"model.dt_min=5e-5"}), "model.dt_min");
+  EXPECT_HAS(error_of("", {"model.dt_min=0.01", "model.dt_max=0.001"}), "model.dt_max");
+  EXPECT_EQ(error_of("", {"model.dt_min=1e-4", "model.dt_max=1e-3"}), "");
+  EXPECT_HAS(error_of("", {"model.mixer=deltanet", "model.dt_max=0.01"}), "model.dt_max");
+  EXPECT_EQ(error_of("", {"model.mixer=[mamba2, attention]", "model.n_layers=2",
+                          "model.dt_max=0.01"}),
+            "");
+  // softplus(dt_bias) of every channel lies in the range the config gives (kda: one per head and
+  // key channel; gdn, mamba2: one per head), by default FLA's [1e-3, 1e-1].
+  for (const auto& [lo, hi] : {std::pair{1e-3, 1e-1}, std::pair{1e-4, 1e-3}}) {
+    ModelConfig m;
+    m.dt_min = lo, m.dt_max = hi;
+    for (const char* kind : {"kda", "gdn", "mamba2"}) {
+      Rng rng(7);
+      const auto mixer = models::make_mixer(models::mixer_options(m, kind), rng);
+      int seen = 0;
+      double low = 1e9, high = 0;
+      for (const auto& [name, t] : mixer->named_parameters()) {
+        if (name != "dt_bias") continue;
+        for (double b : t.to_vector<double>()) {
+          const double dt = std::log1p(std::exp(b));
+          low = std::min(low, dt), high = std::max(high, dt);
+          ++seen;
+        }
+      }
+      ASSERT_GT(seen, 1) << kind;
+      EXPECT_GE(low, lo * (1 - 1e-5)) << kind;
+      EXPECT_LE(high, hi * (1 + 1e-5)) << kind;
+      EXPECT_LT(low, high) << kind;  // drawn, not one value
+    }
+  }
 }
 
 TEST_F(Config, MoeKeysAreCheckedByName) {

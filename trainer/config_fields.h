@@ -51,6 +51,8 @@ void visit_fields(C& c, V&& v) {
   v("model.q_lora_rank", c.model.q_lora_rank);
   v("model.qk_rope_dim", c.model.qk_rope_dim);
   v("model.init_std", c.model.init_std);
+  v("model.dt_min", c.model.dt_min);
+  v("model.dt_max", c.model.dt_max);
   v("model.mamba2.d_state", c.model.mamba2.d_state);
   v("model.mamba2.expand", c.model.mamba2.expand);
   v("model.moe.num_experts", c.model.moe.num_experts);

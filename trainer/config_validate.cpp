@@ -72,6 +72,13 @@ void check_settings_apply(const ModelConfig& m, const std::vector<std::string>& 
         "model.short_conv=false: no layer has a short conv to turn off (kda, gdn, deltanet do; "
         "layers: {})",
         fmt::join(layers, ", ")));
+  const ModelConfig defaults;
+  if ((m.dt_min != defaults.dt_min || m.dt_max != defaults.dt_max) &&
+      !any_layer(layers, {"kda", "gdn", "mamba2"}))
+    throw UserError(fmt::format(
+        "model.dt_min / model.dt_max: no layer has a decay step to initialise (kda, gdn, mamba2 "
+        "do; layers: {})",
+        fmt::join(layers, ", ")));
 }
 
 void validate_model(const ModelConfig& m) {
@@ -92,6 +99,9 @@ void validate_model(const ModelConfig& m) {
   require(m.q_lora_rank >= 0, "model.q_lora_rank", ">= 0", m.q_lora_rank);
   require(m.qk_rope_dim >= 0, "model.qk_rope_dim", ">= 0", m.qk_rope_dim);
   require(m.init_std > 0, "model.init_std", "> 0", m.init_std);
+  // 1e-4: the floor of a drawn step (Mamba's dt_init_floor), so no draw is ever changed.
+  require(m.dt_min >= 1e-4, "model.dt_min", ">= 1e-4", m.dt_min);
+  require(m.dt_max >= m.dt_min, "model.dt_max", ">= model.dt_min", m.dt_max);
   require(m.mamba2.d_state > 0, "model.mamba2.d_state", "> 0", m.mamba2.d_state);
   require(m.mamba2.expand > 0, "model.mamba2.expand", "> 0", m.mamba2.expand);
   const std::vector<std::string> layers = layer_mixers(m);  // throws on bad names, lengths, ratios
