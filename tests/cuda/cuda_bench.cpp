@@ -180,16 +180,19 @@ void bench_state(int reps) {
 // and the bf16 tensor-core kernel (delta_rule_chunk_intra_mma.cu), with the forward totals.
 void bench_intra(int reps) {
   ChunkInputs in;
-  std::printf("\nchunk forward intra kernel, KDA, bf16, H=16 K=V=128, B*T=65,536 tokens (ms)\n");
-  std::printf("%8s %6s %8s %10s %10s %10s\n", "T", "B", "intra", "total", "intra", "state");
-  for (int64_t seq : {2048, 8192, 32768})
-    for (const char* variant : {"old", "new"}) {
-      setenv("KIMI_CUDA_INTRA_KERNEL", variant, 1);
-      const FwdTimes t = time_chunk_fwd(in, 0, seq, reps);
-      unsetenv("KIMI_CUDA_INTRA_KERNEL");
-      std::printf("%8ld %6ld %8s %10.3f %10.3f %10.3f\n", long(seq), long(in.NT / seq), variant,
-                  t.total, t.intra, t.state);
-    }
+  std::printf("\nchunk forward intra kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms); old = the "
+              "WMMA TF32 kernel of the gate kind, new = bf16 mma.sync\n");
+  std::printf("%6s %8s %6s %8s %10s %10s %10s\n", "gate", "T", "B", "intra", "total", "intra",
+              "state");
+  for (int gi = 0; gi < 3; ++gi)
+    for (int64_t seq : {2048, 8192, 32768})
+      for (const char* variant : {"old", "new"}) {
+        setenv("KIMI_CUDA_INTRA_KERNEL", variant, 1);
+        const FwdTimes t = time_chunk_fwd(in, gi, seq, reps);
+        unsetenv("KIMI_CUDA_INTRA_KERNEL");
+        std::printf("%6s %8ld %6ld %8s %10.3f %10.3f %10.3f\n", gate_names[gi], long(seq),
+                    long(in.NT / seq), variant, t.total, t.intra, t.state);
+      }
 }
 
 // The chunk backward of one shape timed stage by stage (CUDA events, medians over `reps` after

@@ -3,8 +3,8 @@
 //     G = cumsum(g) inside the chunk; A_kk[i,j] = beta_i k_i.(k_j o exp(G_i - G_j)) (j < i),
 //     A_qk[i,j] = scale q_i.(k_j o exp(G_i - G_j)) (j <= i); Tinv = (I + A_kk)^-1 (blocked
 //     forward substitution); W = Tinv (beta exp(G) o k), U = Tinv (beta v). (bf16 inputs with
-//     per-channel gates and K, V multiples of 8: the tensor-core kernel of
-//     delta_rule_chunk_intra_mma.cu, unless KIMI_CUDA_INTRA_KERNEL=old.)
+//     K, V multiples of 8, any gate: the tensor-core kernel of delta_rule_chunk_intra_mma.cu,
+//     unless KIMI_CUDA_INTRA_KERNEL=old.)
 //   state kernel, one block per (V tile, batch*head), sequential over chunks (bf16 inputs with
 //     K, V multiples of 8: the tensor-core kernel of delta_rule_chunk_state_mma.cu, unless
 //     KIMI_CUDA_STATE_KERNEL=old; otherwise the WMMA TF32 kernel below):

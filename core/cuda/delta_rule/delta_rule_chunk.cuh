@@ -155,10 +155,10 @@ template <class Ti>
 void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
                   cudaStream_t stream);
 
-// Launches the KDA intra kernel on bf16 tensor cores (delta_rule_chunk_intra_mma.cu) and returns
-// true, or returns false where it does not apply (gates other than per-channel, rows that are
-// not whole 16-byte vectors, or KIMI_CUDA_INTRA_KERNEL=old): then launch_intra runs the WMMA
-// TF32 kernel.
+// Launches the intra kernel on bf16 tensor cores (delta_rule_chunk_intra_mma.cu; every gate
+// kind) and returns true, or returns false where it does not apply (rows that are not whole
+// 16-byte vectors, or KIMI_CUDA_INTRA_KERNEL=old): then launch_intra runs the WMMA TF32 kernel
+// of the gate kind.
 bool launch_intra_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                       const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
 // Whether launch_intra_mma would run (and so honour buf.Akk / buf.Tinv) for these inputs.

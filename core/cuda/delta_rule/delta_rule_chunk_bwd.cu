@@ -296,7 +296,7 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   Buffer dAqk(size_t(items * kC * kC) * sizeof(float)),
       dAkk(size_t(items * kC * kC) * sizeof(float));
   Buffer deL(size_t(items * cd.D) * sizeof(float));
-  // F1 on the tensor-core KDA intra kernel hands B3 A_kk (through dAkk, which B3 overwrites
+  // F1 on the tensor-core intra kernel hands B3 A_kk (through dAkk, which B3 overwrites
   // with dA_kk after reading it) and T (bf16), so that B3 (new products) need not recompute them.
   // KIMI_CUDA_BWD_WY_RECOMPUTE=1 (read at every call; tests, benchmarks) has B3 recompute them.
   bool f1_stores = false;

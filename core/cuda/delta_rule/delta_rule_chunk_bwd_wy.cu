@@ -163,7 +163,7 @@ __device__ __forceinline__ void row_sums_add(float* acc, int n, F&& f) {
 // the four UT products run on bf16 mma.sync (operands rounded to bf16 as they are gathered:
 // decayed k rows, T, dV', U, dW, W, dR_U, dR_W; fp32 sums). The inverse T itself stays fp32 on
 // the CUDA cores (forward substitution: rounding A there would compound down the rows).
-// With kStored (F1 ran the tensor-core KDA intra kernel with fw.Akk / fw.Tinv set) A_kk and T
+// With kStored (F1 ran the tensor-core intra kernel with fw.Akk / fw.Tinv set) A_kk and T
 // are read from F1 instead of recomputed: the first half of the kernel (the exps of the
 // diagonal blocks, three barrier-separated off-diagonal rounds, the serial substitutions) goes.
 template <class Ti, int kD, bool kPre, bool kMma, bool kStored = false>

@@ -269,7 +269,7 @@ template <class Ti>
 void launch_intra(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& buf,
                   cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
-    if (launch_intra_mma(p, cd, buf, stream)) return;  // KDA on bf16 tensor cores
+    if (launch_intra_mma(p, cd, buf, stream)) return;  // bf16 tensor cores, any gate
     if (use_prefetch(p)) {
       if (cd.D == 64) return launch_intra_nt<Ti, true, 64>(p, cd, buf, stream);
       return launch_intra_nt<Ti, true, 128>(p, cd, buf, stream);

@@ -1,7 +1,10 @@
-// Chunkwise delta rule forward, the intra kernel for per-channel gates (KDA) on bf16 tensor cores
-// (mma.sync m16n8k16, fp32 accumulators), for bf16 inputs whose rows are whole 16-byte vectors
-// (K and V multiples of 8); the WMMA TF32 kernel of delta_rule_chunk_intra.cu stays the oracle
-// and the fallback (fp32 / tf32 inputs, other head sizes, KIMI_CUDA_INTRA_KERNEL=old). Same
+// Chunkwise delta rule forward, the intra kernel on bf16 tensor cores (mma.sync m16n8k16, fp32
+// accumulators) for every gate kind: per-channel (KDA), scalar (GDN: the token's log-decay is
+// broadcast over the row's channels, so the per-channel algorithm runs unchanged) and none
+// (DeltaNet: every decay is 1, no exp is taken), for bf16 inputs whose rows are whole 16-byte vectors
+// (K and V multiples of 8); the WMMA TF32 kernels of delta_rule_chunk_intra.cu (per-channel)
+// and delta_rule_chunk_intra_scalar.cuh (scalar, none) stay the oracles and the fallback (fp32 /
+// tf32 inputs, other head sizes, KIMI_CUDA_INTRA_KERNEL=old). Same
 // outputs (W, U, Gq, Kd in bf16; A_qk, exp(G_last) in fp32), same algorithm (the top of
 // delta_rule_chunk.cu); what changes is how the products are taken:
 //   Gram tiles   A_kk, A_qk over the 10 lower 16 x 16 tiles, one warp per tile (both matrices
@@ -70,6 +73,16 @@ struct IntraMmaLayout {
                 "16-byte aligned rows");
 };
 
+// exp of a log-decay difference; without a gate every decay is 1 (and the G reads feeding it
+// are dead code).
+template <GateKind kGate>
+__device__ __forceinline__ float gexp(float x) {
+  if constexpr (kGate == GateKind::kNone)
+    return 1.f;
+  else
+    return __expf(x);
+}
+
 __device__ __forceinline__ float2 ld_bf2(const bf16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
@@ -99,7 +112,7 @@ __device__ void exact_diag_tile(int J, const bf16* sK, const bf16* sQ, const flo
     }
 }
 
-template <int kD>
+template <int kD, GateKind kGate>
 __global__ void __launch_bounds__(kIntraThreads, 2)
     chunk_intra_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> out) {
   using Lay = IntraMmaLayout<kD>;
@@ -130,7 +143,17 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       cp16_or_zero(sV + i * ldb + col, p.v + gv, okv);
     }
     asm volatile("cp.async.commit_group;\n" ::);
-    load_rows<bf16, kC, kD>(sG, ldg, p.g, RowsSpec{p.qk(b, t0, h), rs_k, L, p.K, 0});
+    if constexpr (kGate == GateKind::kPerChannel) {
+      load_rows<bf16, kC, kD>(sG, ldg, p.g, RowsSpec{p.qk(b, t0, h), rs_k, L, p.K, 0});
+    } else {  // the token's log-decay in each of its K channels (a warp reads one address)
+      for (int e = tid; e < kC * kD; e += kIntraThreads) {
+        const int i = e / kD, col = e % kD;
+        float g = 0.f;
+        if constexpr (kGate == GateKind::kScalar)
+          if (i < L && col < p.K) g = ld(p.g + p.tok(b, t0 + i, h));
+        sG[i * ldg + col] = g;
+      }
+    }
     if (tid < kC) sBeta[tid] = tid < L ? ld(p.beta + p.tok(b, t0 + tid, h)) : 0.f;
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   }
@@ -144,7 +167,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
     const int I = tile.row, J = tile.col, ref = it::gate_ref_row(I, J);
     float ck[2][4] = {}, cq[2][4] = {};
     bool exact = false;
-    if (I == J) {  // the diagonal block's span: max |G_i - G_ref| over its rows and channels
+    if (kGate != GateKind::kNone && I == J) {  // the diagonal block's span: max |G_i - G_ref| over its rows and channels
       float m = 0.f;
       for (int e = lane; e < 16 * kD; e += 32) {
         const int i = 16 * J + e / kD, col = e % kD;
@@ -169,7 +192,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
           const int i = 16 * I + a.row, col = c0 + a.col;
           const float2 gi = *reinterpret_cast<const float2*>(sG + i * ldg + col);
           const float2 gr = *reinterpret_cast<const float2*>(gref + col);
-          const float e0 = __expf(gi.x - gr.x), e1 = __expf(gi.y - gr.y);
+          const float e0 = gexp<kGate>(gi.x - gr.x), e1 = gexp<kGate>(gi.y - gr.y);
           const float2 kv = ld_bf2(sK + i * ldb + col), qv = ld_bf2(sQ + i * ldb + col);
           ak[r] = pack_bf16(kv.x * e0, kv.y * e1);
           aq[r] = pack_bf16(qv.x * e0, qv.y * e1);
@@ -184,7 +207,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
             const float2 gj = *reinterpret_cast<const float2*>(sG + j * ldg + col);
             const float2 gr = *reinterpret_cast<const float2*>(gref + col);
             const float2 kv = ld_bf2(sK + j * ldb + col);
-            bk[r] = pack_bf16(kv.x * __expf(gr.x - gj.x), kv.y * __expf(gr.y - gj.y));
+            bk[r] = pack_bf16(kv.x * gexp<kGate>(gr.x - gj.x), kv.y * gexp<kGate>(gr.y - gj.y));
           }
           mma_bf16(ck[nt], ak, bk[0], bk[1]);
           mma_bf16(cq[nt], aq, bk[0], bk[1]);
@@ -237,14 +260,15 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
         const float2 gl = *reinterpret_cast<const float2*>(Gl + col + 2 * m);
         const float2 kv = __bfloat1622float2(kh[m]), qv = __bfloat1622float2(qh[m]);
-        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * __expf(g.x), p.scale * qv.y * __expf(g.y));
-        kdh[m] = __floats2bfloat162_rn(kv.x * __expf(gl.x - g.x), kv.y * __expf(gl.y - g.y));
+        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * gexp<kGate>(g.x),
+                                       p.scale * qv.y * gexp<kGate>(g.y));
+        kdh[m] = __floats2bfloat162_rn(kv.x * gexp<kGate>(gl.x - g.x), kv.y * gexp<kGate>(gl.y - g.y));
       }
       const int64_t gk = p.qk(b, t0 + i, h) + col;
       *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
       *reinterpret_cast<uint4*>(out.Kd + gk) = kd;
     }
-    for (int d = tid - kFirst; d < p.K; d += kStride) out.EgL[item * p.K + d] = __expf(Gl[d]);
+    for (int d = tid - kFirst; d < p.K; d += kStride) out.EgL[item * p.K + d] = gexp<kGate>(Gl[d]);
   }
   __syncthreads();  // A complete; q no longer read (its region becomes Tinv)
 
@@ -265,7 +289,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       for (int m = 0; m < 4; ++m) {
         const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
         const float2 kv = __bfloat1622float2(kh[m]), vv = __bfloat1622float2(vh[m]);
-        kh[m] = __floats2bfloat162_rn(bi * __expf(g.x) * kv.x, bi * __expf(g.y) * kv.y);
+        kh[m] = __floats2bfloat162_rn(bi * gexp<kGate>(g.x) * kv.x, bi * gexp<kGate>(g.y) * kv.y);
         vh[m] = __floats2bfloat162_rn(bi * vv.x, bi * vv.y);
       }
       *reinterpret_cast<uint4*>(sK + i * ldb + col) = kr;
@@ -335,26 +359,39 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
   }
 }
 
-template <int kD>
-void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+template <int kD, GateKind kGate>
+void launch_intra_mma_dg(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                         cudaStream_t stream) {
   using Lay = IntraMmaLayout<kD>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD, kGate>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   // Two blocks per multiprocessor need the largest shared-memory carveout (a hint otherwise).
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD>,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD, kGate>,
                                        cudaFuncAttributePreferredSharedMemoryCarveout,
                                        int(cudaSharedmemCarveoutMaxShared)));
   const int64_t items = int64_t(cd.NC) * p.B * p.H;
-  chunk_intra_mma_kernel<kD><<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  chunk_intra_mma_kernel<kD, kGate><<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
   KIMI_CUDA_CHECK_LAUNCH();
+}
+
+template <int kD>
+void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                        cudaStream_t stream) {
+  switch (p.gate) {
+    case GateKind::kPerChannel:
+      return launch_intra_mma_dg<kD, GateKind::kPerChannel>(p, cd, buf, stream);
+    case GateKind::kScalar:
+      return launch_intra_mma_dg<kD, GateKind::kScalar>(p, cd, buf, stream);
+    case GateKind::kNone:
+      return launch_intra_mma_dg<kD, GateKind::kNone>(p, cd, buf, stream);
+  }
 }
 
 }  // namespace
 
 bool intra_mma_applies(const Params<bf16>& p) {
-  if (p.gate != GateKind::kPerChannel || !use_prefetch(p)) return false;
+  if (!use_prefetch(p)) return false;
   const char* e = std::getenv("KIMI_CUDA_INTRA_KERNEL");
   return !(e && std::string_view(e) == "old");
 }
