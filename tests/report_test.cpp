@@ -22,22 +22,27 @@ std::string read_file(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// One finished MQAR run at T=256 whose evals reach `best` (a fraction).
+// One finished MQAR run at T=seq_len (default 256) whose evals reach `best` (a fraction);
+// `extra` overrides on top.
 void fake_run(const fs::path& sweep, const std::string& name, const std::string& lr, int seed,
-              double best) {
+              double best, int seq_len = 256, const std::vector<std::string>& extra = {}) {
   const fs::path dir = sweep / name;
   fs::create_directories(dir);
-  const RunConfig c = load_config(
-      "", {"task.name=mqar", "task.vocab_size=128", "model.d_model=16", "model.num_heads=2",
-           "model.head_dim=8", "train.seq_len=256", "train.steps=100", "train.lr=" + lr,
-           "train.seed=" + std::to_string(seed), "eval.seq_lens=[256]", "train.device=cpu"});
+  const std::string T = std::to_string(seq_len);
+  std::vector<std::string> overrides = {
+      "task.name=mqar",    "task.vocab_size=128", "model.d_model=16",
+      "model.num_heads=2", "model.head_dim=8",    "train.seq_len=" + T,
+      "train.steps=100",   "train.lr=" + lr,      "train.seed=" + std::to_string(seed),
+      "eval.seq_lens=[" + T + "]", "train.device=cpu"};
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
+  const RunConfig c = load_config("", overrides);
   std::ofstream(dir / "config.yaml") << to_yaml(c);
   std::ofstream(dir / "summary.json") << R"({"steps_done": 100, "final_loss": 0.5, "wall_s": 1})";
   std::ofstream(dir / "eval.csv")
       << "step,task,seq_len,num_kv_pairs,num_examples,loss,accuracy,exact_match,perplexity,"
          "bits_per_byte\n"
-      << "50,mqar,256,32,8,1," << best / 2 << ",0,2.718,\n100,mqar,256,32,8,1," << best
-      << ",0,2.718,\n";
+      << "50,mqar," << T << ",32,8,1," << best / 2 << ",0,2.718,\n100,mqar," << T << ",32,8,1,"
+      << best << ",0,2.718,\n";
 }
 
 TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
@@ -78,6 +83,65 @@ TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
   EXPECT_EQ(line.find("100.0 ±"), std::string::npos) << "one seed's maximum shown: " << line;
   EXPECT_NE(r.markdown.find("vocabulary 128"), std::string::npos);  // the task details
   EXPECT_NE(r.latex.find("\\begin{tabular}"), std::string::npos);
+}
+
+// A sweep over a model key (two initial decay ranges, as figure4_kda_decay_init.yaml): every
+// table row, and every line naming a difference from the paper, says which setting it is.
+TEST(Report, RowsOfSettingsThatDifferInAModelKeyNameTheirSetting) {
+  const fs::path dir = fs::temp_directory_path() / "kimi_report_test_settings" / "decay";
+  fs::remove_all(dir.parent_path());
+  fs::create_directories(dir);
+  nlohmann::json points = nlohmann::json::array();
+  int i = 0;
+  for (const char* dt : {"0.1", "0.01"})
+    for (int seed : {0, 1}) {
+      const std::string name = std::string("dt_max=") + dt + ",seed=" + std::to_string(seed);
+      fake_run(dir, name, "0.001", seed, std::string(dt) == "0.1" ? 0.04 : 0.98, 1024,
+               {std::string("model.dt_max=") + dt, "model.dt_min=1e-4", "task.vocab_size=512"});
+      points.push_back({{"index", i++},
+                        {"name", name},
+                        {"group", name.substr(0, name.find(",seed"))},
+                        {"values", nlohmann::json::array(
+                                       {nlohmann::json::array({"model.dt_max", dt}),
+                                        nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
+    }
+  std::ofstream(dir / "sweep.json") << nlohmann::json{{"name", "decay"}, {"points", points}}.dump();
+  const std::string md = write_sweep_report(dir.string()).markdown;
+  const auto steps = md.find("## Accuracy against steps at T=1024");
+  ASSERT_NE(steps, std::string::npos) << md;
+  EXPECT_NE(md.find("| setting | mixer | lr | first step at >= 94%", steps), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| model.dt_max=0.01", steps), std::string::npos) << md;
+  EXPECT_NE(md.find("| model.dt_max=0.1", steps), std::string::npos) << md;
+  EXPECT_NE(md.find("KDA (model.dt_max=0.1"), std::string::npos) << md;  // the difference line
+}
+
+// Attention with RoPE beside KDA without (a `when` case of the Figure 4 files): model.rope
+// varies over the sweep but is decided by the mixer, so it is no setting column.
+TEST(Report, AKeyDecidedByTheMixerIsNoSetting) {
+  const fs::path dir = fs::temp_directory_path() / "kimi_report_test_mixer_key" / "fig4";
+  fs::remove_all(dir.parent_path());
+  fs::create_directories(dir);
+  nlohmann::json points = nlohmann::json::array();
+  int i = 0;
+  for (const char* mixer : {"kda", "attention"}) {
+    const std::string name = std::string("mixer=") + mixer + ",seed=0";
+    std::vector<std::string> extra = {std::string("model.mixer=") + mixer};
+    if (std::string(mixer) == "attention") extra.push_back("model.rope=true");
+    fake_run(dir, name, "0.001", 0, 0.9, 256, extra);
+    points.push_back(
+        {{"index", i++},
+         {"name", name},
+         {"group", name.substr(0, name.find(",seed"))},
+         {"values", nlohmann::json::array({nlohmann::json::array({"model.mixer", mixer}),
+                                           nlohmann::json::array({"train.seed", "0"})})}});
+  }
+  std::ofstream(dir / "sweep.json") << nlohmann::json{{"name", "fig4"}, {"points", points}}.dump();
+  const std::string md = write_sweep_report(dir.string()).markdown;
+  EXPECT_NE(md.find("| KDA | 256 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| Attention (RoPE) | 256 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("| setting"), std::string::npos) << md;
+  EXPECT_EQ(md.find("model.rope="), std::string::npos) << md;
 }
 
 TEST(Report, ADirectoryWithoutSweepJsonIsRefusedByName) {

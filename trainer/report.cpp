@@ -104,13 +104,24 @@ std::vector<Row> build_rows(const std::vector<SweepRun>& runs) {
   const auto groups = seed_groups(runs);
   std::map<std::string, nlohmann::json> flat;  // group -> flattened config
   std::map<std::string, std::set<std::string>> values;
+  // key -> mixer -> its values: a key with one value per mixer (attention's RoPE, set by a
+  // `when` case) is decided by the mixer, which the row names already, so it is no setting.
+  std::map<std::string, std::map<std::string, std::set<std::string>>> per_mixer;
   for (const auto& [g, rs] : groups) {
     flat[g] = flatten_dotted(to_json(rs[0]->point->config));
-    for (const auto& [k, v] : flat[g].items()) values[k].insert(v.dump());
+    const std::string mixer = mixer_label(rs[0]->point->config);
+    for (const auto& [k, v] : flat[g].items()) {
+      values[k].insert(v.dump());
+      per_mixer[k][mixer].insert(v.dump());
+    }
   }
+  auto set_by_mixer = [&](const std::string& k) {
+    return std::all_of(per_mixer[k].begin(), per_mixer[k].end(),
+                       [](const auto& m) { return m.second.size() == 1; });
+  };
   std::vector<std::string> varying;
   for (const auto& [k, vs] : values)
-    if (vs.size() > 1 && !kRowIgnored.count(k)) varying.push_back(k);
+    if (vs.size() > 1 && !kRowIgnored.count(k) && !set_by_mixer(k)) varying.push_back(k);
 
   std::map<std::string, Row> rows;
   for (const auto& [g, rs] : groups) {
@@ -354,9 +365,10 @@ SweepReportText make_sweep_report(const std::string& sweep_dir) {
       const double d = 100 * c->best.mean - paper->accuracy;
       diff = fmt::format("{:+.1f}", d);
       if (std::abs(d) > 10)
-        differences.push_back(fmt::format("{} at T={}: {} against the paper's {} ({})",
-                                          display(row.mixer, *row.config), row.seq_len,
-                                          pct(c->best.mean), paper_text, diff));
+        differences.push_back(fmt::format(
+            "{}{} at T={}: {} against the paper's {} ({})", display(row.mixer, *row.config),
+            row.setting.empty() ? "" : " (" + row.setting + ")", row.seq_len, pct(c->best.mean),
+            paper_text, diff));
     }
     std::string tried;
     for (const Candidate& k : row.candidates)
@@ -380,13 +392,16 @@ SweepReportText make_sweep_report(const std::string& sweep_dir) {
   for (const Row& row : rows) {
     if (row.seq_len != 1024 || !row.chosen()) continue;
     const Curve curve = mean_curve(*row.chosen(), row.eval_len);
-    steps += fmt::format("| {} | {} | {} | {} | {} |\n", display(row.mixer, *row.config),
+    steps += (has_setting ? "| " + row.setting + " " : std::string()) +
+             fmt::format("| {} | {} | {} | {} | {} |\n", display(row.mixer, *row.config),
                          lr_text(row.chosen()->lr), curve.to94, curve.final_acc,
                          paper_steps(task, row.mixer));
   }
   if (!steps.empty()) {
     md += "\n## Accuracy against steps at T=1024 (mean over seeds, best lr)\n\n";
-    md += "| mixer | lr | first step at >= 94% | last eval % | paper |\n|---|---|---|---|---|\n";
+    md += std::string(has_setting ? "| setting " : "") +
+          "| mixer | lr | first step at >= 94% | last eval % | paper |\n" +
+          (has_setting ? "|---" : "") + "|---|---|---|---|---|\n";
     md += steps;
   }
   md += "\n## Where the result differs from the paper (more than 10 points)\n\n";
