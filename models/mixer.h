@@ -45,7 +45,7 @@ struct MixerOptions {
   int64_t d_state = 64, expand = 2, n_groups = 1;
   double norm_eps = 1e-5, init_std = 0.02;
   double dt_min = 1e-3, dt_max = 1e-1;  // kda, gdn, mamba2: initial softplus(dt_bias) range
-  DType dtype = DType::kF32;  // parameter dtype (float64 for the gradient tests)
+  DType dtype = DType::kF32;            // parameter dtype (float64 for the gradient tests)
 };
 
 // Per-layer decode cache (recurrent state and conv tails, or the KV / latent cache). It holds

@@ -280,9 +280,9 @@ TEST_F(Config, DecayStepInitRangeIsAKeyOfEveryGatedMixer) {
   EXPECT_HAS(error_of("", {"model.dt_min=0.01", "model.dt_max=0.001"}), "model.dt_max");
   EXPECT_EQ(error_of("", {"model.dt_min=1e-4", "model.dt_max=1e-3"}), "");
   EXPECT_HAS(error_of("", {"model.mixer=deltanet", "model.dt_max=0.01"}), "model.dt_max");
-  EXPECT_EQ(error_of("", {"model.mixer=[mamba2, attention]", "model.n_layers=2",
-                          "model.dt_max=0.01"}),
-            "");
+  EXPECT_EQ(
+      error_of("", {"model.mixer=[mamba2, attention]", "model.n_layers=2", "model.dt_max=0.01"}),
+      "");
   // softplus(dt_bias) of every channel lies in the range the config gives (kda: one per head and
   // key channel; gdn, mamba2: one per head), by default FLA's [1e-3, 1e-1].
   for (const auto& [lo, hi] : {std::pair{1e-3, 1e-1}, std::pair{1e-4, 1e-3}}) {

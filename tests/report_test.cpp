@@ -29,11 +29,17 @@ void fake_run(const fs::path& sweep, const std::string& name, const std::string&
   const fs::path dir = sweep / name;
   fs::create_directories(dir);
   const std::string T = std::to_string(seq_len);
-  std::vector<std::string> overrides = {
-      "task.name=mqar",    "task.vocab_size=128", "model.d_model=16",
-      "model.num_heads=2", "model.head_dim=8",    "train.seq_len=" + T,
-      "train.steps=100",   "train.lr=" + lr,      "train.seed=" + std::to_string(seed),
-      "eval.seq_lens=[" + T + "]", "train.device=cpu"};
+  std::vector<std::string> overrides = {"task.name=mqar",
+                                        "task.vocab_size=128",
+                                        "model.d_model=16",
+                                        "model.num_heads=2",
+                                        "model.head_dim=8",
+                                        "train.seq_len=" + T,
+                                        "train.steps=100",
+                                        "train.lr=" + lr,
+                                        "train.seed=" + std::to_string(seed),
+                                        "eval.seq_lens=[" + T + "]",
+                                        "train.device=cpu"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
   const RunConfig c = load_config("", overrides);
   std::ofstream(dir / "config.yaml") << to_yaml(c);
@@ -98,12 +104,13 @@ TEST(Report, RowsOfSettingsThatDifferInAModelKeyNameTheirSetting) {
       const std::string name = std::string("dt_max=") + dt + ",seed=" + std::to_string(seed);
       fake_run(dir, name, "0.001", seed, std::string(dt) == "0.1" ? 0.04 : 0.98, 1024,
                {std::string("model.dt_max=") + dt, "model.dt_min=1e-4", "task.vocab_size=512"});
-      points.push_back({{"index", i++},
-                        {"name", name},
-                        {"group", name.substr(0, name.find(",seed"))},
-                        {"values", nlohmann::json::array(
-                                       {nlohmann::json::array({"model.dt_max", dt}),
-                                        nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
+      points.push_back(
+          {{"index", i++},
+           {"name", name},
+           {"group", name.substr(0, name.find(",seed"))},
+           {"values",
+            nlohmann::json::array({nlohmann::json::array({"model.dt_max", dt}),
+                                   nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
     }
   std::ofstream(dir / "sweep.json") << nlohmann::json{{"name", "decay"}, {"points", points}}.dump();
   const std::string md = write_sweep_report(dir.string()).markdown;

@@ -365,10 +365,10 @@ SweepReportText make_sweep_report(const std::string& sweep_dir) {
       const double d = 100 * c->best.mean - paper->accuracy;
       diff = fmt::format("{:+.1f}", d);
       if (std::abs(d) > 10)
-        differences.push_back(fmt::format(
-            "{}{} at T={}: {} against the paper's {} ({})", display(row.mixer, *row.config),
-            row.setting.empty() ? "" : " (" + row.setting + ")", row.seq_len, pct(c->best.mean),
-            paper_text, diff));
+        differences.push_back(fmt::format("{}{} at T={}: {} against the paper's {} ({})",
+                                          display(row.mixer, *row.config),
+                                          row.setting.empty() ? "" : " (" + row.setting + ")",
+                                          row.seq_len, pct(c->best.mean), paper_text, diff));
     }
     std::string tried;
     for (const Candidate& k : row.candidates)

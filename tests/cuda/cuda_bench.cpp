@@ -180,8 +180,9 @@ void bench_state(int reps) {
 // and the bf16 tensor-core kernel (delta_rule_chunk_intra_mma.cu), with the forward totals.
 void bench_intra(int reps) {
   ChunkInputs in;
-  std::printf("\nchunk forward intra kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms); old = the "
-              "WMMA TF32 kernel of the gate kind, new = bf16 mma.sync\n");
+  std::printf(
+      "\nchunk forward intra kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms); old = the "
+      "WMMA TF32 kernel of the gate kind, new = bf16 mma.sync\n");
   std::printf("%6s %8s %6s %8s %10s %10s %10s\n", "gate", "T", "B", "intra", "total", "intra",
               "state");
   for (int gi = 0; gi < 3; ++gi)

@@ -120,11 +120,11 @@ void intra_kernel_cases(Report& rep, bool quick) {
       {2, 64, 2, 96, 72, 4.0, true},     // whole chunks, spans near the split threshold
       {1, 40, 1, 32, 64, 0.05, true},    // one short chunk, weak decays
       // Scalar gates (GDN) and none (DeltaNet) on the same kernel:
-      {2, 130, 3, 128, 64, 1.0, true, GateKind::kScalar},  // K > V, short last chunk
+      {2, 130, 3, 128, 64, 1.0, true, GateKind::kScalar},    // K > V, short last chunk
       {1, 200, 2, 64, 128, 10.0, false, GateKind::kScalar},  // strong: exact diagonal blocks
-      {1, 90, 2, 48, 40, 30.0, true, GateKind::kScalar},   // padded head, would overflow a split
-      {2, 77, 2, 128, 128, 1.0, true, GateKind::kNone},    // full head
-      {1, 150, 2, 64, 24, 1.0, false, GateKind::kNone},    // K != V, no h0
+      {1, 90, 2, 48, 40, 30.0, true, GateKind::kScalar},     // padded head, would overflow a split
+      {2, 77, 2, 128, 128, 1.0, true, GateKind::kNone},      // full head
+      {1, 150, 2, 64, 24, 1.0, false, GateKind::kNone},      // K != V, no h0
   };
   uint64_t seed = 1100;
   int of_gate[3] = {};

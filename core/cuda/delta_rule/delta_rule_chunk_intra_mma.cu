@@ -1,12 +1,12 @@
 // Chunkwise delta rule forward, the intra kernel on bf16 tensor cores (mma.sync m16n8k16, fp32
 // accumulators) for every gate kind: per-channel (KDA), scalar (GDN: the token's log-decay is
 // broadcast over the row's channels, so the per-channel algorithm runs unchanged) and none
-// (DeltaNet: every decay is 1, no exp is taken), for bf16 inputs whose rows are whole 16-byte vectors
-// (K and V multiples of 8); the WMMA TF32 kernels of delta_rule_chunk_intra.cu (per-channel)
-// and delta_rule_chunk_intra_scalar.cuh (scalar, none) stay the oracles and the fallback (fp32 /
-// tf32 inputs, other head sizes, KIMI_CUDA_INTRA_KERNEL=old). Same
-// outputs (W, U, Gq, Kd in bf16; A_qk, exp(G_last) in fp32), same algorithm (the top of
-// delta_rule_chunk.cu); what changes is how the products are taken:
+// (DeltaNet: every decay is 1, no exp is taken), for bf16 inputs whose rows are whole 16-byte
+// vectors (K and V multiples of 8); the WMMA TF32 kernels of delta_rule_chunk_intra.cu
+// (per-channel) and delta_rule_chunk_intra_scalar.cuh (scalar, none) stay the oracles and the
+// fallback (fp32 / tf32 inputs, other head sizes, KIMI_CUDA_INTRA_KERNEL=old). Same outputs (W, U,
+// Gq, Kd in bf16; A_qk, exp(G_last) in fp32), same algorithm (the top of delta_rule_chunk.cu); what
+// changes is how the products are taken:
 //   Gram tiles   A_kk, A_qk over the 10 lower 16 x 16 tiles, one warp per tile (both matrices
 //                share the decayed keys): exp(G_i - G_j) split at a reference row
 //                (intra_tiles::gate_ref_row), both factors folded into bf16 operands built in
@@ -167,7 +167,8 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
     const int I = tile.row, J = tile.col, ref = it::gate_ref_row(I, J);
     float ck[2][4] = {}, cq[2][4] = {};
     bool exact = false;
-    if (kGate != GateKind::kNone && I == J) {  // the diagonal block's span: max |G_i - G_ref| over its rows and channels
+    // The diagonal block's span: max |G_i - G_ref| over its rows and channels.
+    if (kGate != GateKind::kNone && I == J) {
       float m = 0.f;
       for (int e = lane; e < 16 * kD; e += 32) {
         const int i = 16 * J + e / kD, col = e % kD;
@@ -262,7 +263,8 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         const float2 kv = __bfloat1622float2(kh[m]), qv = __bfloat1622float2(qh[m]);
         gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * gexp<kGate>(g.x),
                                        p.scale * qv.y * gexp<kGate>(g.y));
-        kdh[m] = __floats2bfloat162_rn(kv.x * gexp<kGate>(gl.x - g.x), kv.y * gexp<kGate>(gl.y - g.y));
+        kdh[m] =
+            __floats2bfloat162_rn(kv.x * gexp<kGate>(gl.x - g.x), kv.y * gexp<kGate>(gl.y - g.y));
       }
       const int64_t gk = p.qk(b, t0 + i, h) + col;
       *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
@@ -361,7 +363,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
 
 template <int kD, GateKind kGate>
 void launch_intra_mma_dg(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
-                        cudaStream_t stream) {
+                         cudaStream_t stream) {
   using Lay = IntraMmaLayout<kD>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
   KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD, kGate>,
@@ -371,7 +373,8 @@ void launch_intra_mma_dg(const Params<bf16>& p, const ChunkDims& cd, const Chunk
                                        cudaFuncAttributePreferredSharedMemoryCarveout,
                                        int(cudaSharedmemCarveoutMaxShared)));
   const int64_t items = int64_t(cd.NC) * p.B * p.H;
-  chunk_intra_mma_kernel<kD, kGate><<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  chunk_intra_mma_kernel<kD, kGate>
+      <<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -381,10 +384,8 @@ void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkB
   switch (p.gate) {
     case GateKind::kPerChannel:
       return launch_intra_mma_dg<kD, GateKind::kPerChannel>(p, cd, buf, stream);
-    case GateKind::kScalar:
-      return launch_intra_mma_dg<kD, GateKind::kScalar>(p, cd, buf, stream);
-    case GateKind::kNone:
-      return launch_intra_mma_dg<kD, GateKind::kNone>(p, cd, buf, stream);
+    case GateKind::kScalar: return launch_intra_mma_dg<kD, GateKind::kScalar>(p, cd, buf, stream);
+    case GateKind::kNone: return launch_intra_mma_dg<kD, GateKind::kNone>(p, cd, buf, stream);
   }
 }
 
