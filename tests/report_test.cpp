@@ -8,6 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "core/tensor/error.h"
 #include "trainer/config.h"
@@ -51,6 +53,19 @@ void fake_run(const fs::path& sweep, const std::string& name, const std::string&
       << best << ",0,2.718,\n";
 }
 
+// The sweep.json entry of point `index` named `name` ("key=value,...,seed=N"), its grid values
+// (key, value) in order, then the seed.
+nlohmann::json sweep_point(int index, const std::string& name,
+                           const std::vector<std::pair<std::string, std::string>>& grid, int seed) {
+  nlohmann::json values = nlohmann::json::array();
+  for (const auto& [k, v] : grid) values.push_back(nlohmann::json::array({k, v}));
+  values.push_back(nlohmann::json::array({"train.seed", std::to_string(seed)}));
+  return {{"index", index},
+          {"name", name},
+          {"group", name.substr(0, name.find(",seed"))},
+          {"values", values}};
+}
+
 TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
   const fs::path dir = fs::temp_directory_path() / "kimi_report_test" / "figure4_mqar";
   fs::remove_all(dir.parent_path());
@@ -65,13 +80,7 @@ TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
   int i = 0;
   for (const auto& [name, lr, seed, best] : runs) {
     fake_run(dir, name, lr, seed, best);
-    points.push_back(
-        {{"index", i++},
-         {"name", name},
-         {"group", name.substr(0, name.find(",seed"))},
-         {"values",
-          nlohmann::json::array({nlohmann::json::array({"train.lr", lr}),
-                                 nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
+    points.push_back(sweep_point(i++, name, {{"train.lr", lr}}, seed));
   }
   std::ofstream(dir / "sweep.json")
       << nlohmann::json{{"name", "figure4_mqar"}, {"points", points}}.dump();
@@ -104,13 +113,7 @@ TEST(Report, RowsOfSettingsThatDifferInAModelKeyNameTheirSetting) {
       const std::string name = std::string("dt_max=") + dt + ",seed=" + std::to_string(seed);
       fake_run(dir, name, "0.001", seed, std::string(dt) == "0.1" ? 0.04 : 0.98, 1024,
                {std::string("model.dt_max=") + dt, "model.dt_min=1e-4", "task.vocab_size=512"});
-      points.push_back(
-          {{"index", i++},
-           {"name", name},
-           {"group", name.substr(0, name.find(",seed"))},
-           {"values",
-            nlohmann::json::array({nlohmann::json::array({"model.dt_max", dt}),
-                                   nlohmann::json::array({"train.seed", std::to_string(seed)})})}});
+      points.push_back(sweep_point(i++, name, {{"model.dt_max", dt}}, seed));
     }
   std::ofstream(dir / "sweep.json") << nlohmann::json{{"name", "decay"}, {"points", points}}.dump();
   const std::string md = write_sweep_report(dir.string()).markdown;
@@ -136,12 +139,7 @@ TEST(Report, AKeyDecidedByTheMixerIsNoSetting) {
     std::vector<std::string> extra = {std::string("model.mixer=") + mixer};
     if (std::string(mixer) == "attention") extra.push_back("model.rope=true");
     fake_run(dir, name, "0.001", 0, 0.9, 256, extra);
-    points.push_back(
-        {{"index", i++},
-         {"name", name},
-         {"group", name.substr(0, name.find(",seed"))},
-         {"values", nlohmann::json::array({nlohmann::json::array({"model.mixer", mixer}),
-                                           nlohmann::json::array({"train.seed", "0"})})}});
+    points.push_back(sweep_point(i++, name, {{"model.mixer", mixer}}, 0));
   }
   std::ofstream(dir / "sweep.json") << nlohmann::json{{"name", "fig4"}, {"points", points}}.dump();
   const std::string md = write_sweep_report(dir.string()).markdown;
