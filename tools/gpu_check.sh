@@ -8,6 +8,8 @@
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
 # attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage engine: the decode
 # engine's tests and a short bench-infer (TARGETS="kimi_cuda_engine_test kimi-lab"). Logs land in $OUT.
+# The binaries travel packed (.gpu/bin.tar.xz; PACK=0: loose): run.sh unpacks them first, and
+# `bash .gpu/run.sh unpack` does only that, for a call's own commands.
 # Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla);
 # JOBS_FLAGS=--mps runs stage jobs under a private MPS daemon (runs and logs named jobs_mps_N)
 # (default: tests sanitize bench)
@@ -26,7 +28,7 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON "${l
 # TARGETS picks a subset (e.g. TARGETS=kimi_cuda_attention_test); each built one is staged.
 targets="${TARGETS:-kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test kimi_cuda_attention_test kimi_cuda_op_parity kimi-lab}"
 cmake --build "$dir" -j "$jobs" --target $targets
-rm -rf "$stage"/bin "$stage"/lib  # only what this build made travels
+rm -rf "$stage"/bin "$stage"/bin.tar.xz "$stage"/lib  # only what this build made travels
 mkdir -p "$stage"/bin "$stage"/golden "$stage"/lib
 for t in $targets; do
   if [ -f "$dir/tests/cuda/$t" ]; then cp "$dir/tests/cuda/$t" "$stage"/bin/; else cp "$dir/$t" "$stage"/bin/; fi
@@ -45,10 +47,19 @@ else
   echo "error: $golden/linear_ops_small.safetensors not found (tests/golden ships with the repo)" >&2
   exit 1
 fi
+# A carry is at most 64 MiB with the tracked files (~15 MB), and the sm_90a binaries are ~90 MB
+# (kimi-lab alone ~34): they travel as one xz tarball (~10-13 MB), which run.sh unpacks first.
+# PACK=0 keeps them loose (a subset of TARGETS that fits).
+if [ "${PACK:-1}" = 1 ]; then
+  tar cf - -C "$stage" bin | xz -6 -T"$jobs" >"$stage"/bin.tar.xz
+  rm -rf "$stage"/bin
+fi
 cat > "$stage"/run.sh <<'RUN'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root (see tools/gpu_check.sh).
 set -uo pipefail
+# Packed binaries (PACK=1): unpacked once per machine (python: the image may lack xz).
+[ -d .gpu/bin ] || python3 -c "import tarfile; tarfile.open('.gpu/bin.tar.xz').extractall('.gpu/')"
 out="${OUT:-/tmp/out}"; mkdir -p "$out"
 stages="${*:-tests sanitize bench}"
 rc=0
@@ -69,6 +80,7 @@ for s in $stages; do
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
+    unpack) ;;  # done above: for a call that runs its own commands on .gpu/bin
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     ops)  # every op, layer and a whole model on the GPU against the CPU; kimi_tiny's logits
       KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
