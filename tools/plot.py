@@ -307,8 +307,10 @@ def plot_acc_steps(settings, prefix, title):
     lengths = eval_lengths(runs)
     cols = min(len(lengths), 4)
     rows_n = math.ceil(len(lengths) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.6 * rows_n), squeeze=False,
-                             sharey=True)
+    # One panel (a sweep evaluated at one length): larger, with the legend beside it, so long
+    # setting labels do not shrink the axes to a stamp.
+    size = (6.4, 4.4) if cols == 1 else (4.2 * cols, 3.6 * rows_n)
+    fig, axes = plt.subplots(rows_n, cols, figsize=size, squeeze=False, sharey=True)
     for i, length in enumerate(lengths):
         ax = axes[i // cols][i % cols]
         for st in settings:
@@ -327,9 +329,14 @@ def plot_acc_steps(settings, prefix, title):
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(f"Eval accuracy vs training steps: {title}{band_note(settings)}")
     fig.tight_layout()
-    # Below the panels, clear of their axis labels; bbox_inches="tight" grows the figure to fit.
-    fig.legend(handles, labels, loc="upper center", ncol=min(max(len(labels), 1), 3),
-               frameon=True, bbox_to_anchor=(0.5, 0.0))
+    # Below the panels (beside a single one), clear of their axis labels; bbox_inches="tight"
+    # grows the figure to fit.
+    if cols == 1:
+        fig.legend(handles, labels, loc="center left", ncol=1, frameon=True,
+                   bbox_to_anchor=(1.0, 0.5))
+    else:
+        fig.legend(handles, labels, loc="upper center", ncol=min(max(len(labels), 1), 3),
+                   frameon=True, bbox_to_anchor=(0.5, 0.0))
     save(fig, prefix, "acc_steps")
 
 
