@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -79,6 +80,45 @@ TEST(Engine, TensorCoreBatchesEqualTheGemvAndOneByOne) {
         }
       }
     }
+}
+
+// KIMI_ENGINE_MLA_SPLITS_PER_SM (a measurement knob, default 2) changes only how the MLA attend
+// splits each cache: 66, 132 and 256 splits (N = 1, 2, 8 at B = 2 over 8,192-token slots; the
+// length caps N = 8) give the same logits up to the order of the merge's fp32 sums. Dense
+// routing, so no near-tie can pick another expert. A value outside 1..8 is refused by name.
+TEST(Engine, MlaSplitsPerSmChangesNoLogit) {
+  models::KimiLinearConfig c = odd_config();
+  c.num_experts_per_token = c.num_experts;
+  const WeightLayout l = make_weight_layout(c);
+  const int B = 2, T = 40;
+  std::vector<int64_t> ids(B * T);
+  for (int i = 0; i < B * T; ++i) ids[i] = (i * 37 + 5) % c.vocab_size;
+  std::vector<std::vector<float>> logits;
+  for (const char* n : {"2", "1", "8"}) {
+    std::unique_ptr<DecodeEngine> e;
+    {
+      EnvGuard g("KIMI_ENGINE_MLA_SPLITS_PER_SM", n);
+      e = engine_or_skip(l);
+    }
+    if (!e) GTEST_SKIP() << "no CUDA device";
+    e->init_random(7);
+    e->allocate_slots(B, 8192);
+    logits.push_back(etest::decode_all(*e, ids, B, T));
+  }
+  for (size_t k = 1; k < logits.size(); ++k) {
+    const std::vector<double> err = row_errs(logits[k], logits[0], c.vocab_size);
+    std::printf("engine MLA splits per SM %s vs 2: row errs max %.2g\n", k == 1 ? "1" : "8",
+                err.back());
+    EXPECT_LT(err.back(), 5e-3) << "splits per SM " << (k == 1 ? 1 : 8);
+  }
+  EnvGuard bad("KIMI_ENGINE_MLA_SPLITS_PER_SM", "0");
+  try {
+    engine_or_skip(l);
+    ADD_FAILURE() << "KIMI_ENGINE_MLA_SPLITS_PER_SM=0 was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("KIMI_ENGINE_MLA_SPLITS_PER_SM"), std::string::npos)
+        << e.what();
+  }
 }
 
 // Slots at different lengths decoded together give what each gives alone.
