@@ -53,6 +53,14 @@ void fake_run(const fs::path& sweep, const std::string& name, const std::string&
       << best << ",0,2.718,\n";
 }
 
+// An empty folder `name` under a fresh temp folder `parent` (removed first), for a fake sweep.
+fs::path fresh_sweep_dir(const std::string& parent, const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / parent / name;
+  fs::remove_all(dir.parent_path());
+  fs::create_directories(dir);
+  return dir;
+}
+
 // The sweep.json entry of point `index` named `name` ("key=value,...,seed=N"), its grid values
 // (key, value) in order, then the seed.
 nlohmann::json sweep_point(int index, const std::string& name,
@@ -67,9 +75,7 @@ nlohmann::json sweep_point(int index, const std::string& name,
 }
 
 TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
-  const fs::path dir = fs::temp_directory_path() / "kimi_report_test" / "figure4_mqar";
-  fs::remove_all(dir.parent_path());
-  fs::create_directories(dir);
+  const fs::path dir = fresh_sweep_dir("kimi_report_test", "figure4_mqar");
   // lr 0.001: seeds 1.0 and 0.2 (mean 0.6, one lucky seed); lr 0.002: 0.7 and 0.7 (mean 0.7).
   const std::vector<std::tuple<std::string, std::string, int, double>> runs = {
       {"lr=0.001,seed=0", "0.001", 0, 1.0},
@@ -103,9 +109,7 @@ TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
 // A sweep over a model key (two initial decay ranges, as figure4_kda_decay_init.yaml): every
 // table row, and every line naming a difference from the paper, says which setting it is.
 TEST(Report, RowsOfSettingsThatDifferInAModelKeyNameTheirSetting) {
-  const fs::path dir = fs::temp_directory_path() / "kimi_report_test_settings" / "decay";
-  fs::remove_all(dir.parent_path());
-  fs::create_directories(dir);
+  const fs::path dir = fresh_sweep_dir("kimi_report_test_settings", "decay");
   nlohmann::json points = nlohmann::json::array();
   int i = 0;
   for (const char* dt : {"0.1", "0.01"})
@@ -129,9 +133,7 @@ TEST(Report, RowsOfSettingsThatDifferInAModelKeyNameTheirSetting) {
 // Attention with RoPE beside KDA without (a `when` case of the Figure 4 files): model.rope
 // varies over the sweep but is decided by the mixer, so it is no setting column.
 TEST(Report, AKeyDecidedByTheMixerIsNoSetting) {
-  const fs::path dir = fs::temp_directory_path() / "kimi_report_test_mixer_key" / "fig4";
-  fs::remove_all(dir.parent_path());
-  fs::create_directories(dir);
+  const fs::path dir = fresh_sweep_dir("kimi_report_test_mixer_key", "fig4");
   nlohmann::json points = nlohmann::json::array();
   int i = 0;
   for (const char* mixer : {"kda", "attention"}) {
