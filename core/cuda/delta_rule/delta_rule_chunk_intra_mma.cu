@@ -167,11 +167,13 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
     const int I = tile.row, J = tile.col, ref = it::gate_ref_row(I, J);
     float ck[2][4] = {}, cq[2][4] = {};
     bool exact = false;
-    // The diagonal block's span: max |G_i - G_ref| over its rows and channels.
+    // The diagonal block's span: max |G_i - G_ref| over its rows and channels (one channel
+    // holds a scalar gate's whole span).
     if (kGate != GateKind::kNone && I == J) {
+      constexpr int kCols = kGate == GateKind::kScalar ? 1 : kD;
       float m = 0.f;
-      for (int e = lane; e < 16 * kD; e += 32) {
-        const int i = 16 * J + e / kD, col = e % kD;
+      for (int e = lane; e < 16 * kCols; e += 32) {
+        const int i = 16 * J + e / kCols, col = e % kCols;
         m = fmaxf(m, fabsf(sG[i * ldg + col] - sG[ref * ldg + col]));
       }
 #pragma unroll
@@ -182,6 +184,19 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       exact_diag_tile<kD, ldb, ldg>(J, sK, sQ, sG, lane, ck, cq);
     } else {
       const float* gref = sG + ref * ldg;
+      // A scalar gate is the same in every channel of a row: its factors are taken once per tile
+      // (the rows a lane holds do not change with the k-step).
+      float ra[4] = {}, rb[2][2] = {};
+      if constexpr (kGate == GateKind::kScalar) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          ra[r] = __expf(sG[(16 * I + it::a_pair(lane, r).row) * ldg] - gref[0]);
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+            rb[nt][r] = __expf(gref[0] - sG[(16 * J + 8 * nt + it::b_pair(lane, r).row) * ldg]);
+      }
 #pragma unroll 2
       for (int ks = 0; ks < kD / 16; ++ks) {
         if (16 * ks >= p.K) break;  // zero columns past K
@@ -191,9 +206,12 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         for (int r = 0; r < 4; ++r) {  // rows i of block I: k_i, q_i times exp(G_i - G_ref)
           const mt::RowCol a = it::a_pair(lane, r);
           const int i = 16 * I + a.row, col = c0 + a.col;
-          const float2 gi = *reinterpret_cast<const float2*>(sG + i * ldg + col);
-          const float2 gr = *reinterpret_cast<const float2*>(gref + col);
-          const float e0 = gexp<kGate>(gi.x - gr.x), e1 = gexp<kGate>(gi.y - gr.y);
+          float e0 = ra[r], e1 = ra[r];
+          if constexpr (kGate != GateKind::kScalar) {
+            const float2 gi = *reinterpret_cast<const float2*>(sG + i * ldg + col);
+            const float2 gr = *reinterpret_cast<const float2*>(gref + col);
+            e0 = gexp<kGate>(gi.x - gr.x), e1 = gexp<kGate>(gi.y - gr.y);
+          }
           const float2 kv = ld_bf2(sK + i * ldb + col), qv = ld_bf2(sQ + i * ldb + col);
           ak[r] = pack_bf16(kv.x * e0, kv.y * e1);
           aq[r] = pack_bf16(qv.x * e0, qv.y * e1);
@@ -205,10 +223,14 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
           for (int r = 0; r < 2; ++r) {
             const mt::RowCol x = it::b_pair(lane, r);
             const int j = 16 * J + 8 * nt + x.row, col = c0 + x.col;
-            const float2 gj = *reinterpret_cast<const float2*>(sG + j * ldg + col);
-            const float2 gr = *reinterpret_cast<const float2*>(gref + col);
+            float e0 = rb[nt][r], e1 = rb[nt][r];
+            if constexpr (kGate != GateKind::kScalar) {
+              const float2 gj = *reinterpret_cast<const float2*>(sG + j * ldg + col);
+              const float2 gr = *reinterpret_cast<const float2*>(gref + col);
+              e0 = gexp<kGate>(gr.x - gj.x), e1 = gexp<kGate>(gr.y - gj.y);
+            }
             const float2 kv = ld_bf2(sK + j * ldb + col);
-            bk[r] = pack_bf16(kv.x * gexp<kGate>(gr.x - gj.x), kv.y * gexp<kGate>(gr.y - gj.y));
+            bk[r] = pack_bf16(kv.x * e0, kv.y * e1);
           }
           mma_bf16(ck[nt], ak, bk[0], bk[1]);
           mma_bf16(cq[nt], aq, bk[0], bk[1]);
@@ -256,15 +278,21 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       uint4 gq, kd;
       __nv_bfloat162* gqh = reinterpret_cast<__nv_bfloat162*>(&gq);
       __nv_bfloat162* kdh = reinterpret_cast<__nv_bfloat162*>(&kd);
+      float eq = 1.f, ek = 1.f;  // a scalar gate's exp(G_i), exp(G_last - G_i), once per row
+      if constexpr (kGate == GateKind::kScalar)
+        eq = __expf(sG[i * ldg]), ek = __expf(Gl[0] - sG[i * ldg]);
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
-        const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
-        const float2 gl = *reinterpret_cast<const float2*>(Gl + col + 2 * m);
+        float2 e_q = make_float2(eq, eq), e_k = make_float2(ek, ek);
+        if constexpr (kGate == GateKind::kPerChannel) {
+          const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+          const float2 gl = *reinterpret_cast<const float2*>(Gl + col + 2 * m);
+          e_q = make_float2(__expf(g.x), __expf(g.y));
+          e_k = make_float2(__expf(gl.x - g.x), __expf(gl.y - g.y));
+        }
         const float2 kv = __bfloat1622float2(kh[m]), qv = __bfloat1622float2(qh[m]);
-        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * gexp<kGate>(g.x),
-                                       p.scale * qv.y * gexp<kGate>(g.y));
-        kdh[m] =
-            __floats2bfloat162_rn(kv.x * gexp<kGate>(gl.x - g.x), kv.y * gexp<kGate>(gl.y - g.y));
+        gqh[m] = __floats2bfloat162_rn(p.scale * qv.x * e_q.x, p.scale * qv.y * e_q.y);
+        kdh[m] = __floats2bfloat162_rn(kv.x * e_k.x, kv.y * e_k.y);
       }
       const int64_t gk = p.qk(b, t0 + i, h) + col;
       *reinterpret_cast<uint4*>(out.Gq + gk) = gq;
@@ -287,11 +315,17 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       uint4 vr = *reinterpret_cast<const uint4*>(sV + i * ldb + col);
       __nv_bfloat162* kh = reinterpret_cast<__nv_bfloat162*>(&kr);
       __nv_bfloat162* vh = reinterpret_cast<__nv_bfloat162*>(&vr);
+      float eg = 1.f;  // a scalar gate's exp(G_i), once per row
+      if constexpr (kGate == GateKind::kScalar) eg = __expf(sG[i * ldg]);
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
-        const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+        float2 e = make_float2(eg, eg);
+        if constexpr (kGate == GateKind::kPerChannel) {
+          const float2 g = *reinterpret_cast<const float2*>(sG + i * ldg + col + 2 * m);
+          e = make_float2(__expf(g.x), __expf(g.y));
+        }
         const float2 kv = __bfloat1622float2(kh[m]), vv = __bfloat1622float2(vh[m]);
-        kh[m] = __floats2bfloat162_rn(bi * gexp<kGate>(g.x) * kv.x, bi * gexp<kGate>(g.y) * kv.y);
+        kh[m] = __floats2bfloat162_rn(bi * e.x * kv.x, bi * e.y * kv.y);
         vh[m] = __floats2bfloat162_rn(bi * vv.x, bi * vv.y);
       }
       *reinterpret_cast<uint4*>(sK + i * ldb + col) = kr;
