@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA parity tests and benchmark here (no GPU needed: sm_90a machine code, static
-# libstdc++/libgcc/libgomp/cudart), copies them, the golden tensors they read and a run script
-# into .gpu/ (git-ignored), and prints the `run` call that executes them on the lent GPU.
+# libstdc++/libgcc/libgomp/cudart), copies them and a run script into .gpu/ (git-ignored; the
+# golden tensors they read travel as tracked files, tests/golden), and prints the `run` call
+# that executes them on the lent GPU.
 #   bash tools/gpu_check.sh            # build + stage
 # On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
@@ -28,8 +29,8 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKIMI_LAB_CUDA=ON "${l
 # TARGETS picks a subset (e.g. TARGETS=kimi_cuda_attention_test); each built one is staged.
 targets="${TARGETS:-kimi_cuda_tests kimi_cuda_bench kimi_cuda_tensor_test kimi_cuda_attention_test kimi_cuda_op_parity kimi-lab}"
 cmake --build "$dir" -j "$jobs" --target $targets
-rm -rf "$stage"/bin "$stage"/bin.tar.xz "$stage"/lib  # only what this build made travels
-mkdir -p "$stage"/bin "$stage"/golden "$stage"/lib
+rm -rf "$stage"/bin "$stage"/bin.tar.xz "$stage"/lib "$stage"/golden  # only what this build made travels
+mkdir -p "$stage"/bin "$stage"/lib
 for t in $targets; do
   if [ -f "$dir/tests/cuda/$t" ]; then cp "$dir/tests/cuda/$t" "$stage"/bin/; else cp "$dir/$t" "$stage"/bin/; fi
 done
@@ -39,14 +40,6 @@ for b in "$stage"/bin/*; do
       grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart)\.so' || true; } |
     while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
-golden="${KIMI_GOLDEN_SRC:-tests/golden}"  # the reference tensors ship with the repo
-if [ -f "$golden/linear_ops_small.safetensors" ]; then
-  cp "$golden"/*.safetensors "$stage"/golden/
-  [ -d "$golden/kimi_tiny" ] && cp -r "$golden/kimi_tiny" "$stage"/golden/
-else
-  echo "error: $golden/linear_ops_small.safetensors not found (tests/golden ships with the repo)" >&2
-  exit 1
-fi
 # A carry is at most 64 MiB with the tracked files (~15 MB), and the sm_90a binaries are ~90 MB
 # (kimi-lab alone ~34): they travel as one xz tarball (~10-13 MB), which run.sh unpacks first.
 # PACK=0 keeps them loose (a subset of TARGETS that fits).
@@ -67,27 +60,27 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 for s in $stages; do
   case "$s" in
     tests)
-      .gpu/bin/kimi_cuda_tests .gpu/golden 2>&1 | tee "$out/tests.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      .gpu/bin/kimi_cuda_tests tests/golden 2>&1 | tee "$out/tests.log"; rc=$((rc | ${PIPESTATUS[0]}))
       echo "== the same, chunk kernels with 256-thread intra blocks"
-      KIMI_CUDA_CHUNK_THREADS=256 .gpu/bin/kimi_cuda_tests .gpu/golden >"$out/tests_256.log" 2>&1
+      KIMI_CUDA_CHUNK_THREADS=256 .gpu/bin/kimi_cuda_tests tests/golden >"$out/tests_256.log" 2>&1
       r=$?; grep -E "FAIL|checks" "$out/tests_256.log"; rc=$((rc | r))
       LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" .gpu/bin/kimi_cuda_tensor_test 2>&1 |
         tee "$out/tensor.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     sanitize)
       for tool in memcheck racecheck; do
         echo "== compute-sanitizer --tool $tool (quick cases)"
-        timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick .gpu/golden \
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick tests/golden \
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
     unpack) ;;  # done above: for a call that runs its own commands on .gpu/bin
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     ops)  # every op, layer and a whole model on the GPU against the CPU; kimi_tiny's logits
-      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
+      KIMI_GOLDEN_DIR="$PWD/tests/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_op_parity --gtest_brief=1 2>&1 | tee "$out/ops.log" | tail -n 40
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     verify)  # the golden files through the ops on the GPU
       for f in linear_ops_small layers_small; do
-        LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi-lab verify .gpu/golden/$f.safetensors --device cuda \
+        LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi-lab verify tests/golden/$f.safetensors --device cuda \
           >"$out/verify_$f.log" 2>&1
         r=$?; grep -E "FAIL|passed" "$out/verify_$f.log"; rc=$((rc | r))
       done ;;
@@ -131,20 +124,20 @@ for s in $stages; do
         >"$out/$name.log" 2>&1
       r=$?; grep -E "step [0-9]+/|eval step" "$out/$name.log" | tail -n 8; echo "train $name exit $r"; rc=$((rc | r)) ;;
     attention)  # causal attention: parity, memcheck + racecheck on the quick cases, benchmark
-      .gpu/bin/kimi_cuda_attention_test .gpu/golden 2>&1 | tee "$out/attention.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      .gpu/bin/kimi_cuda_attention_test tests/golden 2>&1 | tee "$out/attention.log"; rc=$((rc | ${PIPESTATUS[0]}))
       for tool in memcheck racecheck; do
         timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_attention_test --quick \
-          .gpu/golden >"$out/attention_$tool.log" 2>&1
+          tests/golden >"$out/attention_$tool.log" 2>&1
         r=$?; tail -n 3 "$out/attention_$tool.log"; echo "attention $tool exit $r"; rc=$((rc | r))
       done
       .gpu/bin/kimi_cuda_attention_test --bench 2>&1 | tee "$out/attention_bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
     engine)  # the decode engine: kimi_tiny logits, odd sizes vs the f32 model, batched vs one by
              # one; then a short bench-infer of the 48B hybrid and all-MLA (needs ~100 GB: H200)
-      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_engine_test \
+      KIMI_GOLDEN_DIR="$PWD/tests/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi_cuda_engine_test \
         --gtest_brief=1 2>&1 | tee "$out/engine.log" | tail -n 30
       rc=$((rc | ${PIPESTATUS[0]}))
       echo "== compute-sanitizer memcheck: engine kernels, batched decode"
-      KIMI_GOLDEN_DIR="$PWD/.gpu/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 100 compute-sanitizer \
+      KIMI_GOLDEN_DIR="$PWD/tests/golden" LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout 100 compute-sanitizer \
         --tool memcheck --error-exitcode 3 .gpu/bin/kimi_cuda_engine_test --gtest_brief=1 \
         --gtest_filter='EngineKernels.*:Engine.BatchedDecode*' >"$out/engine_memcheck.log" 2>&1
       r=$?; tail -n 4 "$out/engine_memcheck.log"; echo "engine memcheck exit $r"; rc=$((rc | r))
@@ -154,7 +147,7 @@ for s in $stages; do
       model="--preset kimi-linear-48b" args="--contexts 4K,128K,1M --batch 1,8,64 --warmup 2 --reps 5"
       if [ "${mib:-0}" -lt 120000 ]; then
         echo "== ${mib} MiB of GPU memory: the 48B does not fit; bench-infer on kimi_tiny instead"
-        model="$PWD/.gpu/golden/kimi_tiny" args="--contexts 4K,128K --batch 1,8,64 --no-max-batch"
+        model="$PWD/tests/golden/kimi_tiny" args="--contexts 4K,128K --batch 1,8,64 --no-max-batch"
       fi
       LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-150}" .gpu/bin/kimi-lab bench-infer \
         $model ${ENGINE_BENCH_ARGS:-$args} \

@@ -10,11 +10,13 @@
 // whole chunk, K != V both ways, padded head sizes 64 and 128, K and V not multiples of 8 (no
 // register prefetch: the load_rows path), every gate kind, strong (10 per token) and weak (0.05)
 // decays, 1-3 heads and batches, with and without h0 / dht; B4 with 32 channels per block as well
-// (KIMI_CUDA_GRAM_KS=32: several column blocks, the last one partly past K). `quick` keeps two
-// shapes (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). Tolerances: the suite's bf16 2e-2
-// against the oracle (old kernels 3-6e-3 there); new~old: the products' operands rounded to bf16
-// (2^-9) instead of TF32 (2^-11), ~2e-3 relative per product term summed in fp32: 1-5e-3 expected,
-// checked against 1e-2.
+// (KIMI_CUDA_GRAM_KS=32: several column blocks, the last one partly past K). Scalar gates and
+// none run B4's row-gate products (one exp per row pair, plain GEMMs) by default: checked against
+// the per-channel kernel too (KIMI_CUDA_GRAM_ROW=off). `quick` keeps four shapes, two of them
+// row-gated (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). Tolerances: the suite's bf16
+// 2e-2 against the oracle (old kernels 3-6e-3 there); new~old: the products' operands rounded to
+// bf16 (2^-9) instead of TF32 (2^-11), ~2e-3 relative per product term summed in fp32: 1-5e-3
+// expected, checked against 1e-2.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -50,21 +52,25 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
     GateKind gate;
     double decay;
     bool states, want_dh0;
+    bool quick = false;  // one of the cases compute-sanitizer runs
   };
   const Case cases[] = {
-      {1, 100, 2, 96, 72, GateKind::kPerChannel, 1.0, true, true},     // K > V, padded 128
-      {2, 257, 3, 64, 128, GateKind::kPerChannel, 1.0, false, true},   // K < V, last chunk 1 token
-      {1, 200, 2, 128, 128, GateKind::kPerChannel, 10.0, true, true},  // strong decays
-      {2, 130, 3, 48, 40, GateKind::kScalar, 0.05, true, false},       // weak, padded head 64
-      {2, 64, 2, 64, 24, GateKind::kNone, 1.0, true, true},            // one whole chunk
-      {1, 77, 2, 100, 36, GateKind::kPerChannel, 1.0, true, true},     // K, V not multiples of 8
-      {2, 192, 1, 128, 64, GateKind::kScalar, 1.0, false, false},      // T a multiple of 64
-      {2, 1, 2, 64, 64, GateKind::kPerChannel, 1.0, true, true},       // one token
+      {1, 100, 2, 96, 72, GateKind::kPerChannel, 1.0, true, true, true},    // K > V, padded 128
+      {2, 257, 3, 64, 128, GateKind::kPerChannel, 1.0, false, true, true},  // K < V, 1-token chunk
+      {1, 200, 2, 128, 128, GateKind::kPerChannel, 10.0, true, true},       // strong decays
+      {2, 130, 3, 48, 40, GateKind::kScalar, 0.05, true, false},            // weak, padded head 64
+      {2, 64, 2, 64, 24, GateKind::kNone, 1.0, true, true},                 // one whole chunk
+      {1, 77, 2, 100, 36, GateKind::kPerChannel, 1.0, true, true},  // K, V not multiples of 8
+      {2, 192, 1, 128, 64, GateKind::kScalar, 1.0, false, false},   // T a multiple of 64
+      {2, 1, 2, 64, 64, GateKind::kPerChannel, 1.0, true, true},    // one token
+      // The row-gate B4 (scalar gates and none: whole-row decays, plain tensor-core GEMMs).
+      {1, 200, 2, 128, 128, GateKind::kScalar, 10.0, true, true, true},  // strong, K = 128
+      {2, 150, 2, 128, 96, GateKind::kNone, 1.0, true, true, true},      // K > V, 22-token chunk
+      {1, 65, 3, 80, 128, GateKind::kScalar, 1.0, false, true},  // padded 128, 1-token chunk
   };
   uint64_t seed = 1500;
-  int n = 0;
   for (const Case& c : cases) {
-    if (quick && ++n > 2) break;
+    if (quick && !c.quick) continue;
     RecurrenceDims d{c.B, c.T, c.H, c.K, c.V, c.gate, 1.0 / std::sqrt(double(c.K)), 64};
     Problem p = random_problem(d, true, ++seed, c.decay);
     if (!c.states) {
@@ -107,6 +113,17 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
           std::string("bwd wy/gram new/new ") + (ks ? "ks64 " : "recompute ") + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
+    }
+    // Scalar gates and none: the row-gate B4 (the default) against the per-channel kernel it
+    // replaces (KIMI_CUDA_GRAM_ROW=off), both new.
+    if (c.gate != GateKind::kPerChannel) {
+      setenv("KIMI_CUDA_GRAM_ROW", "off", 1);
+      const Result per_channel = run(true, true);
+      unsetenv("KIMI_CUDA_GRAM_ROW");
+      const std::string tag = std::string("bwd wy/gram new/new gram-row-off ") + base;
+      compare(rep, tag, per_channel, ref, kTolBf16, kTolBf16);
+      compare(rep, std::string("bwd wy/gram new/new row~per-channel ") + base, run(true, true),
+              per_channel, kTolNewOld, kTolNewOld);
     }
   }
 }

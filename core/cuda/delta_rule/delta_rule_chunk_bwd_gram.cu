@@ -34,6 +34,65 @@ bool chunk_bwd_gram_old() { return g_gram_choice.old(); }
 namespace kimi::cuda::detail::chunk_bwd {
 namespace {
 
+// A scalar gate (GDN) or none (DeltaNet) decays whole rows: Gamma_ij = exp(G_i - G_j) is one
+// number per (i, j), so M1 = X1 o Gamma and M2 = X2 o Gamma are formed once (64 x 64 exps
+// instead of 64 x 64 x KS) and every product is a plain tensor-core GEMM:
+//   Z = M1^T Q + M2^T K,  Y1 = M1 K,  Y2 = M2 K  (no diagonal blocks taken elementwise).
+// Three phases through one 64-row buffer (sB and sAQ, contiguous), each followed by its
+// elementwise update; Y1 makes dq final.
+template <int KS, class Ti>
+__device__ void row_gate_products(const Params<Ti>& p, const BwdBuffers<Ti>& bw, const float* sQ,
+                                  const float* sK, const float* sG, const float* sdQ, float* sdK,
+                                  float* sdG, float* sX1, float* sX2, float* buf, int b, int h,
+                                  int t0, int L, int col0, int ncols) {
+  constexpr int ld = KS + 4, nks = KS / kBS;
+  const int warp = threadIdx.x / 32;
+  if (p.gate != GateKind::kNone) {  // sG is zero without a gate: Gamma = 1
+    for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) {
+      const int i = e / kC, j = e % kC;
+      if (j <= i) {
+        const float gm = __expf(sG[i * ld] - sG[j * ld]);  // <= 1: G falls along the chunk
+        sX1[i * kLdA + j] *= gm;
+        sX2[i * kLdA + j] *= gm;
+      }
+    }
+    __syncthreads();
+  }
+  for (int phase = 0; phase < 3; ++phase) {
+    for (int t = warp; t < 4 * nks; t += kNW) {
+      const int R = t / nks, N = t % nks, r0 = R * kBS;
+      float acc[2][4];
+      bwd_mma::zero_16x16(acc);
+      if (phase == 0) {  // Z rows of block R: the rows i >= r0 of M1, M2 feed them
+        bwd_mma::mma_16x16_bf16<true, false>(acc, sX1 + r0 * kLdA + r0, kLdA,
+                                             sQ + r0 * ld + N * kBS, ld, kC - r0);
+        bwd_mma::mma_16x16_bf16<true, false>(acc, sX2 + r0 * kLdA + r0, kLdA,
+                                             sK + r0 * ld + N * kBS, ld, kC - r0);
+      } else {  // Y1 (phase 1) or Y2 (phase 2) rows of block R: columns j < r0 + 16
+        bwd_mma::mma_16x16_bf16<false, false>(acc, (phase == 1 ? sX1 : sX2) + r0 * kLdA, kLdA,
+                                              sK + N * kBS, ld, r0 + kBS);
+      }
+      bwd_mma::store_16x16(buf + r0 * ld + N * kBS, ld, acc);
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < kC * KS; e += blockDim.x) {
+      const int m = e / KS, d = e % KS, x = m * ld + d;
+      const float v = buf[x];
+      if (phase == 0) {
+        sdK[x] += v;
+        sdG[x] -= sK[x] * v;
+      } else if (phase == 1) {
+        sdG[x] += sQ[x] * v;
+        if (m < L && d < ncols) st(bw.dq + p.qk(b, t0 + m, h) + col0 + d, sdQ[x] + v);
+      } else {
+        sdK[x] += v;
+        sdG[x] += sK[x] * v;
+      }
+    }
+    __syncthreads();
+  }
+}
+
 // First the elementwise partials (dGq, dGk, dKd from B2 / B3, deL = rowsum(dh o h)):
 //   dQ0 = scale e^G o dGq, dK0 = e^G o dGk + e^(G_L - G) o dKd,
 //   dG0 = q o dQ0 + k o (e^G o dGk - e^(G_L - G) o dKd), row L-1 += colsum(Kd o dKd) + deL e^G_L.
@@ -44,9 +103,10 @@ namespace {
 // KS = 32 (the default for bf16 rows of whole vectors; KIMI_CUDA_GRAM_KS=64 picks the wide one):
 // 108 KB of shared memory and <= 64 registers, so that two blocks share an SM and one block's
 // loads overlap the other's serial phases (B4 5.22 -> 4.96 ms KDA, 6.01 -> 5.40 GDN on an H100).
-template <class Ti, int kD, int KS, bool kPre, bool kMma>
+template <class Ti, int kD, int KS, bool kPre, bool kMma, bool kRow>
 __global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
     gram_bwd_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
+  static_assert(!kRow || kMma, "the row-gate products run on the bf16 tensor cores");
   static_assert(kNT % KS == 0, "one column per thread in the partials pass");
   extern __shared__ __align__(128) float smem[];
   constexpr int ld = KS + 4, nks = KS / kBS;
@@ -131,92 +191,97 @@ __global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
     sdG[(L - 1) * ld + threadIdx.x] += s + sDel[threadIdx.x] * __expf(GL[threadIdx.x]);
   }
   __syncthreads();
-  for (int I = 0; I < 4; ++I) {
-    const int r = I * kBS;
-    if (I > 0) {
-      // sB rows j < r: k_j exp(G_r - G_j); sAQ, sAK: q_i, k_i exp(G_i - G_r) for i in block I.
-      for (int e = threadIdx.x; e < (r + 2 * kBS) * KS; e += blockDim.x) {
-        const int row = e / KS, d = e % KS;
-        const float Gr = sG[r * ld + d];
-        if (row < r) {
-          sB[row * ld + d] = sK[row * ld + d] * __expf(Gr - sG[row * ld + d]);
-        } else {
-          const int m = (row - r) % kBS, i = r + m;
-          const bool isq = row - r < kBS;
-          (isq ? sAQ : sAK)[m * ld + d] = (isq ? sQ : sK)[i * ld + d] * __expf(sG[i * ld + d] - Gr);
-        }
-      }
-      __syncthreads();
-      // Y1, Y2 of block I (without the factor exp(G_i - G_r)) = X[I, :r] sB.
-      for (int t = warp; t < 2 * nks; t += kNW) {
-        const int which = t / nks, N = t % nks;
-        const float* x = (which ? sX2 : sX1) + r * kLdA;
-        float* y = (which ? sY2 : sY1) + N * kBS;
-        if constexpr (kMma) {
-          float acc[2][4];
-          bwd_mma::zero_16x16(acc);
-          bwd_mma::mma_16x16_bf16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
-          bwd_mma::store_16x16(y, ld, acc);
-        } else {
-          FragC acc;
-          wmma::fill_fragment(acc, 0.f);
-          mma_16x16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
-          wmma::store_matrix_sync(y, acc, ld, wmma::mem_row_major);
-        }
-      }
-      __syncthreads();
-      // Z rows j < r (without the factor exp(G_r - G_j)) = X1[I, :r]^T aQ + X2[I, :r]^T aK.
-      for (int t = warp; t < I * nks; t += kNW) {
-        const int J = t / nks, N = t % nks;
-        const float *x1 = sX1 + r * kLdA + J * kBS, *x2 = sX2 + r * kLdA + J * kBS;
-        float* z = sB + J * kBS * ld + N * kBS;
-        if constexpr (kMma) {
-          float acc[2][4];
-          bwd_mma::zero_16x16(acc);
-          bwd_mma::mma_16x16_bf16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
-          bwd_mma::mma_16x16_bf16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
-          bwd_mma::store_16x16(z, ld, acc);
-        } else {
-          FragC acc;
-          wmma::fill_fragment(acc, 0.f);
-          mma_16x16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
-          mma_16x16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
-          wmma::store_matrix_sync(z, acc, ld, wmma::mem_row_major);
-        }
-      }
-      __syncthreads();
-    }
-    // One thread per (row m < r + 16, channel): rows m < r take their Z term of block I; rows
-    // of block I their Y1, Y2 and their own diagonal-block Z term; dq of block I is final.
-    for (int e = threadIdx.x; e < (r + kBS) * KS; e += blockDim.x) {
-      const int m = e / KS, d = e % KS;
-      const float Gm = sG[m * ld + d];
-      if (m < r) {
-        const float z = sB[m * ld + d] * __expf(sG[r * ld + d] - Gm);
-        sdK[m * ld + d] += z;
-        sdG[m * ld + d] -= sK[m * ld + d] * z;
-        continue;
-      }
-      float y1 = 0.f, y2 = 0.f, z = 0.f;
+  if constexpr (kRow) {
+    row_gate_products<KS>(p, bw, sQ, sK, sG, sdQ, sdK, sdG, sX1, sX2, sB, b, h, t0, L, col0, ncols);
+  } else {
+    for (int I = 0; I < 4; ++I) {
+      const int r = I * kBS;
       if (I > 0) {
-        const float a = __expf(Gm - sG[r * ld + d]);
-        y1 = a * sY1[(m - r) * ld + d];
-        y2 = a * sY2[(m - r) * ld + d];
+        // sB rows j < r: k_j exp(G_r - G_j); sAQ, sAK: q_i, k_i exp(G_i - G_r) for i in block I.
+        for (int e = threadIdx.x; e < (r + 2 * kBS) * KS; e += blockDim.x) {
+          const int row = e / KS, d = e % KS;
+          const float Gr = sG[r * ld + d];
+          if (row < r) {
+            sB[row * ld + d] = sK[row * ld + d] * __expf(Gr - sG[row * ld + d]);
+          } else {
+            const int m = (row - r) % kBS, i = r + m;
+            const bool isq = row - r < kBS;
+            (isq ? sAQ : sAK)[m * ld + d] =
+                (isq ? sQ : sK)[i * ld + d] * __expf(sG[i * ld + d] - Gr);
+          }
+        }
+        __syncthreads();
+        // Y1, Y2 of block I (without the factor exp(G_i - G_r)) = X[I, :r] sB.
+        for (int t = warp; t < 2 * nks; t += kNW) {
+          const int which = t / nks, N = t % nks;
+          const float* x = (which ? sX2 : sX1) + r * kLdA;
+          float* y = (which ? sY2 : sY1) + N * kBS;
+          if constexpr (kMma) {
+            float acc[2][4];
+            bwd_mma::zero_16x16(acc);
+            bwd_mma::mma_16x16_bf16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
+            bwd_mma::store_16x16(y, ld, acc);
+          } else {
+            FragC acc;
+            wmma::fill_fragment(acc, 0.f);
+            mma_16x16<false, false>(acc, x, kLdA, sB + N * kBS, ld, r);
+            wmma::store_matrix_sync(y, acc, ld, wmma::mem_row_major);
+          }
+        }
+        __syncthreads();
+        // Z rows j < r (without the factor exp(G_r - G_j)) = X1[I, :r]^T aQ + X2[I, :r]^T aK.
+        for (int t = warp; t < I * nks; t += kNW) {
+          const int J = t / nks, N = t % nks;
+          const float *x1 = sX1 + r * kLdA + J * kBS, *x2 = sX2 + r * kLdA + J * kBS;
+          float* z = sB + J * kBS * ld + N * kBS;
+          if constexpr (kMma) {
+            float acc[2][4];
+            bwd_mma::zero_16x16(acc);
+            bwd_mma::mma_16x16_bf16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
+            bwd_mma::mma_16x16_bf16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
+            bwd_mma::store_16x16(z, ld, acc);
+          } else {
+            FragC acc;
+            wmma::fill_fragment(acc, 0.f);
+            mma_16x16<true, false>(acc, x1, kLdA, sAQ + N * kBS, ld, kBS);
+            mma_16x16<true, false>(acc, x2, kLdA, sAK + N * kBS, ld, kBS);
+            wmma::store_matrix_sync(z, acc, ld, wmma::mem_row_major);
+          }
+        }
+        __syncthreads();
       }
-      for (int j = r; j <= m; ++j) {
-        const float gk = __expf(Gm - sG[j * ld + d]) * sK[j * ld + d];
-        y1 += sX1[m * kLdA + j] * gk;
-        y2 += sX2[m * kLdA + j] * gk;
+      // One thread per (row m < r + 16, channel): rows m < r take their Z term of block I; rows
+      // of block I their Y1, Y2 and their own diagonal-block Z term; dq of block I is final.
+      for (int e = threadIdx.x; e < (r + kBS) * KS; e += blockDim.x) {
+        const int m = e / KS, d = e % KS;
+        const float Gm = sG[m * ld + d];
+        if (m < r) {
+          const float z = sB[m * ld + d] * __expf(sG[r * ld + d] - Gm);
+          sdK[m * ld + d] += z;
+          sdG[m * ld + d] -= sK[m * ld + d] * z;
+          continue;
+        }
+        float y1 = 0.f, y2 = 0.f, z = 0.f;
+        if (I > 0) {
+          const float a = __expf(Gm - sG[r * ld + d]);
+          y1 = a * sY1[(m - r) * ld + d];
+          y2 = a * sY2[(m - r) * ld + d];
+        }
+        for (int j = r; j <= m; ++j) {
+          const float gk = __expf(Gm - sG[j * ld + d]) * sK[j * ld + d];
+          y1 += sX1[m * kLdA + j] * gk;
+          y2 += sX2[m * kLdA + j] * gk;
+        }
+        for (int i = m; i < r + kBS; ++i)
+          z += (sX1[i * kLdA + m] * sQ[i * ld + d] + sX2[i * kLdA + m] * sK[i * ld + d]) *
+               __expf(sG[i * ld + d] - Gm);
+        const float qm = sQ[m * ld + d], km = sK[m * ld + d];
+        sdK[m * ld + d] += y2 + z;
+        sdG[m * ld + d] += qm * y1 + km * (y2 - z);
+        if (m < L && d < ncols) st(bw.dq + p.qk(b, t0 + m, h) + col0 + d, sdQ[m * ld + d] + y1);
       }
-      for (int i = m; i < r + kBS; ++i)
-        z += (sX1[i * kLdA + m] * sQ[i * ld + d] + sX2[i * kLdA + m] * sK[i * ld + d]) *
-             __expf(sG[i * ld + d] - Gm);
-      const float qm = sQ[m * ld + d], km = sK[m * ld + d];
-      sdK[m * ld + d] += y2 + z;
-      sdG[m * ld + d] += qm * y1 + km * (y2 - z);
-      if (m < L && d < ncols) st(bw.dq + p.qk(b, t0 + m, h) + col0 + d, sdQ[m * ld + d] + y1);
+      __syncthreads();
     }
-    __syncthreads();
   }
   store_rows(bw.dk, p.qk(b, t0, h), rs_k, col0, L, ncols, sdK, ld);
   if (p.gate == GateKind::kNone) return;
@@ -257,18 +322,31 @@ __global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
   }
 }
 
-template <class Ti, int kD, bool kPre, bool kMma, int KS = 64>
+// KIMI_CUDA_GRAM_ROW=off (read at every launch; for the tests and experiments) sends scalar gates
+// and none through the per-channel kernel, the row-gate kernel's oracle.
+bool gram_row_off() {
+  const char* e = std::getenv("KIMI_CUDA_GRAM_ROW");
+  if (e == nullptr || *e == '\0' || std::string_view(e) == "on") return false;
+  if (std::string_view(e) == "off") return true;
+  throw std::invalid_argument(std::string("KIMI_CUDA_GRAM_ROW=") + e + ": give on or off");
+}
+
+template <class Ti, int kD, bool kPre, bool kMma, int KS = 64, bool kRow = false>
 void launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                     cudaStream_t stream) {
+  if constexpr (kMma && !kRow) {  // scalar gates and none take the row-gate products
+    if (p.gate != GateKind::kPerChannel && !gram_row_off())
+      return launch_gram_as<Ti, kD, kPre, kMma, KS, true>(p, cd, bw, stream);
+  }
+  const auto kernel = gram_bwd_kernel<Ti, kD, KS, kPre, kMma, kRow>;
   const size_t smem =
       size_t(6 * kC * (KS + 4) + 2 * kC * kLdA + 7 * kBS * (KS + 4) + kNT + KS) * sizeof(float);
-  set_smem(gram_bwd_kernel<Ti, kD, KS, kPre, kMma>, smem);
+  set_smem(kernel, smem);
   if constexpr (KS == 32)  // two blocks per SM need the whole carveout as shared memory
-    KIMI_CUDA_CHECK(cudaFuncSetAttribute(gram_bwd_kernel<Ti, kD, KS, kPre, kMma>,
-                                         cudaFuncAttributePreferredSharedMemoryCarveout,
+    KIMI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                          int(cudaSharedmemCarveoutMaxShared)));
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H), unsigned(detail::ceil_div(p.K, KS)));
-  gram_bwd_kernel<Ti, kD, KS, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, bw);
+  kernel<<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
