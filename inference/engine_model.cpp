@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "core/tensor/error.h"
+#include "inference/engine/mla_splits.h"
 #include "inference/layer_costs.h"
 
 namespace kimi::inference {
@@ -120,7 +121,11 @@ double part_seconds(double bytes, double bandwidth, double flops, double rate, d
 }
 
 EngineProfile engine_profile(const std::string& gpu) {
-  if (gpu == "h200") return h200_engine();
+  if (gpu == "h200") {
+    EngineProfile e = h200_engine();
+    e.forced_splits_per_sm = engine::mla_splits_per_sm_from_env();  // as the engine would run
+    return e;
+  }
   throw UserError(fmt::format(
       "--model engine: no engine profile for GPU '{}' (the engine was measured only on h200); "
       "use --model roofline",
@@ -134,9 +139,8 @@ double EngineStep::total_s() const {
 }
 
 int64_t attend_splits(const EngineProfile& e, int64_t batch, int64_t context) {
-  const int64_t by_sm = (2 * e.sms + batch - 1) / batch;
-  const int64_t by_len = (context + 1 + 31) / 32;
-  return std::clamp<int64_t>(std::min(by_sm, by_len), 1, 1024);
+  return engine::mla_attend_splits(e.sms, engine::mla_splits_per_sm(batch, e.forced_splits_per_sm),
+                                   batch, context + 1);
 }
 
 EngineStep engine_step(const models::KimiLinearConfig& c, const EngineProfile& e, int64_t batch,

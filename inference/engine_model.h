@@ -26,7 +26,9 @@ double part_seconds(double bytes, double bandwidth, double flops, double rate, d
 struct EngineProfile {
   std::string gpu;
   int64_t gemv_max_batch = 8;
-  int64_t sms = 0;           // the engine's attend splits: min(2 SMs / B, tokens / 32)
+  int64_t sms = 0;  // the engine's attend splits: engine/mla_splits.h
+  int forced_splits_per_sm =
+      0;                     // KIMI_ENGINE_MLA_SPLITS_PER_SM as the engine reads it; 0: its rule
   double gemv_bw = 0;        // bytes/s of a GEMV kernel's weight stream
   double gemv_kernel_s = 0;  // fixed cost of one GEMV kernel
   double gemv_alpha = 0;     // each extra sequence adds this share of the B=1 time

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/tensor/error.h"
+#include "inference/engine/mla_splits.h"
 #include "inference/layer_costs.h"
 #include "inference/report.h"
 #include "inference/simulator.h"
@@ -63,9 +64,35 @@ TEST(EngineModel, GemvUpToEightTensorCoresAbove) {
   const EngineStep b9 = engine_step(h, e, 9, 4096), b639 = engine_step(h, e, 639, 4096);
   EXPECT_NEAR(b9.seconds[o], w / e.tc_bw + 20 * e.tc_layer_s[o], 1e-12);
   EXPECT_NEAR(b639.seconds[o], 639 * w / e.tc_rate[o] + 20 * e.tc_layer_s[o], 1e-12);
-  EXPECT_EQ(attend_splits(e, 1, 1 << 20), 264);
-  EXPECT_EQ(attend_splits(e, 1, 4096), 129);  // ceil(4097 / 32)
+  EXPECT_EQ(attend_splits(e, 1, 1 << 20), 132);  // one split per SM up to 4 sequences
+  EXPECT_EQ(attend_splits(e, 1, 4096), 129);     // ceil(4097 / 32)
+  EXPECT_EQ(attend_splits(e, 4, 1 << 20), 33);
+  EXPECT_EQ(attend_splits(e, 5, 1 << 20), 53);  // two per SM above: ceil(264 / 5)
   EXPECT_EQ(attend_splits(e, 64, 32768), 5);
+}
+
+// The split rule is engine/mla_splits.h's, shared with the engine; KIMI_ENGINE_MLA_SPLITS_PER_SM
+// moves both (the profile reads it as the engine does) and a bad value is one line naming it.
+TEST(EngineModel, SplitsFollowTheEnginesRuleAndItsKnob) {
+  EXPECT_EQ(engine::mla_splits_per_sm(1, 0), 1);
+  EXPECT_EQ(engine::mla_splits_per_sm(4, 0), 1);
+  EXPECT_EQ(engine::mla_splits_per_sm(5, 0), 2);
+  EXPECT_EQ(engine::mla_splits_per_sm(1, 3), 3);
+  EXPECT_EQ(engine::mla_max_splits_per_sm(0), 2);
+  EXPECT_EQ(engine::mla_attend_splits(132, 1, 1, 100), 4);  // ceil(100 / 32): the length caps
+  EXPECT_EQ(engine::mla_attend_splits(132, 8, 1, 1 << 20), 1024);
+  setenv("KIMI_ENGINE_MLA_SPLITS_PER_SM", "2", 1);
+  const EngineProfile two = engine_profile("h200");
+  EXPECT_EQ(attend_splits(two, 1, 1 << 20), 264);
+  for (const char* bad : {"0", "9", "two", "12"}) {
+    setenv("KIMI_ENGINE_MLA_SPLITS_PER_SM", bad, 1);
+    const std::string msg = message_of([] { engine_profile("h200"); });
+    EXPECT_NE(msg.find("KIMI_ENGINE_MLA_SPLITS_PER_SM=" + std::string(bad)), std::string::npos)
+        << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  unsetenv("KIMI_ENGINE_MLA_SPLITS_PER_SM");
+  EXPECT_EQ(engine::mla_splits_per_sm_from_env(), 0);
 }
 
 // The calibration rows (results/bench_infer_h200, hybrid at 4K): the model was fitted on their
@@ -93,7 +120,8 @@ TEST(EngineModel, ReproducesItsCalibrationRows) {
        110.1871,
        {0.031, 0.555, 10.741, 40.077, 0.520, 0.246, 18.940, 0.161, 5.584, 32.926, 0.962, 0.666}},
   };
-  const EngineProfile e = engine_profile("h200");
+  EngineProfile e = engine_profile("h200");
+  e.forced_splits_per_sm = 2;  // the rows were measured before the B <= 4 rule (2 per SM)
   const models::KimiLinearConfig h = models::kimi_linear_48b();
   for (const Row& r : rows) {
     const EngineStep s = engine_step(h, e, r.batch, 4096);

@@ -12,6 +12,7 @@
 
 #include "core/tensor/error.h"
 #include "inference/engine/hf_loader.h"
+#include "inference/engine/mla_splits.h"
 
 namespace kimi::inference::engine::cuda {
 namespace {
@@ -58,16 +59,7 @@ CudaEngine::CudaEngine(const WeightLayout& layout) : layout_(layout) {
         "(heads * rank <= 16384, {} KiB of shared memory)",
         c.num_attention_heads, c.kv_lora_rank, smem / 1024));
   sms_ = device_sms();
-  // MLA attend: each sequence's cache in ceil(N x SMs / B) splits, N = 2 by default. At B=1
-  // session 14's microbenchmark ran 132 splits faster than 264 (notes/gpu.md); N lets
-  // bench-infer measure that on the whole step before the default moves.
-  if (const char* n = std::getenv("KIMI_ENGINE_MLA_SPLITS_PER_SM")) {
-    const std::string v = n;
-    if (v.size() != 1 || v[0] < '1' || v[0] > '8')
-      throw UserError("KIMI_ENGINE_MLA_SPLITS_PER_SM=" + v +
-                      ": give a whole number from 1 to 8 (the default is 2)");
-    splits_per_sm_ = v[0] - '0';
-  }
+  forced_splits_per_sm_ = mla_splits_per_sm_from_env();  // mla_splits.h: the default rule
   const int64_t free = free_device_bytes();
   if (layout_.total_bytes + kMargin > free)
     throw UserError(
@@ -172,9 +164,8 @@ std::vector<float> CudaEngine::read_weight(const WeightEntry& e) const {
 }
 
 int CudaEngine::splits_for(int batch) const {
-  const int64_t by_sm = (int64_t(splits_per_sm_) * sms_ + batch - 1) / batch;
-  const int64_t by_len = (caches_.max_tokens + 31) / 32;
-  return static_cast<int>(std::clamp<int64_t>(std::min(by_sm, by_len), 1, 1024));
+  return static_cast<int>(mla_attend_splits(sms_, mla_splits_per_sm(batch, forced_splits_per_sm_),
+                                            batch, caches_.max_tokens));
 }
 
 int64_t CudaEngine::workspace_bytes(int64_t slots) const {
@@ -185,7 +176,7 @@ int64_t CudaEngine::workspace_bytes(int64_t slots) const {
   const int64_t h = c.moe_intermediate_size, E = std::max<int64_t>(c.num_experts, 1);
   const int64_t cols = std::max(
       {layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden, 2 * layout_.shared_hidden});
-  const int64_t split_rows = int64_t(splits_per_sm_) * sms_ + slots;
+  const int64_t split_rows = int64_t(mla_max_splits_per_sm(forced_splits_per_sm_)) * sms_ + slots;
   int64_t moe_layers = 0;
   for (const LayerOffsets& o : layout_.layers) moe_layers += o.is_moe;
   Carver k;
@@ -249,7 +240,7 @@ void CudaEngine::allocate_slots(int64_t slots, int64_t max_tokens) {
   const int64_t h = c.moe_intermediate_size, E = std::max<int64_t>(c.num_experts, 1);
   proj_cols_ = std::max(
       {layout_.kda_rows, layout_.mla_rows, 2 * layout_.mlp_hidden, 2 * layout_.shared_hidden});
-  max_splits_rows_ = int64_t(splits_per_sm_) * sms_ + slots;
+  max_splits_rows_ = int64_t(mla_max_splits_per_sm(forced_splits_per_sm_)) * sms_ + slots;
   int64_t moe_layers = 0;
   for (const LayerOffsets& o : layout_.layers) moe_layers += o.is_moe;
   Carver k{work_.get<char>()};  // the same order as workspace_bytes

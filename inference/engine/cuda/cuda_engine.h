@@ -96,8 +96,7 @@ class CudaEngine final : public DecodeEngine {
   CacheLayout caches_;
   cudaStream_t stream_ = nullptr;
   int sms_ = 132;
-  int splits_per_sm_ =
-      2;  // MLA attend splits: ceil(this x SMs / B) (KIMI_ENGINE_MLA_SPLITS_PER_SM)
+  int forced_splits_per_sm_ = 0;  // KIMI_ENGINE_MLA_SPLITS_PER_SM, 0 = mla_splits.h's rule
   DeviceBuffer arena_;
   DeviceBuffer kda_state_, kda_tails_, mla_rows_, lengths_;
   // Step buffers (workspace_bytes): see allocate_slots.
