@@ -93,6 +93,27 @@ class StackTask : public Task {
 
 }  // namespace
 
+std::vector<int64_t> stack_pop_depths(const Batch& b, int64_t num_stacks) {
+  std::vector<int64_t> depths;
+  for (int64_t r = 0; r < b.batch; ++r) {
+    const int32_t* x = b.inputs.data() + r * b.seq_len;
+    std::vector<int64_t> depth(static_cast<size_t>(num_stacks), 0);
+    for (int64_t t = 0; t + 3 <= b.seq_len && x[t] != kPad; t += 3) {
+      const int64_t id = x[t + 1] - kFirstId;
+      KIMI_CHECK(id >= 0 && id < num_stacks, "stack_pop_depths: token {} at {} is no stack id",
+                 x[t + 1], t + 1);
+      auto& d = depth[static_cast<size_t>(id)];
+      if (x[t] == kPush) {
+        ++d;
+      } else {
+        KIMI_CHECK(x[t] == kPop && d > 0, "stack_pop_depths: op {} at {} on depth {}", x[t], t, d);
+        depths.push_back(d--);
+      }
+    }
+  }
+  return depths;
+}
+
 std::unique_ptr<Task> make_stack_task(const TaskConfig& config) {
   if (!(config.stack.push_prob > 0.0 && config.stack.push_prob < 1.0)) {
     throw UserError(

@@ -54,6 +54,12 @@ std::unique_ptr<Task> make_task(const TaskConfig& config);
 void check_task_lengths(const TaskConfig& config, int64_t train_seq_len,
                         const std::vector<int64_t>& eval_seq_lens);
 
+// For each pop of a stack-task batch (row by row, in order), the depth of the stack it reads
+// before popping (1: the pop empties it, so its answer is the last element pushed to that id),
+// replayed from the tokens. How much of a stack configuration is LIFO memory rather than recall:
+// `kimi-lab report` prints it, since the paper leaves the task's depth unstated.
+std::vector<int64_t> stack_pop_depths(const Batch& b, int64_t num_stacks);
+
 // Shared by the generators: a zero-filled batch with all labels ignored.
 Batch empty_batch(int64_t batch, int64_t seq_len);
 

@@ -374,6 +374,32 @@ TEST(Tasks, StackMaxDepthCapsEveryStackAndZeroKeepsTheOldRows) {
   EXPECT_GT(scored, 4 * 100 / 3);
 }
 
+// stack_pop_depths replays a row: a hand-made one gives the depths a pop reads, and the two
+// configurations the report contrasts differ as the random walk says they must.
+TEST(Tasks, StackPopDepthsReplayTheRows) {
+  Batch b;
+  b.batch = 1, b.seq_len = 22;  // push 0, push 0, pop 0, push 1, pop 1, pop 0, then pads
+  b.inputs = {1, 3, 9, 1, 3, 10, 2, 3, 10, 1, 4, 11, 2, 4, 11, 2, 3, 9, 0, 0, 0, 0};
+  b.labels.assign(22, kIgnoreLabel);
+  EXPECT_EQ(stack_pop_depths(b, 2), (std::vector<int64_t>{2, 1, 1}));
+  b.inputs[7] = 3 + 5;  // an id past the two stacks
+  EXPECT_THROW(stack_pop_depths(b, 2), Error);
+  TaskConfig c = task_config("stack");  // the Figure 4 files: 64 stacks, push probability 0.5
+  c.stack.num_stacks = 64;
+  c.vocab_size = 128;
+  auto share_at_depth_one = [&](int64_t T) {
+    const std::vector<int64_t> d = stack_pop_depths(make_task(c)->sample(32, T, 3), 64);
+    return static_cast<double>(std::count(d.begin(), d.end(), 1)) / static_cast<double>(d.size());
+  };
+  EXPECT_GT(share_at_depth_one(1024), 0.8);  // nearly every pop empties its stack
+  c.stack.num_stacks = 4;
+  c.stack.push_prob = 0.6;
+  const std::vector<int64_t> deep = stack_pop_depths(make_task(c)->sample(32, 1024, 3), 4);
+  EXPECT_LT(static_cast<double>(std::count(deep.begin(), deep.end(), 1)) /
+                static_cast<double>(deep.size()),
+            0.3);
+}
+
 TEST(Tasks, TooShortLengthsNameTheKey) {
   TaskConfig c = task_config("mqar");
   c.mqar.num_kv_pairs = 40;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <set>
 
 #include "core/io/atomic_file.h"
@@ -241,6 +242,27 @@ Curve mean_curve(const Candidate& c, int64_t len) {
   return out;
 }
 
+// How deep the stacks are when popped (64 rows a length): with many stacks and push probability
+// 0.5 nearly every pop empties its stack, and the task is recall of the last push to an id.
+std::string stack_depth_line(const tasks::Task& task, int64_t num_stacks,
+                             const std::set<int64_t>& lengths) {
+  std::vector<std::string> per_len;
+  for (int64_t len : lengths) {
+    const std::vector<int64_t> d = tasks::stack_pop_depths(task.sample(64, len, 0), num_stacks);
+    if (d.empty()) continue;
+    const double ones = static_cast<double>(std::count(d.begin(), d.end(), 1));
+    const double mean = static_cast<double>(std::accumulate(d.begin(), d.end(), int64_t{0}));
+    per_len.push_back(fmt::format("T={}: {:.0f}% at depth 1, mean depth {:.2f}", len,
+                                  100.0 * ones / static_cast<double>(d.size()),
+                                  mean / static_cast<double>(d.size())));
+  }
+  if (per_len.empty()) return "";
+  return fmt::format(
+      "- stack depth read by a pop (depth 1: the answer is the last element pushed to that "
+      "stack, a recall): {}\n",
+      fmt::join(per_len, "; "));
+}
+
 std::string task_details(const RunConfig& c, const std::set<int64_t>& lengths) {
   const TaskConfig& t = c.task;
   std::string out = fmt::format("- task `{}`, vocabulary {}\n", t.name, t.vocab_size);
@@ -274,6 +296,7 @@ std::string task_details(const RunConfig& c, const std::set<int64_t>& lengths) {
       per_len.push_back(s);
     }
     out += fmt::format("- {}\n", fmt::join(per_len, "; "));
+    if (t.name == "stack") out += stack_depth_line(*task, t.stack.num_stacks, lengths);
   } catch (const std::exception&) {
     // A task that cannot be built here (an lm file moved) just goes without these counts.
   }
