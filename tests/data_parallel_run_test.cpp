@@ -126,8 +126,7 @@ TEST_F(DataParallelRun, CudaIsRefusedInOneLine) {
                              "/quickstart.yaml --device cuda --no-estimate --out x " + how;
     EXPECT_NE(run_cli(args, tmp_, env), 0) << args;
     const std::string err = slurp(tmp_ / "stderr.txt");
-    EXPECT_NE(err.find("data-parallel runs need the NCCL transport, not built yet"),
-              std::string::npos)
+    EXPECT_NE(err.find("data-parallel training on GPUs is not written yet"), std::string::npos)
         << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_FALSE(fs::exists(tmp_ / "x"));

@@ -7,7 +7,8 @@
 # On the GPU machine .gpu/run.sh runs: nvidia-smi; kimi_cuda_tests (every kernel against the
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
-# attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage engine: the decode
+# attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage nccl: the NCCL
+# transport (TARGETS=kimi_cuda_nccl_test); stage engine: the decode
 # engine's tests and a short bench-infer (TARGETS="kimi_cuda_engine_test kimi-lab"). Logs land in $OUT.
 # The binaries travel packed (.gpu/bin.tar.xz; PACK=0: loose): run.sh unpacks them first, and
 # `bash .gpu/run.sh unpack` does only that, for a call's own commands.
@@ -152,6 +153,13 @@ for s in $stages; do
       LD_LIBRARY_PATH="$PWD/.gpu/lib" timeout "${BENCH_TIMEOUT:-150}" .gpu/bin/kimi-lab bench-infer \
         $model ${ENGINE_BENCH_ARGS:-$args} \
         --out "$out/bench_infer" --no-plot 2>&1 | tee "$out/bench_infer.log" | tail -n 45
+      rc=$((rc | ${PIPESTATUS[0]})) ;;
+    nccl)  # the NCCL transport (kimi_cuda_nccl_test): a world of one, one process per GPU where
+           # there are several; libnccl.so.2 from PyTorch's wheel (kimi-lab opens it by dlopen)
+      d=$(python3 -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path__)[0], 'lib'))" 2>/dev/null)
+      [ -f "$d/libnccl.so.2" ] || d=$(dirname "$(find / -name libnccl.so.2 -not -path '/proc/*' 2>/dev/null | head -n 1)")
+      echo "== libnccl.so.2 from $d"
+      NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH="$d:$PWD/.gpu/lib" .gpu/bin/kimi_cuda_nccl_test 2>&1 | tee "$out/nccl.log" | tail -n 8
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     profile)  # the two chunk-forward kernels of one call at T=8192, under Nsight Compute
       timeout 240 ncu --kernel-name regex:chunk_ --launch-skip 4 --launch-count 2 \

@@ -135,7 +135,8 @@ void check_data_parallel(const Session& s, Device device) {
   if (!s.comm) return;
   if (device == Device::kCUDA)
     throw UserError(
-        "device cuda: data-parallel runs need the NCCL transport, not built yet; use --device cpu");
+        "device cuda: data-parallel training on GPUs is not written yet (its NCCL transport "
+        "is, core/cuda/dist); use --device cpu");
   rank_rows(s.cfg.train.batch_size, s.comm->world_size(), s.comm->rank());  // divides, or one line
   // The load-balance loss is a product of per-batch means: over each rank's rows it is not the
   // global batch's, so the ranks would not train as one process does.

@@ -409,8 +409,8 @@ RunResult run_training(const RunRequest& req) {
   if (rendezvous.world_size > 1) {
     if (req.device == "cuda")
       throw UserError(
-          "device cuda: data-parallel runs need the NCCL transport, not built yet; use --device "
-          "cpu");
+          "device cuda: data-parallel training on GPUs is not written yet (its NCCL transport "
+          "is, core/cuda/dist); use --device cpu");
     comm = dist::make_tcp_communicator(rendezvous);
   }
   Session s = open_session(req, comm.get());

@@ -1,5 +1,6 @@
 // Collectives between the ranks of a data-parallel run (issue 14). One interface, two transports:
-// TCP between processes of one host (always built; what CI tests) and NCCL (not built yet).
+// TCP between processes of one host (always built; what CI tests; host buffers) and NCCL (the
+// CUDA backend's, core/cuda/dist, where the build finds nccl.h; device buffers).
 #pragma once
 
 #include <cstddef>
@@ -55,6 +56,10 @@ std::unique_ptr<Communicator> make_single_communicator();
 // "tcp" or "nccl"; nccl without NCCL in the build is a UserError, never a silent fallback.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const RendezvousInfo& info);
+// Whether this binary carries the NCCL transport (the CUDA backend registers it when linked,
+// as it registers its kernels; libnccl.so.2 itself is loaded when a communicator is made).
 bool nccl_built();
+using NcclFactory = std::unique_ptr<Communicator> (*)(const RendezvousInfo&);
+void register_nccl_factory(NcclFactory f);
 
 }  // namespace kimi::dist

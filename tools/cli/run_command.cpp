@@ -117,8 +117,8 @@ void register_run(CLI::App& app) {
     if (*ranks > 1) {
       if (req->device == "cuda")
         throw UserError(
-            "run --ranks: data-parallel runs need the NCCL transport, not built yet; use "
-            "--device cpu");
+            "run --ranks: data-parallel training on GPUs is not written yet (its NCCL "
+            "transport is, core/cuda/dist); use --device cpu");
       if (std::getenv("WORLD_SIZE") != nullptr)
         throw UserError("run --ranks: WORLD_SIZE is set: this process is a rank already");
       std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
