@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "tests/sweep_fixture.h"
 #include "trainer/sweep_results.h"
@@ -133,6 +134,30 @@ TEST(SweepFigure4, ThePaperSweepsExpandToEveryMixerLengthLrAndSeed) {
     EXPECT_EQ(seeds.size(), 2u);
     EXPECT_EQ(groups.size(), points.size() / 2);
   }
+}
+
+// Every Figure 4 sweep file (the full grids, the budget cuts, the decay-init and deeper-stack
+// checks) loads, expands and validates here, so that none waits for a GPU to show a bad key.
+TEST(SweepFigure4, EveryFigure4SweepFileExpandsAndValidates) {
+  int files = 0;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(KIMI_EXPERIMENTS_DIR) + "/paper")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("figure4_", 0) != 0 || e.path().extension() != ".yaml") continue;
+    ++files;
+    const SweepSpec spec = load_sweep_spec(e.path().string());
+    std::vector<SweepPoint> points = expand_grid(spec);
+    EXPECT_GE(points.size(), 12u) << name;
+    validate_points(spec, points);
+    for (const auto& p : points) {
+      EXPECT_EQ(p.config.model.rope, p.config.model.mixer[0] == "attention") << name << p.name;
+      if (name == "figure4_stack_deeper.yaml") {
+        EXPECT_DOUBLE_EQ(p.config.task.stack.push_prob, 0.8) << p.name;
+        EXPECT_EQ(p.config.task.stack.num_stacks, 64) << p.name;
+      }
+    }
+  }
+  EXPECT_GE(files, 8);
 }
 
 }  // namespace
