@@ -30,10 +30,24 @@ struct Layer {
 
 // Longest prefix wins, so nested folders could be given their own level.
 constexpr Layer kLayers[] = {
-    {"core/kernels", 0}, {"core/tensor", 1},   {"core/backend", 2}, {"core/cpu", 3},
-    {"core/cuda", 3},    {"core/autograd", 4}, {"core/ops", 5},     {"core/nn", 6},
-    {"core/optim", 6},   {"core/io", 6},       {"core/dist", 6},    {"models", 7},
-    {"tasks", 7},        {"trainer", 8},       {"inference", 8},    {"tools/cli", 9},
+    {"core/kernels", 0},
+    {"core/tensor", 1},
+    {"core/backend", 2},
+    {"core/cpu", 3},
+    {"core/cuda", 3},
+    {"core/autograd", 4},
+    {"core/ops", 5},
+    {"core/nn", 6},
+    {"core/optim", 6},
+    {"core/io", 6},
+    {"core/dist", 6},
+    {"models", 7},
+    {"tasks", 7},
+    {"trainer", 8},
+    {"inference", 8},
+    {"tools/cli", 9},
+    // The NCCL transport implements core/dist's interface on the CUDA runtime: above both.
+    {"core/cuda/dist", 7},
 };
 
 struct Exception {
