@@ -3,7 +3,8 @@
 // gather of one). With two or more GPUs (counted in /proc/driver/nvidia/gpus, so that the parent
 // never initialises CUDA before forking), one forked process per GPU, up to 4: all-reduce,
 // broadcast, reduce-scatter and all-gather of odd sizes (shard_range's uneven pieces) against
-// the host's sums within float rounding. NCCL_NVLS_ENABLE=0 (no NVLink multicast) is set here.
+// the host's sums within float rounding, on device buffers, host buffers (staged) and a mix.
+// NCCL_NVLS_ENABLE=0 (no NVLink multicast) is set here.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +75,23 @@ int check_collectives(Communicator& comm) {
     for (int q = 0; q < w; ++q) {
       const ShardRange t = shard_range(n, w, q);
       for (size_t i = t.begin; i < t.end; ++i) near(g[i], value(q, i) + 1.0);
+    }
+    // Host buffers are staged through the device (and a host shard into a device gather).
+    std::vector<float> hx = mine;
+    comm.all_reduce_sum(hx.data(), n);
+    for (size_t i = 0; i < n; ++i) near(hx[i], sum[i]);
+    std::vector<float> hout(s.size(), -1.f);
+    comm.reduce_scatter_sum(mine.data(), n, hout.data());
+    for (size_t i = 0; i < s.size(); ++i) near(hout[i], sum[s.begin + i]);
+    DeviceFloats dall(std::vector<float>(n, -1.f));
+    comm.all_gather(piece.data(), n, dall.p);
+    const std::vector<float> g2 = dall.host();
+    std::vector<float> hall(n, -1.f);
+    comm.all_gather(sh.p, n, hall.data());
+    for (int q = 0; q < w; ++q) {
+      const ShardRange t = shard_range(n, w, q);
+      for (size_t i = t.begin; i < t.end; ++i) near(g2[i], value(q, i) + 1.0);
+      for (size_t i = t.begin; i < t.end; ++i) near(hall[i], value(q, i) + 1.0);
     }
     comm.barrier();
   }

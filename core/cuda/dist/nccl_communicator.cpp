@@ -1,6 +1,7 @@
 // The NCCL transport of dist::Communicator (core/dist/communicator.h), for ranks that each drive
-// one GPU: every pointer handed to it is device memory of this process's current GPU, and every
-// collective runs on the CUDA backend's stream (kimi::cuda::stream(), after the kernels that
+// one GPU. Buffers are device memory of this process's current GPU, or host memory, which is
+// staged through a device buffer (the trainer's control messages, ZeRO-1's host vectors: small);
+// every collective runs on the CUDA backend's stream (kimi::cuda::stream(), after the kernels that
 // produced the data) and has finished when the call returns, as the interface promises. The ranks
 // meet through the TCP star first (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), which carries
 // rank 0's ncclUniqueId to the others; NCCL then builds its own rings.
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +79,38 @@ void check(ncclResult_t r, const char* what) {
     throw Error(fmt::format("dist: nccl {} failed: {}", what, nccl_api().error_string(r)));
 }
 
+// A device buffer of at least the floats asked for, grown (never shrunk) as sizes need.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    if (p_) cudaFree(p_);
+  }
+  float* get(size_t count) {
+    if (count > cap_) {
+      KIMI_CUDA_CHECK(cudaStreamSynchronize(stream()));  // work queued on the old buffer
+      if (p_) KIMI_CUDA_CHECK(cudaFree(p_));
+      p_ = nullptr;
+      KIMI_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), count * sizeof(float)));
+      cap_ = count;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+bool on_host(const void* p) {
+  if (p == nullptr) return false;  // an empty piece: nothing is copied either way
+  cudaPointerAttributes a{};
+  KIMI_CUDA_CHECK(cudaPointerGetAttributes(&a, p));
+  return a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged;
+}
+
 class NcclCommunicator final : public dist::Communicator {
  public:
   explicit NcclCommunicator(const dist::RendezvousInfo& info)
@@ -92,7 +126,6 @@ class NcclCommunicator final : public dist::Communicator {
     check(api_.comm_init_rank(&comm_, world_, id, rank_), "CommInitRank");
   }
   ~NcclCommunicator() override {
-    if (pad_) cudaFree(pad_);
     if (comm_) api_.comm_destroy(comm_);
   }
   NcclCommunicator(const NcclCommunicator&) = delete;
@@ -102,40 +135,57 @@ class NcclCommunicator final : public dist::Communicator {
   int world_size() const override { return world_; }
 
   void all_reduce_sum(float* data, size_t n) override {
-    check(api_.all_reduce(data, data, n, ncclFloat32, ncclSum, comm_, stream()), "AllReduce");
-    finish();
+    float* d = to_device(data, n, in_);
+    check(api_.all_reduce(d, d, n, ncclFloat32, ncclSum, comm_, stream()), "AllReduce");
+    to_host(data, d, n);
   }
   void broadcast(float* data, size_t n, int root) override {
     KIMI_CHECK(root >= 0 && root < world_, "broadcast: root {} outside the {} ranks", root, world_);
-    check(api_.broadcast(data, data, n, ncclFloat32, root, comm_, stream()), "Broadcast");
-    finish();
+    float* d = to_device(data, n, in_);
+    check(api_.broadcast(d, d, n, ncclFloat32, root, comm_, stream()), "Broadcast");
+    to_host(data, d, n);
   }
   // Each rank's shard_range slice to its own padded piece, then NCCL's equal pieces.
   void reduce_scatter_sum(const float* data, size_t n, float* out) override {
-    const size_t m = piece(n);
-    float* in = padded(m * size_t(world_ + 1));
-    float* mine = in + m * size_t(world_);
-    KIMI_CUDA_CHECK(cudaMemsetAsync(in, 0, m * size_t(world_) * sizeof(float), stream()));
+    const size_t m = piece(n), w = size_t(world_);
+    const float* src = to_device(data, n, in_);
+    float* padded = pad_.get(m * (w + 1));
+    float* mine = padded + m * w;
+    KIMI_CUDA_CHECK(cudaMemsetAsync(padded, 0, m * w * sizeof(float), stream()));
     for (int r = 0; r < world_; ++r) {
       const dist::ShardRange s = dist::shard_range(n, world_, r);
-      copy(in + size_t(r) * m, data + s.begin, s.size());
+      copy(padded + size_t(r) * m, src + s.begin, s.size());
     }
-    check(api_.reduce_scatter(in, mine, m, ncclFloat32, ncclSum, comm_, stream()), "ReduceScatter");
-    copy(out, mine, dist::shard_range(n, world_, rank_).size());
-    finish();
+    check(api_.reduce_scatter(padded, mine, m, ncclFloat32, ncclSum, comm_, stream()),
+          "ReduceScatter");
+    const size_t k = dist::shard_range(n, world_, rank_).size();
+    if (on_host(out)) {
+      to_host(out, mine, k);
+    } else {
+      copy(out, mine, k);
+      finish();
+    }
   }
   void all_gather(const float* shard, size_t n, float* out) override {
-    const size_t m = piece(n);
-    float* gathered = padded(m * size_t(world_ + 1));
-    float* mine = gathered + m * size_t(world_);
+    const size_t m = piece(n), w = size_t(world_);
+    const size_t k = dist::shard_range(n, world_, rank_).size();
+    const float* src = to_device(shard, k, in_);
+    float* gathered = pad_.get(m * (w + 1));
+    float* mine = gathered + m * w;
     KIMI_CUDA_CHECK(cudaMemsetAsync(mine, 0, m * sizeof(float), stream()));
-    copy(mine, shard, dist::shard_range(n, world_, rank_).size());
+    copy(mine, src, k);
     check(api_.all_gather(mine, gathered, m, ncclFloat32, comm_, stream()), "AllGather");
+    const bool host = on_host(out);
+    float* dst = host ? out_.get(n) : out;
     for (int r = 0; r < world_; ++r) {
       const dist::ShardRange s = dist::shard_range(n, world_, r);
-      copy(out + s.begin, gathered + size_t(r) * m, s.size());
+      copy(dst + s.begin, gathered + size_t(r) * m, s.size());
     }
-    finish();
+    if (host) {
+      to_host(out, dst, n);
+    } else {
+      finish();
+    }
   }
   void barrier() override {
     finish();
@@ -144,16 +194,19 @@ class NcclCommunicator final : public dist::Communicator {
 
  private:
   size_t piece(size_t n) const { return (n + size_t(world_) - 1) / size_t(world_); }
-  // A scratch buffer of at least `count` floats, grown (never shrunk) as sizes need.
-  float* padded(size_t count) {
-    if (count > pad_count_) {
-      finish();
-      if (pad_) KIMI_CUDA_CHECK(cudaFree(pad_));
-      pad_ = nullptr;
-      KIMI_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&pad_), count * sizeof(float)));
-      pad_count_ = count;
-    }
-    return pad_;
+  // A host buffer's n floats in `stage` on the device; a device buffer as it is.
+  float* to_device(const float* p, size_t n, Scratch& stage) {
+    if (!on_host(p)) return const_cast<float*>(p);
+    float* d = stage.get(std::max<size_t>(n, 1));
+    if (n > 0)
+      KIMI_CUDA_CHECK(cudaMemcpyAsync(d, p, n * sizeof(float), cudaMemcpyHostToDevice, stream()));
+    return d;
+  }
+  // The result back where the caller gave it (nothing to do for device memory), then waits.
+  void to_host(float* p, const float* d, size_t n) {
+    if (p != d && n > 0)
+      KIMI_CUDA_CHECK(cudaMemcpyAsync(p, d, n * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+    finish();
   }
   void copy(float* dst, const float* src, size_t count) {
     if (count > 0)
@@ -166,8 +219,7 @@ class NcclCommunicator final : public dist::Communicator {
   const NcclApi& api_;
   std::unique_ptr<dist::Communicator> tcp_;
   ncclComm_t comm_ = nullptr;
-  float* pad_ = nullptr;
-  size_t pad_count_ = 0;
+  Scratch in_, pad_, out_;  // staged host input, NCCL's equal pieces, staged host output
 };
 
 const bool registered = [] {
