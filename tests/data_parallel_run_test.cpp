@@ -1,7 +1,8 @@
 // `kimi-lab run --ranks 2` (issue 14): the real binary as two data-parallel processes over TCP
 // trains the same numbers as one process (metrics.csv and eval.csv within 1e-5), rank 0 alone
-// writes (no second run directory anywhere), it resumes on 2 ranks to the same numbers, and
-// --device cuda is refused in one line instead of training on one GPU.
+// writes (no second run directory anywhere), it resumes on 2 ranks to the same numbers, one rank
+// through the data-parallel path trains a plain run's numbers, and GPU ranks that cannot meet
+// through NCCL are refused in one line instead of training on one GPU.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -118,18 +119,38 @@ TEST_F(DataParallelRun, TwoRanksTrainLikeOneAndOnlyRankZeroWrites) {
   expect_same_columns(tmp_ / "one/eval.csv", tmp_ / "three/eval.csv", {"step", "loss", "accuracy"});
 }
 
-TEST_F(DataParallelRun, CudaIsRefusedInOneLine) {
-  for (const std::string& how : {std::string("--ranks 2"), std::string("")}) {
-    const std::string env =
-        how.empty() ? "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999" : "";
-    const std::string args = std::string("run ") + KIMI_EXPERIMENTS_DIR +
-                             "/quickstart.yaml --device cuda --no-estimate --out x " + how;
-    EXPECT_NE(run_cli(args, tmp_, env), 0) << args;
+// The data-parallel path of one rank (what `run --gpus 1` takes on a GPU, here over TCP: the
+// same step code, gradient sums, ZeRO-1 and rank-0 writes) trains the numbers of a plain run.
+TEST_F(DataParallelRun, OneRankThroughTheDataParallelPathTrainsLikeAPlainRun) {
+  ASSERT_EQ(run_cli("run " + tiny("--out one"), tmp_), 0) << slurp(tmp_ / "stderr.txt");
+  ASSERT_EQ(run_cli("run " + tiny("--out dp1"), tmp_, "KIMI_DIST_BACKEND=tcp"), 0)
+      << slurp(tmp_ / "stderr.txt");
+  expect_same_columns(tmp_ / "one/metrics.csv", tmp_ / "dp1/metrics.csv",
+                      {"step", "loss", "lr", "grad_norm", "tokens"});
+  expect_same_columns(tmp_ / "one/eval.csv", tmp_ / "dp1/eval.csv", {"step", "loss", "accuracy"});
+}
+
+// Ranks on GPUs meet through NCCL: --ranks with cuda points to --gpus, a bad backend and a
+// device that contradicts it are one line each, and a build without NCCL says so in one line.
+TEST_F(DataParallelRun, MismatchedDevicesAndBackendsAreRefusedInOneLine) {
+  const std::string quick =
+      std::string(KIMI_EXPERIMENTS_DIR) + "/quickstart.yaml --no-estimate --out x ";
+  const struct {
+    std::string args, env, says;
+  } cases[] = {
+      {"--device cuda --ranks 2", "", "for GPUs give --gpus N"},
+      {"--device cpu --gpus 2", "", "--device cpu contradicts it"},
+      {"--ranks 2 --gpus 2", "", "not both"},
+      {"--device cpu", "KIMI_DIST_BACKEND=mpi", "KIMI_DIST_BACKEND='mpi'"},
+      // CPU builds: "this build has no NCCL"; CUDA builds: libnccl.so.2 or the GPU is missing.
+      {"--device cuda", "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999", "nccl"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_NE(run_cli("run " + quick + c.args, tmp_, c.env), 0) << c.args;
     const std::string err = slurp(tmp_ / "stderr.txt");
-    EXPECT_NE(err.find("data-parallel training on GPUs is not written yet"), std::string::npos)
-        << err;
-    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
-    EXPECT_FALSE(fs::exists(tmp_ / "x"));
+    EXPECT_NE(err.find(c.says), std::string::npos) << c.args << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.args << ": " << err;
+    EXPECT_FALSE(fs::exists(tmp_ / "x")) << c.args;
   }
 }
 

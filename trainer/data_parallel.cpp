@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/dist/grad_buckets.h"
 #include "core/dist/overlapped_reducer.h"
 #include "core/tensor/error.h"
 #include "trainer/grad_accum.h"
@@ -35,15 +36,25 @@ double data_parallel_forward_backward(models::LanguageModel& model, const tasks:
   comm.all_reduce_sum(&n_total, 1);
   KIMI_CHECK(n_total < 16777216.f, "{} labelled positions in one step overflow the f32 count",
              n_total);
-  // The sums run on a thread of the reducer while this rank's backward goes on; the
-  // communicator is the reducer's until finish() returns.
-  dist::OverlappedReducer reducer(model.parameters(), comm, bucket_bytes,
-                                  n_total > 0 ? double(n_mine) / double(n_total) : 0.0);
+  const double weight = n_total > 0 ? double(n_mine) / double(n_total) : 0.0;
   float loss = 0;
-  if (n_mine > 0)
-    loss = float(forward_backward_accumulated(model, mine, micro_batches, device, reducer.hook()) *
-                 double(n_mine) / double(n_total));
-  reducer.finish();
+  if (device != Device::kCPU) {
+    // On a GPU the gradients are summed after the backward, bucket by bucket through host
+    // buffers (dist::all_reduce_grads): no overlap yet, the same sums.
+    if (n_mine > 0)
+      loss = float(forward_backward_accumulated(model, mine, micro_batches, device) *
+                   double(n_mine) / double(n_total));
+    dist::all_reduce_grads(model.parameters(), comm, bucket_bytes, 1.f, float(weight));
+  } else {
+    // The sums run on a thread of the reducer while this rank's backward goes on; the
+    // communicator is the reducer's until finish() returns.
+    dist::OverlappedReducer reducer(model.parameters(), comm, bucket_bytes, weight);
+    if (n_mine > 0)
+      loss =
+          float(forward_backward_accumulated(model, mine, micro_batches, device, reducer.hook()) *
+                double(n_mine) / double(n_total));
+    reducer.finish();
+  }
   comm.all_reduce_sum(&loss, 1);
   return loss;
 }

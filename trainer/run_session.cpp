@@ -133,10 +133,15 @@ std::vector<std::string> check_resume_overrides(const RunConfig& stored, RunConf
 // A data-parallel run trains on the CPU over TCP; never silently on one GPU.
 void check_data_parallel(const Session& s, Device device) {
   if (!s.comm) return;
-  if (device == Device::kCUDA)
+  // TCP moves host buffers only, and NCCL's ranks each drive a GPU.
+  if (device == Device::kCUDA && !s.comm->takes_device_buffers())
     throw UserError(
-        "device cuda: data-parallel training on GPUs is not written yet (its NCCL transport "
-        "is, core/cuda/dist); use --device cpu");
+        "device cuda: data-parallel ranks on GPUs meet through NCCL (run --gpus N, or "
+        "KIMI_DIST_BACKEND=nccl under a launcher), not tcp");
+  if (device != Device::kCUDA && s.comm->takes_device_buffers())
+    throw UserError(
+        "KIMI_DIST_BACKEND=nccl: the ranks must train on GPUs (--device cuda); the CPU's ranks "
+        "meet over tcp");
   rank_rows(s.cfg.train.batch_size, s.comm->world_size(), s.comm->rank());  // divides, or one line
   // The load-balance loss is a product of per-batch means: over each rank's rows it is not the
   // global batch's, so the ranks would not train as one process does.

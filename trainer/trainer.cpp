@@ -403,15 +403,16 @@ class TrainLoop {
 }  // namespace
 
 RunResult run_training(const RunRequest& req) {
-  // An external launcher (torchrun, `run --ranks N`) sets WORLD_SIZE > 1: a data-parallel run.
+  // An external launcher (torchrun, `run --ranks N`) sets WORLD_SIZE > 1, and `run --gpus N`
+  // KIMI_DIST_BACKEND: a data-parallel run. On the CPU the ranks meet over TCP, on GPUs through
+  // NCCL (the default for --device cuda; check_data_parallel refuses a mismatch).
   const dist::RendezvousInfo rendezvous = dist::rendezvous_from_env();
   std::unique_ptr<dist::Communicator> comm;
-  if (rendezvous.world_size > 1) {
-    if (req.device == "cuda")
-      throw UserError(
-          "device cuda: data-parallel training on GPUs is not written yet (its NCCL transport "
-          "is, core/cuda/dist); use --device cpu");
-    comm = dist::make_tcp_communicator(rendezvous);
+  if (dist::data_parallel(rendezvous)) {
+    const std::string backend = !rendezvous.backend.empty() ? rendezvous.backend
+                                : req.device == "cuda"      ? "nccl"
+                                                            : "tcp";
+    comm = dist::make_communicator(backend, rendezvous);
   }
   Session s = open_session(req, comm.get());
   if (comm) {

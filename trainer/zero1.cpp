@@ -11,8 +11,12 @@ Zero1AdamW::Zero1AdamW(nn::NamedTensors params, optim::AdamWOptions opt, dist::C
     : Optimizer(std::move(params)), comm_(comm) {
   std::map<std::string, bool> decays;
   for (const auto& [name, p] : params_) {
-    KIMI_CHECK(p.device() == Device::kCPU && p.dtype() == DType::kF32 && p.is_contiguous(),
-               "Zero1AdamW: '{}' is {} (CPU F32 contiguous only for now)", name, p.str());
+    KIMI_CHECK(p.dtype() == DType::kF32 && p.is_contiguous(),
+               "Zero1AdamW: '{}' is {} (F32 contiguous only)", name, p.str());
+    KIMI_CHECK(p.device() == Device::kCPU || comm.takes_device_buffers(),
+               "Zero1AdamW: '{}' is {}, and this communicator takes host buffers only (the "
+               "NCCL one takes device buffers)",
+               name, p.str());
     const auto r = dist::shard_range(size_t(p.numel()), comm.world_size(), comm.rank());
     ranges_.push_back(r);
     shards_.emplace_back(name, p.detach().flatten().narrow(0, int64_t(r.begin), int64_t(r.size())));

@@ -58,7 +58,17 @@ RendezvousInfo rendezvous_from_env() {
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) info.master_addr = a;
   info.master_port = env_int("MASTER_PORT", info.master_port, 1, 65535);
   info.timeout_s = env_int("KIMI_DIST_TIMEOUT_S", int(info.timeout_s), 1, 86400);
+  info.local_rank = env_int("LOCAL_RANK", -1, 0, 4095);
+  if (const char* b = std::getenv("KIMI_DIST_BACKEND"); b && *b) {
+    info.backend = b;
+    if (info.backend != "tcp" && info.backend != "nccl")
+      throw UserError(fmt::format("dist: KIMI_DIST_BACKEND='{}': give tcp or nccl", b));
+  }
   return info;
+}
+
+bool data_parallel(const RendezvousInfo& info) {
+  return info.world_size > 1 || !info.backend.empty();
 }
 
 std::unique_ptr<Communicator> make_single_communicator() {

@@ -26,6 +26,8 @@ class Communicator {
   // Each rank gives its slice (shard_range of n); every rank receives the whole n floats.
   virtual void all_gather(const float* shard, size_t n, float* out) = 0;
   virtual void barrier() = 0;
+  // Whether device (GPU) buffers may be given (NCCL); host buffers are always taken.
+  virtual bool takes_device_buffers() const { return false; }
 };
 
 // Rank r's slice [begin, end) of n elements over w ranks: the first n % w ranks get one more, so
@@ -43,9 +45,15 @@ struct RendezvousInfo {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   double timeout_s = 60;  // a peer silent this long (dead, hung) fails the collective
+  int local_rank = -1;    // LOCAL_RANK: this rank's GPU (NCCL); -1 when unset
+  // KIMI_DIST_BACKEND ("tcp" | "nccl"): asks for a data-parallel run even of one rank (what
+  // `run --gpus N` sets); "" when unset, and then only WORLD_SIZE > 1 makes one.
+  std::string backend;
 };
 // From the environment; nullopt-like: world_size 1 when WORLD_SIZE is unset. Bad values throw
 // UserError naming the variable.
+// A run is data-parallel when WORLD_SIZE > 1 or KIMI_DIST_BACKEND is set.
+bool data_parallel(const RendezvousInfo& info);
 RendezvousInfo rendezvous_from_env();
 
 // Star over TCP: every rank connects to rank 0, which sums in rank order and sends back. Plenty

@@ -23,7 +23,7 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<Tensor>& params,
 }
 
 void all_reduce_grads(const std::vector<Tensor>& params, Communicator& comm, size_t bucket_bytes,
-                      float scale) {
+                      float scale, float local_weight) {
   std::vector<float> buf;
   for (const auto& bucket : plan_buckets(params, bucket_bytes)) {
     size_t n = 0;
@@ -32,12 +32,15 @@ void all_reduce_grads(const std::vector<Tensor>& params, Communicator& comm, siz
     size_t at = 0;
     for (size_t i : bucket) {
       const Tensor& p = params[i];
-      KIMI_CHECK(p.device() == Device::kCPU && p.dtype() == DType::kF32,
-                 "all_reduce_grads: {} (CPU F32 parameters only for now)", p.str());
+      KIMI_CHECK(p.dtype() == DType::kF32, "all_reduce_grads: {} (F32 parameters only)", p.str());
       const Tensor g = p.grad();
       if (g.defined()) {
-        const Tensor c = g.contiguous();
-        std::memcpy(buf.data() + at, c.data<float>(), size_t(c.numel()) * sizeof(float));
+        const Tensor c = g.to(Device::kCPU).contiguous();
+        const float* src = c.data<float>();
+        if (local_weight == 1.f)
+          std::memcpy(buf.data() + at, src, size_t(c.numel()) * sizeof(float));
+        else
+          for (int64_t k = 0; k < c.numel(); ++k) buf[at + size_t(k)] = local_weight * src[k];
       }
       at += size_t(p.numel());
     }
@@ -48,6 +51,7 @@ void all_reduce_grads(const std::vector<Tensor>& params, Communicator& comm, siz
       Tensor g = Tensor::empty(p.shape(), DType::kF32);
       float* d = g.data<float>();
       for (int64_t k = 0; k < p.numel(); ++k) d[k] = scale * buf[at + size_t(k)];
+      if (p.device() != Device::kCPU) g = g.to(p.device());
       if (p.grad().defined()) {
         p.grad().copy_(g);
       } else {

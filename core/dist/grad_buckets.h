@@ -15,10 +15,12 @@ namespace kimi::dist {
 std::vector<std::vector<size_t>> plan_buckets(const std::vector<Tensor>& params,
                                               size_t bucket_bytes);
 
-// Every parameter's gradient becomes scale * (sum over ranks). An undefined gradient counts as
-// zeros (and is set), so that a parameter no loss reached on one rank keeps the ranks in step.
-// CPU F32 gradients only for now (the NCCL path will reduce device buffers in place).
+// Every parameter's gradient becomes scale * (sum over ranks of local_weight * gradient). An
+// undefined gradient counts as zeros (and is set), so that a parameter no loss reached on one
+// rank keeps the ranks in step. F32 parameters on any device: the buckets are host buffers
+// (a device gradient is copied out and back; the NCCL transport stages them), which is simple
+// and plenty for this project's model sizes, not the overlapped device path of a large run.
 void all_reduce_grads(const std::vector<Tensor>& params, Communicator& comm, size_t bucket_bytes,
-                      float scale);
+                      float scale, float local_weight = 1.f);
 
 }  // namespace kimi::dist

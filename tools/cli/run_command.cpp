@@ -73,6 +73,7 @@ void register_run(CLI::App& app) {
   auto no_progress = std::make_shared<bool>(false);
   auto no_estimate = std::make_shared<bool>(false);
   auto ranks = std::make_shared<int>(1);
+  auto gpus = std::make_shared<int>(0);
   cmd->add_option(
       "args", *args,
       "CONFIG.yaml followed by key=value overrides of any config key (dotted, typed as YAML:\n"
@@ -105,6 +106,12 @@ void register_run(CLI::App& app) {
          "The same numbers as one process, up to rounding. CPU only for now (README, 'Several\n"
          "GPUs')")
       ->check(CLI::Range(1, 1024));
+  cmd->add_option(
+         "--gpus", *gpus,
+         "data-parallel training on N GPUs of this host: N processes (one GPU each, LOCAL_RANK),\n"
+         "the gradients summed through NCCL (libnccl.so.2 loaded at run time); N = 1 runs the\n"
+         "same data-parallel path on one GPU. Implies --device cuda (README, 'Several GPUs')")
+      ->check(CLI::Range(1, 64));
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
   cmd->add_flag(
@@ -113,14 +120,20 @@ void register_run(CLI::App& app) {
       "of the batch is timed before training, and a run estimated at more than 30 minutes (a\n"
       "GPU-sized config such as experiments/mqar.yaml) gets a warning with the estimate and a\n"
       "CPU-sized variant; the run goes on either way");
-  cmd->callback([req, args, no_plot, no_progress, no_estimate, ranks] {
-    if (*ranks > 1) {
-      if (req->device == "cuda")
-        throw UserError(
-            "run --ranks: data-parallel training on GPUs is not written yet (its NCCL "
-            "transport is, core/cuda/dist); use --device cpu");
+  cmd->callback([req, args, no_plot, no_progress, no_estimate, ranks, gpus] {
+    if (*gpus > 0) {
+      if (*ranks > 1) throw UserError("run: give --ranks N (CPU) or --gpus N, not both");
+      if (!req->device.empty() && req->device != "cuda")
+        throw UserError("run --gpus: trains on GPUs; --device " + req->device + " contradicts it");
+      req->device = "cuda";
+    } else if (*ranks > 1 && req->device == "cuda") {
+      throw UserError("run --ranks: CPU ranks; for GPUs give --gpus N (one GPU a rank, NCCL)");
+    }
+    if (*ranks > 1 || *gpus > 0) {
+      const char* flag = *gpus > 0 ? "--gpus" : "--ranks";
       if (std::getenv("WORLD_SIZE") != nullptr)
-        throw UserError("run --ranks: WORLD_SIZE is set: this process is a rank already");
+        throw UserError(
+            fmt::format("run {}: WORLD_SIZE is set: this process is a rank already", flag));
       std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
                                        "run"};
       argv.insert(argv.end(), args->begin(), args->end());
@@ -132,7 +145,10 @@ void register_run(CLI::App& app) {
       if (*no_plot) argv.push_back("--no-plot");
       if (*no_progress) argv.push_back("--no-progress");
       if (*no_estimate) argv.push_back("--no-estimate");
-      run_ranks(argv, *ranks);
+      if (*gpus > 0)
+        run_ranks(argv, *gpus, "nccl");
+      else
+        run_ranks(argv, *ranks);
       return;
     }
     // In a data-parallel run, rank 0 alone estimates, reports and plots.

@@ -39,7 +39,8 @@ int free_port() {
 }
 
 bool is_rendezvous_var(const std::string& kv) {
-  for (const char* name : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="})
+  for (const char* name : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=",
+                           "KIMI_DIST_BACKEND="})
     if (kv.rfind(name, 0) == 0) return true;
   return false;
 }
@@ -53,7 +54,7 @@ std::vector<char*> c_strings(std::vector<std::string>& items) {
 
 }  // namespace
 
-void run_ranks(const std::vector<std::string>& argv, int ranks) {
+void run_ranks(const std::vector<std::string>& argv, int ranks, const std::string& backend) {
   const int port = free_port();
   std::vector<pid_t> pids;
   for (int r = 0; r < ranks; ++r) {
@@ -65,6 +66,7 @@ void run_ranks(const std::vector<std::string>& argv, int ranks) {
     env.push_back(fmt::format("WORLD_SIZE={}", ranks));
     env.push_back("MASTER_ADDR=127.0.0.1");
     env.push_back(fmt::format("MASTER_PORT={}", port));
+    if (!backend.empty()) env.push_back("KIMI_DIST_BACKEND=" + backend);
     std::vector<std::string> args = argv;
     auto args_c = c_strings(args);
     auto env_c = c_strings(env);

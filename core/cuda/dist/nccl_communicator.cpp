@@ -115,6 +115,14 @@ class NcclCommunicator final : public dist::Communicator {
  public:
   explicit NcclCommunicator(const dist::RendezvousInfo& info)
       : rank_(info.rank), world_(info.world_size), api_(nccl_api()) {
+    if (info.local_rank >= 0) {  // one GPU a rank: LOCAL_RANK's, before any CUDA work here
+      int count = 0;
+      KIMI_CUDA_CHECK(cudaGetDeviceCount(&count));
+      if (info.local_rank >= count)
+        throw UserError(fmt::format("dist: rank {} has LOCAL_RANK {}, but {} GPU(s) are visible",
+                                    info.rank, info.local_rank, count));
+      KIMI_CUDA_CHECK(cudaSetDevice(info.local_rank));
+    }
     tcp_ = dist::make_tcp_communicator(info);
     ncclUniqueId id{};
     if (rank_ == 0) check(api_.get_unique_id(&id), "GetUniqueId");
@@ -133,6 +141,7 @@ class NcclCommunicator final : public dist::Communicator {
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
+  bool takes_device_buffers() const override { return true; }
 
   void all_reduce_sum(float* data, size_t n) override {
     float* d = to_device(data, n, in_);
