@@ -52,9 +52,9 @@ struct RendezvousInfo {
 };
 // From the environment; nullopt-like: world_size 1 when WORLD_SIZE is unset. Bad values throw
 // UserError naming the variable.
+RendezvousInfo rendezvous_from_env();
 // A run is data-parallel when WORLD_SIZE > 1 or KIMI_DIST_BACKEND is set.
 bool data_parallel(const RendezvousInfo& info);
-RendezvousInfo rendezvous_from_env();
 
 // Star over TCP: every rank connects to rank 0, which sums in rank order and sends back. Plenty
 // for CPU tests and small runs; a dead peer gives one line naming it instead of a hang.
