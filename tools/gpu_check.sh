@@ -8,7 +8,8 @@
 # CPU kernels and the golden files); the same under compute-sanitizer memcheck and racecheck
 # (--quick cases); kimi_cuda_bench; optionally (stage profile) ncu on the chunk kernels; stage
 # attention: kimi_cuda_attention_test (parity, sanitizers, --bench); stage nccl: the NCCL
-# transport (TARGETS=kimi_cuda_nccl_test); stage engine: the decode
+# transport (TARGETS=kimi_cuda_nccl_test); stage dp: `run --gpus 1` against a plain run;
+# stage engine: the decode
 # engine's tests and a short bench-infer (TARGETS="kimi_cuda_engine_test kimi-lab"). Logs land in $OUT.
 # The binaries travel packed (.gpu/bin.tar.xz; PACK=0: loose): run.sh unpacks them first, and
 # `bash .gpu/run.sh unpack` does only that, for a call's own commands.
@@ -161,6 +162,21 @@ for s in $stages; do
       echo "== libnccl.so.2 from $d"
       NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH="$d:$PWD/.gpu/lib" .gpu/bin/kimi_cuda_nccl_test 2>&1 | tee "$out/nccl.log" | tail -n 8
       rc=$((rc | ${PIPESTATUS[0]})) ;;
+    dp)  # issue 14 on one GPU: the paper-size MQAR run through `--gpus 1` (NCCL, gradient sums,
+         # ZeRO-1) against the same run without it; prints the largest loss difference
+      d=$(python3 -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path__)[0], 'lib'))" 2>/dev/null)
+      a="experiments/mqar.yaml train.steps=${DP_STEPS:-200} train.eval_every=100 --no-plot --no-progress"
+      LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi-lab run $a --device cuda --out "$out/dp_plain" >"$out/dp_plain.log" 2>&1
+      r1=$?
+      NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH="$d:$PWD/.gpu/lib" .gpu/bin/kimi-lab run $a --gpus 1 --out "$out/dp_gpus1" >"$out/dp_gpus1.log" 2>&1
+      r2=$?; echo "plain exit $r1, --gpus 1 exit $r2"; tail -n 3 "$out/dp_gpus1.log"
+      python3 - "$out/dp_plain/metrics.csv" "$out/dp_gpus1/metrics.csv" <<'PY'
+import csv, sys
+a, b = (list(csv.DictReader(open(f))) for f in sys.argv[1:3])
+d = max(abs(float(x["loss"]) - float(y["loss"])) for x, y in zip(a, b))
+print(f"{len(a)} / {len(b)} rows; largest loss difference {d:.3g}")
+PY
+      rc=$((rc | r1 | r2)) ;;
     profile)  # the two chunk-forward kernels of one call at T=8192, under Nsight Compute
       timeout 240 ncu --kernel-name regex:chunk_ --launch-skip 4 --launch-count 2 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
