@@ -256,7 +256,8 @@ std::vector<Tensor> params_with_grads(int rank, const std::vector<int64_t>& size
 // The overlapped reducer gives bitwise the sums of all_reduce_grads (same weights), whatever
 // order the ranks report their gradients in, for a rank that reports none (no labelled rows:
 // it runs no backward), and for gradients never reported (earlier micro-batches only). A
-// parameter without a gradient on every rank (the last) keeps none.
+// parameter without a gradient on every rank (the last) keeps none. all_reduce_grads with the
+// rank's weight given to it (what data-parallel steps on GPUs call) gives the same sums.
 TEST(OverlappedReducer, SumsAsAllReduceGradsWhateverTheRanksReportAndWhen) {
   const std::vector<int64_t> sizes{5, 1, 7, 3, 4};
   const auto has_grad = [](int r, size_t i) { return !(r == 1 && i == 2) && i != 4; };
@@ -284,6 +285,12 @@ TEST(OverlappedReducer, SumsAsAllReduceGradsWhateverTheRanksReportAndWhen) {
     for (size_t i = 0; i + 1 < qs.size(); ++i)
       got[size_t(r)].push_back(qs[i].grad().to_vector<float>());
     EXPECT_FALSE(qs.back().grad().defined()) << "rank " << r;
+
+    // The GPU path's form (after the backward, this rank's weight applied while packing).
+    auto ws = params_with_grads(r, sizes, has_grad);
+    all_reduce_grads(ws, c, 16, 1.0f, float(weight[size_t(r)]));
+    for (size_t i = 0; i + 1 < ws.size(); ++i)
+      EXPECT_EQ(ws[i].grad().to_vector<float>(), want[size_t(r)][i]) << "rank " << r << " #" << i;
   });
   for (const auto& e : errors) ASSERT_EQ(e, "");
   for (int r = 0; r < 3; ++r) EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "rank " << r;
