@@ -103,8 +103,8 @@ void register_run(CLI::App& app) {
          "data-parallel training on this host's CPU: starts N processes of this binary (RANK,\n"
          "WORLD_SIZE, MASTER_ADDR/PORT set, as torchrun does), each training its share of the\n"
          "train.batch_size rows (which must divide by N); rank 0 alone writes the run directory.\n"
-         "The same numbers as one process, up to rounding. CPU only for now (README, 'Several\n"
-         "GPUs')")
+         "The same numbers as one process, up to rounding. CPU ranks; on GPUs give --gpus N\n"
+         "(README, 'Several GPUs')")
       ->check(CLI::Range(1, 1024));
   cmd->add_option(
          "--gpus", *gpus,
