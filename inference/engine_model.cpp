@@ -6,13 +6,16 @@
 #include "inference/engine_model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "core/tensor/error.h"
 #include "inference/engine/mla_splits.h"
 #include "inference/layer_costs.h"
+#include "inference/simulator.h"
 
 namespace kimi::inference {
 namespace {
@@ -136,6 +139,24 @@ double EngineStep::total_s() const {
   double s = 0;
   for (double v : seconds) s += v;
   return s - graph_gain_s;
+}
+
+std::string split_rule_mismatch(const std::vector<Measured>& measured, const EngineProfile& e) {
+  int differ = 0, recorded = 0;
+  std::set<int> theirs;
+  for (const Measured& m : measured) {
+    if (!m.mla_splits_per_sm) continue;
+    ++recorded;
+    if (*m.mla_splits_per_sm != engine::mla_splits_per_sm(m.batch, e.forced_splits_per_sm)) {
+      ++differ;
+      theirs.insert(*m.mla_splits_per_sm);
+    }
+  }
+  if (differ == 0) return "";
+  return fmt::format(
+      "{} of {} measured rows ran another MLA split count than this engine model assumes "
+      "(they ran {} per SM); KIMI_ENGINE_MLA_SPLITS_PER_SM={} compares like with like",
+      differ, recorded, fmt::join(theirs, " / "), *theirs.begin());
 }
 
 int64_t attend_splits(const EngineProfile& e, int64_t batch, int64_t context) {

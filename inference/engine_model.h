@@ -73,4 +73,11 @@ EngineStep engine_step(const models::KimiLinearConfig& c, const EngineProfile& e
 // The MLA attend kernel's splits per sequence, as the engine picks them.
 int64_t attend_splits(const EngineProfile& e, int64_t batch, int64_t context);
 
+struct Measured;  // simulator.h (which includes this header)
+
+// "" when every measured row that records its MLA splits per SM (bench-infer's column) ran the
+// rule `e` predicts with; else one line: how many rows differ, and the setting that compares
+// like with like (KIMI_ENGINE_MLA_SPLITS_PER_SM).
+std::string split_rule_mismatch(const std::vector<Measured>& measured, const EngineProfile& e);
+
 }  // namespace kimi::inference

@@ -100,6 +100,11 @@ std::vector<Measured> parse_measured_csv(const std::string& text, const std::str
     m.prefill_ms = row.value(values[0]);
     m.tpot_ms = row.value(values[1]);
     m.tokens_per_s = row.value(values[2]);
+    if (col.count("mla_splits_per_sm") && !row.cell("mla_splits_per_sm").empty()) {
+      const int64_t v = row.positive_int("mla_splits_per_sm");
+      if (v > 8) row.fail("mla_splits_per_sm", fmt::format("{} is not in 1..8", v));
+      m.mla_splits_per_sm = int(v);
+    }
     if (!m.prefill_ms && !m.tpot_ms && !m.tokens_per_s)
       throw UserError(at + ": no measured value (prefill_ms, tpot_ms and tokens_per_s are empty)");
     if (!seen.insert({static_cast<int>(m.model), m.context, m.batch}).second)

@@ -67,6 +67,7 @@ struct Measured {
   ModelKind model = ModelKind::kHybrid;
   int64_t context = 0, batch = 0;
   std::optional<double> prefill_ms, tpot_ms, tokens_per_s;
+  std::optional<int> mla_splits_per_sm;  // bench-infer's column; absent in older CSVs
 };
 
 struct Prediction {

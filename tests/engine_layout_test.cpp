@@ -213,9 +213,10 @@ TEST(BenchInferArgs, CsvIsReadBySimulateMeasured) {
   r.device = "test", r.source = "preset", r.copy_bytes_per_s = 4e12;
   BenchRow row;
   row.model = ModelKind::kAllMla, row.context = 4096, row.batch = 2, row.tpot_ms = 3.5;
-  row.tokens_per_s = 571.4, row.floor_ms = 2.0, row.max_batch = 9;
+  row.tokens_per_s = 571.4, row.floor_ms = 2.0, row.max_batch = 9, row.mla_splits_per_sm = 1;
   r.rows.push_back(row);
   row.batch = 4, row.prefill_ms = 250.0;  // the same context prefilled: a prefill column
+  row.mla_splits_per_sm = 0;              // not recorded: an empty cell
   r.rows.push_back(row);
   const std::string csv = bench_csv(r);
   const std::vector<Measured> m = parse_measured_csv(csv, "bench_infer.csv");
@@ -225,8 +226,10 @@ TEST(BenchInferArgs, CsvIsReadBySimulateMeasured) {
   EXPECT_DOUBLE_EQ(*m[0].tpot_ms, 3.5);
   EXPECT_FALSE(m[0].prefill_ms.has_value());  // not measured: an empty cell
   EXPECT_DOUBLE_EQ(*m[1].prefill_ms, 250.0);
-  EXPECT_NE(csv.find(",prefill_ms,prefill_tokens_per_s\n"), std::string::npos);
-  EXPECT_NE(csv.find(",1,250.0000,16384.0\n"), std::string::npos) << csv;
+  EXPECT_EQ(m[0].mla_splits_per_sm, 1);  // the split rule the row ran (mla_splits.h)
+  EXPECT_FALSE(m[1].mla_splits_per_sm.has_value());
+  EXPECT_NE(csv.find(",prefill_ms,prefill_tokens_per_s,mla_splits_per_sm\n"), std::string::npos);
+  EXPECT_NE(csv.find(",1,250.0000,16384.0,\n"), std::string::npos) << csv;
   const std::string table = bench_table(r);
   EXPECT_NE(table.find("prefill ms"), std::string::npos);
   EXPECT_NE(table.find("250.00"), std::string::npos) << table;

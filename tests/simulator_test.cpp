@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/tensor/error.h"
+#include "inference/engine_model.h"
 #include "inference/measured_csv.h"
 #include "inference/report.h"
 #include "inference/sim_args.h"
@@ -341,6 +342,28 @@ TEST(Simulator, BadInputsAreOneClearLine) {
            "none of prefill_ms");
   one_line(message_of([] { parse_measured_csv("", "m.csv"); }), "m.csv: empty");
   one_line(message_of([] { read_measured_csv("/nonexistent/m.csv"); }), "/nonexistent/m.csv");
+  const std::string split_head = "model,context,batch,tpot_ms,mla_splits_per_sm\n";
+  one_line(message_of([&] { parse_measured_csv(split_head + "hybrid,4096,1,2,9\n", "m.csv"); }),
+           "column 'mla_splits_per_sm': 9 is not in 1..8");
+}
+
+// bench-infer records the MLA split rule of each row; the engine model names the rows that ran
+// another rule than the one it predicts, in one line, and the setting that matches them.
+TEST(EngineModel, MeasuredRowsOfAnotherSplitRuleAreNamed) {
+  const std::vector<Measured> m = parse_measured_csv(
+      "model,context,batch,tpot_ms,mla_splits_per_sm\n"
+      "hybrid,4096,1,6.0,2\nhybrid,4096,8,18.3,2\nhybrid,1048576,1,12.4,\n",
+      "m.csv");
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].mla_splits_per_sm, 2);
+  EXPECT_FALSE(m[2].mla_splits_per_sm.has_value());  // an empty cell: not recorded
+  EngineProfile e = engine_profile("h200");
+  const std::string w = split_rule_mismatch(m, e);  // the rule: 1 per SM at B=1, 2 at B=8
+  EXPECT_NE(w.find("1 of 2 measured rows"), std::string::npos) << w;
+  EXPECT_NE(w.find("KIMI_ENGINE_MLA_SPLITS_PER_SM=2"), std::string::npos) << w;
+  EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+  e.forced_splits_per_sm = 2;
+  EXPECT_EQ(split_rule_mismatch(m, e), "");
 }
 
 TEST(Simulator, ExplainsTheSpeedupWithThisGpusNumbers) {

@@ -8,6 +8,7 @@
 
 #include "core/tensor/error.h"
 #include "inference/engine/decode_engine.h"
+#include "inference/engine/mla_splits.h"
 #include "inference/sim_args.h"
 
 namespace kimi::inference::engine {
@@ -189,6 +190,7 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
         row.tokens_per_s = b / row.tpot_ms * 1e3;
         row.distinct_experts = e->distinct_experts_last_step();
         row.kernels = e->graph_nodes();
+        row.mla_splits_per_sm = mla_splits_per_sm(b, mla_splits_per_sm_from_env());
         row.weight_bytes = active_weight_bytes(layout, row.distinct_experts, b);
         // The timed steps ran at lengths ctx .. ctx + warmup + reps; the middle one stands for all.
         row.cache_bytes = b * e->caches().step_bytes(ctx + a.warmup + a.reps / 2);
@@ -244,15 +246,16 @@ std::string bench_csv(const BenchResult& r) {
                   "(empty: not measured)\n"
                   "model,context,batch,tpot_ms,tokens_per_s,floor_ms,tpot_over_floor,weight_bytes,"
                   "cache_bytes,distinct_experts,kernels,max_batch,copy_gbs,synthetic_cache,"
-                  "prefill_ms,prefill_tokens_per_s\n";
+                  "prefill_ms,prefill_tokens_per_s,mla_splits_per_sm\n";
   for (const BenchRow& x : r.rows) {
     const bool pre = x.prefill_ms > 0;
-    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1,{},{}\n",
+    s += fmt::format("{},{},{},{:.4f},{:.2f},{:.4f},{:.3f},{},{},{},{},{},{:.1f},1,{},{},{}\n",
                      model_name(x.model), x.context, x.batch, x.tpot_ms, x.tokens_per_s, x.floor_ms,
                      x.tpot_ms / x.floor_ms, x.weight_bytes, x.cache_bytes, x.distinct_experts,
                      x.kernels, x.max_batch, r.copy_bytes_per_s / 1e9,
                      pre ? fmt::format("{:.4f}", x.prefill_ms) : "",
-                     pre ? fmt::format("{:.1f}", x.context / x.prefill_ms * 1e3) : "");
+                     pre ? fmt::format("{:.1f}", x.context / x.prefill_ms * 1e3) : "",
+                     x.mla_splits_per_sm > 0 ? fmt::format("{}", x.mla_splits_per_sm) : "");
   }
   return s;
 }

@@ -59,6 +59,7 @@ struct BenchRow {
   int64_t weight_bytes = 0, cache_bytes = 0;  // read per step
   int64_t distinct_experts = 0;               // summed over MoE layers
   int64_t kernels = 0;                        // nodes of the step's CUDA graph
+  int mla_splits_per_sm = 0;                  // the MLA attend's split rule at this batch
   // One sequence of `context` tokens prefilled (the same for every batch of the context);
   // negative = not measured (context > prefill_max, or the prefill did not fit).
   double prefill_ms = -1;

@@ -76,7 +76,11 @@ void run_simulate(const SimulateArgs& a) {
   SimOptions o;
   o.prefill_chunk = a.prefill_chunk;
   const TimeModel tm = parse_time_model(a.model);
-  if (tm == TimeModel::kEngine) o.engine = engine_profile(g.name);
+  if (tm == TimeModel::kEngine) {
+    o.engine = engine_profile(g.name);
+    if (const std::string w = split_rule_mismatch(measured, *o.engine); !w.empty())
+      spdlog::warn("{}", w);
+  }
   const std::vector<Prediction> rows = simulate(c, g, contexts, batches, measured, o);
 
   std::vector<LayerRow> layers;
