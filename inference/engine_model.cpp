@@ -95,7 +95,8 @@ EngineProfile h200_engine() {
           " B=639 (57.4 GB in 40.1 ms)",
       "MLA attend 1.73 TB/s of latent + 0.925 us per split: through the microbenchmark's B=1 1M "
       "(264 splits, 1208 MB, 0.943 ms) and B=64 32K (5 splits, 2416 MB, 1.402 ms); splits = "
-      "min(ceil(264 / B), ceil(tokens / 32)) as the engine picks them",
+      "min(ceil(N x 132 / B), ceil(tokens / 32)) with N = 1 up to B=4, else 2 "
+      "(KIMI_ENGINE_MLA_SPLITS_PER_SM forces N), as the engine picks them (engine/mla_splits.h)",
       "MLA append + absorb + up-projection per layer, the attend part less the kernel above: "
       "0.96 us + 9.05 us per extra sequence to B=8 (" +
           bd +
