@@ -2,8 +2,9 @@
 // rank 512, rope 64), fp32 kernel vs tensor-core kernel: ms per call (median of --reps after
 // --warmup) and the effective bandwidth against the cache bytes it must read (B x context x
 // 576 x 2 bytes; the queries, partial outputs and merge are not counted). Splits as the
-// engine's CudaEngine::splits_for (2 x SMs / B, at most one per 32 rows), and for the tensor
-// kernel also 1x and 4x SMs / B. Synthetic uniform caches (no NaN: every row is attended).
+// engine picks them (inference/engine/mla_splits.h: 1 x SMs / B up to B=4, else 2 x, at most
+// one per 32 rows), and for the tensor kernel also 1x and 4x SMs / B. Synthetic uniform caches (no
+// NaN: every row is attended).
 //   kimi_cuda_mla_bench [--reps N] [--warmup N] [--quick]   (--quick: B=1 4K and B=64 4K only)
 #include <cuda_runtime.h>
 
@@ -15,15 +16,17 @@
 #include <vector>
 
 #include "inference/engine/cuda/engine_kernels.h"
+#include "inference/engine/mla_splits.h"
 #include "tests/cuda/bench_check.h"
 
 using namespace kimi::inference::engine::cuda;
 
 namespace {
 
+// per_sm 0: the engine's rule for this batch.
 int engine_splits(int sms, int B, int64_t max_tokens, int per_sm) {
-  const int64_t by_sm = (per_sm * int64_t{sms} + B - 1) / B, by_len = (max_tokens + 31) / 32;
-  return static_cast<int>(std::clamp<int64_t>(std::min(by_sm, by_len), 1, 1024));
+  const int n = per_sm > 0 ? per_sm : kimi::inference::engine::mla_splits_per_sm(B, 0);
+  return static_cast<int>(kimi::inference::engine::mla_attend_splits(sms, n, B, max_tokens));
 }
 
 float time_ms(const MlaStep& a, MlaKernel k, int warmup, int reps) {
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {
     a.B = c.B, a.H = H, a.rope = rope, a.rank = R;
     a.slots = slots, a.lengths = lengths, a.cache = cache, a.max_tokens = c.ctx;
     a.qa = qa, a.part_o = po, a.part_ml = pml, a.o_lat = olat;
-    a.splits = engine_splits(sms, c.B, c.ctx, 2);
+    a.splits = engine_splits(sms, c.B, c.ctx, 0);
     // The fp32 kernel takes ~23 ms per call at 1M: fewer repetitions there.
     const int old_reps = rows > (int64_t{1} << 22) ? std::max(3, reps / 3) : reps;
     const float t_old = time_ms(a, MlaKernel::kOld, 1, old_reps);
