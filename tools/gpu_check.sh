@@ -57,6 +57,13 @@ set -uo pipefail
 [ -d .gpu/bin ] || python3 -c "import tarfile; tarfile.open('.gpu/bin.tar.xz').extractall('.gpu/')"
 out="${OUT:-/tmp/out}"; mkdir -p "$out"
 stages="${*:-tests sanitize bench}"
+# The folder of libnccl.so.2 (kimi-lab opens it by dlopen): PyTorch's wheel, else any on the disk.
+nccl_lib_dir() {
+  local d
+  d=$(python3 -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path__)[0], 'lib'))" 2>/dev/null)
+  [ -f "$d/libnccl.so.2" ] || d=$(dirname "$(find / -name libnccl.so.2 -not -path '/proc/*' 2>/dev/null | head -n 1)")
+  echo "$d"
+}
 rc=0
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee "$out/gpu.txt"
 for s in $stages; do
@@ -157,14 +164,13 @@ for s in $stages; do
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     nccl)  # the NCCL transport (kimi_cuda_nccl_test): a world of one, one process per GPU where
            # there are several; libnccl.so.2 from PyTorch's wheel (kimi-lab opens it by dlopen)
-      d=$(python3 -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path__)[0], 'lib'))" 2>/dev/null)
-      [ -f "$d/libnccl.so.2" ] || d=$(dirname "$(find / -name libnccl.so.2 -not -path '/proc/*' 2>/dev/null | head -n 1)")
+      d=$(nccl_lib_dir)
       echo "== libnccl.so.2 from $d"
       NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH="$d:$PWD/.gpu/lib" .gpu/bin/kimi_cuda_nccl_test 2>&1 | tee "$out/nccl.log" | tail -n 8
       rc=$((rc | ${PIPESTATUS[0]})) ;;
     dp)  # issue 14 on one GPU: the paper-size MQAR run through `--gpus 1` (NCCL, gradient sums,
          # ZeRO-1) against the same run without it; prints the largest loss difference
-      d=$(python3 -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path__)[0], 'lib'))" 2>/dev/null)
+      d=$(nccl_lib_dir)
       a="experiments/mqar.yaml train.steps=${DP_STEPS:-200} train.eval_every=100 --no-plot --no-progress"
       LD_LIBRARY_PATH="$PWD/.gpu/lib" .gpu/bin/kimi-lab run $a --device cuda --out "$out/dp_plain" >"$out/dp_plain.log" 2>&1
       r1=$?
