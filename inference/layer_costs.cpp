@@ -68,11 +68,15 @@ LayerParams layer_params(const KimiLinearConfig& c) {
   // q, k, v, o; f_a/f_b and g_a/g_b (low rank through head_dim); b_proj. Other: 3 convs, A_log,
   // dt_bias, o_norm, and the block's input RMSNorm.
   p.kda_matmul = 4 * d * hk + 2 * (d * kd + kd * hk) + d * c.kda_num_heads;
+  p.kda_shared = 2 * d * kd;
   p.kda_other = 3 * hk * c.short_conv_kernel_size + c.kda_num_heads + hk + kd + d;
+  p.input_norm = d;
   const int64_t H = c.num_attention_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
   const int64_t q = c.q_lora_rank > 0 ? d * c.q_lora_rank + c.q_lora_rank * H * qk : d * H * qk;
   p.mla_matmul = q + d * (c.kv_lora_rank + c.qk_rope_head_dim) +
                  c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim) + H * c.v_head_dim * d;
+  p.mla_shared =
+      (c.q_lora_rank > 0 ? d * c.q_lora_rank : 0) + d * (c.kv_lora_rank + c.qk_rope_head_dim);
   p.mla_other = (c.q_lora_rank > 0 ? c.q_lora_rank : 0) + c.kv_lora_rank + d;
   p.expert = 3 * d * c.moe_intermediate_size;
   p.router = c.num_experts * d;
@@ -93,45 +97,67 @@ double experts_touched(const KimiLinearConfig& c, int64_t tokens) {
 }
 
 std::vector<LayerCost> decode_step(const KimiLinearConfig& c, int64_t batch, int64_t context,
-                                   const Dtypes& dt) {
+                                   const Dtypes& dt, int gpus) {
   const LayerParams p = layer_params(c);
   const models::CacheSizes s = models::cache_sizes(c, dt.state, dt.latent);
   const double B = static_cast<double>(batch), n = static_cast<double>(context);
-  const double w = static_cast<double>(dt.weight);
+  const double w = static_cast<double>(dt.weight), N = static_cast<double>(gpus);
   const double H = static_cast<double>(c.kda_num_heads), K = static_cast<double>(c.kda_head_dim);
   const double hk = H * K;
+  // A product's parameters on one GPU: its split part over the GPUs plus its replicated part.
+  auto split = [N](double all, double shared) { return (all - shared) / N + shared; };
 
   Work kda;
-  kda.weight_bytes = w * (p.kda_matmul + p.kda_other);
-  kda.cache_bytes = B * 2.0 * (s.kda_state_per_layer + s.kda_conv_per_layer);
-  kda.gemm_flops = B * 2.0 * p.kda_matmul;
-  kda.recur_flops = B * (H * 7.0 * K * K + 2.0 * c.short_conv_kernel_size * 3.0 * hk);
+  const double kda_matmul = split(p.kda_matmul, p.kda_shared);
+  kda.weight_bytes = w * (kda_matmul + split(p.kda_other, p.input_norm));
+  kda.cache_bytes = B * 2.0 * (s.kda_state_per_layer + s.kda_conv_per_layer) / N;
+  kda.gemm_flops = B * 2.0 * kda_matmul;
+  kda.recur_flops = B * (H * 7.0 * K * K + 2.0 * c.short_conv_kernel_size * 3.0 * hk) / N;
 
   // Absorbed MLA: the new token's latent is written, then all context + 1 latents are read.
   Work mla;
   const double per_token = static_cast<double>(s.mla_per_token_per_layer);
   const double r = static_cast<double>(c.kv_lora_rank);
-  mla.weight_bytes = w * (p.mla_matmul + p.mla_other);
+  const double mla_matmul = split(p.mla_matmul, p.mla_shared);
+  mla.weight_bytes = w * (mla_matmul + p.mla_other);
   mla.cache_bytes = B * ((n + 1.0) * per_token + per_token);
-  mla.gemm_flops = B * 2.0 * p.mla_matmul;
-  mla.attn_flops = B * c.num_attention_heads * 2.0 * (n + 1.0) * (r + c.qk_rope_head_dim + r);
+  mla.gemm_flops = B * 2.0 * mla_matmul;
+  mla.attn_flops = B * c.num_attention_heads * 2.0 * (n + 1.0) * (r + c.qk_rope_head_dim + r) / N;
 
   Work moe;
-  const double k_shared = static_cast<double>(c.num_experts_per_token + c.num_shared_experts);
+  const double k_shared = (c.num_experts_per_token + c.num_shared_experts) / N;
   moe.weight_bytes = w * (p.router + p.router_bias + p.ffn_norm +
-                          (c.num_shared_experts + experts_touched(c, batch)) * p.expert);
+                          (c.num_shared_experts + experts_touched(c, batch)) / N * p.expert);
   moe.gemm_flops = B * 2.0 * (p.router + k_shared * p.expert);
 
   Work dense;
-  dense.weight_bytes = w * (p.dense_ffn + p.ffn_norm);
-  dense.gemm_flops = B * 2.0 * p.dense_ffn;
+  dense.weight_bytes = w * (p.dense_ffn / N + p.ffn_norm);
+  dense.gemm_flops = B * 2.0 * p.dense_ffn / N;
 
   Work head;
-  head.weight_bytes = w * (p.head + p.final_norm);
-  head.other_bytes = B * (c.hidden_size * w + c.vocab_size * static_cast<double>(dt.logits));
-  head.gemm_flops = B * 2.0 * p.head;
+  head.weight_bytes = w * (p.head / N + p.final_norm);
+  head.other_bytes = B * (c.hidden_size * w + c.vocab_size * static_cast<double>(dt.logits) / N);
+  head.gemm_flops = B * 2.0 * p.head / N;
 
   return assemble(layer_counts(c), kda, mla, moe, dense, head);
+}
+
+double resident_weight_bytes(const KimiLinearConfig& c, const Dtypes& dt, int gpus) {
+  const LayerParams p = layer_params(c);
+  const Counts n = layer_counts(c);
+  const double N = static_cast<double>(gpus);
+  auto split = [N](double all, double shared) { return (all - shared) / N + shared; };
+  const double kda = split(p.kda_matmul, p.kda_shared) + split(p.kda_other, p.input_norm);
+  const double mla = split(p.mla_matmul, p.mla_shared) + p.mla_other;
+  const double moe =
+      p.router + p.router_bias + p.ffn_norm + (c.num_shared_experts + c.num_experts) / N * p.expert;
+  const double dense = p.dense_ffn / N + p.ffn_norm;
+  // The embedding table stays whole on every GPU (a row per token is read); an untied LM head
+  // splits by vocabulary. A tied head is the table itself.
+  const double table = static_cast<double>(c.vocab_size * c.hidden_size);
+  const double head = (c.tie_word_embeddings ? 0.0 : table / N) + p.final_norm;
+  const double params = n.kda * kda + n.mla * mla + n.moe * moe + n.dense * dense + table + head;
+  return params * static_cast<double>(dt.weight);
 }
 
 std::vector<LayerCost> prefill_chunk(const KimiLinearConfig& c, int64_t prefix, int64_t chunk,

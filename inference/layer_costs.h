@@ -47,11 +47,15 @@ struct LayerCost {
 struct LayerParams {
   int64_t kda_matmul = 0, kda_other = 0;  // KDA mixer (with its block's input RMSNorm)
   int64_t mla_matmul = 0, mla_other = 0;  // MLA mixer (with its block's input RMSNorm)
-  int64_t expert = 0;                     // one routed or shared SwiGLU expert
-  int64_t router = 0, router_bias = 0;    // MoE gate and e_score_correction_bias
-  int64_t dense_ffn = 0;                  // the dense SwiGLU (first_k_dense_replace layers)
-  int64_t ffn_norm = 0;                   // the block's post-attention RMSNorm
-  int64_t head = 0, final_norm = 0;       // LM head (the table when tied) and model.norm
+  // The parts of kda_matmul / mla_matmul that tensor parallelism over heads cannot split: every
+  // rank needs the whole low-rank intermediate (KDA's f_a, g_a; MLA's q_a, kv_a).
+  int64_t kda_shared = 0, mla_shared = 0;
+  int64_t input_norm = 0;               // the block's input RMSNorm (in kda_other, mla_other)
+  int64_t expert = 0;                   // one routed or shared SwiGLU expert
+  int64_t router = 0, router_bias = 0;  // MoE gate and e_score_correction_bias
+  int64_t dense_ffn = 0;                // the dense SwiGLU (first_k_dense_replace layers)
+  int64_t ffn_norm = 0;                 // the block's post-attention RMSNorm
+  int64_t head = 0, final_norm = 0;     // LM head (the table when tied) and model.norm
 };
 LayerParams layer_params(const models::KimiLinearConfig& c);
 
@@ -61,9 +65,14 @@ double experts_touched(const models::KimiLinearConfig& c, int64_t tokens);
 
 // One decode step: `batch` sequences each holding `context` tokens in its cache, one new token
 // each. MLA attends to the context plus the new token in the absorbed form (scores over the
-// 576-d cached key, values over the 512-d latent).
+// 576-d cached key, values over the 512-d latent). With gpus > 1, one GPU's share when the model
+// runs tensor-parallel over KDA and MLA heads, the dense and shared-expert FFNs' intermediate
+// dimension and the LM head's vocabulary, and expert-parallel over the routed experts (evenly
+// loaded): KDA's state splits with its heads, MLA's latent cache does not (every head reads the
+// whole latent), and norms, routers and the low-rank down projections are replicated. The
+// collectives between the GPUs are not in it (parallel_costs.h).
 std::vector<LayerCost> decode_step(const models::KimiLinearConfig& c, int64_t batch,
-                                   int64_t context, const Dtypes& dt = {});
+                                   int64_t context, const Dtypes& dt = {}, int gpus = 1);
 
 // One chunk of a single sequence's prefill: `chunk` tokens after `prefix` already cached. KDA
 // runs the chunk kernels (eq. 13, chunk size 64); MLA runs the non-absorbed form: decompresses
@@ -71,6 +80,10 @@ std::vector<LayerCost> decode_step(const models::KimiLinearConfig& c, int64_t ba
 // 128-d values. The LM head runs only for the prompt's last token (`last`).
 std::vector<LayerCost> prefill_chunk(const models::KimiLinearConfig& c, int64_t prefix,
                                      int64_t chunk, bool last, const Dtypes& dt = {});
+
+// The parameters one GPU keeps resident, in bytes, under decode_step's split over `gpus` GPUs
+// (every routed expert of its share, not only those a step touches). gpus = 1: the whole model.
+double resident_weight_bytes(const models::KimiLinearConfig& c, const Dtypes& dt, int gpus = 1);
 
 // Sum over layer types, each times its count.
 Work total(const std::vector<LayerCost>& layers);

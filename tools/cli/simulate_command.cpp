@@ -6,13 +6,16 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
 #include "inference/measured_csv.h"
+#include "inference/parallel_costs.h"
 #include "inference/report.h"
 #include "inference/sim_args.h"
 #include "tools/cli/commands.h"
@@ -28,6 +31,8 @@ struct SimulateArgs {
   std::vector<std::string> contexts = {"4K", "32K", "128K", "256K", "512K", "1M"};
   std::vector<std::string> batches = {"1", "max"};
   GpuOverrides overrides;
+  std::vector<int> gpus = {1};
+  std::optional<double> link_gbs, link_us;
   int64_t prefill_chunk = 16384, layers = 0;
   bool no_plot = false, explain = false;
 };
@@ -61,6 +66,50 @@ bool plot(const std::string& csv, const std::string& prefix, const std::string& 
     return false;
   }
   return true;
+}
+
+// --link-gbs / --link-us over NVLink 4's assumed numbers; a value that is not > 0 (>= 0 for the
+// latency) is one line naming the flag.
+Interconnect link_of(const SimulateArgs& a) {
+  Interconnect l = nvlink4();
+  if (a.link_gbs) {
+    if (!(std::isfinite(*a.link_gbs) && *a.link_gbs > 0))
+      throw UserError(fmt::format("--link-gbs {}: must be a bandwidth > 0 in GB/s", *a.link_gbs));
+    l.bus_bandwidth = *a.link_gbs * 1e9;
+    l.sources[0] = fmt::format("link: {} GB/s bus bandwidth (--link-gbs)", *a.link_gbs);
+  }
+  if (a.link_us) {
+    if (!(std::isfinite(*a.link_us) && *a.link_us >= 0))
+      throw UserError(fmt::format("--link-us {}: must be a time >= 0 in microseconds", *a.link_us));
+    l.latency_s = *a.link_us * 1e-6;
+    l.sources[1] = fmt::format("link: {} us per collective (--link-us)", *a.link_us);
+  }
+  return l;
+}
+
+// The --gpus table: decode over several GPUs of one host (predicted; parallel_costs.h).
+std::string parallel_section(const SimulateArgs& a, const models::KimiLinearConfig& c,
+                             const GpuProfile& g, const std::vector<int64_t>& contexts,
+                             const std::vector<BatchSpec>& batches, const std::string& out,
+                             TimeModel tm) {
+  if (a.gpus.size() == 1 && a.gpus[0] == 1) return {};
+  if (tm == TimeModel::kEngine)
+    throw UserError(
+        "--gpus with --model engine: the engine model is fitted to one GPU's kernels; use "
+        "--model roofline for several GPUs");
+  const Interconnect link = link_of(a);
+  const std::vector<ParallelPrediction> rows =
+      simulate_parallel(c, g, link, a.gpus, contexts, batches, Dtypes{});
+  io::write_file_atomic(out + "/parallel.csv", parallel_csv(rows));
+  std::string text = fmt::format(
+      "\nOver several {0}s of one host (predicted, roofline; tensor parallel over KDA / MLA "
+      "heads, dense and shared FFNs and the LM head's vocabulary, expert parallel over the "
+      "routed experts; KDA's state splits with its heads, MLA's latent is whole on every GPU; "
+      "two all-reduces of the hidden state per layer and one all-gather of the logits; 'vs 1' = "
+      "TPOT on one GPU / TPOT here; wrote {1}/parallel.csv):\n",
+      g.name, out);
+  for (const std::string& s : link.sources) text += "  " + s + "\n";
+  return text + parallel_table(rows);
 }
 
 void run_simulate(const SimulateArgs& a) {
@@ -127,14 +176,15 @@ void run_simulate(const SimulateArgs& a) {
   const std::string fit = fit_summary(rows, 0.15);
   if (!fit.empty()) text += "\n" + fit;
   const std::string why = explain_speedup(c, g, hi, o);
-  fmt::print("{}", text);
-  if (a.explain) fmt::print("\n{}", why);
-  text += "\n" + why;
-
   const std::string out = a.out.empty() ? "runs/simulate_" + g.name : a.out;
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw UserError(fmt::format("--out {}: cannot create ({})", out, ec.message()));
+  text += parallel_section(a, c, g, contexts, batches, out, tm);
+  fmt::print("{}", text);
+  if (a.explain) fmt::print("\n{}", why);
+  text += "\n" + why;
+
   io::write_file_atomic(out + "/simulate.csv", predictions_csv(rows));
   io::write_file_atomic(out + "/layers.csv", layers_csv(layers));
   io::write_file_atomic(out + "/ratios.csv", ratios_csv(ratios));
@@ -156,14 +206,14 @@ void run_simulate(const SimulateArgs& a) {
 void register_simulate(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "simulate",
-      "Predict Kimi-Linear inference on one GPU from the config and measured ceilings: bytes\n"
-      "and FLOPs per token of each layer type (decode and prefill), the cache per sequence, the\n"
-      "largest batch beside the bf16 weights, and prefill time, TPOT and decoding throughput\n"
-      "against context for the hybrid and its all-MLA twin (every layer MLA, same MoE).\n"
-      "Roofline: each sublayer takes max(bytes / bandwidth, FLOPs / ceiling) + a launch cost.\n"
-      "Writes OUT/simulate.csv, layers.csv, ratios.csv, report.txt and simulate.{png,svg}\n"
-      "(each replaced atomically); --explain prints where the paper's \"up to 6x\" at 1M\n"
-      "comes from (also in report.txt).");
+      "Predict Kimi-Linear inference on one GPU (--gpus: several) from the config and measured\n"
+      "ceilings: bytes and FLOPs per token of each layer type (decode and prefill), the cache\n"
+      "per sequence, the largest batch beside the bf16 weights, and prefill time, TPOT and\n"
+      "decoding throughput against context for the hybrid and its all-MLA twin (every layer\n"
+      "MLA, same MoE). Roofline: each sublayer takes max(bytes / bandwidth, FLOPs / ceiling)\n"
+      "+ a launch cost. Writes OUT/simulate.csv, layers.csv, ratios.csv, report.txt and\n"
+      "simulate.{png,svg} (each replaced atomically); --explain prints where the paper's\n"
+      "\"up to 6x\" at 1M comes from (also in report.txt).");
   auto a = std::make_shared<SimulateArgs>();
   cmd->add_option(
       "MODEL", a->dir,
@@ -190,6 +240,17 @@ void register_simulate(CLI::App& app) {
                   "fixed workspace kept from the caches, GiB (default 2)");
   cmd->add_option("--launch-us", a->overrides.launch_us,
                   "fixed cost per sublayer (mixer, FFN, embed + head) in microseconds (default 5)");
+  cmd->add_option("--gpus", a->gpus,
+                  "GPU counts of one host, e.g. 1,2,4,8: adds the predicted decode over several "
+                  "GPUs (tensor + expert parallel) and OUT/parallel.csv; each must divide the "
+                  "KDA heads, MLA heads and routed experts")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option(
+      "--link-gbs", a->link_gbs,
+      "bus bandwidth between the GPUs for --gpus, GB/s (default 360: NVLink 4, assumed)");
+  cmd->add_option("--link-us", a->link_us,
+                  "fixed cost of one collective for --gpus, microseconds (default 10, assumed)");
   cmd->add_option("--contexts", a->contexts,
                   "context lengths (tokens in the cache), e.g. 4096,128K,1M (K = 1024)")
       ->delimiter(',')
