@@ -13,6 +13,7 @@
 #include "inference/layer_costs.h"
 #include "inference/report.h"
 #include "inference/simulator.h"
+#include "tests/user_error_message.h"
 
 namespace kimi::inference {
 namespace {
@@ -20,14 +21,7 @@ namespace {
 using engine::StepPart;
 constexpr int at(StepPart p) { return static_cast<int>(p); }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "(no UserError)";
-}
+using kimi::test_util::message_of;
 
 TEST(EngineModel, PartTakesTheLargerTimePlusLatency) {
   EXPECT_DOUBLE_EQ(part_seconds(1e9, 1e12, 2e12, 1e15, 1e-6), 2e-3 + 1e-6);  // compute-bound

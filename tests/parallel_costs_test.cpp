@@ -11,6 +11,7 @@
 #include <map>
 
 #include "core/tensor/error.h"
+#include "tests/user_error_message.h"
 
 namespace kimi::inference {
 namespace {
@@ -23,14 +24,7 @@ std::map<std::string, Work> by_kind(const std::vector<LayerCost>& v) {
   return m;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "(no UserError)";
-}
+using kimi::test_util::message_of;
 
 TEST(ParallelCosts, OneGpuIsTheSingleGpuModel) {
   const KimiLinearConfig c = models::kimi_linear_48b();

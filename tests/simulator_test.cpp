@@ -18,6 +18,7 @@
 #include "inference/measured_csv.h"
 #include "inference/report.h"
 #include "inference/sim_args.h"
+#include "tests/user_error_message.h"
 
 namespace kimi::inference {
 namespace {
@@ -54,14 +55,7 @@ GpuProfile round_profile() {
   return g;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "(no UserError)";
-}
+using kimi::test_util::message_of;
 
 // A UserError's message is one line and names what it should.
 void one_line(const std::string& msg, const std::string& names) {
