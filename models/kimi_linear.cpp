@@ -43,6 +43,16 @@ MixerOptions mixer_options(const KimiLinearConfig& c, int64_t layer, DType dtype
   return o;
 }
 
+MoeOptions moe_options(const KimiLinearConfig& c, DType dtype) {
+  MoeOptions m;
+  m.d_model = c.hidden_size, m.num_experts = c.num_experts, m.top_k = c.num_experts_per_token;
+  m.expert_hidden = c.moe_intermediate_size, m.num_shared = c.num_shared_experts;
+  m.routed_scaling_factor = c.routed_scaling_factor, m.renormalize = c.moe_renormalize;
+  m.num_groups = c.num_expert_group, m.topk_group = c.topk_group;
+  m.dtype = dtype;
+  return m;
+}
+
 KimiDecoderLayer::KimiDecoderLayer(const KimiLinearConfig& c, int64_t layer, DType dtype, Rng& rng)
     : is_mla(c.is_mla(layer)) {
   const int64_t d = c.hidden_size;
@@ -50,14 +60,8 @@ KimiDecoderLayer::KimiDecoderLayer(const KimiLinearConfig& c, int64_t layer, DTy
   self_attn = register_module(
       "self_attn", std::shared_ptr<Mixer>(make_mixer(mixer_options(c, layer, dtype), rng)));
   if (c.is_moe(layer)) {
-    MoeOptions m;
-    m.d_model = d, m.num_experts = c.num_experts, m.top_k = c.num_experts_per_token;
-    m.expert_hidden = c.moe_intermediate_size, m.num_shared = c.num_shared_experts;
-    m.routed_scaling_factor = c.routed_scaling_factor, m.renormalize = c.moe_renormalize;
-    m.num_groups = c.num_expert_group, m.topk_group = c.topk_group;
-    m.dtype = dtype;
-    block_sparse_moe =
-        register_module("block_sparse_moe", std::make_shared<SparseMoeBlock>(m, rng));
+    block_sparse_moe = register_module(
+        "block_sparse_moe", std::make_shared<SparseMoeBlock>(moe_options(c, dtype), rng));
   } else {
     mlp = register_module("mlp", std::make_shared<nn::SwiGLU>(d, c.intermediate_size, rng, init));
   }

@@ -20,6 +20,8 @@ namespace kimi::models {
 // KDA, or MLA (NoPE) where c.is_mla(layer). The synthetic-task models use the ModelConfig
 // overload (models/model_config.h).
 MixerOptions mixer_options(const KimiLinearConfig& c, int64_t layer, DType dtype);
+// The options of the config's sparse MoE blocks (every MoE layer has the same).
+MoeOptions moe_options(const KimiLinearConfig& c, DType dtype);
 
 class KimiDecoderLayer : public nn::Module {
  public:

@@ -143,33 +143,51 @@ Routing SparseMoeBlock::route(const Tensor& x2d) const {
                       x2d.size(0), opt_);
 }
 
+RoutedSlots route_slots(const Tensor& x2, const MoeGate& gate, const MoeOptions& opt) {
+  const int64_t N = x2.size(0), E = opt.num_experts, K = opt.top_k;
+  RoutedSlots r;
+  // The choice uses the biased scores, the weights the unbiased ones.
+  r.scores = sigmoid(linear(x2.to(gate.weight.dtype()), gate.weight));  // [N, E]
+  r.choice =
+      moe_route_topk(r.scores, gate.e_score_correction_bias, K, opt.num_groups, opt.topk_group);
+  r.weight = gather_rows(r.scores.reshape({N * E, 1}), r.choice.flat).reshape({N, K});
+  if (opt.renormalize && K > 1) r.weight = r.weight / add_scalar(sum(r.weight, {1}, true), 1e-20);
+  r.weight = mul_scalar(r.weight, opt.routed_scaling_factor);
+  r.sorted = moe_sort_by_expert(r.choice.ids, E);
+  return r;
+}
+
+StackedExperts stack_experts(const std::vector<std::shared_ptr<MoeExpert>>& experts) {
+  std::vector<Tensor> w1s, w3s, w2s;
+  for (const auto& ex : experts) {
+    w1s.push_back(ex->w1->weight), w3s.push_back(ex->w3->weight), w2s.push_back(ex->w2->weight);
+  }
+  return {concat({stack(w1s, 0), stack(w3s, 0)}, 1), stack(w2s, 0)};
+}
+
+Tensor grouped_swiglu(const Tensor& xs, const StackedExperts& w, const Tensor& offsets) {
+  const int64_t h = w.w2.size(2);
+  std::vector<Tensor> gu = split(grouped_matmul(xs, nn::cast_like(w.w13, xs), offsets), {h, h}, 1);
+  return grouped_matmul(silu(gu[0]) * gu[1], nn::cast_like(w.w2, xs), offsets);
+}
+
+Tensor combine_slots(const Tensor& ys, const Tensor& position, const Tensor& weight) {
+  const int64_t N = weight.size(0), K = weight.size(1), d = ys.size(1);
+  Tensor yk = gather_rows(ys, position).reshape({N, K, d});  // slot order
+  return sum(yk * weight.to(yk.dtype()).reshape({N, K, 1}), {1});
+}
+
 Tensor SparseMoeBlock::forward(const Tensor& x) {
   const int64_t d = opt_.d_model, E = opt_.num_experts, K = opt_.top_k;
   KIMI_CHECK(x.size(-1) == d, "moe: input {} for d_model {}", shape_str(x.shape()), d);
   const int64_t N = x.numel() / d, S = N * K;
   Tensor x2 = nn::autocast(x.reshape({N, d}));
-  // Router: sigmoid scores in the router's dtype; the choice uses the biased scores, the weights
-  // the unbiased ones (gathered, so their gradient reaches the router).
-  Tensor scores = sigmoid(linear(x2.to(gate->weight.dtype()), gate->weight));  // [N, E]
-  const ExpertChoice choice =
-      moe_route_topk(scores, gate->e_score_correction_bias, K, opt_.num_groups, opt_.topk_group);
-  Tensor w = gather_rows(scores.reshape({N * E, 1}), choice.flat).reshape({N, K});
-  if (opt_.renormalize && K > 1) w = w / add_scalar(sum(w, {1}, true), 1e-20);
-  w = mul_scalar(w, opt_.routed_scaling_factor);
-  const ExpertSort sorted = moe_sort_by_expert(choice.ids, E);
-  // The experts' weights stacked for the grouped GEMMs: gate and up in one [E, 2h, d] product.
-  std::vector<Tensor> w1s, w3s, w2s;
-  for (const auto& ex : experts) {
-    w1s.push_back(ex->w1->weight), w3s.push_back(ex->w3->weight), w2s.push_back(ex->w2->weight);
-  }
-  const int64_t h = opt_.expert_hidden;
-  Tensor w13 = nn::cast_like(concat({stack(w1s, 0), stack(w3s, 0)}, 1), x2);  // [E, 2h, d]
-  Tensor w2 = nn::cast_like(stack(w2s, 0), x2);                               // [E, d, h]
-  Tensor xs = gather_rows(x2, sorted.token);                                  // [S, d]
-  std::vector<Tensor> gu = split(grouped_matmul(xs, w13, sorted.offsets), {h, h}, 1);
-  Tensor ys = grouped_matmul(silu(gu[0]) * gu[1], w2, sorted.offsets);  // [S, d], sorted
-  Tensor yk = gather_rows(ys, sorted.position).reshape({N, K, d});      // slot order
-  Tensor out = sum(yk * w.to(yk.dtype()).reshape({N, K, 1}), {1});
+  const RoutedSlots r = route_slots(x2, *gate, opt_);
+  const Tensor& scores = r.scores;
+  const ExpertSort& sorted = r.sorted;
+  Tensor xs = gather_rows(x2, sorted.token);                               // [S, d]
+  Tensor ys = grouped_swiglu(xs, stack_experts(experts), sorted.offsets);  // [S, d], sorted
+  Tensor out = combine_slots(ys, sorted.position, r.weight);
   if (shared_experts) out = out + shared_experts->forward(x2);
 
   if (grad_enabled()) {

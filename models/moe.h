@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/nn/layers.h"
+#include "core/ops/moe_ops.h"
 
 namespace kimi::models {
 
@@ -71,6 +72,28 @@ class MoeExpert : public nn::Module {
   Tensor forward(const Tensor& x) const;
   std::shared_ptr<nn::Linear> w1, w2, w3;
 };
+
+// The routed half of SparseMoeBlock::forward in pieces, shared with the expert-parallel block of
+// inference/parallel (which runs only its rank's experts on the same routing).
+// The router on x2 [N, d]: sigmoid scores [N, E] in the router's dtype, the chosen slots sorted
+// by expert, and the slots' weights [N, K] (gathered from the scores, so differentiable in them).
+struct RoutedSlots {
+  Tensor scores;
+  ExpertChoice choice;
+  ExpertSort sorted;
+  Tensor weight;
+};
+RoutedSlots route_slots(const Tensor& x2, const MoeGate& gate, const MoeOptions& opt);
+// Experts' weights stacked for the grouped GEMMs: gate and up as one w13 [E, 2h, d], down w2
+// [E, d, h].
+struct StackedExperts {
+  Tensor w13, w2;
+};
+StackedExperts stack_experts(const std::vector<std::shared_ptr<MoeExpert>>& experts);
+// SwiGLU experts on rows xs [S, d] grouped by expert (offsets I64 [E+1]) -> [S, d].
+Tensor grouped_swiglu(const Tensor& xs, const StackedExperts& w, const Tensor& offsets);
+// out[n] = sum_k weight[n, k] * ys[position[n*K + k]]: expert rows (sorted) back to tokens.
+Tensor combine_slots(const Tensor& ys, const Tensor& position, const Tensor& weight);
 
 class SparseMoeBlock : public nn::Module {
  public:
