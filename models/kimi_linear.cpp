@@ -177,19 +177,26 @@ std::unique_ptr<KimiLinearModel> KimiLinearModel::from_pretrained(const std::str
   return model;
 }
 
-Tensor KimiLinearModel::forward(const Tensor& ids, KimiLinearState* state) {
+Tensor kimi_linear_pass(const Tensor& ids, KimiLinearState* state, size_t num_layers,
+                        const nn::Embedding& embed, const LayerStep& layer, const nn::RMSNorm& norm,
+                        const nn::Linear* lm_head) {
   NoGradGuard no_grad;
-  KIMI_CHECK(ids.dim() == 2, "KimiLinearModel: ids must be [B, T], got {}", shape_str(ids.shape()));
+  KIMI_CHECK(ids.dim() == 2, "Kimi-Linear: ids must be [B, T], got {}", shape_str(ids.shape()));
   if (state)
-    KIMI_CHECK(state->layers.size() == layers.size(),
-               "KimiLinearModel: state for {} layers, model has {}", state->layers.size(),
-               layers.size());
-  Tensor h = embed_tokens->forward(ids);
-  for (size_t i = 0; i < layers.size(); ++i)
-    h = layers[i]->forward(h, state ? state->layers[i].get() : nullptr);
+    KIMI_CHECK(state->layers.size() == num_layers, "Kimi-Linear: state for {} layers, model has {}",
+               state->layers.size(), num_layers);
+  Tensor h = embed.forward(ids);
+  for (size_t i = 0; i < num_layers; ++i) h = layer(i, h, state ? state->layers[i].get() : nullptr);
   if (state) state->length += ids.size(1);
-  h = norm->forward(h);
-  return lm_head ? lm_head->forward(h) : linear(h, embed_tokens->weight);
+  h = norm.forward(h);
+  return lm_head ? lm_head->forward(h) : linear(h, embed.weight);
+}
+
+Tensor KimiLinearModel::forward(const Tensor& ids, KimiLinearState* state) {
+  return kimi_linear_pass(
+      ids, state, layers.size(), *embed_tokens,
+      [&](size_t i, const Tensor& h, MixerState* s) { return layers[i]->forward(h, s); }, *norm,
+      lm_head.get());
 }
 
 KimiLinearState KimiLinearModel::new_state(int64_t batch) const {

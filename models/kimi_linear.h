@@ -6,6 +6,7 @@
 // names.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,14 @@ class KimiLinearModel : public nn::Module {
   KimiLinearConfig config_;
   DType dtype_;
 };
+
+// The pass around the decoder layers, shared with the sharded model of inference/parallel (whose
+// layers differ): embed -> layer(i, h, layer i's state or null) for each layer -> norm -> lm_head
+// (the tied embedding when null). Inference only (records no graph); advances state->length.
+using LayerStep = std::function<Tensor(size_t, const Tensor&, MixerState*)>;
+Tensor kimi_linear_pass(const Tensor& ids, KimiLinearState* state, size_t num_layers,
+                        const nn::Embedding& embed, const LayerStep& layer, const nn::RMSNorm& norm,
+                        const nn::Linear* lm_head);
 
 // A Hugging Face checkpoint name -> ours: KDA's f_a_proj / f_b_proj / g_a_proj / g_b_proj become
 // FLA's f_proj.0 / f_proj.1 / g_proj.0 / g_proj.1; everything else is unchanged.

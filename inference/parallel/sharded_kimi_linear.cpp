@@ -1,7 +1,6 @@
 // ShardedKimiLinear: see sharded_kimi_linear.h.
 #include "inference/parallel/sharded_kimi_linear.h"
 
-#include "core/autograd/autograd.h"
 #include "inference/parallel/rank_slices.h"
 #include "inference/parallel/shard_plan.h"
 
@@ -96,18 +95,10 @@ ShardedKimiLinear::ShardedKimiLinear(const models::KimiLinearModel& model, dist:
 }
 
 Tensor ShardedKimiLinear::forward(const Tensor& ids, models::KimiLinearState* state) {
-  NoGradGuard no_grad;
-  KIMI_CHECK(ids.dim() == 2, "ShardedKimiLinear: ids must be [B, T], got {}",
-             shape_str(ids.shape()));
-  KIMI_CHECK(!state || state->layers.size() == layers.size(),
-             "ShardedKimiLinear: state for {} layers, model has {}",
-             state ? state->layers.size() : 0, layers.size());
-  Tensor h = embed_tokens->forward(ids);
-  for (size_t i = 0; i < layers.size(); ++i)
-    h = layers[i]->forward(h, state ? state->layers[i].get() : nullptr);
-  if (state) state->length += ids.size(1);
-  h = norm->forward(h);
-  return lm_head ? lm_head->forward(h) : linear(h, embed_tokens->weight);
+  return models::kimi_linear_pass(
+      ids, state, layers.size(), *embed_tokens,
+      [&](size_t i, const Tensor& h, models::MixerState* s) { return layers[i]->forward(h, s); },
+      *norm, lm_head.get());
 }
 
 models::KimiLinearState ShardedKimiLinear::new_state(int64_t batch) const {
