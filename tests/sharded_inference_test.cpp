@@ -15,6 +15,7 @@
 #include "inference/parallel/sharded_kimi_linear.h"
 #include "tests/dist_ranks.h"
 #include "tests/golden.h"
+#include "tests/user_error_message.h"
 
 namespace kimi::inference {
 namespace {
@@ -150,15 +151,10 @@ TEST(ShardedKimiLinear, SplitThatDoesNotDivideIsOneLineNamingTheKey) {
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
   KimiLinearConfig c = six_head_config();
-  auto refused = [&](int world) -> std::string {
-    try {
-      check_shardable(c, world);
-    } catch (const UserError& e) {
-      return e.what();
-    }
-    return "";
+  auto refused = [&](int world) {
+    return test_util::message_of([&] { check_shardable(c, world); });
   };
-  EXPECT_EQ(refused(6), "");
+  EXPECT_EQ(refused(6), "(no UserError)");
   c.kda_num_heads = 10;
   EXPECT_NE(refused(4).find("linear_attn_config.num_heads = 10 does not split over 4"),
             std::string::npos);
