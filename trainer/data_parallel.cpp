@@ -39,7 +39,7 @@ double data_parallel_forward_backward(models::LanguageModel& model, const tasks:
   const double weight = n_total > 0 ? double(n_mine) / double(n_total) : 0.0;
   float loss = 0;
   if (device != Device::kCPU) {
-    // On a GPU the gradients are summed after the backward, bucket by bucket through host
+    // On a GPU the gradients are summed after the backward, bucket by bucket in device
     // buffers (dist::all_reduce_grads): no overlap yet, the same sums.
     if (n_mine > 0)
       loss = float(forward_backward_accumulated(model, mine, micro_batches, device) *

@@ -42,8 +42,14 @@ void Zero1AdamW::step(double lr) {
   inner_->step(lr);
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i].second;
-    const std::vector<float> mine = shards_[i].second.to_vector<float>();
-    comm_.all_gather(mine.data(), size_t(p.numel()), p.data<float>());
+    const Tensor& shard = shards_[i].second;
+    if (shard.device() != Device::kCPU) {  // NCCL reads the shard where it is (inside p)
+      comm_.all_gather(static_cast<const float*>(shard.raw_data()), size_t(p.numel()),
+                       p.data<float>());
+    } else {  // a host communicator may write p before it has read the shard: a copy
+      const std::vector<float> mine = shard.to_vector<float>();
+      comm_.all_gather(mine.data(), size_t(p.numel()), p.data<float>());
+    }
   }
 }
 

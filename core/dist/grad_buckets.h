@@ -17,9 +17,10 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<Tensor>& params,
 
 // Every parameter's gradient becomes scale * (sum over ranks of local_weight * gradient). An
 // undefined gradient counts as zeros (and is set), so that a parameter no loss reached on one
-// rank keeps the ranks in step. F32 parameters on any device: the buckets are host buffers
-// (a device gradient is copied out and back; the NCCL transport stages them), which is simple
-// and plenty for this project's model sizes, not the overlapped device path of a large run.
+// rank keeps the ranks in step. F32 parameters on one device: each bucket is packed into a
+// flat tensor on that device and summed there (GPU gradients need a communicator that takes
+// device buffers, NCCL's; the TCP one gets host buffers), after the backward, not overlapped
+// with it as OverlappedReducer is on the CPU.
 void all_reduce_grads(const std::vector<Tensor>& params, Communicator& comm, size_t bucket_bytes,
                       float scale, float local_weight = 1.f);
 
