@@ -329,7 +329,8 @@ void bench_bwd_wy_gram(int reps) {
     double b3[2], b4[2], bwd[2];  // [old, new]
     double b4_64;                 // new B4, 64 channels per block (KIMI_CUDA_GRAM_KS=64)
     double b3_rec;                // new B3 recomputing A_kk and T (KIMI_CUDA_BWD_WY_RECOMPUTE=1)
-    double b4_pc;  // new B4 per-channel for GDN's scalar gate (KIMI_CUDA_GRAM_ROW=off)
+    double b4_pc;  // new B4 per channel for GDN's scalar gate (KIMI_CUDA_GRAM_ROW=off)
+    double b2[2];  // B2 [WMMA TF32 (KIMI_CUDA_BWD_DHV_KERNEL=old), bf16 mma], new/new
   };
   std::vector<Row> rows;
   auto pick = [](bool is_new) {
@@ -337,9 +338,11 @@ void bench_bwd_wy_gram(int reps) {
   };
   for (int gi = 0; gi < 2; ++gi)
     for (int64_t seq : {2048, 8192, 32768}) {
-      Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0};
-      for (const char* variant :
-           {"old/old", "new/old", "old/new", "new/new", "new/n64", "rec/new", "new/ pc"}) {
+      Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0, {0, 0}};
+      for (const char* variant : {"old/old", "new/old", "old/new", "new/new", "new/n64", "rec/new",
+                                  "new/ pc", "b2o/new"}) {
+        const bool b2old = std::strncmp(variant, "b2o", 3) == 0;
+        if (b2old) kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kOld);
         const bool pc = std::strcmp(variant + 4, " pc") == 0;
         if (pc && gi == 0) continue;  // KDA's gate is per channel either way
         if (pc) setenv("KIMI_CUDA_GRAM_ROW", "off", 1);
@@ -357,6 +360,10 @@ void bench_bwd_wy_gram(int reps) {
         unsetenv("KIMI_CUDA_GRAM_KS");
         unsetenv("KIMI_CUDA_BWD_WY_RECOMPUTE");
         unsetenv("KIMI_CUDA_GRAM_ROW");
+        kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kEnv);
+        if (b2old) row.b2[0] = t.st[3];
+        if (b2old) continue;
+        if (b3_new && b4_new && !ks64 && !rec && !pc) row.b2[1] = t.st[3];
         if (pc) row.b4_pc = t.st[5];
         if (pc) continue;
         if (ks64) row.b4_64 = t.st[5];

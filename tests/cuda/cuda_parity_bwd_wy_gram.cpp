@@ -13,10 +13,11 @@
 // (KIMI_CUDA_GRAM_KS=32: several column blocks, the last one partly past K). Scalar gates and
 // none run B4's row-gate products (one exp per row pair, plain GEMMs) by default: checked against
 // the per-channel kernel too (KIMI_CUDA_GRAM_ROW=off). `quick` keeps four shapes, two of them
-// row-gated (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). Tolerances: the suite's bf16
-// 2e-2 against the oracle (old kernels 3-6e-3 there); new~old: the products' operands rounded to
-// bf16 (2^-9) instead of TF32 (2^-11), ~2e-3 relative per product term summed in fp32: 1-5e-3
-// expected, checked against 1e-2.
+// row-gated (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). B2 on bf16 mma.sync is
+// checked against its WMMA TF32 kernel (KIMI_CUDA_BWD_DHV_KERNEL=old) on every case. Tolerances:
+// the suite's bf16 2e-2 against the oracle (old kernels 3-6e-3 there); new~old: the products'
+// operands rounded to bf16 (2^-9) instead of TF32 (2^-11), ~2e-3 relative per product term summed
+// in fp32: 1-5e-3 expected, checked against 1e-2.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -113,6 +114,16 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
           std::string("bwd wy/gram new/new ") + (ks ? "ks64 " : "recompute ") + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       compare(rep, tag + " ~old", got, old, kTolNewOld, kTolNewOld);
+    }
+    // B2 on bf16 mma.sync (the default) against its WMMA TF32 kernel: the same bf16 operands,
+    // another order of the fp32 sums.
+    {
+      kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kOld);
+      const Result dhv_old = run(true, true);
+      kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kEnv);
+      compare(rep, std::string("bwd dhv old new/new ") + base, dhv_old, ref, kTolBf16, kTolBf16);
+      compare(rep, std::string("bwd dhv new~old ") + base, run(true, true), dhv_old, kTolNewOld,
+              kTolNewOld);
     }
     // Scalar gates and none: the row-gate B4 (the default) against the per-channel kernel it
     // replaces (KIMI_CUDA_GRAM_ROW=off), both new.

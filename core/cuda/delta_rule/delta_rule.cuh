@@ -137,5 +137,10 @@ void force_chunk_bwd_wy_kernel(ChunkBwdDhKernel k);
 void force_chunk_bwd_gram_kernel(ChunkBwdDhKernel k);
 bool chunk_bwd_wy_old();
 bool chunk_bwd_gram_old();
+// B2 (the products with the chunk states: dGq, dW, dKd, dA_qk): bf16 mma.sync for bf16 inputs
+// (its operands are stored in bf16, so only the order of the fp32 sums changes), WMMA TF32 for
+// fp32 inputs and KIMI_CUDA_BWD_DHV_KERNEL=old. Read once; force_* as for B1.
+void force_chunk_bwd_dhv_kernel(ChunkBwdDhKernel k);
+bool chunk_bwd_dhv_old();
 
 }  // namespace kimi::cuda

@@ -2,6 +2,7 @@
 // states) and B3 (the WY/UT backward); stages and notation in delta_rule_chunk_bwd.cuh, math
 // as in core/cpu/delta_rule_chunk_bwd.cpp.
 #include <algorithm>
+#include <type_traits>
 
 #include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
@@ -12,9 +13,12 @@
 namespace kimi::cuda {
 namespace {
 detail::KernelChoice g_wy_choice("KIMI_CUDA_BWD_WY_KERNEL");
+detail::KernelChoice g_dhv_choice("KIMI_CUDA_BWD_DHV_KERNEL");
 }  // namespace
 void force_chunk_bwd_wy_kernel(ChunkBwdDhKernel k) { g_wy_choice.force(k); }
 bool chunk_bwd_wy_old() { return g_wy_choice.old(); }
+void force_chunk_bwd_dhv_kernel(ChunkBwdDhKernel k) { g_dhv_choice.force(k); }
+bool chunk_bwd_dhv_old() { return g_dhv_choice.old(); }
 }  // namespace kimi::cuda
 
 namespace kimi::cuda::detail::chunk_bwd {
@@ -34,13 +38,41 @@ __device__ __forceinline__ void ut_gemm(float* C, int ldc, const float* A, int l
 // B2, one block per (chunk, batch*head), V streamed in tiles of BV: with h = h_c, dh = dh_c,
 //   dGq = dO h^T, dW = -dV' h^T, dKd = V' dh^T (kC x kD), dA_qk = dO V'^T (lower 16 x 16
 //   tiles), deL = rowsum(dh o h).
-// Each warp keeps its output tiles in WMMA accumulators across the V tiles and stores them
-// straight to the fp32 workspaces. With kPre (bf16 rows of whole vectors) the five tiles of a V
-// tile are all in flight before the first is stored. Shared (floats): sH, sdH (kD x ldb), sdO,
-// sVp, sdV (kC x ldb).
-template <class Ti, int kD, int BV, bool kPre>
+// Each warp keeps its output tiles in accumulators across the V tiles and stores them straight
+// to the fp32 workspaces: bf16 mma.sync with kMma (bwd_mma.cuh; the operands h, dh, dO, V', dV'
+// are stored in Ti, so for bf16 inputs the rounding to bf16 is exact and only the order of the
+// fp32 sums differs from the WMMA TF32 products of KIMI_CUDA_BWD_DHV_KERNEL=old). With kPre (bf16
+// rows of whole vectors) the five tiles of a V tile are all in flight before the first is stored.
+// Shared (floats): sH, sdH (kD x ldb), sdO, sVp, sdV (kC x ldb). One 16 x 16 output tile's
+// accumulator on either path.
+struct MmaAcc {
+  float v[2][4];
+};
+__device__ __forceinline__ void acc_zero(FragC& a) { wmma::fill_fragment(a, 0.f); }
+__device__ __forceinline__ void acc_zero(MmaAcc& a) { bwd_mma::zero_16x16(a.v); }
+__device__ __forceinline__ void acc_mma_abt(FragC& a, const float* x, const float* y, int ld,
+                                            int kdim) {
+  mma_16x16<false, true>(a, x, ld, y, ld, kdim);
+}
+__device__ __forceinline__ void acc_mma_abt(MmaAcc& a, const float* x, const float* y, int ld,
+                                            int kdim) {
+  bwd_mma::mma_16x16_bf16<false, true>(a.v, x, ld, y, ld, kdim);
+}
+__device__ __forceinline__ void acc_store(float* c, int ldc, FragC& a, float alpha) {
+  if (alpha != 1.f) {
+#pragma unroll
+    for (int e = 0; e < a.num_elements; ++e) a.x[e] *= alpha;
+  }
+  wmma::store_matrix_sync(c, a, ldc, wmma::mem_row_major);
+}
+__device__ __forceinline__ void acc_store(float* c, int ldc, MmaAcc& a, float alpha) {
+  bwd_mma::store_16x16(c, ldc, a.v, alpha);
+}
+
+template <class Ti, int kD, int BV, bool kPre, bool kMma>
 __global__ void __launch_bounds__(kNT, 1)
     dhv_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
+  using Acc = std::conditional_t<kMma, MmaAcc, FragC>;
   extern __shared__ __align__(128) float smem[];
   constexpr int ldb = BV + 4, nt = kD / kBS;
   constexpr int kTiles = 12 * nt + 10, kSlots = (kTiles + kNW - 1) / kNW;
@@ -68,9 +100,9 @@ __global__ void __launch_bounds__(kNT, 1)
       N = u - I * (I + 1) / 2;
     }
   };
-  FragC acc[kSlots];
+  Acc acc[kSlots];
 #pragma unroll
-  for (int s = 0; s < kSlots; ++s) wmma::fill_fragment(acc[s], 0.f);
+  for (int s = 0; s < kSlots; ++s) acc_zero(acc[s]);
   float el = 0.f;
   for (int v0 = 0; v0 < p.V; v0 += BV) {
     __syncthreads();
@@ -112,7 +144,7 @@ __global__ void __launch_bounds__(kNT, 1)
         decode(t, which, I, N);
         const float* a = (which == 0 || which == 3 ? sdO : which == 1 ? sdV : sVp) + I * kBS * ldb;
         const float* bt = (which == 2 ? sdH : which == 3 ? sVp : sH) + N * kBS * ldb;
-        mma_16x16<false, true>(acc[s], a, ldb, bt, ldb, BV);
+        acc_mma_abt(acc[s], a, bt, ldb, BV);
       }
     }
   }
@@ -123,16 +155,10 @@ __global__ void __launch_bounds__(kNT, 1)
       int which, I, N;
       decode(t, which, I, N);
       if (which == 3) {
-        wmma::store_matrix_sync(bw.dAqk + (item * kC + I * kBS) * kC + N * kBS, acc[s], kC,
-                                wmma::mem_row_major);
+        acc_store(bw.dAqk + (item * kC + I * kBS) * kC + N * kBS, kC, acc[s], 1.f);
       } else {
-        if (which == 1) {
-#pragma unroll
-          for (int e = 0; e < acc[s].num_elements; ++e) acc[s].x[e] = -acc[s].x[e];
-        }
         float* ws = which == 0 ? bw.ws0 : which == 1 ? bw.ws1 : bw.ws2;
-        wmma::store_matrix_sync(ws + (item * kC + I * kBS) * kD + N * kBS, acc[s], kD,
-                                wmma::mem_row_major);
+        acc_store(ws + (item * kC + I * kBS) * kD + N * kBS, kD, acc[s], which == 1 ? -1.f : 1.f);
       }
     }
   }
@@ -335,14 +361,14 @@ __global__ void __launch_bounds__(kNT, 1)
                 [&](int i, int d) { return sBeta[i] * sX2[i * ldk + d]; });
 }
 
-template <class Ti, int kD, bool kPre>
+template <class Ti, int kD, bool kPre, bool kMma = false>
 void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                    cudaStream_t stream) {
   constexpr int BV = 64;
   const size_t smem = size_t(2 * kD + 3 * kC) * (BV + 4) * sizeof(float);
-  set_smem(dhv_kernel<Ti, kD, BV, kPre>, smem);
+  set_smem(dhv_kernel<Ti, kD, BV, kPre, kMma>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
-  dhv_kernel<Ti, kD, BV, kPre><<<grid, kNT, smem, stream>>>(p, cd, bw);
+  dhv_kernel<Ti, kD, BV, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -363,8 +389,13 @@ void launch_ut_as(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<T
 template <class Ti>
 void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                 cudaStream_t stream) {
-  if constexpr (sizeof(Ti) == 2) {
-    if (use_prefetch(p)) {
+  if constexpr (sizeof(Ti) == 2) {  // bf16 products unless KIMI_CUDA_BWD_DHV_KERNEL=old
+    const bool pre = use_prefetch(p), mma = !chunk_bwd_dhv_old();
+    if (pre && mma && cd.D == 64) return launch_dhv_as<Ti, 64, true, true>(p, cd, bw, stream);
+    if (pre && mma) return launch_dhv_as<Ti, 128, true, true>(p, cd, bw, stream);
+    if (mma && cd.D == 64) return launch_dhv_as<Ti, 64, false, true>(p, cd, bw, stream);
+    if (mma) return launch_dhv_as<Ti, 128, false, true>(p, cd, bw, stream);
+    if (pre) {
       if (cd.D == 64) return launch_dhv_as<Ti, 64, true>(p, cd, bw, stream);
       return launch_dhv_as<Ti, 128, true>(p, cd, bw, stream);
     }

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
 #include "core/cuda/delta_rule/delta_rule.cuh"
@@ -21,7 +23,11 @@ class KernelChoice {
     int v = env_.load();
     if (v < 0) {
       const char* e = std::getenv(var_);
-      v = (e && std::string_view(e) == "old") ? 1 : 0;
+      const std::string_view sv = e ? e : "";
+      if (!sv.empty() && sv != "old" && sv != "new")  // a typo is refused, never taken as new
+        throw std::invalid_argument(std::string(var_) + "=" + std::string(sv) +
+                                    ": give old or new");
+      v = sv == "old" ? 1 : 0;
       env_.store(v);
     }
     return v == 1;
