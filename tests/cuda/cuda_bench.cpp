@@ -315,8 +315,10 @@ void bench_bwd_state(int reps) {
 // (B3/B4; F2 and B1 as the environment picks), new/n64 (B4 with 64 channels per block, one
 // block per SM: KIMI_CUDA_GRAM_KS=64; new/new runs 32) and rec/new (B3 recomputing A_kk and T
 // instead of taking F1's: KIMI_CUDA_BWD_WY_RECOMPUTE=1), new/ pc (GDN: new B4 per channel
-// instead of its row-gate products: KIMI_CUDA_GRAM_ROW=off), then B3 and B4 old and new side by
-// side. KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
+// instead of its row-gate products: KIMI_CUDA_GRAM_ROW=off), new/spl (GDN, DeltaNet: the
+// previous row kernel, a block per 32 channels and scalar_dg_kernel: KIMI_CUDA_GRAM_ROW=split;
+// new/new runs one block per chunk-head), then B3 and B4 old and new side by side. KDA, GDN and
+// DeltaNet, bf16, H=16 K=V=128, B*T=65,536, training shape (no h0 / dht / dh0).
 void bench_bwd_wy_gram(int reps) {
   ChunkInputs in;
   BwdStageTimer timer(in);
@@ -329,23 +331,25 @@ void bench_bwd_wy_gram(int reps) {
     double b3[2], b4[2], bwd[2];  // [old, new]
     double b4_64;                 // new B4, 64 channels per block (KIMI_CUDA_GRAM_KS=64)
     double b3_rec;                // new B3 recomputing A_kk and T (KIMI_CUDA_BWD_WY_RECOMPUTE=1)
-    double b4_pc;  // new B4 per channel for GDN's scalar gate (KIMI_CUDA_GRAM_ROW=off)
-    double b2[2];  // B2 [WMMA TF32 (KIMI_CUDA_BWD_DHV_KERNEL=old), bf16 mma], new/new
+    double b4_pc;                 // new B4 per channel for GDN / DeltaNet (KIMI_CUDA_GRAM_ROW=off)
+    double b4_spl;  // the previous row B4, a block per 32 channels (KIMI_CUDA_GRAM_ROW=split)
+    double b2[2];   // B2 [WMMA TF32 (KIMI_CUDA_BWD_DHV_KERNEL=old), bf16 mma], new/new
   };
   std::vector<Row> rows;
   auto pick = [](bool is_new) {
     return is_new ? kc::ChunkBwdDhKernel::kNew : kc::ChunkBwdDhKernel::kOld;
   };
-  for (int gi = 0; gi < 2; ++gi)
+  for (int gi = 0; gi < 3; ++gi)
     for (int64_t seq : {2048, 8192, 32768}) {
-      Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0, {0, 0}};
+      Row row{gi, seq, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0, 0, {0, 0}};
       for (const char* variant : {"old/old", "new/old", "old/new", "new/new", "new/n64", "rec/new",
-                                  "new/ pc", "b2o/new"}) {
+                                  "new/ pc", "new/spl", "b2o/new"}) {
+        const bool pc = std::strcmp(variant + 4, " pc") == 0;
+        const bool spl = std::strcmp(variant + 4, "spl") == 0;
+        if ((pc || spl) && gi == 0) continue;  // KDA's gate is per channel either way
         const bool b2old = std::strncmp(variant, "b2o", 3) == 0;
         if (b2old) kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kOld);
-        const bool pc = std::strcmp(variant + 4, " pc") == 0;
-        if (pc && gi == 0) continue;  // KDA's gate is per channel either way
-        if (pc) setenv("KIMI_CUDA_GRAM_ROW", "off", 1);
+        if (pc || spl) setenv("KIMI_CUDA_GRAM_ROW", pc ? "off" : "split", 1);
         const bool b3_new = std::strncmp(variant, "old", 3) != 0;
         const bool rec = std::strncmp(variant, "rec", 3) == 0;
         if (rec) setenv("KIMI_CUDA_BWD_WY_RECOMPUTE", "1", 1);
@@ -363,9 +367,10 @@ void bench_bwd_wy_gram(int reps) {
         kc::force_chunk_bwd_dhv_kernel(kc::ChunkBwdDhKernel::kEnv);
         if (b2old) row.b2[0] = t.st[3];
         if (b2old) continue;
-        if (b3_new && b4_new && !ks64 && !rec && !pc) row.b2[1] = t.st[3];
+        if (b3_new && b4_new && !ks64 && !rec && !pc && !spl) row.b2[1] = t.st[3];
         if (pc) row.b4_pc = t.st[5];
-        if (pc) continue;
+        if (spl) row.b4_spl = t.st[5];
+        if (pc || spl) continue;
         if (ks64) row.b4_64 = t.st[5];
         if (rec) row.b3_rec = t.st[4];
         if (b3_new == b4_new && !ks64 && !rec) {
@@ -377,15 +382,16 @@ void bench_bwd_wy_gram(int reps) {
       rows.push_back(row);
     }
   std::printf("\nB3 and B4 old vs new, same shape (ms)\n");
-  std::printf("%8s %6s | %7s %7s %6s %7s | %7s %7s %6s %7s %7s | %8s %8s\n", "T", "gate", "B3 old",
-              "B3 new", "ratio", "B3 rec", "B4 old", "B4 new", "ratio", "B4 n64", "B4 pc",
-              "bwd old", "bwd new");
+  std::printf("%8s %6s | %7s %7s %6s %7s | %7s %7s %6s %7s %7s %7s | %8s %8s\n", "T", "gate",
+              "B3 old", "B3 new", "ratio", "B3 rec", "B4 old", "B4 new", "ratio", "B4 n64", "B4 pc",
+              "B4 spl", "bwd old", "bwd new");
   for (const Row& r : rows)
     std::printf(
-        "%8ld %6s | %7.3f %7.3f %5.2fx %7.3f | %7.3f %7.3f %5.2fx %7.3f %7.3f | %8.3f %8.3f\n",
+        "%8ld %6s | %7.3f %7.3f %5.2fx %7.3f | %7.3f %7.3f %5.2fx %7.3f %7.3f %7.3f | %8.3f "
+        "%8.3f\n",
         long(r.seq), gate_names[r.gi], r.b3[0], r.b3[1], r.b3[1] > 0 ? r.b3[0] / r.b3[1] : 0.0,
         r.b3_rec, r.b4[0], r.b4[1], r.b4[1] > 0 ? r.b4[0] / r.b4[1] : 0.0, r.b4_64, r.b4_pc,
-        r.bwd[0], r.bwd[1]);
+        r.b4_spl, r.bwd[0], r.bwd[1]);
 }
 
 void bench_chunk(int reps, bool profile) {

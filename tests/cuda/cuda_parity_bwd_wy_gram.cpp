@@ -11,8 +11,10 @@
 // register prefetch: the load_rows path), every gate kind, strong (10 per token) and weak (0.05)
 // decays, 1-3 heads and batches, with and without h0 / dht; B4 with 32 channels per block as well
 // (KIMI_CUDA_GRAM_KS=32: several column blocks, the last one partly past K). Scalar gates and
-// none run B4's row-gate products (one exp per row pair, plain GEMMs) by default: checked against
-// the per-channel kernel too (KIMI_CUDA_GRAM_ROW=off). `quick` keeps four shapes, two of them
+// none run B4's row-gate products (one exp per row pair, plain GEMMs): by default one block per
+// chunk-head (KIMI_CUDA_GRAM_ROW=block, dg finished in the block), checked against the previous
+// row kernel (split: a block per 32 channels, dg by scalar_dg_kernel) and the per-channel kernel
+// (off), each of those against the reference too. `quick` keeps five shapes, three of them
 // row-gated (compute-sanitizer: kimi_cuda_tests --bwd-wy --quick). B2 on bf16 mma.sync is
 // checked against its WMMA TF32 kernel (KIMI_CUDA_BWD_DHV_KERNEL=old) on every case. Tolerances:
 // the suite's bf16 2e-2 against the oracle (old kernels 3-6e-3 there); new~old: the products'
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include "tests/cuda/recurrence_parity.h"
@@ -67,7 +70,9 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
       // The row-gate B4 (scalar gates and none: whole-row decays, plain tensor-core GEMMs).
       {1, 200, 2, 128, 128, GateKind::kScalar, 10.0, true, true, true},  // strong, K = 128
       {2, 150, 2, 128, 96, GateKind::kNone, 1.0, true, true, true},      // K > V, 22-token chunk
-      {1, 65, 3, 80, 128, GateKind::kScalar, 1.0, false, true},  // padded 128, 1-token chunk
+      {1, 65, 3, 80, 128, GateKind::kScalar, 1.0, false, true},        // padded 128, 1-token chunk
+      {2, 130, 2, 64, 64, GateKind::kScalar, 10.0, true, true, true},  // K = 64, 2-token chunk
+      {1, 100, 2, 64, 40, GateKind::kNone, 1.0, false, true},          // K = 64 > V
   };
   uint64_t seed = 1500;
   for (const Case& c : cases) {
@@ -125,17 +130,36 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
       compare(rep, std::string("bwd dhv new~old ") + base, run(true, true), dhv_old, kTolNewOld,
               kTolNewOld);
     }
-    // Scalar gates and none: the row-gate B4 (the default) against the per-channel kernel it
-    // replaces (KIMI_CUDA_GRAM_ROW=off), both new.
+    // Scalar gates and none: the block row kernel (the default) against the previous row kernel
+    // (KIMI_CUDA_GRAM_ROW=split) and the per-channel kernel (off), all new.
     if (c.gate != GateKind::kPerChannel) {
-      setenv("KIMI_CUDA_GRAM_ROW", "off", 1);
-      const Result per_channel = run(true, true);
-      unsetenv("KIMI_CUDA_GRAM_ROW");
-      const std::string tag = std::string("bwd wy/gram new/new gram-row-off ") + base;
-      compare(rep, tag, per_channel, ref, kTolBf16, kTolBf16);
-      compare(rep, std::string("bwd wy/gram new/new row~per-channel ") + base, run(true, true),
-              per_channel, kTolNewOld, kTolNewOld);
+      const Result block = run(true, true);
+      for (const char* mode : {"split", "off"}) {
+        setenv("KIMI_CUDA_GRAM_ROW", mode, 1);
+        const Result other = run(true, true);
+        unsetenv("KIMI_CUDA_GRAM_ROW");
+        const std::string name = std::string(mode) == "off" ? "per-channel" : mode;
+        compare(rep, std::string("bwd wy/gram new/new gram-row-") + mode + " " + base, other, ref,
+                kTolBf16, kTolBf16);
+        compare(rep, "bwd wy/gram new/new row-block~" + name + " " + base, block, other, kTolNewOld,
+                kTolNewOld);
+      }
     }
+  }
+  // A KIMI_CUDA_GRAM_ROW other than block, split or off is refused, never taken as one of them.
+  {
+    const RecurrenceDims d{1, 64, 1, 64, 64, GateKind::kScalar, 0.125, 64};
+    const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 1599, 1.0));
+    setenv("KIMI_CUDA_GRAM_ROW", "on", 1);
+    bool refused = false;
+    try {
+      cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    unsetenv("KIMI_CUDA_GRAM_ROW");
+    KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));  // the launches before the refusal
+    rep.check_true("bwd gram KIMI_CUDA_GRAM_ROW=on refused", refused);
   }
 }
 

@@ -244,7 +244,8 @@ void launch_seq(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>
   launch_seq_as<BV, Ti, false, 128>(p, cd, fw, bw, dht, dh0, backward, stream);
 }
 
-// dg of scalar gates: the sum over the channels of B4's per-channel dg (ws2).
+// dg of scalar gates: the sum over the channels of B4's per-channel dg (ws2), where B4 ran per
+// channel blocks (KIMI_CUDA_GRAM_ROW=split or off, or rows that are not whole bf16 vectors).
 template <class Ti>
 __global__ void scalar_dg_kernel(Params<Ti> p, ChunkDims cd, const float* ws, Ti* dg) {
   const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -361,8 +362,8 @@ void delta_rule_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti* k, con
   mark(4);
   launch_ut_bwd(p, cd, fw, bw, stream);
   mark(5);
-  launch_gram_bwd(p, cd, bw, stream);
-  if (d.gate == GateKind::kScalar) {
+  const bool dg_done = launch_gram_bwd(p, cd, bw, stream);
+  if (d.gate == GateKind::kScalar && !dg_done) {
     const int64_t threads = items * kC * 32;
     scalar_dg_kernel<Ti>
         <<<unsigned(detail::ceil_div(threads, 256)), 256, 0, stream>>>(p, cd, ws2.as<float>(), dg);

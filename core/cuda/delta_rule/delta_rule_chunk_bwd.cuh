@@ -11,9 +11,10 @@
 //              deL = rowsum(dh o h) (V streamed in tiles, sums in WMMA accumulators).
 //   B3 ut_bwd  (per chunk): recomputes A_kk and T = (I + A)^-1; the UT backward (dv, dbeta,
 //              dA_kk, dGk).
-//   B4 gram    (per chunk x 64 channels): the elementwise parts of dq, dk, dg (through Gq, Gk,
-//              Kd, exp(G_last)), the backward of the two Gram matrices with pairwise decays
-//              (A_qk and A_kk) and the reverse cumulative sum of dG (dg).
+//   B4 gram    (per chunk x 32 or 64 channels; scalar gates and none: per chunk): the
+//              elementwise parts of dq, dk, dg (through Gq, Gk, Kd, exp(G_last)), the backward of
+//              the two Gram matrices with pairwise decays (A_qk and A_kk) and the reverse
+//              cumulative sum of dG (dg).
 #pragma once
 
 #include "core/cuda/delta_rule/delta_rule_chunk.cuh"
@@ -94,9 +95,14 @@ void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& 
 template <class Ti>
 void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                    const BwdBuffers<Ti>& bw, cudaStream_t stream);
+// True when it wrote a scalar gate's dg itself (else the caller sums B4's per-channel dG in ws2).
 template <class Ti>
-void launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
+bool launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                      cudaStream_t stream);
+// B4 for scalar gates and none, one block per chunk-head (delta_rule_chunk_bwd_gram_row.cu; bf16
+// rows of whole vectors): dq, dk and a scalar gate's dg.
+void launch_gram_row_block(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                           const BwdBuffers<__nv_bfloat16>& bw, cudaStream_t stream);
 
 // Opt-in shared memory for a kernel (checked against the device limit).
 template <class F>

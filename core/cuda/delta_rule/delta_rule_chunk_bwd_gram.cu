@@ -6,17 +6,20 @@
 //   dq = dQ0 + Y1,  dk = dK0 + Y2 + Z,  dG = dG0 + q o Y1 + k o (Y2 - Z),
 // then dg = the reverse cumulative sum of dG inside the chunk (summed over the channels for
 // scalar gates, by scalar_dg_kernel). The products are channel-separable: one block per
-// (chunk, batch*head, KS channels). Off-diagonal 16 x 16 blocks factor the decays at the row
-// block's first row r (exp(G_i - G_r) exp(G_r - G_j), both <= 1) and run on the tensor cores;
-// the diagonal blocks take each exp(G_i - G_j) directly. With kMma (bf16 inputs, unless
-// KIMI_CUDA_BWD_GRAM_KERNEL=old) the off-diagonal products run on bf16 mma.sync (bwd_mma.cuh:
-// X1, X2 and the decayed q / k rows rounded to bf16, as the forward's intra kernel rounds its
-// operands; fp32 sums), else on WMMA TF32.
+// (chunk, batch*head, KS channels). Scalar gates and none on bf16 rows of whole vectors run
+// one block per chunk-head by default instead (delta_rule_chunk_bwd_gram_row.cu; it writes dg
+// itself); the kernels here stay for the rest and as its oracles (gram_row_mode). Off-diagonal 16 x
+// 16 blocks factor the decays at the row block's first row r (exp(G_i - G_r) exp(G_r - G_j), both
+// <= 1) and run on the tensor cores; the diagonal blocks take each exp(G_i - G_j) directly. With
+// kMma (bf16 inputs, unless KIMI_CUDA_BWD_GRAM_KERNEL=old) the off-diagonal products run on bf16
+// mma.sync (bwd_mma.cuh: X1, X2 and the decayed q / k rows rounded to bf16, as the forward's intra
+// kernel rounds its operands; fp32 sums), else on WMMA TF32.
 #include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "core/cuda/delta_rule/bwd_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk_bwd.cuh"
@@ -322,20 +325,36 @@ __global__ void __launch_bounds__(kNT, KS == 32 ? 2 : 1)
   }
 }
 
-// KIMI_CUDA_GRAM_ROW=off (read at every launch; for the tests and experiments) sends scalar gates
-// and none through the per-channel kernel, the row-gate kernel's oracle.
-bool gram_row_off() {
+// Which kernel runs the scalar gates and none (KIMI_CUDA_GRAM_ROW, read at every launch; for the
+// tests and experiments): block (the default): one block per chunk-head,
+// delta_rule_chunk_bwd_gram_row.cu (bf16 rows of whole vectors; other rows take split); split:
+// the row-gate products per 32 or 64 channels (row_gate_products); off: the per-channel kernel,
+// the oracle of both. Any other value is refused rather than ignored.
+enum class GramRow { kBlock, kSplit, kOff };
+
+GramRow gram_row_mode() {
   const char* e = std::getenv("KIMI_CUDA_GRAM_ROW");
-  if (e == nullptr || *e == '\0' || std::string_view(e) == "on") return false;
-  if (std::string_view(e) == "off") return true;
-  throw std::invalid_argument(std::string("KIMI_CUDA_GRAM_ROW=") + e + ": give on or off");
+  const std::string_view v = e ? e : "";
+  if (v.empty() || v == "block") return GramRow::kBlock;
+  if (v == "split") return GramRow::kSplit;
+  if (v == "off") return GramRow::kOff;
+  throw std::invalid_argument(std::string("KIMI_CUDA_GRAM_ROW=") + e +
+                              ": give block, split or off");
 }
 
+// True when the kernel wrote a scalar gate's dg itself (the block row kernel).
 template <class Ti, int kD, bool kPre, bool kMma, int KS = 64, bool kRow = false>
-void launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
+bool launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                     cudaStream_t stream) {
   if constexpr (kMma && !kRow) {  // scalar gates and none take the row-gate products
-    if (p.gate != GateKind::kPerChannel && !gram_row_off())
+    const GramRow mode = p.gate == GateKind::kPerChannel ? GramRow::kOff : gram_row_mode();
+    if constexpr (kPre && std::is_same_v<Ti, __nv_bfloat16>) {
+      if (mode == GramRow::kBlock) {
+        launch_gram_row_block(p, cd, bw, stream);
+        return true;
+      }
+    }
+    if (mode != GramRow::kOff)
       return launch_gram_as<Ti, kD, kPre, kMma, KS, true>(p, cd, bw, stream);
   }
   const auto kernel = gram_bwd_kernel<Ti, kD, KS, kPre, kMma, kRow>;
@@ -348,6 +367,7 @@ void launch_gram_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<T
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H), unsigned(detail::ceil_div(p.K, KS)));
   kernel<<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
+  return false;
 }
 
 // The new B4 runs 32 channels per block, two blocks per SM (bf16 rows of whole vectors only);
@@ -363,7 +383,7 @@ bool gram_ks32() {
 }  // namespace
 
 template <class Ti>
-void launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
+bool launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                      cudaStream_t stream) {
   if constexpr (sizeof(Ti) == 2) {
     const bool pre = use_prefetch(p);
@@ -383,12 +403,12 @@ void launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<
     }
   }
   if (cd.D == 64) return launch_gram_as<Ti, 64, false, false>(p, cd, bw, stream);
-  launch_gram_as<Ti, 128, false, false>(p, cd, bw, stream);
+  return launch_gram_as<Ti, 128, false, false>(p, cd, bw, stream);
 }
 
-template void launch_gram_bwd<float>(const Params<float>&, const ChunkDims&,
+template bool launch_gram_bwd<float>(const Params<float>&, const ChunkDims&,
                                      const BwdBuffers<float>&, cudaStream_t);
-template void launch_gram_bwd<__nv_bfloat16>(const Params<__nv_bfloat16>&, const ChunkDims&,
+template bool launch_gram_bwd<__nv_bfloat16>(const Params<__nv_bfloat16>&, const ChunkDims&,
                                              const BwdBuffers<__nv_bfloat16>&, cudaStream_t);
 
 }  // namespace kimi::cuda::detail::chunk_bwd
