@@ -43,18 +43,20 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// tools/plot_simulator.py over the CSV; false (with a warning) when Python fails. The script
-// sits in the source tree (KIMI_SOURCE_DIR) or under ./tools, as tools/plot.py does.
-bool plot(const std::string& csv, const std::string& prefix, const std::string& title) {
+// tools/<script> (plot_simulator.py, plot_parallel.py) over the CSV; false (with a warning) when
+// Python fails. The script sits in the source tree (KIMI_SOURCE_DIR) or under ./tools, as
+// tools/plot.py does.
+bool plot(const std::string& script_name, const std::string& csv, const std::string& prefix,
+          const std::string& title) {
   fs::path script;
-  for (const fs::path& p : {fs::path(KIMI_SOURCE_DIR) / "tools" / "plot_simulator.py",
-                            fs::path("tools") / "plot_simulator.py"})
+  for (const fs::path& p :
+       {fs::path(KIMI_SOURCE_DIR) / "tools" / script_name, fs::path("tools") / script_name})
     if (fs::exists(p)) {
       script = p;
       break;
     }
   if (script.empty()) {
-    spdlog::warn("tools/plot_simulator.py not found; no plot");
+    spdlog::warn("tools/{} not found; no plot", script_name);
     return false;
   }
   const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -195,10 +197,15 @@ void run_simulate(const SimulateArgs& a) {
              out, o.engine ? fmt::format(", {}/engine_parts.csv", out) : std::string(),
              a.explain ? "" : " (--explain prints where the paper's \"up to 6x\" comes from)");
   if (!a.no_plot &&
-      plot(out + "/simulate.csv", out + "/simulate",
+      plot("plot_simulator.py", out + "/simulate.csv", out + "/simulate",
            fmt::format("Kimi-Linear decoding on one {} ({}; simulated, {} model{})", g.name, source,
                        time_model_name(tm), measured.empty() ? "" : ", with measurements")))
     fmt::print("wrote {0}/simulate.png and {0}/simulate.svg\n", out);
+  const bool several = !(a.gpus.size() == 1 && a.gpus[0] == 1);
+  if (several && !a.no_plot &&
+      plot("plot_parallel.py", out + "/parallel.csv", out + "/parallel",
+           fmt::format("Kimi-Linear decoding over several {}s ({})", g.name, source)))
+    fmt::print("wrote {0}/parallel.png and {0}/parallel.svg\n", out);
 }
 
 }  // namespace
@@ -242,7 +249,8 @@ void register_simulate(CLI::App& app) {
                   "fixed cost per sublayer (mixer, FFN, embed + head) in microseconds (default 5)");
   cmd->add_option("--gpus", a->gpus,
                   "GPU counts of one host, e.g. 1,2,4,8: adds the predicted decode over several "
-                  "GPUs (tensor + expert parallel) and OUT/parallel.csv; each must divide the "
+                  "GPUs (tensor + expert parallel), OUT/parallel.csv and parallel.{png,svg}; each "
+                  "must divide the "
                   "KDA heads, MLA heads and routed experts")
       ->delimiter(',')
       ->capture_default_str();
