@@ -43,6 +43,9 @@ std::vector<LayerCost> assemble(const Counts& n, const Work& kda, const Work& ml
   return out;
 }
 
+// One GPU's share of `all` parameters over n GPUs: the split part plus the replicated `shared`.
+double split(double n, double all, double shared) { return (all - shared) / n + shared; }
+
 }  // namespace
 
 Work& Work::operator+=(const Work& o) {
@@ -104,12 +107,10 @@ std::vector<LayerCost> decode_step(const KimiLinearConfig& c, int64_t batch, int
   const double w = static_cast<double>(dt.weight), N = static_cast<double>(gpus);
   const double H = static_cast<double>(c.kda_num_heads), K = static_cast<double>(c.kda_head_dim);
   const double hk = H * K;
-  // A product's parameters on one GPU: its split part over the GPUs plus its replicated part.
-  auto split = [N](double all, double shared) { return (all - shared) / N + shared; };
 
   Work kda;
-  const double kda_matmul = split(p.kda_matmul, p.kda_shared);
-  kda.weight_bytes = w * (kda_matmul + split(p.kda_other, p.input_norm));
+  const double kda_matmul = split(N, p.kda_matmul, p.kda_shared);
+  kda.weight_bytes = w * (kda_matmul + split(N, p.kda_other, p.input_norm));
   kda.cache_bytes = B * 2.0 * (s.kda_state_per_layer + s.kda_conv_per_layer) / N;
   kda.gemm_flops = B * 2.0 * kda_matmul;
   kda.recur_flops = B * (H * 7.0 * K * K + 2.0 * c.short_conv_kernel_size * 3.0 * hk) / N;
@@ -118,7 +119,7 @@ std::vector<LayerCost> decode_step(const KimiLinearConfig& c, int64_t batch, int
   Work mla;
   const double per_token = static_cast<double>(s.mla_per_token_per_layer);
   const double r = static_cast<double>(c.kv_lora_rank);
-  const double mla_matmul = split(p.mla_matmul, p.mla_shared);
+  const double mla_matmul = split(N, p.mla_matmul, p.mla_shared);
   mla.weight_bytes = w * (mla_matmul + p.mla_other);
   mla.cache_bytes = B * ((n + 1.0) * per_token + per_token);
   mla.gemm_flops = B * 2.0 * mla_matmul;
@@ -146,9 +147,8 @@ double resident_weight_bytes(const KimiLinearConfig& c, const Dtypes& dt, int gp
   const LayerParams p = layer_params(c);
   const Counts n = layer_counts(c);
   const double N = static_cast<double>(gpus);
-  auto split = [N](double all, double shared) { return (all - shared) / N + shared; };
-  const double kda = split(p.kda_matmul, p.kda_shared) + split(p.kda_other, p.input_norm);
-  const double mla = split(p.mla_matmul, p.mla_shared) + p.mla_other;
+  const double kda = split(N, p.kda_matmul, p.kda_shared) + split(N, p.kda_other, p.input_norm);
+  const double mla = split(N, p.mla_matmul, p.mla_shared) + p.mla_other;
   const double moe =
       p.router + p.router_bias + p.ffn_norm + (c.num_shared_experts + c.num_experts) / N * p.expert;
   const double dense = p.dense_ffn / N + p.ffn_norm;

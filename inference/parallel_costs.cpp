@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/tensor/error.h"
+#include "inference/sim_args.h"
 
 namespace kimi::inference {
 
@@ -121,12 +122,6 @@ const ParallelPrediction* one_gpu(const std::vector<ParallelPrediction>& rows,
     if (o.gpus == 1 && o.model == r.model && o.context == r.context && o.batch == r.batch)
       return &o;
   return nullptr;
-}
-
-std::string context_label(int64_t n) {
-  if (n % (1 << 20) == 0) return fmt::format("{}M", n >> 20);
-  if (n % (1 << 10) == 0) return fmt::format("{}K", n >> 10);
-  return fmt::format("{}", n);
 }
 
 }  // namespace

@@ -29,6 +29,12 @@ std::optional<int64_t> token_count(const std::string& s) {
 
 }  // namespace
 
+std::string context_label(int64_t n) {
+  if (n >= (1 << 20) && n % (1 << 20) == 0) return fmt::format("{}M", n >> 20);
+  if (n >= (1 << 10) && n % (1 << 10) == 0) return fmt::format("{}K", n >> 10);
+  return std::to_string(n);
+}
+
 std::vector<int64_t> parse_contexts(const std::vector<std::string>& items) {
   if (items.empty()) throw UserError("--contexts: give at least one context length");
   std::vector<int64_t> out;

@@ -12,6 +12,8 @@
 namespace kimi::inference {
 
 std::vector<int64_t> parse_contexts(const std::vector<std::string>& items);
+// The inverse for tables: 1M, 128K, or the plain count when it is no whole K or M.
+std::string context_label(int64_t tokens);
 std::vector<BatchSpec> parse_batches(const std::vector<std::string>& items);
 
 // The hybrid to simulate: `--preset kimi-linear-48b`, or MODEL (a folder holding config.json, or

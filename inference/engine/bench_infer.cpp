@@ -16,12 +16,6 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-std::string tokens_label(int64_t n) {
-  if (n >= (1 << 20) && n % (1 << 20) == 0) return fmt::format("{}M", n >> 20);
-  if (n >= (1 << 10) && n % (1 << 10) == 0) return fmt::format("{}K", n >> 10);
-  return std::to_string(n);
-}
-
 }  // namespace
 
 std::vector<ModelKind> parse_bench_models(const std::vector<std::string>& items) {
@@ -79,7 +73,7 @@ int64_t parse_prefill_chunk(const std::string& item) {
   }
   if (v < 1 || v > kMaxPrefillChunk)
     throw UserError(fmt::format("--prefill-chunk: '{}' (want a length in [1, {}], e.g. 16K)", item,
-                                tokens_label(kMaxPrefillChunk)));
+                                context_label(kMaxPrefillChunk)));
   return v;
 }
 
@@ -112,7 +106,7 @@ double time_prefill(DecodeEngine& e, int64_t ctx, int64_t extra, const BenchInfe
     e.prefill(0, ids, &logits);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   } catch (const UserError& err) {
-    log(fmt::format("  prefill of {} tokens skipped: {}", tokens_label(ctx), err.what()));
+    log(fmt::format("  prefill of {} tokens skipped: {}", context_label(ctx), err.what()));
     return -1;
   }
 }
@@ -171,14 +165,14 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
         batches.push_back(m.max_batch);
       if (batches.empty())
         log(fmt::format("{} at {}: not even one sequence fits", model_name(kind),
-                        tokens_label(ctx)));
+                        context_label(ctx)));
       double prefill_ms = -1;
       if (!batches.empty() && ctx <= a.prefill_max) {
         prefill_ms = time_prefill(*e, ctx, extra, a, log);
         if (prefill_ms > 0)
           log(fmt::format("  {} context {}: prefill {:.2f} ms ({:.0f} tokens/s, chunks of {})",
-                          model_name(kind), tokens_label(ctx), prefill_ms, ctx / prefill_ms * 1e3,
-                          tokens_label(a.prefill_chunk)));
+                          model_name(kind), context_label(ctx), prefill_ms, ctx / prefill_ms * 1e3,
+                          context_label(a.prefill_chunk)));
       }
       for (int64_t b : batches) {
         e->allocate_slots(b, ctx + extra);
@@ -196,7 +190,7 @@ BenchResult run_bench_infer(const BenchInferArgs& a,
         row.cache_bytes = b * e->caches().step_bytes(ctx + a.warmup + a.reps / 2);
         row.floor_ms = floor_ms(row.weight_bytes, row.cache_bytes, r.copy_bytes_per_s);
         log(fmt::format("  {} context {} batch {}: TPOT {:.3f} ms, floor {:.3f} ms ({:.2f}x)",
-                        model_name(kind), tokens_label(ctx), b, row.tpot_ms, row.floor_ms,
+                        model_name(kind), context_label(ctx), b, row.tpot_ms, row.floor_ms,
                         row.tpot_ms / row.floor_ms));
         if (a.breakdown) {
           row.has_parts = true;
@@ -221,7 +215,7 @@ std::string bench_table(const BenchResult& r) {
     t += fmt::format(
         "{:<8} {:>8} {:>6} {:>10.3f} {:>12.1f} {:>10.3f} {:>8.2f} {:>9.2f} {:>9.2f} {:>8} {:>11} "
         "{:>12}\n",
-        model_name(x.model), tokens_label(x.context), x.batch, x.tpot_ms, x.tokens_per_s,
+        model_name(x.model), context_label(x.context), x.batch, x.tpot_ms, x.tokens_per_s,
         x.floor_ms, x.tpot_ms / x.floor_ms, x.weight_bytes / 1e9, x.cache_bytes / 1e9, x.kernels,
         pre ? fmt::format("{:.2f}", x.prefill_ms) : "-",
         pre ? fmt::format("{:.0f}", x.context / x.prefill_ms * 1e3) : "-");
@@ -234,7 +228,7 @@ std::string memory_table(const BenchResult& r) {
                               "weights GiB", "cache/seq GiB", "max batch");
   for (const MemoryRow& m : r.memory)
     t += fmt::format("{:<8} {:>8} {:>12.2f} {:>16.4f} {:>12}\n", model_name(m.model),
-                     tokens_label(m.context), m.weights_bytes / kGiB, m.cache_per_seq / kGiB,
+                     context_label(m.context), m.weights_bytes / kGiB, m.cache_per_seq / kGiB,
                      m.max_batch);
   return t;
 }
