@@ -43,10 +43,11 @@ for b in "$stage"/bin/*; do
     while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
 # A carry is at most 64 MiB with the tracked files (~15 MB), and the sm_90a binaries are ~90 MB
-# (kimi-lab alone ~34): they travel as one xz tarball (~10-13 MB), which run.sh unpacks first.
+# (kimi-lab alone ~37): they travel as one xz -9 tarball (one 64 MiB dictionary spans the binaries,
+# which share most of their code: five binaries ~20 MB, where -6 with threads made ~32), which run.sh unpacks first.
 # PACK=0 keeps them loose (a subset of TARGETS that fits).
 if [ "${PACK:-1}" = 1 ]; then
-  tar cf - -C "$stage" bin | xz -6 -T"$jobs" >"$stage"/bin.tar.xz
+  tar cf - -C "$stage" bin | xz -9 -T1 >"$stage"/bin.tar.xz
   rm -rf "$stage"/bin
 fi
 cat > "$stage"/run.sh <<'RUN'
