@@ -1,7 +1,7 @@
 // What a run holds while it trains (its config, directory and lock, task, eval sets, model,
 // optimizer, rank) and open_session(), which makes it from a RunRequest: a new run directory,
 // or a resumed one after every check that must pass before anything in it is written.
-// Internal to trainer/: trainer.cpp runs the loop over it.
+// Internal to trainer/: trainer.cpp and train_loop.cpp train over it.
 #pragma once
 
 #include <memory>

@@ -1,6 +1,7 @@
-// The training loop. Step s (0-based) trains on the batch drawn with seed mix(train.seed, s),
-// so a run resumed from the checkpoint after step N sees the same batches as one that never
-// stopped, and ends with the same numbers.
+// Training a run. Step s (0-based) trains on the batch drawn with seed mix(train.seed, s), so a
+// run resumed from the checkpoint after step N sees the same batches as one that never stopped,
+// and ends with the same numbers. This file opens the run and its ranks and reports how it ended;
+// rank 0's loop is trainer/train_loop.cpp, the step every rank takes trainer/train_step.h.
 #include "trainer/trainer.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -8,12 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <Eigen/Core>
-#include <chrono>
-#include <cmath>
-#include <csignal>
 #include <filesystem>
-#include <fstream>
-#include <optional>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -24,23 +20,24 @@
 #include "core/io/atomic_file.h"
 #include "core/optim/optimizer.h"
 #include "core/tensor/device_memory.h"
-#include "tasks/eval_set.h"
-#include "trainer/checkpoint.h"
-#include "trainer/data_parallel.h"
 #include "trainer/dir_lock.h"
-#include "trainer/grad_accum.h"
-#include "trainer/lm_metrics.h"
-#include "trainer/metrics_writer.h"
-#include "trainer/progress.h"
-#include "trainer/run_dir.h"
 #include "trainer/run_lock.h"
 #include "trainer/run_session.h"
 #include "trainer/run_status.h"
+#include "trainer/train_loop.h"
+#include "trainer/train_step.h"
 #include "trainer/zero1.h"
 
 namespace kimi {
 
 namespace fs = std::filesystem;
+
+using train_detail::broadcast_from_root;
+using train_detail::kCheckpointNow;
+using train_detail::kEndNow;
+using train_detail::step_model;
+using train_detail::StepOutcome;
+using train_detail::TrainLoop;
 
 Device resolve_device(const std::string& name) {
   if (name == "cpu") return Device::kCPU;
@@ -72,57 +69,6 @@ std::shared_ptr<spdlog::sinks::sink> setup_logging(const std::string& run_dir) {
   return file;
 }
 
-// train.seq_len, or with task.mixed_lengths one of task.train_seq_lens chosen by the step's seed.
-int64_t step_seq_len(const RunConfig& cfg, uint64_t step_seed) {
-  const auto& lens = cfg.task.train_seq_lens;
-  if (!cfg.task.mixed_lengths || lens.empty()) return cfg.train.seq_len;
-  return lens[splitmix64(step_seed ^ 0x5eed1e9u) % lens.size()];
-}
-
-// What the ranks of a data-parallel run learn from rank 0 after each step (one broadcast float).
-enum StepFlags : int { kCheckpointNow = 1, kEndNow = 2 };
-
-float broadcast_from_root(dist::Communicator& comm, float value) {
-  comm.broadcast(&value, 1, 0);
-  return value;
-}
-
-struct StepOutcome {
-  double loss = 0, grad_norm = 0, lr = 0;
-  int64_t rows = 0, seq_len = 0;
-};
-
-// The forward, backward and optimizer step of step `step` (0-based), on one rank or on all of a
-// data-parallel run's (each its rows of the same global batch; the same update everywhere).
-// `fail` gets a non-finite loss or gradient norm and must throw.
-template <class Fail>
-StepOutcome step_model(Session& s, int64_t step, optim::Schedule schedule, Fail&& fail) {
-  const auto& t = s.cfg.train;
-  const uint64_t step_seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(step));
-  // train.grad_accum slices of train.batch_size rows: the rows one larger batch would hold.
-  tasks::Batch batch = tasks::sample_filtered(*s.task, t.batch_size * t.grad_accum,
-                                              step_seq_len(s.cfg, step_seed), step_seed, s.filter);
-  StepOutcome o;
-  s.opt->zero_grad();
-  o.loss = s.comm ? data_parallel_forward_backward(
-                        *s.model, batch, t.grad_accum, s.device, *s.comm,
-                        static_cast<size_t>(s.cfg.dist.bucket_mb * 1024 * 1024))
-                  : forward_backward_accumulated(*s.model, batch, t.grad_accum, s.device);
-  if (!std::isfinite(o.loss))
-    fail(fmt::format("non-finite loss ({}) at step {}", o.loss, step + 1));
-  o.grad_norm = optim::clip_grad_norm(s.model->parameters(), t.grad_clip);
-  if (!std::isfinite(o.grad_norm))
-    fail(fmt::format("non-finite gradient norm at step {}", step + 1));
-  o.lr = optim::lr_at(step, t.schedule_steps > 0 ? t.schedule_steps : t.steps, t.warmup_steps, t.lr,
-                      t.min_lr_ratio, schedule);
-  s.opt->step(o.lr);
-  // MoE: the auxiliary-loss-free bias update, from the loads of the global batch.
-  s.model->after_optimizer_step(s.comm ? sum_loads_over_ranks(*s.comm) : models::LoadSum());
-  o.rows = batch.batch;
-  o.seq_len = batch.seq_len;
-  return o;
-}
-
 // A data-parallel rank other than 0: the same steps as rank 0, joining its collectives (the
 // gradient sums, the optimizer's gathers, its checkpoints' state_dict) and ending when rank 0
 // says; it writes nothing. Evaluation runs on rank 0 alone (it needs no collective).
@@ -141,264 +87,6 @@ RunResult follow_root(Session& s) {
   }
   return result;
 }
-
-// One training run over an open session: steps, logging, evals, checkpoints, summary, status.
-class TrainLoop {
- public:
-  TrainLoop(Session& s, const RunRequest& req, RunStatus& status, const StopSignals& signals)
-      : s_(s),
-        req_(req),
-        t_(s.cfg.train),
-        metrics_(CsvTable::resume((fs::path(s.dir) / "metrics.csv").string(), metrics_columns(),
-                                  s.start_step)),
-        evals_(CsvTable::resume((fs::path(s.dir) / "eval.csv").string(), eval_columns(),
-                                s.start_step)),
-        moe_load_(s.model->moe_layers().empty()
-                      ? std::nullopt
-                      : std::optional<CsvTable>(
-                            CsvTable::resume((fs::path(s.dir) / "moe_load.csv").string(),
-                                             {"step", "layer", "expert", "load"}, s.start_step))),
-        schedule_(optim::schedule_from_name(t_.schedule)),
-        bar_on_(req.progress && ProgressBar::stderr_is_tty()),
-        bar_(t_.steps, s.start_step, bar_on_),
-        t_start_(std::chrono::steady_clock::now()),
-        status_(status),
-        signals_(signals),
-        lm_(s.cfg, s.model->num_parameters(), s.task->vocab_size()) {
-    result_.run_dir = s.dir;
-    step_ = s.start_step;
-    // Tokens and FLOPs of the steps before a resume, recounted from their (seeded) lengths.
-    for (int64_t step = 0; step < s.start_step; ++step) {
-      const int64_t len = step_seq_len(
-          s.cfg, mix_seed(static_cast<uint64_t>(t_.seed), static_cast<uint64_t>(step)));
-      lm_.add_step(t_.batch_size * t_.grad_accum * len, len);
-    }
-  }
-
-  RunResult run() {
-    status_.set(RunState::kRunning, step_, "training");
-    const bool finished = finished_before_its_summary();
-    if (s_.comm) broadcast_from_root(*s_.comm, finished ? 0 : 1);
-    if (finished) return result_;
-    // A data-parallel run reads the signal once a step, so that the other ranks (told by the
-    // broadcast below) stop at the same step.
-    while (step_ < t_.steps && (s_.comm || !signals_.received())) {
-      const StepStats st = train_step(step_);
-      ++step_;
-      log_step(step_, st);
-      const bool pause = req_.stop_at > 0 && step_ >= req_.stop_at;
-      const int sig = signals_.received();
-      bool stop = false;
-      if ((t_.eval_every > 0 && step_ % t_.eval_every == 0) || step_ == t_.steps)
-        stop = evaluate(step_, /*record=*/true);
-      const bool save = (t_.checkpoint_every > 0 && step_ % t_.checkpoint_every == 0) ||
-                        step_ == t_.steps || stop || pause || sig;
-      if (s_.comm)
-        broadcast_from_root(*s_.comm, static_cast<float>((save ? kCheckpointNow : 0) |
-                                                         (stop || pause || sig ? kEndNow : 0)));
-      if (save) checkpoint(step_, st.loss);
-      if (s_.comm && sig) break;
-      bar_.update(step_,
-                  fmt::format("loss {:.4f} acc {} {:.0f} tok/s", st.loss,
-                              last_acc_ < 0 ? std::string("-") : fmt::format("{:.3f}", last_acc_),
-                              st.tok_s));
-      result_.stopped_early = stop;
-      if (stop) break;
-      if (pause) {
-        spdlog::info("stopping at step {} as asked; continue with --resume {}", step_, s_.dir);
-        break;
-      }
-    }
-    bar_.finish();
-    metrics_.flush();
-    result_.steps_done = step_;
-    write_summary();
-    if (signals_.received()) {
-      interrupted_ = true;
-      status_.set(RunState::kInterrupted, step_,
-                  fmt::format("{} at step {}; the checkpoint is {}; continue with --resume {}",
-                              signal_name(signals_.received()), step_,
-                              s_.last_checkpoint.empty() ? "none" : s_.last_checkpoint, s_.dir));
-    } else if (result_.stopped_early) {
-      status_.set(RunState::kFinished, step_,
-                  fmt::format("every eval slice reached train.target_accuracy {} at step {}",
-                              t_.target_accuracy, step_));
-    } else if (step_ >= t_.steps) {
-      status_.set(RunState::kFinished, step_, fmt::format("trained all {} steps", t_.steps));
-    } else {
-      status_.set(RunState::kInterrupted, step_,
-                  fmt::format("stopped at step {} as asked (--stop-at); continue with --resume {}",
-                              step_, s_.dir));
-    }
-    return result_;
-  }
-
-  int64_t step() const { return step_; }
-  bool interrupted() const { return interrupted_; }
-
-  static const char* signal_name(int sig) {
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
-  }
-
- private:
-  struct StepStats {
-    double loss = 0, lr = 0, grad_norm = 0, secs = 0, tok_s = 0;
-  };
-
-  // A run killed after its last checkpoint but before its summary.json (the final step, or the
-  // eval that met train.target_accuracy): the model is evaluated again, which gives the same
-  // numbers as before, and the summary and status are written without training further.
-  bool finished_before_its_summary() {
-    if (step_ == 0) return false;
-    const bool last = step_ >= t_.steps;
-    bool evaluated_here = false;
-    for (const auto& row : evals_.rows())
-      evaluated_here = evaluated_here || row[0] == std::to_string(step_);
-    if (!last && !(t_.target_accuracy > 0 && evaluated_here)) return false;
-    const bool reached = evaluate(step_, /*record=*/false);
-    if (!last && !reached) return false;
-    spdlog::info("the run had finished at step {} before its summary was written; writing it",
-                 step_);
-    result_.stopped_early = !last && reached;
-    result_.steps_done = step_;
-    result_.final_loss = s_.checkpoint_loss.value_or(0.0);
-    bar_.finish();
-    write_summary();
-    status_.set(RunState::kFinished, step_,
-                last ? fmt::format("trained all {} steps", t_.steps)
-                     : fmt::format("every eval slice reached train.target_accuracy {} at step {}",
-                                   t_.target_accuracy, step_));
-    return true;
-  }
-
-  // Step `step` (0-based) trains on the batch drawn with seed mix(train.seed, step).
-  StepStats train_step(int64_t step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const StepOutcome o =
-        step_model(s_, step, schedule_, [this](const std::string& what) { fail(what); });
-    StepStats st;
-    st.loss = o.loss;
-    st.grad_norm = o.grad_norm;
-    st.lr = o.lr;
-    st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    st.tok_s = static_cast<double>(o.rows * o.seq_len) / std::max(st.secs, 1e-9);
-    lm_.add_step(o.rows * o.seq_len, o.seq_len);
-    result_.final_loss = st.loss;
-    return st;
-  }
-
-  // Keeps what was written, names the checkpoint to go back to, and stops the run.
-  [[noreturn]] void fail(const std::string& what) {
-    metrics_.flush();
-    bar_.finish();
-    throw UserError(fmt::format("{}; stopped. The last good checkpoint is {}", what,
-                                s_.last_checkpoint.empty() ? "none" : s_.last_checkpoint));
-  }
-
-  void log_step(int64_t step, const StepStats& st) {
-    if (step % t_.log_every != 0 && step != t_.steps) return;
-    metrics_.add_row({step, st.loss, st.lr, st.grad_norm, st.tok_s, st.secs * 1e3, wall_seconds(),
-                      lm_.tokens(), lm_.flops(), log_moe_load(step)});
-    metrics_.flush();
-    if (!bar_on_)
-      spdlog::info("step {}/{} loss {:.4f} lr {:.2e} grad_norm {:.3f} {:.0f} tok/s", step, t_.steps,
-                   st.loss, st.lr, st.grad_norm, st.tok_s);
-  }
-
-  // MoE: each expert's share of the step's routed tokens into moe_load.csv; returns the
-  // busiest expert's load over the mean for metrics.csv (empty for a dense model).
-  CsvValue log_moe_load(int64_t step) {
-    if (!moe_load_) return std::string();
-    const auto loads = s_.model->moe_expert_load();
-    const auto layers = s_.model->moe_layers();
-    for (size_t l = 0; l < loads.size(); ++l)
-      for (size_t e = 0; e < loads[l].size(); ++e)
-        moe_load_->add_row({step, layers[l], static_cast<int64_t>(e), loads[l][e]});
-    moe_load_->flush();
-    return models::moe_max_load(loads);
-  }
-
-  // Evaluates every slice (rows in eval.csv when `record`); true when all reach
-  // train.target_accuracy (early stop).
-  bool evaluate(int64_t step, bool record) {
-    result_.last_eval.clear();
-    bool all_reached = t_.target_accuracy > 0;
-    for (const auto& set : s_.eval_sets) {
-      SliceResult r = evaluate_slice(*s_.model, set, s_.cfg.eval.batch_size, s_.device);
-      if (record)
-        evals_.add_row({step, r.task, r.seq_len, r.num_kv_pairs, r.num_examples, r.loss, r.accuracy,
-                        r.exact_match, perplexity(r.loss), lm_.bits_per_byte_cell(r.loss)});
-      if (!bar_on_ && record)
-        spdlog::info("eval step {} {} T={}: loss {:.4f} accuracy {:.4f} exact {:.4f}", step, r.task,
-                     r.seq_len, r.loss, r.accuracy, r.exact_match);
-      all_reached = all_reached && r.accuracy >= t_.target_accuracy;
-      result_.last_eval.push_back(r);
-    }
-    if (record) evals_.flush();
-    last_acc_ = result_.last_eval.empty() ? -1 : result_.last_eval.back().accuracy;
-    return all_reached;
-  }
-
-  void checkpoint(int64_t step, double loss) {
-    std::string path = checkpoint_path(s_.dir, step);
-    // A refused (non-finite) or failed checkpoint stops the run like a non-finite loss, naming
-    // the last good checkpoint, which is kept.
-    try {
-      save_checkpoint(path, *s_.model, *s_.opt, step, CheckpointStamp{s_.run_id, loss});
-    } catch (const UserError& e) {
-      fail(fmt::format("checkpoint at step {}: {}", step, e.what()));
-    }
-    s_.last_checkpoint = path;
-    // Older checkpoints go only now that the new one is safely renamed into place.
-    prune_checkpoints(s_.dir, t_.keep_checkpoints);
-    status_.set(RunState::kRunning, step, "training");
-  }
-
-  void write_summary() const {
-    nlohmann::json slices = nlohmann::json::array();
-    for (const auto& r : result_.last_eval)
-      slices.push_back({{"task", r.task},
-                        {"seq_len", r.seq_len},
-                        {"num_kv_pairs", r.num_kv_pairs},
-                        {"loss", r.loss},
-                        {"accuracy", r.accuracy},
-                        {"exact_match", r.exact_match}});
-    nlohmann::json summary = {{"run_dir", s_.dir},
-                              {"run_id", s_.run_id},
-                              {"steps_done", result_.steps_done},
-                              {"final_loss", result_.final_loss},
-                              {"stopped_early", result_.stopped_early},
-                              {"parameters", s_.model->num_parameters()},
-                              {"layers", s_.model->layer_kinds()},
-                              {"device", std::string(device_name(s_.device))},
-                              {"wall_s", wall_seconds()},
-                              {"provenance", provenance()},
-                              {"config", flatten_dotted(to_json(s_.cfg))},
-                              {"eval", slices}};
-    write_json_atomic((fs::path(s_.dir) / "summary.json").string(), summary);
-  }
-
-  double wall_seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
-  }
-
-  Session& s_;
-  const RunRequest& req_;
-  const TrainConfig& t_;
-  CsvTable metrics_, evals_;
-  std::optional<CsvTable> moe_load_;  // moe_load.csv, only for a model with MoE layers
-  optim::Schedule schedule_;
-  bool bar_on_;
-  ProgressBar bar_;
-  std::chrono::steady_clock::time_point t_start_;
-  RunStatus& status_;
-  const StopSignals& signals_;
-  RunResult result_;
-  int64_t step_ = 0;
-  bool interrupted_ = false;
-  double last_acc_ = -1;
-  LmCounters lm_;
-};
 
 }  // namespace
 

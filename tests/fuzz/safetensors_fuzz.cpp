@@ -1,4 +1,4 @@
-// libFuzzer target for the safetensors reader (core/io/safetensors.cpp), built with clang++
+// libFuzzer target for the safetensors reader (core/io/safetensors*.cpp), built with clang++
 // -fsanitize=fuzzer,address,undefined when KIMI_LAB_FUZZ=ON (README "Tests"). Each input
 // is a whole file: it goes into an in-memory file (memfd, so no disk traffic) that the reader
 // opens by its /proc path. Any input must give a clean one-line kimi::UserError or a file whose

@@ -1,4 +1,4 @@
-// core/io/safetensors.cpp under ASan + UBSan (target kimi_safetensors_asan, ctest
+// core/io/safetensors*.cpp under ASan + UBSan (target kimi_safetensors_asan, ctest
 // safetensors_asan): every hand-made broken file of safetensors_cases.h, then a deterministic
 // mini-fuzz of seeded byte mutations / truncations of valid files. Every outcome must be a clean
 // kimi::UserError or a file whose tensors all lie inside the data area.
