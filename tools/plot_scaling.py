@@ -22,7 +22,8 @@ try:
 except ImportError:
     sys.exit(f"plot_scaling.py: matplotlib is not installed for {sys.executable}")
 
-# tools/plot.py's and plot_simulator.py's colours: KDA blue for the hybrid, MLA brown.
+# tools/plot.py's (tools/plot_runs/mixers.py) and plot_simulator.py's colours: KDA blue for the
+# hybrid, MLA brown.
 COLOURS = {"kda:mla=3:1": "#5b5bf0", "all-mla": "#8d6e00"}
 OTHER_COLOURS = ["#2a9d8f", "#e76f51", "#6a4c93", "#444444"]
 NAMES = {"kda:mla=3:1": "Kimi Linear (3:1 KDA:MLA)", "all-mla": "MLA (all layers)"}

@@ -22,7 +22,8 @@ try:
 except ImportError:
     sys.exit(f"plot_simulator.py: matplotlib is not installed for {sys.executable}")
 
-# tools/plot.py's colours: KDA blue for the hybrid, MLA brown for the baseline.
+# tools/plot.py's colours (tools/plot_runs/mixers.py): KDA blue for the hybrid, MLA brown for the
+# baseline.
 COLOURS = {"hybrid": "#5b5bf0", "all-mla": "#8d6e00"}
 NAMES = {"hybrid": "Kimi Linear (hybrid)", "all-mla": "MLA (all layers)"}
 

@@ -1,7 +1,8 @@
 // run_sweep (trainer/sweep.h): validate every point, check the sweep directory against the
 // stored spec (sweep.json), then train the selected points through run_training (in this
-// process, or --jobs child processes: sweep_workers.cpp), skipping finished ones and resuming
-// interrupted ones from their checkpoints, each under an exclusive lock on its directory.
+// process: sweep_in_process.cpp, or --jobs child processes: sweep_workers.cpp), skipping finished
+// ones and resuming interrupted ones from their checkpoints, each under an exclusive lock on its
+// directory (sweep_point.cpp).
 #include "trainer/sweep.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -12,7 +13,6 @@
 #include <charconv>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <set>
 
@@ -22,6 +22,7 @@
 #include "trainer/metrics_writer.h"
 #include "trainer/mps_daemon.h"
 #include "trainer/run_lock.h"
+#include "trainer/sweep_internal.h"
 #include "trainer/sweep_workers.h"
 #include "trainer/trainer.h"
 
@@ -29,15 +30,11 @@ namespace kimi {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using sweep_detail::points_to_visit;
+using sweep_detail::read_text;
+using sweep_detail::run_dir_difference;
+using sweep_detail::run_in_process;
+using sweep_detail::seconds_since;
 
 // The stored sweep.json, or null when the sweep directory is new. A directory that exists with
 // files but no sweep.json is someone else's: refuse it.
@@ -75,101 +72,6 @@ std::shared_ptr<spdlog::logger> sweep_logger(const std::string& dir) {
   return logger;
 }
 
-// The keys where the run directory's config.yaml disagrees with the point's config ("" = none).
-std::string run_dir_difference(const SweepPoint& p) {
-  const fs::path cfg = fs::path(p.dir) / "config.yaml";
-  if (!fs::exists(cfg)) return "";
-  const nlohmann::json have = flatten_dotted(to_json(load_config(cfg.string(), {})));
-  const nlohmann::json want = flatten_dotted(to_json(p.config));
-  for (const auto& [key, value] : want.items())
-    if (have.contains(key) && have[key] != value)
-      return fmt::format("{} is {} there, {} in the sweep", key, have[key].dump(), value.dump());
-  return "";
-}
-
-std::string last_eval_text(const RunResult& r) {
-  std::string out;
-  for (const auto& e : r.last_eval) out += fmt::format(", acc@T{} {:.4f}", e.seq_len, e.accuracy);
-  return out;
-}
-
-// Trains (or resumes) one point; a failure is written to failed.txt and returned as text.
-PointAction train_point(const SweepSpec& spec, const SweepPoint& p, PointState state,
-                        const SweepOptions& opt, const std::string& tag, std::string& failure) {
-  RunRequest req;
-  req.device = opt.device;
-  req.progress = opt.progress;
-  req.stop_at = opt.stop_at;
-  req.caller_holds_lock = true;  // visit_point_locked holds p.dir's lock
-  const bool resume = state == PointState::kInterrupted;
-  if (resume) {
-    req.resume_dir = p.dir;
-  } else {
-    req.config_path = spec.base;
-    req.overrides = p.overrides;
-    req.out_dir = p.dir;
-  }
-  auto logger = spdlog::default_logger();
-  const auto t0 = std::chrono::steady_clock::now();
-  try {
-    RunResult r = run_training(req);
-    spdlog::set_default_logger(logger);
-    spdlog::info("{} {} steps{} in {:.0f} s: loss {:.4f}{}", tag, r.steps_done,
-                 r.stopped_early ? " (target accuracy reached)" : "", seconds_since(t0),
-                 r.final_loss, last_eval_text(r));
-    return resume ? PointAction::kResumed : PointAction::kTrained;
-  } catch (const RunDirUnavailable& e) {  // another sweep process trains it: not a failure
-    spdlog::set_default_logger(logger);
-    spdlog::warn("{} skipped: {}", tag, e.what());
-    return PointAction::kSkipped;
-  } catch (const std::exception& e) {
-    spdlog::set_default_logger(logger);
-    failure = e.what();
-    io::write_file_atomic((fs::path(p.dir) / "failed.txt").string(), failure + "\n");
-    spdlog::error("{} failed after {:.0f} s: {}", tag, seconds_since(t0), failure);
-    return PointAction::kFailed;
-  }
-}
-
-// Empties a point's directory for a fresh start but keeps its .lock file, which this process
-// holds: removing it would let another process lock a new one beside ours.
-void clear_point_dir(const std::string& dir) {
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.path().filename() != ".lock") fs::remove_all(entry.path());
-}
-
-}  // namespace
-
-const char* state_name(PointState state) {
-  switch (state) {
-    case PointState::kPending: return "pending";
-    case PointState::kInterrupted: return "interrupted";
-    case PointState::kDone: return "done";
-    case PointState::kStoppedEarly: return "stopped_early";
-    case PointState::kFailed: return "failed";
-  }
-  return "?";
-}
-
-PointState point_state(const SweepPoint& p) {
-  const fs::path dir(p.dir);
-  if (!fs::exists(dir / "config.yaml")) return PointState::kPending;
-  if (fs::exists(dir / "failed.txt")) return PointState::kFailed;
-  if (!fs::exists(dir / "summary.json")) return PointState::kInterrupted;
-  nlohmann::json s;
-  try {
-    s = nlohmann::json::parse(read_text(dir / "summary.json"));
-  } catch (const nlohmann::json::exception&) {
-    return PointState::kInterrupted;  // summary.json is written atomically; treat as unfinished
-  }
-  if (s.value("stopped_early", false)) return PointState::kStoppedEarly;
-  // summary.json is also written when a run pauses at --stop-at: finished means all steps.
-  if (s.value("steps_done", int64_t{-1}) == p.config.train.steps) return PointState::kDone;
-  return PointState::kInterrupted;
-}
-
-namespace {
-
 // Before anything trains: the sweep directory against the stored spec, the devices, and each
 // selected point's run directory against its config. Returns the points to retrain from scratch
 // (--force); without --force any mismatch is an error.
@@ -197,118 +99,6 @@ std::vector<bool> check_sweep(const std::string& sweep_file, const SweepReport& 
     stale[i] = !diff.empty();
   }
   return stale;
-}
-
-}  // namespace
-
-namespace sweep_detail {
-
-PointOutcome visit_point_locked(const SweepSpec& spec, const SweepPoint& p, bool stale,
-                                const SweepOptions& opt, const std::string& tag) {
-  PointOutcome out;
-  fs::create_directories(p.dir);
-  DirLock lock;
-  if (!DirLock::try_lock(p.dir, DirLock::Mode::kExclusive, &lock)) {
-    spdlog::warn("{} in use by another kimi-lab process; skipped", tag);
-    out.action = PointAction::kSkipped;
-    out.locked = true;
-    return out;
-  }
-  PointState state = point_state(p);  // again, under the lock: another process may have run it
-  if (stale && run_dir_difference(p).empty()) stale = false;
-  if (stale) {
-    spdlog::warn("{} its config changed; retraining from scratch", tag);
-    clear_point_dir(p.dir);
-    state = PointState::kPending;
-  }
-  if (state == PointState::kDone || state == PointState::kStoppedEarly ||
-      state == PointState::kFailed) {
-    spdlog::info("{} {} earlier, skipped{}", tag,
-                 state == PointState::kFailed ? "failed" : "finished",
-                 state == PointState::kFailed ? " (delete its directory to train it again)" : "");
-    out.action = PointAction::kSkipped;
-    return out;
-  }
-  std::string values;
-  for (const auto& [key, value] : p.values)
-    values += (values.empty() ? "" : " ") + key + "=" + value;
-  spdlog::info("{} {} ({})", tag, state == PointState::kInterrupted ? "resuming" : "training",
-               values);
-  out.action = train_point(spec, p, state, opt, tag, out.failure);
-  return out;
-}
-
-std::string progress_text(size_t done, size_t total, size_t running, double elapsed_s,
-                          double mean_point_s, int jobs) {
-  std::string text = fmt::format("{}/{} points done", done, total);
-  if (running > 0) text += fmt::format(", {} running", running);
-  if (done < total && mean_point_s > 0) {
-    // Points still to start plus the running ones at half their mean time, `jobs` at once.
-    const double left = static_cast<double>(total - done - running) * mean_point_s +
-                        0.5 * static_cast<double>(running) * mean_point_s;
-    text += fmt::format(", ETA {}", duration_text(left / std::max(1, jobs)));
-  }
-  return text + fmt::format(" ({} elapsed)", duration_text(elapsed_s));
-}
-
-std::string duration_text(double s) {
-  if (s < 90) return fmt::format("{:.0f} s", s);
-  if (s < 5400) return fmt::format("{:.0f} min", s / 60);
-  return fmt::format("{:.1f} h", s / 3600);
-}
-
-}  // namespace sweep_detail
-
-namespace {
-
-// Points this call has to visit: chosen ones not finished (or stale under --force).
-std::vector<size_t> points_to_visit(const SweepReport& rep, const std::vector<bool>& chosen,
-                                    const std::vector<bool>& stale) {
-  std::vector<size_t> todo;
-  for (size_t i = 0; i < rep.points.size(); ++i) {
-    if (!chosen[i]) continue;
-    const PointState s = rep.states[i];
-    const bool finished =
-        s == PointState::kDone || s == PointState::kStoppedEarly || s == PointState::kFailed;
-    if (!finished || stale[i]) todo.push_back(i);
-  }
-  return todo;
-}
-
-// --jobs 1: one point after another in this process, the summaries rewritten after each.
-void run_in_process(SweepReport& rep, const std::vector<bool>& chosen,
-                    const std::vector<bool>& stale, const SweepOptions& opt) {
-  const std::vector<size_t> todo = points_to_visit(rep, chosen, stale);
-  const auto t0 = std::chrono::steady_clock::now();
-  size_t done = 0;
-  double trained_s = 0;
-  size_t trained = 0;
-  for (size_t i = 0; i < rep.points.size(); ++i) {
-    if (!chosen[i]) continue;
-    const SweepPoint& p = rep.points[i];
-    const std::string tag = fmt::format("[{}/{}] {}:", i + 1, rep.points.size(), p.name);
-    const bool visit = std::find(todo.begin(), todo.end(), i) != todo.end();
-    if (!visit) {
-      rep.actions[i] = PointAction::kSkipped;
-      spdlog::info("{} {} earlier, skipped", tag,
-                   rep.states[i] == PointState::kFailed ? "failed" : "finished");
-      continue;
-    }
-    const auto t1 = std::chrono::steady_clock::now();
-    const auto out = sweep_detail::visit_point_locked(rep.spec, p, stale[i], opt, tag);
-    rep.actions[i] = out.action;
-    if (out.locked) rep.locked.push_back(p.name);
-    if (!out.failure.empty()) rep.failures.push_back(fmt::format("{}: {}", p.name, out.failure));
-    if (out.action != PointAction::kSkipped) {
-      trained_s += seconds_since(t1);
-      ++trained;
-    }
-    ++done;
-    rep.finished_dirs = write_sweep_summary(rep.spec.dir(), rep.points);
-    spdlog::info("sweep: {}", sweep_detail::progress_text(
-                                  done, todo.size(), 0, seconds_since(t0),
-                                  trained ? trained_s / static_cast<double>(trained) : 0, 1));
-  }
 }
 
 }  // namespace

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -16,6 +15,7 @@
 #include "core/tensor/error.h"
 #include "models/flops.h"
 #include "trainer/metrics_writer.h"
+#include "trainer/sweep_internal.h"
 #include "trainer/sweep_results.h"
 
 namespace kimi {
@@ -23,13 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
+using sweep_detail::read_text;
 
 using RunRow = SweepRun;
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 double cell(const std::vector<std::string>& row, size_t i) {
   try {

@@ -25,6 +25,7 @@
 #include "core/io/atomic_file.h"
 #include "core/tensor/error.h"
 #include "trainer/dir_lock.h"
+#include "trainer/sweep_internal.h"
 
 extern char** environ;
 
@@ -32,10 +33,6 @@ namespace kimi::sweep_detail {
 namespace {
 
 namespace fs = std::filesystem;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string last_line(const fs::path& path) {
   std::ifstream in(path);

@@ -8,25 +8,16 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <Eigen/Core>
 #include <filesystem>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "core/backend/precision.h"
 #include "core/dist/communicator.h"
-#include "core/io/atomic_file.h"
 #include "core/optim/optimizer.h"
 #include "core/tensor/device_memory.h"
-#include "trainer/dir_lock.h"
-#include "trainer/run_lock.h"
 #include "trainer/run_session.h"
 #include "trainer/run_status.h"
 #include "trainer/train_loop.h"
 #include "trainer/train_step.h"
-#include "trainer/zero1.h"
 
 namespace kimi {
 

@@ -15,15 +15,12 @@ void register_eval(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_verify(CLI::App& app);
 void register_bench(CLI::App& app);
-void register_generate(CLI::App& app);     // generate + model-info (Kimi-Linear hybrid)
+void register_generate(CLI::App& app);     // decoding with the Kimi-Linear hybrid's caches
+void register_model_info(CLI::App& app);   // layers, parameters, cache sizes (Kimi-Linear)
 void register_report(CLI::App& app);       // a sweep against the paper (report.md, report.tex)
 void register_data(CLI::App& app);         // data prepare (LM token shards)
 void register_simulate(CLI::App& app);     // inference efficiency simulator (inference/)
 void register_scaling(CLI::App& app);      // scaling law from a sweep (Figure 5)
-void register_generate(CLI::App& app);     // generate + model-info (Kimi-Linear hybrid)
-void register_report(CLI::App& app);       // a sweep against the paper (report.md, report.tex)
-void register_data(CLI::App& app);         // data prepare (LM token shards)
-void register_simulate(CLI::App& app);     // inference efficiency simulator (inference/)
 void register_bench_infer(CLI::App& app);  // the decode engine's TPOT (inference/engine/)
 
 }  // namespace kimi::cli

@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   kimi::cli::register_bench(app);
   kimi::cli::register_inspect(app);
   kimi::cli::register_generate(app);
+  kimi::cli::register_model_info(app);
   kimi::cli::register_report(app);
   kimi::cli::register_data(app);
   kimi::cli::register_simulate(app);
