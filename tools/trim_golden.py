@@ -19,7 +19,7 @@ What the tests read, and therefore what is kept:
 - kimi_tiny/{config.json, model.safetensors, reference.safetensors}, whole:
   tests/kimi_linear_test.cpp, tests/safetensors_test.cpp, tests/cuda/layer_parity_test.cpp
   (the model loads every weight; the logits are compared in full).
-- zoology_mqar.safetensors, trimmed: tests/tasks_test.cpp
+- zoology_mqar.safetensors, trimmed: tests/tasks_mqar_test.cpp
   (Tasks.ZoologyFormMatchesZoologyTestSetStatistics) reads all four slices (T64_kv4, T128_kv8,
   T256_kv16, T512_kv64; .inputs and .labels) but only for statistics (keys/values ranges, labels
   per row, mean query gap, share of short gaps), and derives the number of rows from the size.

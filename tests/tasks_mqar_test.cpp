@@ -1,0 +1,196 @@
+// The MQAR task (suite Tasks): the Kimi and zoology layouts against an independent reading of
+// the row, zoology-form statistics against zoology's own test sets (golden/zoology_mqar), pairs
+// per length, and lengths too short for the pairs naming the key.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/tensor/error.h"
+#include "tasks/task.h"
+#include "tests/tasks_fixture.h"
+
+namespace kimi::tasks {
+namespace {
+
+using tasks_test::row;
+using tasks_test::task_config;
+
+TEST(Tasks, MqarKimiLabelIsTheValuePairedWithTheQueryKey) {
+  TaskConfig c = task_config("mqar");
+  c.vocab_size = 64;
+  const int64_t T = 64, K = T / 8;
+  const Batch b = make_task(c)->sample(16, T, 3);
+  for (int64_t r = 0; r < b.batch; ++r) {
+    const int32_t* x = row(b.inputs, r, T);
+    const int32_t* y = row(b.labels, r, T);
+    std::map<int32_t, int32_t> kv;
+    for (int64_t i = 0; i < K; ++i) {
+      EXPECT_TRUE(kv.emplace(x[2 * i], x[2 * i + 1]).second) << "keys are distinct";
+      EXPECT_GE(x[2 * i], 2);
+      EXPECT_LT(x[2 * i], 33);      // keys: lower half of [2, 64)
+      EXPECT_GE(x[2 * i + 1], 33);  // values: upper half
+    }
+    EXPECT_EQ(x[2 * K], 1);
+    std::map<int32_t, int> queried;
+    for (int64_t t = 0; t < T; ++t) {
+      if (t > 2 * K && t <= 3 * K) {
+        ASSERT_TRUE(kv.count(x[t]));
+        EXPECT_EQ(y[t], kv[x[t]]);
+        ++queried[x[t]];
+      } else {
+        EXPECT_EQ(y[t], kIgnoreLabel);
+      }
+    }
+    EXPECT_EQ(queried.size(), static_cast<size_t>(K)) << "each key queried once";
+  }
+}
+
+TEST(Tasks, MqarZoologyLayout) {
+  TaskConfig c = task_config("mqar");
+  c.mqar.form = "zoology";
+  const int64_t T = 128, K = 8;
+  c.mqar.num_kv_pairs = K;
+  const Batch b = make_task(c)->sample(32, T, 11);
+  for (int64_t r = 0; r < b.batch; ++r) {
+    const int32_t* x = row(b.inputs, r, T);
+    const int32_t* y = row(b.labels, r, T);
+    std::map<int32_t, int32_t> kv;
+    for (int64_t i = 0; i < K; ++i) {
+      EXPECT_TRUE(x[2 * i] >= 1 && x[2 * i] < 4096);
+      EXPECT_TRUE(x[2 * i + 1] >= 4096 && x[2 * i + 1] < 8192);
+      kv[x[2 * i]] = x[2 * i + 1];
+    }
+    int64_t labels = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (y[t] == kIgnoreLabel) continue;
+      ++labels;
+      EXPECT_GE(t, 2 * K);
+      EXPECT_EQ((t - 2 * K) % 2, 0) << "queries sit at even offsets after the pairs";
+      EXPECT_EQ(y[t], kv.at(x[t])) << "label at the query key = its value";
+    }
+    EXPECT_EQ(labels, K);
+  }
+}
+
+// The golden file, read without the safetensors library (8-byte length, JSON header, data).
+std::map<std::string, std::vector<int32_t>> read_int32_tensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t header_len = 0;
+  in.read(reinterpret_cast<char*>(&header_len), 8);
+  std::string header(header_len, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_len));
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::map<std::string, std::vector<int32_t>> out;
+  const auto json = nlohmann::json::parse(header);
+  for (auto it = json.begin(); it != json.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const size_t begin = it.value().at("data_offsets").at(0).get<size_t>();
+    const size_t end = it.value().at("data_offsets").at(1).get<size_t>();
+    std::vector<int32_t> values((end - begin) / 4);
+    std::memcpy(values.data(), data.data() + begin, end - begin);
+    out[it.key()] = std::move(values);
+  }
+  return out;
+}
+
+struct GapStats {
+  double mean_gap = 0, frac_small = 0;  // gap = (query pos - 2K) / 2; small = gap < 4
+  int64_t min_labels = 1 << 30, max_labels = 0;
+  int32_t min_key = 1 << 30, max_key = 0, min_value = 1 << 30, max_value = 0;
+};
+
+GapStats gap_stats(const std::vector<int32_t>& x, const std::vector<int32_t>& y, int64_t T,
+                   int64_t K) {
+  GapStats s;
+  const int64_t rows = static_cast<int64_t>(x.size()) / T;
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t labels = 0;
+    for (int64_t i = 0; i < K; ++i) {
+      s.min_key = std::min(s.min_key, x[r * T + 2 * i]);
+      s.max_key = std::max(s.max_key, x[r * T + 2 * i]);
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t label = y[r * T + t];
+      if (label == kIgnoreLabel) continue;
+      ++labels;
+      const int64_t gap = (t - 2 * K) / 2;
+      s.mean_gap += gap;
+      s.frac_small += gap < 4;
+      ++count;
+      s.min_value = std::min(s.min_value, label);
+      s.max_value = std::max(s.max_value, label);
+    }
+    s.min_labels = std::min(s.min_labels, labels);
+    s.max_labels = std::max(s.max_labels, labels);
+  }
+  s.mean_gap /= count;
+  s.frac_small /= count;
+  return s;
+}
+
+TEST(Tasks, ZoologyFormMatchesZoologyTestSetStatistics) {
+  const std::string path = std::string(KIMI_GOLDEN_DIR) + "/zoology_mqar.safetensors";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+  const auto golden = read_int32_tensors(path);
+  for (auto [T, K] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 4}, {128, 8}, {256, 16}, {512, 64}}) {
+    const std::string slice = "T" + std::to_string(T) + "_kv" + std::to_string(K);
+    TaskConfig c = task_config("mqar");
+    c.mqar.form = "zoology";
+    c.mqar.num_kv_pairs = K;
+    const Batch b = make_task(c)->sample(500, T, 0);
+    const GapStats ref =
+        gap_stats(golden.at(slice + ".inputs"), golden.at(slice + ".labels"), T, K);
+    const GapStats ours = gap_stats(b.inputs, b.labels, T, K);
+    EXPECT_EQ(ours.min_labels, K) << slice;
+    EXPECT_EQ(ours.max_labels, K) << slice;
+    EXPECT_EQ(ref.min_labels, K) << slice;
+    EXPECT_GE(ours.min_key, 1);
+    EXPECT_LT(ours.max_key, 4096);
+    EXPECT_GE(ours.min_value, 4096);
+    EXPECT_LT(ours.max_value, 8192);
+    // Power-law gaps: same mean and same mass near the pairs (500 x K samples each).
+    EXPECT_NEAR(ours.mean_gap, ref.mean_gap, 0.1 * ref.mean_gap) << slice;
+    EXPECT_NEAR(ours.frac_small, ref.frac_small, 0.05) << slice;
+  }
+}
+
+TEST(Tasks, MqarPairsPerLengthFollowTokensPerPair) {
+  TaskConfig c = task_config("mqar");
+  auto task = make_task(c);
+  EXPECT_EQ(task->num_kv_pairs(1024), 128);  // the default rule: seq_len / 8
+  c.mqar.tokens_per_pair = 16;
+  task = make_task(c);
+  EXPECT_EQ(task->num_kv_pairs(1024), 64);
+  EXPECT_EQ(task->num_kv_pairs(256), 16);
+  // The row really holds that many pairs: as many scored query positions as pairs.
+  const Batch b = task->sample(2, 256, 3);
+  int64_t scored = 0;
+  for (int32_t y : b.labels) scored += y != kIgnoreLabel;
+  EXPECT_EQ(scored, 2 * 16);
+  c.mqar.num_kv_pairs = 5;  // an explicit count wins over the rule
+  EXPECT_EQ(make_task(c)->num_kv_pairs(1024), 5);
+}
+
+TEST(Tasks, TooShortLengthsNameTheKey) {
+  TaskConfig c = task_config("mqar");
+  c.mqar.num_kv_pairs = 40;
+  try {
+    make_task(c)->sample(1, 64, 0);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("task.mqar.num_kv_pairs"), std::string::npos) << e.what();
+  }
+  c.mqar.form = "zoology";
+  c.mqar.num_kv_pairs = 4;
+  EXPECT_THROW(make_task(c)->check_seq_len(63), UserError);  // zoology needs even lengths
+}
+
+}  // namespace
+}  // namespace kimi::tasks
