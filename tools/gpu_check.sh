@@ -42,9 +42,10 @@ for b in "$stage"/bin/*; do
       grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart)\.so' || true; } |
     while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 done
-# A carry is at most 64 MiB with the tracked files (~15 MB), and the sm_90a binaries are ~90 MB
-# (kimi-lab alone ~37): they travel as one xz -9 tarball (one 64 MiB dictionary spans the binaries,
-# which share most of their code: five binaries ~20 MB, where -6 with threads made ~32), which run.sh unpacks first.
+# A carry is at most 64 MiB with the tracked files (~26 MB: golden tensors, results), and the
+# sm_90a binaries are ~90 MB (kimi-lab alone ~37): they travel as one xz -9 tarball (one 64 MiB
+# dictionary spans the binaries, which share most of their code: five ~20 MB, where xz -6 with
+# threads made ~32), which run.sh unpacks first.
 # PACK=0 keeps them loose (a subset of TARGETS that fits).
 if [ "${PACK:-1}" = 1 ]; then
   tar cf - -C "$stage" bin | xz -9 -T1 >"$stage"/bin.tar.xz
