@@ -1,4 +1,4 @@
-// The chunk backward's per-chunk products (B3 delta_rule_chunk_bwd_wy.cu, B4
+// The chunk backward's per-chunk products (B2 delta_rule_chunk_bwd_dhv.cu, B3 _wy.cu, B4
 // delta_rule_chunk_bwd_gram.cu) on bf16 tensor cores: mma.sync m16n8k16 with fp32 accumulators,
 // operands gathered from the fp32 shared tiles the elementwise passes around the products work
 // on and rounded to bf16 on the way (the WMMA TF32 path of delta_rule_chunk_bwd.cuh takes 8-deep

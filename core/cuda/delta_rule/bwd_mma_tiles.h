@@ -1,5 +1,5 @@
 // Fragment index arithmetic of the chunk backward's per-chunk products on bf16 tensor cores
-// (B3 delta_rule_chunk_bwd_wy.cu, B4 delta_rule_chunk_bwd_gram.cu through bwd_mma.cuh): a warp
+// (B2 _dhv.cu, B3 delta_rule_chunk_bwd_wy.cu, B4 _gram.cu through bwd_mma.cuh): a warp
 // computes a 16 x 16 tile of op(A) op(B) from fp32 shared tiles as two mma.sync m16n8k16 per
 // k-step of 16, gathering each lane's fragment elements straight from shared memory (no
 // ldmatrix: the tiles stay fp32 for the elementwise passes around the products and are rounded

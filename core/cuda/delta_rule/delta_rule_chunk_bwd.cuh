@@ -88,7 +88,8 @@ __device__ void load_gates(float* sG, int lds, const Params<Ti>& p, int b, int h
   cumsum_rows<KP>(sG, lds);
 }
 
-// Launchers (delta_rule_chunk_bwd_wy.cu: B2, B3; delta_rule_chunk_bwd_gram.cu: B4).
+// Launchers (delta_rule_chunk_bwd_dhv.cu: B2; delta_rule_chunk_bwd_wy.cu: B3;
+// delta_rule_chunk_bwd_gram.cu: B4).
 template <class Ti>
 void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                 cudaStream_t stream);
