@@ -38,6 +38,16 @@ PEER_NAMES = {
 }
 
 
+def short_error(e):
+    """A peer's refusal as one table cell: its type and first sentence (FLA's Triton refusal
+    says what and why in the first, then how to upgrade), at most 160 characters."""
+    text = (str(e).splitlines() or [""])[0]
+    cut = text.find(". ")
+    text = text[:cut + 1] if cut >= 0 else text
+    text = f"{type(e).__name__}: {text}"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,9 +153,9 @@ def time_peer(torch, mixer, B, T, H, D, reps):
         try:
             row["fwd_bwd_ms"] = median_ms(torch, reps, both)
         except Exception as e:  # e.g. a backward that refuses this Triton / GPU
-            row["bwd_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            row["bwd_error"] = short_error(e)
     except Exception as e:
-        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        row["error"] = short_error(e)
     torch.cuda.empty_cache()
     return row
 
