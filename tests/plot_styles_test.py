@@ -1,7 +1,10 @@
 """tools/plot_runs: one style per mixer and lr in every panel of a sweep over training lengths
 (the legend is shared, so a style must mean one setting), distinct styles and labels for runs
-whose configs share a name, and labels without the length where the panel names it."""
+whose configs share a name, labels without the length where the panel names it, and runs of
+several tasks scored per task (one task's accuracy is never another's best)."""
+import csv
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -54,6 +57,37 @@ class PlotStyles(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             plot_loss(settings, os.path.join(d, "s"), "mqar")
             self.assertGreater(os.path.getsize(os.path.join(d, "s_loss.png")), 1000)
+
+
+def write_run(root, task, seq_len, accuracy):
+    d = os.path.join(root, f"task={task},seq_len={seq_len},seed=0")
+    os.makedirs(d)
+    with open(os.path.join(d, "config.yaml"), "w") as f:
+        f.write(f"name: task={task},seq_len={seq_len},seed=0\ntask:\n  name: {task}\n"
+                f"model:\n  mixer: kda\ntrain:\n  lr: 0.001\n  seq_len: {seq_len}\n  seed: 0\n")
+    with open(os.path.join(d, "metrics.csv"), "w") as f:
+        f.write("step,loss\n10,2.0\n20,1.0\n")
+    with open(os.path.join(d, "eval.csv"), "w") as f:
+        f.write(f"step,task,seq_len,accuracy\n20,{task},{seq_len},{accuracy}\n")
+    return d
+
+
+class SeveralTasks(unittest.TestCase):
+    def test_each_task_scored_apart_and_one_figure4(self):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                              "plot.py")
+        with tempfile.TemporaryDirectory() as d:
+            dirs = [write_run(d, "mqar", 256, 0.10), write_run(d, "mqar", 512, 0.20),
+                    write_run(d, "stack", 256, 0.90), write_run(d, "stack", 512, 0.80)]
+            subprocess.run([sys.executable, script, os.path.join(d, "p")] + dirs, check=True,
+                           stdout=subprocess.DEVNULL)
+            for task, want in (("mqar", ["10.0000", "20.0000"]),
+                               ("stack", ["90.0000", "80.0000"])):
+                with open(os.path.join(d, f"p_{task}_acc_len.csv")) as f:
+                    got = [row["accuracy_mean"] for row in csv.DictReader(f)]
+                self.assertEqual(got, want, task)
+            self.assertTrue(os.path.exists(os.path.join(d, "p_figure4.png")))
+            self.assertFalse(os.path.exists(os.path.join(d, "p_acc_len.csv")))
 
 
 if __name__ == "__main__":

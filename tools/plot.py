@@ -12,7 +12,8 @@ lays out the paper's Figure 4: per task, accuracy vs training length above accur
 at length 1024.
 
 Usage: plot.py OUT_PREFIX RUN_DIR [RUN_DIR ...]   (writes OUT_PREFIX_{loss,acc_steps,acc_len}
-.{png,svg}, OUT_PREFIX_acc_len.csv with the plotted numbers, and OUT_PREFIX_figure4.{png,svg}).
+.{png,svg}, OUT_PREFIX_acc_len.csv with the plotted numbers, and OUT_PREFIX_figure4.{png,svg};
+runs of several tasks get OUT_PREFIX_<task>_* each, and one Figure 4 with a column per task).
 Needs python3 with matplotlib (Debian: /usr/bin/python3 + python3-matplotlib). The work is done
 by the modules of tools/plot_runs/, which must sit beside this script.
 """
@@ -43,18 +44,25 @@ def main():
     settings = make_settings(runs)
     assign_styles(settings)
     tasks = sorted({run["task"] for run in runs if run["task"]})
-    title = ", ".join(tasks) or "runs"
     out_dir = os.path.dirname(args.out_prefix)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-    plot_loss(settings, args.out_prefix, title)
-    if any(run["eval"] for run in runs):
-        plot_acc_steps(settings, args.out_prefix, title)
-        plot_acc_len(settings, args.out_prefix, title, args.final)
-        if by_training_length(settings):
-            plot_figure4(settings, args.out_prefix, args.final)
-    else:
+    has_eval = any(run["eval"] for run in runs)
+    # Runs of several tasks: each task's curves and best-per-length table apart
+    # (OUT_PREFIX_<task>_*; one task's accuracy is no score of another's), Figure 4 together.
+    groups = [(args.out_prefix, tasks, settings)] if len(tasks) <= 1 else [
+        (f"{args.out_prefix}_{task}", [task], [st for st in settings if st["task"] == task])
+        for task in tasks]
+    for prefix, names, mine in groups:
+        title = ", ".join(names) or "runs"
+        plot_loss(mine, prefix, title)
+        if has_eval and any(run["eval"] for st in mine for run in st["runs"]):
+            plot_acc_steps(mine, prefix, title)
+            plot_acc_len(mine, prefix, title, args.final)
+    if not has_eval:
         print("plot.py: no eval.csv rows in any run; accuracy plots skipped", file=sys.stderr)
+    elif by_training_length(settings):
+        plot_figure4(settings, args.out_prefix, args.final)
 
 
 if __name__ == "__main__":
