@@ -7,8 +7,11 @@ from .figures import (band_note, draw_curve, plt, save, setting_label, shared_le
 from .runs import acc_points, eval_lengths, mean_curve, num
 
 
+PANEL_COLS = 4  # panels per row; the first of each row carries the y label
+
+
 def panel_grid(n):
-    cols = min(n, 4)
+    cols = min(n, PANEL_COLS)
     rows_n = math.ceil(n / cols)
     # One panel: larger, with the legend beside it, so long setting labels do not shrink the
     # axes to a stamp.
@@ -39,7 +42,7 @@ def plot_loss(settings, prefix, title):
                 draw_curve(ax, st, curve, setting_label(st, settings, len(panels) > 1),
                            markers=False)
         ax.set_xlabel("Training steps")
-        if i % 4 == 0:
+        if i % PANEL_COLS == 0:
             ax.set_ylabel("Training loss")
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(steps_formatter())
@@ -70,7 +73,7 @@ def plot_acc_steps(settings, prefix, title):
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_ylim(-3, 103)
         ax.grid(True, alpha=0.35)
-        if i % 4 == 0:
+        if i % PANEL_COLS == 0:
             ax.set_ylabel("Accuracy (%)")
     fig.suptitle(f"Eval accuracy vs training steps: {title}{band_note(settings)}")
     fig.tight_layout()

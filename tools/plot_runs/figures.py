@@ -53,9 +53,10 @@ def assign_styles(settings):
             _, marker, _ = style(st["group"])
             st["style"] = (palette[i % 10], marker, dashes[(i // 10) % len(dashes)])
         return
-    rank = {}  # style key -> its place among its mixer's keys
+    rank, per_label = {}, {}  # style key -> its place among its mixer's keys
     for key in keys:
-        rank[key] = sum(1 for k in rank if k[1] == key[1])
+        rank[key] = per_label.get(key[1], 0)
+        per_label[key[1]] = rank[key] + 1
     for st in settings:
         colour, marker, line = style(st["group"])
         i = rank[style_key(st)]
