@@ -2,6 +2,9 @@
 //   `k_1 v_1 .. k_K v_K <sep> q_1 .. q_Q <pad>..`, label at each query = its value;
 //   0 = pad, 1 = sep, keys from the lower half of [2, vocab), values from the upper half.
 // Zoology form: HazyResearch/zoology data/associative_recall.py `_mqar`, step for step.
+// Between them, the Kimi form's query_layout=spread puts each query at its own slot after <sep>
+// (even offsets, zoology's power-law gaps) and filler=random fills the other slots with random
+// tokens, so that what holds softmax attention on the MQAR plateau can be told apart.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -39,6 +42,11 @@ class MqarTask : public Task {
       throw UserError(
           "task.mqar.num_queries applies to form kimi only (zoology queries every key once)");
     }
+    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad")) {
+      throw UserError(
+          "task.mqar.query_layout / task.mqar.filler apply to form kimi only (zoology's queries "
+          "are always spread among random tokens)");
+    }
     if (!zoology() && vocab_ < 6) {
       throw UserError(fmt::format("task.vocab_size must be >= 6 for mqar; got {}", vocab_));
     }
@@ -64,6 +72,7 @@ class MqarTask : public Task {
 
  private:
   bool zoology() const { return config_.form == "zoology"; }
+  bool spread() const { return config_.query_layout == "spread"; }
   int64_t num_keys() const { return (vocab_ - 2) / 2; }  // kimi form key range size
   int64_t num_queries(int64_t seq_len) const {
     return config_.num_queries > 0 ? config_.num_queries : num_kv_pairs(seq_len);
@@ -76,6 +85,12 @@ class MqarTask : public Task {
           "mqar: seq_len {} cannot hold {} pairs + <sep> + {} queries (task.mqar.num_kv_pairs, "
           "task.mqar.num_queries)",
           seq_len, k, q));
+    }
+    if (spread() && q > query_slots(seq_len, k)) {
+      throw UserError(fmt::format(
+          "mqar (task.mqar.query_layout spread): seq_len {} has {} even slots after {} pairs + "
+          "<sep> for {} queries (task.mqar.num_kv_pairs, task.mqar.num_queries)",
+          seq_len, query_slots(seq_len, k), k, q));
     }
     if (k > num_keys() || k > vocab_ - 2 - num_keys()) {
       throw UserError(
@@ -102,6 +117,9 @@ class MqarTask : public Task {
     }
   }
 
+  // Slots at even offsets from the first position after <sep>, where a spread query may sit.
+  static int64_t query_slots(int64_t seq_len, int64_t k) { return (seq_len - 2 * k) / 2; }
+
   void kimi_row(Rng& rng, int64_t seq_len, int32_t* inputs, int32_t* labels) const {
     const int64_t k = num_kv_pairs(seq_len), q = num_queries(seq_len);
     const auto keys = sample_distinct(rng, 2, 2 + num_keys(), k);
@@ -114,10 +132,24 @@ class MqarTask : public Task {
     inputs[2 * k] = kSep;
     // Each pair queried once in random order; queries beyond K repeat random pairs.
     const auto order = sample_distinct(rng, 0, k, k);
+    std::vector<int64_t> pairs(static_cast<size_t>(q));
+    for (int64_t j = 0; j < q; ++j) pairs[j] = j < k ? order[j] : rng.uniform(0, k);
+    // The extra draws come after the block layout's, so its rows stay what they always were.
+    std::vector<int64_t> slots(static_cast<size_t>(q));
+    if (spread()) {
+      slots = power_law_gaps(rng, query_slots(seq_len, k), q, config_.power_a);
+      for (auto& s : slots) s *= 2;
+    } else {
+      std::iota(slots.begin(), slots.end(), int64_t{0});
+    }
+    if (config_.filler == "random") {
+      for (int64_t t = 2 * k + 1; t < seq_len; ++t)
+        inputs[t] = static_cast<int32_t>(rng.uniform(2, vocab_));
+    }
     for (int64_t j = 0; j < q; ++j) {
-      const int64_t pair = j < k ? order[j] : rng.uniform(0, k);
-      inputs[2 * k + 1 + j] = keys[pair];
-      labels[2 * k + 1 + j] = values[pair];
+      const int64_t pos = 2 * k + 1 + slots[j];
+      inputs[pos] = keys[pairs[j]];
+      labels[pos] = values[pairs[j]];
     }
   }
 

@@ -16,7 +16,14 @@ struct MqarConfig {
   // ratio (128 pairs at 1024). Used only when num_kv_pairs is 0.
   int64_t tokens_per_pair = 8;
   int64_t num_queries = 0;  // kimi form only; 0 = num_kv_pairs (each key queried once)
-  double power_a = 0.01;    // zoology form: query gap distribution p(g) ~ g^(a-1)
+  double power_a = 0.01;    // query gap distribution p(g) ~ g^(a-1): zoology, kimi + spread
+  // Kimi form only, to split what the two forms differ in (notes/attention_mqar.md):
+  // block = the queries right after <sep> (the tech report's layout); spread = each query at its
+  // own slot after <sep>, on even offsets with zoology's power-law gaps.
+  std::string query_layout = "block";
+  // What fills the slots after <sep> that hold no query: pad (0) or random tokens from
+  // [2, vocab), as zoology's random_non_queries. After a query block it is never seen by a query.
+  std::string filler = "pad";
 };
 
 struct PalindromeConfig {

@@ -1,5 +1,5 @@
 // The MQAR task (suite Tasks): the Kimi and zoology layouts against an independent reading of
-// the row, zoology-form statistics against zoology's own test sets (golden/zoology_mqar), pairs
+// the row, the Kimi form's spread queries and random filler, zoology-form statistics against zoology's own test sets (golden/zoology_mqar), pairs
 // per length, and lengths too short for the pairs naming the key.
 #include <gtest/gtest.h>
 
@@ -159,6 +159,79 @@ TEST(Tasks, ZoologyFormMatchesZoologyTestSetStatistics) {
     EXPECT_NEAR(ours.mean_gap, ref.mean_gap, 0.1 * ref.mean_gap) << slice;
     EXPECT_NEAR(ours.frac_small, ref.frac_small, 0.05) << slice;
   }
+}
+
+// query_layout=spread and filler=random change only where the queries sit and what fills the
+// other slots: for the same seed the pairs, and the keys queried in order, are the block rows'.
+TEST(Tasks, MqarSpreadQueriesAndRandomFillerKeepThePairs) {
+  TaskConfig c = task_config("mqar");
+  c.vocab_size = 64;
+  const int64_t T = 128, K = 8;
+  c.mqar.num_kv_pairs = K;
+  const Batch block = make_task(c)->sample(16, T, 5);
+  c.mqar.query_layout = "spread";
+  const Batch spread = make_task(c)->sample(16, T, 5);
+  c.mqar.filler = "random";
+  const Batch noisy = make_task(c)->sample(16, T, 5);
+  int64_t gaps = 0, filler_tokens = 0;
+  std::map<int32_t, int> filler_seen;
+  for (int64_t r = 0; r < block.batch; ++r) {
+    const int32_t *xb = row(block.inputs, r, T), *yb = row(block.labels, r, T);
+    const int32_t *xs = row(spread.inputs, r, T), *ys = row(spread.labels, r, T);
+    const int32_t *xn = row(noisy.inputs, r, T), *yn = row(noisy.labels, r, T);
+    for (int64_t t = 0; t <= 2 * K; ++t) {
+      EXPECT_EQ(xs[t], xb[t]) << "row " << r << " t " << t;
+      EXPECT_EQ(xn[t], xb[t]) << "row " << r << " t " << t;
+    }
+    std::vector<int32_t> queried_block, queried_spread;
+    for (int64_t t = 2 * K + 1; t < T; ++t) {
+      if (yb[t] != kIgnoreLabel) queried_block.push_back(xb[t]);
+      EXPECT_EQ(yn[t], ys[t]) << "the filler moves no query";
+      if (ys[t] == kIgnoreLabel) {
+        EXPECT_EQ(xs[t], 0) << "pad between spread queries";
+        EXPECT_GE(xn[t], 2) << "random filler is never pad or <sep>";
+        EXPECT_LT(xn[t], 64);
+        ++filler_tokens;
+        ++filler_seen[xn[t]];
+        continue;
+      }
+      EXPECT_EQ((t - (2 * K + 1)) % 2, 0) << "spread queries sit on even offsets after <sep>";
+      EXPECT_EQ(xn[t], xs[t]);
+      queried_spread.push_back(xs[t]);
+      if (ys[t - 1] == kIgnoreLabel && t - 1 > 2 * K) ++gaps;
+    }
+    EXPECT_EQ(queried_spread.size(), static_cast<size_t>(K));
+    // The power-law gaps pick the slots in a random order, so compare the key sets.
+    std::sort(queried_block.begin(), queried_block.end());
+    std::sort(queried_spread.begin(), queried_spread.end());
+    EXPECT_EQ(queried_spread, queried_block);
+  }
+  EXPECT_GT(gaps, 0) << "some query has a non-query slot right before it";
+  EXPECT_GT(filler_seen.size(), 20u) << filler_tokens << " filler tokens";
+}
+
+TEST(Tasks, MqarLayoutKeysAreRefusedWhereTheyCannotApply) {
+  TaskConfig c = task_config("mqar");
+  c.mqar.form = "zoology";
+  c.mqar.query_layout = "spread";
+  try {
+    make_task(c);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("task.mqar.query_layout"), std::string::npos) << e.what();
+  }
+  c = task_config("mqar");
+  c.mqar.query_layout = "spread";
+  c.mqar.num_kv_pairs = 8;
+  c.mqar.num_queries = 30;  // (64 - 16) / 2 = 24 even slots after 8 pairs + <sep>
+  try {
+    make_task(c)->check_seq_len(64);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("task.mqar.num_queries"), std::string::npos) << e.what();
+  }
+  c.mqar.num_queries = 24;
+  EXPECT_NO_THROW(make_task(c)->check_seq_len(64));
 }
 
 TEST(Tasks, MqarPairsPerLengthFollowTokensPerPair) {

@@ -21,6 +21,8 @@ void visit_fields(C& c, V&& v) {
   v("task.mqar.tokens_per_pair", c.task.mqar.tokens_per_pair);
   v("task.mqar.num_queries", c.task.mqar.num_queries);
   v("task.mqar.power_a", c.task.mqar.power_a);
+  v("task.mqar.query_layout", c.task.mqar.query_layout);
+  v("task.mqar.filler", c.task.mqar.filler);
   v("task.palindrome.length", c.task.palindrome.length);
   v("task.palindrome.score_sep", c.task.palindrome.score_sep);
   v("task.stack.num_stacks", c.task.stack.num_stacks);

@@ -27,6 +27,8 @@ void require_choice(const std::string& key, const std::string& value,
 void validate_task(const TaskConfig& t) {
   require_choice("task.name", t.name, {"palindrome", "mqar", "stack", "lm"});
   require_choice("task.mqar.form", t.mqar.form, {"kimi", "zoology"});
+  require_choice("task.mqar.query_layout", t.mqar.query_layout, {"block", "spread"});
+  require_choice("task.mqar.filler", t.mqar.filler, {"pad", "random"});
   require(t.vocab_size >= 0, "task.vocab_size", ">= 0", t.vocab_size);
   require(t.mqar.num_kv_pairs >= 0, "task.mqar.num_kv_pairs", ">= 0", t.mqar.num_kv_pairs);
   require(t.mqar.tokens_per_pair >= 2, "task.mqar.tokens_per_pair", ">= 2", t.mqar.tokens_per_pair);

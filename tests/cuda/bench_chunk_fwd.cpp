@@ -8,8 +8,8 @@
 namespace kimi::cuda_bench {
 
 // The forward's state kernel side by side: the WMMA TF32 kernel (KIMI_CUDA_STATE_KERNEL=old),
-// the tensor-core kernel with its own tile choice, and with 2, 4, 8 warps (V tiles of 32, 64,
-// 128 columns; KIMI_CUDA_STATE_WARPS).
+// the tensor-core kernel with its own tile choice, and with 1, 2, 4, 8 warps (V tiles of 16, 32,
+// 64, 128 columns; KIMI_CUDA_STATE_WARPS).
 void bench_state(int reps) {
   ChunkInputs in;
   std::printf("\nchunk forward state kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms)\n");
@@ -17,7 +17,7 @@ void bench_state(int reps) {
               "state");
   for (int gi = 0; gi < 2; ++gi)
     for (int64_t seq : {2048, 8192, 32768})
-      for (const char* variant : {"old", "auto", "2", "4", "8"}) {
+      for (const char* variant : {"old", "auto", "1", "2", "4", "8"}) {
         const std::string v = variant;
         if (v == "old") setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
         if (v != "old" && v != "auto") setenv("KIMI_CUDA_STATE_WARPS", variant, 1);
