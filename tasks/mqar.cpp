@@ -3,8 +3,9 @@
 //   0 = pad, 1 = sep, keys from the lower half of [2, vocab), values from the upper half.
 // Zoology form: HazyResearch/zoology data/associative_recall.py `_mqar`, step for step.
 // Between them, the Kimi form's query_layout=spread puts each query at its own slot after <sep>
-// (even offsets, zoology's power-law gaps) and filler=random fills the other slots with random
-// tokens, so that what holds softmax attention on the MQAR plateau can be told apart.
+// (even offsets, zoology's power-law gaps), filler=random fills the other slots with random
+// tokens and sep=false drops <sep>, so that what holds softmax attention on the MQAR plateau can
+// be told apart.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -42,10 +43,10 @@ class MqarTask : public Task {
       throw UserError(
           "task.mqar.num_queries applies to form kimi only (zoology queries every key once)");
     }
-    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad")) {
+    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad" || !config_.sep)) {
       throw UserError(
-          "task.mqar.query_layout / task.mqar.filler apply to form kimi only (zoology's queries "
-          "are always spread among random tokens)");
+          "task.mqar.query_layout / filler / sep apply to form kimi only (zoology's queries are "
+          "always spread among random tokens, with no <sep>)");
     }
     if (!zoology() && vocab_ < 6) {
       throw UserError(fmt::format("task.vocab_size must be >= 6 for mqar; got {}", vocab_));
@@ -80,17 +81,17 @@ class MqarTask : public Task {
 
   void check_kimi(int64_t seq_len) const {
     const int64_t k = num_kv_pairs(seq_len), q = num_queries(seq_len);
-    if (2 * k + 1 + q > seq_len) {
+    if (first_query(k) + q > seq_len) {
       throw UserError(fmt::format(
-          "mqar: seq_len {} cannot hold {} pairs + <sep> + {} queries (task.mqar.num_kv_pairs, "
+          "mqar: seq_len {} cannot hold {} pairs{} + {} queries (task.mqar.num_kv_pairs, "
           "task.mqar.num_queries)",
-          seq_len, k, q));
+          seq_len, k, config_.sep ? " + <sep>" : "", q));
     }
     if (spread() && q > query_slots(seq_len, k)) {
       throw UserError(fmt::format(
-          "mqar (task.mqar.query_layout spread): seq_len {} has {} even slots after {} pairs + "
-          "<sep> for {} queries (task.mqar.num_kv_pairs, task.mqar.num_queries)",
-          seq_len, query_slots(seq_len, k), k, q));
+          "mqar (task.mqar.query_layout spread): seq_len {} has {} even slots after {} pairs{} "
+          "for {} queries (task.mqar.num_kv_pairs, task.mqar.num_queries)",
+          seq_len, query_slots(seq_len, k), k, config_.sep ? " + <sep>" : "", q));
     }
     if (k > num_keys() || k > vocab_ - 2 - num_keys()) {
       throw UserError(
@@ -117,8 +118,12 @@ class MqarTask : public Task {
     }
   }
 
-  // Slots at even offsets from the first position after <sep>, where a spread query may sit.
-  static int64_t query_slots(int64_t seq_len, int64_t k) { return (seq_len - 2 * k) / 2; }
+  // The first position after the pairs (and <sep>), and the slots at even offsets from it where a
+  // spread query may sit.
+  int64_t first_query(int64_t k) const { return 2 * k + (config_.sep ? 1 : 0); }
+  int64_t query_slots(int64_t seq_len, int64_t k) const {
+    return (seq_len - first_query(k) + 1) / 2;
+  }
 
   void kimi_row(Rng& rng, int64_t seq_len, int32_t* inputs, int32_t* labels) const {
     const int64_t k = num_kv_pairs(seq_len), q = num_queries(seq_len);
@@ -129,7 +134,7 @@ class MqarTask : public Task {
       inputs[2 * i] = keys[i];
       inputs[2 * i + 1] = values[i];
     }
-    inputs[2 * k] = kSep;
+    if (config_.sep) inputs[2 * k] = kSep;
     // Each pair queried once in random order; queries beyond K repeat random pairs.
     const auto order = sample_distinct(rng, 0, k, k);
     std::vector<int64_t> pairs(static_cast<size_t>(q));
@@ -143,11 +148,11 @@ class MqarTask : public Task {
       std::iota(slots.begin(), slots.end(), int64_t{0});
     }
     if (config_.filler == "random") {
-      for (int64_t t = 2 * k + 1; t < seq_len; ++t)
+      for (int64_t t = first_query(k); t < seq_len; ++t)
         inputs[t] = static_cast<int32_t>(rng.uniform(2, vocab_));
     }
     for (int64_t j = 0; j < q; ++j) {
-      const int64_t pos = 2 * k + 1 + slots[j];
+      const int64_t pos = first_query(k) + slots[j];
       inputs[pos] = keys[pairs[j]];
       labels[pos] = values[pairs[j]];
     }

@@ -24,6 +24,9 @@ struct MqarConfig {
   // What fills the slots after <sep> that hold no query: pad (0) or random tokens from
   // [2, vocab), as zoology's random_non_queries. After a query block it is never seen by a query.
   std::string filler = "pad";
+  // Kimi form: the <sep> (token 1) between the pairs and the queries; false = the queries start
+  // right after the last value, as in zoology (whose queries then sit at even positions).
+  bool sep = true;
 };
 
 struct PalindromeConfig {

@@ -210,6 +210,35 @@ TEST(Tasks, MqarSpreadQueriesAndRandomFillerKeepThePairs) {
   EXPECT_GT(filler_seen.size(), 20u) << filler_tokens << " filler tokens";
 }
 
+// sep=false drops <sep>: the queries start right after the last value, so spread queries sit at
+// even positions, as zoology's do; the pairs are the same rows'.
+TEST(Tasks, MqarWithoutSepStartsTheQueriesAfterTheLastValue) {
+  TaskConfig c = task_config("mqar");
+  c.vocab_size = 64;
+  const int64_t T = 64, K = 8;
+  c.mqar.num_kv_pairs = K;
+  const Batch with_sep = make_task(c)->sample(8, T, 9);
+  c.mqar.sep = false;
+  const Batch block = make_task(c)->sample(8, T, 9);
+  c.mqar.query_layout = "spread";
+  const Batch spread = make_task(c)->sample(8, T, 9);
+  for (int64_t r = 0; r < block.batch; ++r) {
+    const int32_t *xs = row(with_sep.inputs, r, T), *ys = row(with_sep.labels, r, T);
+    const int32_t *xb = row(block.inputs, r, T), *yb = row(block.labels, r, T);
+    const int32_t *xp = row(spread.inputs, r, T), *yp = row(spread.labels, r, T);
+    for (int64_t t = 0; t < 2 * K; ++t) EXPECT_EQ(xb[t], xs[t]);
+    for (int64_t j = 0; j < K; ++j) {  // the same queries, one position earlier
+      EXPECT_EQ(xb[2 * K + j], xs[2 * K + 1 + j]);
+      EXPECT_EQ(yb[2 * K + j], ys[2 * K + 1 + j]);
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      EXPECT_NE(xb[t], 1) << "no <sep>";
+      EXPECT_NE(xp[t], 1) << "no <sep>";
+      if (yp[t] != kIgnoreLabel) EXPECT_EQ(t % 2, 0) << "spread queries at even positions";
+    }
+  }
+}
+
 TEST(Tasks, MqarLayoutKeysAreRefusedWhereTheyCannotApply) {
   TaskConfig c = task_config("mqar");
   c.mqar.form = "zoology";
@@ -220,6 +249,9 @@ TEST(Tasks, MqarLayoutKeysAreRefusedWhereTheyCannotApply) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("task.mqar.query_layout"), std::string::npos) << e.what();
   }
+  c.mqar.query_layout = "block";
+  c.mqar.sep = false;
+  EXPECT_THROW(make_task(c), UserError);
   c = task_config("mqar");
   c.mqar.query_layout = "spread";
   c.mqar.num_kv_pairs = 8;

@@ -23,6 +23,7 @@ void visit_fields(C& c, V&& v) {
   v("task.mqar.power_a", c.task.mqar.power_a);
   v("task.mqar.query_layout", c.task.mqar.query_layout);
   v("task.mqar.filler", c.task.mqar.filler);
+  v("task.mqar.sep", c.task.mqar.sep);
   v("task.palindrome.length", c.task.palindrome.length);
   v("task.palindrome.score_sep", c.task.palindrome.score_sep);
   v("task.stack.num_stacks", c.task.stack.num_stacks);
