@@ -43,10 +43,11 @@ class MqarTask : public Task {
       throw UserError(
           "task.mqar.num_queries applies to form kimi only (zoology queries every key once)");
     }
-    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad" || !config_.sep)) {
+    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad" ||
+                      !config_.sep || config_.query_offset != 0)) {
       throw UserError(
-          "task.mqar.query_layout / filler / sep apply to form kimi only (zoology's queries are "
-          "always spread among random tokens, with no <sep>)");
+          "task.mqar.query_layout / filler / sep / query_offset apply to form kimi only "
+          "(zoology's queries are always spread among random tokens, with no <sep>)");
     }
     if (!zoology() && vocab_ < 6) {
       throw UserError(fmt::format("task.vocab_size must be >= 6 for mqar; got {}", vocab_));
@@ -85,7 +86,7 @@ class MqarTask : public Task {
       throw UserError(fmt::format(
           "mqar: seq_len {} cannot hold {} pairs{} + {} queries (task.mqar.num_kv_pairs, "
           "task.mqar.num_queries)",
-          seq_len, k, config_.sep ? " + <sep>" : "", q));
+          seq_len, k, config_.sep ? " + <sep>" : "", q));  // query_offset counted in
     }
     if (spread() && q > query_slots(seq_len, k)) {
       throw UserError(fmt::format(
@@ -118,9 +119,10 @@ class MqarTask : public Task {
     }
   }
 
-  // The first position after the pairs (and <sep>), and the slots at even offsets from it where a
-  // spread query may sit.
-  int64_t first_query(int64_t k) const { return 2 * k + (config_.sep ? 1 : 0); }
+  // The first position after the pairs (and <sep>), the first query slot (query_offset filler
+  // slots later), and the slots at even offsets from it where a spread query may sit.
+  int64_t after_pairs(int64_t k) const { return 2 * k + (config_.sep ? 1 : 0); }
+  int64_t first_query(int64_t k) const { return after_pairs(k) + config_.query_offset; }
   int64_t query_slots(int64_t seq_len, int64_t k) const {
     return (seq_len - first_query(k) + 1) / 2;
   }
@@ -148,7 +150,7 @@ class MqarTask : public Task {
       std::iota(slots.begin(), slots.end(), int64_t{0});
     }
     if (config_.filler == "random") {
-      for (int64_t t = first_query(k); t < seq_len; ++t)
+      for (int64_t t = after_pairs(k); t < seq_len; ++t)
         inputs[t] = static_cast<int32_t>(rng.uniform(2, vocab_));
     }
     for (int64_t j = 0; j < q; ++j) {

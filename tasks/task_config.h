@@ -27,6 +27,9 @@ struct MqarConfig {
   // Kimi form: the <sep> (token 1) between the pairs and the queries; false = the queries start
   // right after the last value, as in zoology (whose queries then sit at even positions).
   bool sep = true;
+  // Kimi form: filler slots between the pairs (and <sep>) and the first query slot; 1 moves every
+  // query one position on (to the other parity: with <sep>, queries sit at odd positions).
+  int64_t query_offset = 0;
 };
 
 struct PalindromeConfig {

@@ -239,6 +239,40 @@ TEST(Tasks, MqarWithoutSepStartsTheQueriesAfterTheLastValue) {
   }
 }
 
+// query_offset=1 leaves one filler slot before the first query slot: every query moves one
+// position on (with <sep> to even positions), the same keys in the same order.
+TEST(Tasks, MqarQueryOffsetMovesEveryQueryOnePositionOn) {
+  TaskConfig c = task_config("mqar");
+  c.vocab_size = 64;
+  // T odd: both offsets leave 24 spread slots, so the power-law draws are the same.
+  const int64_t T = 65, K = 8;
+  c.mqar.num_kv_pairs = K;
+  for (const char* layout : {"block", "spread"}) {
+    c.mqar.query_layout = layout;
+    c.mqar.filler = std::string(layout) == "spread" ? "random" : "pad";
+    c.mqar.query_offset = 0;
+    const Batch at0 = make_task(c)->sample(8, T, 4);
+    c.mqar.query_offset = 1;
+    const Batch at1 = make_task(c)->sample(8, T, 4);
+    for (int64_t r = 0; r < at0.batch; ++r) {
+      const int32_t *x0 = row(at0.inputs, r, T), *y0 = row(at0.labels, r, T);
+      const int32_t *x1 = row(at1.inputs, r, T), *y1 = row(at1.labels, r, T);
+      EXPECT_EQ(x1[2 * K], 1) << "<sep> stays";
+      EXPECT_EQ(y1[2 * K + 1], kIgnoreLabel) << layout << ": the slot after <sep> holds no query";
+      int64_t queries = 0;
+      for (int64_t t = 2 * K + 1; t + 1 < T; ++t) {
+        EXPECT_EQ(y1[t + 1], y0[t]) << layout << " row " << r << " t " << t;
+        if (y0[t] == kIgnoreLabel) continue;
+        EXPECT_EQ(x1[t + 1], x0[t]);
+        if (std::string(layout) == "spread")
+          EXPECT_EQ((t + 1) % 2, 0) << "with <sep> and offset 1, spread queries at even positions";
+        ++queries;
+      }
+      EXPECT_EQ(queries, K) << layout;
+    }
+  }
+}
+
 TEST(Tasks, MqarLayoutKeysAreRefusedWhereTheyCannotApply) {
   TaskConfig c = task_config("mqar");
   c.mqar.form = "zoology";

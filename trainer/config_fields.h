@@ -24,6 +24,7 @@ void visit_fields(C& c, V&& v) {
   v("task.mqar.query_layout", c.task.mqar.query_layout);
   v("task.mqar.filler", c.task.mqar.filler);
   v("task.mqar.sep", c.task.mqar.sep);
+  v("task.mqar.query_offset", c.task.mqar.query_offset);
   v("task.palindrome.length", c.task.palindrome.length);
   v("task.palindrome.score_sep", c.task.palindrome.score_sep);
   v("task.stack.num_stacks", c.task.stack.num_stacks);

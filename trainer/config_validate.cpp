@@ -35,6 +35,7 @@ void validate_task(const TaskConfig& t) {
   require(t.stack.max_depth >= 0, "task.stack.max_depth", ">= 0", t.stack.max_depth);
   require(t.mqar.num_queries >= 0, "task.mqar.num_queries", ">= 0", t.mqar.num_queries);
   require(t.mqar.power_a > 0, "task.mqar.power_a", "> 0", t.mqar.power_a);
+  require(t.mqar.query_offset >= 0, "task.mqar.query_offset", ">= 0", t.mqar.query_offset);
   require(t.palindrome.length >= 0, "task.palindrome.length", ">= 0", t.palindrome.length);
   require(t.stack.num_stacks >= 1, "task.stack.num_stacks", ">= 1", t.stack.num_stacks);
   require(t.stack.push_prob > 0 && t.stack.push_prob < 1, "task.stack.push_prob", "in (0, 1)",
