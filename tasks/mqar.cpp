@@ -43,8 +43,8 @@ class MqarTask : public Task {
       throw UserError(
           "task.mqar.num_queries applies to form kimi only (zoology queries every key once)");
     }
-    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad" ||
-                      !config_.sep || config_.query_offset != 0)) {
+    if (zoology() && (config_.query_layout != "block" || config_.filler != "pad" || !config_.sep ||
+                      config_.query_offset != 0)) {
       throw UserError(
           "task.mqar.query_layout / filler / sep / query_offset apply to form kimi only "
           "(zoology's queries are always spread among random tokens, with no <sep>)");

@@ -1,6 +1,7 @@
 // The MQAR task (suite Tasks): the Kimi and zoology layouts against an independent reading of
-// the row, the Kimi form's spread queries and random filler, zoology-form statistics against zoology's own test sets (golden/zoology_mqar), pairs
-// per length, and lengths too short for the pairs naming the key.
+// the row, the Kimi form's spread queries and random filler, zoology-form statistics against
+// zoology's own test sets (golden/zoology_mqar), pairs per length, and lengths too short for the
+// pairs naming the key.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -161,13 +162,19 @@ TEST(Tasks, ZoologyFormMatchesZoologyTestSetStatistics) {
   }
 }
 
+// The Kimi form with K pairs over a vocabulary of 64: the layout tests' base.
+TaskConfig small_mqar(int64_t pairs) {
+  TaskConfig c = task_config("mqar");
+  c.vocab_size = 64;
+  c.mqar.num_kv_pairs = pairs;
+  return c;
+}
+
 // query_layout=spread and filler=random change only where the queries sit and what fills the
 // other slots: for the same seed the pairs, and the keys queried in order, are the block rows'.
 TEST(Tasks, MqarSpreadQueriesAndRandomFillerKeepThePairs) {
-  TaskConfig c = task_config("mqar");
-  c.vocab_size = 64;
   const int64_t T = 128, K = 8;
-  c.mqar.num_kv_pairs = K;
+  TaskConfig c = small_mqar(K);
   const Batch block = make_task(c)->sample(16, T, 5);
   c.mqar.query_layout = "spread";
   const Batch spread = make_task(c)->sample(16, T, 5);
@@ -213,10 +220,8 @@ TEST(Tasks, MqarSpreadQueriesAndRandomFillerKeepThePairs) {
 // sep=false drops <sep>: the queries start right after the last value, so spread queries sit at
 // even positions, as zoology's do; the pairs are the same rows'.
 TEST(Tasks, MqarWithoutSepStartsTheQueriesAfterTheLastValue) {
-  TaskConfig c = task_config("mqar");
-  c.vocab_size = 64;
   const int64_t T = 64, K = 8;
-  c.mqar.num_kv_pairs = K;
+  TaskConfig c = small_mqar(K);
   const Batch with_sep = make_task(c)->sample(8, T, 9);
   c.mqar.sep = false;
   const Batch block = make_task(c)->sample(8, T, 9);
@@ -242,11 +247,9 @@ TEST(Tasks, MqarWithoutSepStartsTheQueriesAfterTheLastValue) {
 // query_offset=1 leaves one filler slot before the first query slot: every query moves one
 // position on (with <sep> to even positions), the same keys in the same order.
 TEST(Tasks, MqarQueryOffsetMovesEveryQueryOnePositionOn) {
-  TaskConfig c = task_config("mqar");
-  c.vocab_size = 64;
   // T odd: both offsets leave 24 spread slots, so the power-law draws are the same.
   const int64_t T = 65, K = 8;
-  c.mqar.num_kv_pairs = K;
+  TaskConfig c = small_mqar(K);
   for (const char* layout : {"block", "spread"}) {
     c.mqar.query_layout = layout;
     c.mqar.filler = std::string(layout) == "spread" ? "random" : "pad";
