@@ -103,7 +103,29 @@ TEST(Report, TableHasTheMeanOverSeedsOfTheBestMeanLrBesideThePaper) {
   EXPECT_NE(line.find("-30"), std::string::npos) << line;
   EXPECT_EQ(line.find("100.0 ±"), std::string::npos) << "one seed's maximum shown: " << line;
   EXPECT_NE(r.markdown.find("vocabulary 128"), std::string::npos);  // the task details
+  EXPECT_NE(r.markdown.find("row layout: the pairs, `<sep>`, then the queries in one block; the "
+                            "other slots padding"),
+            std::string::npos)
+      << r.markdown;
   EXPECT_NE(r.latex.find("\\begin{tabular}"), std::string::npos);
+}
+
+// The MQAR row layout keys (results/figure4/mqar_layout) are part of the task details.
+TEST(Report, TaskDetailsSayWhereTheMqarQueriesSit) {
+  const fs::path dir = fresh_sweep_dir("kimi_report_layout_test", "mqar_layout");
+  fake_run(dir, "seed=0", "0.001", 0, 0.9, 256,
+           {"task.mqar.sep=false", "task.mqar.query_layout=spread", "task.mqar.filler=random",
+            "task.mqar.query_offset=1"});
+  std::ofstream(dir / "sweep.json") << nlohmann::json{
+      {"name", "mqar_layout"},
+      {"points",
+       {sweep_point(0, "seed=0", {}, 0)}}}.dump();
+  const std::string md = write_sweep_report(dir.string()).markdown;
+  EXPECT_NE(md.find("row layout: the pairs, no `<sep>`, then each query at its own slot "
+                    "(power-law gaps, power_a 0.01) from 1 slot(s) on; the other slots random "
+                    "tokens"),
+            std::string::npos)
+      << md;
 }
 
 // A sweep over a model key (two initial decay ranges, as figure4_kda_decay_init.yaml): every

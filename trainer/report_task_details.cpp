@@ -33,6 +33,27 @@ std::string stack_depth_line(const tasks::Task& task, int64_t num_stacks,
       fmt::join(per_len, "; "));
 }
 
+// Where a row's queries sit and what surrounds them: the one detail found to decide whether
+// softmax attention learns MQAR at all (results/figure4/mqar_layout: the `<sep>`).
+std::string mqar_layout_line(const MqarConfig& m) {
+  if (m.form == "zoology")
+    return fmt::format(
+        "- row layout: zoology's (queries spread after the pairs with power-law gaps, power_a "
+        "{}, among random tokens; no `<sep>`)\n",
+        m.power_a);
+  const std::string queries =
+      m.query_layout == "spread"
+          ? fmt::format("each query at its own slot (power-law gaps, power_a {})", m.power_a)
+          : std::string("the queries in one block");
+  const std::string offset =
+      m.query_offset > 0 ? fmt::format(" from {} slot(s) on", m.query_offset) : std::string();
+  return fmt::format(
+      "- row layout: the pairs, {}, then {}{}; the other slots {} (task.mqar.sep, query_layout, "
+      "query_offset, filler)\n",
+      m.sep ? "`<sep>`" : "no `<sep>`", queries, offset,
+      m.filler == "random" ? "random tokens" : "padding");
+}
+
 }  // namespace
 
 std::string task_details(const RunConfig& c, const std::set<int64_t>& lengths) {
@@ -45,6 +66,7 @@ std::string task_details(const RunConfig& c, const std::set<int64_t>& lengths) {
             ? fmt::format("{} at every length", t.mqar.num_kv_pairs)
             : fmt::format("seq_len / {} (task.mqar.tokens_per_pair)", t.mqar.tokens_per_pair),
         t.mqar.num_queries > 0 ? fmt::format("{}", t.mqar.num_queries) : "one per pair");
+  if (t.name == "mqar") out += mqar_layout_line(t.mqar);
   if (t.name == "palindrome")
     out += fmt::format(
         "- palindrome length: {}; `<sep>` scored: {}\n",
