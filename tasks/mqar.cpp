@@ -4,8 +4,9 @@
 // Zoology form: HazyResearch/zoology data/associative_recall.py `_mqar`, step for step.
 // Between them, the Kimi form's query_layout=spread puts each query at its own slot after <sep>
 // (even offsets, zoology's power-law gaps), filler=random fills the other slots with random
-// tokens and sep=false drops <sep>, so that what holds softmax attention on the MQAR plateau can
-// be told apart.
+// tokens, sep=false drops <sep> and query_offset leaves filler slots before the first query, so
+// that what holds softmax attention on the MQAR plateau can be told apart
+// (results/figure4/mqar_layout: the <sep>).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -84,9 +85,13 @@ class MqarTask : public Task {
     const int64_t k = num_kv_pairs(seq_len), q = num_queries(seq_len);
     if (first_query(k) + q > seq_len) {
       throw UserError(fmt::format(
-          "mqar: seq_len {} cannot hold {} pairs{} + {} queries (task.mqar.num_kv_pairs, "
+          "mqar: seq_len {} cannot hold {} pairs{}{} + {} queries (task.mqar.num_kv_pairs, "
           "task.mqar.num_queries)",
-          seq_len, k, config_.sep ? " + <sep>" : "", q));  // query_offset counted in
+          seq_len, k, config_.sep ? " + <sep>" : "",
+          config_.query_offset > 0
+              ? fmt::format(" + {} slot(s) of task.mqar.query_offset", config_.query_offset)
+              : "",
+          q));
     }
     if (spread() && q > query_slots(seq_len, k)) {
       throw UserError(fmt::format(
@@ -142,12 +147,12 @@ class MqarTask : public Task {
     std::vector<int64_t> pairs(static_cast<size_t>(q));
     for (int64_t j = 0; j < q; ++j) pairs[j] = j < k ? order[j] : rng.uniform(0, k);
     // The extra draws come after the block layout's, so its rows stay what they always were.
+    // Each query's offset from the first query slot: in a row, or on even power-law gaps.
     std::vector<int64_t> slots(static_cast<size_t>(q));
+    std::iota(slots.begin(), slots.end(), int64_t{0});
     if (spread()) {
       slots = power_law_gaps(rng, query_slots(seq_len, k), q, config_.power_a);
       for (auto& s : slots) s *= 2;
-    } else {
-      std::iota(slots.begin(), slots.end(), int64_t{0});
     }
     if (config_.filler == "random") {
       for (int64_t t = after_pairs(k); t < seq_len; ++t)
