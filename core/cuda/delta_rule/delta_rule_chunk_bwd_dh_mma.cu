@@ -206,6 +206,7 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
     bf16* sO = reinterpret_cast<bf16*>(smem_dh + Lay::kO) + warp * Lay::kORows * ldo;
     const int ncols = p.V - vw;  // columns of this warp inside V (> 0 when active)
     bf16* dhc = io.dh + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw;
+    auto dhc_row = [&](int k) { return dhc + int64_t(k) * p.V; };
     auto dvp_row = [&](int t) { return io.dvp + p.vo(b, t0 + t, h) + vw; };
     if (active && partner) {
       uint32_t oa[kC / 16][4];
@@ -232,32 +233,12 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
         c_out(qc, xq + half * 4 * (kKT / 2) * 32, lane);
       }
       bar_arrive(bar_q, 64);
-      {  // dh_c from the chain's bf16 dS^T
-        uint32_t sa[kD / 16][4];
-        float x[kKT][4];
-        bar_sync(bar_s, 64);
-        frags_in(sa, xs, lane);
-        a_to_c<kD / 16>(sa, x);
-        stage_tile<kKT, ldo>(sO, x, 1.f, lane);
-        __syncwarp();
-        write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return dhc + int64_t(k) * p.V; });
-        __syncwarp();
-      }
-      uint32_t va[kC / 16][4];  // -dV'^T
-      float x[kC / 8][4];
-      bar_sync(bar_v, 64);
-      frags_in(va, xv, lane);
-      a_to_c<kC / 16>(va, x);
-      stage_tile<kC / 8, ldo>(sO, x, -1.f, lane);
-      __syncwarp();
-      write_stage<kC, ldo>(sO, L, ncols, lane, dvp_row);
+      // dh_c and dV' (handed over as -dV'^T) from the chain warp's bf16 fragments.
+      store_handed<kD / 16, ldo>(xs, bar_s, 1.f, sO, p.K, ncols, lane, dhc_row);
+      store_handed<kC / 16, ldo>(xv, bar_v, -1.f, sO, L, ncols, lane, dvp_row);
     } else if (active) {
-      if constexpr (!kPW) {  // dh_c = dS: rows k of the warp's 16 columns
-        stage_tile<kKT, ldo>(sO, ds, 1.f, lane);
-        __syncwarp();
-        write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return dhc + int64_t(k) * p.V; });
-        __syncwarp();
-      }
+      if constexpr (!kPW)  // dh_c = dS: rows k of the warp's 16 columns
+        store_c_tile<kKT, ldo>(sO, ds, 1.f, p.K, ncols, lane, dhc_row);
 
       // dV'^T = dS^T Kd^T + dO^T A_qk, n-tile nt = tokens 8 nt .. 8 nt + 7.
       float dv[kC / 8][4];
@@ -280,11 +261,7 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
       } else {
         do_frags<ldu>(oa, sDo, warp, lane);
         add_do_aqk<lda>(dv, oa, sA, lane);
-        // dV' rows (tokens) of the warp's 16 columns.
-        stage_tile<kC / 8, ldo>(sO, dv, 1.f, lane);
-        __syncwarp();
-        write_stage<kC, ldo>(sO, L, ncols, lane, dvp_row);
-        __syncwarp();
+        store_c_tile<kC / 8, ldo>(sO, dv, 1.f, L, ncols, lane, dvp_row);  // dV' rows (tokens)
       }
       uint32_t va[kC / 16][4];  // -dV'^T, the same bf16 values as stored
       c_to_a<kC / 16>(dv, va, -1.f);

@@ -103,9 +103,8 @@ __device__ __forceinline__ void o_intra(float (&ot)[kC / 8][4], const uint32_t (
       const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
       mma_bf16(ot[nt], va[ks], pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y));
     }
-  stage_tile<kC / 8, ldo>(sO, ot, 1.f, lane);
-  __syncwarp();
-  write_stage<kC, ldo>(sO, L, p.V - vw, lane, [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
+  store_c_tile<kC / 8, ldo>(sO, ot, 1.f, L, p.V - vw, lane,
+                            [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
 }
 
 template <int kD, int kNW, bool kStore, bool kOW>
@@ -179,29 +178,13 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     const float* sEg = reinterpret_cast<const float*>(base + Lay::kEg);
     const int t0 = c * kC, L = min(kC, p.T - t0);
     bf16* sO = reinterpret_cast<bf16*>(smem_mma + Lay::kO) + warp * Lay::kORows * ldo;
-    const int ncols = p.V - vw;        // columns of this warp inside V (> 0 when active)
+    const int ncols = p.V - vw;  // columns of this warp inside V (> 0 when active)
+    bf16* hc = kStore ? so.h + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw : nullptr;
+    auto hc_row = [&](int k) { return hc + int64_t(k) * p.V; };
+    auto vp_row = [&](int t) { return so.vp + p.vo(b, t0 + t, h) + vw; };
     if (active && o_warp && kStore) {  // h_c and V' of chunk c from the partner's fragments
-      {
-        uint32_t sa[kD / 16][4];
-        float x[kKT][4];
-        bar_sync(bar_s, 64);
-        frags_in(sa, xs, lane);
-        a_to_c<kD / 16>(sa, x);  // S^T rounded to bf16, as the chain warp rounds it
-        stage_tile<kKT, ldo>(sO, x, 1.f, lane);
-        __syncwarp();
-        bf16* hc = so.h + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw;
-        write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return hc + int64_t(k) * p.V; });
-        __syncwarp();
-      }
-      uint32_t va[kC / 16][4];
-      float x[kC / 8][4];
-      bar_sync(bar_v, 64);
-      frags_in(va, xv, lane);
-      a_to_c<kC / 16>(va, x);
-      stage_tile<kC / 8, ldo>(sO, x, 1.f, lane);
-      __syncwarp();
-      write_stage<kC, ldo>(sO, L, ncols, lane,
-                           [&](int t) { return so.vp + p.vo(b, t0 + t, h) + vw; });
+      store_handed<kD / 16, ldo>(xs, bar_s, 1.f, sO, p.K, ncols, lane, hc_row);
+      store_handed<kC / 16, ldo>(xv, bar_v, 1.f, sO, L, ncols, lane, vp_row);
     } else if (active && o_warp) {  // O of chunk c from the partner's fragments
       float ot[kC / 8][4];
       {
@@ -215,13 +198,8 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
       frags_in(va, xv, lane);
       o_intra<lda, ldo>(ot, va, sA, sO, p, b, h, t0, L, vw, lane);  // while it updates S
     } else if (active) {
-      if constexpr (kStore && !kOW) {  // h_c = S: rows k of the warp's 16 columns
-        stage_tile<kKT, ldo>(sO, s, 1.f, lane);
-        __syncwarp();
-        bf16* hc = so.h + (int64_t(bh) * cd.NC + c) * p.K * p.V + vw;
-        write_stage<kD, ldo>(sO, p.K, ncols, lane, [&](int k) { return hc + int64_t(k) * p.V; });
-        __syncwarp();
-      }
+      if constexpr (kStore && !kOW)  // h_c = S: rows k of the warp's 16 columns
+        store_c_tile<kKT, ldo>(sO, s, 1.f, p.K, ncols, lane, hc_row);
 
       // S^T in bf16: A fragments of the k-steps over the state rows.
       uint32_t sa[kD / 16][4];
@@ -250,11 +228,7 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
       c_to_a<kC / 16>(vt, va, -1.f);
 
       if constexpr (kStore && !kOW) {  // V' rows (tokens) of the warp's 16 columns
-        stage_tile<kC / 8, ldo>(sO, vt, -1.f, lane);
-        __syncwarp();
-        write_stage<kC, ldo>(sO, L, ncols, lane,
-                             [&](int t) { return so.vp + p.vo(b, t0 + t, h) + vw; });
-        __syncwarp();
+        store_c_tile<kC / 8, ldo>(sO, vt, -1.f, L, ncols, lane, vp_row);
       } else if constexpr (kOW) {  // the rest of O (store mode: V') to the partner warp
         frags_out(va, xv, lane);
         bar_arrive(bar_v, 64);

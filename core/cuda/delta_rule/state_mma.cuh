@@ -177,4 +177,29 @@ __device__ __forceinline__ void write_stage(const __nv_bfloat16* sT, int nrows, 
   }
 }
 
+// C fragments of N n-tiles (times `sign`, rounded to bf16) to global rows dst(r) < nrows,
+// columns < ncols, through the warp's staging tile.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_c_tile(__nv_bfloat16* sT, const float (&c)[N][4], float sign,
+                                             int nrows, int ncols, int lane, Dst dst) {
+  stage_tile<N, ldo>(sT, c, sign, lane);
+  __syncwarp();
+  write_stage<8 * N, ldo>(sT, nrows, ncols, lane, dst);
+  __syncwarp();
+}
+
+// A partner warp's store of what its chain warp handed over as bf16 A fragments (N k-steps, at
+// words x, once barrier `bar` completes): the same bf16 values the chain warp would have stored.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_handed(const uint32_t* x, int bar, float sign,
+                                             __nv_bfloat16* sT, int nrows, int ncols, int lane,
+                                             Dst dst) {
+  uint32_t a[N][4];
+  float c[2 * N][4];
+  bar_sync(bar, 64);
+  frags_in(a, x, lane);
+  a_to_c<N>(a, c);
+  store_c_tile<2 * N, ldo>(sT, c, sign, nrows, ncols, lane, dst);
+}
+
 }  // namespace kimi::cuda::detail::chunk::state_mma
