@@ -10,7 +10,7 @@
 // chunk, K != V both ways (96/72, 64/128, 48/40, 64/24: warp halves past V and idle warps),
 // K < the padded head size, strong (10 per token) and weak (0.05) decays, every gate kind, with
 // and without h0 / dht, dh0 wanted or not, V tiles of 1, 2, 8 warps (KIMI_CUDA_STATE_WARPS,
-// which F2 shares), 1 and 2 with and without partner warps (KIMI_CUDA_STATE_OWARPS=0). `quick`
+// which F2 shares), 1 and 2 also with partner warps (KIMI_CUDA_STATE_OWARPS=1). `quick`
 // keeps two shapes (compute-sanitizer: kimi_cuda_tests --bwd-dh --quick).
 // Tolerances: dh_c is stored in bf16 (2^-9 relative rounding, ~1.1e-3 rms) and the new walk
 // rounds dS, dV' and A_qk to bf16 as operands (the old one: TF32, 2^-11), each ~2e-3 relative
@@ -161,13 +161,13 @@ void bwd_dh_cases(Report& rep, bool quick) {
     }
     rep.check(std::string("bwd dh old ") + base, "dh", rel_err(old.dh, dh_ref), kTolDh);
     check_grads(rep, std::string("bwd dh old ") + base, old.r, ref, kTolBf16);
-    // "1", "2" take partner warps here (small grids: state_mma_owarps), "1n", "2n" do not.
-    for (const char* variant : {"auto", "1", "2", "8", "1n", "2n"}) {
+    // "1p", "2p": with partner warps (KIMI_CUDA_STATE_OWARPS=1); the others by the default rule.
+    for (const char* variant : {"auto", "1", "2", "8", "1p", "2p"}) {
       const std::string v = variant;
       if (quick && v[0] == '2') continue;
       const bool fixed = v != "auto";
       if (fixed) setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
-      if (v.back() == 'n') setenv("KIMI_CUDA_STATE_OWARPS", "0", 1);
+      if (v.back() == 'p') setenv("KIMI_CUDA_STATE_OWARPS", "1", 1);
       DhRun got;
       {
         const DhKernel k(kc::ChunkBwdDhKernel::kNew);

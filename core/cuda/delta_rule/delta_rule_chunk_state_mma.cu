@@ -330,7 +330,9 @@ bool state_mma_owarps(int64_t blocks, int warps, int sms) {
   // One block per multiprocessor or fewer (long sequences, few heads): the walk's chain is the
   // time, and the O warps run on sub-partitions that would idle. Never with 8 chain warps: the
   // pairs' exchange does not fit the shared memory, and 16 warps leave 128 registers a thread.
-  return blocks <= sms && warps <= 4;
+  // Opt-in until a GPU has run the parity suites and timed them (none was lent in session 23).
+  constexpr bool kPartnersByDefault = false;
+  return kPartnersByDefault && blocks <= sms && warps <= 4;
 }
 
 bool launch_state_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
