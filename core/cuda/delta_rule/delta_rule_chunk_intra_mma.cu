@@ -29,7 +29,9 @@
 
 #include "core/cuda/attention/attention_mma.cuh"
 #include "core/cuda/delta_rule/delta_rule_chunk.cuh"
+#include "core/cuda/delta_rule/intra_mma.cuh"
 #include "core/cuda/delta_rule/intra_mma_tiles.h"
+#include "core/cuda/delta_rule/state_mma.cuh"
 #include "core/cuda/runtime/check.h"
 
 namespace kimi::cuda::detail::chunk {
@@ -39,78 +41,10 @@ using bf16 = __nv_bfloat16;
 using attn::ldsm4_t;
 using attn::mma_bf16;
 using attn::pack_bf16;
+using namespace intra_mma;
+using state_mma::cp16_or_zero;
 namespace it = intra_tiles;
 namespace mt = mma_tiles;
-
-constexpr int kIntraWarps = 8;
-constexpr int kIntraThreads = 32 * kIntraWarps;
-
-// 16 bytes global -> shared, zero-filled when !ok (rows past the sequence, columns past K / V).
-__device__ __forceinline__ void cp16_or_zero(void* dst, const void* src, bool ok) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
-               "r"(ok ? 16 : 0));
-}
-
-// Shared memory, in bytes. bf16 rows padded by 8 elements, fp32 G rows by 8 floats (the float2
-// fragment loads of a half-warp then hit distinct banks). After the Gram products the q region
-// holds Tinv and, once the right-hand sides are made, the G region the substitution's scratch;
-// k and v become the right-hand sides beta exp(G) k and beta v in place.
-template <int kD>
-struct IntraMmaLayout {
-  static constexpr int ldb = kD + 8;             // bf16 rows of k, q, v
-  static constexpr int ldg = kD + 8;             // fp32 rows of G
-  static constexpr int kTBytes = kC * kLdA * 4;  // an fp32 C x C matrix
-  // q, then Tinv; G, then the substitution's scratch.
-  static constexpr int kQBytes = std::max(kC * ldb * 2, kTBytes);
-  static constexpr int kGBytes = std::max(kC * ldg * 4, kTBytes);
-  static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kQBytes;
-  static constexpr int kAkk = kV + kC * ldb * 2;  // fp32 A = Diag(beta) A_kk, strictly lower
-  static constexpr int kG = kAkk + kTBytes;
-  static constexpr int kBeta = kG + kGBytes;
-  static constexpr int kBytes = kBeta + kC * 4;
-  static_assert(kQ % 128 == 0 && kV % 128 == 0 && kAkk % 128 == 0 && kG % 128 == 0,
-                "16-byte aligned rows");
-};
-
-// exp of a log-decay difference; without a gate every decay is 1 (and the G reads feeding it
-// are dead code).
-template <GateKind kGate>
-__device__ __forceinline__ float gexp(float x) {
-  if constexpr (kGate == GateKind::kNone)
-    return 1.f;
-  else
-    return __expf(x);
-}
-
-__device__ __forceinline__ float2 ld_bf2(const bf16* p) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
-}
-
-// One diagonal tile (J, J) of A_kk and A_qk exactly: fp32 products with one exp(G_i - G_j) per
-// channel and pair, as the old kernel does every diagonal block. Lane-strided over the 256
-// entries; only for blocks whose gate span is too wide for the split (strong decays).
-template <int kD, int ldb, int ldg>
-__device__ void exact_diag_tile(int J, const bf16* sK, const bf16* sQ, const float* sG, int lane,
-                                float (&ck)[2][4], float (&cq)[2][4]) {
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const mt::RowCol x = mt::c_elem(lane, e);
-      const int i = 16 * J + x.row, j = 16 * J + 8 * nt + x.col;
-      float akk = 0.f, aqk = 0.f;
-      if (j <= i)
-        for (int c = 0; c < kD; ++c) {
-          const float kj =
-              __bfloat162float(sK[j * ldb + c]) * __expf(sG[i * ldg + c] - sG[j * ldg + c]);
-          akk += __bfloat162float(sK[i * ldb + c]) * kj;
-          aqk += __bfloat162float(sQ[i * ldb + c]) * kj;
-        }
-      ck[nt][e] = akk;
-      cq[nt][e] = aqk;
-    }
-}
 
 template <int kD, GateKind kGate>
 __global__ void __launch_bounds__(kIntraThreads, 2)
