@@ -86,11 +86,12 @@ for s in $stages; do
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
     walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk): every variant's parity
-            # (the `~` rows compare variants in bits), racecheck + memcheck on the quick cases, bench rows
+            # (the `~` rows compare variants in bits), racecheck + memcheck + synccheck (named barriers)
+            # on the quick cases, bench rows
       g="--state --bwd-state --bwd-dh"
       timeout 240 .gpu/bin/kimi_cuda_tests $g tests/golden >"$out/walks.log" 2>&1
       r=$?; grep -E "FAIL|checks" "$out/walks.log"; echo "walks parity exit $r"; rc=$((rc | r))
-      for tool in racecheck memcheck; do
+      for tool in racecheck memcheck synccheck; do
         timeout 200 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick $g tests/golden \
           >"$out/walks_$tool.log" 2>&1
         r=$?; tail -n 3 "$out/walks_$tool.log"; echo "walks $tool exit $r"; rc=$((rc | r))
