@@ -98,7 +98,8 @@ void linear_chunk_cases(Report& rep) {
 }
 
 // The bf16 chunk forward's tensor-core state kernel (delta_rule_chunk_state_mma.cu) with each
-// V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns) and the WMMA TF32 kernel
+// V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns), with and without O warps
+// ("o", KIMI_CUDA_STATE_OWARPS=1; checked against the CPU and against w2), and the WMMA TF32 kernel
 // it replaces (KIMI_CUDA_STATE_KERNEL=old), on the shapes where its tiles have tails: V not a
 // multiple of 16 (a warp half past V), tiles past V (idle warps), K < the padded head size,
 // one short chunk, no h0. `quick` keeps two shapes (for the sanitizers).
@@ -125,24 +126,33 @@ void state_kernel_cases(Report& rep, bool quick) {
     if (!c.h0) p.h0.clear();
     const Problem pb = as_type<__nv_bfloat16>(p);
     const Result ref = cpu_reference(pb, false);
-    for (const char* warps : {"1", "2", "4", "8", "old"}) {
-      const bool old = std::string(warps) == "old";
+    Result fused;  // O products in the chain warps, 2 warps a block
+    for (const char* variant : {"1", "2", "4", "8", "1o", "2o", "4o", "old"}) {
+      const std::string v = variant;
+      const bool old = v == "old", ow = v.back() == 'o';
       if (old)
         setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
       else
-        setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+        setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
+      setenv("KIMI_CUDA_STATE_OWARPS", ow ? "1" : "0", 1);
       char tag[128];
-      std::snprintf(tag, sizeof tag, "state %s%s %s %s%s bf16", old ? "old" : "w", old ? "" : warps,
+      std::snprintf(tag, sizeof tag, "state %s%s %s %s%s bf16", old ? "" : "w", variant,
                     gate_name(c.gate), dims_str(d).c_str(), c.h0 ? "" : " no h0");
-      compare(rep, tag, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16, kTolBf16);
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, false);
+      compare(rep, tag, got, ref, kTolBf16, kTolBf16);
+      // The O warps take the same bf16 fragments and run the same products in the same order.
+      if (v == "2") fused = got;
+      if (v == "2o") compare(rep, std::string(tag) + " ~w2", got, fused, 1e-6, 1e-6);
       unsetenv("KIMI_CUDA_STATE_KERNEL");
       unsetenv("KIMI_CUDA_STATE_WARPS");
+      unsetenv("KIMI_CUDA_STATE_OWARPS");
     }
   }
 }
 
 // The bf16 chunk backward with its F2 stage (states h_c and V') on the forward's tensor-core
-// state kernel in store mode (default; V tiles of 1, 2, 8 warps by KIMI_CUDA_STATE_WARPS) and on
+// state kernel in store mode (default; V tiles of 1, 2, 8 warps by KIMI_CUDA_STATE_WARPS, and
+// 1, 2, 4 with partner warps storing h_c and V', KIMI_CUDA_STATE_OWARPS=1) and on
 // the WMMA TF32 walk it replaces (KIMI_CUDA_BWD_STATE_KERNEL=old): every gradient against the
 // CPU oracle, and the new path against the old one ("new~old"). Odd shapes: T not a multiple
 // of the chunk, V tails (a warp half past V, idle warps), K < the padded head size, one whole
@@ -174,14 +184,23 @@ void bwd_state_cases(Report& rep, bool quick) {
     std::snprintf(base, sizeof base, "%s %s%s%s bf16", gate_name(c.gate), dims_str(d).c_str(),
                   c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
     compare(rep, std::string("bwd state old ") + base, old, ref, kTolBf16, kTolBf16);
-    for (const char* warps : {"auto", "1", "2", "8"}) {
-      const bool fixed = std::string(warps) != "auto";
-      if (fixed) setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+    Result w2;
+    for (const char* variant : {"auto", "1", "2", "8", "1o", "2o", "4o"}) {
+      const std::string v = variant;
+      const bool fixed = v != "auto";
+      if (fixed) {
+        setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
+        setenv("KIMI_CUDA_STATE_OWARPS", v.back() == 'o' ? "1" : "0", 1);
+      }
       const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
       unsetenv("KIMI_CUDA_STATE_WARPS");
-      const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + warps + " " + base;
+      unsetenv("KIMI_CUDA_STATE_OWARPS");
+      const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + v + " " + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       if (!fixed) compare(rep, tag + " new~old", got, old, kTolBf16, kTolBf16);
+      // The partner warps store the bf16 values the chain warps would have stored.
+      if (v == "2") w2 = got;
+      if (v == "2o") compare(rep, tag + " ~w2", got, w2, 1e-6, 1e-6);
     }
   }
 }

@@ -186,5 +186,9 @@ bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 // Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
 // multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
 int state_mma_warps(int64_t BH, int V, int sms);
+// Whether the state walks (forward, F2, and B1 with <= 2 chain warps) give each chain warp a
+// partner warp, for a grid of `blocks` blocks of `warps` chain warps on `sms` multiprocessors;
+// KIMI_CUDA_STATE_OWARPS=0|1 overrides (opt-in until measured on a GPU).
+bool state_mma_owarps(int64_t blocks, int warps, int sms);
 
 }  // namespace kimi::cuda::detail::chunk

@@ -113,6 +113,56 @@ __device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
     }
 }
 
+// The inverse of c_to_a (sign 1): bf16 A fragments of N k-steps as the floats of 2 N n-tiles.
+template <int N>
+__device__ __forceinline__ void a_to_c(const uint32_t (&a)[N][4], float (&c)[2 * N][4]) {
+#pragma unroll
+  for (int ks = 0; ks < N; ++ks)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {  // register r: n-tile 2 ks + r / 2, elements 2 (r % 2), +1
+      c[2 * ks + r / 2][2 * (r % 2)] = __uint_as_float(a[ks][r] << 16);
+      c[2 * ks + r / 2][2 * (r % 2) + 1] = __uint_as_float(a[ks][r] & 0xffff0000u);
+    }
+}
+
+// C fragments of N n-tiles of a transposed result X^T (times `sign`) into a warp's staging tile
+// [8 N rows][16 columns] (bf16, row stride ldo), at the places mma_tiles::stage_at gives.
+template <int N, int ldo>
+__device__ __forceinline__ void stage_tile(__nv_bfloat16* sT, const float (&x)[N][4], float sign,
+                                           int lane) {
+#pragma unroll
+  for (int nt = 0; nt < N; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const mma_tiles::RowCol at = mma_tiles::stage_at(lane, nt, e);
+      sT[at.row * ldo + at.col] = __float2bfloat16(sign * x[nt][e]);
+    }
+}
+
+// Named barrier `id` (1..15) of n threads, n a multiple of 32: bar_arrive signals and goes on
+// (the producer), bar_sync waits until all n have arrived (the consumer). Shared-memory writes
+// before the arrive are visible to the consumer after its sync.
+__device__ __forceinline__ void bar_arrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_sync(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
+// A warp's A fragments (N k-steps) to or from shared words [i][lane], so that a partner warp's
+// lane gets exactly the registers of the same lane (no layout to agree on; 32 consecutive words
+// per access, no bank conflicts).
+template <int N>
+__device__ __forceinline__ void frags_out(const uint32_t (&a)[N][4], uint32_t* x, int lane) {
+#pragma unroll
+  for (int i = 0; i < 4 * N; ++i) x[i * 32 + lane] = a[i / 4][i % 4];
+}
+template <int N>
+__device__ __forceinline__ void frags_in(uint32_t (&a)[N][4], const uint32_t* x, int lane) {
+#pragma unroll
+  for (int i = 0; i < 4 * N; ++i) a[i / 4][i % 4] = x[i * 32 + lane];
+}
+
 // A warp's staging tile of `rows` rows (16 columns, stride ldo) to global rows `dst(r)` (an
 // element offset, the warp's first column included), rows < nrows and columns < ncols only.
 template <int kRows, int ldo, class Dst>
@@ -125,6 +175,31 @@ __device__ __forceinline__ void write_stage(const __nv_bfloat16* sT, int nrows, 
       *reinterpret_cast<uint4*>(dst(x.row) + x.col) =
           *reinterpret_cast<const uint4*>(sT + x.row * ldo + x.col);
   }
+}
+
+// C fragments of N n-tiles (times `sign`, rounded to bf16) to global rows dst(r) < nrows,
+// columns < ncols, through the warp's staging tile.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_c_tile(__nv_bfloat16* sT, const float (&c)[N][4], float sign,
+                                             int nrows, int ncols, int lane, Dst dst) {
+  stage_tile<N, ldo>(sT, c, sign, lane);
+  __syncwarp();
+  write_stage<8 * N, ldo>(sT, nrows, ncols, lane, dst);
+  __syncwarp();
+}
+
+// A partner warp's store of what its chain warp handed over as bf16 A fragments (N k-steps, at
+// words x, once barrier `bar` completes): the same bf16 values the chain warp would have stored.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_handed(const uint32_t* x, int bar, float sign,
+                                             __nv_bfloat16* sT, int nrows, int ncols, int lane,
+                                             Dst dst) {
+  uint32_t a[N][4];
+  float c[2 * N][4];
+  bar_sync(bar, 64);
+  frags_in(a, x, lane);
+  a_to_c<N>(a, c);
+  store_c_tile<2 * N, ldo>(sT, c, sign, nrows, ncols, lane, dst);
 }
 
 }  // namespace kimi::cuda::detail::chunk::state_mma
