@@ -99,7 +99,8 @@ void linear_chunk_cases(Report& rep) {
 
 // The bf16 chunk forward's tensor-core state kernel (delta_rule_chunk_state_mma.cu) with each
 // V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns), with and without O warps
-// ("o", KIMI_CUDA_STATE_OWARPS=1; checked against the CPU and against w2), and the WMMA TF32 kernel
+// ("o", KIMI_CUDA_STATE_OWARPS=1; checked against the CPU and in bits against the same width
+// unpaired, "~wN"), and the WMMA TF32 kernel
 // it replaces (KIMI_CUDA_STATE_KERNEL=old), on the shapes where its tiles have tails: V not a
 // multiple of 16 (a warp half past V), tiles past V (idle warps), K < the padded head size,
 // one short chunk, no h0. `quick` keeps two shapes (for the sanitizers).
@@ -126,7 +127,7 @@ void state_kernel_cases(Report& rep, bool quick) {
     if (!c.h0) p.h0.clear();
     const Problem pb = as_type<__nv_bfloat16>(p);
     const Result ref = cpu_reference(pb, false);
-    Result fused;  // O products in the chain warps, 2 warps a block
+    Result fused[5];  // O products in the chain warps, by warps a block (1, 2, 4)
     for (const char* variant : {"1", "2", "4", "8", "1o", "2o", "4o", "old"}) {
       const std::string v = variant;
       const bool old = v == "old", ow = v.back() == 'o';
@@ -141,8 +142,9 @@ void state_kernel_cases(Report& rep, bool quick) {
       const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, false);
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       // The O warps take the same bf16 fragments and run the same products in the same order.
-      if (v == "2") fused = got;
-      if (v == "2o") compare(rep, std::string(tag) + " ~w2", got, fused, 1e-6, 1e-6);
+      const int w = old ? 0 : v[0] - '0';
+      if (!old && !ow && w <= 4) fused[w] = got;
+      if (ow) compare(rep, std::string(tag) + " ~w" + v[0], got, fused[w], 1e-6, 1e-6);
       unsetenv("KIMI_CUDA_STATE_KERNEL");
       unsetenv("KIMI_CUDA_STATE_WARPS");
       unsetenv("KIMI_CUDA_STATE_OWARPS");
@@ -151,8 +153,9 @@ void state_kernel_cases(Report& rep, bool quick) {
 }
 
 // The bf16 chunk backward with its F2 stage (states h_c and V') on the forward's tensor-core
-// state kernel in store mode (default; V tiles of 1, 2, 8 warps by KIMI_CUDA_STATE_WARPS, and
-// 1, 2, 4 with partner warps storing h_c and V', KIMI_CUDA_STATE_OWARPS=1) and on
+// state kernel in store mode (default; V tiles of 1, 2, 4, 8 warps by KIMI_CUDA_STATE_WARPS, and
+// 1, 2, 4 with partner warps storing h_c and V', KIMI_CUDA_STATE_OWARPS=fwd: every gradient equal
+// in bits to the same width unpaired, "~wN") and on
 // the WMMA TF32 walk it replaces (KIMI_CUDA_BWD_STATE_KERNEL=old): every gradient against the
 // CPU oracle, and the new path against the old one ("new~old"). Odd shapes: T not a multiple
 // of the chunk, V tails (a warp half past V, idle warps), K < the padded head size, one whole
@@ -184,13 +187,15 @@ void bwd_state_cases(Report& rep, bool quick) {
     std::snprintf(base, sizeof base, "%s %s%s%s bf16", gate_name(c.gate), dims_str(d).c_str(),
                   c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
     compare(rep, std::string("bwd state old ") + base, old, ref, kTolBf16, kTolBf16);
-    Result w2;
-    for (const char* variant : {"auto", "1", "2", "8", "1o", "2o", "4o"}) {
+    Result unpaired[5];  // by warps a block (1, 2, 4)
+    for (const char* variant : {"auto", "1", "2", "4", "8", "1o", "2o", "4o"}) {
       const std::string v = variant;
-      const bool fixed = v != "auto";
+      const bool fixed = v != "auto", ow = v.back() == 'o';
+      // "fwd": partners in F2 only, so the gradients can equal the unpaired run's in bits (B1's
+      // partners sum in another order: bwd_dh_cases checks them).
       if (fixed) {
         setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
-        setenv("KIMI_CUDA_STATE_OWARPS", v.back() == 'o' ? "1" : "0", 1);
+        setenv("KIMI_CUDA_STATE_OWARPS", ow ? "fwd" : "0", 1);
       }
       const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
       unsetenv("KIMI_CUDA_STATE_WARPS");
@@ -199,8 +204,9 @@ void bwd_state_cases(Report& rep, bool quick) {
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       if (!fixed) compare(rep, tag + " new~old", got, old, kTolBf16, kTolBf16);
       // The partner warps store the bf16 values the chain warps would have stored.
-      if (v == "2") w2 = got;
-      if (v == "2o") compare(rep, tag + " ~w2", got, w2, 1e-6, 1e-6);
+      const int w = fixed ? v[0] - '0' : 0;
+      if (fixed && !ow && w <= 4) unpaired[w] = got;
+      if (ow) compare(rep, tag + " ~w" + v[0], got, unpaired[w], 1e-6, 1e-6);
     }
   }
 }

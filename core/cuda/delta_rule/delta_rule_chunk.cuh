@@ -188,7 +188,8 @@ bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 int state_mma_warps(int64_t BH, int V, int sms);
 // Whether the state walks (forward, F2, and B1 with <= 2 chain warps) give each chain warp a
 // partner warp, for a grid of `blocks` blocks of `warps` chain warps on `sms` multiprocessors;
-// KIMI_CUDA_STATE_OWARPS=0|1 overrides (opt-in until measured on a GPU).
-bool state_mma_owarps(int64_t blocks, int warps, int sms);
+// KIMI_CUDA_STATE_OWARPS=0|1 overrides, =fwd pairs the forward and F2 walks only (dh_walk:
+// B1 asks). Opt-in until measured on a GPU.
+bool state_mma_owarps(int64_t blocks, int warps, int sms, bool dh_walk = false);
 
 }  // namespace kimi::cuda::detail::chunk

@@ -356,7 +356,7 @@ bool launch_bwd_dh_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBu
   // Partner warps where the forward walk takes them (KIMI_CUDA_STATE_OWARPS included) and the
   // pairs fit the shared memory (1 or 2 chain warps).
   const int64_t blocks = int64_t(p.B) * p.H * ceil_div(p.V, 16 * warps);
-  const bool pw = warps <= 2 && state_mma_owarps(blocks, warps, sm_count());
+  const bool pw = warps <= 2 && state_mma_owarps(blocks, warps, sm_count(), /*dh_walk=*/true);
   if (cd.D == 64)
     launch_dh_d<64>(warps, pw, p, cd, buf, io, stream);
   else

@@ -24,7 +24,8 @@
 // the 3 products; where a block is one of few on the GPU (long T, few heads) that chain is the
 // time. In store mode the partner writes h_c and V' from the same fragments (the bf16 values the
 // chain warp would have written), taking the stores off the chain. KIMI_CUDA_STATE_OWARPS=0|1
-// fixes the choice for both modes (state_mma_owarps).
+// fixes the choice for both modes and the backward's B1 walk; =fwd for these two only, whose
+// paired results equal the unpaired ones in bits (B1's partners sum in another order).
 // Store mode (kStore, the chunk backward's F2 stage, launch_state_mma_store): no O; the state
 // before each chunk, h_c, and V' are written out in bf16 (the [B*H][NC][K][V] and [B,T,H,V]
 // buffers the backward's B stages read), through the same per-warp staging tile as O; Gq and
@@ -317,15 +318,17 @@ int state_mma_warps(int64_t BH, int V, int sms) {
   return w;
 }
 
-bool state_mma_owarps(int64_t blocks, int warps, int sms) {
+bool state_mma_owarps(int64_t blocks, int warps, int sms, bool dh_walk) {
   if (const char* e = std::getenv("KIMI_CUDA_STATE_OWARPS")) {
     const std::string_view v = e;
-    KIMI_CUDA_REQUIRE(v == "0" || v == "1", "KIMI_CUDA_STATE_OWARPS must be 0 or 1");
+    KIMI_CUDA_REQUIRE(v == "0" || v == "1" || v == "fwd",
+                      "KIMI_CUDA_STATE_OWARPS must be 0, 1 or fwd");
+    const bool on = v == "1" || (v == "fwd" && !dh_walk);
     KIMI_CUDA_REQUIRE(
-        v == "0" || warps <= 4,
-        "KIMI_CUDA_STATE_OWARPS=1 needs at most 4 warps of V columns a block "
+        !on || warps <= 4,
+        "KIMI_CUDA_STATE_OWARPS=1|fwd needs at most 4 warps of V columns a block "
         "(KIMI_CUDA_STATE_WARPS=1|2|4): 8 and their partners exceed the shared memory");
-    return v == "1";
+    return on;
   }
   // One block per multiprocessor or fewer (long sequences, few heads): the walk's chain is the
   // time, and the O warps run on sub-partitions that would idle. Never with 8 chain warps: the
