@@ -85,10 +85,10 @@ for s in $stages; do
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
-    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk): every variant's parity
-            # (the `~` rows compare variants in bits), racecheck + memcheck + synccheck (named barriers)
-            # on the quick cases, bench rows
-      g="--state --bwd-state --bwd-dh"
+    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk, the linear recurrence's
+            # walk): every variant's parity (the `~` rows compare variants in bits), racecheck +
+            # memcheck + synccheck (named barriers) on the quick cases, bench rows
+      g="--state --bwd-state --bwd-dh --linear"
       timeout 240 .gpu/bin/kimi_cuda_tests $g tests/golden >"$out/walks.log" 2>&1
       r=$?; grep -E "FAIL|checks" "$out/walks.log"; echo "walks parity exit $r"; rc=$((rc | r))
       for tool in racecheck memcheck synccheck; do
@@ -96,7 +96,7 @@ for s in $stages; do
           >"$out/walks_$tool.log" 2>&1
         r=$?; tail -n 3 "$out/walks_$tool.log"; echo "walks $tool exit $r"; rc=$((rc | r))
       done
-      for b in --state --bwd-state; do
+      for b in --state --bwd-state --linear; do
         timeout 120 .gpu/bin/kimi_cuda_bench $b 2>&1 | tee "$out/walks_bench$b.log"; rc=$((rc | ${PIPESTATUS[0]}))
       done ;;
     unpack) ;;  # done above: for a call that runs its own commands on .gpu/bin

@@ -69,31 +69,50 @@ void chunk_bwd_cases(Report& rep) {
 }
 
 // The chunkwise linear recurrence on shapes the loop below leaves out: the scan kernel's 64-
-// and 32-wide V tiles (many heads), strong per-channel decays, Mamba2-like scale 1.
-void linear_chunk_cases(Report& rep) {
+// and 32-wide V tiles (many heads), strong per-channel and scalar decays, Mamba2-like scale 1;
+// and for bf16 the tensor-core path (the delta rule's intra kernel and state walk without their
+// delta-rule parts, the default) against the CPU and against the scan + output kernels it
+// replaces (KIMI_CUDA_LR_KERNEL=old, "new~old"), on tails: T not a multiple of the chunk, one
+// token past it, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
+// `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear --quick).
+void linear_chunk_cases(Report& rep, bool quick) {
   struct Case {
     int64_t B, T, H, K, V;
     GateKind gate;
     double decay, scale;
+    bool h0;
   };
-  const Case cases[] = {{4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0},
-                        {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0},
-                        {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0},
-                        {2, 129, 3, 64, 64, GateKind::kScalar, 1.0, 1.0}};
+  const Case cases[] = {{2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
+                        {1, 77, 2, 96, 72, GateKind::kPerChannel, 1.0, 0.0, false},
+                        {2, 40, 1, 32, 64, GateKind::kNone, 1.0, 0.0, true},
+                        {1, 257, 2, 128, 24, GateKind::kScalar, 10.0, 1.0, true},
+                        {4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0, true},
+                        {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0, true},
+                        {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0, true},
+                        {2, 129, 3, 64, 64, GateKind::kScalar, 1.0, 1.0, true}};
   uint64_t seed = 500;
+  int n = 0;
   for (const Case& c : cases) {
+    if (quick && ++n > 2) break;
     RecurrenceDims d{
         c.B, c.T, c.H, c.K, c.V, c.gate, c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.K)), 64};
-    const Problem p = random_problem(d, false, ++seed, c.decay);
+    Problem p = random_problem(d, false, ++seed, c.decay);
+    if (!c.h0) p.h0.clear();
     char tag[128];
-    std::snprintf(tag, sizeof tag, "linear chunk %s %s%s", gate_name(c.gate), dims_str(d).c_str(),
-                  c.decay > 1 ? " strong" : "");
+    std::snprintf(tag, sizeof tag, "linear chunk %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
+                  c.decay > 1 ? " strong" : "", c.h0 ? "" : " no h0");
     const Problem pf = as_type<float>(p);
     compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true),
             cpu_reference(pf, true), kTolTf32, kTolTf32);
     const Problem pb = as_type<__nv_bfloat16>(p);
-    compare(rep, std::string(tag) + " bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true),
-            cpu_reference(pb, true), kTolBf16, kTolBf16);
+    const Result ref = cpu_reference(pb, true);
+    const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    compare(rep, std::string(tag) + " bf16", got, ref, kTolBf16, kTolBf16);
+    setenv("KIMI_CUDA_LR_KERNEL", "old", 1);
+    const Result old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    unsetenv("KIMI_CUDA_LR_KERNEL");
+    compare(rep, std::string(tag) + " bf16 old", old, ref, kTolBf16, kTolBf16);
+    compare(rep, std::string(tag) + " bf16 new~old", got, old, kTolBf16, kTolBf16);
   }
 }
 
@@ -272,7 +291,7 @@ void random_cases(Report& rep, bool quick) {
             cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), cpu_reference(pb, true), kTolBf16,
             kTolBf16);
   }
-  linear_chunk_cases(rep);
+  linear_chunk_cases(rep, false);
   chunk_bwd_cases(rep);
 }
 
@@ -286,7 +305,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   bool quick = false, state_only = false, bwd_state_only = false, intra_only = false,
-       bwd_dh_only = false, bwd_wy_only = false;
+       bwd_dh_only = false, bwd_wy_only = false, linear_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
@@ -301,6 +320,8 @@ int main(int argc, char** argv) {
       bwd_dh_only = true;
     else if (std::string(argv[i]) == "--bwd-wy" || std::string(argv[i]) == "--bwd-gram")
       bwd_wy_only = true;
+    else if (std::string(argv[i]) == "--linear")
+      linear_only = true;
     else
       golden = argv[i];
   }
@@ -326,7 +347,8 @@ int main(int argc, char** argv) {
       {"bwd wy/gram", [&] { bwd_wy_gram_cases(rep, quick); }},
   };
   for (const auto& [name, fn] : groups) {
-    if (state_only || bwd_state_only || intra_only || bwd_dh_only || bwd_wy_only) break;
+    if (state_only || bwd_state_only || intra_only || bwd_dh_only || bwd_wy_only || linear_only)
+      break;
     try {
       fn();
     } catch (const std::exception& e) {
@@ -372,6 +394,14 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL bwd wy/gram: exception: %s\n", e.what());
+    }
+  }
+  if (linear_only) {
+    try {
+      linear_chunk_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL linear: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);

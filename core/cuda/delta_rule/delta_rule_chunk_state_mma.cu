@@ -108,7 +108,9 @@ __device__ __forceinline__ void o_intra(float (&ot)[kC / 8][4], const uint32_t (
                             [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
 }
 
-template <int kD, int kNW, bool kStore, bool kOW>
+// kNoW: the gated linear recurrence (no delta rule, linear_recurrence_chunk.cuh): V' = U = v, so
+// the W rows are neither loaded nor multiplied (in.W unused, in.U = v).
+template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>
 __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, StoreOut so) {
   using Lay = StateMmaLayout<kD, kNW, kStore, kOW>;
@@ -141,6 +143,10 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     if constexpr (kStore) {
       bf16* const dst[2] = {sW, sKd};
       const bf16* const src[2] = {in.W, in.Kd};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    } else if constexpr (kNoW) {
+      bf16* const dst[2] = {sKd, sGq};
+      const bf16* const src[2] = {in.Kd, in.Gq};
       stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
     } else {
       bf16* const dst[3] = {sW, sKd, sGq};
@@ -223,7 +229,7 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
         unpack_neg(&vt[2 * q + 1][0], r[2]);
         unpack_neg(&vt[2 * q + 1][2], r[3]);
       }
-      add_state_times_rows<kD, ldk>(vt, sa, sW, lane);
+      if constexpr (!kNoW) add_state_times_rows<kD, ldk>(vt, sa, sW, lane);
       // V'^T in bf16: A fragments of the k-steps over the chunk's tokens.
       uint32_t va[kC / 16][4];
       c_to_a<kC / 16>(vt, va, -1.f);
@@ -273,17 +279,30 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
   }
 }
 
-template <int kD, int kNW, bool kStore, bool kOW>
+template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>
 void launch_mma_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                    StoreOut so, cudaStream_t stream) {
   using Lay = StateMmaLayout<kD, kNW, kStore, kOW>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW, kStore, kOW>,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW, kStore, kOW, kNoW>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
-  chunk_state_mma_kernel<kD, kNW, kStore, kOW>
+  chunk_state_mma_kernel<kD, kNW, kStore, kOW, kNoW>
       <<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, so);
   KIMI_CUDA_CHECK_LAUNCH();
+}
+
+// The linear recurrence's walk: no partner warps (its chain is two products, not three).
+template <int kD>
+void launch_mma_linear_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
+                         const ChunkBuffers<bf16>& buf, cudaStream_t stream) {
+  const StoreOut none{nullptr, nullptr};
+  switch (warps) {
+    case 8: return launch_mma_as<kD, 8, false, false, true>(p, cd, buf, none, stream);
+    case 4: return launch_mma_as<kD, 4, false, false, true>(p, cd, buf, none, stream);
+    case 2: return launch_mma_as<kD, 2, false, false, true>(p, cd, buf, none, stream);
+    default: return launch_mma_as<kD, 1, false, false, true>(p, cd, buf, none, stream);
+  }
 }
 
 template <int kD, bool kStore, bool kOW = false>
@@ -354,6 +373,17 @@ bool launch_state_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuf
     ow ? launch_mma_d<128, false, true>(warps, p, cd, buf, none, stream)
        : launch_mma_d<128, false>(warps, p, cd, buf, none, stream);
   return true;
+}
+
+void launch_state_mma_linear(const Params<bf16>& p, const ChunkDims& cd,
+                             const ChunkBuffers<bf16>& buf, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(use_prefetch(p) && buf.W == nullptr,
+                    "linear recurrence (state mma): K and V multiples of 8, no W");
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  if (cd.D == 64)
+    launch_mma_linear_d<64>(warps, p, cd, buf, stream);
+  else
+    launch_mma_linear_d<128>(warps, p, cd, buf, stream);
 }
 
 bool launch_state_mma_store(const Params<bf16>& p, const ChunkDims& cd,
