@@ -68,13 +68,26 @@ void chunk_bwd_cases(Report& rep) {
     }
 }
 
+// An environment setting for one scope: unset again on the way out, exceptions included, so a
+// failed case cannot leave the rest of the run on another kernel.
+struct ScopedEnv {
+  const char* name;
+  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
+  ~ScopedEnv() { unsetenv(name); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
+
 // The chunkwise linear recurrence on shapes the loop below leaves out: the scan kernel's 64-
 // and 32-wide V tiles (many heads), strong per-channel and scalar decays, Mamba2-like scale 1;
 // and for bf16 the tensor-core path (the delta rule's intra kernel and state walk without their
 // delta-rule parts, the default) against the CPU and against the scan + output kernels it
-// replaces (KIMI_CUDA_LR_KERNEL=old, "new~old"), on tails: T not a multiple of the chunk, one
-// token past it, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
-// `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear --quick).
+// replaces (KIMI_CUDA_LR_KERNEL=old, "new~old"; "new ran": the two outputs differ in bits, so
+// the default did not fall back), on tails: T not a multiple of the chunk, one chunk, one token
+// past a chunk, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
+// The walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V) on the first
+// two shapes. `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear
+// --quick).
 void linear_chunk_cases(Report& rep, bool quick) {
   struct Case {
     int64_t B, T, H, K, V;
@@ -82,10 +95,11 @@ void linear_chunk_cases(Report& rep, bool quick) {
     double decay, scale;
     bool h0;
   };
-  const Case cases[] = {{2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
+  const Case cases[] = {{2, 40, 1, 32, 40, GateKind::kNone, 1.0, 0.0, true},
                         {1, 77, 2, 96, 72, GateKind::kPerChannel, 1.0, 0.0, false},
-                        {2, 40, 1, 32, 64, GateKind::kNone, 1.0, 0.0, true},
+                        {2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
                         {1, 257, 2, 128, 24, GateKind::kScalar, 10.0, 1.0, true},
+                        {2, 64, 2, 64, 128, GateKind::kScalar, 1.0, 1.0, false},
                         {4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0, true},
                         {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0, true},
                         {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0, true},
@@ -93,26 +107,37 @@ void linear_chunk_cases(Report& rep, bool quick) {
   uint64_t seed = 500;
   int n = 0;
   for (const Case& c : cases) {
-    if (quick && ++n > 2) break;
+    if (quick && n >= 2) break;
+    const bool tiles = n++ < 2;
     RecurrenceDims d{
         c.B, c.T, c.H, c.K, c.V, c.gate, c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.K)), 64};
     Problem p = random_problem(d, false, ++seed, c.decay);
     if (!c.h0) p.h0.clear();
-    char tag[128];
-    std::snprintf(tag, sizeof tag, "linear chunk %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "linear chunk %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
                   c.decay > 1 ? " strong" : "", c.h0 ? "" : " no h0");
+    const std::string tag = buf;
     const Problem pf = as_type<float>(p);
-    compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true),
-            cpu_reference(pf, true), kTolTf32, kTolTf32);
+    compare(rep, tag + " f32", cuda_run<float>(pf, Form::kChunk, true), cpu_reference(pf, true),
+            kTolTf32, kTolTf32);
     const Problem pb = as_type<__nv_bfloat16>(p);
     const Result ref = cpu_reference(pb, true);
+    Result old;
+    {
+      const ScopedEnv env("KIMI_CUDA_LR_KERNEL", "old");
+      old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    }
+    compare(rep, tag + " bf16 old", old, ref, kTolBf16, kTolBf16);
     const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
-    compare(rep, std::string(tag) + " bf16", got, ref, kTolBf16, kTolBf16);
-    setenv("KIMI_CUDA_LR_KERNEL", "old", 1);
-    const Result old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
-    unsetenv("KIMI_CUDA_LR_KERNEL");
-    compare(rep, std::string(tag) + " bf16 old", old, ref, kTolBf16, kTolBf16);
-    compare(rep, std::string(tag) + " bf16 new~old", got, old, kTolBf16, kTolBf16);
+    compare(rep, tag + " bf16", got, ref, kTolBf16, kTolBf16);
+    compare(rep, tag + " bf16 new~old", got, old, kTolBf16, kTolBf16);
+    rep.check_true(tag + " bf16 new ran", got.o != old.o);
+    for (const char* w : {"1", "2", "4", "8"}) {
+      if (!tiles) break;
+      const ScopedEnv env("KIMI_CUDA_STATE_WARPS", w);
+      compare(rep, tag + " bf16 w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref,
+              kTolBf16, kTolBf16);
+    }
   }
 }
 
