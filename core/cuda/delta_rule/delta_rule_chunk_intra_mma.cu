@@ -21,7 +21,8 @@
 // Precision as flash-linear-attention's chunk_kda (bf16 operands, fp32 sums, the inverse in
 // bf16 for W / U). One block of 8 warps per (chunk, batch*head); q, k, v arrive by cp.async,
 // g through registers (as fp32, for the cumulative sums). Shared memory ~102 KB at kD = 128:
-// two blocks per multiprocessor, so one block's loads overlap the other's products.
+// two blocks per multiprocessor, so one block's loads overlap the other's products (three for
+// the linear recurrence's part, kDelta = false, ~70 KB).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -49,9 +50,9 @@ namespace mt = mma_tiles;
 // kDelta = false: the gated linear recurrence's intra part (linear_recurrence_chunk.cuh): A_qk,
 // Gq, Kd and exp(G_last) only; no v, beta, A_kk, inverse, W or U.
 template <int kD, GateKind kGate, bool kDelta = true>
-__global__ void __launch_bounds__(kIntraThreads, 2)
+__global__ void __launch_bounds__(kIntraThreads, kDelta ? 2 : 3)
     chunk_intra_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> out) {
-  using Lay = IntraMmaLayout<kD>;
+  using Lay = IntraMmaLayout<kD, kDelta>;
   constexpr int ldb = Lay::ldb, ldg = Lay::ldg;
   extern __shared__ __align__(128) unsigned char smem_intra[];
   bf16* sK = reinterpret_cast<bf16*>(smem_intra + Lay::kK);
@@ -338,7 +339,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
 template <int kD, GateKind kGate, bool kDelta>
 void launch_intra_mma_dg(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                          cudaStream_t stream) {
-  using Lay = IntraMmaLayout<kD>;
+  using Lay = IntraMmaLayout<kD, kDelta>;
   auto* kernel = chunk_intra_mma_kernel<kD, kGate, kDelta>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
   KIMI_CUDA_CHECK(
