@@ -68,12 +68,22 @@ void chunk_bwd_cases(Report& rep) {
     }
 }
 
-// An environment setting for one scope: unset again on the way out, exceptions included, so a
-// failed case cannot leave the rest of the run on another kernel.
+// An environment setting for one scope: the caller's value (or none) back on the way out,
+// exceptions included, so a failed case cannot leave the rest of the run on another kernel.
 struct ScopedEnv {
   const char* name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name); }
+  bool had;
+  std::string before;
+  ScopedEnv(const char* n, const char* value) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) before = std::getenv(n);
+    setenv(n, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had)
+      setenv(name, before.c_str(), 1);
+    else
+      unsetenv(name);
+  }
   ScopedEnv(const ScopedEnv&) = delete;
   ScopedEnv& operator=(const ScopedEnv&) = delete;
 };

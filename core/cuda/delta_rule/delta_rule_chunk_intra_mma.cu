@@ -20,9 +20,9 @@
 //                k-steps; results leave from the C fragments as bf16 pairs.
 // Precision as flash-linear-attention's chunk_kda (bf16 operands, fp32 sums, the inverse in
 // bf16 for W / U). One block of 8 warps per (chunk, batch*head); q, k, v arrive by cp.async,
-// g through registers (as fp32, for the cumulative sums). Shared memory ~102 KB at kD = 128:
+// g through registers (as fp32, for the cumulative sums). Shared memory ~102 KiB at kD = 128:
 // two blocks per multiprocessor, so one block's loads overlap the other's products (three for
-// the linear recurrence's part, kDelta = false, ~70 KB).
+// the linear recurrence's part, kDelta = false: 68 KiB).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>

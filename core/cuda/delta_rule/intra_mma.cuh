@@ -22,8 +22,8 @@ constexpr int kIntraThreads = 32 * kIntraWarps;
 // fragment loads of a half-warp then hit distinct banks). After the Gram products the q region
 // holds Tinv and, once the right-hand sides are made, the G region the substitution's scratch;
 // k and v become the right-hand sides beta exp(G) k and beta v in place. Without the delta rule
-// (kDelta = false: the linear recurrence) there is no v and no A_kk: ~70 KB at kD = 128 against
-// ~105 KB, three blocks per multiprocessor instead of two.
+// (kDelta = false: the linear recurrence) there is no v and no A_kk: 69,888 bytes at kD = 128
+// against 104,704, three blocks per multiprocessor instead of two.
 template <int kD, bool kDelta = true>
 struct IntraMmaLayout {
   static constexpr int ldb = kD + 8;             // bf16 rows of k, q, v
