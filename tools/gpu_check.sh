@@ -14,7 +14,7 @@
 # The binaries travel packed (.gpu/bin.tar.xz; PACK=0: loose): run.sh unpacks them first, and
 # `bash .gpu/run.sh unpack` does only that, for a call's own commands.
 # Stages can be picked: bash .gpu/run.sh tests bench profile attention peers (peers: FLA in .gl/fla);
-# walks: the state walks' parity variants, sanitizers and bench rows;
+# walks: the state walks' parity variants and bench rows; walks_sanitize: their sanitizers;
 # JOBS_FLAGS=--mps runs stage jobs under a private MPS daemon (runs and logs named jobs_mps_N)
 # (default: tests sanitize bench)
 set -euo pipefail
@@ -85,19 +85,19 @@ for s in $stages; do
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
-    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk, the linear recurrence's
-            # walk): every variant's parity (the `~` rows compare variants in bits), racecheck +
-            # memcheck + synccheck (named barriers) on the quick cases, bench rows
-      g="--state --bwd-state --bwd-dh --linear"
-      timeout 240 .gpu/bin/kimi_cuda_tests $g tests/golden >"$out/walks.log" 2>&1
+    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk, the linear recurrence's walk): every
+            # variant's parity (the `~` rows compare variants in bits), then their bench rows
+      timeout 240 .gpu/bin/kimi_cuda_tests --state --bwd-state --bwd-dh --linear tests/golden >"$out/walks.log" 2>&1
       r=$?; grep -E "FAIL|checks" "$out/walks.log"; echo "walks parity exit $r"; rc=$((rc | r))
-      for tool in racecheck memcheck synccheck; do
-        timeout 200 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick $g tests/golden \
-          >"$out/walks_$tool.log" 2>&1
-        r=$?; tail -n 3 "$out/walks_$tool.log"; echo "walks $tool exit $r"; rc=$((rc | r))
-      done
       for b in --state --bwd-state --linear; do
         timeout 120 .gpu/bin/kimi_cuda_bench $b 2>&1 | tee "$out/walks_bench$b.log"; rc=$((rc | ${PIPESTATUS[0]}))
+      done ;;
+    walks_sanitize)  # the walks' quick cases under racecheck, memcheck and synccheck (named
+                     # barriers); WALKS_TOOLS picks the tools (a call has 600 s)
+      for tool in ${WALKS_TOOLS:-racecheck memcheck synccheck}; do
+        timeout 180 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick --state --bwd-state --bwd-dh --linear \
+          tests/golden >"$out/walks_$tool.log" 2>&1
+        r=$?; tail -n 3 "$out/walks_$tool.log"; echo "walks $tool exit $r"; rc=$((rc | r))
       done ;;
     unpack) ;;  # done above: for a call that runs its own commands on .gpu/bin
     bench) .gpu/bin/kimi_cuda_bench 2>&1 | tee "$out/bench.log"; rc=$((rc | ${PIPESTATUS[0]})) ;;
