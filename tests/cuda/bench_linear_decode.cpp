@@ -10,7 +10,9 @@ namespace kimi::cuda_bench {
 // The chunkwise gated linear recurrence (Mamba2 SSD core / simple_gla): scalar gate (and one
 // per-channel row), bf16, same shape as the KDA rows; forward (no h0, final state kept) and
 // forward + backward (training: no h0, no final state, no dh0). Medians of CUDA-event times.
-// "old fwd": the scan + output kernels the tensor-core path replaced (KIMI_CUDA_LR_KERNEL=old).
+// "fwd" takes the default path (scalar gate, one block per head's V: the one-kernel walk);
+// "2-kernel": the intra kernel + the walk (KIMI_CUDA_LR_FUSED=0); "old fwd": the scan + output
+// kernels the tensor-core paths replaced (KIMI_CUDA_LR_KERNEL=old).
 void bench_linear(int reps) {
   using T = __nv_bfloat16;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
@@ -22,8 +24,8 @@ void bench_linear(int reps) {
   Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
   Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
   Dev<T> o(NT * H * V), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V), gg(NT * H * K);
-  std::printf("%8s %6s %8s %9s %12s %10s %9s\n", "T", "B", "gate", "fwd ms", "old fwd ms",
-              "fwd+bwd ms", "M tok/s");
+  std::printf("%8s %6s %8s %9s %13s %12s %10s %9s\n", "T", "B", "gate", "fwd ms", "2-kernel ms",
+              "old fwd ms", "fwd+bwd ms", "M tok/s");
   for (int64_t seq : {2048, 8192, 32768, -8192}) {
     const bool channel = seq < 0;
     if (channel) seq = -seq;
@@ -42,6 +44,12 @@ void bench_linear(int reps) {
       kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
                                          ht.ptr(), kc::stream());
     });
+    setenv("KIMI_CUDA_LR_FUSED", "0", 1);
+    const double fwd_two = time_ms(2, reps, [&] {
+      kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
+                                         ht.ptr(), kc::stream());
+    });
+    unsetenv("KIMI_CUDA_LR_FUSED");
     setenv("KIMI_CUDA_LR_KERNEL", "old", 1);
     const double fwd_old = time_ms(2, reps, [&] {
       kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
@@ -55,8 +63,9 @@ void bench_linear(int reps) {
                                          nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
                                          kc::stream());
     });
-    std::printf("%8ld %6ld %8s %9.3f %12.3f %10.3f %9.2f\n", long(seq), long(B),
-                channel ? "channel" : "scalar", fwd, fwd_old, tot, NT / (tot * 1e-3) / 1e6);
+    std::printf("%8ld %6ld %8s %9.3f %13.3f %12.3f %10.3f %9.2f\n", long(seq), long(B),
+                channel ? "channel" : "scalar", fwd, fwd_two, fwd_old, tot,
+                NT / (tot * 1e-3) / 1e6);
   }
 }
 

@@ -20,6 +20,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,8 +96,10 @@ struct ScopedEnv {
 // replaces (KIMI_CUDA_LR_KERNEL=old, "new~old"; "new ran": the two outputs differ in bits, so
 // the default did not fall back), on tails: T not a multiple of the chunk, one chunk, one token
 // past a chunk, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
-// The walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V) on the first
-// two shapes. `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear
+// Each path: "two" (KIMI_CUDA_LR_FUSED=0: the intra kernel + the walk), "fused" (=1: the one-kernel
+// walk of linear_recurrence_walk.cu, scalar gate or none) and "auto" (the default rule); on the
+// first two shapes each with the walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle
+// warps past V). `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear
 // --quick).
 void linear_chunk_cases(Report& rep, bool quick) {
   struct Case {
@@ -138,15 +141,24 @@ void linear_chunk_cases(Report& rep, bool quick) {
       old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
     }
     compare(rep, tag + " bf16 old", old, ref, kTolBf16, kTolBf16);
-    const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
-    compare(rep, tag + " bf16", got, ref, kTolBf16, kTolBf16);
-    compare(rep, tag + " bf16 new~old", got, old, kTolBf16, kTolBf16);
-    rep.check_true(tag + " bf16 new ran", got.o != old.o);
-    for (const char* w : {"1", "2", "4", "8"}) {
-      if (!tiles) break;
-      const ScopedEnv env("KIMI_CUDA_STATE_WARPS", w);
-      compare(rep, tag + " bf16 w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref,
-              kTolBf16, kTolBf16);
+    // "two": the intra kernel + the walk (KIMI_CUDA_LR_FUSED=0); "fused": the one-kernel walk
+    // (=1; scalar gate or none); "auto": the default rule between them.
+    for (const char* path : {"auto", "two", "fused"}) {
+      const std::string v = path;
+      if (v == "fused" && c.gate == GateKind::kPerChannel) continue;
+      std::optional<ScopedEnv> env;  // "auto": the environment's choice
+      if (v != "auto") env.emplace("KIMI_CUDA_LR_FUSED", v == "two" ? "0" : "1");
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+      const std::string t = tag + " bf16 " + v;
+      compare(rep, t, got, ref, kTolBf16, kTolBf16);
+      compare(rep, t + " new~old", got, old, kTolBf16, kTolBf16);
+      rep.check_true(t + " new ran", got.o != old.o);
+      for (const char* w : {"1", "2", "4", "8"}) {
+        if (!tiles) break;
+        const ScopedEnv ew("KIMI_CUDA_STATE_WARPS", w);
+        compare(rep, t + " w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16,
+                kTolBf16);
+      }
     }
   }
 }

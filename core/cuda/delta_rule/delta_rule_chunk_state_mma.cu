@@ -80,34 +80,6 @@ struct StoreOut {
   bf16 *h, *vp;
 };
 
-// O^T = S^T Gq^T + V'^T A_qk^T for one warp's 16 columns, in two halves (S^T and V'^T as bf16
-// A fragments): o_state (ot = S^T Gq^T) and o_intra (ot += V'^T A_qk^T, then O to global through
-// the warp's staging tile). A_qk is zero above the diagonal, so n-tile nt (tokens 8 nt..8 nt+7)
-// needs the token k-steps up to nt / 2 only.
-template <int kD, int ldk>
-__device__ __forceinline__ void o_state(float (&ot)[kC / 8][4], const uint32_t (&sa)[kD / 16][4],
-                                        const bf16* sGq, int lane) {
-#pragma unroll
-  for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
-  add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
-}
-template <int lda, int ldo>
-__device__ __forceinline__ void o_intra(float (&ot)[kC / 8][4], const uint32_t (&va)[kC / 16][4],
-                                        const float* sA, bf16* sO, const Params<bf16>& p, int b,
-                                        int h, int t0, int L, int vw, int lane) {
-#pragma unroll
-  for (int nt = 0; nt < kC / 8; ++nt)
-#pragma unroll
-    for (int ks = 0; ks <= nt / 2; ++ks) {
-      const mt::RowCol a = mt::aqk_b(lane, nt, ks, 0);
-      const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
-      const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
-      mma_bf16(ot[nt], va[ks], pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y));
-    }
-  store_c_tile<kC / 8, ldo>(sO, ot, 1.f, L, p.V - vw, lane,
-                            [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
-}
-
 // kNoW: the gated linear recurrence (no delta rule, linear_recurrence_chunk.cuh): V' = U = v, so
 // the W rows are neither loaded nor multiplied (in.W unused, in.U = v).
 template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>

@@ -202,4 +202,78 @@ __device__ __forceinline__ void store_handed(const uint32_t* x, int bar, float s
   store_c_tile<2 * N, ldo>(sT, c, sign, nrows, ncols, lane, dst);
 }
 
+// -U^T of the warp's 16 columns as C fragments of the chunk's token n-tiles: ldmatrix.trans of
+// matrices (tokens 16 q | +8) x (the warp's columns | +8) of the U tile [tokens][V tile columns]
+// (row stride ldu): c0c1, c2c3 of n-tiles 2q, 2q+1.
+__device__ __forceinline__ void neg_u_trans(float (&vt)[kC / 8][4], const __nv_bfloat16* sU,
+                                            int ldu, int warp, int lane) {
+#pragma unroll
+  for (int q = 0; q < kC / 16; ++q) {
+    uint32_t r[4];
+    const mma_tiles::RowCol a = mma_tiles::u_trans(lane, q, warp);
+    attn::ldsm4_t(r, sU + a.row * ldu + a.col);
+    unpack_neg(&vt[2 * q][0], r[0]);
+    unpack_neg(&vt[2 * q][2], r[1]);
+    unpack_neg(&vt[2 * q + 1][0], r[2]);
+    unpack_neg(&vt[2 * q + 1][2], r[3]);
+  }
+}
+
+// S^T <- S^T diag(exp(G_last)) + V'^T Kd for a warp's 16 columns (S^T as the C fragments of
+// kD / 8 n-tiles, V'^T as bf16 A fragments of the chunk's token k-steps, Kd [tokens][k] rows of
+// stride ldk, exp(G_last) as kD floats). B of token k-step ks, n-tiles 2jp, 2jp+1: ldmatrix.trans
+// of matrices (tokens 16 ks | +8) x (k 16 jp | +8).
+template <int kD, int ldk>
+__device__ __forceinline__ void update_state(float (&s)[kD / 8][4],
+                                             const uint32_t (&va)[kC / 16][4],
+                                             const __nv_bfloat16* sKd, const float* sEg, int lane) {
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) {  // columns k = 8 j + c_elem.col of elements 0, 1 (2, 3)
+    const float2 e = *reinterpret_cast<const float2*>(sEg + 8 * j + mma_tiles::c_elem(lane, 0).col);
+    s[j][0] *= e.x;
+    s[j][1] *= e.y;
+    s[j][2] *= e.x;
+    s[j][3] *= e.y;
+  }
+#pragma unroll
+  for (int ks = 0; ks < kC / 16; ++ks)
+#pragma unroll
+    for (int jp = 0; jp < kD / 16; ++jp) {
+      uint32_t r[4];
+      const mma_tiles::RowCol a = mma_tiles::kd_trans(lane, ks, jp);
+      attn::ldsm4_t(r, sKd + a.row * ldk + a.col);
+      attn::mma_bf16(s[2 * jp], va[ks], r[0], r[1]);
+      attn::mma_bf16(s[2 * jp + 1], va[ks], r[2], r[3]);
+    }
+}
+
+// O^T = S^T Gq^T + V'^T A_qk^T for one warp's 16 columns, in two halves (S^T and V'^T as bf16
+// A fragments): o_state (ot = S^T Gq^T) and o_intra (ot += V'^T A_qk^T, then O to global through
+// the warp's staging tile). A_qk is zero above the diagonal, so n-tile nt (tokens 8 nt..8 nt+7)
+// needs the token k-steps up to nt / 2 only.
+template <int kD, int ldk>
+__device__ __forceinline__ void o_state(float (&ot)[kC / 8][4], const uint32_t (&sa)[kD / 16][4],
+                                        const __nv_bfloat16* sGq, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
+  add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
+}
+template <int lda, int ldo>
+__device__ __forceinline__ void o_intra(float (&ot)[kC / 8][4], const uint32_t (&va)[kC / 16][4],
+                                        const float* sA, __nv_bfloat16* sO,
+                                        const Params<__nv_bfloat16>& p, int b, int h, int t0, int L,
+                                        int vw, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+    for (int ks = 0; ks <= nt / 2; ++ks) {
+      const mma_tiles::RowCol a = mma_tiles::aqk_b(lane, nt, ks, 0);
+      const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
+      const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
+      attn::mma_bf16(ot[nt], va[ks], attn::pack_bf16(lo.x, lo.y), attn::pack_bf16(hi.x, hi.y));
+    }
+  store_c_tile<kC / 8, ldo>(sO, ot, 1.f, L, p.V - vw, lane,
+                            [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
+}
+
 }  // namespace kimi::cuda::detail::chunk::state_mma

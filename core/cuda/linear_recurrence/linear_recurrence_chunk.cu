@@ -211,13 +211,15 @@ void linear_recurrence_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti*
   }
   const detail::Params<Ti> p = detail::make_params<Ti>(d, q, k, v, g, nullptr, h0, o, ht);
   const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>)
+    if (lr_tensor_core(p) && launch_lr_walk(p, cd, stream)) return;  // one kernel, no buffers
   const int64_t BTH = d.B * d.T * d.H, BH = d.B * d.H;
   Buffer Gq(size_t(BTH * d.K) * sizeof(Ti)), Kd(size_t(BTH * d.K) * sizeof(Ti));
   Buffer A(size_t(BH * cd.NC * kC * kC) * sizeof(float));
   Buffer EgL(size_t(BH * cd.NC * d.K) * sizeof(float));
   const LrBuffers<Ti> buf{Gq.as<Ti>(), Kd.as<Ti>(), A.as<float>(), EgL.as<float>()};
   if constexpr (std::is_same_v<Ti, __nv_bfloat16>) {
-    if (lr_tensor_core(p)) {  // O from the walk: no stored states, no output pass
+    if (lr_tensor_core(p)) {  // intra kernel + walk: O from the walk, no stored states
       const detail::chunk::ChunkBuffers<Ti> cb = chunk_buffers(p, buf);
       detail::chunk::launch_intra_mma_linear(p, cd, cb, stream);
       detail::chunk::launch_state_mma_linear(p, cd, cb, stream);

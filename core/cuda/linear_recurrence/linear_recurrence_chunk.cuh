@@ -66,6 +66,11 @@ template <class Ti>
 void launch_lr_intra_any(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti>& buf,
                          cudaStream_t stream);
 
+// The forward in one kernel (linear_recurrence_walk.cu) for a scalar gate or none, where one
+// block holds a head's whole V (the walk's V-tile rule) or KIMI_CUDA_LR_FUSED=1 forces it; false
+// (nothing launched) otherwise or with KIMI_CUDA_LR_FUSED=0: then the intra kernel + the walk.
+bool launch_lr_walk(const Params<__nv_bfloat16>& p, const ChunkDims& cd, cudaStream_t stream);
+
 // Launchers. scan: S starts at init (nullptr = zero) and walks the chunks forwards
 // (X = Kd, Y = v) or backwards (X = Gq, Y = dO), storing the state met at each chunk into
 // hs (Ti) and the final one into fin (nullptr = not wanted).
