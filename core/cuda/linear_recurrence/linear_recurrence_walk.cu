@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "core/cuda/delta_rule/intra_mma.cuh"
 #include "core/cuda/delta_rule/intra_mma_tiles.h"
 #include "core/cuda/delta_rule/state_mma.cuh"
 #include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
@@ -25,6 +26,7 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 using namespace chunk::state_mma;
+using chunk::intra_mma::gexp;  // exp of a log-decay difference; 1 without a gate
 namespace mt = chunk::mma_tiles;
 
 // Shared memory, in bytes: two stages of (q, k rows, the v tile), then the chunk's operands
@@ -43,14 +45,6 @@ struct WalkLayout {
                     kA % 128 == 0 && kO % 16 == 0,
                 "cp.async and ldmatrix need 16-byte aligned rows");
 };
-
-template <GateKind kGate>
-__device__ __forceinline__ float decay(float x) {
-  if constexpr (kGate == GateKind::kNone)
-    return 1.f;
-  else
-    return __expf(x);
-}
 
 template <int kD, int kNW, GateKind kGate>
 __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, ChunkDims cd) {
@@ -130,7 +124,7 @@ __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, Ch
     // Gq = scale q exp(G_i), Kd = k exp(G_last - G_i): 8 columns a thread-step.
     for (int e = tid; e < kC * (kD / 8); e += Lay::kThreads) {
       const int i = e / (kD / 8), col = (e % (kD / 8)) * 8;
-      const float eq = p.scale * decay<kGate>(sG[i]), ek = decay<kGate>(gl - sG[i]);
+      const float eq = p.scale * gexp<kGate>(sG[i]), ek = gexp<kGate>(gl - sG[i]);
       const uint4 qr = *reinterpret_cast<const uint4*>(sQ + i * ldk + col);
       const uint4 kr = *reinterpret_cast<const uint4*>(sK + i * ldk + col);
       const __nv_bfloat162* qh = reinterpret_cast<const __nv_bfloat162*>(&qr);
@@ -147,7 +141,7 @@ __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, Ch
       *reinterpret_cast<uint4*>(sGq + i * ldk + col) = gq;
       *reinterpret_cast<uint4*>(sKd + i * ldk + col) = kd;
     }
-    for (int d = tid; d < kD; d += Lay::kThreads) sEg[d] = decay<kGate>(gl);
+    for (int d = tid; d < kD; d += Lay::kThreads) sEg[d] = gexp<kGate>(gl);
     // A_qk: the lower Gram tiles (I, J <= I) of Q K^T, times scale exp(G_i - G_j) on and below
     // the diagonal and zero above it (selects: exp(G_i - G_j) may overflow there). The walk reads
     // no tile above the diagonal.
@@ -162,7 +156,7 @@ __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, Ch
         for (int e = 0; e < 4; ++e) {
           const mt::RowCol x = mt::c_elem(lane, e);
           const int i = 16 * I + x.row, j = 16 * J + 8 * nt + x.col;
-          sA[i * lda + j] = j <= i ? p.scale * acc[nt][e] * decay<kGate>(sG[i] - sG[j]) : 0.f;
+          sA[i * lda + j] = j <= i ? p.scale * acc[nt][e] * gexp<kGate>(sG[i] - sG[j]) : 0.f;
         }
     }
     __syncthreads();  // the chunk's operands are complete
