@@ -69,26 +69,6 @@ void chunk_bwd_cases(Report& rep) {
     }
 }
 
-// An environment setting for one scope: the caller's value (or none) back on the way out,
-// exceptions included, so a failed case cannot leave the rest of the run on another kernel.
-struct ScopedEnv {
-  const char* name;
-  bool had;
-  std::string before;
-  ScopedEnv(const char* n, const char* value) : name(n), had(std::getenv(n) != nullptr) {
-    if (had) before = std::getenv(n);
-    setenv(n, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had)
-      setenv(name, before.c_str(), 1);
-    else
-      unsetenv(name);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-};
-
 // The chunkwise linear recurrence on shapes the loop below leaves out: the scan kernel's 64-
 // and 32-wide V tiles (many heads), strong per-channel and scalar decays, Mamba2-like scale 1;
 // and for bf16 the tensor-core path (the delta rule's intra kernel and state walk without their
@@ -97,9 +77,12 @@ struct ScopedEnv {
 // the default did not fall back), on tails: T not a multiple of the chunk, one chunk, one token
 // past a chunk, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
 // Each path: "two" (KIMI_CUDA_LR_FUSED=0: the intra kernel + the walk), "fused" (=1: the one-kernel
-// walk of linear_recurrence_walk.cu, scalar gate or none) and "auto" (the default rule); on the
-// first two shapes each with the walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle
-// warps past V). `quick` keeps the first two shapes (compute-sanitizer: kimi_cuda_tests --linear
+// walk of linear_recurrence_walk.cu, scalar gate or none; "fused ran": with a scalar gate its
+// output differs in bits from "two", whose A_qk is built another way) and "auto" (the default
+// rule); on the first four shapes (D 64 and 128, one chunk and several, every gate kind) each
+// with the walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V).
+// `quick` keeps the first two shapes, a scalar-gate one of three chunks among them, so the
+// sanitizers see the fused walk's stages and barriers turn over (kimi_cuda_tests --linear
 // --quick).
 void linear_chunk_cases(Report& rep, bool quick) {
   struct Case {
@@ -108,9 +91,9 @@ void linear_chunk_cases(Report& rep, bool quick) {
     double decay, scale;
     bool h0;
   };
-  const Case cases[] = {{2, 40, 1, 32, 40, GateKind::kNone, 1.0, 0.0, true},
+  const Case cases[] = {{2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
                         {1, 77, 2, 96, 72, GateKind::kPerChannel, 1.0, 0.0, false},
-                        {2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
+                        {2, 40, 1, 32, 40, GateKind::kNone, 1.0, 0.0, true},
                         {1, 257, 2, 128, 24, GateKind::kScalar, 10.0, 1.0, true},
                         {2, 64, 2, 64, 128, GateKind::kScalar, 1.0, 1.0, false},
                         {4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0, true},
@@ -121,7 +104,7 @@ void linear_chunk_cases(Report& rep, bool quick) {
   int n = 0;
   for (const Case& c : cases) {
     if (quick && n >= 2) break;
-    const bool tiles = n++ < 2;
+    const bool tiles = n++ < 4;
     RecurrenceDims d{
         c.B, c.T, c.H, c.K, c.V, c.gate, c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.K)), 64};
     Problem p = random_problem(d, false, ++seed, c.decay);
@@ -143,6 +126,7 @@ void linear_chunk_cases(Report& rep, bool quick) {
     compare(rep, tag + " bf16 old", old, ref, kTolBf16, kTolBf16);
     // "two": the intra kernel + the walk (KIMI_CUDA_LR_FUSED=0); "fused": the one-kernel walk
     // (=1; scalar gate or none); "auto": the default rule between them.
+    Result two;
     for (const char* path : {"auto", "two", "fused"}) {
       const std::string v = path;
       if (v == "fused" && c.gate == GateKind::kPerChannel) continue;
@@ -153,6 +137,9 @@ void linear_chunk_cases(Report& rep, bool quick) {
       compare(rep, t, got, ref, kTolBf16, kTolBf16);
       compare(rep, t + " new~old", got, old, kTolBf16, kTolBf16);
       rep.check_true(t + " new ran", got.o != old.o);
+      if (v == "two") two = got;
+      if (v == "fused" && c.gate == GateKind::kScalar)
+        rep.check_true(t + " fused ran", got.o != two.o);
       for (const char* w : {"1", "2", "4", "8"}) {
         if (!tiles) break;
         const ScopedEnv ew("KIMI_CUDA_STATE_WARPS", w);

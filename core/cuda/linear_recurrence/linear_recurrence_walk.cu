@@ -153,10 +153,13 @@ __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, Ch
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
+        for (int e = 0; e < 4; e += 2) {  // elements e, e + 1: columns j, j + 1 of row i
           const mt::RowCol x = mt::c_elem(lane, e);
           const int i = 16 * I + x.row, j = 16 * J + 8 * nt + x.col;
-          sA[i * lda + j] = j <= i ? p.scale * acc[nt][e] * gexp<kGate>(sG[i] - sG[j]) : 0.f;
+          const float gi = sG[i];
+          *reinterpret_cast<float2*>(sA + i * lda + j) = make_float2(
+              j <= i ? p.scale * acc[nt][e] * gexp<kGate>(gi - sG[j]) : 0.f,
+              j + 1 <= i ? p.scale * acc[nt][e + 1] * gexp<kGate>(gi - sG[j + 1]) : 0.f);
         }
     }
     __syncthreads();  // the chunk's operands are complete
@@ -211,15 +214,15 @@ void launch_w(int warps, const Params<bf16>& p, const ChunkDims& cd, cudaStream_
 }  // namespace
 
 bool launch_lr_walk(const Params<bf16>& p, const ChunkDims& cd, cudaStream_t stream) {
-  if (p.gate == GateKind::kPerChannel || !chunk::use_prefetch(p)) return false;
+  const char* e = std::getenv("KIMI_CUDA_LR_FUSED");
+  const std::string_view force = e ? e : "";
+  KIMI_CUDA_REQUIRE(!e || force == "0" || force == "1", "KIMI_CUDA_LR_FUSED must be 0 or 1");
+  KIMI_CUDA_REQUIRE(force != "1" || p.gate != GateKind::kPerChannel,
+                    "KIMI_CUDA_LR_FUSED=1: the one-kernel walk takes a scalar gate or none");
+  if (force == "0" || p.gate == GateKind::kPerChannel || !chunk::use_prefetch(p)) return false;
   const int warps = chunk::state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
-  if (const char* e = std::getenv("KIMI_CUDA_LR_FUSED")) {
-    const std::string_view v = e;
-    KIMI_CUDA_REQUIRE(v == "0" || v == "1", "KIMI_CUDA_LR_FUSED must be 0 or 1");
-    if (v == "0") return false;
-  } else if (16 * warps < p.V) {
-    return false;  // V split over blocks: each would build the same operands (two kernels then)
-  }
+  // V split over blocks: each would build the same operands (the two kernels then, unless forced).
+  if (force != "1" && 16 * warps < p.V) return false;
   const bool gated = p.gate == GateKind::kScalar;
   if (cd.D == 64)
     gated ? launch_w<64, GateKind::kScalar>(warps, p, cd, stream)
