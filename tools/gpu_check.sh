@@ -85,17 +85,17 @@ for s in $stages; do
           >"$out/sanitize_$tool.log" 2>&1
         r=$?; tail -n 4 "$out/sanitize_$tool.log"; echo "$tool exit $r"; rc=$((rc | r))
       done ;;
-    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk): every
+    walks)  # the sequential state walks (forward, F2 store mode, B1 dh walk, the linear recurrence's walk): every
             # variant's parity (the `~` rows compare variants in bits), then their bench rows
-      timeout 240 .gpu/bin/kimi_cuda_tests --state --bwd-state --bwd-dh tests/golden >"$out/walks.log" 2>&1
+      timeout 240 .gpu/bin/kimi_cuda_tests --state --bwd-state --bwd-dh --linear tests/golden >"$out/walks.log" 2>&1
       r=$?; grep -E "FAIL|checks" "$out/walks.log"; echo "walks parity exit $r"; rc=$((rc | r))
-      for b in --state --bwd-state; do
+      for b in --state --bwd-state --linear; do
         timeout 120 .gpu/bin/kimi_cuda_bench $b 2>&1 | tee "$out/walks_bench$b.log"; rc=$((rc | ${PIPESTATUS[0]}))
       done ;;
     walks_sanitize)  # the walks' quick cases under racecheck, memcheck and synccheck (named
                      # barriers); WALKS_TOOLS picks the tools (a call has 600 s)
       for tool in ${WALKS_TOOLS:-racecheck memcheck synccheck}; do
-        timeout 180 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick --state --bwd-state --bwd-dh \
+        timeout 180 compute-sanitizer --tool $tool --error-exitcode 3 .gpu/bin/kimi_cuda_tests --quick --state --bwd-state --bwd-dh --linear \
           tests/golden >"$out/walks_$tool.log" 2>&1
         r=$?; tail -n 3 "$out/walks_$tool.log"; echo "walks $tool exit $r"; rc=$((rc | r))
       done ;;

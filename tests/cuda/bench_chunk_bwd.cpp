@@ -1,6 +1,7 @@
 // kimi_cuda_bench's chunk backward tables, stage by stage: F2 / B1 old and new (--bwd-state),
 // B2 / B3 / B4 old and new (--bwd-wy).
 #include <cstdio>
+#include <string>
 
 #include "tests/cuda/bench_common.h"
 
@@ -81,7 +82,8 @@ class BwdStageTimer {
 // The chunk backward's stages (CUDA events, medians) with F2 on the WMMA TF32 walk
 // (KIMI_CUDA_BWD_STATE_KERNEL=old) or on the tensor-core state kernel in store mode, and B1 on
 // the WMMA TF32 walk (force_chunk_bwd_dh_kernel(kOld), as KIMI_CUDA_BWD_DH_KERNEL=old) or on
-// the tensor-core dh walk: rows old/old, new/old, new/new (F2/B1), then B1 old and new side by
+// the tensor-core dh walk: rows old/old, new/old, new/new (F2/B1; w2/new, w2p/new, w4p/new:
+// V tiles of 2 or 4 warps, p with partner warps), then B1 old and new side by
 // side with the backward totals. KDA and GDN, bf16, H=16 K=V=128, B*T=65,536, training shape
 // (no h0 / dht / dh0).
 void bench_bwd_state(int reps) {
@@ -99,17 +101,28 @@ void bench_bwd_state(int reps) {
   for (int gi = 0; gi < 2; ++gi)
     for (int64_t seq : {2048, 8192, 32768}) {
       Pair pr{gi, seq, 0, 0, 0, 0};
-      for (const char* variant : {"old/old", "new/old", "new/new"}) {
-        const bool f2_old = std::strncmp(variant, "old", 3) == 0;
-        const bool b1_old = std::strcmp(variant + 4, "old") == 0;
+      // F2/B1 kernels; then new/new with V tiles of 2 warps without and with partner warps
+      // (KIMI_CUDA_STATE_WARPS / KIMI_CUDA_STATE_OWARPS), and 4 warps with partners (F2 only:
+      // B1 pairs at most 2).
+      for (const char* variant :
+           {"old/old", "new/old", "new/new", "w2/new", "w2p/new", "w4p/new"}) {
+        const std::string v = variant;
+        const bool f2_old = v.rfind("old/", 0) == 0,
+                   b1_old = v.size() > 4 && v.substr(v.size() - 3) == "old";
         if (f2_old) setenv("KIMI_CUDA_BWD_STATE_KERNEL", "old", 1);
+        if (v[0] == 'w') {
+          setenv("KIMI_CUDA_STATE_WARPS", v.substr(1, 1).c_str(), 1);
+          setenv("KIMI_CUDA_STATE_OWARPS", v[2] == 'p' ? "1" : "0", 1);
+        }
         kc::force_chunk_bwd_dh_kernel(b1_old ? kc::ChunkBwdDhKernel::kOld
                                              : kc::ChunkBwdDhKernel::kNew);
         const BwdStages t = timer.time(gi, seq, reps, variant);
         unsetenv("KIMI_CUDA_BWD_STATE_KERNEL");
+        unsetenv("KIMI_CUDA_STATE_OWARPS");
+        unsetenv("KIMI_CUDA_STATE_WARPS");
         kc::force_chunk_bwd_dh_kernel(kc::ChunkBwdDhKernel::kEnv);
         if (!f2_old && b1_old) pr.b1_old = t.st[2], pr.bwd_old = t.bwd;
-        if (!f2_old && !b1_old) pr.b1_new = t.st[2], pr.bwd_new = t.bwd;
+        if (v == "new/new") pr.b1_new = t.st[2], pr.bwd_new = t.bwd;
       }
       pairs.push_back(pr);
     }

@@ -9,7 +9,7 @@ namespace kimi::cuda_bench {
 
 // The forward's state kernel side by side: the WMMA TF32 kernel (KIMI_CUDA_STATE_KERNEL=old),
 // the tensor-core kernel with its own tile choice, and with 1, 2, 4, 8 warps (V tiles of 16, 32,
-// 64, 128 columns; KIMI_CUDA_STATE_WARPS).
+// 64, 128 columns; KIMI_CUDA_STATE_WARPS), without and with O warps ("o": KIMI_CUDA_STATE_OWARPS).
 void bench_state(int reps) {
   ChunkInputs in;
   std::printf("\nchunk forward state kernel, bf16, H=16 K=V=128, B*T=65,536 tokens (ms)\n");
@@ -17,13 +17,17 @@ void bench_state(int reps) {
               "state");
   for (int gi = 0; gi < 2; ++gi)
     for (int64_t seq : {2048, 8192, 32768})
-      for (const char* variant : {"old", "auto", "1", "2", "4", "8"}) {
+      for (const char* variant : {"old", "auto", "1", "2", "4", "8", "1o", "2o", "4o"}) {
         const std::string v = variant;
         if (v == "old") setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
-        if (v != "old" && v != "auto") setenv("KIMI_CUDA_STATE_WARPS", variant, 1);
+        if (v != "old" && v != "auto") {
+          setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
+          setenv("KIMI_CUDA_STATE_OWARPS", v.back() == 'o' ? "1" : "0", 1);
+        }
         const FwdTimes t = time_chunk_fwd(in, gi, seq, reps);
         unsetenv("KIMI_CUDA_STATE_KERNEL");
         unsetenv("KIMI_CUDA_STATE_WARPS");
+        unsetenv("KIMI_CUDA_STATE_OWARPS");
         std::printf("%8ld %6ld %6s %8s %10.3f %10.3f %10.3f\n", long(seq), long(in.NT / seq),
                     gate_names[gi], (v == "old" || v == "auto") ? variant : ("w" + v).c_str(),
                     t.total, t.intra, t.state);

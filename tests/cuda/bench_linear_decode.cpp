@@ -9,8 +9,13 @@ namespace kimi::cuda_bench {
 // The chunkwise gated linear recurrence (Mamba2 SSD core / simple_gla): scalar gate (and one
 // per-channel row), bf16, same shape as the KDA rows; forward (no h0, final state kept) and
 // forward + backward (training: no h0, no final state, no dh0). Medians of CUDA-event times.
+// Forward columns: "fwd" the default path (the one-kernel walk where one block holds a head's V,
+// here T = 2048 and 8192; else the two kernels), "fused" the one-kernel walk forced
+// (KIMI_CUDA_LR_FUSED=1, scalar rows; '-' for the per-channel one), "2-kernel" the intra kernel +
+// the walk (=0), "old" the scan + output kernels they replaced (KIMI_CUDA_LR_KERNEL=old).
 void bench_linear(int reps) {
   using T = __nv_bfloat16;
+  using cuda_test::ScopedEnv;
   const int64_t H = 16, K = 128, V = 128, NT = 65536;
   std::printf(
       "\nlinear recurrence chunk (simple_gla), bf16 in, fp32 state, H=%ld K=V=%ld, "
@@ -20,7 +25,8 @@ void bench_linear(int reps) {
   Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
   Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
   Dev<T> o(NT * H * V), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V), gg(NT * H * K);
-  std::printf("%8s %6s %8s %9s %10s %9s\n", "T", "B", "gate", "fwd ms", "fwd+bwd ms", "M tok/s");
+  std::printf("%8s %6s %8s %8s %9s %11s %8s %11s %8s\n", "T", "B", "gate", "fwd ms", "fused ms",
+              "2-kernel ms", "old ms", "fwd+bwd ms", "M tok/s");
   for (int64_t seq : {2048, 8192, 32768, -8192}) {
     const bool channel = seq < 0;
     if (channel) seq = -seq;
@@ -35,10 +41,20 @@ void bench_linear(int reps) {
                            64};
     const T* g = channel ? gc.ptr() : gs.ptr();
     Dev<float> ht(B * H * K * V);
+    auto fwd_ms = [&](const char* env, const char* value) {
+      const ScopedEnv e(env, value);
+      return time_ms(2, reps, [&] {
+        kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
+                                           ht.ptr(), kc::stream());
+      });
+    };
     const double fwd = time_ms(2, reps, [&] {
       kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
                                          ht.ptr(), kc::stream());
     });
+    const double fused = channel ? -1.0 : fwd_ms("KIMI_CUDA_LR_FUSED", "1");
+    const double two = fwd_ms("KIMI_CUDA_LR_FUSED", "0");
+    const double old = fwd_ms("KIMI_CUDA_LR_KERNEL", "old");
     const double tot = time_ms(2, reps, [&] {
       kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(), nullptr,
                                          kc::stream());
@@ -46,8 +62,11 @@ void bench_linear(int reps) {
                                          nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
                                          kc::stream());
     });
-    std::printf("%8ld %6ld %8s %9.3f %10.3f %9.2f\n", long(seq), long(B),
-                channel ? "channel" : "scalar", fwd, tot, NT / (tot * 1e-3) / 1e6);
+    char fused_s[16] = "-";
+    if (fused >= 0) std::snprintf(fused_s, sizeof fused_s, "%.3f", fused);
+    std::printf("%8ld %6ld %8s %8.3f %9s %11.3f %8.3f %11.3f %8.2f\n", long(seq), long(B),
+                channel ? "channel" : "scalar", fwd, fused_s, two, old, tot,
+                NT / (tot * 1e-3) / 1e6);
   }
 }
 

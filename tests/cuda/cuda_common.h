@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -107,5 +109,25 @@ Problem as_type(Problem p) {
   }
   return p;
 }
+
+// An environment setting for one scope: the caller's value (or none) back on the way out,
+// exceptions included, so a failed case cannot leave the rest of the run on another kernel.
+struct ScopedEnv {
+  const char* name;
+  bool had;
+  std::string before;
+  ScopedEnv(const char* n, const char* value) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) before = std::getenv(n);
+    setenv(n, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had)
+      setenv(name, before.c_str(), 1);
+    else
+      unsetenv(name);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
 
 }  // namespace kimi::cuda_test

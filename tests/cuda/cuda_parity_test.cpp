@@ -20,6 +20,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,36 +70,90 @@ void chunk_bwd_cases(Report& rep) {
 }
 
 // The chunkwise linear recurrence on shapes the loop below leaves out: the scan kernel's 64-
-// and 32-wide V tiles (many heads), strong per-channel decays, Mamba2-like scale 1.
-void linear_chunk_cases(Report& rep) {
+// and 32-wide V tiles (many heads), strong per-channel and scalar decays, Mamba2-like scale 1;
+// and for bf16 the tensor-core path (the delta rule's intra kernel and state walk without their
+// delta-rule parts, the default) against the CPU and against the scan + output kernels it
+// replaces (KIMI_CUDA_LR_KERNEL=old, "new~old"; "new ran": the two outputs differ in bits, so
+// the default did not fall back), on tails: T not a multiple of the chunk, one chunk, one token
+// past a chunk, K != V both ways, K < the padded head size, V past a warp's 16 columns, no h0.
+// Each path: "two" (KIMI_CUDA_LR_FUSED=0: the intra kernel + the walk), "fused" (=1: the one-kernel
+// walk of linear_recurrence_walk.cu, scalar gate or none; "fused ran": with a scalar gate its
+// output differs in bits from "two", whose A_qk is built another way) and "auto" (the default
+// rule); on the first four shapes (D 64 and 128, one chunk and several, every gate kind) each
+// with the walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V).
+// `quick` keeps the first two shapes, a scalar-gate one of three chunks among them, so the
+// sanitizers see the fused walk's stages and barriers turn over (kimi_cuda_tests --linear
+// --quick).
+void linear_chunk_cases(Report& rep, bool quick) {
   struct Case {
     int64_t B, T, H, K, V;
     GateKind gate;
     double decay, scale;
+    bool h0;
   };
-  const Case cases[] = {{4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0},
-                        {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0},
-                        {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0},
-                        {2, 129, 3, 64, 64, GateKind::kScalar, 1.0, 1.0}};
+  const Case cases[] = {{2, 130, 3, 48, 40, GateKind::kScalar, 1.0, 0.0, true},
+                        {1, 77, 2, 96, 72, GateKind::kPerChannel, 1.0, 0.0, false},
+                        {2, 40, 1, 32, 40, GateKind::kNone, 1.0, 0.0, true},
+                        {1, 257, 2, 128, 24, GateKind::kScalar, 10.0, 1.0, true},
+                        {2, 64, 2, 64, 128, GateKind::kScalar, 1.0, 1.0, false},
+                        {4, 100, 40, 128, 128, GateKind::kScalar, 1.0, 0.0, true},
+                        {1, 150, 40, 128, 96, GateKind::kPerChannel, 1.0, 0.0, true},
+                        {2, 200, 3, 128, 128, GateKind::kPerChannel, 10.0, 0.0, true},
+                        {2, 129, 3, 64, 64, GateKind::kScalar, 1.0, 1.0, true}};
   uint64_t seed = 500;
+  int n = 0;
   for (const Case& c : cases) {
+    if (quick && n >= 2) break;
+    const bool tiles = n++ < 4;
     RecurrenceDims d{
         c.B, c.T, c.H, c.K, c.V, c.gate, c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.K)), 64};
-    const Problem p = random_problem(d, false, ++seed, c.decay);
-    char tag[128];
-    std::snprintf(tag, sizeof tag, "linear chunk %s %s%s", gate_name(c.gate), dims_str(d).c_str(),
-                  c.decay > 1 ? " strong" : "");
+    Problem p = random_problem(d, false, ++seed, c.decay);
+    if (!c.h0) p.h0.clear();
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "linear chunk %s %s%s%s", gate_name(c.gate), dims_str(d).c_str(),
+                  c.decay > 1 ? " strong" : "", c.h0 ? "" : " no h0");
+    const std::string tag = buf;
     const Problem pf = as_type<float>(p);
-    compare(rep, std::string(tag) + " f32", cuda_run<float>(pf, Form::kChunk, true),
-            cpu_reference(pf, true), kTolTf32, kTolTf32);
+    compare(rep, tag + " f32", cuda_run<float>(pf, Form::kChunk, true), cpu_reference(pf, true),
+            kTolTf32, kTolTf32);
     const Problem pb = as_type<__nv_bfloat16>(p);
-    compare(rep, std::string(tag) + " bf16", cuda_run<__nv_bfloat16>(pb, Form::kChunk, true),
-            cpu_reference(pb, true), kTolBf16, kTolBf16);
+    const Result ref = cpu_reference(pb, true);
+    Result old;
+    {
+      const ScopedEnv env("KIMI_CUDA_LR_KERNEL", "old");
+      old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    }
+    compare(rep, tag + " bf16 old", old, ref, kTolBf16, kTolBf16);
+    // "two": the intra kernel + the walk (KIMI_CUDA_LR_FUSED=0); "fused": the one-kernel walk
+    // (=1; scalar gate or none); "auto": the default rule between them.
+    Result two;
+    for (const char* path : {"auto", "two", "fused"}) {
+      const std::string v = path;
+      if (v == "fused" && c.gate == GateKind::kPerChannel) continue;
+      std::optional<ScopedEnv> env;  // "auto": the environment's choice
+      if (v != "auto") env.emplace("KIMI_CUDA_LR_FUSED", v == "two" ? "0" : "1");
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+      const std::string t = tag + " bf16 " + v;
+      compare(rep, t, got, ref, kTolBf16, kTolBf16);
+      compare(rep, t + " new~old", got, old, kTolBf16, kTolBf16);
+      rep.check_true(t + " new ran", got.o != old.o);
+      if (v == "two") two = got;
+      if (v == "fused" && c.gate == GateKind::kScalar)
+        rep.check_true(t + " fused ran", got.o != two.o);
+      for (const char* w : {"1", "2", "4", "8"}) {
+        if (!tiles) break;
+        const ScopedEnv ew("KIMI_CUDA_STATE_WARPS", w);
+        compare(rep, t + " w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16,
+                kTolBf16);
+      }
+    }
   }
 }
 
 // The bf16 chunk forward's tensor-core state kernel (delta_rule_chunk_state_mma.cu) with each
-// V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns) and the WMMA TF32 kernel
+// V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns), with and without O warps
+// ("o", KIMI_CUDA_STATE_OWARPS=1; checked against the CPU and in bits against the same width
+// unpaired, "~wN"), and the WMMA TF32 kernel
 // it replaces (KIMI_CUDA_STATE_KERNEL=old), on the shapes where its tiles have tails: V not a
 // multiple of 16 (a warp half past V), tiles past V (idle warps), K < the padded head size,
 // one short chunk, no h0. `quick` keeps two shapes (for the sanitizers).
@@ -125,24 +180,35 @@ void state_kernel_cases(Report& rep, bool quick) {
     if (!c.h0) p.h0.clear();
     const Problem pb = as_type<__nv_bfloat16>(p);
     const Result ref = cpu_reference(pb, false);
-    for (const char* warps : {"1", "2", "4", "8", "old"}) {
-      const bool old = std::string(warps) == "old";
+    Result fused[5];  // O products in the chain warps, by warps a block (1, 2, 4)
+    for (const char* variant : {"1", "2", "4", "8", "1o", "2o", "4o", "old"}) {
+      const std::string v = variant;
+      const bool old = v == "old", ow = v.back() == 'o';
       if (old)
         setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
       else
-        setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+        setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
+      setenv("KIMI_CUDA_STATE_OWARPS", ow ? "1" : "0", 1);
       char tag[128];
-      std::snprintf(tag, sizeof tag, "state %s%s %s %s%s bf16", old ? "old" : "w", old ? "" : warps,
+      std::snprintf(tag, sizeof tag, "state %s%s %s %s%s bf16", old ? "" : "w", variant,
                     gate_name(c.gate), dims_str(d).c_str(), c.h0 ? "" : " no h0");
-      compare(rep, tag, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16, kTolBf16);
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, false);
+      compare(rep, tag, got, ref, kTolBf16, kTolBf16);
+      // The O warps take the same bf16 fragments and run the same products in the same order.
+      const int w = old ? 0 : v[0] - '0';
+      if (!old && !ow && w <= 4) fused[w] = got;
+      if (ow) compare(rep, std::string(tag) + " ~w" + v[0], got, fused[w], 1e-6, 1e-6);
       unsetenv("KIMI_CUDA_STATE_KERNEL");
       unsetenv("KIMI_CUDA_STATE_WARPS");
+      unsetenv("KIMI_CUDA_STATE_OWARPS");
     }
   }
 }
 
 // The bf16 chunk backward with its F2 stage (states h_c and V') on the forward's tensor-core
-// state kernel in store mode (default; V tiles of 1, 2, 8 warps by KIMI_CUDA_STATE_WARPS) and on
+// state kernel in store mode (default; V tiles of 1, 2, 4, 8 warps by KIMI_CUDA_STATE_WARPS, and
+// 1, 2, 4 with partner warps storing h_c and V', KIMI_CUDA_STATE_OWARPS=fwd: every gradient equal
+// in bits to the same width unpaired, "~wN") and on
 // the WMMA TF32 walk it replaces (KIMI_CUDA_BWD_STATE_KERNEL=old): every gradient against the
 // CPU oracle, and the new path against the old one ("new~old"). Odd shapes: T not a multiple
 // of the chunk, V tails (a warp half past V, idle warps), K < the padded head size, one whole
@@ -174,14 +240,26 @@ void bwd_state_cases(Report& rep, bool quick) {
     std::snprintf(base, sizeof base, "%s %s%s%s bf16", gate_name(c.gate), dims_str(d).c_str(),
                   c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
     compare(rep, std::string("bwd state old ") + base, old, ref, kTolBf16, kTolBf16);
-    for (const char* warps : {"auto", "1", "2", "8"}) {
-      const bool fixed = std::string(warps) != "auto";
-      if (fixed) setenv("KIMI_CUDA_STATE_WARPS", warps, 1);
+    Result unpaired[5];  // by warps a block (1, 2, 4)
+    for (const char* variant : {"auto", "1", "2", "4", "8", "1o", "2o", "4o"}) {
+      const std::string v = variant;
+      const bool fixed = v != "auto", ow = fixed && v.back() == 'o';  // not "auto"'s o
+      // "fwd": partners in F2 only, so the gradients can equal the unpaired run's in bits (B1's
+      // partners sum in another order: bwd_dh_cases checks them).
+      if (fixed) {
+        setenv("KIMI_CUDA_STATE_WARPS", v.substr(0, 1).c_str(), 1);
+        setenv("KIMI_CUDA_STATE_OWARPS", ow ? "fwd" : "0", 1);
+      }
       const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
       unsetenv("KIMI_CUDA_STATE_WARPS");
-      const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + warps + " " + base;
+      unsetenv("KIMI_CUDA_STATE_OWARPS");
+      const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + v + " " + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       if (!fixed) compare(rep, tag + " new~old", got, old, kTolBf16, kTolBf16);
+      // The partner warps store the bf16 values the chain warps would have stored.
+      const int w = fixed ? v[0] - '0' : 0;
+      if (fixed && !ow && w <= 4) unpaired[w] = got;
+      if (ow) compare(rep, tag + " ~w" + v[0], got, unpaired[w], 1e-6, 1e-6);
     }
   }
 }
@@ -247,7 +325,7 @@ void random_cases(Report& rep, bool quick) {
             cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), cpu_reference(pb, true), kTolBf16,
             kTolBf16);
   }
-  linear_chunk_cases(rep);
+  linear_chunk_cases(rep, false);
   chunk_bwd_cases(rep);
 }
 
@@ -261,7 +339,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   bool quick = false, state_only = false, bwd_state_only = false, intra_only = false,
-       bwd_dh_only = false, bwd_wy_only = false;
+       bwd_dh_only = false, bwd_wy_only = false, linear_only = false;
   std::string golden;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick")
@@ -276,6 +354,8 @@ int main(int argc, char** argv) {
       bwd_dh_only = true;
     else if (std::string(argv[i]) == "--bwd-wy" || std::string(argv[i]) == "--bwd-gram")
       bwd_wy_only = true;
+    else if (std::string(argv[i]) == "--linear")
+      linear_only = true;
     else
       golden = argv[i];
   }
@@ -301,7 +381,8 @@ int main(int argc, char** argv) {
       {"bwd wy/gram", [&] { bwd_wy_gram_cases(rep, quick); }},
   };
   for (const auto& [name, fn] : groups) {
-    if (state_only || bwd_state_only || intra_only || bwd_dh_only || bwd_wy_only) break;
+    if (state_only || bwd_state_only || intra_only || bwd_dh_only || bwd_wy_only || linear_only)
+      break;
     try {
       fn();
     } catch (const std::exception& e) {
@@ -347,6 +428,14 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       ++rep.fails;
       std::printf("FAIL bwd wy/gram: exception: %s\n", e.what());
+    }
+  }
+  if (linear_only) {
+    try {
+      linear_chunk_cases(rep, quick);
+    } catch (const std::exception& e) {
+      ++rep.fails;
+      std::printf("FAIL linear: exception: %s\n", e.what());
     }
   }
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);

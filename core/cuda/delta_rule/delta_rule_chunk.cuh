@@ -164,6 +164,15 @@ bool launch_intra_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 // Whether launch_intra_mma would run (and so honour buf.Akk / buf.Tinv) for these inputs.
 bool intra_mma_applies(const Params<__nv_bfloat16>& p);
 
+// The gated linear recurrence's forward (linear_recurrence_chunk.cu) on the same two kernels,
+// without the delta rule's parts: the intra kernel writes A_qk, Gq, Kd and exp(G_last) only
+// (buf.W, buf.U unused), and the state walk takes V' = buf.U = v (buf.W == nullptr), writing O
+// and the final state. Both need K and V multiples of 8 (use_prefetch).
+void launch_intra_mma_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                             const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+void launch_state_mma_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                             const ChunkBuffers<__nv_bfloat16>& buf, cudaStream_t stream);
+
 // Launches the state kernel on bf16 tensor cores (delta_rule_chunk_state_mma.cu) and returns
 // true, or returns false where it does not apply (rows that are not whole 16-byte vectors, or
 // KIMI_CUDA_STATE_KERNEL=old): then the caller runs the WMMA TF32 state kernel.
@@ -186,5 +195,10 @@ bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 // Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
 // multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
 int state_mma_warps(int64_t BH, int V, int sms);
+// Whether the state walks (forward, F2, and B1 with <= 2 chain warps) give each chain warp a
+// partner warp, for a grid of `blocks` blocks of `warps` chain warps on `sms` multiprocessors;
+// KIMI_CUDA_STATE_OWARPS=0|1 overrides, =fwd pairs the forward and F2 walks only (dh_walk:
+// B1 asks). Opt-in until measured on a GPU.
+bool state_mma_owarps(int64_t blocks, int warps, int sms, bool dh_walk = false);
 
 }  // namespace kimi::cuda::detail::chunk

@@ -20,8 +20,9 @@
 //                k-steps; results leave from the C fragments as bf16 pairs.
 // Precision as flash-linear-attention's chunk_kda (bf16 operands, fp32 sums, the inverse in
 // bf16 for W / U). One block of 8 warps per (chunk, batch*head); q, k, v arrive by cp.async,
-// g through registers (as fp32, for the cumulative sums). Shared memory ~102 KB at kD = 128:
-// two blocks per multiprocessor, so one block's loads overlap the other's products.
+// g through registers (as fp32, for the cumulative sums). Shared memory ~102 KiB at kD = 128:
+// two blocks per multiprocessor, so one block's loads overlap the other's products (three for
+// the linear recurrence's part, kDelta = false: 68 KiB).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -46,10 +47,12 @@ using state_mma::cp16_or_zero;
 namespace it = intra_tiles;
 namespace mt = mma_tiles;
 
-template <int kD, GateKind kGate>
-__global__ void __launch_bounds__(kIntraThreads, 2)
+// kDelta = false: the gated linear recurrence's intra part (linear_recurrence_chunk.cuh): A_qk,
+// Gq, Kd and exp(G_last) only; no v, beta, A_kk, inverse, W or U.
+template <int kD, GateKind kGate, bool kDelta = true>
+__global__ void __launch_bounds__(kIntraThreads, kDelta ? 2 : 3)
     chunk_intra_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> out) {
-  using Lay = IntraMmaLayout<kD>;
+  using Lay = IntraMmaLayout<kD, kDelta>;
   constexpr int ldb = Lay::ldb, ldg = Lay::ldg;
   extern __shared__ __align__(128) unsigned char smem_intra[];
   bf16* sK = reinterpret_cast<bf16*>(smem_intra + Lay::kK);
@@ -74,7 +77,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
                     gv = okv ? p.vo(b, t0 + i, h) + col : 0;
       cp16_or_zero(sK + i * ldb + col, p.k + gk, okk);
       cp16_or_zero(sQ + i * ldb + col, p.q + gk, okk);
-      cp16_or_zero(sV + i * ldb + col, p.v + gv, okv);
+      if constexpr (kDelta) cp16_or_zero(sV + i * ldb + col, p.v + gv, okv);
     }
     asm volatile("cp.async.commit_group;\n" ::);
     if constexpr (kGate == GateKind::kPerChannel) {
@@ -88,7 +91,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
         sG[i * ldg + col] = g;
       }
     }
-    if (tid < kC) sBeta[tid] = tid < L ? ld(p.beta + p.tok(b, t0 + tid, h)) : 0.f;
+    if (tid < kC) sBeta[tid] = kDelta && tid < L ? ld(p.beta + p.tok(b, t0 + tid, h)) : 0.f;
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   }
   cumsum_rows<kD>(sG, ldg);  // syncs before and after; rows past L hold g = 0
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
             const float2 kv = ld_bf2(sK + j * ldb + col);
             bk[r] = pack_bf16(kv.x * e0, kv.y * e1);
           }
-          mma_bf16(ck[nt], ak, bk[0], bk[1]);
+          if constexpr (kDelta) mma_bf16(ck[nt], ak, bk[0], bk[1]);
           mma_bf16(cq[nt], aq, bk[0], bk[1]);
         }
       }
@@ -177,14 +180,17 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
       for (int e = 0; e < 4; e += 2) {  // elements e, e + 1: columns j, j + 1 of row i
         const mt::RowCol x = mt::c_elem(lane, e);
         const int i = 16 * I + x.row, j = 16 * J + 8 * nt + x.col;
-        const float bi = sBeta[i];
         // Selects, never products with the mask: the upper entries of a split diagonal block
         // may be inf or NaN.
-        *reinterpret_cast<float2*>(sAkk + i * kLdA + j) =
-            make_float2(j < i ? bi * ck[nt][e] : 0.f, j + 1 < i ? bi * ck[nt][e + 1] : 0.f);
+        if constexpr (kDelta) {
+          const float bi = sBeta[i];
+          *reinterpret_cast<float2*>(sAkk + i * kLdA + j) =
+              make_float2(j < i ? bi * ck[nt][e] : 0.f, j + 1 < i ? bi * ck[nt][e + 1] : 0.f);
+        }
         *reinterpret_cast<float2*>(aqk_out + i * kC + j) = make_float2(
             j <= i ? p.scale * cq[nt][e] : 0.f, j + 1 <= i ? p.scale * cq[nt][e + 1] : 0.f);
-        if (out.Akk)  // the backward's B3 reads A_kk (without beta) instead of recomputing it
+        if (kDelta &&
+            out.Akk)  // the backward's B3 reads A_kk (without beta) instead of recomputing it
           *reinterpret_cast<float2*>(out.Akk + item * kC * kC + i * kC + j) =
               make_float2(j < i ? ck[nt][e] : 0.f, j + 1 < i ? ck[nt][e + 1] : 0.f);
       }
@@ -234,7 +240,8 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
     }
     for (int d = tid - kFirst; d < p.K; d += kStride) out.EgL[item * p.K + d] = gexp<kGate>(Gl[d]);
   }
-  __syncthreads();  // A complete; q no longer read (its region becomes Tinv)
+  if constexpr (!kDelta) return;  // every output written; no shared memory read after this
+  __syncthreads();                // A complete; q no longer read (its region becomes Tinv)
 
   // Warps 0-3: the diagonal blocks of Tinv = (I + A)^-1 (fp32) into the q region. Warps 4-7,
   // meanwhile: the right-hand sides in place, k <- beta exp(G) k, v <- beta v (bf16).
@@ -329,31 +336,32 @@ __global__ void __launch_bounds__(kIntraThreads, 2)
   }
 }
 
-template <int kD, GateKind kGate>
+template <int kD, GateKind kGate, bool kDelta>
 void launch_intra_mma_dg(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                          cudaStream_t stream) {
-  using Lay = IntraMmaLayout<kD>;
+  using Lay = IntraMmaLayout<kD, kDelta>;
+  auto* kernel = chunk_intra_mma_kernel<kD, kGate, kDelta>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (intra mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD, kGate>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  KIMI_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   // Two blocks per multiprocessor need the largest shared-memory carveout (a hint otherwise).
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_intra_mma_kernel<kD, kGate>,
-                                       cudaFuncAttributePreferredSharedMemoryCarveout,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        int(cudaSharedmemCarveoutMaxShared)));
   const int64_t items = int64_t(cd.NC) * p.B * p.H;
-  chunk_intra_mma_kernel<kD, kGate>
-      <<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
+  kernel<<<unsigned(items), kIntraThreads, Lay::kBytes, stream>>>(p, cd, buf);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-template <int kD>
+template <int kD, bool kDelta>
 void launch_intra_mma_d(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                         cudaStream_t stream) {
   switch (p.gate) {
     case GateKind::kPerChannel:
-      return launch_intra_mma_dg<kD, GateKind::kPerChannel>(p, cd, buf, stream);
-    case GateKind::kScalar: return launch_intra_mma_dg<kD, GateKind::kScalar>(p, cd, buf, stream);
-    case GateKind::kNone: return launch_intra_mma_dg<kD, GateKind::kNone>(p, cd, buf, stream);
+      return launch_intra_mma_dg<kD, GateKind::kPerChannel, kDelta>(p, cd, buf, stream);
+    case GateKind::kScalar:
+      return launch_intra_mma_dg<kD, GateKind::kScalar, kDelta>(p, cd, buf, stream);
+    case GateKind::kNone:
+      return launch_intra_mma_dg<kD, GateKind::kNone, kDelta>(p, cd, buf, stream);
   }
 }
 
@@ -369,10 +377,19 @@ bool launch_intra_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuf
                       cudaStream_t stream) {
   if (!intra_mma_applies(p)) return false;
   if (cd.D == 64)
-    launch_intra_mma_d<64>(p, cd, buf, stream);
+    launch_intra_mma_d<64, true>(p, cd, buf, stream);
   else
-    launch_intra_mma_d<128>(p, cd, buf, stream);
+    launch_intra_mma_d<128, true>(p, cd, buf, stream);
   return true;
+}
+
+void launch_intra_mma_linear(const Params<bf16>& p, const ChunkDims& cd,
+                             const ChunkBuffers<bf16>& buf, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(use_prefetch(p), "linear recurrence (intra mma): K and V multiples of 8");
+  if (cd.D == 64)
+    launch_intra_mma_d<64, false>(p, cd, buf, stream);
+  else
+    launch_intra_mma_d<128, false>(p, cd, buf, stream);
 }
 
 }  // namespace kimi::cuda::detail::chunk

@@ -21,8 +21,10 @@ constexpr int kIntraThreads = 32 * kIntraWarps;
 // Shared memory, in bytes. bf16 rows padded by 8 elements, fp32 G rows by 8 floats (the float2
 // fragment loads of a half-warp then hit distinct banks). After the Gram products the q region
 // holds Tinv and, once the right-hand sides are made, the G region the substitution's scratch;
-// k and v become the right-hand sides beta exp(G) k and beta v in place.
-template <int kD>
+// k and v become the right-hand sides beta exp(G) k and beta v in place. Without the delta rule
+// (kDelta = false: the linear recurrence) there is no v and no A_kk: 69,888 bytes at kD = 128
+// against 104,704, three blocks per multiprocessor instead of two.
+template <int kD, bool kDelta = true>
 struct IntraMmaLayout {
   static constexpr int ldb = kD + 8;             // bf16 rows of k, q, v
   static constexpr int ldg = kD + 8;             // fp32 rows of G
@@ -31,8 +33,8 @@ struct IntraMmaLayout {
   static constexpr int kQBytes = std::max(kC * ldb * 2, kTBytes);
   static constexpr int kGBytes = std::max(kC * ldg * 4, kTBytes);
   static constexpr int kK = 0, kQ = kK + kC * ldb * 2, kV = kQ + kQBytes;
-  static constexpr int kAkk = kV + kC * ldb * 2;  // fp32 A = Diag(beta) A_kk, strictly lower
-  static constexpr int kG = kAkk + kTBytes;
+  static constexpr int kAkk = kV + (kDelta ? kC * ldb * 2 : 0);  // fp32 Diag(beta) A_kk, lower
+  static constexpr int kG = kAkk + (kDelta ? kTBytes : 0);
   static constexpr int kBeta = kG + kGBytes;
   static constexpr int kBytes = kBeta + kC * 4;
   static_assert(kQ % 128 == 0 && kV % 128 == 0 && kAkk % 128 == 0 && kG % 128 == 0,

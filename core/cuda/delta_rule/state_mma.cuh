@@ -113,6 +113,56 @@ __device__ __forceinline__ void add_state_times_rows(float (&acc)[kC / 8][4],
     }
 }
 
+// The inverse of c_to_a (sign 1): bf16 A fragments of N k-steps as the floats of 2 N n-tiles.
+template <int N>
+__device__ __forceinline__ void a_to_c(const uint32_t (&a)[N][4], float (&c)[2 * N][4]) {
+#pragma unroll
+  for (int ks = 0; ks < N; ++ks)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {  // register r: n-tile 2 ks + r / 2, elements 2 (r % 2), +1
+      c[2 * ks + r / 2][2 * (r % 2)] = __uint_as_float(a[ks][r] << 16);
+      c[2 * ks + r / 2][2 * (r % 2) + 1] = __uint_as_float(a[ks][r] & 0xffff0000u);
+    }
+}
+
+// C fragments of N n-tiles of a transposed result X^T (times `sign`) into a warp's staging tile
+// [8 N rows][16 columns] (bf16, row stride ldo), at the places mma_tiles::stage_at gives.
+template <int N, int ldo>
+__device__ __forceinline__ void stage_tile(__nv_bfloat16* sT, const float (&x)[N][4], float sign,
+                                           int lane) {
+#pragma unroll
+  for (int nt = 0; nt < N; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const mma_tiles::RowCol at = mma_tiles::stage_at(lane, nt, e);
+      sT[at.row * ldo + at.col] = __float2bfloat16(sign * x[nt][e]);
+    }
+}
+
+// Named barrier `id` (1..15) of n threads, n a multiple of 32: bar_arrive signals and goes on
+// (the producer), bar_sync waits until all n have arrived (the consumer). Shared-memory writes
+// before the arrive are visible to the consumer after its sync.
+__device__ __forceinline__ void bar_arrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_sync(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
+// A warp's A fragments (N k-steps) to or from shared words [i][lane], so that a partner warp's
+// lane gets exactly the registers of the same lane (no layout to agree on; 32 consecutive words
+// per access, no bank conflicts).
+template <int N>
+__device__ __forceinline__ void frags_out(const uint32_t (&a)[N][4], uint32_t* x, int lane) {
+#pragma unroll
+  for (int i = 0; i < 4 * N; ++i) x[i * 32 + lane] = a[i / 4][i % 4];
+}
+template <int N>
+__device__ __forceinline__ void frags_in(uint32_t (&a)[N][4], const uint32_t* x, int lane) {
+#pragma unroll
+  for (int i = 0; i < 4 * N; ++i) a[i / 4][i % 4] = x[i * 32 + lane];
+}
+
 // A warp's staging tile of `rows` rows (16 columns, stride ldo) to global rows `dst(r)` (an
 // element offset, the warp's first column included), rows < nrows and columns < ncols only.
 template <int kRows, int ldo, class Dst>
@@ -125,6 +175,105 @@ __device__ __forceinline__ void write_stage(const __nv_bfloat16* sT, int nrows, 
       *reinterpret_cast<uint4*>(dst(x.row) + x.col) =
           *reinterpret_cast<const uint4*>(sT + x.row * ldo + x.col);
   }
+}
+
+// C fragments of N n-tiles (times `sign`, rounded to bf16) to global rows dst(r) < nrows,
+// columns < ncols, through the warp's staging tile.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_c_tile(__nv_bfloat16* sT, const float (&c)[N][4], float sign,
+                                             int nrows, int ncols, int lane, Dst dst) {
+  stage_tile<N, ldo>(sT, c, sign, lane);
+  __syncwarp();
+  write_stage<8 * N, ldo>(sT, nrows, ncols, lane, dst);
+  __syncwarp();
+}
+
+// A partner warp's store of what its chain warp handed over as bf16 A fragments (N k-steps, at
+// words x, once barrier `bar` completes): the same bf16 values the chain warp would have stored.
+template <int N, int ldo, class Dst>
+__device__ __forceinline__ void store_handed(const uint32_t* x, int bar, float sign,
+                                             __nv_bfloat16* sT, int nrows, int ncols, int lane,
+                                             Dst dst) {
+  uint32_t a[N][4];
+  float c[2 * N][4];
+  bar_sync(bar, 64);
+  frags_in(a, x, lane);
+  a_to_c<N>(a, c);
+  store_c_tile<2 * N, ldo>(sT, c, sign, nrows, ncols, lane, dst);
+}
+
+// -U^T of the warp's 16 columns as C fragments of the chunk's token n-tiles: ldmatrix.trans of
+// matrices (tokens 16 q | +8) x (the warp's columns | +8) of the U tile [tokens][V tile columns]
+// (row stride ldu): c0c1, c2c3 of n-tiles 2q, 2q+1.
+__device__ __forceinline__ void neg_u_trans(float (&vt)[kC / 8][4], const __nv_bfloat16* sU,
+                                            int ldu, int warp, int lane) {
+#pragma unroll
+  for (int q = 0; q < kC / 16; ++q) {
+    uint32_t r[4];
+    const mma_tiles::RowCol a = mma_tiles::u_trans(lane, q, warp);
+    attn::ldsm4_t(r, sU + a.row * ldu + a.col);
+    unpack_neg(&vt[2 * q][0], r[0]);
+    unpack_neg(&vt[2 * q][2], r[1]);
+    unpack_neg(&vt[2 * q + 1][0], r[2]);
+    unpack_neg(&vt[2 * q + 1][2], r[3]);
+  }
+}
+
+// S^T <- S^T diag(exp(G_last)) + V'^T Kd for a warp's 16 columns (S^T as the C fragments of
+// kD / 8 n-tiles, V'^T as bf16 A fragments of the chunk's token k-steps, Kd [tokens][k] rows of
+// stride ldk, exp(G_last) as kD floats). B of token k-step ks, n-tiles 2jp, 2jp+1: ldmatrix.trans
+// of matrices (tokens 16 ks | +8) x (k 16 jp | +8).
+template <int kD, int ldk>
+__device__ __forceinline__ void update_state(float (&s)[kD / 8][4],
+                                             const uint32_t (&va)[kC / 16][4],
+                                             const __nv_bfloat16* sKd, const float* sEg, int lane) {
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) {  // columns k = 8 j + c_elem.col of elements 0, 1 (2, 3)
+    const float2 e = *reinterpret_cast<const float2*>(sEg + 8 * j + mma_tiles::c_elem(lane, 0).col);
+    s[j][0] *= e.x;
+    s[j][1] *= e.y;
+    s[j][2] *= e.x;
+    s[j][3] *= e.y;
+  }
+#pragma unroll
+  for (int ks = 0; ks < kC / 16; ++ks)
+#pragma unroll
+    for (int jp = 0; jp < kD / 16; ++jp) {
+      uint32_t r[4];
+      const mma_tiles::RowCol a = mma_tiles::kd_trans(lane, ks, jp);
+      attn::ldsm4_t(r, sKd + a.row * ldk + a.col);
+      attn::mma_bf16(s[2 * jp], va[ks], r[0], r[1]);
+      attn::mma_bf16(s[2 * jp + 1], va[ks], r[2], r[3]);
+    }
+}
+
+// O^T = S^T Gq^T + V'^T A_qk^T for one warp's 16 columns, in two halves (S^T and V'^T as bf16
+// A fragments): o_state (ot = S^T Gq^T) and o_intra (ot += V'^T A_qk^T, then O to global through
+// the warp's staging tile). A_qk is zero above the diagonal, so n-tile nt (tokens 8 nt..8 nt+7)
+// needs the token k-steps up to nt / 2 only.
+template <int kD, int ldk>
+__device__ __forceinline__ void o_state(float (&ot)[kC / 8][4], const uint32_t (&sa)[kD / 16][4],
+                                        const __nv_bfloat16* sGq, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < kC / 8; ++nt) ot[nt][0] = ot[nt][1] = ot[nt][2] = ot[nt][3] = 0.f;
+  add_state_times_rows<kD, ldk>(ot, sa, sGq, lane);
+}
+template <int lda, int ldo>
+__device__ __forceinline__ void o_intra(float (&ot)[kC / 8][4], const uint32_t (&va)[kC / 16][4],
+                                        const float* sA, __nv_bfloat16* sO,
+                                        const Params<__nv_bfloat16>& p, int b, int h, int t0, int L,
+                                        int vw, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < kC / 8; ++nt)
+#pragma unroll
+    for (int ks = 0; ks <= nt / 2; ++ks) {
+      const mma_tiles::RowCol a = mma_tiles::aqk_b(lane, nt, ks, 0);
+      const float2 lo = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col);
+      const float2 hi = *reinterpret_cast<const float2*>(sA + a.row * lda + a.col + 8);
+      attn::mma_bf16(ot[nt], va[ks], attn::pack_bf16(lo.x, lo.y), attn::pack_bf16(hi.x, hi.y));
+    }
+  store_c_tile<kC / 8, ldo>(sO, ot, 1.f, L, p.V - vw, lane,
+                            [&](int t) { return p.o + p.vo(b, t0 + t, h) + vw; });
 }
 
 }  // namespace kimi::cuda::detail::chunk::state_mma

@@ -6,6 +6,9 @@
 // block I starting at row r, columns j < r) exp(G_i - G_r) exp(G_r - G_j), two factors <= 1,
 // so the block is a tensor-core product of two rescaled tiles.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
+#include <type_traits>
 
 #include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 #include "core/cuda/runtime/allocator.h"
@@ -151,10 +154,38 @@ void launch_lr_output(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
-#define KIMI_LRC_INST(Ti)                                                                       \
-  template void launch_lr_intra<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&,  \
-                                    cudaStream_t);                                              \
-  template void launch_lr_output<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&, \
+template <class Ti>
+bool lr_tensor_core(const Params<Ti>& p) {
+  if constexpr (!std::is_same_v<Ti, __nv_bfloat16>) {
+    return false;
+  } else {
+    const char* e = std::getenv("KIMI_CUDA_LR_KERNEL");
+    return chunk::use_prefetch(p) && !(e && std::string_view(e) == "old");
+  }
+}
+
+// The tensor-core kernels' buffers: no W; U = v (read only, the walk's V').
+template <class Ti>
+chunk::ChunkBuffers<Ti> chunk_buffers(const Params<Ti>& p, const LrBuffers<Ti>& buf) {
+  return {nullptr, const_cast<Ti*>(p.v), buf.Gq, buf.Kd, buf.Aqk, buf.EgL};
+}
+
+template <class Ti>
+void launch_lr_intra_any(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti>& buf,
+                         cudaStream_t stream) {
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>)
+    if (lr_tensor_core(p))
+      return chunk::launch_intra_mma_linear(p, cd, chunk_buffers(p, buf), stream);
+  launch_lr_intra(p, cd, buf, stream);
+}
+
+#define KIMI_LRC_INST(Ti)                                                                          \
+  template bool lr_tensor_core<Ti>(const Params<Ti>&);                                             \
+  template void launch_lr_intra_any<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&, \
+                                        cudaStream_t);                                             \
+  template void launch_lr_intra<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&,     \
+                                    cudaStream_t);                                                 \
+  template void launch_lr_output<Ti>(const Params<Ti>&, const ChunkDims&, const LrBuffers<Ti>&,    \
                                      const Ti*, cudaStream_t);
 KIMI_LRC_INST(float)
 KIMI_LRC_INST(__nv_bfloat16)
@@ -180,12 +211,22 @@ void linear_recurrence_chunk_fwd(const RecurrenceDims& d, const Ti* q, const Ti*
   }
   const detail::Params<Ti> p = detail::make_params<Ti>(d, q, k, v, g, nullptr, h0, o, ht);
   const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>)
+    if (lr_tensor_core(p) && launch_lr_walk(p, cd, stream)) return;  // one kernel, no buffers
   const int64_t BTH = d.B * d.T * d.H, BH = d.B * d.H;
   Buffer Gq(size_t(BTH * d.K) * sizeof(Ti)), Kd(size_t(BTH * d.K) * sizeof(Ti));
   Buffer A(size_t(BH * cd.NC * kC * kC) * sizeof(float));
   Buffer EgL(size_t(BH * cd.NC * d.K) * sizeof(float));
-  Buffer hs(size_t(BH * cd.NC * d.K * d.V) * sizeof(Ti));
   const LrBuffers<Ti> buf{Gq.as<Ti>(), Kd.as<Ti>(), A.as<float>(), EgL.as<float>()};
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>) {
+    if (lr_tensor_core(p)) {  // intra kernel + walk: O from the walk, no stored states
+      const detail::chunk::ChunkBuffers<Ti> cb = chunk_buffers(p, buf);
+      detail::chunk::launch_intra_mma_linear(p, cd, cb, stream);
+      detail::chunk::launch_state_mma_linear(p, cd, cb, stream);
+      return;
+    }
+  }
+  Buffer hs(size_t(BH * cd.NC * d.K * d.V) * sizeof(Ti));
   launch_lr_intra(p, cd, buf, stream);
   launch_lr_scan(p, cd, buf.Kd, v, buf.EgL, h0, hs.as<Ti>(), ht, false, stream);
   launch_lr_output(p, cd, buf, hs.as<Ti>(), stream);

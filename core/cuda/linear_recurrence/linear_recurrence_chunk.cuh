@@ -55,6 +55,22 @@ __device__ void lr_load_gates(float* sG, int lds, const Params<Ti>& p, int b, in
   load_gates<Ti, KP>(sG, lds, p, b, h, t0, L, 0, /*loaded=*/true);  // syncs, cumsum, syncs
 }
 
+// Whether the bf16 tensor-core path runs (the delta rule's intra kernel and state walk without
+// their delta-rule parts, delta_rule_chunk.cuh): bf16 rows of whole 16-byte vectors, unless
+// KIMI_CUDA_LR_KERNEL=old keeps the kernels below (the oracle).
+template <class Ti>
+bool lr_tensor_core(const Params<Ti>& p);
+// The intra outputs into buf: on the tensor-core intra kernel where lr_tensor_core, else
+// launch_lr_intra's.
+template <class Ti>
+void launch_lr_intra_any(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti>& buf,
+                         cudaStream_t stream);
+
+// The forward in one kernel (linear_recurrence_walk.cu) for a scalar gate or none, where one
+// block holds a head's whole V (the walk's V-tile rule) or KIMI_CUDA_LR_FUSED=1 forces it; false
+// (nothing launched) otherwise or with KIMI_CUDA_LR_FUSED=0: then the intra kernel + the walk.
+bool launch_lr_walk(const Params<__nv_bfloat16>& p, const ChunkDims& cd, cudaStream_t stream);
+
 // Launchers. scan: S starts at init (nullptr = zero) and walks the chunks forwards
 // (X = Kd, Y = v) or backwards (X = Gq, Y = dO), storing the state met at each chunk into
 // hs (Ti) and the final one into fin (nullptr = not wanted).

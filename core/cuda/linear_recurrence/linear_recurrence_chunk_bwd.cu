@@ -213,7 +213,7 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
   Buffer EgL(size_t(BH * cd.NC * d.K) * sizeof(float));
   Buffer hs(size_t(BH * cd.NC * d.K * d.V) * sizeof(Ti)), dhs(hs.size());
   const LrBuffers<Ti> buf{Gq.as<Ti>(), Kd.as<Ti>(), A.as<float>(), EgL.as<float>()};
-  launch_lr_intra(p, cd, buf, stream);
+  launch_lr_intra_any(p, cd, buf, stream);
   launch_lr_scan(p, cd, buf.Kd, v, buf.EgL, h0, hs.as<Ti>(), nullptr, false, stream);
   launch_lr_scan(p, cd, buf.Gq, do_, buf.EgL, dht, dhs.as<Ti>(), dh0, true, stream);
   launch_lr_grad(p, cd, buf, hs.as<Ti>(), dhs.as<Ti>(), do_, dq, dk, dv, dg, stream);
