@@ -305,15 +305,7 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
     }
     __syncthreads();  // every warp is done with stage n & 1 (chunk c - 2 loads into it next)
   }
-  if (io.dh0 && active && !partner) {
-#pragma unroll
-    for (int j = 0; j < kKT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
-        if (v < p.V && k < p.K) io.dh0[state0 + int64_t(k) * p.V + v] = ds[j][e];
-      }
-  }
+  if (io.dh0 && active && !partner) store_state_t(ds, io.dh0, state0, vw, p.K, p.V, lane);
 }
 
 template <int kD, int kNW, bool kPW>

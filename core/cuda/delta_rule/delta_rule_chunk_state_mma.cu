@@ -240,15 +240,7 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     }
     __syncthreads();  // every warp is done with stage c & 1 (chunk c + 2 loads into it next)
   }
-  if (!kStore && p.ht && active && !o_warp) {
-#pragma unroll
-    for (int j = 0; j < kKT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
-        if (v < p.V && k < p.K) p.ht[state0 + int64_t(k) * p.V + v] = s[j][e];
-      }
-  }
+  if (!kStore && p.ht && active && !o_warp) store_state_t(s, p.ht, state0, vw, p.K, p.V, lane);
 }
 
 template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>

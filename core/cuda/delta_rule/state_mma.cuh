@@ -247,6 +247,20 @@ __device__ __forceinline__ void update_state(float (&s)[kD / 8][4],
     }
 }
 
+// A warp's transposed state (C fragments of kKT n-tiles: rows v = vw + c_elem.row, columns
+// k = 8 j + c_elem.col) into the [K][V] fp32 state at st + at, the entries inside K x V only.
+template <int kKT>
+__device__ __forceinline__ void store_state_t(const float (&s)[kKT][4], float* st, int64_t at,
+                                              int vw, int K, int V, int lane) {
+#pragma unroll
+  for (int j = 0; j < kKT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int v = vw + mma_tiles::c_elem(lane, e).row, k = 8 * j + mma_tiles::c_elem(lane, e).col;
+      if (v < V && k < K) st[at + int64_t(k) * V + v] = s[j][e];
+    }
+}
+
 // O^T = S^T Gq^T + V'^T A_qk^T for one warp's 16 columns, in two halves (S^T and V'^T as bf16
 // A fragments): o_state (ot = S^T Gq^T) and o_intra (ot += V'^T A_qk^T, then O to global through
 // the warp's staging tile). A_qk is zero above the diagonal, so n-tile nt (tokens 8 nt..8 nt+7)

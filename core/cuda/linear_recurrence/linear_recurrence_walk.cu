@@ -178,15 +178,7 @@ __global__ void __launch_bounds__(32 * kNW, 1) lr_walk_kernel(Params<bf16> p, Ch
     }
     __syncthreads();  // every warp is done with the operands and with stage c & 1
   }
-  if (p.ht && active) {
-#pragma unroll
-    for (int j = 0; j < kKT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int v = vw + mt::c_elem(lane, e).row, k = 8 * j + mt::c_elem(lane, e).col;
-        if (v < p.V && k < p.K) p.ht[state0 + int64_t(k) * p.V + v] = s[j][e];
-      }
-  }
+  if (p.ht && active) store_state_t(s, p.ht, state0, vw, p.K, p.V, lane);
 }
 
 template <int kD, int kNW, GateKind kGate>
