@@ -59,7 +59,8 @@ def parse_args(argv):
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--head-dim", type=int, default=128)
     p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--out", default="", help="write {ours, peers} JSON here")
+    p.add_argument("--out", default="", help="write {ours, peers} JSON here (rewritten after "
+                   "each peer row: a run cut short keeps what it timed)")
     p.add_argument("--markdown", default="", help="write the joint table as Markdown here")
     p.add_argument("--join", metavar="OUT_JSON",
                    help="print the joint table of a saved --out file (no GPU needed)")
@@ -160,7 +161,9 @@ def time_peer(torch, mixer, B, T, H, D, reps):
     return row
 
 
-def run_peers(a, ours):
+def run_peers(a, ours, on_row=lambda peers: None):
+    """Each peer timed at our shapes; on_row(peers) after every row (and once before the first),
+    so a run cut by a time limit (Triton's autotuning can take minutes) keeps what it timed."""
     import torch
     peers = {"rows": []}
     peers["torch"] = torch.__version__
@@ -171,12 +174,14 @@ def run_peers(a, ours):
         peers["fla"], peers["triton"] = fla.__version__, triton.__version__
     except ImportError as e:
         peers["fla"] = f"not importable: {e}"
+    on_row(peers)
     for r in ours["mixers"]:
         row = time_peer(torch, r["mixer"], r["B"], r["T"], r["H"], r["D"], a.reps)
         print(f"  {row['peer']:<28} T={r['T']:<6} fwd {row.get('fwd_ms', float('nan')):.3f} ms"
               f"  fwd+bwd {row.get('fwd_bwd_ms', float('nan')):.3f} ms"
               f"  {row.get('error', row.get('bwd_error', ''))}", flush=True)
         peers["rows"].append(row)
+        on_row(peers)
     return peers
 
 
@@ -243,6 +248,13 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def save(a, ours, peers):
+    if a.out:
+        write_atomic(a.out, json.dumps({"ours": ours, "peers": peers}, indent=1) + "\n")
+    if a.markdown:
+        write_atomic(a.markdown, markdown(ours, peers))
+
+
 def main(argv):
     a = parse_args(argv)
     if a.join:
@@ -260,13 +272,10 @@ def main(argv):
             write_atomic(a.markdown, markdown(saved["ours"], saved["peers"]))
         return 0
     ours = run_ours(a)
-    peers = run_peers(a, ours)
+    peers = run_peers(a, ours, lambda p: save(a, ours, p))
     print()
     print_table(ours, peers)
-    if a.out:
-        write_atomic(a.out, json.dumps({"ours": ours, "peers": peers}, indent=1) + "\n")
-    if a.markdown:
-        write_atomic(a.markdown, markdown(ours, peers))
+    save(a, ours, peers)
     return 0
 
 
