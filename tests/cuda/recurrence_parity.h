@@ -154,9 +154,18 @@ inline std::string dims_str(const RecurrenceDims& d) {
   return buf;
 }
 
+// A chunk backward shape: with `states` h0 and dht are given, else zero; dh0 wanted or not.
+struct ChunkBwdCase {
+  int64_t B, T, H, K, V;
+  GateKind gate;
+  bool states, want_dh0;
+};
+
 // The case groups (cuda_parity_test.cpp: random, chunk backward, linear chunk;
 // cuda_parity_golden.cpp: golden files, decoding, device memory).
 void random_cases(Report& rep, bool quick);
+void state_kernel_cases(Report& rep, bool quick);  // cuda_parity_state.cpp
+void bwd_state_cases(Report& rep, bool quick);     // cuda_parity_state.cpp
 void intra_kernel_cases(Report& rep, bool quick);  // cuda_parity_intra.cpp
 void bwd_dh_cases(Report& rep, bool quick);        // cuda_parity_bwd_dh.cpp
 void bwd_wy_gram_cases(Report& rep, bool quick);   // cuda_parity_bwd_wy_gram.cpp
