@@ -79,6 +79,13 @@ const std::vector<BadArgs>& bad_args_table() {
       {{"run", "{Q}", "--stop-at", "abc"}, "--stop-at"},
       {{"run", "{Q}", "--stop-at", "99999999999999999999"}, "--stop-at"},
       {{"run", "{Q}", "--device", "tpu"}, "--device"},
+      {{"run", "{Q}", "--profile-step", "0"}, "--profile-step"},
+      {{"run", "{Q}", "--profile-step", "abc"}, "--profile-step"},
+      {{"run", "{Q}", "train.steps=3", "--profile-step", "4"},
+       "--profile-step 4: this run trains steps 1..3"},
+      {{"run", "{Q}", "--stop-at", "2", "--profile-step", "3"},
+       "--profile-step 3: this run trains steps 1..2"},
+      {{"run", "{Q}", "--ranks", "2", "--profile-step", "1"}, "--profile-step times one process"},
       {{"run", "{Q}", "--bogus"}, "--bogus"},
       // sweep
       {{"sweep"}, "sweep_file"},

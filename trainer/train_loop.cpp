@@ -128,9 +128,12 @@ bool TrainLoop::finished_before_its_summary() {
 }
 
 TrainLoop::StepStats TrainLoop::train_step(int64_t step) {
+  std::optional<profile::OpProfiler> prof;  // --profile-step: this step, op by op
+  if (req_.profile_step == step + 1) prof.emplace();
   const auto t0 = std::chrono::steady_clock::now();
   const StepOutcome o =
       step_model(s_, step, schedule_, [this](const std::string& what) { fail(what); });
+  if (prof) record_profile(step + 1, prof->finish());
   StepStats st;
   st.loss = o.loss;
   st.grad_norm = o.grad_norm;
@@ -139,7 +142,21 @@ TrainLoop::StepStats TrainLoop::train_step(int64_t step) {
   st.tok_s = static_cast<double>(o.rows * o.seq_len) / std::max(st.secs, 1e-9);
   lm_.add_step(o.rows * o.seq_len, o.seq_len);
   result_.final_loss = st.loss;
+  if (!prof) last_step_secs_ = st.secs;
   return st;
+}
+
+void TrainLoop::record_profile(int64_t step, std::vector<profile::OpTime> rows) {
+  StepProfile p;
+  p.step = step;
+  p.unprofiled_ms = step > s_.start_step + 1 ? last_step_secs_ * 1e3 : 0;
+  for (const profile::OpTime& r : rows) p.profiled_ms += r.ms;
+  p.rows = std::move(rows);
+  const std::string path = (fs::path(s_.dir) / "profile_step.csv").string();
+  write_step_profile(path, p);
+  spdlog::info("step {} timed op by op: {} ({:.3f} ms with the device synchronised at each op)",
+               step, path, p.profiled_ms);
+  result_.profile = std::move(p);
 }
 
 void TrainLoop::fail(const std::string& what) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/optim/optimizer.h"
+#include "core/tensor/op_profile.h"
 #include "trainer/lm_metrics.h"
 #include "trainer/metrics_writer.h"
 #include "trainer/progress.h"
@@ -51,6 +52,9 @@ class TrainLoop {
 
   void log_step(int64_t step, const StepStats& st);
 
+  // --profile-step: profile_step.csv in the run directory and the table in the result.
+  void record_profile(int64_t step, std::vector<profile::OpTime> rows);
+
   // MoE: each expert's share of the step's routed tokens into moe_load.csv; returns the
   // busiest expert's load over the mean for metrics.csv (empty for a dense model).
   CsvValue log_moe_load(int64_t step);
@@ -78,6 +82,7 @@ class TrainLoop {
   const StopSignals& signals_;
   RunResult result_;
   int64_t step_ = 0;
+  double last_step_secs_ = 0;  // the step before, as it ran (beside a profiled step's time)
   bool interrupted_ = false;
   double last_acc_ = -1;
   LmCounters lm_;

@@ -3,6 +3,7 @@
 // clear stop on a non-finite loss that keeps the last good checkpoint.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "trainer/config.h"
 #include "trainer/evaluate.h"
 #include "trainer/run_lock.h"  // RunDirUnavailable
+#include "trainer/step_profile.h"
 
 namespace kimi {
 
@@ -21,6 +23,7 @@ struct RunRequest {
   std::string device;                  // "" = train.device
   bool progress = true;                // a progress bar when stderr is a terminal
   int64_t stop_at = 0;                 // > 0: checkpoint and stop at this step (resume later)
+  int64_t profile_step = 0;            // > 0: time this step op by op (trainer/step_profile.h)
   // The caller (a sweep) already holds the run directory's exclusive lock. flock is per open
   // file, so taking it again in the same process would be refused as "in use".
   bool caller_holds_lock = false;
@@ -32,6 +35,7 @@ struct RunResult {
   double final_loss = 0;
   bool stopped_early = false;
   std::vector<SliceResult> last_eval;
+  std::optional<StepProfile> profile;  // with RunRequest::profile_step, once that step ran
 };
 
 // Holds the run directory's lock for its whole life (a second process on the same directory is

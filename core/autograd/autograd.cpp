@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "core/ops/ops.h"
+#include "core/tensor/op_profile.h"
 
 namespace kimi {
 
@@ -174,6 +175,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       announce(step);
       continue;
     }
+    const profile::BackwardScope timed(node->name());  // the op profiler's span, when one runs
     std::vector<Tensor> gout = std::move(found->second);
     pending.erase(found);
     gout.resize(node->num_outputs());

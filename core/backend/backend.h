@@ -11,6 +11,7 @@
 
 #include "core/backend/op_list.h"
 #include "core/backend/precision.h"
+#include "core/tensor/op_profile.h"
 #include "core/tensor/tensor.h"
 
 namespace kimi {
@@ -91,8 +92,11 @@ void KernelTable<Family>::missing(Device d, const char* op) {
   throw_no_kernels(d, op);
 }
 
+// The table for an op's tensors, at the op's kernel dispatch (also the op profiler's boundary;
+// `pass` "step" for the optimizer's kernels).
 template <class Family>
-const Family& kernels(const Tensor& t, const char* op) {
+const Family& kernels(const Tensor& t, const char* op, const char* pass = "forward") {
+  profile::mark_op(op, pass);
   return KernelTable<Family>::get(t.device(), op);
 }
 

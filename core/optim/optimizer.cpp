@@ -7,6 +7,7 @@
 
 #include "core/backend/optim_kernels.h"
 #include "core/ops/ops.h"
+#include "core/tensor/op_profile.h"
 
 namespace kimi::optim {
 
@@ -57,7 +58,7 @@ void AdamW::step(double lr) {
     state_on(v_[i], p);
     const AdamWHyper h{lr,  opt_.beta1, opt_.beta2, opt_.eps, decay_[i] ? opt_.weight_decay : 0.0,
                        bc1, bc2};
-    kernels<OptimKernels>(p, "AdamW").adamw_step(p, grad_for(p, g), m_[i], v_[i], h);
+    kernels<OptimKernels>(p, "AdamW", "step").adamw_step(p, grad_for(p, g), m_[i], v_[i], h);
   }
 }
 
@@ -102,7 +103,7 @@ void SGD::step(double lr) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     state_on(buf_[i], p);
-    kernels<OptimKernels>(p, "SGD").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_,
+    kernels<OptimKernels>(p, "SGD", "step").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_,
                                              weight_decay_);
   }
 }
@@ -148,6 +149,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     if (g.defined()) per_device[static_cast<int>(g.device())].push_back(g);
   }
   double total = 0;
+  profile::mark_op("clip_grad_norm", "step");
   for (int d = 0; d < kNumDevices; ++d)
     if (!per_device[d].empty())
       total += KernelTable<OptimKernels>::get(static_cast<Device>(d), "clip_grad_norm")

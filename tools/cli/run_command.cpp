@@ -57,6 +57,25 @@ void warn_if_long_on_cpu(const RunRequest& req) {
       target ? " at most; it stops early at train.target_accuracy" : "");
 }
 
+// --profile-step N must name a step this invocation trains: after the checkpoint it resumes
+// from, up to train.steps and --stop-at. Checked before anything is written.
+void check_profile_step(const RunRequest& req) {
+  if (req.profile_step <= 0) return;
+  const bool resume = !req.resume_dir.empty();
+  const std::string cfg_path =
+      resume ? (std::filesystem::path(req.resume_dir) / "config.yaml").string() : req.config_path;
+  if (!std::filesystem::exists(cfg_path)) return;  // run_training names the missing file
+  const RunConfig cfg = load_config(cfg_path, req.overrides);
+  int64_t start = 0;
+  if (resume)
+    if (auto ckpt = find_latest_checkpoint(req.resume_dir)) start = ckpt->step;
+  int64_t end = cfg.train.steps;
+  if (req.stop_at > 0) end = std::min(end, req.stop_at);
+  if (req.profile_step <= start || req.profile_step > end)
+    throw UserError(fmt::format("run --profile-step {}: this run trains steps {}..{}",
+                                req.profile_step, start + 1, end));
+}
+
 }  // namespace
 
 void register_run(CLI::App& app) {
@@ -112,6 +131,14 @@ void register_run(CLI::App& app) {
          "the gradients summed through NCCL (libnccl.so.2 loaded at run time); N = 1 runs the\n"
          "same data-parallel path on one GPU. Implies --device cuda (README, 'Several GPUs')")
       ->check(CLI::Range(1, 64));
+  cmd->add_option(
+         "--profile-step", req->profile_step,
+         "time this step (1-based, as metrics.csv counts) op by op: each op's forward and each\n"
+         "autograd node's backward, the device synchronised at every op boundary, so a row is\n"
+         "the op's kernels plus their launches. Writes profile_step.csv into the run directory\n"
+         "and prints the table after the run. Pick a step after the first few (warm-up)")
+      ->check(kFitsInt64)
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-plot", *no_plot, "do not draw the plots at the end");
   cmd->add_flag("--no-progress", *no_progress, "plain log lines instead of a progress bar");
   cmd->add_flag(
@@ -131,6 +158,9 @@ void register_run(CLI::App& app) {
     }
     if (*ranks > 1 || *gpus > 0) {
       const char* flag = *gpus > 0 ? "--gpus" : "--ranks";
+      if (req->profile_step > 0)
+        throw UserError(fmt::format("run {}: --profile-step times one process; drop {}", flag,
+                                    flag));
       if (std::getenv("WORLD_SIZE") != nullptr)
         throw UserError(
             fmt::format("run {}: WORLD_SIZE is set: this process is a rank already", flag));
@@ -164,6 +194,7 @@ void register_run(CLI::App& app) {
     }
     req->overrides = rest;
     req->progress = !*no_progress;
+    check_profile_step(*req);
     if (!*no_estimate && root) warn_if_long_on_cpu(*req);
     RunResult r = run_training(*req);
     if (r.run_dir.empty()) return;  // a data-parallel rank other than 0
@@ -173,6 +204,9 @@ void register_run(CLI::App& app) {
                  e.seq_len, e.accuracy, e.exact_match, e.loss);
     fmt::print("  metrics: {0}/metrics.csv  eval: {0}/eval.csv  summary: {0}/summary.json\n",
                r.run_dir);
+    if (r.profile)
+      fmt::print("\n{}  (all rows: {}/profile_step.csv)\n", format_step_profile(*r.profile),
+                 r.run_dir);
     if (!*no_plot) {
       std::string prefix = r.run_dir + "/plots";
       if (draw_plots(prefix, {r.run_dir})) fmt::print("  plots: {}_*.png / .svg\n", prefix);
