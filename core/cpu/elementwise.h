@@ -3,8 +3,11 @@
 // function sit side by side.
 #pragma once
 
+#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/kernels/elementwise.h"
 
@@ -64,8 +67,67 @@ inline T unary_derivative(UnaryKind k, T x, T y, double p) {
   return T(0);
 }
 
+// The kinds with a transcendental function run on Eigen's SIMD exp / log1p / tanh over
+// contiguous blocks: the per-element switch and std::exp of the loops below took ~2.6 ns an
+// element, and silu, sigmoid and softplus a fifth of a CPU quickstart step (--profile-step).
+// sigmoid = 1 / (1 + e^-x) and silu = x / (1 + e^-x) reach the same limits (0 where e^-x
+// overflows); the other kinds keep the scalar loops.
+inline bool unary_simd_kind(UnaryKind k) {
+  return k == UnaryKind::kExp || k == UnaryKind::kSigmoid || k == UnaryKind::kSilu ||
+         k == UnaryKind::kSoftplus || k == UnaryKind::kTanh;
+}
+inline constexpr int64_t kSimdBlock = 16384;  // elements a block (an OpenMP work item)
+
+template <class T>
+using SimdArray = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+template <class T>
+void unary_fwd_block(UnaryKind k, int64_t n, const T* x, T* y) {
+  const Eigen::Map<const SimdArray<T>> X(x, n);
+  Eigen::Map<SimdArray<T>> Y(y, n);
+  switch (k) {
+    case UnaryKind::kExp: Y = X.exp(); break;
+    case UnaryKind::kSigmoid: Y = (T(1) + (-X).exp()).inverse(); break;
+    case UnaryKind::kSilu: Y = X / (T(1) + (-X).exp()); break;
+    case UnaryKind::kSoftplus: Y = (X > T(20)).select(X, X.exp().log1p()); break;
+    case UnaryKind::kTanh: Y = X.tanh(); break;
+    default: break;
+  }
+}
+
+template <class T>
+void unary_bwd_block(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy, T* dx) {
+  const Eigen::Map<const SimdArray<T>> X(x, n), Y(y, n), DY(dy, n);
+  Eigen::Map<SimdArray<T>> DX(dx, n);
+  switch (k) {
+    case UnaryKind::kExp: DX = DY * Y; break;
+    case UnaryKind::kSigmoid: DX = DY * Y * (T(1) - Y); break;
+    case UnaryKind::kSilu: {
+      const SimdArray<T> s = (T(1) + (-X).exp()).inverse();
+      DX = DY * s * (T(1) + X * (T(1) - s));
+      break;
+    }
+    case UnaryKind::kSoftplus:
+      DX = DY * (X > T(20)).select(SimdArray<T>::Ones(n), (T(1) + (-X).exp()).inverse());
+      break;
+    case UnaryKind::kTanh: DX = DY * (T(1) - Y * Y); break;
+    default: break;
+  }
+}
+
 template <class T>
 void unary_fwd(UnaryKind k, int64_t n, const T* x, T* y, double p) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (unary_simd_kind(k)) {
+      const int64_t blocks = (n + kSimdBlock - 1) / kSimdBlock;
+#pragma omp parallel for if (blocks > 4) schedule(static)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t i = b * kSimdBlock;
+        unary_fwd_block(k, std::min(kSimdBlock, n - i), x + i, y + i);
+      }
+      return;
+    }
+  }
 #pragma omp parallel for if (n > 65536) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = unary_value(k, x[i], p);
 }
@@ -73,6 +135,17 @@ void unary_fwd(UnaryKind k, int64_t n, const T* x, T* y, double p) {
 // dx = dy * f'(x)
 template <class T>
 void unary_bwd(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy, T* dx, double p) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (unary_simd_kind(k)) {
+      const int64_t blocks = (n + kSimdBlock - 1) / kSimdBlock;
+#pragma omp parallel for if (blocks > 4) schedule(static)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t i = b * kSimdBlock;
+        unary_bwd_block(k, std::min(kSimdBlock, n - i), x + i, y + i, dy + i, dx + i);
+      }
+      return;
+    }
+  }
 #pragma omp parallel for if (n > 65536) schedule(static)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(k, x[i], y[i], p);
 }
