@@ -39,8 +39,8 @@ void check_kind(UnaryKind k, double rel) {
 }
 
 TEST(CpuUnarySimd, MatchesTheScalarFormulas) {
-  for (UnaryKind k : {UnaryKind::kExp, UnaryKind::kSigmoid, UnaryKind::kSilu,
-                      UnaryKind::kSoftplus, UnaryKind::kTanh}) {
+  for (UnaryKind k : {UnaryKind::kExp, UnaryKind::kSigmoid, UnaryKind::kSilu, UnaryKind::kSoftplus,
+                      UnaryKind::kTanh}) {
     SCOPED_TRACE(static_cast<int>(k));
     check_kind<float>(k, 4e-6);
     check_kind<double>(k, 1e-13);

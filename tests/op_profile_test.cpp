@@ -58,9 +58,8 @@ TEST(OpProfile, SpansOfAForwardBackwardAndStep) {
   ASSERT_NE(outside, nullptr);
   EXPECT_EQ(outside->calls, 0);
   for (const auto& r : rows) EXPECT_GE(r.ms, 0.0) << r.op;
-  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    return a.ms > b.ms;
-  }));
+  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end(),
+                             [](const auto& a, const auto& b) { return a.ms > b.ms; }));
   // finish() a second time returns the same rows and records nothing more.
   Tensor more = linear(x, w1);
   const std::vector<profile::OpTime> again = prof.finish();

@@ -38,8 +38,7 @@ std::string format_step_profile(const StepProfile& p, double min_share) {
       continue;
     }
     out += fmt::format("  {:<24} {:<9} {:>6} {:>10.3f} {:>6.1f}% {:>10}\n", r.op, pass_name(r),
-                       r.calls == 0 ? std::string("-") : std::to_string(r.calls), r.ms,
-                       100 * share,
+                       r.calls == 0 ? std::string("-") : std::to_string(r.calls), r.ms, 100 * share,
                        r.calls > 0 ? fmt::format("{:.1f}", 1e3 * r.ms / r.calls) : "-");
   }
   if (rest_rows > 0)

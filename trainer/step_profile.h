@@ -11,14 +11,14 @@
 namespace kimi {
 
 struct StepProfile {
-  int64_t step = 0;             // 1-based, as metrics.csv counts steps
-  double profiled_ms = 0;       // the sum of the rows (the device synchronised at every op)
-  double unprofiled_ms = 0;     // the step before it, as it ran (0 when it was the first)
+  int64_t step = 0;                   // 1-based, as metrics.csv counts steps
+  double profiled_ms = 0;             // the sum of the rows (the device synchronised at every op)
+  double unprofiled_ms = 0;           // the step before it, as it ran (0 when it was the first)
   std::vector<profile::OpTime> rows;  // the largest first
 };
 
-// profile_step.csv: step, op, pass (forward | backward | step | -), calls, ms, share (of the profiled
-// step), us_per_call; rewritten atomically.
+// profile_step.csv: step, op, pass (forward | backward | step | -), calls, ms, share (of the
+// profiled step), us_per_call; rewritten atomically.
 void write_step_profile(const std::string& path, const StepProfile& p);
 
 // The table for a terminal: one line per row down to `min_share` of the step (the rest summed

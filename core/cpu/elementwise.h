@@ -89,7 +89,19 @@ void unary_fwd_block(UnaryKind k, int64_t n, const T* x, T* y) {
     case UnaryKind::kExp: Y = X.exp(); break;
     case UnaryKind::kSigmoid: Y = (T(1) + (-X).exp()).inverse(); break;
     case UnaryKind::kSilu: Y = X / (T(1) + (-X).exp()); break;
-    case UnaryKind::kSoftplus: Y = (X > T(20)).select(X, X.exp().log1p()); break;
+    case UnaryKind::kSoftplus: {
+      // max(x, 0) + log1p(e^-|x|), log1p(z) as log(u) - ((u - 1) - z) / u with u = 1 + z;
+      // above 20 x itself, as PyTorch. exp and log run on SIMD arrays; the selects in a plain
+      // loop (Eigen 3.4's select() has no packet path and would make exp and log scalar).
+      const SimdArray<T> z = (-X.abs()).exp();
+      const SimdArray<T> lu = (T(1) + z).log();
+      for (int64_t i = 0; i < n; ++i) {
+        const T u = T(1) + z[i];
+        const T l1p = u == T(1) ? z[i] : lu[i] - ((u - T(1)) - z[i]) / u;
+        y[i] = x[i] > T(20) ? x[i] : std::max(x[i], T(0)) + l1p;
+      }
+      break;
+    }
     case UnaryKind::kTanh: Y = X.tanh(); break;
     default: break;
   }
@@ -107,9 +119,11 @@ void unary_bwd_block(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy
       DX = DY * s * (T(1) + X * (T(1) - s));
       break;
     }
-    case UnaryKind::kSoftplus:
-      DX = DY * (X > T(20)).select(SimdArray<T>::Ones(n), (T(1) + (-X).exp()).inverse());
+    case UnaryKind::kSoftplus: {
+      const SimdArray<T> s = (T(1) + (-X).exp()).inverse();  // sigmoid; 1 above 20
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (x[i] > T(20) ? T(1) : s[i]);
       break;
+    }
     case UnaryKind::kTanh: DX = DY * (T(1) - Y * Y); break;
     default: break;
   }

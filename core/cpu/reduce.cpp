@@ -8,7 +8,46 @@
 namespace kimi {
 namespace {
 
+// The leading dims reduced (a broadcast gradient summed back to a bias or a per-channel
+// parameter): x as [M, C] rows added into double partial sums, one per group of rows, then
+// the groups in order. Groups depend only on M (at most 64), so the sum does not depend on the
+// thread count; no transposed copy of x.
+template <class scalar_t>
+void sum_leading(const scalar_t* p, int64_t M, int64_t C, scalar_t* o) {
+  constexpr int64_t kMaxGroups = 64, kMinGroupRows = 64;
+  const int64_t per = std::max(kMinGroupRows, (M + kMaxGroups - 1) / kMaxGroups);
+  const int64_t groups = (M + per - 1) / per;
+  std::vector<double> part(groups * C, 0.0);
+#pragma omp parallel for if (M * C > 65536) schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
+    double* acc = part.data() + g * C;
+    for (int64_t r = g * per; r < std::min(M, (g + 1) * per); ++r) {
+      const scalar_t* row = p + r * C;
+      for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
+    }
+  }
+#pragma omp parallel for if (groups * C > 65536) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double acc = 0;
+    for (int64_t g = 0; g < groups; ++g) acc += part[g * C + c];
+    o[c] = static_cast<scalar_t>(acc);
+  }
+}
+
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, const Shape& kshape) {
+  bool leading = !dims.empty() && static_cast<int64_t>(dims.size()) < x.dim();
+  for (size_t i = 0; i < dims.size(); ++i) leading = leading && dims[i] == static_cast<int64_t>(i);
+  if (leading) {
+    int64_t M = 1;
+    for (int64_t d : dims) M *= x.size(d);
+    Tensor out = Tensor::empty(kshape, x.dtype(), x.device());
+    Tensor xc = x.detach().contiguous();
+    dispatch_float(x.dtype(), "sum", [&](auto tag_) {
+      using scalar_t = KIMI_SCALAR_T(tag_);
+      sum_leading<scalar_t>(xc.data<scalar_t>(), M, out.numel(), out.data<scalar_t>());
+    });
+    return out;
+  }
   // Move the reduced dims last, then each output element sums one contiguous row.
   std::vector<int64_t> perm;
   for (int64_t d = 0; d < x.dim(); ++d)

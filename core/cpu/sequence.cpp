@@ -63,26 +63,51 @@ void conv_bwd_input(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, co
 }
 
 // dw[d,j] = sum_{b,t} dy[b,t,d] * xpad[b,t+j,d];  dbias[d] = sum_{b,t} dy[b,t,d]
+// Tasks are (group of rows, block of columns): a model's few channels (D = 64 is one block)
+// would leave every other thread idle. Each group's double partial sums are added in group
+// order, and the groups depend only on B T (at most kMaxGroups), so the result does not depend
+// on the thread count.
+constexpr int64_t kMaxGroups = 64, kMinGroupRows = 256;
+
 template <class T>
 void conv_bwd_weight(int64_t B, int64_t Tn, int64_t D, int64_t W, const T* dy, const T* xpad, T* dw,
                      T* dbias) {
-  const int64_t L = Tn + W - 1, blocks = (D + kColBlock - 1) / kColBlock;
-#pragma omp parallel for if (B * Tn * D * W > 65536) schedule(static)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t d0 = blk * kColBlock, d1 = std::min(D, d0 + kColBlock), nd = d1 - d0;
-    std::vector<double> aw(W * nd, 0.0), ab(nd, 0.0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < Tn; ++t) {
-        const T* gr = dy + (b * Tn + t) * D + d0;
+  const int64_t L = Tn + W - 1, blocks = (D + kColBlock - 1) / kColBlock, rows = B * Tn;
+  const int64_t per = std::max(kMinGroupRows, (rows + kMaxGroups - 1) / kMaxGroups);
+  const int64_t groups = (rows + per - 1) / per;
+  // part[(g * blocks + blk)][(W + 1) * kColBlock]: dw's W rows of the block's columns, then dbias.
+  const int64_t stride = (W + 1) * kColBlock;
+  std::vector<double> part(groups * blocks * stride, 0.0);
+#pragma omp parallel for collapse(2) if (rows * D * W > 65536) schedule(static)
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t d0 = blk * kColBlock, nd = std::min(D, d0 + kColBlock) - d0;
+      double* aw = part.data() + (g * blocks + blk) * stride;
+      double* ab = aw + W * kColBlock;
+      for (int64_t r = g * per; r < std::min(rows, (g + 1) * per); ++r) {
+        const int64_t b = r / Tn, t = r % Tn;
+        const T* gr = dy + r * D + d0;
         for (int64_t k = 0; k < nd; ++k) ab[k] += gr[k];
         for (int64_t j = 0; j < W; ++j) {
           const T* xr = xpad + (b * L + t + j) * D + d0;
-          for (int64_t k = 0; k < nd; ++k) aw[j * nd + k] += static_cast<double>(gr[k]) * xr[k];
+          for (int64_t k = 0; k < nd; ++k)
+            aw[j * kColBlock + k] += static_cast<double>(gr[k]) * xr[k];
         }
       }
+    }
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t d0 = blk * kColBlock, nd = std::min(D, d0 + kColBlock) - d0;
     for (int64_t k = 0; k < nd; ++k) {
-      if (dbias) dbias[d0 + k] = static_cast<T>(ab[k]);
-      for (int64_t j = 0; j < W; ++j) dw[(d0 + k) * W + j] = static_cast<T>(aw[j * nd + k]);
+      double sb = 0;
+      for (int64_t g = 0; g < groups; ++g)
+        sb += part[(g * blocks + blk) * stride + W * kColBlock + k];
+      if (dbias) dbias[d0 + k] = static_cast<T>(sb);
+      for (int64_t j = 0; j < W; ++j) {
+        double sw = 0;
+        for (int64_t g = 0; g < groups; ++g)
+          sw += part[(g * blocks + blk) * stride + j * kColBlock + k];
+        dw[(d0 + k) * W + j] = static_cast<T>(sw);
+      }
     }
   }
 }

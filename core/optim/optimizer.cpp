@@ -103,8 +103,8 @@ void SGD::step(double lr) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     state_on(buf_[i], p);
-    kernels<OptimKernels>(p, "SGD", "step").sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_,
-                                             weight_decay_);
+    kernels<OptimKernels>(p, "SGD", "step")
+        .sgd_step(p, grad_for(p, g), buf_[i], lr, momentum_, weight_decay_);
   }
 }
 

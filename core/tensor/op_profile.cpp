@@ -30,9 +30,8 @@ void OpProfiler::open(const std::string& op, const char* pass) {
   device_synchronize();
   const auto now = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(now - t0_).count();
-  auto row = std::find_if(rows_.begin(), rows_.end(), [&](const OpTime& r) {
-    return r.op == op_ && r.pass == pass_;
-  });
+  auto row = std::find_if(rows_.begin(), rows_.end(),
+                          [&](const OpTime& r) { return r.op == op_ && r.pass == pass_; });
   if (row == rows_.end()) row = rows_.insert(rows_.end(), OpTime{op_, pass_, 0, 0});
   row->calls += 1;
   row->ms += ms;

@@ -181,6 +181,24 @@ static void store_double(void* p, DType t, int64_t i, double v) {
   }
 }
 
+// A strided copy between tensors of one dtype, element bits moved as E (an unsigned integer of
+// the dtype's size): no conversion through double, a memcpy per row where both rows are dense.
+template <class E>
+void copy_same_dtype(const Tensor& dst, const Tensor& src) {
+  E* d = static_cast<E*>(dst.storage()->data) + dst.offset();
+  const E* s = static_cast<const E*>(src.storage()->data) + src.offset();
+  cpu::for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()},
+                       [&](auto offs, int64_t n, auto inner) {
+                         E* o = d + offs[0];
+                         const E* i = s + offs[1];
+                         if (inner[0] == 1 && inner[1] == 1) {
+                           std::memcpy(o, i, static_cast<size_t>(n) * sizeof(E));
+                           return;
+                         }
+                         for (int64_t j = 0; j < n; ++j) o[j * inner[0]] = i[j * inner[1]];
+                       });
+}
+
 // Strided copy with dtype conversion between CPU tensors of the same shape.
 void cpu_copy_convert(const Tensor& dst, const Tensor& src) {
   const void* s = static_cast<const char*>(src.storage()->data);
@@ -190,6 +208,14 @@ void cpu_copy_convert(const Tensor& dst, const Tensor& src) {
   if (st == dt && src.is_contiguous() && dst.is_contiguous()) {
     std::memcpy(dst.raw_data(), src.raw_data(), src.numel() * dtype_size(st));
     return;
+  }
+  if (st == dt) {  // a view made contiguous (permute, narrow): the common case
+    switch (dtype_size(st)) {
+      case 2: return copy_same_dtype<uint16_t>(dst, src);
+      case 4: return copy_same_dtype<uint32_t>(dst, src);
+      case 8: return copy_same_dtype<uint64_t>(dst, src);
+      default: break;
+    }
   }
   cpu::for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()},
                        [&](auto offs, int64_t n, auto inner) {

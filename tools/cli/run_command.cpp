@@ -159,8 +159,8 @@ void register_run(CLI::App& app) {
     if (*ranks > 1 || *gpus > 0) {
       const char* flag = *gpus > 0 ? "--gpus" : "--ranks";
       if (req->profile_step > 0)
-        throw UserError(fmt::format("run {}: --profile-step times one process; drop {}", flag,
-                                    flag));
+        throw UserError(
+            fmt::format("run {}: --profile-step times one process; drop {}", flag, flag));
       if (std::getenv("WORLD_SIZE") != nullptr)
         throw UserError(
             fmt::format("run {}: WORLD_SIZE is set: this process is a rank already", flag));
