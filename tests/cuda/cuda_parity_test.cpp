@@ -74,7 +74,9 @@ void chunk_bwd_cases(Report& rep) {
 // walk of linear_recurrence_walk.cu, scalar gate or none; "fused ran": with a scalar gate its
 // output differs in bits from "two", whose A_qk is built another way) and "auto" (the default
 // rule); on the first four shapes (D 64 and 128, one chunk and several, every gate kind) each
-// with the walk's V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V).
+// with the walks' V-tile widths (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8: idle warps past V; forward
+// and backward, whose F2 and B1 walks take the same widths). The backward of a scalar gate or
+// none runs on the delta rule's tensor-core stages (KIMI_CUDA_LR_BWD_KERNEL, "bwd new ran").
 // `quick` keeps the first two shapes, a scalar-gate one of three chunks among them, so the
 // sanitizers see the fused walk's stages and barriers turn over (kimi_cuda_tests --linear
 // --quick).
@@ -131,17 +133,37 @@ void linear_chunk_cases(Report& rep, bool quick) {
       compare(rep, t, got, ref, kTolBf16, kTolBf16);
       compare(rep, t + " new~old", got, old, kTolBf16, kTolBf16);
       rep.check_true(t + " new ran", got.o != old.o);
+      // The backward on tensor cores (scalar gate or none; lr_bwd_mma): its dq differs in bits
+      // from the old grad kernel's, so the default did not fall back.
+      if (c.gate != GateKind::kPerChannel) rep.check_true(t + " bwd new ran", got.dq != old.dq);
       if (v == "two") two = got;
       if (v == "fused" && c.gate == GateKind::kScalar)
         rep.check_true(t + " fused ran", got.o != two.o);
       for (const char* w : {"1", "2", "4", "8"}) {
         if (!tiles) break;
         const ScopedEnv ew("KIMI_CUDA_STATE_WARPS", w);
-        compare(rep, t + " w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, false), ref, kTolBf16,
+        compare(rep, t + " w" + w, cuda_run<__nv_bfloat16>(pb, Form::kChunk, true), ref, kTolBf16,
                 kTolBf16);
       }
     }
   }
+}
+
+// A KIMI_CUDA_LR_BWD_KERNEL other than old or new is refused, never taken as either.
+void linear_bwd_env_refused(Report& rep) {
+  const RecurrenceDims d{1, 64, 1, 64, 64, GateKind::kScalar, 0.125, 64};
+  const Problem pb = as_type<__nv_bfloat16>(random_problem(d, false, 1598, 1.0));
+  bool refused = false;
+  {
+    const ScopedEnv env("KIMI_CUDA_LR_BWD_KERNEL", "fast");
+    try {
+      cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+    } catch (const std::exception&) {
+      refused = true;
+    }
+  }
+  KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));  // the launches before the refusal
+  rep.check_true("linear bwd KIMI_CUDA_LR_BWD_KERNEL=fast refused", refused);
 }
 
 // Random problems of odd sizes: every gate kind, delta rule and linear recurrence.
@@ -206,6 +228,7 @@ void random_cases(Report& rep, bool quick) {
             kTolBf16);
   }
   linear_chunk_cases(rep, false);
+  linear_bwd_env_refused(rep);
   chunk_bwd_cases(rep);
 }
 
@@ -276,7 +299,10 @@ int main(int argc, char** argv) {
   if (intra_only) run("intra", [&] { intra_kernel_cases(rep, quick); });
   if (bwd_dh_only) run("bwd dh", [&] { bwd_dh_cases(rep, quick); });
   if (bwd_wy_only) run("bwd wy/gram", [&] { bwd_wy_gram_cases(rep, quick); });
-  if (linear_only) run("linear", [&] { linear_chunk_cases(rep, quick); });
+  if (linear_only) run("linear", [&] {
+      linear_chunk_cases(rep, quick);
+      linear_bwd_env_refused(rep);
+    });
   std::printf("%d checks, %d failed\n", rep.checks, rep.fails);
   return rep.fails ? 1 : 0;
 }

@@ -184,6 +184,11 @@ bool launch_state_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
 bool launch_state_mma_store(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                             const ChunkBuffers<__nv_bfloat16>& buf, __nv_bfloat16* h,
                             __nv_bfloat16* vp, cudaStream_t stream);
+// The linear recurrence's store mode (its backward's F2): h_c only (V' = v). Needs
+// use_prefetch and buf.W == nullptr (refused otherwise).
+void launch_state_mma_store_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                                   const ChunkBuffers<__nv_bfloat16>& buf, __nv_bfloat16* h,
+                                   cudaStream_t stream);
 // The chunk backward's B1 walk on bf16 tensor cores (delta_rule_chunk_bwd_dh_mma.cu): dh_c
 // ([B*H][NC][K][V]) and dV' ([B,T,H,V]) in bf16 from dO, the intra buffers and dht (nullptr =
 // zero); dh0 (fp32, nullptr = not wanted). False (nothing launched) where the rows are not whole
@@ -192,6 +197,12 @@ bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                        const ChunkBuffers<__nv_bfloat16>& buf, const __nv_bfloat16* do_,
                        const float* dht, __nv_bfloat16* dh, __nv_bfloat16* dvp, float* dh0,
                        cudaStream_t stream);
+// The linear recurrence's B1 (no W): dh_c, and dV' = A_qk^T dO + Kd dh_c, which is dv itself;
+// dS <- diag(exp(G_last)) dS + Gq^T dO. Same layouts and conditions as launch_state_mma_store_linear.
+void launch_bwd_dh_mma_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                              const ChunkBuffers<__nv_bfloat16>& buf, const __nv_bfloat16* do_,
+                              const float* dht, __nv_bfloat16* dh, __nv_bfloat16* dv, float* dh0,
+                              cudaStream_t stream);
 // Warps per block of that kernel (V tile = 16 x warps) for BH heads of V columns on `sms`
 // multiprocessors; KIMI_CUDA_STATE_WARPS overrides.
 int state_mma_warps(int64_t BH, int V, int sms);

@@ -93,6 +93,10 @@ __device__ void load_gates(float* sG, int lds, const Params<Ti>& p, int b, int h
 template <class Ti>
 void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                 cudaStream_t stream);
+// B2 of the gated linear recurrence (no delta rule; linear_recurrence_chunk_bwd.cu): bw.Vp = v,
+// dGq (ws0), dKd (ws2), dA_qk and deL only (no dW, dV' not read). bf16 rows of whole vectors.
+void launch_dhv_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                       const BwdBuffers<__nv_bfloat16>& bw, cudaStream_t stream);
 template <class Ti>
 void launch_ut_bwd(const Params<Ti>& p, const ChunkDims& cd, const ChunkBuffers<Ti>& fw,
                    const BwdBuffers<Ti>& bw, cudaStream_t stream);
@@ -104,6 +108,10 @@ bool launch_gram_bwd(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<
 // rows of whole vectors): dq, dk and a scalar gate's dg.
 void launch_gram_row_block(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                            const BwdBuffers<__nv_bfloat16>& bw, cudaStream_t stream);
+
+// The same for the gated linear recurrence (no A_kk, no dGk: bw.dAkk and bw.ws1 are not read).
+void launch_gram_row_block_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                                  const BwdBuffers<__nv_bfloat16>& bw, cudaStream_t stream);
 
 // Opt-in shared memory for a kernel (checked against the device limit).
 template <class F>

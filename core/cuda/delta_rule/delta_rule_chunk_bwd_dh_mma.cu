@@ -137,9 +137,12 @@ __device__ __forceinline__ void add_do_aqk(float (&acc)[kC / 8][4],
     }
 }
 
-template <int kD, int kNW, bool kPW>
+// kNoW: the gated linear recurrence (no delta rule): no W rows, so dS does not depend on dV'
+// (which is dv itself, written to io.dvp).
+template <int kD, int kNW, bool kPW, bool kNoW = false>
 __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
     bwd_dh_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, DhIO io) {
+  static_assert(!(kNoW && kPW), "the linear recurrence's walks have no partner warps");
   using Lay = DhMmaLayout<kD, kNW, kPW>;
   constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
   constexpr int kKT = kD / 8;  // n-tiles of dS^T (8 state rows k each)
@@ -168,9 +171,15 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
     float* sA = reinterpret_cast<float*>(base + Lay::kA);
     float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
     const int t0 = c * kC, L = min(kC, p.T - t0);
-    bf16* const dst[3] = {sGq, sKd, sW};
-    const bf16* const src[3] = {in.Gq, in.Kd, in.W};
-    stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    if constexpr (kNoW) {
+      bf16* const dst[2] = {sGq, sKd};
+      const bf16* const src[2] = {in.Gq, in.Kd};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    } else {
+      bf16* const dst[3] = {sGq, sKd, sW};
+      const bf16* const src[3] = {in.Gq, in.Kd, in.W};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    }
     stage_v_rows<BV, Lay::kThreads>(sDo, io.do_, ldu, p, b, h, t0, L, v0, tid);
     stage_aqk<Lay::kThreads>(sA, lda, in.Aqk + (int64_t(bh) * cd.NC + c) * kC * kC, L, tid);
     stage_egl<kD, Lay::kThreads>(sEg, in.EgL + (int64_t(bh) * cd.NC + c) * p.K, p.K, tid);
@@ -285,7 +294,6 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
       for (int ks = 0; ks < kC / 16; ++ks)
 #pragma unroll
         for (int jp = 0; jp < kD / 16; ++jp) {
-          uint32_t w[4];
           const mt::RowCol a = mt::kd_trans(lane, ks, jp);
           if constexpr (!kPW) {
             uint32_t r[4];
@@ -293,9 +301,12 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
             mma_bf16(ds[2 * jp], oa[ks], r[0], r[1]);
             mma_bf16(ds[2 * jp + 1], oa[ks], r[2], r[3]);
           }
-          ldsm4_t(w, sW + a.row * ldk + a.col);
-          mma_bf16(ds[2 * jp], va[ks], w[0], w[1]);
-          mma_bf16(ds[2 * jp + 1], va[ks], w[2], w[3]);
+          if constexpr (!kNoW) {
+            uint32_t w[4];
+            ldsm4_t(w, sW + a.row * ldk + a.col);
+            mma_bf16(ds[2 * jp], va[ks], w[0], w[1]);
+            mma_bf16(ds[2 * jp + 1], va[ks], w[2], w[3]);
+          }
         }
       if constexpr (kPW) {
         bar_sync(bar_q, 64);
@@ -308,17 +319,29 @@ __global__ void __launch_bounds__(32 * kNW * (kPW ? 2 : 1), 1)
   if (io.dh0 && active && !partner) store_state_t(ds, io.dh0, state0, vw, p.K, p.V, lane);
 }
 
-template <int kD, int kNW, bool kPW>
+template <int kD, int kNW, bool kPW, bool kNoW = false>
 void launch_dh_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                   DhIO io, cudaStream_t stream) {
   using Lay = DhMmaLayout<kD, kNW, kPW>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(),
                     "chunk delta rule bwd (dh mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(bwd_dh_mma_kernel<kD, kNW, kPW>,
+  KIMI_CUDA_CHECK(cudaFuncSetAttribute(bwd_dh_mma_kernel<kD, kNW, kPW, kNoW>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
-  bwd_dh_mma_kernel<kD, kNW, kPW><<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, io);
+  bwd_dh_mma_kernel<kD, kNW, kPW, kNoW>
+      <<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, io);
   KIMI_CUDA_CHECK_LAUNCH();
+}
+
+template <int kD>
+void launch_dh_linear_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
+                        const ChunkBuffers<bf16>& buf, DhIO io, cudaStream_t stream) {
+  switch (warps) {
+    case 8: return launch_dh_as<kD, 8, false, true>(p, cd, buf, io, stream);
+    case 4: return launch_dh_as<kD, 4, false, true>(p, cd, buf, io, stream);
+    case 2: return launch_dh_as<kD, 2, false, true>(p, cd, buf, io, stream);
+    default: return launch_dh_as<kD, 1, false, true>(p, cd, buf, io, stream);
+  }
 }
 
 template <int kD>
@@ -354,6 +377,19 @@ bool launch_bwd_dh_mma(const Params<bf16>& p, const ChunkDims& cd, const ChunkBu
   else
     launch_dh_d<128>(warps, pw, p, cd, buf, io, stream);
   return true;
+}
+
+void launch_bwd_dh_mma_linear(const Params<bf16>& p, const ChunkDims& cd,
+                              const ChunkBuffers<bf16>& buf, const bf16* do_, const float* dht,
+                              bf16* dh, bf16* dv, float* dh0, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(use_prefetch(p) && buf.W == nullptr,
+                    "linear recurrence bwd (dh mma): K and V multiples of 8, no W");
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  const DhIO io{do_, dht, dh, dv, dh0};
+  if (cd.D == 64)
+    launch_dh_linear_d<64>(warps, p, cd, buf, io, stream);
+  else
+    launch_dh_linear_d<128>(warps, p, cd, buf, io, stream);
 }
 
 }  // namespace kimi::cuda::detail::chunk

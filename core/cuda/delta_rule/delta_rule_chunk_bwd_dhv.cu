@@ -54,13 +54,15 @@ __device__ __forceinline__ void acc_store(float* c, int ldc, MmaAcc& a, float al
   bwd_mma::store_16x16(c, ldc, a.v, alpha);
 }
 
-template <class Ti, int kD, int BV, bool kPre, bool kMma>
+// kNoW: the gated linear recurrence (no delta rule): V' = v (bw.Vp), no dW (nor dV' read), so
+// 8 nt + 10 tiles.
+template <class Ti, int kD, int BV, bool kPre, bool kMma, bool kNoW = false>
 __global__ void __launch_bounds__(kNT, 1)
     dhv_kernel(Params<Ti> p, ChunkDims cd, BwdBuffers<Ti> bw) {
   using Acc = std::conditional_t<kMma, MmaAcc, FragC>;
   extern __shared__ __align__(128) float smem[];
-  constexpr int ldb = BV + 4, nt = kD / kBS;
-  constexpr int kTiles = 12 * nt + 10, kSlots = (kTiles + kNW - 1) / kNW;
+  constexpr int ldb = BV + 4, nt = kD / kBS, kOuts = kNoW ? 2 : 3;
+  constexpr int kTiles = 4 * kOuts * nt + 10, kSlots = (kTiles + kNW - 1) / kNW;
   float* sH = smem;
   float* sdH = sH + kD * ldb;
   float* sdO = sdH + kD * ldb;
@@ -71,15 +73,16 @@ __global__ void __launch_bounds__(kNT, 1)
   const int t0 = c * kC, L = min(kC, p.T - t0);
   const int64_t item = int64_t(bh) * cd.NC + c, rs_v = int64_t(p.H) * p.V;
   const int64_t hoff = item * p.K * p.V;
-  // tile t: 0 <= t < 12 nt: output `which` (dGq, dW, dKd), row block I, column block N;
-  // else the lower tile (I, J) of dA_qk.
+  // tile t: 0 <= t < 4 kOuts nt: output `which` (dGq, dW, dKd; kNoW: dGq, dKd), row block I,
+  // column block N; else the lower tile (I, J) of dA_qk.
   auto decode = [&](int t, int& which, int& I, int& N) {
-    if (t < 12 * nt) {
+    if (t < 4 * kOuts * nt) {
       which = t / (4 * nt);
+      if (kNoW && which == 1) which = 2;
       I = (t % (4 * nt)) / nt;
       N = t % nt;
     } else {
-      const int u = t - 12 * nt;
+      const int u = t - 4 * kOuts * nt;
       which = 3;
       I = u < 1 ? 0 : u < 3 ? 1 : u < 6 ? 2 : 3;
       N = u - I * (I + 1) / 2;
@@ -101,18 +104,18 @@ __global__ void __launch_bounds__(kNT, 1)
       pdh.issue(bw.dh, hs);
       pdo.issue(bw.do_, vs);
       pvp.issue(bw.Vp, vs);
-      pdv.issue(bw.dVp, vs);
+      if constexpr (!kNoW) pdv.issue(bw.dVp, vs);
       ph.commit(sH, ldb, hs);
       pdh.commit(sdH, ldb, hs);
       pdo.commit(sdO, ldb, vs);
       pvp.commit(sVp, ldb, vs);
-      pdv.commit(sdV, ldb, vs);
+      if constexpr (!kNoW) pdv.commit(sdV, ldb, vs);
     } else {
       load_rows<Ti, kD, BV>(sH, ldb, bw.h, hs);
       load_rows<Ti, kD, BV>(sdH, ldb, bw.dh, hs);
       load_rows<Ti, kC, BV>(sdO, ldb, bw.do_, vs);
       load_rows<Ti, kC, BV>(sVp, ldb, bw.Vp, vs);
-      load_rows<Ti, kC, BV>(sdV, ldb, bw.dVp, vs);
+      if constexpr (!kNoW) load_rows<Ti, kC, BV>(sdV, ldb, bw.dVp, vs);
     }
     __syncthreads();
     if (threadIdx.x < kD) {
@@ -150,14 +153,14 @@ __global__ void __launch_bounds__(kNT, 1)
   if (threadIdx.x < kD) bw.deL[item * kD + threadIdx.x] = el;
 }
 
-template <class Ti, int kD, bool kPre, bool kMma = false>
+template <class Ti, int kD, bool kPre, bool kMma = false, bool kNoW = false>
 void launch_dhv_as(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& bw,
                    cudaStream_t stream) {
   constexpr int BV = 64;
   const size_t smem = size_t(2 * kD + 3 * kC) * (BV + 4) * sizeof(float);
-  set_smem(dhv_kernel<Ti, kD, BV, kPre, kMma>, smem);
+  set_smem(dhv_kernel<Ti, kD, BV, kPre, kMma, kNoW>, smem);
   const dim3 grid(unsigned(cd.NC), unsigned(p.B * p.H));
-  dhv_kernel<Ti, kD, BV, kPre, kMma><<<grid, kNT, smem, stream>>>(p, cd, bw);
+  dhv_kernel<Ti, kD, BV, kPre, kMma, kNoW><<<grid, kNT, smem, stream>>>(p, cd, bw);
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
@@ -179,6 +182,13 @@ void launch_dhv(const Params<Ti>& p, const ChunkDims& cd, const BwdBuffers<Ti>& 
   }
   if (cd.D == 64) return launch_dhv_as<Ti, 64, false>(p, cd, bw, stream);
   launch_dhv_as<Ti, 128, false>(p, cd, bw, stream);
+}
+
+void launch_dhv_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
+                       const BwdBuffers<__nv_bfloat16>& bw, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(use_prefetch(p), "linear recurrence bwd (dhv): K and V multiples of 8");
+  if (cd.D == 64) return launch_dhv_as<__nv_bfloat16, 64, true, true, true>(p, cd, bw, stream);
+  launch_dhv_as<__nv_bfloat16, 128, true, true, true>(p, cd, bw, stream);
 }
 
 #define KIMI_INSTANTIATE(Ti)                                                               \

@@ -63,13 +63,14 @@ __device__ void row_gates(const Params<Tb>& p, int b, int h, int t0, int L, floa
   }
 }
 
-// M1 = scale tril(dA_qk) o Gamma, M2 = strict_lower(dA_kk) o Gamma, in place.
+// M1 = scale tril(dA_qk) o Gamma, M2 = strict_lower(dA_kk) o Gamma (not with kNoW), in place.
+template <bool kNoW = false>
 __device__ void form_m(float* sM1, float* sM2, const float* sG, float scale) {
   for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) {
     const int i = e / kC, j = e % kC, x = i * kLdA + j;
     const float gm = j <= i ? __expf(sG[i] - sG[j]) : 0.f;  // <= 1: G falls along the chunk
     sM1[x] = j <= i ? scale * gm * sM1[x] : 0.f;
-    sM2[x] = j < i ? gm * sM2[x] : 0.f;
+    if constexpr (!kNoW) sM2[x] = j < i ? gm * sM2[x] : 0.f;
   }
 }
 
@@ -131,8 +132,9 @@ __device__ void store_row_dg(const Params<Tb>& p, Tb* dg, const float* sRow, flo
     if (2 * lane + u < L) st(dg + p.tok(b, t0 + 2 * lane + u, h), v[u]);
 }
 
-// Grid (chunks, B*H), kRT threads; kD: the workspaces' padded head size.
-template <int kD>
+// Grid (chunks, B*H), kRT threads; kD: the workspaces' padded head size. kNoW: the gated linear
+// recurrence (no delta rule): X2 = dA_kk and dGk are zero, so neither is read and Y2 is not taken.
+template <int kD, bool kNoW = false>
 __global__ void __launch_bounds__(kRT, 3)
     gram_row_block_kernel(Params<Tb> p, ChunkDims cd, BwdBuffers<Tb> bw) {
   extern __shared__ __align__(128) float smem[];
@@ -158,17 +160,17 @@ __global__ void __launch_bounds__(kRT, 3)
     constexpr int kAS = (kC * kC / 4 + kRT - 1) / kRT;
     RowsPrefetch<float, kC, kC, kAS> pa, pb;
     pa.issue(bw.dAqk, aspec);
-    pb.issue(bw.dAkk, aspec);
+    if constexpr (!kNoW) pb.issue(bw.dAkk, aspec);
     pq.issue(p.q, qspec(0));
     pk.issue(p.k, qspec(0));
     row_gates(p, b, h, t0, L, sG, sEG, sED);
     pa.commit(sM1, kLdA, aspec);
-    pb.commit(sM2, kLdA, aspec);
+    if constexpr (!kNoW) pb.commit(sM2, kLdA, aspec);
     pq.commit(sQ, kLdS, qspec(0));
     pk.commit(sK, kLdS, qspec(0));
   }
   __syncthreads();
-  form_m(sM1, sM2, sG, p.scale);
+  form_m<kNoW>(sM1, sM2, sG, p.scale);
   // tsum: this thread's share of dG's row L-1 extra (colsum(Kd o dKd) + deL exp(G_L), summed
   // over the channels); rs: the lane's two rows' sums of dG over its columns.
   float tsum = (gated && int(threadIdx.x) < p.K)
@@ -181,7 +183,10 @@ __global__ void __launch_bounds__(kRT, 3)
     const int col0 = s * kKS;
     const int64_t wo = (item * kC + r0) * kD + col0 + c0;
     TilePairs w1, w2;  // dGk, dKd of the tile: in flight during Z
-    w1.load(bw.ws1 + wo, kD);
+    if constexpr (kNoW)
+      w1 = TilePairs{};  // dGk = 0
+    else
+      w1.load(bw.ws1 + wo, kD);
     w2.load(bw.ws2 + wo, kD);
     if (s + 1 < nsl) {
       pq.issue(p.q, qspec(s + 1));
@@ -197,7 +202,8 @@ __global__ void __launch_bounds__(kRT, 3)
     //   row L-1 of dG += colsum(k e^(G_L - G) dKd) (tsum; padded q, k are zero, ws may not be).
     bwd_mma::zero_16x16(dk);
     bwd_mma::mma_16x16_bf16<true, false>(dk, sM1 + r0 * kLdA + r0, kLdA, q, kLdS, kC - r0);
-    bwd_mma::mma_16x16_bf16<true, false>(dk, sM2 + r0 * kLdA + r0, kLdA, k, kLdS, kC - r0);
+    if constexpr (!kNoW)
+      bwd_mma::mma_16x16_bf16<true, false>(dk, sM2 + r0 * kLdA + r0, kLdA, k, kLdS, kC - r0);
     for_tile_elems([&](int nt, int hr, int e, int row, int col) {
       const float eG = sEG[r0 + row], eD = sED[r0 + row], kk = at(k, row, col);
       const float dgk = eG * pick(w1.v[nt][hr], e), dkd = eD * pick(w2.v[nt][hr], e);
@@ -211,13 +217,15 @@ __global__ void __launch_bounds__(kRT, 3)
     TilePairs w0;  // dGq of the tile: in flight during Y2
     w0.load(bw.ws0 + wo, kD);
     // Y2 = M2 K (columns j < r0 + 16): dk += Y2, dG += k o Y2.
-    bwd_mma::zero_16x16(acc);
-    bwd_mma::mma_16x16_bf16<false, false>(acc, sM2 + r0 * kLdA, kLdA, sK + c0, kLdS, r0 + kBS);
-    for_tile_elems([&](int nt, int hr, int e, int row, int col) {
-      const float y2 = acc[nt][2 * hr + e];
-      dk[nt][2 * hr + e] += y2;
-      if (gated && valid(row, col)) rs[hr] += at(k, row, col) * y2;
-    });
+    if constexpr (!kNoW) {
+      bwd_mma::zero_16x16(acc);
+      bwd_mma::mma_16x16_bf16<false, false>(acc, sM2 + r0 * kLdA, kLdA, sK + c0, kLdS, r0 + kBS);
+      for_tile_elems([&](int nt, int hr, int e, int row, int col) {
+        const float y2 = acc[nt][2 * hr + e];
+        dk[nt][2 * hr + e] += y2;
+        if (gated && valid(row, col)) rs[hr] += at(k, row, col) * y2;
+      });
+    }
     // Y1 = M1 K: dq = scale e^G dGq + Y1, dG += q o dq.
     bwd_mma::zero_16x16(acc);
     bwd_mma::mma_16x16_bf16<false, false>(acc, sM1 + r0 * kLdA, kLdA, sK + c0, kLdS, r0 + kBS);
@@ -263,10 +271,10 @@ __global__ void __launch_bounds__(kRT, 3)
   store_row_dg(p, bw.dg, sRow, last, b, h, t0, L);
 }
 
-template <int kD>
+template <int kD, bool kNoW = false>
 void launch_row_block_as(const Params<Tb>& p, const ChunkDims& cd, const BwdBuffers<Tb>& bw,
                          cudaStream_t stream) {
-  const auto kernel = gram_row_block_kernel<kD>;
+  const auto kernel = gram_row_block_kernel<kD, kNoW>;
   constexpr size_t smem = row_block_smem();
   set_smem(kernel, smem);
   // Several blocks per SM need the carveout as shared memory.
@@ -285,6 +293,14 @@ void launch_gram_row_block(const Params<Tb>& p, const ChunkDims& cd, const BwdBu
                     "B4 row block kernel: scalar gate or none, bf16 rows of whole vectors");
   if (cd.D == 64) return launch_row_block_as<64>(p, cd, bw, stream);
   launch_row_block_as<128>(p, cd, bw, stream);
+}
+
+void launch_gram_row_block_linear(const Params<Tb>& p, const ChunkDims& cd,
+                                  const BwdBuffers<Tb>& bw, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(p.gate != GateKind::kPerChannel && use_prefetch(p),
+                    "B4 row block kernel (linear): scalar gate or none, bf16 rows of whole vectors");
+  if (cd.D == 64) return launch_row_block_as<64, true>(p, cd, bw, stream);
+  launch_row_block_as<128, true>(p, cd, bw, stream);
 }
 
 }  // namespace kimi::cuda::detail::chunk_bwd

@@ -81,10 +81,12 @@ struct StoreOut {
 };
 
 // kNoW: the gated linear recurrence (no delta rule, linear_recurrence_chunk.cuh): V' = U = v, so
-// the W rows are neither loaded nor multiplied (in.W unused, in.U = v).
+// the W rows are neither loaded nor multiplied (in.W unused, in.U = v); in store mode (its
+// backward's F2) only h_c is written, V' being v itself.
 template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>
 __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, StoreOut so) {
+  static_assert(!(kNoW && kOW), "the linear recurrence's walks have no partner warps");
   using Lay = StateMmaLayout<kD, kNW, kStore, kOW>;
   constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
   constexpr int kKT = kD / 8;  // n-tiles of S^T (8 state rows k each)
@@ -112,7 +114,11 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     float* sA = reinterpret_cast<float*>(base + Lay::kA);
     float* sEg = reinterpret_cast<float*>(base + Lay::kEg);
     const int t0 = c * kC, L = min(kC, p.T - t0);
-    if constexpr (kStore) {
+    if constexpr (kStore && kNoW) {
+      bf16* const dst[1] = {sKd};
+      const bf16* const src[1] = {in.Kd};
+      stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
+    } else if constexpr (kStore) {
       bf16* const dst[2] = {sW, sKd};
       const bf16* const src[2] = {in.W, in.Kd};
       stage_k_rows<kD, Lay::kThreads>(dst, src, ldk, p, b, h, t0, L, tid);
@@ -207,7 +213,7 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
       c_to_a<kC / 16>(vt, va, -1.f);
 
       if constexpr (kStore && !kOW) {  // V' rows (tokens) of the warp's 16 columns
-        store_c_tile<kC / 8, ldo>(sO, vt, -1.f, L, ncols, lane, vp_row);
+        if constexpr (!kNoW) store_c_tile<kC / 8, ldo>(sO, vt, -1.f, L, ncols, lane, vp_row);
       } else if constexpr (kOW) {  // the rest of O (store mode: V') to the partner warp
         frags_out(va, xv, lane);
         bar_arrive(bar_v, 64);
@@ -266,6 +272,17 @@ void launch_mma_linear_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
     case 4: return launch_mma_as<kD, 4, false, false, true>(p, cd, buf, none, stream);
     case 2: return launch_mma_as<kD, 2, false, false, true>(p, cd, buf, none, stream);
     default: return launch_mma_as<kD, 1, false, false, true>(p, cd, buf, none, stream);
+  }
+}
+
+template <int kD>
+void launch_mma_linear_store_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
+                               const ChunkBuffers<bf16>& buf, StoreOut so, cudaStream_t stream) {
+  switch (warps) {
+    case 8: return launch_mma_as<kD, 8, true, false, true>(p, cd, buf, so, stream);
+    case 4: return launch_mma_as<kD, 4, true, false, true>(p, cd, buf, so, stream);
+    case 2: return launch_mma_as<kD, 2, true, false, true>(p, cd, buf, so, stream);
+    default: return launch_mma_as<kD, 1, true, false, true>(p, cd, buf, so, stream);
   }
 }
 
@@ -348,6 +365,18 @@ void launch_state_mma_linear(const Params<bf16>& p, const ChunkDims& cd,
     launch_mma_linear_d<64>(warps, p, cd, buf, stream);
   else
     launch_mma_linear_d<128>(warps, p, cd, buf, stream);
+}
+
+void launch_state_mma_store_linear(const Params<bf16>& p, const ChunkDims& cd,
+                                   const ChunkBuffers<bf16>& buf, bf16* h, cudaStream_t stream) {
+  KIMI_CUDA_REQUIRE(use_prefetch(p) && buf.W == nullptr,
+                    "linear recurrence (state mma, store): K and V multiples of 8, no W");
+  const int warps = state_mma_warps(int64_t(p.B) * p.H, p.V, sm_count());
+  const StoreOut out{h, nullptr};
+  if (cd.D == 64)
+    launch_mma_linear_store_d<64>(warps, p, cd, buf, out, stream);
+  else
+    launch_mma_linear_store_d<128>(warps, p, cd, buf, out, stream);
 }
 
 bool launch_state_mma_store(const Params<bf16>& p, const ChunkDims& cd,

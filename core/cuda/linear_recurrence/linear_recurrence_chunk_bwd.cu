@@ -1,6 +1,8 @@
 // Chunkwise gated linear recurrence backward on the GPU: the per-chunk gradient kernel and
 // linear_recurrence_chunk_bwd (stages at the top of linear_recurrence_chunk.cuh):
 //   intra (the forward's) -> scan forwards (h_c) -> scan backwards (dh_c, dh0) -> grad.
+// bf16 rows of whole vectors with a scalar gate or none run on tensor cores instead (lr_bwd_mma
+// below; KIMI_CUDA_LR_BWD_KERNEL=old, or KIMI_CUDA_LR_KERNEL=old, keeps these kernels).
 // The grad kernel, one block per (chunk, batch*head), in two phases over the same shared
 // memory: (1) V streamed in 32-column tiles: dV = A_qk^T dO + Kd dh_c (stored per tile), and the
 // sums dGq = dO h_c^T, dKd = V dh_c^T, dA = dO V^T, deL = rowsum(dh_c o h_c) kept in shared
@@ -11,6 +13,9 @@
 // through q_i[d] or k_i[d] (and G_L through Kd and exp(G_L)), dL/dG_i = q_i o dq_i - k_i o dk_i,
 // plus c = sum_j Kd_j o dKd_j + deL o exp(G_L) at the last row; dg = reverse cumsum of that.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
+#include <type_traits>
 
 #include "core/cuda/linear_recurrence/linear_recurrence_chunk.cuh"
 #include "core/cuda/runtime/allocator.h"
@@ -186,6 +191,58 @@ void launch_lr_grad(const Params<Ti>& p, const ChunkDims& cd, const LrBuffers<Ti
   KIMI_CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+
+// The backward on the delta rule's bf16 tensor-core stages without their delta-rule parts
+// (delta_rule_chunk_bwd.cuh; kNoW in each kernel), where lr_bwd_tensor_core holds:
+//   F1 the intra kernel (Gq, Kd, A_qk, exp(G_L));  F2 the state walk in store mode (h_c only:
+//   V' = v);  B1 the reverse walk (dh_c, dh0, and dV' = A_qk^T dO + Kd dh_c, which is dv);
+//   B2 dGq = dO h^T, dKd = v dh^T, dA_qk = dO v^T, deL = rowsum(dh o h) (no dW);
+//   B4 the row block kernel without A_kk: dq, dk and a scalar gate's dg.
+// The grad kernel above (fp32 tiles, WMMA TF32) and the scans stay for the rest and as the oracle.
+bool lr_bwd_tensor_core(const Params<__nv_bfloat16>& p) {
+  const char* e = std::getenv("KIMI_CUDA_LR_BWD_KERNEL");  // read at every call (tests, bench)
+  const std::string_view v = e ? e : "";
+  KIMI_CUDA_REQUIRE(v.empty() || v == "old" || v == "new",
+                    "KIMI_CUDA_LR_BWD_KERNEL must be old or new");
+  return lr_tensor_core(p) && p.gate != GateKind::kPerChannel && v != "old";
+}
+
+void lr_bwd_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd, const float* dht,
+                float* dh0, const __nv_bfloat16* do_, __nv_bfloat16* dq, __nv_bfloat16* dk,
+                __nv_bfloat16* dv, __nv_bfloat16* dg, cudaStream_t stream) {
+  using Tb = __nv_bfloat16;
+  const int64_t BTH = int64_t(p.B) * p.T * p.H, items = int64_t(p.B) * p.H * cd.NC;
+  Buffer Gq(size_t(BTH * p.K) * sizeof(Tb)), Kd(size_t(BTH * p.K) * sizeof(Tb));
+  Buffer A(size_t(items * kC * kC) * sizeof(float)), EgL(size_t(items * p.K) * sizeof(float));
+  Buffer hb(size_t(items * p.K * p.V) * sizeof(Tb)), dhb(hb.size());
+  const size_t ws_bytes = size_t(items * kC * cd.D) * sizeof(float);
+  Buffer dGq(ws_bytes), dKd(ws_bytes);
+  Buffer dA(size_t(items * kC * kC) * sizeof(float)), deL(size_t(items * cd.D) * sizeof(float));
+  const LrBuffers<Tb> buf{Gq.as<Tb>(), Kd.as<Tb>(), A.as<float>(), EgL.as<float>()};
+  const detail::chunk::ChunkBuffers<Tb> cb{nullptr,        const_cast<Tb*>(p.v), buf.Gq, buf.Kd,
+                                           buf.Aqk,        buf.EgL};
+  launch_lr_intra_any(p, cd, buf, stream);
+  detail::chunk::launch_state_mma_store_linear(p, cd, cb, hb.as<Tb>(), stream);
+  detail::chunk::launch_bwd_dh_mma_linear(p, cd, cb, do_, dht, dhb.as<Tb>(), dv, dh0, stream);
+  BwdBuffers<Tb> bw{};
+  bw.h = hb.as<Tb>();
+  bw.dh = dhb.as<Tb>();
+  bw.Vp = const_cast<Tb*>(p.v);  // read only
+  bw.ws0 = dGq.as<float>();
+  bw.ws2 = dKd.as<float>();
+  bw.dAqk = dA.as<float>();
+  bw.deL = deL.as<float>();
+  bw.do_ = do_;
+  bw.dq = dq;
+  bw.dk = dk;
+  bw.dv = dv;
+  bw.dg = dg;
+  launch_dhv_linear(p, cd, bw, stream);
+  launch_gram_row_block_linear(p, cd, bw, stream);
+}
+
+}  // namespace
 }  // namespace detail::lrc
 
 template <class Ti>
@@ -207,6 +264,9 @@ void linear_recurrence_chunk_bwd(const RecurrenceDims& d, const Ti* q, const Ti*
   const detail::Params<Ti> p =
       detail::make_params<Ti>(d, q, k, v, g, nullptr, h0, nullptr, nullptr);
   const ChunkDims cd = chunk_dims(p.K, p.V, p.T);
+  if constexpr (std::is_same_v<Ti, __nv_bfloat16>) {
+    if (lr_bwd_tensor_core(p)) return lr_bwd_mma(p, cd, dht, dh0, do_, dq, dk, dv, dg, stream);
+  }
   const int64_t BTH = d.B * d.T * d.H, BH = d.B * d.H;
   Buffer Gq(size_t(BTH * d.K) * sizeof(Ti)), Kd(size_t(BTH * d.K) * sizeof(Ti));
   Buffer A(size_t(BH * cd.NC * kC * kC) * sizeof(float));
