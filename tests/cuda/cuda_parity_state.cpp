@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "tests/cuda/recurrence_parity.h"
@@ -15,7 +16,8 @@ namespace kimi::cuda_test {
 // The bf16 chunk forward's tensor-core state kernel (delta_rule_chunk_state_mma.cu) with each
 // V-tile width (KIMI_CUDA_STATE_WARPS = 1, 2, 4, 8 warps of 16 columns), with and without O warps
 // ("o", KIMI_CUDA_STATE_OWARPS=1; checked against the CPU and in bits against the same width
-// unpaired, "~wN"), and the WMMA TF32 kernel
+// unpaired, "~wN"; "l": paired with KIMI_CUDA_STATE_PREFETCH=late, the same bits), and the WMMA
+// TF32 kernel
 // it replaces (KIMI_CUDA_STATE_KERNEL=old), on the shapes where its tiles have tails: V not a
 // multiple of 16 (a warp half past V), tiles past V (idle warps), K < the padded head size,
 // one short chunk, no h0. `quick` keeps two shapes (for the sanitizers).
@@ -43,9 +45,10 @@ void state_kernel_cases(Report& rep, bool quick) {
     const Problem pb = as_type<__nv_bfloat16>(p);
     const Result ref = cpu_reference(pb, false);
     Result fused[5];  // O products in the chain warps, by warps a block (1, 2, 4)
-    for (const char* variant : {"1", "2", "4", "8", "1o", "2o", "4o", "old"}) {
+    for (const char* variant : {"1", "2", "4", "8", "1o", "2o", "4o", "1l", "2l", "4l", "old"}) {
       const std::string v = variant;
-      const bool old = v == "old", ow = v.back() == 'o';
+      const bool old = v == "old", late = v.back() == 'l', ow = v.back() == 'o' || late;
+      if (late) setenv("KIMI_CUDA_STATE_PREFETCH", "late", 1);
       if (old)
         setenv("KIMI_CUDA_STATE_KERNEL", "old", 1);
       else
@@ -63,14 +66,34 @@ void state_kernel_cases(Report& rep, bool quick) {
       unsetenv("KIMI_CUDA_STATE_KERNEL");
       unsetenv("KIMI_CUDA_STATE_WARPS");
       unsetenv("KIMI_CUDA_STATE_OWARPS");
+      unsetenv("KIMI_CUDA_STATE_PREFETCH");
     }
+  }
+  if (quick) return;
+  // A KIMI_CUDA_STATE_PREFETCH other than early or late is refused (paired walks read it).
+  {
+    const RecurrenceDims d{1, 64, 1, 64, 64, GateKind::kScalar, 0.125, 64};
+    const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 799));
+    setenv("KIMI_CUDA_STATE_OWARPS", "1", 1);
+    setenv("KIMI_CUDA_STATE_PREFETCH", "soon", 1);
+    bool refused = false;
+    try {
+      cuda_run<__nv_bfloat16>(pb, Form::kChunk, false);
+    } catch (const std::exception&) {
+      refused = true;
+    }
+    unsetenv("KIMI_CUDA_STATE_OWARPS");
+    unsetenv("KIMI_CUDA_STATE_PREFETCH");
+    KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
+    rep.check_true("state KIMI_CUDA_STATE_PREFETCH=soon refused", refused);
   }
 }
 
 // The bf16 chunk backward with its F2 stage (states h_c and V') on the forward's tensor-core
 // state kernel in store mode (default; V tiles of 1, 2, 4, 8 warps by KIMI_CUDA_STATE_WARPS, and
 // 1, 2, 4 with partner warps storing h_c and V', KIMI_CUDA_STATE_OWARPS=fwd: every gradient equal
-// in bits to the same width unpaired, "~wN") and on
+// in bits to the same width unpaired, "~wN"; "l" the same with KIMI_CUDA_STATE_PREFETCH=late)
+// and on
 // the WMMA TF32 walk it replaces (KIMI_CUDA_BWD_STATE_KERNEL=old): every gradient against the
 // CPU oracle, and the new path against the old one ("new~old"). Odd shapes: T not a multiple
 // of the chunk, V tails (a warp half past V, idle warps), K < the padded head size, one whole
@@ -103,9 +126,11 @@ void bwd_state_cases(Report& rep, bool quick) {
                   c.states ? "" : " no h0/dht", c.want_dh0 ? "" : " no dh0");
     compare(rep, std::string("bwd state old ") + base, old, ref, kTolBf16, kTolBf16);
     Result unpaired[5];  // by warps a block (1, 2, 4)
-    for (const char* variant : {"auto", "1", "2", "4", "8", "1o", "2o", "4o"}) {
+    for (const char* variant : {"auto", "1", "2", "4", "8", "1o", "2o", "4o", "1l", "2l", "4l"}) {
       const std::string v = variant;
-      const bool fixed = v != "auto", ow = fixed && v.back() == 'o';  // not "auto"'s o
+      const bool fixed = v != "auto", late = v.back() == 'l';
+      const bool ow = fixed && (v.back() == 'o' || late);  // not "auto"'s o
+      if (late) setenv("KIMI_CUDA_STATE_PREFETCH", "late", 1);
       // "fwd": partners in F2 only, so the gradients can equal the unpaired run's in bits (B1's
       // partners sum in another order: bwd_dh_cases checks them).
       if (fixed) {
@@ -115,6 +140,7 @@ void bwd_state_cases(Report& rep, bool quick) {
       const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true, c.want_dh0);
       unsetenv("KIMI_CUDA_STATE_WARPS");
       unsetenv("KIMI_CUDA_STATE_OWARPS");
+      unsetenv("KIMI_CUDA_STATE_PREFETCH");
       const std::string tag = std::string("bwd state ") + (fixed ? "w" : "") + v + " " + base;
       compare(rep, tag, got, ref, kTolBf16, kTolBf16);
       if (!fixed) compare(rep, tag + " new~old", got, old, kTolBf16, kTolBf16);

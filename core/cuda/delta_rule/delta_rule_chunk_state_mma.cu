@@ -26,6 +26,10 @@
 // chain warp would have written), taking the stores off the chain. KIMI_CUDA_STATE_OWARPS=0|1
 // fixes the choice for both modes and the backward's B1 walk; =fwd for these two only, whose
 // paired results equal the unpaired ones in bits (B1's partners sum in another order).
+// KIMI_CUDA_STATE_PREFETCH=late (paired walks only; default early) issues chunk c+1's cp.async
+// after chunk c's top barrier instead of before it, so a stage's refill is ordered after its
+// last reads by two block barriers rather than one: an experiment for racecheck's intermittent
+// report on the paired walk (notes/gpu.md, session 25), which the CUDA model says is ordered.
 // Store mode (kStore, the chunk backward's F2 stage, launch_state_mma_store): no O; the state
 // before each chunk, h_c, and V' are written out in bf16 (the [B*H][NC][K][V] and [B,T,H,V]
 // buffers the backward's B stages read), through the same per-warp staging tile as O; Gq and
@@ -83,10 +87,11 @@ struct StoreOut {
 // kNoW: the gated linear recurrence (no delta rule, linear_recurrence_chunk.cuh): V' = U = v, so
 // the W rows are neither loaded nor multiplied (in.W unused, in.U = v); in store mode (its
 // backward's F2) only h_c is written, V' being v itself.
-template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>
+template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false, bool kLate = false>
 __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
     chunk_state_mma_kernel(Params<bf16> p, ChunkDims cd, ChunkBuffers<bf16> in, StoreOut so) {
   static_assert(!(kNoW && kOW), "the linear recurrence's walks have no partner warps");
+  static_assert(!kLate || kOW, "the late prefetch is an experiment on the paired walks");
   using Lay = StateMmaLayout<kD, kNW, kStore, kOW>;
   constexpr int BV = Lay::BV, ldk = Lay::ldk, ldu = Lay::ldu, lda = Lay::lda, ldo = Lay::ldo;
   constexpr int kKT = kD / 8;  // n-tiles of S^T (8 state rows k each)
@@ -150,10 +155,17 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
   load(0, 0);
   cp_commit();
   for (int c = 0; c < cd.NC; ++c) {
-    if (c + 1 < cd.NC) load(c + 1, (c + 1) & 1);  // that stage was released by the last sync
-    cp_commit();                                  // (an empty group on the last chunk)
-    cp_wait_all_but_one();
-    __syncthreads();  // chunk c's stage is complete for every thread
+    if constexpr (kLate) {
+      cp_wait_all();
+      __syncthreads();  // chunk c's stage is complete; chunk c - 1's reads are all done
+      if (c + 1 < cd.NC) load(c + 1, (c + 1) & 1);
+      cp_commit();
+    } else {
+      if (c + 1 < cd.NC) load(c + 1, (c + 1) & 1);  // that stage was released by the last sync
+      cp_commit();                                  // (an empty group on the last chunk)
+      cp_wait_all_but_one();
+      __syncthreads();  // chunk c's stage is complete for every thread
+    }
     const unsigned char* base = smem_mma + (c & 1) * Lay::kStage;
     const bf16* sW = reinterpret_cast<const bf16*>(base + Lay::kW);
     const bf16* sKd = reinterpret_cast<const bf16*>(base + Lay::kKd);
@@ -249,17 +261,36 @@ __global__ void __launch_bounds__(32 * kNW * (kOW ? 2 : 1), 1)
   if (!kStore && p.ht && active && !o_warp) store_state_t(s, p.ht, state0, vw, p.K, p.V, lane);
 }
 
-template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false>
+template <int kD, int kNW, bool kStore, bool kOW, bool kNoW = false, bool kLate = false>
 void launch_mma_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
                    StoreOut so, cudaStream_t stream) {
   using Lay = StateMmaLayout<kD, kNW, kStore, kOW>;
+  const auto kernel = chunk_state_mma_kernel<kD, kNW, kStore, kOW, kNoW, kLate>;
   KIMI_CUDA_REQUIRE(Lay::kBytes <= max_smem_optin(), "chunk delta rule (mma): shared memory");
-  KIMI_CUDA_CHECK(cudaFuncSetAttribute(chunk_state_mma_kernel<kD, kNW, kStore, kOW, kNoW>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
+  KIMI_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Lay::kBytes));
   const dim3 grid(unsigned(ceil_div(p.V, Lay::BV)), unsigned(p.B * p.H));
-  chunk_state_mma_kernel<kD, kNW, kStore, kOW, kNoW>
-      <<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, so);
+  kernel<<<grid, Lay::kThreads, Lay::kBytes, stream>>>(p, cd, buf, so);
   KIMI_CUDA_CHECK_LAUNCH();
+}
+
+// KIMI_CUDA_STATE_PREFETCH: early (default) or late (see the top of this file); read at every
+// call (tests), anything else refused.
+bool late_prefetch() {
+  const char* e = std::getenv("KIMI_CUDA_STATE_PREFETCH");
+  const std::string_view v = e ? e : "";
+  KIMI_CUDA_REQUIRE(v.empty() || v == "early" || v == "late",
+                    "KIMI_CUDA_STATE_PREFETCH must be early or late");
+  return v == "late";
+}
+
+// A paired walk of kNW chain warps, with the prefetch order late_prefetch() picks.
+template <int kD, int kNW, bool kStore>
+void launch_paired_as(const Params<bf16>& p, const ChunkDims& cd, const ChunkBuffers<bf16>& buf,
+                      StoreOut so, cudaStream_t stream) {
+  if (late_prefetch())
+    return launch_mma_as<kD, kNW, kStore, true, false, true>(p, cd, buf, so, stream);
+  launch_mma_as<kD, kNW, kStore, true>(p, cd, buf, so, stream);
 }
 
 // The linear recurrence's walk: no partner warps (its chain is two products, not three).
@@ -289,16 +320,21 @@ void launch_mma_linear_store_d(int warps, const Params<bf16>& p, const ChunkDims
 template <int kD, bool kStore, bool kOW = false>
 void launch_mma_d(int warps, const Params<bf16>& p, const ChunkDims& cd,
                   const ChunkBuffers<bf16>& buf, StoreOut so, cudaStream_t stream) {
-  switch (warps) {
-    case 8:
-      if constexpr (kOW)  // state_mma_owarps never pairs 8 warps
+  if constexpr (kOW) {
+    switch (warps) {
+      case 8:  // state_mma_owarps never pairs 8 warps
         KIMI_CUDA_REQUIRE(false, "chunk delta rule (mma): O warps with 8 chain warps");
-      else
-        return launch_mma_as<kD, 8, kStore, kOW>(p, cd, buf, so, stream);
-      return;
-    case 4: return launch_mma_as<kD, 4, kStore, kOW>(p, cd, buf, so, stream);
-    case 2: return launch_mma_as<kD, 2, kStore, kOW>(p, cd, buf, so, stream);
-    default: return launch_mma_as<kD, 1, kStore, kOW>(p, cd, buf, so, stream);
+        return;
+      case 4: return launch_paired_as<kD, 4, kStore>(p, cd, buf, so, stream);
+      case 2: return launch_paired_as<kD, 2, kStore>(p, cd, buf, so, stream);
+      default: return launch_paired_as<kD, 1, kStore>(p, cd, buf, so, stream);
+    }
+  }
+  switch (warps) {
+    case 8: return launch_mma_as<kD, 8, kStore, false>(p, cd, buf, so, stream);
+    case 4: return launch_mma_as<kD, 4, kStore, false>(p, cd, buf, so, stream);
+    case 2: return launch_mma_as<kD, 2, kStore, false>(p, cd, buf, so, stream);
+    default: return launch_mma_as<kD, 1, kStore, false>(p, cd, buf, so, stream);
   }
 }
 
