@@ -14,7 +14,7 @@ namespace kimi::cuda_bench {
 // (KIMI_CUDA_LR_FUSED=1, scalar rows; '-' for the per-channel one), "2-kernel" the intra kernel +
 // the walk (=0), "old" the scan + output kernels they replaced (KIMI_CUDA_LR_KERNEL=old).
 // "fwd+bwd" the default (the backward on the delta rule's tensor-core stages for a scalar gate),
-// "old bwd" the same forward with the fp32 scans + grad kernel (KIMI_CUDA_LR_BWD_KERNEL=old).
+// "+old bwd" the same forward + the fp32 scans and grad kernel (KIMI_CUDA_LR_BWD_KERNEL=old).
 void bench_linear(int reps) {
   using T = __nv_bfloat16;
   using cuda_test::ScopedEnv;
@@ -27,8 +27,8 @@ void bench_linear(int reps) {
   Dev<T> v(uniform(NT * H * V, 23, -1, 1)), dout(uniform(NT * H * V, 24, -1, 1));
   Dev<T> gs(uniform(NT * H, 25, -0.2, -0.001)), gc(uniform(NT * H * K, 26, -0.2, -0.001));
   Dev<T> o(NT * H * V), gq(NT * H * K), gk(NT * H * K), gv(NT * H * V), gg(NT * H * K);
-  std::printf("%8s %6s %8s %8s %9s %11s %8s %11s %11s %8s\n", "T", "B", "gate", "fwd ms",
-              "fused ms", "2-kernel ms", "old ms", "fwd+bwd ms", "old bwd ms", "M tok/s");
+  std::printf("%8s %6s %8s %8s %9s %11s %8s %11s %12s %8s\n", "T", "B", "gate", "fwd ms",
+              "fused ms", "2-kernel ms", "old ms", "fwd+bwd ms", "+old bwd ms", "M tok/s");
   for (int64_t seq : {2048, 8192, 32768, -8192}) {
     const bool channel = seq < 0;
     if (channel) seq = -seq;
@@ -62,8 +62,8 @@ void bench_linear(int reps) {
         kc::linear_recurrence_chunk_fwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, o.ptr(),
                                            nullptr, kc::stream());
         kc::linear_recurrence_chunk_bwd<T>(d, q.ptr(), k.ptr(), v.ptr(), g, nullptr, dout.ptr(),
-                                           nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(),
-                                           nullptr, kc::stream());
+                                           nullptr, gq.ptr(), gk.ptr(), gv.ptr(), gg.ptr(), nullptr,
+                                           kc::stream());
       });
     };
     const double tot = train_ms();
@@ -74,7 +74,7 @@ void bench_linear(int reps) {
     }
     char fused_s[16] = "-";
     if (fused >= 0) std::snprintf(fused_s, sizeof fused_s, "%.3f", fused);
-    std::printf("%8ld %6ld %8s %8.3f %9s %11.3f %8.3f %11.3f %11.3f %8.2f\n", long(seq), long(B),
+    std::printf("%8ld %6ld %8s %8.3f %9s %11.3f %8.3f %11.3f %12.3f %8.2f\n", long(seq), long(B),
                 channel ? "channel" : "scalar", fwd, fused_s, two, old, tot, old_bwd,
                 NT / (tot * 1e-3) / 1e6);
   }

@@ -120,6 +120,21 @@ void linear_chunk_cases(Report& rep, bool quick) {
       old = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
     }
     compare(rep, tag + " bf16 old", old, ref, kTolBf16, kTolBf16);
+    // The backward on tensor cores (scalar gate or none; lr_bwd_mma) against the fp32 scans +
+    // grad kernel on the same (tensor-core) intra kernel, KIMI_CUDA_LR_BWD_KERNEL=old alone:
+    // "bwd new~old" within the bf16 tolerances, and "bwd new ran": dq differs in bits, so the
+    // default did not fall back.
+    if (c.gate != GateKind::kPerChannel) {
+      Result old_bwd;
+      {
+        const ScopedEnv env("KIMI_CUDA_LR_BWD_KERNEL", "old");
+        old_bwd = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+      }
+      const Result got = cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
+      compare(rep, tag + " bwd old", old_bwd, ref, kTolBf16, kTolBf16);
+      compare(rep, tag + " bwd new~old", got, old_bwd, kTolBf16, kTolBf16);
+      rep.check_true(tag + " bwd new ran", got.dq != old_bwd.dq);
+    }
     // "two": the intra kernel + the walk (KIMI_CUDA_LR_FUSED=0); "fused": the one-kernel walk
     // (=1; scalar gate or none); "auto": the default rule between them.
     Result two;
@@ -133,9 +148,6 @@ void linear_chunk_cases(Report& rep, bool quick) {
       compare(rep, t, got, ref, kTolBf16, kTolBf16);
       compare(rep, t + " new~old", got, old, kTolBf16, kTolBf16);
       rep.check_true(t + " new ran", got.o != old.o);
-      // The backward on tensor cores (scalar gate or none; lr_bwd_mma): its dq differs in bits
-      // from the old grad kernel's, so the default did not fall back.
-      if (c.gate != GateKind::kPerChannel) rep.check_true(t + " bwd new ran", got.dq != old.dq);
       if (v == "two") two = got;
       if (v == "fused" && c.gate == GateKind::kScalar)
         rep.check_true(t + " fused ran", got.o != two.o);
@@ -299,7 +311,8 @@ int main(int argc, char** argv) {
   if (intra_only) run("intra", [&] { intra_kernel_cases(rep, quick); });
   if (bwd_dh_only) run("bwd dh", [&] { bwd_dh_cases(rep, quick); });
   if (bwd_wy_only) run("bwd wy/gram", [&] { bwd_wy_gram_cases(rep, quick); });
-  if (linear_only) run("linear", [&] {
+  if (linear_only)
+    run("linear", [&] {
       linear_chunk_cases(rep, quick);
       linear_bwd_env_refused(rep);
     });

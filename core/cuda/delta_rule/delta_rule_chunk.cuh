@@ -198,7 +198,8 @@ bool launch_bwd_dh_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                        const float* dht, __nv_bfloat16* dh, __nv_bfloat16* dvp, float* dh0,
                        cudaStream_t stream);
 // The linear recurrence's B1 (no W): dh_c, and dV' = A_qk^T dO + Kd dh_c, which is dv itself;
-// dS <- diag(exp(G_last)) dS + Gq^T dO. Same layouts and conditions as launch_state_mma_store_linear.
+// dS <- diag(exp(G_last)) dS + Gq^T dO. Same layouts and conditions as
+// launch_state_mma_store_linear.
 void launch_bwd_dh_mma_linear(const Params<__nv_bfloat16>& p, const ChunkDims& cd,
                               const ChunkBuffers<__nv_bfloat16>& buf, const __nv_bfloat16* do_,
                               const float* dht, __nv_bfloat16* dh, __nv_bfloat16* dv, float* dh0,

@@ -297,8 +297,9 @@ void launch_gram_row_block(const Params<Tb>& p, const ChunkDims& cd, const BwdBu
 
 void launch_gram_row_block_linear(const Params<Tb>& p, const ChunkDims& cd,
                                   const BwdBuffers<Tb>& bw, cudaStream_t stream) {
-  KIMI_CUDA_REQUIRE(p.gate != GateKind::kPerChannel && use_prefetch(p),
-                    "B4 row block kernel (linear): scalar gate or none, bf16 rows of whole vectors");
+  KIMI_CUDA_REQUIRE(
+      p.gate != GateKind::kPerChannel && use_prefetch(p),
+      "B4 row block kernel (linear): scalar gate or none, bf16 rows of whole vectors");
   if (cd.D == 64) return launch_row_block_as<64, true>(p, cd, bw, stream);
   launch_row_block_as<128, true>(p, cd, bw, stream);
 }

@@ -2,7 +2,9 @@
 // linear_recurrence_chunk_bwd (stages at the top of linear_recurrence_chunk.cuh):
 //   intra (the forward's) -> scan forwards (h_c) -> scan backwards (dh_c, dh0) -> grad.
 // bf16 rows of whole vectors with a scalar gate or none run on tensor cores instead (lr_bwd_mma
-// below; KIMI_CUDA_LR_BWD_KERNEL=old, or KIMI_CUDA_LR_KERNEL=old, keeps these kernels).
+// below; KIMI_CUDA_LR_BWD_KERNEL=old, or KIMI_CUDA_LR_KERNEL=old, keeps these kernels; =new is
+// the default, which other inputs do not take). The delta rule's per-stage switches
+// (KIMI_CUDA_BWD_*_KERNEL) do not apply here.
 // The grad kernel, one block per (chunk, batch*head), in two phases over the same shared
 // memory: (1) V streamed in 32-column tiles: dV = A_qk^T dO + Kd dh_c (stored per tile), and the
 // sums dGq = dO h_c^T, dKd = V dh_c^T, dA = dO V^T, deL = rowsum(dh_c o h_c) kept in shared
@@ -208,9 +210,9 @@ bool lr_bwd_tensor_core(const Params<__nv_bfloat16>& p) {
   return lr_tensor_core(p) && p.gate != GateKind::kPerChannel && v != "old";
 }
 
-void lr_bwd_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd, const float* dht,
-                float* dh0, const __nv_bfloat16* do_, __nv_bfloat16* dq, __nv_bfloat16* dk,
-                __nv_bfloat16* dv, __nv_bfloat16* dg, cudaStream_t stream) {
+void lr_bwd_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd, const float* dht, float* dh0,
+                const __nv_bfloat16* do_, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                __nv_bfloat16* dg, cudaStream_t stream) {
   using Tb = __nv_bfloat16;
   const int64_t BTH = int64_t(p.B) * p.T * p.H, items = int64_t(p.B) * p.H * cd.NC;
   Buffer Gq(size_t(BTH * p.K) * sizeof(Tb)), Kd(size_t(BTH * p.K) * sizeof(Tb));
@@ -220,8 +222,8 @@ void lr_bwd_mma(const Params<__nv_bfloat16>& p, const ChunkDims& cd, const float
   Buffer dGq(ws_bytes), dKd(ws_bytes);
   Buffer dA(size_t(items * kC * kC) * sizeof(float)), deL(size_t(items * cd.D) * sizeof(float));
   const LrBuffers<Tb> buf{Gq.as<Tb>(), Kd.as<Tb>(), A.as<float>(), EgL.as<float>()};
-  const detail::chunk::ChunkBuffers<Tb> cb{nullptr,        const_cast<Tb*>(p.v), buf.Gq, buf.Kd,
-                                           buf.Aqk,        buf.EgL};
+  const detail::chunk::ChunkBuffers<Tb> cb{nullptr, const_cast<Tb*>(p.v), buf.Gq, buf.Kd, buf.Aqk,
+                                           buf.EgL};
   launch_lr_intra_any(p, cd, buf, stream);
   detail::chunk::launch_state_mma_store_linear(p, cd, cb, hb.as<Tb>(), stream);
   detail::chunk::launch_bwd_dh_mma_linear(p, cd, cb, do_, dht, dhb.as<Tb>(), dv, dh0, stream);
