@@ -1,6 +1,8 @@
-// CPU copies of views and the leading-dims sum: a permuted view made contiguous moves every
-// element's bits (int64 past 2^53, bf16), a narrowed one too; sum over leading dims (the
-// broadcast-gradient reduction) equals a plain double sum, for sizes below and above one group.
+// CPU copies of views, the leading-dims sum and broadcasting binary ops: a permuted view made
+// contiguous moves every element's bits (int64 past 2^53, bf16), a narrowed one too; sum over
+// leading dims (the broadcast-gradient reduction) equals a plain double sum, for sizes below and
+// above one group; binary ops on permuted, broadcast and narrowed operands equal the op taken
+// element by element.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -46,6 +48,51 @@ TEST(CpuSum, LeadingDimsEqualAPlainDoubleSum) {
       for (int64_t r = 0; r < M; ++r) want += v[static_cast<size_t>(r * C + c)];
       EXPECT_NEAR(got[c], want, 1e-6 * std::abs(want)) << shape_str(s) << " column " << c;
     }
+  }
+}
+
+TEST(CpuBinary, BroadcastAndStridedOperandsAgainstElementByElement) {
+  // a [2, 3, 4, 5] permuted from [4, 2, 5, 3]; b broadcast from [3, 1, 5] and [1] and a
+  // narrowed view: every op, every element against the value computed from the two indices.
+  std::vector<float> av(4 * 2 * 5 * 3), bv(3 * 5), cv(2 * 3 * 4 * 7);
+  for (size_t i = 0; i < av.size(); ++i) av[i] = 0.5f + static_cast<float>(i % 17) * 0.25f;
+  for (size_t i = 0; i < bv.size(); ++i) bv[i] = 1.0f + static_cast<float>(i) * 0.125f;
+  for (size_t i = 0; i < cv.size(); ++i) cv[i] = 2.0f - static_cast<float>(i % 11) * 0.0625f;
+  const Tensor a = Tensor::from_vector(av, {4, 2, 5, 3}).permute({1, 3, 0, 2});  // [2, 3, 4, 5]
+  const Tensor b = Tensor::from_vector(bv, {3, 1, 5});
+  const Tensor c = Tensor::from_vector(cv, {2, 3, 4, 7}).narrow(3, 1, 5);
+  const Tensor one = Tensor::from_vector(std::vector<float>{3.0f}, {1});
+  auto A = [&](int64_t i, int64_t j, int64_t k, int64_t l) {
+    return av[((k * 2 + i) * 5 + l) * 3 + j];
+  };
+  auto B = [&](int64_t, int64_t j, int64_t, int64_t l) { return bv[j * 5 + l]; };
+  auto C = [&](int64_t i, int64_t j, int64_t k, int64_t l) {
+    return cv[((i * 3 + j) * 4 + k) * 7 + 1 + l];
+  };
+  struct Case {
+    Tensor got;
+    float (*f)(float, float);
+    bool use_c, use_one;
+  };
+  const Case cases[] = {
+      {add(a, b), [](float x, float y) { return x + y; }, false, false},
+      {sub(b, a), [](float x, float y) { return y - x; }, false, false},
+      {mul(a, c), [](float x, float y) { return x * y; }, true, false},
+      {div(c, a), [](float x, float y) { return y / x; }, true, false},
+      {maximum(a, b), [](float x, float y) { return x >= y ? x : y; }, false, false},
+      {mul(a, one), [](float x, float y) { return x * y; }, false, true},
+  };
+  for (const Case& cs : cases) {
+    ASSERT_EQ(cs.got.shape(), (Shape{2, 3, 4, 5}));
+    const std::vector<float> g = cs.got.to_vector<float>();
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < 3; ++j)
+        for (int64_t k = 0; k < 4; ++k)
+          for (int64_t l = 0; l < 5; ++l) {
+            const float y = cs.use_one ? 3.0f : cs.use_c ? C(i, j, k, l) : B(i, j, k, l);
+            ASSERT_EQ(g[((i * 3 + j) * 4 + k) * 5 + l], cs.f(A(i, j, k, l), y))
+                << i << " " << j << " " << k << " " << l;
+          }
   }
 }
 

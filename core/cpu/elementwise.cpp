@@ -12,6 +12,43 @@
 namespace kimi {
 namespace {
 
+// Calls f with the op of `kind` as a functor, so that each loop below is compiled per op (a
+// switch per element kept them scalar).
+template <class T, class F>
+void with_binary_op(BinaryKind kind, F&& f) {
+  switch (kind) {
+    case BinaryKind::kAdd: return f([](T x, T y) { return x + y; });
+    case BinaryKind::kSub: return f([](T x, T y) { return x - y; });
+    case BinaryKind::kMul: return f([](T x, T y) { return x * y; });
+    case BinaryKind::kDiv: return f([](T x, T y) { return x / y; });
+    case BinaryKind::kMax: return f([](T x, T y) { return x >= y ? x : y; });
+  }
+}
+
+// The output's dims with both operands' strides, adjacent dims merged where every operand
+// steps through them as one (a [B, T, D] * [D] product is rows of D over B T rows).
+struct BroadcastDims {
+  std::vector<int64_t> shape, sa, sb;
+};
+BroadcastDims coalesce(const Shape& shape, const std::vector<int64_t>& sa,
+                       const std::vector<int64_t>& sb) {
+  BroadcastDims d;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;  // a size-1 dim moves no operand
+    if (!d.shape.empty() && d.sa.back() == sa[i] * shape[i] && d.sb.back() == sb[i] * shape[i]) {
+      d.shape.back() *= shape[i];
+      d.sa.back() = sa[i];
+      d.sb.back() = sb[i];
+      continue;
+    }
+    d.shape.push_back(shape[i]);
+    d.sa.push_back(sa[i]);
+    d.sb.push_back(sb[i]);
+  }
+  if (d.shape.empty()) d = {{1}, {0}, {0}};
+  return d;
+}
+
 Tensor binary(BinaryKind kind, const Tensor& a, const Tensor& b, const Shape& shape,
               const char* name) {
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
@@ -22,17 +59,36 @@ Tensor binary(BinaryKind kind, const Tensor& a, const Tensor& b, const Shape& sh
     const T* pa = static_cast<const T*>(a.storage()->data) + a.offset();
     const T* pb = static_cast<const T*>(b.storage()->data) + b.offset();
     const int64_t n = out.numel();
-    if (ae.is_contiguous() && be.is_contiguous()) {
+    if (n == 0) return;
+    const BroadcastDims d = coalesce(shape, ae.strides(), be.strides());
+    const int64_t nd = static_cast<int64_t>(d.shape.size()), m = d.shape[nd - 1];
+    const int64_t ia = d.sa[nd - 1], ib = d.sb[nd - 1], rows = n / m;
+    with_binary_op<T>(kind, [&](auto op) {
+    // Rows of the last (merged) dim, in parallel; each row's operand offsets from its index.
 #pragma omp parallel for if (n > 65536) schedule(static)
-      for (int64_t i = 0; i < n; ++i) o[i] = cpu::binary_value(kind, pa[i], pb[i]);
-      return;
-    }
-    int64_t row = 0;
-    cpu::for_each_row<2>(shape, {&ae.strides(), &be.strides()}, [&](auto offs, int64_t m, auto in) {
-      T* orow = o + row;
-      for (int64_t j = 0; j < m; ++j)
-        orow[j] = cpu::binary_value(kind, pa[offs[0] + j * in[0]], pb[offs[1] + j * in[1]]);
-      row += m;
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t rem = r, oa = 0, ob = 0;
+        for (int64_t k = nd - 2; k >= 0; --k) {
+          const int64_t i = rem % d.shape[k];
+          rem /= d.shape[k];
+          oa += i * d.sa[k];
+          ob += i * d.sb[k];
+        }
+        T* orow = o + r * m;
+        const T* ar = pa + oa;
+        const T* br = pb + ob;
+        if (ia == 1 && ib == 1) {
+          for (int64_t j = 0; j < m; ++j) orow[j] = op(ar[j], br[j]);
+        } else if (ia == 1 && ib == 0) {
+          const T y = br[0];
+          for (int64_t j = 0; j < m; ++j) orow[j] = op(ar[j], y);
+        } else if (ia == 0 && ib == 1) {
+          const T x = ar[0];
+          for (int64_t j = 0; j < m; ++j) orow[j] = op(x, br[j]);
+        } else {
+          for (int64_t j = 0; j < m; ++j) orow[j] = op(ar[j * ia], br[j * ib]);
+        }
+      }
     });
   });
   return out;
