@@ -129,18 +129,19 @@ void unary_bwd_block(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy
   }
 }
 
+// f(first, count) over [0, n) in blocks of kSimdBlock, the blocks in parallel.
+template <class F>
+void for_simd_blocks(int64_t n, F&& f) {
+  const int64_t blocks = (n + kSimdBlock - 1) / kSimdBlock;
+#pragma omp parallel for if (blocks > 4) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kSimdBlock, std::min(kSimdBlock, n - b * kSimdBlock));
+}
+
 template <class T>
 void unary_fwd(UnaryKind k, int64_t n, const T* x, T* y, double p) {
   if constexpr (std::is_floating_point_v<T>) {
-    if (unary_simd_kind(k)) {
-      const int64_t blocks = (n + kSimdBlock - 1) / kSimdBlock;
-#pragma omp parallel for if (blocks > 4) schedule(static)
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t i = b * kSimdBlock;
-        unary_fwd_block(k, std::min(kSimdBlock, n - i), x + i, y + i);
-      }
-      return;
-    }
+    if (unary_simd_kind(k))
+      return for_simd_blocks(n, [&](int64_t i, int64_t m) { unary_fwd_block(k, m, x + i, y + i); });
   }
 #pragma omp parallel for if (n > 65536) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = unary_value(k, x[i], p);
@@ -150,15 +151,9 @@ void unary_fwd(UnaryKind k, int64_t n, const T* x, T* y, double p) {
 template <class T>
 void unary_bwd(UnaryKind k, int64_t n, const T* x, const T* y, const T* dy, T* dx, double p) {
   if constexpr (std::is_floating_point_v<T>) {
-    if (unary_simd_kind(k)) {
-      const int64_t blocks = (n + kSimdBlock - 1) / kSimdBlock;
-#pragma omp parallel for if (blocks > 4) schedule(static)
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t i = b * kSimdBlock;
-        unary_bwd_block(k, std::min(kSimdBlock, n - i), x + i, y + i, dy + i, dx + i);
-      }
-      return;
-    }
+    if (unary_simd_kind(k))
+      return for_simd_blocks(
+          n, [&](int64_t i, int64_t m) { unary_bwd_block(k, m, x + i, y + i, dy + i, dx + i); });
   }
 #pragma omp parallel for if (n > 65536) schedule(static)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(k, x[i], y[i], p);
