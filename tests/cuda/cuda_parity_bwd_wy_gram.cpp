@@ -150,16 +150,8 @@ void bwd_wy_gram_cases(Report& rep, bool quick) {
   {
     const RecurrenceDims d{1, 64, 1, 64, 64, GateKind::kScalar, 0.125, 64};
     const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 1599, 1.0));
-    setenv("KIMI_CUDA_GRAM_ROW", "on", 1);
-    bool refused = false;
-    try {
-      cuda_run<__nv_bfloat16>(pb, Form::kChunk, true);
-    } catch (const std::invalid_argument&) {
-      refused = true;
-    }
-    unsetenv("KIMI_CUDA_GRAM_ROW");
-    KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));  // the launches before the refusal
-    rep.check_true("bwd gram KIMI_CUDA_GRAM_ROW=on refused", refused);
+    const ScopedEnv bad("KIMI_CUDA_GRAM_ROW", "on");
+    rep.check_true("bwd gram KIMI_CUDA_GRAM_ROW=on refused", chunk_run_refused(pb, true));
   }
 }
 

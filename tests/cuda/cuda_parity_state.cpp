@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <string>
 
 #include "tests/cuda/recurrence_parity.h"
@@ -74,18 +73,8 @@ void state_kernel_cases(Report& rep, bool quick) {
   {
     const RecurrenceDims d{1, 64, 1, 64, 64, GateKind::kScalar, 0.125, 64};
     const Problem pb = as_type<__nv_bfloat16>(random_problem(d, true, 799));
-    setenv("KIMI_CUDA_STATE_OWARPS", "1", 1);
-    setenv("KIMI_CUDA_STATE_PREFETCH", "soon", 1);
-    bool refused = false;
-    try {
-      cuda_run<__nv_bfloat16>(pb, Form::kChunk, false);
-    } catch (const std::exception&) {
-      refused = true;
-    }
-    unsetenv("KIMI_CUDA_STATE_OWARPS");
-    unsetenv("KIMI_CUDA_STATE_PREFETCH");
-    KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
-    rep.check_true("state KIMI_CUDA_STATE_PREFETCH=soon refused", refused);
+    const ScopedEnv pairs("KIMI_CUDA_STATE_OWARPS", "1"), bad("KIMI_CUDA_STATE_PREFETCH", "soon");
+    rep.check_true("state KIMI_CUDA_STATE_PREFETCH=soon refused", chunk_run_refused(pb, false));
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -145,6 +146,20 @@ inline void compare(Report& rep, const std::string& what, const Result& got, con
   if (!ref.dg.empty()) rep.check(what, "dg", rel_err(got.dg, ref.dg), tol_grad);
   if (!ref.dbeta.empty()) rep.check(what, "dbeta", rel_err(got.dbeta, ref.dbeta), tol_grad);
   if (!got.dh0.empty()) rep.check(what, "dh0", rel_err(got.dh0, ref.dh0), tol_grad);
+}
+
+// Whether the bf16 chunk form of `p` (with the backward or not) is refused with an exception, as
+// a setting's bad value must be (never taken as one of its valid values); the launches before
+// the refusal are waited for.
+inline bool chunk_run_refused(const Problem& p, bool backward) {
+  bool refused = false;
+  try {
+    cuda_run<__nv_bfloat16>(p, Form::kChunk, backward);
+  } catch (const std::exception&) {
+    refused = true;
+  }
+  KIMI_CUDA_CHECK(cudaStreamSynchronize(kc::stream()));
+  return refused;
 }
 
 inline std::string dims_str(const RecurrenceDims& d) {
