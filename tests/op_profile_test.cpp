@@ -67,6 +67,38 @@ TEST(OpProfile, SpansOfAForwardBackwardAndStep) {
   EXPECT_EQ(find(again, "linear", "forward")->calls, 2);
 }
 
+TEST(OpProfile, ACopyInsideAnOpIsItsOwnSpanNotASecondCall) {
+  // exp of a transposed view: the CPU kernel makes the input contiguous inside the op. The copy
+  // is one "contiguous" call, and exp stays one call (its span resumes after the copy).
+  Tensor x = Tensor::full({4, 3}, 0.5).transpose(0, 1);
+  profile::OpProfiler prof;
+  Tensor y = exp(x);
+  const std::vector<profile::OpTime> rows = prof.finish();
+  const auto* e = find(rows, "exp", "forward");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->calls, 1);
+  const auto* c = find(rows, "contiguous", "forward");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->calls, 1);
+  // The span after a copy is the one it interrupted; inside a backward a copy is no span.
+  profile::OpProfiler again;
+  profile::mark_op("outer");
+  {
+    const profile::CopyScope copy("contiguous");
+    EXPECT_EQ(profile::current_span(), "contiguous/forward");
+  }
+  EXPECT_EQ(profile::current_span(), "outer/forward");
+  {
+    const profile::BackwardScope node("linear");
+    const profile::CopyScope copy("contiguous");
+    EXPECT_EQ(profile::current_span(), "linear/backward");
+  }
+  EXPECT_EQ(profile::current_span(), "(outside ops)/-");
+  const std::vector<profile::OpTime> more = again.finish();
+  EXPECT_EQ(find(more, "outer", "forward")->calls, 1);
+  EXPECT_EQ(profile::current_span(), "");
+}
+
 TEST(OpProfile, OffOutsideItsLifeAndOnePerThread) {
   Tensor x = Tensor::full({2, 2}, 1.0);
   Tensor before = sum(x);  // no profiler: nothing to record, nothing fails

@@ -133,12 +133,12 @@ TrainLoop::StepStats TrainLoop::train_step(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
   const StepOutcome o =
       step_model(s_, step, schedule_, [this](const std::string& what) { fail(what); });
-  if (prof) record_profile(step + 1, prof->finish());
   StepStats st;
+  st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (prof) record_profile(step + 1, prof->finish());
   st.loss = o.loss;
   st.grad_norm = o.grad_norm;
   st.lr = o.lr;
-  st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.tok_s = static_cast<double>(o.rows * o.seq_len) / std::max(st.secs, 1e-9);
   lm_.add_step(o.rows * o.seq_len, o.seq_len);
   result_.final_loss = st.loss;

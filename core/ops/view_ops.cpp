@@ -178,7 +178,7 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
-  profile::mark_op("contiguous");  // a copy: its own span
+  const profile::CopyScope timed("contiguous");  // the op profiler's span, when one runs
   Tensor out = Tensor::empty(shape(), dtype(), device());
   out.copy_(*this);
   return record("contiguous", out, {*this},
@@ -188,7 +188,7 @@ Tensor Tensor::contiguous() const {
 // Device and dtype conversions: differentiable, the gradient converted back.
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
-  profile::mark_op("to_device");  // a copy: its own span
+  const profile::CopyScope timed("to_device");  // the op profiler's span, when one runs
   Tensor out = Tensor::empty(shape(), dtype(), dev);
   out.copy_(*this);
   if (requires_grad() && grad_enabled()) {
@@ -202,7 +202,7 @@ Tensor Tensor::to(Device dev) const {
 
 Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
-  profile::mark_op("to_dtype");  // a copy: its own span
+  const profile::CopyScope timed("to_dtype");  // the op profiler's span, when one runs
   Tensor out = Tensor::empty(shape(), t, device());
   out.copy_(*this);
   DType src = dtype();

@@ -26,15 +26,20 @@ OpProfiler::~OpProfiler() {
   if (t_active == this) t_active = nullptr;
 }
 
-void OpProfiler::open(const std::string& op, const char* pass) {
+namespace {
+OpTime& row_of(std::vector<OpTime>& rows, const std::string& op, const char* pass) {
+  auto row = std::find_if(rows.begin(), rows.end(),
+                          [&](const OpTime& r) { return r.op == op && r.pass == pass; });
+  if (row == rows.end()) row = rows.insert(rows.end(), OpTime{op, pass, 0, 0});
+  return *row;
+}
+}  // namespace
+
+void OpProfiler::open(const std::string& op, const char* pass, bool counted) {
   device_synchronize();
   const auto now = std::chrono::steady_clock::now();
-  const double ms = std::chrono::duration<double, std::milli>(now - t0_).count();
-  auto row = std::find_if(rows_.begin(), rows_.end(),
-                          [&](const OpTime& r) { return r.op == op_ && r.pass == pass_; });
-  if (row == rows_.end()) row = rows_.insert(rows_.end(), OpTime{op_, pass_, 0, 0});
-  row->calls += 1;
-  row->ms += ms;
+  row_of(rows_, op_, pass_).ms += std::chrono::duration<double, std::milli>(now - t0_).count();
+  if (counted) row_of(rows_, op, pass).calls += 1;
   op_ = op;
   pass_ = pass;
   t0_ = now;
@@ -45,7 +50,7 @@ std::vector<OpTime> OpProfiler::finish() {
     open(kOutside, "-");
     done_ = true;
     if (t_active == this) t_active = nullptr;
-    // The calls of "(outside ops)" count the gaps between ops, not calls: one row, no count.
+    // The calls of "(outside ops)" would count the gaps between ops, not calls: no count.
     for (OpTime& r : rows_)
       if (r.op == kOutside) r.calls = 0;
     std::stable_sort(rows_.begin(), rows_.end(),
@@ -58,6 +63,25 @@ void mark_op(const char* op, const char* pass) {
   OpProfiler* p = t_active;
   if (p == nullptr || p->depth_ > 0) return;
   p->open(op, pass);
+}
+
+std::string current_span() {
+  const OpProfiler* p = t_active;
+  return p == nullptr ? std::string() : p->op_ + "/" + p->pass_;
+}
+
+CopyScope::CopyScope(const char* what) {
+  OpProfiler* p = t_active;
+  if (p == nullptr || p->depth_ > 0) return;
+  on_ = true;
+  op_ = p->op_;
+  pass_ = p->pass_;
+  p->open(what, "forward");
+}
+
+CopyScope::~CopyScope() {
+  OpProfiler* p = t_active;
+  if (on_ && p != nullptr && p->depth_ == 0) p->open(op_, pass_, /*counted=*/false);
 }
 
 BackwardScope::BackwardScope(const std::string& node) {

@@ -2,9 +2,10 @@
 // tables it: while an OpProfiler is alive on a thread, each op's forward runs from its first
 // kernel dispatch (mark_op, called by kernels<F>() and the copying views) to the next op's, and
 // each autograd node's backward from its start to its end (BackwardScope, in run_backward; the
-// ops it runs inside count as its own). The device is synchronised at every boundary, so a span
-// is the op's kernels plus its launches; work outside any op (data, the optimizer's host side)
-// falls into "(outside ops)". Off, a boundary costs one thread-local load.
+// ops it runs inside count as its own), and each copy a view makes (CopyScope). The device is
+// synchronised at every boundary, so a span is the op's kernels plus its launches; work outside any
+// op (data, the optimizer's host side) falls into "(outside ops)". Off, a boundary costs one
+// thread-local load.
 #pragma once
 
 #include <chrono>
@@ -34,8 +35,12 @@ class OpProfiler {
 
  private:
   friend void mark_op(const char* op, const char* pass);
+  friend std::string current_span();
   friend class BackwardScope;
-  void open(const std::string& op, const char* pass);
+  friend class CopyScope;
+  // Closes the current span (its time to its row) and opens (op, pass); `counted`: a call of it
+  // (false when a span resumes after a copy inside it).
+  void open(const std::string& op, const char* pass, bool counted = true);
   std::vector<OpTime> rows_;
   std::string op_;
   const char* pass_ = "-";
@@ -48,6 +53,26 @@ class OpProfiler {
 // profiler is alive on this thread, or inside a backward). `pass`: "forward", or "step" for the
 // optimizer's kernels.
 void mark_op(const char* op, const char* pass = "forward");
+
+// The span open now on this thread ("op/pass"), "" without a profiler: what a later boundary
+// closes.
+std::string current_span();
+
+// A copy a view makes (contiguous, to(dtype), to(device)): its own span, after which the span
+// it interrupted resumes (a copy inside an op's kernel is counted apart from the op, not as a
+// second call of it).
+class CopyScope {
+ public:
+  explicit CopyScope(const char* what);
+  ~CopyScope();
+  CopyScope(const CopyScope&) = delete;
+  CopyScope& operator=(const CopyScope&) = delete;
+
+ private:
+  bool on_ = false;
+  std::string op_;
+  const char* pass_ = "-";
+};
 
 // One autograd node's backward.
 class BackwardScope {
