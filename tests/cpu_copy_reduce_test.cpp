@@ -51,6 +51,30 @@ TEST(CpuSum, LeadingDimsEqualAPlainDoubleSum) {
   }
 }
 
+TEST(CpuSum, MiddleDimsEqualAPlainDoubleSum) {
+  // [A, M1, M2, C] summed over the middle run (1, 2), and over (1) alone of a [A, M, C].
+  const Shape s{5, 3, 4, 6};
+  std::vector<float> v(5 * 3 * 4 * 6);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 31) % 97) / 13.0f;
+  const Tensor x = Tensor::from_vector(v, s);
+  const std::vector<float> got = sum(x, {1, 2}).to_vector<float>();
+  ASSERT_EQ(got.size(), 5u * 6u);
+  for (int64_t a = 0; a < 5; ++a)
+    for (int64_t c = 0; c < 6; ++c) {
+      double want = 0;
+      for (int64_t m = 0; m < 12; ++m) want += v[static_cast<size_t>((a * 12 + m) * 6 + c)];
+      EXPECT_NEAR(got[a * 6 + c], want, 1e-6 * std::abs(want)) << a << " " << c;
+    }
+  const std::vector<float> one = sum(x, {2}, /*keepdim=*/true).to_vector<float>();
+  ASSERT_EQ(one.size(), 5u * 3u * 6u);
+  for (int64_t r = 0; r < 15; ++r)
+    for (int64_t c = 0; c < 6; ++c) {
+      double want = 0;
+      for (int64_t m = 0; m < 4; ++m) want += v[static_cast<size_t>((r * 4 + m) * 6 + c)];
+      EXPECT_NEAR(one[r * 6 + c], want, 1e-6 * std::abs(want)) << r << " " << c;
+    }
+}
+
 TEST(CpuBinary, BroadcastAndStridedOperandsAgainstElementByElement) {
   // a [2, 3, 4, 5] permuted from [4, 2, 5, 3]; b broadcast from [3, 1, 5] and [1] and a
   // narrowed view: every op, every element against the value computed from the two indices.

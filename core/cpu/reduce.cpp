@@ -34,17 +34,41 @@ void sum_leading(const scalar_t* p, int64_t M, int64_t C, scalar_t* o) {
   }
 }
 
+// A run of middle dims reduced (x as [A, M, C], C > 1: a broadcast over a middle dim, as
+// Mamba2's groups expanded to heads): each of the A outputs rows sums its M rows of C in double,
+// in order; parallel over A, so again independent of the thread count.
+template <class scalar_t>
+void sum_middle(const scalar_t* p, int64_t A, int64_t M, int64_t C, scalar_t* o) {
+#pragma omp parallel for if (A * M * C > 65536) schedule(static)
+  for (int64_t a = 0; a < A; ++a) {
+    std::vector<double> acc(C, 0.0);
+    for (int64_t m = 0; m < M; ++m) {
+      const scalar_t* row = p + (a * M + m) * C;
+      for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
+    }
+    for (int64_t c = 0; c < C; ++c) o[a * C + c] = static_cast<scalar_t>(acc[c]);
+  }
+}
+
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, const Shape& kshape) {
-  bool leading = !dims.empty() && static_cast<int64_t>(dims.size()) < x.dim();
-  for (size_t i = 0; i < dims.size(); ++i) leading = leading && dims[i] == static_cast<int64_t>(i);
-  if (leading) {
-    int64_t M = 1;
-    for (int64_t d : dims) M *= x.size(d);
+  // dims (sorted) one run [d0, d1] not reaching the last dim: x is [A, M, C] with C > 1, read
+  // in place (no transposed copy).
+  bool run = !dims.empty() && dims.back() < x.dim() - 1;
+  for (size_t i = 1; i < dims.size(); ++i) run = run && dims[i] == dims[i - 1] + 1;
+  if (run) {
+    int64_t A = 1, M = 1, C = 1;
+    for (int64_t d = 0; d < x.dim(); ++d)
+      (d < dims.front() ? A : d <= dims.back() ? M : C) *= x.size(d);
     Tensor out = Tensor::empty(kshape, x.dtype(), x.device());
     Tensor xc = x.detach().contiguous();
     dispatch_float(x.dtype(), "sum", [&](auto tag_) {
       using scalar_t = KIMI_SCALAR_T(tag_);
-      sum_leading<scalar_t>(xc.data<scalar_t>(), M, out.numel(), out.data<scalar_t>());
+      const scalar_t* p = xc.data<scalar_t>();
+      scalar_t* o = out.data<scalar_t>();
+      if (A == 1)
+        sum_leading<scalar_t>(p, M, C, o);
+      else
+        sum_middle<scalar_t>(p, A, M, C, o);
     });
     return out;
   }
