@@ -39,14 +39,18 @@ void sum_leading(const scalar_t* p, int64_t M, int64_t C, scalar_t* o) {
 // in order; parallel over A, so again independent of the thread count.
 template <class scalar_t>
 void sum_middle(const scalar_t* p, int64_t A, int64_t M, int64_t C, scalar_t* o) {
-#pragma omp parallel for if (A * M * C > 65536) schedule(static)
-  for (int64_t a = 0; a < A; ++a) {
-    std::vector<double> acc(C, 0.0);
-    for (int64_t m = 0; m < M; ++m) {
-      const scalar_t* row = p + (a * M + m) * C;
-      for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
+#pragma omp parallel if (A * M * C > 65536)
+  {
+    std::vector<double> acc(C);  // one per thread, not per output row
+#pragma omp for schedule(static)
+    for (int64_t a = 0; a < A; ++a) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t m = 0; m < M; ++m) {
+        const scalar_t* row = p + (a * M + m) * C;
+        for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
+      }
+      for (int64_t c = 0; c < C; ++c) o[a * C + c] = static_cast<scalar_t>(acc[c]);
     }
-    for (int64_t c = 0; c < C; ++c) o[a * C + c] = static_cast<scalar_t>(acc[c]);
   }
 }
 
