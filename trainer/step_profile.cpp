@@ -5,17 +5,11 @@
 #include "trainer/metrics_writer.h"
 
 namespace kimi {
-namespace {
-
-const std::string& pass_name(const profile::OpTime& r) { return r.pass; }
-
-}  // namespace
 
 void write_step_profile(const std::string& path, const StepProfile& p) {
   CsvTable t(path, {"step", "op", "pass", "calls", "ms", "share", "us_per_call"});
   for (const profile::OpTime& r : p.rows)
-    t.add_row({p.step, r.op, pass_name(r), r.calls, r.ms,
-               p.profiled_ms > 0 ? r.ms / p.profiled_ms : 0.0,
+    t.add_row({p.step, r.op, r.pass, r.calls, r.ms, p.profiled_ms > 0 ? r.ms / p.profiled_ms : 0.0,
                r.calls > 0 ? 1e3 * r.ms / static_cast<double>(r.calls) : 0.0});
   t.flush();
 }
@@ -37,7 +31,7 @@ std::string format_step_profile(const StepProfile& p, double min_share) {
       ++rest_rows;
       continue;
     }
-    out += fmt::format("  {:<24} {:<9} {:>6} {:>10.3f} {:>6.1f}% {:>10}\n", r.op, pass_name(r),
+    out += fmt::format("  {:<24} {:<9} {:>6} {:>10.3f} {:>6.1f}% {:>10}\n", r.op, r.pass,
                        r.calls == 0 ? std::string("-") : std::to_string(r.calls), r.ms, 100 * share,
                        r.calls > 0 ? fmt::format("{:.1f}", 1e3 * r.ms / r.calls) : "-");
   }
